@@ -1,0 +1,3 @@
+"""gpuctl: watch and operate Kubernetes GPU clusters."""
+
+__version__ = "0.1.0"

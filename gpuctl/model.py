@@ -1,0 +1,204 @@
+"""The joined, immutable picture of a GPU cluster that every consumer reads.
+
+`Snapshot` is the one public shape of gpuctl's state: the TUI renders it, the
+bot answers from it, playbooks plan against it, and `gpuctl snapshot --json`
+prints it (the JSON schema is `Snapshot.model_json_schema()`; keep field names
+stable). Sources never build a Snapshot themselves: they feed raw records to
+the store (`gpuctl.state`), which joins them.
+
+Units are fixed so nobody has to guess: percent 0-100, MiB, degrees Celsius,
+watts, seconds, timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PodRef(Frozen):
+    """The pod (and container) that holds a GPU, as DCGM or the device plugin reports it."""
+
+    namespace: str
+    name: str
+    container: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Gpu(Frozen):
+    """One physical GPU, or one MIG instance of it when the GPU is partitioned."""
+
+    node: str
+    pool: str
+    index: int = Field(description="GPU index on the node (dcgm-exporter's `gpu` label)")
+    uuid: str | None = None
+    model: str | None = Field(None, description="e.g. 'NVIDIA A100-SXM4-80GB'")
+    mig_profile: str | None = Field(None, description="e.g. '1g.10gb'; None for a whole GPU")
+    mig_instance: int | None = Field(None, description="GPU instance id (GPU_I_ID)")
+    util_pct: float | None = None
+    mem_used_mib: float | None = None
+    mem_total_mib: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+    xid: int | None = Field(None, description="last XID error seen (DCGM reports the last value, not a count)")
+    pod: PodRef | None = None
+    idle: bool = Field(False, description="held by a pod and under the idle threshold for the whole idle window")
+    idle_for_s: float | None = Field(None, description="seconds under the idle threshold; None when busy or unknown")
+
+    @property
+    def key(self) -> str:
+        base = f"{self.node}/{self.index}"
+        return base if self.mig_instance is None else f"{base}/mig{self.mig_instance}"
+
+    @property
+    def mem_used_pct(self) -> float | None:
+        if self.mem_used_mib is None or not self.mem_total_mib:
+            return None
+        return 100.0 * self.mem_used_mib / self.mem_total_mib
+
+
+class Taint(Frozen):
+    key: str
+    value: str | None = None
+    effect: str
+
+
+class Node(Frozen):
+    name: str
+    pool: str
+    gpu_model: str | None = Field(None, description="nvidia.com/gpu.product")
+    gpu_capacity: int = 0
+    gpu_allocatable: int = 0
+    gpu_requested: int = Field(0, description="nvidia.com/gpu requested by non-terminated pods on the node")
+    mig_allocatable: dict[str, int] = Field(default_factory=dict, description="e.g. {'nvidia.com/mig-1g.10gb': 7}")
+    mig_requested: dict[str, int] = Field(default_factory=dict)
+    mig_capable: bool = False
+    mig_config: str | None = Field(None, description="nvidia.com/mig.config")
+    mig_config_state: str | None = Field(None, description="nvidia.com/mig.config.state: pending, success, failed, ...")
+    taints: tuple[Taint, ...] = ()
+    cordoned: bool = False
+    ready: bool = False
+    created: datetime | None = None
+
+
+class Pool(Frozen):
+    name: str
+    nodes: int
+    nodes_ready: int
+    gpus_total: int = Field(description="allocatable whole GPUs plus MIG instances")
+    gpus_allocated: int
+    gpus_idle: int = Field(description="allocated GPUs flagged idle")
+    gpu_models: tuple[str, ...] = ()
+
+
+class GpuPod(Frozen):
+    """A pod that requests GPUs (whole GPUs or MIG instances)."""
+
+    namespace: str
+    name: str
+    node: str | None = None
+    phase: str
+    gpus: int = Field(description="nvidia.com/gpu requested (limits when requests are absent)")
+    mig: dict[str, int] = Field(default_factory=dict, description="MIG resources requested")
+    owner_kind: str | None = Field(None, description="top-level controller: Job, Deployment, StatefulSet, ...")
+    owner_name: str | None = None
+    priority_class: str | None = None
+    created: datetime | None = None
+    gpu_keys: tuple[str, ...] = Field((), description="keys of the Gpu entries this pod holds, from metrics")
+    util_pct: float | None = Field(None, description="mean utilisation over the GPUs it holds")
+    idle: bool = False
+    idle_for_s: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def gpus_total(self) -> int:
+        return self.gpus + sum(self.mig.values())
+
+
+class NamespaceUsage(Frozen):
+    name: str
+    gpu_quota_hard: float | None = Field(None, description="requests.nvidia.com/gpu hard limit; None when no quota")
+    gpu_quota_used: float = 0
+    gpus_requested: int = Field(0, description="GPUs requested by its running and pending pods")
+    gpus_busy: int = Field(0, description="held GPUs not flagged idle")
+    gpus_idle: int = Field(0, description="held GPUs flagged idle")
+    gpu_hours: float = Field(0, description="GPU-hours held by its current pods since they were created")
+
+
+class MetricsHealth(Frozen):
+    source: Literal["prometheus", "nvml", "demo", "none"]
+    last_success: datetime | None = None
+    age_s: float | None = None
+    stale: bool = True
+    error: str | None = None
+    series_rejected: int = Field(0, description="series dropped for missing or malformed labels in the last refresh")
+
+
+class WatchHealth(Frozen):
+    source: Literal["kubernetes", "demo", "none"]
+    connected: bool = False
+    context: str | None = None
+    last_event: datetime | None = None
+    relists: int = 0
+    error: str | None = None
+
+
+class Alert(Frozen):
+    name: str
+    severity: str | None = None
+    state: Literal["firing", "pending", "resolved"] = "firing"
+    summary: str | None = None
+    node: str | None = None
+    gpu: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    since: datetime | None = None
+
+
+class Snapshot(Frozen):
+    schema_version: int = SCHEMA_VERSION
+    generation: int = Field(0, description="increases by one per published snapshot")
+    taken_at: datetime
+    idle_threshold_pct: float
+    idle_window_s: float
+    nodes: tuple[Node, ...] = ()
+    gpus: tuple[Gpu, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    pods: tuple[GpuPod, ...] = ()
+    namespaces: tuple[NamespaceUsage, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    metrics: MetricsHealth
+    watch: WatchHealth
+
+
+class Changes(Frozen):
+    """What differs from the previous snapshot, by key, so consumers redraw only that."""
+
+    gpus: frozenset[str] = frozenset()
+    nodes: frozenset[str] = frozenset()
+    pods: frozenset[str] = frozenset()
+    namespaces: frozenset[str] = frozenset()
+    everything: bool = Field(False, description="first snapshot, or a re-list replaced the whole state")
+
+    @property
+    def empty(self) -> bool:
+        return not (self.everything or self.gpus or self.nodes or self.pods or self.namespaces)
+
+
+class Update(Frozen):
+    snapshot: Snapshot
+    changes: Changes
