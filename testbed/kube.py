@@ -1,0 +1,156 @@
+"""A small REST client for setting up and poking at the test bed's API server.
+
+The product talks to Kubernetes through kubernetes-asyncio; the test bed uses
+this thin aiohttp client instead so that loading thousands of objects is fast
+and a test can act as any identity (each has its own client certificate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from testbed.controlplane import ControlPlane, Identity
+
+# kind -> (API prefix, plural, namespaced)
+KINDS: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "Node": ("/api/v1", "nodes", False),
+    "Pod": ("/api/v1", "pods", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "ResourceQuota": ("/api/v1", "resourcequotas", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
+    "Job": ("/apis/batch/v1", "jobs", True),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
+}
+
+
+def collection_path(kind: str, namespace: str | None = None) -> str:
+    prefix, plural, namespaced = KINDS[kind]
+    if namespaced and namespace:
+        return f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{prefix}/{plural}"
+
+
+def object_path(kind: str, name: str, namespace: str | None = None) -> str:
+    return f"{collection_path(kind, namespace)}/{name}"
+
+
+@dataclass
+class Response:
+    status: int
+    body: dict[str, Any]
+
+
+class RestClient:
+    def __init__(self, server: str, ssl_context: ssl.SSLContext, *, concurrency: int = 32) -> None:
+        self.server = server
+        self._ssl = ssl_context
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        async with self._limit:
+            async with self._session.request(
+                method,
+                f"{self.server}{path}",
+                json=body,
+                params=params,
+                ssl=self._ssl,
+                headers={**({"Content-Type": content_type} if body is not None else {}), **(headers or {})},
+            ) as response:
+                payload = await response.json(content_type=None) if response.content_length != 0 else {}
+                return Response(response.status, payload or {})
+
+    async def create(self, obj: Mapping[str, Any]) -> Response:
+        meta = obj["metadata"]
+        return await self.request("POST", collection_path(obj["kind"], meta.get("namespace")), obj)
+
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> Response:
+        return await self.request("GET", object_path(kind, name, namespace))
+
+    async def list(
+        self, kind: str, namespace: str | None = None, *, headers: Mapping[str, str] | None = None, **params: str
+    ) -> Response:
+        return await self.request("GET", collection_path(kind, namespace), params=params or None, headers=headers)
+
+    async def delete(self, kind: str, name: str, namespace: str | None = None, *, grace_s: int | None = None) -> Response:
+        body = None if grace_s is None else {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": grace_s}
+        return await self.request("DELETE", object_path(kind, name, namespace), body)
+
+    async def patch(self, kind: str, name: str, patch: Mapping[str, Any], namespace: str | None = None, *, subresource: str = "") -> Response:
+        path = object_path(kind, name, namespace) + (f"/{subresource}" if subresource else "")
+        return await self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    async def evict(self, name: str, namespace: str) -> Response:
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+        return await self.request("POST", object_path("Pod", name, namespace) + "/eviction", body)
+
+
+class ApplyFailed(RuntimeError):
+    pass
+
+
+# Containers before contents: namespaces and cluster-wide objects, then what
+# admission consults (quotas, roles), then everything else.
+_APPLY_RANK = {"Namespace": 0, "PriorityClass": 0, "ClusterRole": 0, "ResourceQuota": 1, "Role": 1, "ServiceAccount": 1}
+
+
+async def apply_objects(client: RestClient, objects: Iterable[Mapping[str, Any]]) -> None:
+    """Create each object, in order of kind so namespaces exist before their contents.
+
+    An object that already exists is left as it is (idempotent re-runs)."""
+    by_rank: dict[int, list[Mapping[str, Any]]] = {}
+    for obj in objects:
+        by_rank.setdefault(_APPLY_RANK.get(obj["kind"], 2), []).append(obj)
+    for rank in sorted(by_rank):
+        responses = await asyncio.gather(*(client.create(obj) for obj in by_rank[rank]))
+        failures = [
+            f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}: {r.status} {r.body.get('message')}"
+            for obj, r in zip(by_rank[rank], responses)
+            if r.status not in (200, 201, 409)
+        ]
+        if failures:
+            raise ApplyFailed("; ".join(failures[:5]))
+
+
+@asynccontextmanager
+async def client_for(plane: ControlPlane, identity: Identity | None = None) -> AsyncIterator[RestClient]:
+    from testbed.controlplane import ADMIN
+
+    who = identity or ADMIN
+    context = ssl.create_default_context(cafile=str(plane.ca.pair.cert))
+    pair = plane.client_cert(who)
+    context.load_cert_chain(str(pair.cert), str(pair.key))
+    client = RestClient(plane.server, context)
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -1,0 +1,39 @@
+"""Kubernetes Node objects for fake GPU nodes that kwok keeps alive."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from testbed.controlplane import KWOK_NODE_ANNOTATION
+
+BASE_CAPACITY = {"cpu": "96", "memory": "1536Gi", "pods": "110", "ephemeral-storage": "2Ti"}
+
+
+def gpu_node_object(
+    name: str,
+    *,
+    labels: Mapping[str, str],
+    resources: Mapping[str, int],
+    taints: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A Node with NVIDIA labels and GPU (or MIG) capacity, managed by kwok."""
+    capacity = {**BASE_CAPACITY, **{key: str(value) for key, value in resources.items()}}
+    key, value = KWOK_NODE_ANNOTATION
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {key: value},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                **labels,
+            },
+        },
+        "spec": {"taints": taints or []},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }

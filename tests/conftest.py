@@ -1,0 +1,51 @@
+"""Session fixtures for the real test bed.
+
+- `control_plane`: etcd + kube-apiserver + controller-manager + scheduler + kwok,
+  started once per session (testbed.controlplane.ControlPlane; kubeconfigs per
+  identity via `control_plane.kubeconfig(USER_A)` etc.).
+- `admin`: a testbed.kube.RestClient acting as cluster admin.
+- `gpu_node`: the name of one ready kwok node with 8 `nvidia.com/gpu`.
+
+Nothing starts unless a test asks for it, so unit tests stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from testbed.controlplane import ControlPlane, build_binaries
+from testbed.kube import RestClient, apply_objects, client_for
+from testbed.nodes import gpu_node_object
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def control_plane(tmp_path_factory) -> AsyncIterator[ControlPlane]:
+    bin_dir = await asyncio.to_thread(build_binaries)
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir)
+    try:
+        await plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def admin(control_plane: ControlPlane) -> AsyncIterator[RestClient]:
+    async with client_for(control_plane) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def gpu_node(admin: RestClient) -> str:
+    name = "smoke-gpu-0"
+    await apply_objects(admin, [gpu_node_object(name, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8})])
+    for _ in range(120):
+        node = (await admin.get("Node", name)).body
+        conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+        if conditions.get("Ready") == "True":
+            return name
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"kwok never made node {name} Ready")
