@@ -1,0 +1,312 @@
+"""What dcgm-exporter calls each quantity gpuctl reads, and how to parse its series.
+
+dcgm-exporter 4.9 renamed its default metrics to DCGM 4.7's field names and
+changed some units (utilisation 0-1 instead of %, memory in bytes instead of
+MiB). A fleet upgrading node by node exports both generations at once, so
+every quantity lists all its names, highest priority first, with the factor
+that turns the raw value into gpuctl's unit (percent, MiB, °C, W).
+
+The 4.9 names come from NVIDIA's release notes and the DCGM 4.7 field list;
+nobody here has scraped a real 4.9 exporter yet.
+
+Parsing never raises: a series with a missing or malformed label, or a value
+that is not a finite number, becomes a `Rejection` that the caller counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+
+from gpuctl.model import PodRef
+from gpuctl.state.records import GpuSample
+
+MIB = 1024 * 1024
+
+
+class Quantity(str, Enum):
+    UTIL = "util_pct"
+    FB_USED = "mem_used_mib"
+    FB_FREE = "mem_free_mib"
+    FB_TOTAL = "mem_total_mib"  # not a GpuSample field: only used to derive free memory
+    TEMP = "temp_c"
+    POWER = "power_w"
+    XID = "xid"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricName:
+    name: str
+    quantity: Quantity
+    factor: float  # raw value * factor = gpuctl unit
+    generation: Literal["classic", "4.9"]
+
+
+# Priority order within a quantity: the first name present for a GPU wins.
+METRICS: tuple[MetricName, ...] = (
+    MetricName("DCGM_FI_DEV_GPU_UTIL", Quantity.UTIL, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_GPU_UTIL_RATIO", Quantity.UTIL, 100.0, "4.9"),
+    # MIG instances report no GPU_UTIL; graphics-engine activity is the MIG-aware stand-in.
+    MetricName("DCGM_FI_PROF_GR_ENGINE_ACTIVE", Quantity.UTIL, 100.0, "classic"),
+    MetricName("DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO", Quantity.UTIL, 100.0, "4.9"),
+    MetricName("DCGM_FI_DEV_FB_USED", Quantity.FB_USED, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_FB_USED_BYTES", Quantity.FB_USED, 1.0 / MIB, "4.9"),
+    MetricName("DCGM_FI_DEV_FB_FREE", Quantity.FB_FREE, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_FB_FREE_BYTES", Quantity.FB_FREE, 1.0 / MIB, "4.9"),
+    MetricName("DCGM_FI_DEV_FB_TOTAL", Quantity.FB_TOTAL, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_FB_CAPACITY_BYTES", Quantity.FB_TOTAL, 1.0 / MIB, "4.9"),
+    MetricName("DCGM_FI_DEV_GPU_TEMP", Quantity.TEMP, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_GPU_TEMP_CELSIUS", Quantity.TEMP, 1.0, "4.9"),
+    MetricName("DCGM_FI_DEV_POWER_USAGE", Quantity.POWER, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_BOARD_POWER_WATTS", Quantity.POWER, 1.0, "4.9"),
+    MetricName("DCGM_FI_DEV_XID_ERRORS", Quantity.XID, 1.0, "classic"),
+    MetricName("DCGM_FI_DEV_XID_ERROR", Quantity.XID, 1.0, "4.9"),
+)
+BY_NAME: Mapping[str, MetricName] = {m.name: m for m in METRICS}
+_PRIORITY: Mapping[str, int] = {m.name: i for i, m in enumerate(METRICS)}
+
+
+def names_for(quantity: Quantity) -> tuple[str, ...]:
+    return tuple(m.name for m in METRICS if m.quantity is quantity)
+
+
+def instant_query(quantity: Quantity) -> str:
+    """One PromQL query for a quantity on every GPU, all generations.
+
+    `or` keeps each series' metric name (needed for the unit) and drops a
+    lower-priority series whose labels match one already returned.
+    """
+    return " or ".join(names_for(quantity))
+
+
+def threshold_query(quantity: Quantity, op: str, value: float) -> str:
+    """`name op threshold` for every generation, the threshold in each name's raw unit."""
+    return " or ".join(f"{m.name} {op} {value / m.factor:g}" for m in METRICS if m.quantity is quantity)
+
+
+# Pod label spellings, highest priority first. `exported_*` appears when the scrape
+# target has its own pod/namespace labels and honor_labels is off: then the plain
+# `pod` is the exporter's own pod, and `exported_pod` is the workload's.
+PodSpelling = Literal["exported", "plain", "legacy"]
+_POD_LABELS: tuple[tuple[PodSpelling, str, str, str], ...] = (
+    ("exported", "exported_pod", "exported_namespace", "exported_container"),
+    ("plain", "pod", "namespace", "container"),
+    ("legacy", "pod_name", "pod_namespace", "container_name"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuIdentity:
+    hostname: str
+    index: int
+    uuid: str | None = None
+    model: str | None = None
+    mig_profile: str | None = None
+    mig_instance: int | None = None
+
+    @property
+    def key(self) -> str:
+        base = f"{self.hostname}/{self.index}"
+        return base if self.mig_instance is None else f"{base}/mig{self.mig_instance}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One accepted series: which GPU, which quantity, its value in gpuctl units."""
+
+    gpu: GpuIdentity
+    metric: MetricName
+    value: float
+    pod: PodRef | None = None
+    pod_spelling: PodSpelling | None = None
+    scrape_instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResults:
+    readings: tuple[Reading, ...]
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _label(labels: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = labels.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _int_label(labels: Mapping[str, Any], name: str, *, required: bool) -> int | None:
+    raw = _label(labels, name)
+    if raw is None:
+        if required:
+            raise _Malformed(f"no {name} label")
+        return None
+    if not raw.isdigit():  # rejects "-1", "1.0", "nvidia0"
+        raise _Malformed(f"{name} label is not a number")
+    return int(raw)
+
+
+def parse_identity(labels: Mapping[str, Any]) -> GpuIdentity:
+    """The GPU a series belongs to; raises ValueError when its labels cannot name one."""
+    hostname = _label(labels, "Hostname", "hostname")
+    if hostname is None:
+        raise _Malformed("no Hostname label")
+    index = _int_label(labels, "gpu", required=True)
+    assert index is not None
+    return GpuIdentity(
+        hostname=hostname,
+        index=index,
+        uuid=_label(labels, "UUID", "uuid"),
+        model=_label(labels, "modelName", "model_name"),
+        mig_profile=_label(labels, "GPU_I_PROFILE"),
+        mig_instance=_int_label(labels, "GPU_I_ID", required=False),
+    )
+
+
+def parse_pod(labels: Mapping[str, Any]) -> tuple[PodRef, PodSpelling] | None:
+    for spelling, pod_label, ns_label, container_label in _POD_LABELS:
+        name, namespace = _label(labels, pod_label), _label(labels, ns_label)
+        if name and namespace:
+            return PodRef(namespace=namespace, name=name, container=_label(labels, container_label)), spelling
+    return None
+
+
+def parse_value(raw: Any) -> float:
+    """A result's `value` ([timestamp, "number"]) as a finite, non-negative float."""
+    try:
+        value = float(raw[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise _Malformed("value is not a number") from None
+    if not math.isfinite(value):
+        raise _Malformed("value is NaN or infinite")
+    if value < 0:
+        raise _Malformed("value is negative")
+    return value
+
+
+def parse_series(series: Mapping[str, Any]) -> Reading | Rejection:
+    """One element of a Prometheus instant-query result (`{"metric": {...}, "value": [t, "v"]}`)."""
+    try:
+        labels = series.get("metric")
+        if not isinstance(labels, Mapping):
+            raise _Malformed("no labels")
+        metric = BY_NAME.get(labels.get("__name__", ""))
+        if metric is None:
+            raise _Malformed("unknown metric name")
+        gpu = parse_identity(labels)
+        value = parse_value(series.get("value")) * metric.factor
+        pod = parse_pod(labels)
+    except _Malformed as e:
+        return Rejection(str(e))
+    except (AttributeError, TypeError) as e:  # a result that is not shaped like one
+        return Rejection(f"malformed series: {type(e).__name__}")
+    return Reading(
+        gpu=gpu,
+        metric=metric,
+        value=value,
+        pod=pod[0] if pod else None,
+        pod_spelling=pod[1] if pod else None,
+        scrape_instance=_label(labels, "instance"),
+    )
+
+
+def parse_results(results: Iterable[Any]) -> ParsedResults:
+    readings: list[Reading] = []
+    reasons: Counter[str] = Counter()
+    for series in results:
+        parsed = parse_series(series) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
+        if isinstance(parsed, Rejection):
+            reasons[parsed.reason] += 1
+        else:
+            readings.append(parsed)
+    return ParsedResults(tuple(readings), sum(reasons.values()), reasons)
+
+
+_SPELLING_RANK: Mapping[PodSpelling, int] = {"exported": 0, "plain": 1, "legacy": 2}
+
+
+@dataclass(slots=True)
+class _Merging:
+    gpu: GpuIdentity
+    values: dict[Quantity, tuple[int, float]] = field(default_factory=dict)  # quantity -> (priority, value)
+    pod: tuple[int, PodRef] | None = None
+
+
+def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
+    """Join readings of the same GPU (one per quantity) into whole GpuSamples."""
+    readings = list(readings)
+    # A scrape target whose series carry exported_* labels is one where Prometheus
+    # renamed the exporter's pod labels: its plain `pod` is then the exporter itself.
+    renamed = {r.scrape_instance for r in readings if r.pod_spelling == "exported" and r.scrape_instance}
+    merging: dict[str, _Merging] = {}
+    for r in readings:
+        entry = merging.get(r.gpu.key)
+        if entry is None:
+            entry = merging[r.gpu.key] = _Merging(r.gpu)
+        else:
+            entry.gpu = _fill_identity(entry.gpu, r.gpu)
+        priority = _PRIORITY[r.metric.name]
+        held = entry.values.get(r.metric.quantity)
+        if held is None or priority < held[0]:
+            entry.values[r.metric.quantity] = (priority, r.value)
+        if r.pod is not None and r.pod_spelling is not None:
+            if r.pod_spelling == "plain" and r.scrape_instance in renamed:
+                continue
+            rank = _SPELLING_RANK[r.pod_spelling]
+            if entry.pod is None or rank < entry.pod[0]:
+                entry.pod = (rank, r.pod)
+    return tuple(_to_sample(m) for m in merging.values())
+
+
+def _fill_identity(have: GpuIdentity, other: GpuIdentity) -> GpuIdentity:
+    if (have.uuid or not other.uuid) and (have.model or not other.model) and (have.mig_profile or not other.mig_profile):
+        return have
+    return GpuIdentity(
+        hostname=have.hostname,
+        index=have.index,
+        uuid=have.uuid or other.uuid,
+        model=have.model or other.model,
+        mig_profile=have.mig_profile or other.mig_profile,
+        mig_instance=have.mig_instance,
+    )
+
+
+def _to_sample(m: _Merging) -> GpuSample:
+    def value(q: Quantity) -> float | None:
+        held = m.values.get(q)
+        return None if held is None else held[1]
+
+    used, free, total = value(Quantity.FB_USED), value(Quantity.FB_FREE), value(Quantity.FB_TOTAL)
+    if free is None and used is not None and total is not None:
+        free = max(total - used, 0.0)
+    xid = value(Quantity.XID)
+    return GpuSample(
+        hostname=m.gpu.hostname,
+        index=m.gpu.index,
+        uuid=m.gpu.uuid,
+        model=m.gpu.model,
+        mig_profile=m.gpu.mig_profile,
+        mig_instance=m.gpu.mig_instance,
+        pod=None if m.pod is None else m.pod[1],
+        util_pct=value(Quantity.UTIL),
+        mem_used_mib=used,
+        mem_free_mib=free,
+        temp_c=value(Quantity.TEMP),
+        power_w=value(Quantity.POWER),
+        xid=None if xid is None else int(xid),
+    )

@@ -1,0 +1,176 @@
+"""Parsing dcgm-exporter series as Prometheus returns them, in both metric generations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpuctl.model import PodRef
+from gpuctl.sources import dcgm_fields as f
+from gpuctl.sources.dcgm_fields import Quantity, Reading, Rejection
+
+BASE = {"gpu": "1", "UUID": "GPU-bbbb-0002", "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": "node-a"}
+
+
+def series(name: str, value: str, **labels: str) -> dict:
+    return {"metric": {"__name__": name, **BASE, **labels}, "value": [1700000000.123, value]}
+
+
+def test_every_quantity_has_a_classic_and_a_49_name() -> None:
+    for q in Quantity:
+        generations = {m.generation for m in f.METRICS if m.quantity is q}
+        assert generations == {"classic", "4.9"}, q
+
+
+def test_instant_query_tries_classic_first_then_the_renamed_metric() -> None:
+    assert f.instant_query(Quantity.FB_USED) == "DCGM_FI_DEV_FB_USED or DCGM_FI_DEV_FB_USED_BYTES"
+    assert f.instant_query(Quantity.UTIL).startswith("DCGM_FI_DEV_GPU_UTIL or DCGM_FI_DEV_GPU_UTIL_RATIO")
+
+
+def test_threshold_query_uses_each_generations_raw_unit() -> None:
+    q = f.threshold_query(Quantity.UTIL, ">=", 5)
+    assert "DCGM_FI_DEV_GPU_UTIL >= 5 or" in q
+    assert "DCGM_FI_DEV_GPU_UTIL_RATIO >= 0.05" in q
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "quantity", "expected"),
+    [
+        ("DCGM_FI_DEV_GPU_UTIL", "37", Quantity.UTIL, 37.0),
+        ("DCGM_FI_DEV_GPU_UTIL_RATIO", "0.37", Quantity.UTIL, 37.0),
+        ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0.5", Quantity.UTIL, 50.0),
+        ("DCGM_FI_DEV_FB_USED", "4120", Quantity.FB_USED, 4120.0),
+        ("DCGM_FI_DEV_FB_USED_BYTES", str(4120 * 1024 * 1024), Quantity.FB_USED, 4120.0),
+        ("DCGM_FI_DEV_FB_FREE_BYTES", str(1024 * 1024), Quantity.FB_FREE, 1.0),
+        ("DCGM_FI_DEV_FB_CAPACITY_BYTES", str(81920 * 1024 * 1024), Quantity.FB_TOTAL, 81920.0),
+        ("DCGM_FI_DEV_GPU_TEMP_CELSIUS", "61", Quantity.TEMP, 61.0),
+        ("DCGM_FI_DEV_POWER_USAGE", "312.25", Quantity.POWER, 312.25),
+        ("DCGM_FI_DEV_BOARD_POWER_WATTS", "312.25", Quantity.POWER, 312.25),
+        ("DCGM_FI_DEV_XID_ERROR", "79", Quantity.XID, 79.0),
+    ],
+)
+def test_values_convert_to_gpuctl_units(name: str, raw: str, quantity: Quantity, expected: float) -> None:
+    r = f.parse_series(series(name, raw))
+    assert isinstance(r, Reading)
+    assert r.metric.quantity is quantity
+    assert math.isclose(r.value, expected)
+
+
+def test_identity_labels_both_spellings() -> None:
+    r = f.parse_series({"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": "3", "uuid": "GPU-x", "model_name": "H100", "hostname": "n9"}, "value": [0, "1"]})
+    assert isinstance(r, Reading)
+    assert (r.gpu.hostname, r.gpu.index, r.gpu.uuid, r.gpu.model) == ("n9", 3, "GPU-x", "H100")
+    assert r.gpu.key == "n9/3"
+
+
+def test_mig_instance_labels() -> None:
+    r = f.parse_series(series("DCGM_FI_DEV_FB_USED", "10", GPU_I_PROFILE="1g.10gb", GPU_I_ID="9"))
+    assert isinstance(r, Reading)
+    assert (r.gpu.mig_profile, r.gpu.mig_instance, r.gpu.key) == ("1g.10gb", 9, "node-a/1/mig9")
+
+
+@pytest.mark.parametrize(
+    ("labels", "spelling"),
+    [
+        ({"pod": "trainer-0", "namespace": "ml", "container": "trainer"}, "plain"),
+        ({"exported_pod": "trainer-0", "exported_namespace": "ml", "exported_container": "trainer"}, "exported"),
+        ({"pod_name": "trainer-0", "pod_namespace": "ml", "container_name": "trainer"}, "legacy"),
+    ],
+)
+def test_pod_label_spellings(labels: dict[str, str], spelling: str) -> None:
+    r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", **labels))
+    assert isinstance(r, Reading)
+    assert r.pod == PodRef(namespace="ml", name="trainer-0", container="trainer")
+    assert r.pod_spelling == spelling
+
+
+def test_exported_pod_beats_the_scrape_targets_own_pod_label() -> None:
+    r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="dcgm-exporter-x", namespace="gpu-operator", exported_pod="job-1", exported_namespace="ml"))
+    assert isinstance(r, Reading)
+    assert r.pod == PodRef(namespace="ml", name="job-1")
+
+
+def test_empty_pod_label_means_not_held() -> None:
+    r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="", namespace="", container=""))
+    assert isinstance(r, Reading) and r.pod is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda s: s["metric"].pop("Hostname"), "no Hostname label"),
+        (lambda s: s["metric"].update(gpu="nvidia0"), "gpu label is not a number"),
+        (lambda s: s["metric"].update(gpu="-1"), "gpu label is not a number"),
+        (lambda s: s["metric"].pop("gpu"), "no gpu label"),
+        (lambda s: s["metric"].update(GPU_I_ID="x"), "GPU_I_ID label is not a number"),
+        (lambda s: s.update(value=[0, "NaN"]), "value is NaN or infinite"),
+        (lambda s: s.update(value=[0, "+Inf"]), "value is NaN or infinite"),
+        (lambda s: s.update(value=[0, "abc"]), "value is not a number"),
+        (lambda s: s.update(value=[0, "-3"]), "value is negative"),
+        (lambda s: s.pop("value"), "value is not a number"),
+        (lambda s: s["metric"].update(__name__="node_cpu_seconds_total"), "unknown metric name"),
+        (lambda s: s.pop("metric"), "no labels"),
+    ],
+)
+def test_malformed_series_are_rejected_with_a_reason(mutate, reason: str) -> None:
+    s = series("DCGM_FI_DEV_GPU_UTIL", "12")
+    mutate(s)
+    assert f.parse_series(s) == Rejection(reason)
+
+
+def test_parse_results_counts_rejections() -> None:
+    good = series("DCGM_FI_DEV_GPU_UTIL", "12")
+    bad = series("DCGM_FI_DEV_GPU_UTIL", "NaN", gpu="2")
+    parsed = f.parse_results([good, bad, "not a series", {"metric": None}])
+    assert len(parsed.readings) == 1
+    assert parsed.rejected == 3
+    assert parsed.reasons["value is NaN or infinite"] == 1
+
+
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
+def test_parse_results_never_raises(junk) -> None:
+    parsed = f.parse_results([junk, {"metric": junk, "value": junk}])
+    assert parsed.rejected + len(parsed.readings) == 2
+
+
+def test_merge_joins_quantities_per_gpu_and_prefers_classic_names() -> None:
+    results = [
+        series("DCGM_FI_DEV_GPU_UTIL", "40"),
+        series("DCGM_FI_DEV_GPU_UTIL_RATIO", "0.9"),  # same GPU from a second, upgraded exporter
+        series("DCGM_FI_DEV_FB_USED", "1000"),
+        series("DCGM_FI_DEV_FB_FREE", "3000"),
+        series("DCGM_FI_DEV_GPU_TEMP", "70"),
+        series("DCGM_FI_DEV_POWER_USAGE", "250.5"),
+        series("DCGM_FI_DEV_XID_ERRORS", "0"),
+        series("DCGM_FI_DEV_GPU_UTIL", "5", gpu="0", pod="p", namespace="ml"),
+    ]
+    samples = {s.key: s for s in f.merge_readings(f.parse_results(results).readings)}
+    one = samples["node-a/1"]
+    assert (one.util_pct, one.mem_used_mib, one.mem_free_mib, one.temp_c, one.power_w, one.xid) == (40.0, 1000.0, 3000.0, 70.0, 250.5, 0)
+    assert one.uuid == "GPU-bbbb-0002" and one.model == "NVIDIA A100-SXM4-80GB" and one.pod is None
+    assert samples["node-a/0"].pod == PodRef(namespace="ml", name="p")
+
+
+def test_merge_derives_free_memory_from_capacity_when_free_is_missing() -> None:
+    results = [
+        series("DCGM_FI_DEV_FB_USED_BYTES", str(1000 * f.MIB)),
+        series("DCGM_FI_DEV_FB_CAPACITY_BYTES", str(81920 * f.MIB)),
+    ]
+    (sample,) = f.merge_readings(f.parse_results(results).readings)
+    assert (sample.mem_used_mib, sample.mem_free_mib) == (1000.0, 80920.0)
+
+
+def test_merge_ignores_plain_pod_label_on_a_target_whose_pod_labels_were_renamed() -> None:
+    target = {"instance": "10.0.0.5:9400", "pod": "dcgm-exporter-x", "namespace": "gpu-operator"}
+    results = [
+        series("DCGM_FI_DEV_GPU_UTIL", "90", gpu="0", exported_pod="job-1", exported_namespace="ml", **target),
+        series("DCGM_FI_DEV_GPU_UTIL", "0", gpu="1", **target),  # not held: only the target's labels
+        series("DCGM_FI_DEV_GPU_UTIL", "0", gpu="0", Hostname="node-b", pod="job-2", namespace="ml", instance="10.0.0.6:9400"),
+    ]
+    samples = {s.key: s for s in f.merge_readings(f.parse_results(results).readings)}
+    assert samples["node-a/0"].pod == PodRef(namespace="ml", name="job-1")
+    assert samples["node-a/1"].pod is None
+    assert samples["node-b/0"].pod == PodRef(namespace="ml", name="job-2")  # another target keeps plain labels
