@@ -1,0 +1,68 @@
+"""gpuctl's error tree: one root, a few branches, each with a message a person can act on.
+
+    GpuctlError                 anything gpuctl can explain (message + optional hint)
+     ├── ConfigError            bad flags, environment or config file        (CLI exit 2)
+     ├── ClusterError           talking to the Kubernetes API failed
+     │    ├── ClusterUnreachable    no connection, TLS failure, timeout      (CLI exit 3)
+     │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
+     ├── MetricsUnavailable     Prometheus / NVML gave no metrics
+     └── NotReady               the first data did not arrive in time
+
+The TUI shows `str(error)` in a toast, the bot posts it to Slack, the CLI prints
+it on one line: so messages say what failed *and* what to do, without a traceback.
+Third-party exceptions are mapped at the boundary that caught them and chained
+with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+
+class GpuctlError(Exception):
+    """Root of every error gpuctl raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ConfigError(GpuctlError):
+    """A flag, GPUCTL_* variable or config-file value is missing or invalid."""
+
+
+class ClusterError(GpuctlError):
+    """The Kubernetes API could not be used."""
+
+
+class ClusterUnreachable(ClusterError):
+    """No answer from the API server: refused, DNS, TLS, timeout."""
+
+
+class Unauthorized(ClusterError):
+    """The API server answered 401 (who are you?) or 403 (not allowed)."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class MetricsUnavailable(GpuctlError):
+    """No GPU metrics: Prometheus down or without DCGM series, or no NVML driver."""
+
+
+class NotReady(GpuctlError):
+    """The first list or the first metrics did not arrive before the deadline."""
+
+
+__all__ = [
+    "ClusterError",
+    "ClusterUnreachable",
+    "ConfigError",
+    "GpuctlError",
+    "MetricsUnavailable",
+    "NotReady",
+    "Unauthorized",
+]

@@ -1,0 +1,165 @@
+"""SnapshotHub: turns a stream of store mutations into a calm stream of Updates.
+
+* Coalescing: mutations only mark the hub dirty; it publishes at most once per
+  `min_interval`, so a burst of 1,000 pod events becomes one Update whose
+  Changes name all of them.
+* Back-pressure: every subscriber has a latest-only mailbox. A slow consumer
+  never builds a queue; when it asks again it gets the newest snapshot with the
+  changes it missed merged in.
+* Heartbeat: with nothing happening it still republishes every `heartbeat`
+  seconds (when the snapshot moved), so metric ages and staleness keep updating.
+
+One hub per store, owned by whoever opened the cluster (`gpuctl.service`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+
+from gpuctl.model import Changes, Update
+from gpuctl.state.changes import diff, merge
+from gpuctl.state.store import ClusterStore
+
+Sleep = Callable[[float], Awaitable[object]]
+
+
+class Subscription(AsyncIterator[Update]):
+    """A latest-only mailbox; iterate it (`async for update in sub`) until the hub closes."""
+
+    def __init__(self, hub: SnapshotHub) -> None:
+        self._hub = hub
+        self._pending: Update | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+        self.delivered = 0  # updates handed to the consumer
+        self.merged = 0  # updates folded into an undelivered one (the consumer was slow)
+
+    def offer(self, update: Update) -> None:
+        if self._pending is None:
+            self._pending = update
+        else:
+            self._pending = Update(snapshot=update.snapshot, changes=merge(self._pending.changes, update.changes))
+            self.merged += 1
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._hub._unsubscribe(self)
+        self._ready.set()
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Update:
+        while self._pending is None:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        update, self._pending = self._pending, None
+        self.delivered += 1
+        return update
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SnapshotHub:
+    def __init__(
+        self,
+        store: ClusterStore,
+        *,
+        min_interval: float = 0.25,
+        heartbeat: float | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._min_interval = min_interval
+        self._heartbeat = heartbeat
+        self._sleep = sleep
+        self._dirty = asyncio.Event()
+        self._subscribers: list[Subscription] = []
+        self._latest: Update | None = None
+        self._epoch = store.epoch
+        self._closed = False
+        self.published = 0
+        self._remove_listener = store.add_listener(self.mark_dirty)
+        self.mark_dirty()  # publish the initial state as soon as run() starts
+
+    @property
+    def latest(self) -> Update | None:
+        """The last published update (its Changes relative to the one before)."""
+        return self._latest
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def subscribe(self) -> Subscription:
+        """A new mailbox, seeded with the latest snapshot (everything changed) if there is one."""
+        sub = Subscription(self)
+        if self._closed:
+            sub.close()
+            return sub
+        if self._latest is not None:
+            sub.offer(Update(snapshot=self._latest.snapshot, changes=Changes(everything=True)))
+        self._subscribers.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    def publish(self) -> Update | None:
+        """Build and hand out an update now, if the snapshot moved. Returns it."""
+        snapshot = self._store.snapshot()
+        previous = self._latest.snapshot if self._latest is not None else None
+        if previous is snapshot:
+            return None
+        replaced = self._store.epoch != self._epoch
+        self._epoch = self._store.epoch
+        update = Update(snapshot=snapshot, changes=diff(previous, snapshot, everything=replaced))
+        self._latest = update
+        self.published += 1
+        for sub in tuple(self._subscribers):
+            sub.offer(update)
+        return update
+
+    async def run(self) -> None:
+        """Publish until cancelled or closed: leading edge at once, then at most once per min_interval."""
+        try:
+            while not self._closed:
+                if self._heartbeat is None:
+                    await self._dirty.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(self._dirty.wait(), self._heartbeat)
+                    except TimeoutError:
+                        pass
+                if self._closed:
+                    break
+                self._dirty.clear()
+                self.publish()
+                await self._sleep(self._min_interval)  # mutations in this window coalesce into the next update
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop publishing and end every subscription's iteration."""
+        if self._closed:
+            return
+        self._closed = True
+        self._remove_listener()
+        self._dirty.set()
+        for sub in tuple(self._subscribers):
+            sub.close()

@@ -1,0 +1,232 @@
+"""ClusterStore: the one mutable place that holds what sources report.
+
+Sources call the mutators (sync, no I/O, cheap); consumers call `snapshot()`,
+which joins everything into an immutable `Snapshot` and caches it until the
+next mutation. Listeners (the SnapshotHub) are told "something changed" after
+every mutation; they decide when to build and publish.
+
+Not thread-safe on purpose: everything runs on one event loop. Sync SDKs run in
+threads but hand their results back to the loop before touching the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from gpuctl.model import Alert, MetricsHealth, Snapshot, WatchHealth
+from gpuctl.state.idle import DEFAULT_GRACE_S, DEFAULT_THRESHOLD_PCT, DEFAULT_WINDOW_S, IdleClock
+from gpuctl.state.join import Joiner, JoinInputs
+from gpuctl.state.pools import pool_labels
+from gpuctl.state.records import (
+    Kind,
+    MetricsBatch,
+    NamespaceRecord,
+    NodeRecord,
+    PodRecord,
+    QuotaRecord,
+    Record,
+)
+
+MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
+Clock = Callable[[], datetime]
+Listener = Callable[[], None]
+
+_KIND_OF: dict[type, Kind] = {
+    NodeRecord: Kind.NODE,
+    PodRecord: Kind.POD,
+    QuotaRecord: Kind.QUOTA,
+    NamespaceRecord: Kind.NAMESPACE,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ClusterStore:
+    def __init__(
+        self,
+        *,
+        idle_threshold_pct: float = DEFAULT_THRESHOLD_PCT,
+        idle_window_s: float = DEFAULT_WINDOW_S,
+        idle_grace_s: float = DEFAULT_GRACE_S,
+        refresh_s: float = 15.0,
+        stale_after_s: float | None = None,
+        pool_label: str | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._clock = clock
+        self._idle = IdleClock(threshold_pct=idle_threshold_pct, window_s=idle_window_s, grace_s=idle_grace_s)
+        self._pool_order = pool_labels(pool_label)
+        self._stale_after = timedelta(seconds=stale_after_s if stale_after_s is not None else 3 * refresh_s)
+        # A cached snapshot is rebuilt at least this often, so ages and staleness keep moving.
+        self._max_cache_age = timedelta(seconds=refresh_s)
+        self._records: dict[Kind, dict[str, Record]] = {kind: {} for kind in Kind}
+        self._listed: set[Kind] = set()
+        self._epoch = 0
+        self._batch: MetricsBatch | None = None
+        self._metrics_source: MetricsSourceName = "none"
+        self._metrics_error: str | None = None
+        self._metrics_attempted = False
+        self._watch = WatchHealth(source="none")
+        self._last_event: datetime | None = None
+        self._alerts: tuple[Alert, ...] = ()
+        self._generation = 0
+        self._cached: Snapshot | None = None
+        self._cached_until: datetime | None = None
+        self._listeners: list[Listener] = []
+        self._joiner = Joiner()
+
+    # -- listeners --------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener()` after every mutation; returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self) -> None:
+        self._cached = None
+        for listener in tuple(self._listeners):
+            listener()
+
+    # -- records ----------------------------------------------------------------------------
+
+    def replace(self, kind: Kind, records: Iterable[Record]) -> None:
+        """Exact replacement of one kind after a (re)list: anything not in `records` is gone."""
+        self._records[kind] = {r.key: r for r in records}
+        self._listed.add(kind)
+        self._epoch += 1
+        self._last_event = self._clock()
+        self._changed()
+
+    def upsert(self, record: Record) -> None:
+        self._records[_KIND_OF[type(record)]][record.key] = record
+        self._last_event = self._clock()
+        self._changed()
+
+    def delete(self, kind: Kind, key: str) -> None:
+        self._last_event = self._clock()
+        if self._records[kind].pop(key, None) is not None:
+            self._changed()
+
+    def records(self, kind: Kind) -> Mapping[str, Record]:
+        """Read-only view of one kind's raw records (for sources and tests)."""
+        return self._records[kind]
+
+    @property
+    def listed(self) -> frozenset[Kind]:
+        """Kinds that have had at least one full list (`replace`)."""
+        return frozenset(self._listed)
+
+    @property
+    def epoch(self) -> int:
+        """Counts `replace` calls: a change means whole kinds were swapped out."""
+        return self._epoch
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def apply_metrics(self, batch: MetricsBatch) -> None:
+        if not self._idle.observe(batch.at, batch.samples):
+            return  # older than what we have: a late answer from a slow refresh
+        self._batch = batch
+        self._metrics_error = None
+        self._metrics_attempted = True
+        self._changed()
+
+    def metrics_failed(self, error: str, at: datetime) -> None:
+        self._metrics_error = error
+        self._metrics_attempted = True
+        self._changed()
+
+    def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None:
+        self._idle.backfill(idle_since)
+        self._changed()
+
+    @property
+    def metrics_attempted(self) -> bool:
+        """A metrics refresh has finished, successfully or not."""
+        return self._metrics_attempted
+
+    # -- health and alerts ------------------------------------------------------------------
+
+    def set_watch_health(self, health: WatchHealth) -> None:
+        if health != self._watch:
+            self._watch = health
+            self._changed()
+
+    @property
+    def watch_health(self) -> WatchHealth:
+        return self._watch
+
+    def set_metrics_source(self, name: MetricsSourceName) -> None:
+        if name != self._metrics_source:
+            self._metrics_source = name
+            self._changed()
+
+    def set_alerts(self, alerts: Sequence[Alert]) -> None:
+        alerts = tuple(alerts)
+        if alerts != self._alerts:
+            self._alerts = alerts
+            self._changed()
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The joined picture; the same object until something changes (or it gets old)."""
+        now = self._clock()
+        cached = self._cached
+        if cached is not None and self._cached_until is not None and now < self._cached_until:
+            return cached
+        joined = self._joiner.join(
+            JoinInputs(
+                nodes=self._records[Kind.NODE],  # type: ignore[arg-type]
+                pods=self._records[Kind.POD],  # type: ignore[arg-type]
+                quotas=self._records[Kind.QUOTA],  # type: ignore[arg-type]
+                namespaces=self._records[Kind.NAMESPACE],  # type: ignore[arg-type]
+                batch=self._batch,
+                idle=self._idle,
+                pool_order=self._pool_order,
+                now=now,
+            )
+        )
+        self._generation += 1
+        self._cached = Snapshot.model_construct(
+            generation=self._generation,
+            taken_at=now,
+            idle_threshold_pct=self._idle.threshold_pct,
+            idle_window_s=self._idle.window_s,
+            nodes=joined.nodes,
+            gpus=joined.gpus,
+            pools=joined.pools,
+            pods=joined.pods,
+            namespaces=joined.namespaces,
+            alerts=self._alerts,
+            metrics=self._metrics_health(now),
+            watch=self._watch_health(),
+        )
+        self._cached_until = now + self._max_cache_age
+        if self._batch is not None and not self._cached.metrics.stale:
+            # Rebuild the moment the metrics turn stale, not up to a cache age later.
+            self._cached_until = min(self._cached_until, self._batch.at + self._stale_after + timedelta(microseconds=1))
+        return self._cached
+
+    def _metrics_health(self, now: datetime) -> MetricsHealth:
+        last = self._batch.at if self._batch is not None else None
+        age = (now - last).total_seconds() if last is not None else None
+        stale = last is None or self._metrics_error is not None or now - last > self._stale_after
+        return MetricsHealth(
+            source=self._metrics_source,
+            last_success=last,
+            age_s=None if age is None else max(0.0, age),
+            stale=stale,
+            error=self._metrics_error,
+            series_rejected=self._batch.rejected if self._batch is not None else 0,
+        )
+
+    def _watch_health(self) -> WatchHealth:
+        watch = self._watch
+        if self._last_event is not None and (watch.last_event is None or watch.last_event < self._last_event):
+            watch = watch.model_copy(update={"last_event": self._last_event})
+        return watch

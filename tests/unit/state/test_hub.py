@@ -1,0 +1,141 @@
+"""SnapshotHub: bursts coalesce into one Update, slow consumers get the latest with merged changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gpuctl.state.hub import SnapshotHub
+from gpuctl.state.records import Kind
+from gpuctl.state.store import ClusterStore
+
+from .factories import at, batch, node, pod, sample
+from .test_store import Clock
+
+
+class Gate:
+    """A stand-in for asyncio.sleep that returns only when the test opens it: the hub's throttle, by hand."""
+
+    def __init__(self) -> None:
+        self.sleeping = asyncio.Event()
+        self._open = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.sleeping.set()
+        await self._open.wait()
+        self._open.clear()
+        self.sleeping.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[tuple[ClusterStore, SnapshotHub, Gate]]:
+    store = ClusterStore(clock=Clock())
+    gate = Gate()
+    hub = SnapshotHub(store, min_interval=1.0, sleep=gate)
+    task = asyncio.create_task(hub.run())
+    await gate.sleeping.wait()  # the initial snapshot went out; the hub now throttles
+    yield store, hub, gate
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_burst_of_events_becomes_one_update(running: tuple[ClusterStore, SnapshotHub, Gate]) -> None:
+    store, hub, gate = running
+    sub = hub.subscribe()
+    first = await anext(sub)
+    assert first.changes.everything and hub.published == 1
+    for i in range(1000):
+        store.upsert(pod("ml", f"p{i}", "n1", 1))
+        if i % 10 == 0:
+            await asyncio.sleep(0)  # let the loop run: the hub must still hold back
+    assert hub.published == 1 and not sub.pending
+    gate.open()
+    update = await anext(sub)
+    assert hub.published == 2
+    assert len(update.changes.pods) == 1000 and len(update.snapshot.pods) == 1000
+    assert not update.changes.everything
+
+
+async def test_slow_consumer_gets_latest_with_merged_changes() -> None:
+    clock = Clock()
+    store = ClusterStore(clock=clock)
+    hub = SnapshotHub(store)
+    hub.publish()
+    slow = hub.subscribe()
+    for i in range(100):
+        store.upsert(pod("ml", f"p{i}", "n1", 1))
+        hub.publish()
+    assert slow.pending and slow.merged == 100  # the seeded snapshot plus 100 updates, folded into one
+    update = await anext(slow)
+    assert update.snapshot is hub.latest.snapshot  # type: ignore[union-attr]
+    assert update.changes.everything  # it was seeded with the state at subscribe time
+    assert {f"ml/p{i}" for i in range(100)} <= update.changes.pods
+    assert not slow.pending
+
+
+async def test_changes_name_only_what_changed() -> None:
+    clock = Clock()
+    store = ClusterStore(clock=clock)
+    hub = SnapshotHub(store)
+    store.replace(Kind.NODE, [node("n1", 2), node("n2", 2)])
+    store.replace(Kind.POD, [pod("ml", "a", "n1", 1)])
+    store.apply_metrics(batch(0, sample("n1", 0, 50.0, "ml/a"), sample("n2", 0, 50.0)))
+    hub.publish()
+    store.apply_metrics(batch(1, sample("n1", 0, 50.0, "ml/a"), sample("n2", 0, 70.0)))
+    changes = hub.publish().changes  # type: ignore[union-attr]
+    assert changes.gpus == {"n2/0"} and not changes.nodes and not changes.pods and not changes.everything
+    store.delete(Kind.POD, "ml/a")
+    changes = hub.publish().changes  # type: ignore[union-attr]
+    assert "ml/a" in changes.pods and changes.nodes == {"n1"}  # its node's requested count dropped
+    store.replace(Kind.NODE, [node("n1", 2)])
+    changes = hub.publish().changes  # type: ignore[union-attr]
+    assert changes.everything and "n2" in changes.nodes and "n2/1" in changes.gpus
+
+
+async def test_nothing_changed_nothing_published() -> None:
+    store = ClusterStore(clock=Clock())
+    hub = SnapshotHub(store)
+    assert hub.publish() is not None
+    assert hub.publish() is None
+
+
+async def test_close_ends_subscriptions_after_the_pending_update() -> None:
+    store = ClusterStore(clock=Clock())
+    hub = SnapshotHub(store)
+    hub.publish()
+    sub = hub.subscribe()
+    hub.close()
+    assert [u.snapshot.generation async for u in sub] == [1]
+    late = hub.subscribe()
+    assert [u async for u in late] == []
+
+
+async def test_unsubscribe_on_exit() -> None:
+    store = ClusterStore(clock=Clock())
+    hub = SnapshotHub(store)
+    async with hub.subscribe() as sub:
+        hub.publish()
+        assert (await anext(sub)).snapshot.generation == 1
+    store.upsert(node("n1"))
+    hub.publish()
+    assert not sub.pending
+
+
+async def test_heartbeat_republishes_when_time_moves() -> None:
+    clock = Clock()
+    store = ClusterStore(clock=clock, refresh_s=10)
+    hub = SnapshotHub(store, min_interval=0, heartbeat=0.001)
+    task = asyncio.create_task(hub.run())
+    sub = hub.subscribe()
+    first = await anext(sub)
+    clock.seconds = 11  # no mutation, but the cached snapshot is now older than a refresh interval
+    second = await anext(sub)
+    assert second.snapshot.generation == first.snapshot.generation + 1
+    assert second.snapshot.taken_at == at(11)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

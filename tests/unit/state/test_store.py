@@ -1,0 +1,187 @@
+"""ClusterStore + join: the Snapshot a fleet of records and samples turns into."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from gpuctl.model import Alert, Snapshot, WatchHealth
+from gpuctl.state.records import Kind, NamespaceRecord
+from gpuctl.state.store import ClusterStore
+
+from .factories import at, batch, node, pod, quota, sample
+
+
+class Clock:
+    def __init__(self, seconds: float = 0) -> None:
+        self.seconds = seconds
+
+    def __call__(self) -> datetime:
+        return at(self.seconds)
+
+
+def make_store(clock: Clock | None = None, **kw: object) -> ClusterStore:
+    return ClusterStore(clock=clock or Clock(), idle_window_s=600, refresh_s=10, **kw)  # type: ignore[arg-type]
+
+
+def fleet(store: ClusterStore) -> None:
+    store.replace(Kind.NODE, [node("n1", 2, labels={"karpenter.sh/nodepool": "train"}), node("n2", 2)])
+    store.replace(
+        Kind.POD,
+        [
+            pod("ml", "busy", "n1", 1),
+            pod("ml", "lazy", "n1", 1),
+            pod("ml", "done", "n1", 1, phase="Succeeded"),
+            pod("cv", "waiting", None, 2, phase="Pending"),
+        ],
+    )
+    store.replace(Kind.QUOTA, [quota("ml", 4, 2), quota("ml", 3, 2, key="nvidia.com/gpu", name="tighter")])
+    store.replace(Kind.NAMESPACE, [NamespaceRecord("ml"), NamespaceRecord("cv"), NamespaceRecord("empty")])
+
+
+def by_key(snap: Snapshot) -> dict[str, object]:
+    return {**{g.key: g for g in snap.gpus}, **{p.key: p for p in snap.pods}}
+
+
+def test_join_a_small_fleet() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    store.set_metrics_source("prometheus")
+    fleet(store)
+    for t in (0, 600):
+        clock.seconds = t
+        store.apply_metrics(
+            batch(t, sample("n1", 0, 80.0, "ml/busy", mem_used_mib=1000.0, mem_free_mib=3000.0), sample("n1", 1, 1.0, "ml/lazy"))
+        )
+    snap = store.snapshot()
+    gpus = {g.key: g for g in snap.gpus}
+    assert set(gpus) == {"n1/0", "n1/1", "n2/0", "n2/1"}  # n2 has no samples but still shows up
+    assert gpus["n1/0"].pool == "train" and gpus["n1/0"].mem_total_mib == 4000 and not gpus["n1/0"].idle
+    assert gpus["n1/1"].idle and gpus["n1/1"].idle_for_s == 600
+    assert gpus["n2/0"].util_pct is None and gpus["n2/0"].pool == "NVIDIA-A100-SXM4-80GB"
+
+    nodes = {n.name: n for n in snap.nodes}
+    assert nodes["n1"].gpu_requested == 2  # the Succeeded pod no longer counts
+    assert nodes["n2"].gpu_requested == 0
+
+    pods = {p.key: p for p in snap.pods}
+    assert pods["ml/lazy"].idle and pods["ml/lazy"].gpu_keys == ("n1/1",) and pods["ml/lazy"].util_pct == 1.0
+    assert not pods["ml/busy"].idle and pods["ml/busy"].util_pct == 80.0
+    assert pods["cv/waiting"].gpu_keys == () and not pods["cv/waiting"].idle
+
+    ns = {n.name: n for n in snap.namespaces}
+    assert set(ns) == {"ml", "cv"}  # "empty" has no GPUs and no GPU quota
+    assert ns["ml"].gpu_quota_hard == 3 and ns["ml"].gpu_quota_used == 2  # tightest quota wins
+    assert ns["ml"].gpus_requested == 2 and ns["ml"].gpus_busy == 1 and ns["ml"].gpus_idle == 1
+    assert ns["ml"].gpu_hours == pytest.approx(2 * 600 / 3600)  # two scheduled 1-GPU pods, created 10 minutes ago
+    assert ns["cv"].gpu_quota_hard is None and ns["cv"].gpus_requested == 2 and ns["cv"].gpu_hours == 0
+
+    pools = {p.name: p for p in snap.pools}
+    assert pools["train"].gpus_total == 2 and pools["train"].gpus_allocated == 2 and pools["train"].gpus_idle == 1
+    assert pools["NVIDIA-A100-SXM4-80GB"].nodes == 1 and pools["NVIDIA-A100-SXM4-80GB"].gpus_allocated == 0
+
+    assert snap.metrics.source == "prometheus" and not snap.metrics.stale and snap.metrics.age_s == 0
+    Snapshot.model_validate_json(snap.model_dump_json())  # what `snapshot --json` prints parses back
+
+
+def test_mig_instances_and_quota_key_variants() -> None:
+    store = make_store()
+    store.replace(Kind.NODE, [node("m1", 0, labels={"nvidia.com/gpu.count": "1", "nvidia.com/mig.capable": "true"}, mig={"1g.10gb": 7})])
+    store.replace(Kind.POD, [pod("ml", "small", "m1", 0, mig={"1g.10gb": 2})])
+    store.replace(Kind.QUOTA, [quota("ml", 5, 1, key="limits.nvidia.com/gpu")])
+    store.apply_metrics(batch(0, sample("m1", 0, 50.0, "ml/small", mig_instance=3, mig_profile="1g.10gb")))
+    snap = store.snapshot()
+    node_ = snap.nodes[0]
+    assert node_.mig_allocatable == {"nvidia.com/mig-1g.10gb": 7} and node_.mig_requested == {"nvidia.com/mig-1g.10gb": 2}
+    assert node_.mig_capable and snap.pools[0].gpus_total == 7 and snap.pools[0].gpus_allocated == 2
+    assert [g.key for g in snap.gpus] == ["m1/0/mig3"]  # index 0 covered by the MIG sample: no placeholder
+    assert snap.pods[0].gpus_total == 2 and snap.pods[0].gpu_keys == ("m1/0/mig3",)
+    assert snap.namespaces[0].gpu_quota_hard == 5
+
+
+def test_snapshot_is_cached_until_a_mutation() -> None:
+    clock = Clock()
+    store = make_store(clock)
+    fleet(store)
+    first = store.snapshot()
+    assert store.snapshot() is first
+    store.upsert(pod("ml", "new", "n2", 1))
+    second = store.snapshot()
+    assert second is not first and second.generation == first.generation + 1
+    clock.seconds = 10  # refresh interval passed: rebuilt so ages move
+    assert store.snapshot() is not second
+
+
+def test_replace_is_exact_and_delete_removes() -> None:
+    store = make_store()
+    fleet(store)
+    store.replace(Kind.POD, [pod("ml", "busy", "n1", 1)])
+    assert [p.key for p in store.snapshot().pods] == ["ml/busy"]
+    store.delete(Kind.NODE, "n2")
+    store.delete(Kind.NODE, "never-existed")
+    assert [n.name for n in store.snapshot().nodes] == ["n1"]
+    assert store.listed == frozenset(Kind)
+
+
+def test_metrics_staleness() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    assert store.snapshot().metrics.stale  # nothing yet
+    store.apply_metrics(batch(0, sample("n1", 0, 50.0)))
+    assert not store.snapshot().metrics.stale
+    clock.seconds = 30  # exactly 3 refresh intervals: not yet
+    assert not store.snapshot().metrics.stale
+    clock.seconds = 31
+    health = store.snapshot().metrics
+    assert health.stale and health.age_s == 31
+    store.apply_metrics(batch(31, sample("n1", 0, 50.0)))
+    store.metrics_failed("prometheus: connection refused", at(32))
+    health = store.snapshot().metrics
+    assert health.stale and health.error == "prometheus: connection refused"
+    assert store.snapshot().gpus[0].util_pct == 50.0  # last values kept, flagged stale
+    store.apply_metrics(batch(33, sample("n1", 0, 60.0), rejected=2))
+    health = store.snapshot().metrics
+    assert not health.stale and health.error is None and health.series_rejected == 2
+
+
+def test_stale_after_is_configurable() -> None:
+    clock = Clock(0)
+    store = make_store(clock, stale_after_s=5)
+    store.apply_metrics(batch(0, sample("n1", 0, 50.0)))
+    clock.seconds = 6
+    store.upsert(node("n1"))
+    assert store.snapshot().metrics.stale
+
+
+def test_backfilled_idle_clock_shows_in_snapshot() -> None:
+    store = make_store()
+    store.replace(Kind.POD, [pod("ml", "lazy", "n1", 1)])
+    store.backfill_idle({"n1/0": at(-3600)})
+    store.apply_metrics(batch(0, sample("n1", 0, 0.0, "ml/lazy")))
+    gpu = store.snapshot().gpus[0]
+    assert gpu.idle and gpu.idle_for_s == 3600
+
+
+def test_health_alerts_and_listeners() -> None:
+    clock = Clock(5)
+    store = make_store(clock)
+    calls: list[int] = []
+    remove = store.add_listener(lambda: calls.append(1))
+    store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="kind-gpu"))
+    store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="kind-gpu"))  # no change
+    store.set_alerts([Alert(name="GpuXid", node="n1")])
+    store.upsert(node("n1"))
+    assert len(calls) == 3
+    snap = store.snapshot()
+    assert snap.watch.connected and snap.watch.last_event == at(5) and snap.alerts[0].name == "GpuXid"
+    remove()
+    store.upsert(node("n2"))
+    assert len(calls) == 3
+
+
+def test_old_batch_is_ignored() -> None:
+    store = make_store()
+    store.apply_metrics(batch(10, sample("n1", 0, 50.0)))
+    store.apply_metrics(batch(5, sample("n1", 0, 99.0)))
+    assert store.snapshot().gpus[0].util_pct == 50.0
