@@ -1,0 +1,188 @@
+"""gpuctl settings: flags > GPUCTL_* environment > config file > defaults.
+
+The config file is YAML with the same field names (`~/.config/gpuctl/config.yaml`,
+or `$XDG_CONFIG_HOME/gpuctl/config.yaml`, or `--config` / GPUCTL_CONFIG_FILE):
+
+    context: prod-gpu
+    prometheus_url: https://prometheus.example.com
+    idle_window_s: 45m
+
+`load_settings()` is the one entry point; it turns every validation problem into
+a ConfigError that names the setting, the bad value and the accepted form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gpuctl.errors import ConfigError
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from 90, '90', '90s', '30m', '1h30m', '1.5h'. Raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30m, 1h or 90s")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts).lower() != text.lower():
+        raise ValueError(f"{value!r} is not a duration like 30m, 1h30m or 90s")
+    return sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
+
+
+def default_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "gpuctl" / "config.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPUCTL_", extra="forbid", frozen=True, validate_default=True)
+
+    config_file: Path | None = Field(None, description="YAML config file (default ~/.config/gpuctl/config.yaml)")
+
+    # Kubernetes
+    kubeconfig: Path | None = Field(None, description="kubeconfig path (default $KUBECONFIG, then ~/.kube/config)")
+    context: str | None = Field(None, description="kubeconfig context (default: its current-context)")
+    in_cluster: bool = Field(False, description="use the pod's service account instead of a kubeconfig")
+
+    # Prometheus (DCGM metrics)
+    prometheus_url: str | None = Field(None, description="Prometheus API root, e.g. http://prometheus:9090")
+    prometheus_token: SecretStr | None = None
+    prometheus_username: str | None = None
+    prometheus_password: SecretStr | None = None
+    prometheus_ca_file: Path | None = None
+    prometheus_insecure: bool = False
+
+    # Behaviour
+    refresh_s: float = Field(15.0, gt=0, le=3600, description="metrics refresh interval")
+    stale_after_s: float | None = Field(None, gt=0, description="metrics stale after (default 3 x refresh_s)")
+    idle_threshold_pct: float = Field(5.0, ge=0, le=100)
+    idle_window_s: float = Field(1800.0, gt=0, description="how long under the threshold makes a GPU idle; '30m' ok")
+    pool_label: str | None = Field(None, description="node label that names the pool")
+    ready_timeout_s: float = Field(20.0, gt=0, description="how long one-shot commands wait for the first data")
+
+    # Other sources
+    demo: bool = Field(False, description="a simulated cluster instead of a real one")
+    demo_seed: int = 0
+    demo_scale: float = Field(1.0, gt=0, description="simulated fleet size multiplier")
+    local: bool = Field(False, description="this machine's GPUs via NVML, no Kubernetes")
+
+    @field_validator("refresh_s", "idle_window_s", "stale_after_s", "ready_timeout_s", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL like http://prometheus:9090")
+        return value
+
+    @field_validator("kubeconfig", "prometheus_ca_file", "config_file", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @model_validator(mode="after")
+    def _modes(self) -> Settings:
+        if self.demo and self.local:
+            raise ValueError("choose one of --demo and --local")
+        if (self.prometheus_username is None) != (self.prometheus_password is None):
+            raise ValueError("prometheus basic auth needs both prometheus_username and prometheus_password")
+        if self.prometheus_ca_file is not None and not self.prometheus_ca_file.is_file():
+            raise ValueError(f"prometheus_ca_file {str(self.prometheus_ca_file)!r} does not exist")
+        return self
+
+    @property
+    def mode(self) -> str:
+        """'demo', 'local' or 'kubernetes': which sources `gpuctl.service` starts."""
+        return "demo" if self.demo else "local" if self.local else "kubernetes"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ConfigFileSource(settings_cls, init_settings, env_settings)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The YAML file named by the `config_file` setting (flag or env), else the default path if it exists."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource, env: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = self._init().get("config_file") or self._env().get("config_file")
+        path = Path(explicit).expanduser() if explicit else default_config_file()
+        if not path.exists():
+            if explicit:
+                raise ConfigError(f"config file {path} does not exist", hint="fix --config or GPUCTL_CONFIG_FILE")
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read config file {path}: {e}") from e
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config file {path} must be a mapping of setting: value")
+        unknown = sorted(set(data) - set(Settings.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"config file {path}: unknown setting(s) {', '.join(unknown)}",
+                hint=f"known: {', '.join(sorted(Settings.model_fields))}",
+            )
+        return dict(data)
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings from flags (None means 'not given'), GPUCTL_* variables and the config file."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        problems = "; ".join(_describe(err) for err in e.errors())
+        raise ConfigError(f"invalid settings: {problems}", hint="check flags, GPUCTL_* variables and the config file") from e
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if not where:
+        return message
+    if err.get("type") == "extra_forbidden":
+        return f"unknown setting {where}"
+    value = err.get("input")
+    shown = "" if value is None or isinstance(value, Mapping) else f"={value!r}"
+    return f"{where}{shown}: {message}"

@@ -1,0 +1,103 @@
+"""Settings precedence (flags > GPUCTL_* env > config file > defaults) and readable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpuctl.config import load_settings, parse_duration
+from gpuctl.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in list(__import__("os").environ):
+        if name.startswith("GPUCTL_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.refresh_s == 15 and s.idle_threshold_pct == 5 and s.idle_window_s == 1800
+    assert s.mode == "kubernetes" and s.prometheus_url is None and s.stale_after_s is None
+
+
+def test_precedence_flag_over_env_over_file(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    write(clean_env / "gpuctl" / "config.yaml", "context: from-file\nrefresh_s: 5\nidle_window_s: 45m\npool_label: team\n")
+    s = load_settings()
+    assert (s.context, s.refresh_s, s.idle_window_s, s.pool_label) == ("from-file", 5, 2700, "team")
+    monkeypatch.setenv("GPUCTL_CONTEXT", "from-env")
+    monkeypatch.setenv("GPUCTL_REFRESH_S", "7")
+    s = load_settings()
+    assert (s.context, s.refresh_s, s.pool_label) == ("from-env", 7, "team")
+    s = load_settings(context="from-flag", refresh_s=None)  # None = flag not given
+    assert (s.context, s.refresh_s) == ("from-flag", 7)
+
+
+def test_explicit_config_file_flag_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    a = write(tmp_path / "a.yaml", "context: a\n")
+    b = write(tmp_path / "b.yaml", "context: b\n")
+    monkeypatch.setenv("GPUCTL_CONFIG_FILE", str(a))
+    assert load_settings().context == "a"
+    assert load_settings(config_file=b).context == "b"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(90, 90), ("90", 90), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("1.5h", 5400), ("500ms", 0.5), ("2d", 172800)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_env_durations_and_booleans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUCTL_IDLE_WINDOW_S", "1h")
+    monkeypatch.setenv("GPUCTL_DEMO", "true")
+    s = load_settings()
+    assert s.idle_window_s == 3600 and s.mode == "demo"
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ({"idle_window_s": "30x"}, "idle_window_s='30x'"),
+        ({"refresh_s": 0}, "refresh_s"),
+        ({"idle_threshold_pct": 150}, "idle_threshold_pct"),
+        ({"prometheus_url": "prometheus:9090"}, "http(s) URL"),
+        ({"demo": True, "local": True}, "one of --demo and --local"),
+        ({"prometheus_username": "u"}, "both prometheus_username and prometheus_password"),
+        ({"prometheus_ca_file": "/nonexistent/ca.pem"}, "does not exist"),
+    ],
+)
+def test_bad_values_name_the_setting(flags: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(**flags)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(config_file=write(tmp_path / "x.yaml", "refresh: 5\n"))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_settings(config_file=write(tmp_path / "y.yaml", "- 1\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(config_file=write(tmp_path / "z.yaml", "a: [\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "missing.yaml")
+
+
+def test_secrets_are_not_printed() -> None:
+    s = load_settings(prometheus_token="s3cret", prometheus_url="http://p:9090/")
+    assert "s3cret" not in repr(s) and s.prometheus_url == "http://p:9090"
+    assert s.prometheus_token is not None and s.prometheus_token.get_secret_value() == "s3cret"
