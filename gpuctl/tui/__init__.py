@@ -1,0 +1,24 @@
+"""`gpuctl top`, the live terminal UI.
+
+`run(settings)` wires the app to the cluster service; `GpuctlApp` takes any
+async iterable of `Update` so tests and benchmarks can drive it directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpuctl.config import Settings
+
+__all__ = ["run"]
+
+
+def run(settings: Settings) -> int:
+    """Build the app on the cluster feed and run it until the user quits; returns the exit code."""
+    from gpuctl.tui.app import GpuctlApp
+    from gpuctl.tui.service_feed import cluster_feed, context_name
+
+    app = GpuctlApp(cluster_feed(settings), context=context_name(settings))
+    result = app.run()
+    return 0 if result is None else int(result)

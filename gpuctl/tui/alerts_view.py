@@ -1,0 +1,42 @@
+"""The alerts tab: what Alertmanager (or gpuctl's own checks) report right now."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from gpuctl.model import Alert, Changes
+from gpuctl.tui.filtering import Facets, Filter
+from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.tui.keyed_table import KeyedTable
+from gpuctl.tui.rows import ALERT_COLUMNS, alert_key, alert_row
+
+
+class AlertsView(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static("", id="alerts-summary", classes="summary")
+        yield KeyedTable(ALERT_COLUMNS, sort_by="severity", id="alerts-table")
+
+    def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
+        now = index.snapshot.taken_at
+        alerts = index.snapshot.alerts
+        shown = [a for a in alerts if flt.matches(_facets(index, a))]
+        self.query_one(KeyedTable).replace({alert_key(a): alert_row(a, now) for a in shown})
+        firing = sum(1 for a in alerts if a.state == "firing")
+        pending = sum(1 for a in alerts if a.state == "pending")
+        text = "No alerts: all quiet." if not alerts else f"[b red]{firing} firing[/] · [yellow]{pending} pending[/]"
+        if len(shown) != len(alerts):
+            text += f" · {len(shown)} match the filter"
+        self.query_one("#alerts-summary", Static).update(text)
+
+
+def _facets(index: FleetIndex, a: Alert) -> Facets:
+    node = index.nodes.get(a.node) if a.node else None
+    return Facets(
+        namespace=a.namespace or "",
+        pool=node.pool if node else "",
+        node=a.node or "",
+        pod=a.pod or "",
+        model=(node.gpu_model or "") if node else "",
+    )

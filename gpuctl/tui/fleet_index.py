@@ -1,0 +1,126 @@
+"""Lookups derived once per snapshot so that views never scan the whole fleet.
+
+The snapshot is a flat, immutable picture; views need it grouped (pool -> node
+-> GPUs, node -> pods) and summed (busy/idle per node). `FleetIndex` does that
+in one pass per update and is shared by every view.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot
+from gpuctl.tui.filtering import Facets, Filter
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    gpus: int
+    allocated: int
+    busy: int
+    idle: int
+    util_mean: float | None
+
+
+def _gpu_order(g: Gpu) -> tuple[int, int]:
+    return (g.index, -1 if g.mig_instance is None else g.mig_instance)
+
+
+class FleetIndex:
+    """Grouped and summed views of one snapshot. Build with `FleetIndex(snapshot)`."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.nodes: dict[str, Node] = {n.name: n for n in snapshot.nodes}
+        self.pools: dict[str, Pool] = {p.name: p for p in snapshot.pools}
+        self.pods: dict[str, GpuPod] = {p.key: p for p in snapshot.pods}
+        self.namespaces: dict[str, NamespaceUsage] = {n.name: n for n in snapshot.namespaces}
+        self.gpus: dict[str, Gpu] = {}
+        by_node: dict[str, list[Gpu]] = defaultdict(list)
+        for g in snapshot.gpus:
+            self.gpus[g.key] = g
+            by_node[g.node].append(g)
+        # A node that advertises GPUs but has no metrics still gets cells (shown
+        # as "no data"), so a dead exporter is visible instead of a hole.
+        for node in snapshot.nodes:
+            if node.name not in by_node and node.gpu_allocatable > 0:
+                for i in range(node.gpu_allocatable):
+                    g = Gpu(node=node.name, pool=node.pool, index=i, model=node.gpu_model)
+                    self.gpus[g.key] = g
+                    by_node[node.name].append(g)
+        self.gpus_by_node: dict[str, list[Gpu]] = {n: sorted(gs, key=_gpu_order) for n, gs in by_node.items()}
+        pools: dict[str, set[str]] = defaultdict(set)
+        for node in snapshot.nodes:
+            pools[node.pool].add(node.name)
+        for name, gs in self.gpus_by_node.items():
+            pools[gs[0].pool].add(name)
+        self.nodes_by_pool: dict[str, list[str]] = {p: sorted(ns) for p, ns in sorted(pools.items())}
+        self.pods_by_node: dict[str, list[GpuPod]] = defaultdict(list)
+        for pod in snapshot.pods:
+            if pod.node:
+                self.pods_by_node[pod.node].append(pod)
+        self.node_stats: dict[str, NodeStats] = {n: _stats(gs) for n, gs in self.gpus_by_node.items()}
+
+    def stats(self, node: str) -> NodeStats:
+        return self.node_stats.get(node, NodeStats(0, 0, 0, 0, None))
+
+    def gpu_facets(self, g: Gpu) -> Facets:
+        node = self.nodes.get(g.node)
+        model = g.model or (node.gpu_model if node else None) or ""
+        pod = g.pod
+        return Facets(
+            namespace=pod.namespace if pod else "",
+            pool=g.pool,
+            node=g.node,
+            pod=pod.name if pod else "",
+            model=model,
+        )
+
+    def node_facets(self, n: Node) -> Facets:
+        """A node matches a namespace/pod term when one of its pods does."""
+        pods = self.pods_by_node.get(n.name, [])
+        return Facets(
+            namespace=" ".join(sorted({p.namespace for p in pods})),
+            pool=n.pool,
+            node=n.name,
+            pod=" ".join(p.name for p in pods),
+            model=n.gpu_model or "",
+        )
+
+    def pod_facets(self, p: GpuPod) -> Facets:
+        node = self.nodes.get(p.node) if p.node else None
+        return Facets(
+            namespace=p.namespace,
+            pool=node.pool if node else "",
+            node=p.node or "",
+            pod=p.name,
+            model=(node.gpu_model or "") if node else "",
+        )
+
+    def visible_gpus(self, flt: Filter) -> dict[str, list[Gpu]]:
+        """Node name -> its GPUs that pass the filter (all of them when inactive)."""
+        if not flt.active:
+            return self.gpus_by_node
+        out: dict[str, list[Gpu]] = {}
+        for node, gs in self.gpus_by_node.items():
+            kept = [g for g in gs if flt.matches(self.gpu_facets(g))]
+            if kept:
+                out[node] = kept
+        return out
+
+
+def _stats(gpus: list[Gpu]) -> NodeStats:
+    allocated = busy = idle = 0
+    utils: list[float] = []
+    for g in gpus:
+        if g.util_pct is not None:
+            utils.append(g.util_pct)
+        if g.pod is not None:
+            allocated += 1
+            if g.idle:
+                idle += 1
+            else:
+                busy += 1
+    mean = sum(utils) / len(utils) if utils else None
+    return NodeStats(gpus=len(gpus), allocated=allocated, busy=busy, idle=idle, util_mean=mean)

@@ -1,0 +1,77 @@
+"""Small, pure formatting helpers shared by every view.
+
+Ages are always measured against the snapshot's `taken_at`, never the wall
+clock: the screen then shows what the data says, and tests render the same
+frame every time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def duration(seconds: float | None) -> str:
+    """Compact human duration: 45s, 12m, 3h20m, 4d06h; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h{m:02d}m"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d{h:02d}h"
+
+
+def age(created: datetime | None, now: datetime) -> str:
+    if created is None:
+        return "—"
+    return duration((now - created).total_seconds())
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}%"
+
+
+def num(value: float | None, unit: str = "", digits: int = 0) -> str:
+    return "—" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def mib(value: float | None) -> str:
+    """MiB shown as GiB with one decimal, the unit people read GPU memory in."""
+    return "—" if value is None else f"{value / 1024:.1f}G"
+
+
+def bar(used: float, total: float, width: int) -> str:
+    """A fixed-width bar of eighths; over 100% is drawn full (the caller colours it)."""
+    if width <= 0:
+        return ""
+    frac = 0.0 if total <= 0 else min(1.0, max(0.0, used / total))
+    eighths = round(frac * width * 8)
+    full, rest = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[rest] if rest and full < width else ""
+    return ("█" * full + partial).ljust(width, "·")
+
+
+def sparkline(values: list[float | None], width: int, top: float = 100.0) -> str:
+    """The last `width` values as block characters; gaps (no data) as spaces."""
+    tail = values[-width:] if width > 0 else []
+    out: list[str] = []
+    for v in tail:
+        if v is None:
+            out.append(" ")
+            continue
+        frac = min(1.0, max(0.0, v / top)) if top > 0 else 0.0
+        out.append(_SPARK[min(len(_SPARK) - 1, int(frac * len(_SPARK)))])
+    return "".join(out).rjust(width)
+
+
+def truncate(text: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

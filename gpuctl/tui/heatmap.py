@@ -1,0 +1,316 @@
+"""The GPU heatmap: one cell per GPU (or MIG instance), drawn with the Line API.
+
+A fleet has thousands of GPUs, so this is one ScrollView that renders lines on
+demand (`render_line` -> cached `Strip`) instead of a widget per cell. An
+update invalidates only the lines holding GPUs that changed; scrolling and
+moving the cursor reuse the cached strips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from gpuctl.model import Changes, Gpu
+from gpuctl.tui.filtering import Filter
+from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.tui.format import pct
+from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
+from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
+
+
+def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
+    """(glyph, background colour) for one GPU: state glyphs win over the metric colour."""
+    if gpu.xid:
+        return "!", XID_BG
+    if gpu.pod is not None and gpu.idle:
+        return "z", IDLE_BG
+    value = metric_value(gpu, metric)
+    if value is None:
+        return "?", NO_DATA_BG
+    bg = RAMP[bucket(value, SPECS[metric])]
+    return (" " if gpu.pod is not None else "·"), bg
+
+
+class Heatmap(ScrollView, can_focus=True):
+    """Cells grouped by pool then node; arrows move, enter drills in, click selects."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"heatmap--header", "heatmap--header-cursor", "heatmap--label", "heatmap--empty"}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(0,-1)", "Up", show=False),
+        Binding("down,j", "move(0,1)", "Down", show=False),
+        Binding("left,h", "move(-1,0)", "Left", show=False),
+        Binding("right,l", "move(1,0)", "Right", show=False),
+        Binding("enter", "choose", "Open node", id="heatmap.open", tooltip="Open the node under the cursor, or fold a pool header"),
+        Binding("space", "toggle_pool", "Fold pool", show=False, tooltip="Collapse or expand the pool under the cursor"),
+    ]
+
+    metric: reactive[Metric] = reactive(Metric.UTIL)
+    """The value cells are coloured by."""
+    dense: reactive[bool] = reactive(False)
+    """Pack nodes side by side without labels."""
+    cursor: reactive[str | None] = reactive(None)
+    """GPU key, or `pool:<name>` for a pool header line."""
+
+    class CursorMoved(Message):
+        def __init__(self, target: str | None) -> None:
+            super().__init__()
+            self.target = target
+
+    class NodeChosen(Message):
+        def __init__(self, node: str) -> None:
+            super().__init__()
+            self.node = node
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.index: FleetIndex | None = None
+        self.filter = Filter()
+        self.collapsed: set[str] = set()
+        self.layout_: Layout = build_layout({}, {}, width=80, dense=False)
+        self._visible: dict[str, list[Gpu]] = {}
+        self._signature: tuple[object, ...] = ()
+        self._strips: dict[int, Strip] = {}
+        self._pool_summary: dict[str, str] = {}
+
+    # -- data in -------------------------------------------------------------------------------
+
+    def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
+        """Take a new snapshot; repaint only what changed unless the layout moved."""
+        self.index = index
+        self.filter = flt
+        self._visible = index.visible_gpus(flt)
+        old_summary = self._pool_summary
+        self._pool_summary = self._summaries()
+        if self._relayout(force=changes.everything):
+            return
+        dirty: set[int] = set()
+        keys: Iterable[str] = self.layout_.line_of if changes.everything else changes.gpus
+        line_of = self.layout_.line_of
+        for key in keys:
+            y = line_of.get(key)
+            if y is not None:
+                dirty.add(y)
+        for pool, text in self._pool_summary.items():
+            if old_summary.get(pool) != text and (y := line_of.get(POOL_PREFIX + pool)) is not None:
+                dirty.add(y)
+        self._invalidate(dirty)
+
+    def _summaries(self) -> dict[str, str]:
+        assert self.index is not None
+        out: dict[str, str] = {}
+        for pool, names in self.index.nodes_by_pool.items():
+            gpus = alloc = idle = 0
+            utils: list[float] = []
+            for n in names:
+                for g in self._visible.get(n, ()):
+                    gpus += 1
+                    if g.pod is not None:
+                        alloc += 1
+                        idle += g.idle
+                    if g.util_pct is not None:
+                        utils.append(g.util_pct)
+            if gpus:
+                mean = sum(utils) / len(utils) if utils else None
+                out[pool] = f"{gpus} GPUs · {alloc} alloc · {idle} idle · util {pct(mean)}"
+        return out
+
+    def _relayout(self, force: bool = False) -> bool:
+        """Rebuild the layout when its inputs changed; True when it did."""
+        if self.index is None:
+            return False
+        width = max(12, self.scrollable_content_region.width)
+        visible = self._visible
+        pools = tuple((p, len(ns)) for p, ns in self.index.nodes_by_pool.items())
+        keys = frozenset(g.key for gs in visible.values() for g in gs)
+        sig = (width, self.dense, frozenset(self.collapsed), pools, keys)
+        if not force and sig == self._signature:
+            return False
+        self._signature = sig
+        self.layout_ = build_layout(
+            self.index.nodes_by_pool, visible, width=width, dense=self.dense, collapsed=frozenset(self.collapsed)
+        )
+        self._strips.clear()
+        self.virtual_size = Size(self.layout_.width, max(1, len(self.layout_.lines)))
+        if self.cursor is None or self.cursor not in self.layout_.line_of:
+            self.cursor = self._fallback_cursor()
+        self.refresh()
+        return True
+
+    def _fallback_cursor(self) -> str | None:
+        """Keep the cursor near where it was: same node, else same pool header, else the top."""
+        old = self.cursor
+        line_of = self.layout_.line_of
+        if old and not old.startswith(POOL_PREFIX):
+            node = old.split("/", 1)[0]
+            for g in self._visible.get(node, ()):
+                if g.key in line_of:
+                    return g.key
+            if self.index and (gpu := self.index.gpus.get(old)) and POOL_PREFIX + gpu.pool in line_of:
+                return POOL_PREFIX + gpu.pool
+        return self.layout_.first_target()
+
+    def _invalidate(self, lines: Iterable[int]) -> None:
+        top = round(self.scroll_y)
+        bottom = top + self.size.height
+        for y in lines:
+            self._strips.pop(y, None)
+            if top <= y < bottom:
+                self.refresh_line(y)
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # theme or CSS changed: cached colours are wrong now
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._relayout()
+
+    def watch_metric(self) -> None:
+        self._strips.clear()
+        self.refresh()
+
+    def watch_dense(self) -> None:
+        self._relayout(force=True)
+
+    def watch_cursor(self, old: str | None, new: str | None) -> None:
+        line_of = self.layout_.line_of
+        self._invalidate(y for t in (old, new) if t and (y := line_of.get(t)) is not None)
+        if new and (pos := self.layout_.position(new)) is not None:
+            x, y = pos
+            self.scroll_to_region_y(y)
+        self.post_message(self.CursorMoved(new))
+
+    def scroll_to_region_y(self, y: int) -> None:
+        top = round(self.scroll_y)
+        height = self.scrollable_content_region.height
+        if y < top:
+            self.scroll_to(y=y, animate=False)
+        elif height and y >= top + height:
+            self.scroll_to(y=y - height + 1, animate=False)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        vy = scroll_y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        strip = self._strips.get(vy)
+        if strip is None:
+            strip = self._render_vline(vy, base)
+            self._strips[vy] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+    def _render_vline(self, vy: int, base: Style) -> Strip:
+        lines = self.layout_.lines
+        if not lines:
+            if vy != 0:
+                return Strip.blank(self.layout_.width, base)
+            msg = "Waiting for the first snapshot…" if self.index is None else "No GPUs match the filter."
+            return Strip([Segment(" " + msg, base + self.get_component_rich_style("heatmap--empty"))])
+        if vy >= len(lines):
+            return Strip.blank(self.layout_.width, base)
+        line = lines[vy]
+        if line.header:
+            return self._render_header(line, base)
+        return self._render_cells(line, base)
+
+    def _render_header(self, line: Line, base: Style) -> Strip:
+        folded = line.pool in self.collapsed
+        selected = self.cursor == POOL_PREFIX + line.pool
+        style = base + self.get_component_rich_style("heatmap--header-cursor" if selected else "heatmap--header")
+        models = ""
+        if self.index and (pool := self.index.pools.get(line.pool)) and pool.gpu_models:
+            models = "  " + ", ".join(pool.gpu_models)
+        text = f"{'▸' if folded else '▾'} {line.pool}{models}  {self._pool_summary.get(line.pool, '')}"
+        return Strip([Segment(text, style)]).crop_extend(0, self.layout_.width, style)
+
+    def _render_cells(self, line: Line, base: Style) -> Strip:
+        assert self.index is not None
+        segs: list[Segment] = []
+        lw = self.layout_.label_width
+        if lw:
+            label = line.label if len(line.label) <= lw else line.label[: lw - 1] + "…"
+            segs.append(Segment(label.ljust(lw + 1), base + self.get_component_rich_style("heatmap--label")))
+        x = lw + 1 if lw else 0
+        gpus = self.index.gpus
+        metric = self.metric
+        cursor = self.cursor
+        for cell in line.cells:
+            if cell.x > x:
+                segs.append(Segment(" " * (cell.x - x), base))
+            gpu = gpus.get(cell.key)
+            glyph, bg = cell_look(gpu, metric) if gpu else ("?", NO_DATA_BG)
+            if cell.key == cursor:
+                text = "[]" if cell.width >= 2 else "◆"
+                segs.append(Segment(text[: cell.width].ljust(cell.width), cell_style(bg, True)))
+            else:
+                segs.append(Segment(glyph * cell.width, cell_style(bg)))
+            x = cell.x + cell.width
+        return Strip(segs).extend_cell_length(self.layout_.width, base)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def action_move(self, dx: int, dy: int) -> None:
+        self.cursor = self.layout_.move(self.cursor, dx, dy)
+
+    def action_choose(self) -> None:
+        if self.cursor is None:
+            return
+        if self.cursor.startswith(POOL_PREFIX):
+            self.toggle_pool(self.cursor.removeprefix(POOL_PREFIX))
+        elif self.index and (gpu := self.index.gpus.get(self.cursor)):
+            self.post_message(self.NodeChosen(gpu.node))
+
+    def action_toggle_pool(self) -> None:
+        if pool := self.cursor_pool():
+            self.toggle_pool(pool)
+
+    def cursor_pool(self) -> str | None:
+        if self.cursor is None:
+            return None
+        if self.cursor.startswith(POOL_PREFIX):
+            return self.cursor.removeprefix(POOL_PREFIX)
+        gpu = self.index.gpus.get(self.cursor) if self.index else None
+        return gpu.pool if gpu else None
+
+    def toggle_pool(self, pool: str) -> None:
+        if pool in self.collapsed:
+            self.collapsed.discard(pool)
+        else:
+            self.collapsed.add(pool)
+            self.cursor = POOL_PREFIX + pool  # the cells it was on are gone
+        self._relayout(force=True)
+
+    def set_all_collapsed(self, collapsed: bool) -> None:
+        if collapsed and self.index:
+            self.collapsed = set(self.index.nodes_by_pool)
+            if (pool := self.cursor_pool()) is not None:
+                self.cursor = POOL_PREFIX + pool
+        else:
+            self.collapsed = set()
+        self._relayout(force=True)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        vx = offset.x + round(self.scroll_x)
+        vy = offset.y + round(self.scroll_y)
+        if 0 <= vy < len(self.layout_.lines):
+            line = self.layout_.lines[vy]
+            target = line.target_at(vx)
+            if target is not None:
+                self.cursor = target
+                if line.header:
+                    self.toggle_pool(line.pool)

@@ -1,0 +1,48 @@
+"""Recent utilisation per GPU, kept by the app from the updates it receives.
+
+A bounded ring buffer per GPU: the snapshot only carries the current value,
+and the details panel wants the last few minutes as a sparkline. One sample
+is taken per metrics refresh (not per update: pod events must not stretch the
+time axis), and GPUs that disappear are dropped so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+
+from gpuctl.model import Snapshot
+
+DEFAULT_DEPTH = 120
+
+
+class UtilHistory:
+    def __init__(self, depth: int = DEFAULT_DEPTH) -> None:
+        self.depth = depth
+        self._series: dict[str, deque[float | None]] = {}
+        self._last_sample: datetime | None = None
+
+    def record(self, snapshot: Snapshot) -> bool:
+        """Take one sample per metrics refresh; returns True when a sample was taken."""
+        stamp = snapshot.metrics.last_success or snapshot.taken_at
+        if stamp == self._last_sample:
+            return False
+        self._last_sample = stamp
+        seen: set[str] = set()
+        for g in snapshot.gpus:
+            key = g.key
+            seen.add(key)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = deque(maxlen=self.depth)
+            series.append(g.util_pct)
+        if len(seen) != len(self._series):
+            for key in [k for k in self._series if k not in seen]:
+                del self._series[key]
+        return True
+
+    def series(self, key: str) -> list[float | None]:
+        return list(self._series.get(key, ()))
+
+    def __len__(self) -> int:
+        return len(self._series)

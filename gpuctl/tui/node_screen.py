@@ -1,0 +1,69 @@
+"""Drill-down into one node: its facts, its GPUs (MIG instances included) and its pods."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.tui.format import age
+from gpuctl.tui.keyed_table import KeyedTable
+from gpuctl.tui.rows import GPU_COLUMNS, POD_COLUMNS, gpu_row, pod_row
+from gpuctl.tui.status_bar import StatusBar
+
+
+def node_header(index: FleetIndex, name: str) -> Text:
+    node = index.nodes.get(name)
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(f"node {name}", style="bold")
+    if node is None:
+        t.append("  — no longer in the cluster (showing nothing until it returns)", style="yellow")
+        return t
+    s = index.stats(name)
+    state = ("Ready" if node.ready else "NotReady") + (" · cordoned" if node.cordoned else "")
+    t.append(f"  pool {node.pool} · {node.gpu_model or 'unknown model'} · ")
+    t.append(state, style="green" if node.ready and not node.cordoned else "bold yellow")
+    t.append(f" · age {age(node.created, index.snapshot.taken_at)}\n")
+    t.append(f"GPUs allocatable {node.gpu_allocatable} · requested {node.gpu_requested} · busy {s.busy} · ")
+    t.append(f"idle {s.idle}", style="bold magenta" if s.idle else "")
+    if node.mig_capable or node.mig_config:
+        t.append(f" · MIG {node.mig_config or '—'} ({node.mig_config_state or 'unknown'})")
+        if node.mig_allocatable:
+            free = ", ".join(
+                f"{k.removeprefix('nvidia.com/mig-')} {node.mig_requested.get(k, 0)}/{v}"
+                for k, v in sorted(node.mig_allocatable.items())
+            )
+            t.append(f" · slices used {free}")
+    t.append("\n")
+    taints = ", ".join(f"{tn.key}={tn.value or ''}:{tn.effect}" for tn in node.taints) or "none"
+    t.append(f"taints {taints}", style="dim")
+    return t
+
+
+class NodeScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "app.pop_screen", "Back", id="node.back", tooltip="Back to the previous view"),
+        Binding("tab", "focus_next", "Next table", show=False),
+    ]
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield Static("", id="node-header")
+        yield KeyedTable(GPU_COLUMNS, sort_by="gpu", id="node-gpus")
+        yield KeyedTable(POD_COLUMNS, sort_by="pod", id="node-pods")
+        yield Footer()
+
+    def show(self, index: FleetIndex) -> None:
+        self.query_one("#node-header", Static).update(node_header(index, self.node))
+        self.query_one("#node-gpus", KeyedTable).replace({g.key: gpu_row(g) for g in index.gpus_by_node.get(self.node, [])})
+        now = index.snapshot.taken_at
+        self.query_one("#node-pods", KeyedTable).replace({p.key: pod_row(p, now) for p in index.pods_by_node.get(self.node, [])})

@@ -1,0 +1,43 @@
+"""The quotas tab: per namespace GPU quota used vs hard, requested vs busy, GPU-hours."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from gpuctl.model import Changes
+from gpuctl.tui.filtering import Facets, Filter
+from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.tui.keyed_table import KeyedTable
+from gpuctl.tui.rows import QUOTA_COLUMNS, quota_row
+
+_QUOTA_FIELDS = frozenset({"namespace"})
+
+
+class QuotasView(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static("", id="quotas-summary", classes="summary")
+        yield KeyedTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, id="quotas-table")
+
+    def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
+        # A few hundred namespaces at most: a full diff is cheap and always right.
+        table = self.query_one(KeyedTable)
+        rows = {
+            ns.name: quota_row(ns)
+            for ns in index.snapshot.namespaces
+            if flt.matches(_facets(ns.name), applies=_QUOTA_FIELDS)
+        }
+        table.replace(rows)
+        spaces = index.snapshot.namespaces
+        over = sum(1 for n in spaces if n.gpu_quota_hard is not None and n.gpu_quota_used >= n.gpu_quota_hard)
+        no_quota = sum(1 for n in spaces if n.gpu_quota_hard is None)
+        hours = sum(n.gpu_hours for n in spaces)
+        self.query_one("#quotas-summary", Static).update(
+            f"{len(spaces)} namespaces · [b red]{over} at quota[/] · {no_quota} without quota · "
+            f"{hours:,.0f} GPU-hours held by current pods"
+        )
+
+
+def _facets(namespace: str) -> Facets:
+    return Facets(namespace=namespace)
