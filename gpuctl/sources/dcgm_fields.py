@@ -97,6 +97,8 @@ _POD_LABELS: tuple[tuple[PodSpelling, str, str, str], ...] = (
     ("plain", "pod", "namespace", "container"),
     ("legacy", "pod_name", "pod_namespace", "container_name"),
 )
+# gpu-operator names the exporter's pods nvidia-dcgm-exporter-*, the Helm chart dcgm-exporter-*.
+_EXPORTER_POD = "dcgm-exporter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +183,14 @@ def parse_identity(labels: Mapping[str, Any]) -> GpuIdentity:
 def parse_pod(labels: Mapping[str, Any]) -> tuple[PodRef, PodSpelling] | None:
     for spelling, pod_label, ns_label, container_label in _POD_LABELS:
         name, namespace = _label(labels, pod_label), _label(labels, ns_label)
+        if spelling == "plain" and name and _EXPORTER_POD in name:
+            continue  # the scrape target's own pod label, not a workload holding the GPU
         if name and namespace:
-            return PodRef(namespace=namespace, name=name, container=_label(labels, container_label)), spelling
+            # Prometheus renames only labels the target also has: a target without a
+            # `container` label leaves the exporter's `container` as it was.
+            fallback = ("container",) if spelling == "exported" else ()
+            container = _label(labels, container_label, *fallback)
+            return PodRef(namespace=namespace, name=name, container=container), spelling
     return None
 
 

@@ -174,3 +174,13 @@ def test_merge_ignores_plain_pod_label_on_a_target_whose_pod_labels_were_renamed
     assert samples["node-a/0"].pod == PodRef(namespace="ml", name="job-1")
     assert samples["node-a/1"].pod is None
     assert samples["node-b/0"].pod == PodRef(namespace="ml", name="job-2")  # another target keeps plain labels
+
+
+def test_plain_pod_label_naming_the_exporter_itself_is_not_a_holder() -> None:
+    r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="nvidia-dcgm-exporter-7x2kq", namespace="gpu-operator"))
+    assert isinstance(r, Reading) and r.pod is None
+
+
+def test_exported_pod_keeps_the_plain_container_when_the_target_had_none() -> None:
+    r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="gpu-metrics-x", namespace="gpu-operator", exported_pod="job-1", exported_namespace="ml", container="main"))
+    assert isinstance(r, Reading) and r.pod == PodRef(namespace="ml", name="job-1", container="main")

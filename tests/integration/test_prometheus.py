@@ -1,0 +1,337 @@
+"""PrometheusSource against a real Prometheus 2.42 scraping real /metrics endpoints.
+
+Two exporters: one in the classic and 4.9 spellings scraped like a static
+target, one scraped the way Kubernetes service discovery does it (target
+labels pod/namespace, honor_labels off) so Prometheus renames the exporter's
+pod labels to exported_*. Prometheus, the store and the source are real; only
+the exporters serve fixed text (tests need exact series, malformed ones too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from gpuctl.errors import MetricsUnavailable
+from gpuctl.model import Gpu, PodRef, Snapshot
+from gpuctl.sources.dcgm_fields import MIB
+from gpuctl.sources.prometheus import PrometheusSource
+from gpuctl.state.store import ClusterStore
+from testbed.monitoring import SHIPPED_RULES, Monitoring, ScrapeJob, StaticExporter, exposition_line, poll
+from testbed.process import free_port
+
+pytestmark = pytest.mark.testbed
+
+A100 = "NVIDIA A100-SXM4-80GB"
+H100 = "NVIDIA H100 80GB HBM3"
+UTIL_ANY = "DCGM_FI_DEV_GPU_UTIL or DCGM_FI_DEV_GPU_UTIL_RATIO or DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+
+
+def classic(node: str, gpu: int, *, util: float, used: float = 1000, free: float = 80000, pod: tuple[str, str] | None = None, **extra: str) -> list[str]:
+    labels = {"gpu": str(gpu), "UUID": f"GPU-{node}-{gpu}", "device": f"nvidia{gpu}", "modelName": A100, "Hostname": node, **extra}
+    if pod:
+        labels |= {"namespace": pod[0], "pod": pod[1], "container": "main"}
+    return [
+        exposition_line("DCGM_FI_DEV_GPU_UTIL", util, **labels),
+        exposition_line("DCGM_FI_DEV_FB_USED", used, **labels),
+        exposition_line("DCGM_FI_DEV_FB_FREE", free, **labels),
+        exposition_line("DCGM_FI_DEV_GPU_TEMP", 55, **labels),
+        exposition_line("DCGM_FI_DEV_POWER_USAGE", 250.5, **labels),
+        exposition_line("DCGM_FI_DEV_XID_ERRORS", 0, **labels),
+    ]
+
+
+def renamed_49(node: str, gpu: int, *, util_ratio: float, pod: tuple[str, str] | None = None) -> list[str]:
+    labels = {"gpu": str(gpu), "UUID": f"GPU-{node}-{gpu}", "modelName": H100, "hostname": node, "DCGM_FI_SYSTEM_DRIVER_VERSION": "580.1"}
+    if pod:
+        labels |= {"namespace": pod[0], "pod": pod[1], "container": "main"}
+    return [
+        exposition_line("DCGM_FI_DEV_GPU_UTIL_RATIO", util_ratio, **labels),
+        exposition_line("DCGM_FI_DEV_FB_USED_BYTES", 2048 * MIB, **labels),
+        exposition_line("DCGM_FI_DEV_FB_FREE_BYTES", 79000 * MIB, **labels),
+        exposition_line("DCGM_FI_DEV_FB_CAPACITY_BYTES", 81559 * MIB, **labels),
+        exposition_line("DCGM_FI_DEV_GPU_TEMP_CELSIUS", 61, **labels),
+        exposition_line("DCGM_FI_DEV_BOARD_POWER_WATTS", 700, **labels),
+        exposition_line("DCGM_FI_DEV_XID_ERROR", 0, **labels),
+    ]
+
+
+MALFORMED = [
+    exposition_line("DCGM_FI_DEV_GPU_UTIL", 10, gpu="nvidia7", Hostname="node-a"),  # non-numeric gpu
+    exposition_line("DCGM_FI_DEV_GPU_UTIL", 10, gpu="5"),  # no Hostname (exporter run with --no-hostname)
+    exposition_line("DCGM_FI_DEV_GPU_UTIL", "NaN", gpu="6", Hostname="node-a"),
+]
+
+
+def static_fleet(*, a1_util: float = 85) -> list[str]:
+    return [
+        *classic("node-a", 0, util=0),
+        *classic("node-a", 1, util=a1_util, used=60000, free=20000, pod=("ml", "trainer-0")),
+        *classic("node-a", 2, util=0, pod=("ml", "notebook-3")),
+        # one MIG instance of GPU 3: no GPU_UTIL for MIG, graphics-engine activity instead
+        exposition_line("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 0.25, gpu="3", modelName=A100, Hostname="node-a", GPU_I_PROFILE="1g.10gb", GPU_I_ID="9", namespace="ml", pod="mig-job", container="main"),
+        *renamed_49("node-b", 0, util_ratio=0.42, pod=("research", "sweep-7")),
+        *renamed_49("node-b", 1, util_ratio=0.0),
+        *MALFORMED,
+    ]
+
+
+def k8s_fleet() -> list[str]:
+    # What dcgm-exporter serves with --kubernetes: workload pod labels on held GPUs only.
+    return [*classic("node-c", 0, util=70, pod=("ml", "job-1")), *classic("node-c", 1, util=0)]
+
+
+# Target labels as a ServiceMonitor adds them: the exporter's own pod and namespace.
+K8S_TARGET = {"pod": "gpu-metrics-x7k2p", "namespace": "gpu-operator"}
+EXPECTED_GPUS = {"node-a/0", "node-a/1", "node-a/2", "node-a/3/mig9", "node-b/0", "node-b/1", "node-c/0", "node-c/1"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def exporters() -> AsyncIterator[tuple[StaticExporter, StaticExporter]]:
+    async with StaticExporter(static_fleet()) as static, StaticExporter(k8s_fleet()) as k8s:
+        yield static, k8s
+
+
+def jobs(static: StaticExporter, k8s: StaticExporter) -> list[ScrapeJob]:
+    return [
+        ScrapeJob("dcgm-exporter", [static.url]),
+        ScrapeJob("dcgm-exporter-k8s", [k8s.url], labels=K8S_TARGET),
+    ]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def monitoring(tmp_path_factory, exporters) -> AsyncIterator[Monitoring]:
+    async with Monitoring(tmp_path_factory.mktemp("monitoring"), jobs=jobs(*exporters)) as mon:
+        await mon.wait_for_series(UTIL_ANY, count=11)  # 8 GPUs + 3 malformed
+        yield mon
+
+
+@contextlib.asynccontextmanager
+async def running(source: PrometheusSource, store: ClusterStore) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(source.run(store))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        source.close()
+
+
+async def snapshot_when(store: ClusterStore, done, *, timeout_s: float = 30.0, what: str = "snapshot") -> Snapshot:
+    async def fetch() -> Snapshot:
+        return store.snapshot()
+
+    return await poll(fetch, done, timeout_s=timeout_s, what=what)
+
+
+def by_key(snap: Snapshot) -> dict[str, Gpu]:
+    return {g.key: g for g in snap.gpus}
+
+
+async def test_every_simulated_gpu_reaches_the_snapshot_with_its_pod(monitoring: Monitoring) -> None:
+    store = ClusterStore(refresh_s=0.5)
+    async with running(PrometheusSource(monitoring.prometheus_url, refresh_s=0.5, timeout_s=5), store):
+        snap = await snapshot_when(store, lambda s: {g.key for g in s.gpus} == EXPECTED_GPUS, what="all GPUs")
+
+    gpus = by_key(snap)
+    assert snap.metrics.source == "prometheus" and not snap.metrics.stale and snap.metrics.error is None
+    assert gpus["node-a/1"].pod == PodRef(namespace="ml", name="trainer-0", container="main")
+    assert gpus["node-a/1"].util_pct == 85 and gpus["node-a/1"].mem_used_mib == 60000
+    assert gpus["node-a/1"].model == A100 and gpus["node-a/1"].uuid == "GPU-node-a-1"
+    assert gpus["node-a/0"].pod is None
+    mig = gpus["node-a/3/mig9"]
+    assert (mig.mig_profile, mig.mig_instance, mig.util_pct) == ("1g.10gb", 9, 25.0)
+    # dcgm-exporter 4.9 spelling: ratio -> %, bytes -> MiB, lowercase hostname
+    b0 = gpus["node-b/0"]
+    assert (b0.util_pct, b0.mem_used_mib, b0.temp_c, b0.power_w, b0.model) == (42.0, 2048.0, 61.0, 700.0, H100)
+    assert b0.pod == PodRef(namespace="research", name="sweep-7", container="main")
+
+
+async def test_malformed_series_are_counted_not_fatal(monitoring: Monitoring) -> None:
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    try:
+        batch = await source.fetch()
+    finally:
+        source.close()
+    # non-numeric gpu, missing Hostname, NaN value; each is a utilisation series
+    assert batch.rejected == 3
+    assert {s.key for s in batch.samples} == EXPECTED_GPUS
+
+
+async def test_exported_pod_labels_from_a_scrape_job_without_honor_labels(monitoring: Monitoring) -> None:
+    raw = await monitoring.query('DCGM_FI_DEV_GPU_UTIL{Hostname="node-c"}')
+    held = next(s["metric"] for s in raw if s["metric"]["gpu"] == "0")
+    assert held["exported_pod"] == "job-1" and held["pod"] == K8S_TARGET["pod"]  # Prometheus really renamed it
+
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    try:
+        batch = await source.fetch()
+    finally:
+        source.close()
+    samples = {s.key: s for s in batch.samples}
+    assert samples["node-c/0"].pod == PodRef(namespace="ml", name="job-1", container="main")
+    assert samples["node-c/1"].pod is None  # only the target's own pod label: not held
+
+
+async def test_probe_reports_a_working_url_and_explains_bad_ones(monitoring: Monitoring, exporters) -> None:
+    good = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    nobody = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=5)
+    not_prometheus = PrometheusSource(exporters[0].url.removesuffix("/metrics"), timeout_s=5)
+    try:
+        assert (await good.probe()).gpu_series == 11  # every utilisation series, malformed ones too
+        with pytest.raises(MetricsUnavailable, match="cannot connect to Prometheus: .*Connection refused"):
+            await nobody.probe()
+        with pytest.raises(MetricsUnavailable, match="HTTP Status Code 404"):
+            await not_prometheus.probe()
+    finally:
+        for s in (good, nobody, not_prometheus):
+            s.close()
+
+
+async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, exporters) -> None:
+    static, _ = exporters
+    # node-a/2 has been under 5% since the fleet started; node-a/1 was busy and goes idle now.
+    await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"}[1m]) >= 4')
+    went_idle = time.time()
+    static.set(static_fleet(a1_util=1))
+    try:
+        await monitoring.wait_for_series('DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"} < 5')
+        source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, backfill_s=300)
+        try:
+            batch = await source.fetch()
+            since = await source.idle_history(batch.samples)
+        finally:
+            source.close()
+    finally:
+        static.set(static_fleet())
+
+    assert "node-a/0" in since and "node-a/2" in since and "node-b/1" in since
+    assert "node-b/0" not in since  # 42% busy
+    assert since["node-a/2"].timestamp() < went_idle - 1  # idle since the fleet appeared
+    assert since["node-a/1"].timestamp() >= went_idle - 2  # busy until the switch (1 s steps, 1 s scrapes)
+
+
+async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, exporters) -> None:
+    store = ClusterStore(refresh_s=0.3)
+    async with Monitoring(tmp_path, jobs=jobs(*exporters), rule_files=()) as mon:
+        await mon.wait_for_series(UTIL_ANY, count=11)
+        source = PrometheusSource(mon.prometheus_url, refresh_s=0.3, timeout_s=2, max_backoff_s=1)
+        async with running(source, store) as task:
+            await snapshot_when(store, lambda s: len(s.gpus) == len(EXPECTED_GPUS), what="first metrics")
+
+            mon.prometheus.stop()
+            down = await snapshot_when(store, lambda s: s.metrics.error is not None, what="outage recorded")
+            assert down.metrics.stale
+            assert "cannot connect to Prometheus" in (down.metrics.error or "")
+            assert not task.done()  # still retrying, never raised
+
+            await mon.prometheus.start()
+            back = await snapshot_when(store, lambda s: s.metrics.error is None and not s.metrics.stale, what="recovery")
+            assert {g.key for g in back.gpus} == EXPECTED_GPUS
+
+
+def test_shipped_rules_pass_promtool_check() -> None:
+    result = subprocess.run(["promtool", "check", "rules", str(SHIPPED_RULES)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout
+
+
+# promtool's rule unit tests evaluate the shipped rules on synthetic series with
+# Prometheus's own engine: the memory formula, both generations, pod spellings.
+RULE_TESTS = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # half full: the wrong used/free formula would read 1.0 and fire
+      - {{series: 'DCGM_FI_DEV_FB_USED{{gpu="0",Hostname="n1"}}', values: '40000x10'}}
+      - {{series: 'DCGM_FI_DEV_FB_FREE{{gpu="0",Hostname="n1"}}', values: '40000x10'}}
+      - {{series: 'DCGM_FI_DEV_FB_USED{{gpu="1",Hostname="n1"}}', values: '76000x10'}}
+      - {{series: 'DCGM_FI_DEV_FB_FREE{{gpu="1",Hostname="n1"}}', values: '4000x10'}}
+      - {{series: 'DCGM_FI_DEV_FB_USED_BYTES{{gpu="0",hostname="n2"}}', values: '80000000000x10'}}
+      - {{series: 'DCGM_FI_DEV_FB_FREE_BYTES{{gpu="0",hostname="n2"}}', values: '1000000000x10'}}
+      - {{series: 'DCGM_FI_DEV_GPU_TEMP{{gpu="0",Hostname="n1"}}', values: '90x10'}}
+      - {{series: 'DCGM_FI_DEV_GPU_TEMP_CELSIUS{{gpu="0",hostname="n2"}}', values: '70x10'}}
+      - {{series: 'DCGM_FI_DEV_XID_ERRORS{{gpu="1",Hostname="n1"}}', values: '79x10'}}
+      - {{series: 'DCGM_FI_DEV_XID_ERROR{{gpu="0",hostname="n2"}}', values: '13x10'}}
+      - {{series: 'up{{job="dcgm-exporter",instance="n3:9400"}}', values: '0x10'}}
+    alert_rule_test:
+      - eval_time: 6m
+        alertname: GpuMemoryNearlyFull
+        exp_alerts:
+          - exp_labels: {{severity: warning, gpu: "1", Hostname: n1}}
+            exp_annotations: {{summary: "GPU 1 on n1 memory is 95% full"}}
+          - exp_labels: {{severity: warning, gpu: "0", hostname: n2}}
+            exp_annotations: {{summary: "GPU 0 on n2 memory is 98.77% full"}}
+      - eval_time: 6m
+        alertname: GpuHot
+        exp_alerts:
+          - exp_labels: {{severity: warning, gpu: "0", Hostname: n1}}
+            exp_annotations: {{summary: "GPU 0 on n1 is at 90°C (over 85°C for 5 minutes)"}}
+      - eval_time: 1m
+        alertname: GpuXidCritical
+        exp_alerts:
+          - exp_labels: {{severity: critical, gpu: "1", Hostname: n1}}
+            exp_annotations: {{summary: "GPU 1 on n1 hit hardware XID 79: drain the node"}}
+      - eval_time: 1m
+        alertname: GpuXidError
+        exp_alerts:
+          - exp_labels: {{severity: warning, gpu: "1", Hostname: n1}}
+            exp_annotations: {{summary: "GPU 1 on n1 reported XID 79"}}
+          - exp_labels: {{severity: warning, gpu: "0", hostname: n2}}
+            exp_annotations: {{summary: "GPU 0 on n2 reported XID 13"}}
+      - eval_time: 3m
+        alertname: DcgmExporterDown
+        exp_alerts:
+          - exp_labels: {{severity: warning, job: dcgm-exporter, instance: "n3:9400"}}
+            exp_annotations: {{summary: "dcgm-exporter target n3:9400 is down: no GPU metrics from it"}}
+
+  - interval: 1m
+    input_series:
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="0",Hostname="n1",namespace="ml",pod="idle-job"}}', values: '1x40'}}
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="1",Hostname="n1"}}', values: '0x40'}}
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="2",Hostname="n1",namespace="ml",pod="busy-job"}}', values: '90x40'}}
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="3",Hostname="n1",namespace="gpu-operator",pod="nvidia-dcgm-exporter-abc"}}', values: '0x40'}}
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="4",Hostname="n1",namespace="gpu-operator",pod="nvidia-dcgm-exporter-abc",exported_namespace="ml",exported_pod="renamed-job"}}', values: '2x40'}}
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL_RATIO{{gpu="0",hostname="n2",namespace="ml",pod="new-names"}}', values: '0.01x40'}}
+      - {{series: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{gpu="0",Hostname="n3",GPU_I_ID="9",GPU_I_PROFILE="1g.10gb",namespace="ml",pod="mig-job"}}', values: '0x40'}}
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: GpuIdleWhileAllocated
+        exp_alerts: []
+      - eval_time: 31m
+        alertname: GpuIdleWhileAllocated
+        exp_alerts:
+          - exp_labels: {{severity: warning, gpu: "0", Hostname: n1, namespace: ml, pod: idle-job}}
+            exp_annotations:
+              summary: "GPU 0 on n1 is allocated to ml/idle-job but has been under 5% busy for 30 minutes"
+              description: "Current utilisation 1.0%."
+          - exp_labels: {{severity: warning, gpu: "4", Hostname: n1, namespace: gpu-operator, pod: nvidia-dcgm-exporter-abc, exported_namespace: ml, exported_pod: renamed-job}}
+            exp_annotations:
+              summary: "GPU 4 on n1 is allocated to ml/renamed-job but has been under 5% busy for 30 minutes"
+              description: "Current utilisation 2.0%."
+          - exp_labels: {{severity: warning, gpu: "0", hostname: n2, namespace: ml, pod: new-names}}
+            exp_annotations:
+              summary: "GPU 0 on n2 is allocated to ml/new-names but has been under 5% busy for 30 minutes"
+              description: "Current utilisation 1.0%."
+          - exp_labels: {{severity: warning, gpu: "0", Hostname: n3, GPU_I_ID: "9", GPU_I_PROFILE: 1g.10gb, namespace: ml, pod: mig-job}}
+            exp_annotations:
+              summary: "GPU 0 (MIG 9) on n3 is allocated to ml/mig-job but has been under 5% busy for 30 minutes"
+              description: "Current utilisation 0.0%."
+"""
+
+
+def test_shipped_rules_behave_under_promtool_unit_tests(tmp_path: Path) -> None:
+    tests = tmp_path / "gpuctl-rules-test.yaml"
+    tests.write_text(RULE_TESTS.format(rules=SHIPPED_RULES))
+    result = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
