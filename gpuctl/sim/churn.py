@@ -1,0 +1,157 @@
+"""Workload churn for the demo: jobs finish, new jobs arrive, pending pods get scheduled.
+
+Events happen at times drawn from their own seeded generator, independent
+of how often anyone looks: advancing to t=600 in one step or in 300 steps
+of 2 s gives the same fleet. The stories the demo tells (idle notebooks,
+the hot GPU, the full memory, serving deployments) are never churned away;
+busy and bursty Job pods finish, and arrivals respect every quota.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from gpuctl.sim import catalog
+from gpuctl.sim.fleet import QUOTA_PREFIX, Fleet, SimPod, quota_used
+from gpuctl.sim.placement import Allocator
+from gpuctl.sim.workloads import GPU, MIG_2G, Behaviour
+
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_TRAINING = ("lora-llama3-8b", "sft-mistral-7b", "dpo-qwen2-7b", "distill-bert-l", "sweep-vit-b16", "ft-whisper-s")
+_EVALS = ("eval-mmlu", "eval-gsm8k", "eval-humaneval", "eval-long-ctx")
+_BATCH = ("etl-embed", "video-transcode", "ocr-backfill", "thumbs-rerun")
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    namespace: str
+    pool: str
+    requests: dict[str, int]
+    names: tuple[str, ...]
+    container: str
+    priority_class: str
+    weight: int
+
+
+_ARRIVALS = (
+    _Arrival("ml-research", "a100-train", {GPU: 4}, _TRAINING, "trainer", "training-standard", 2),
+    _Arrival("ml-research", "a100-train", {GPU: 2}, _TRAINING, "trainer", "training-standard", 2),
+    _Arrival("ml-research", "h100-mig", {MIG_2G: 1}, _EVALS, "eval", "training-standard", 2),
+    _Arrival("team-b", "t4-batch", {GPU: 1}, _BATCH, "worker", "batch-low", 3),
+    _Arrival("team-b", "t4-batch", {GPU: 2}, _BATCH, "worker", "batch-low", 1),
+)
+_ARRIVAL_BEHAVIOURS: tuple[Behaviour, ...] = ("busy", "busy", "busy", "bursty", "bursty", "idle")
+
+
+MIN_RUN_S = 600.0  # a job scheduled by the churn runs at least this long
+# Teams leave some quota headroom; it also keeps the demo's "nearly full" namespace the only one.
+ARRIVAL_QUOTA_FILL = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnEvent:
+    at: float  # sim seconds
+    kind: Literal["finished", "arrived", "scheduled"]
+    pod: SimPod  # as it is after the event (for "finished": as it was)
+
+
+class FleetChurn:
+    """The fleet as it evolves; `advance(t)` applies every event up to t and returns them."""
+
+    def __init__(self, fleet: Fleet, seed: int = 7, *, mean_gap_s: float = 45.0) -> None:
+        self.fleet = fleet
+        self._rng = random.Random(f"churn-{seed}")
+        self._gap = mean_gap_s
+        self._pods: dict[str, SimPod] = {p.key: p for p in fleet.pods}
+        self._alloc = Allocator(fleet.nodes)
+        for pod in fleet.pods:
+            if pod.node:
+                self._alloc.take_keys(pod.node, pod.gpu_keys)
+        self._pool_nodes: dict[str, list[str]] = {}
+        for node in fleet.nodes:
+            self._pool_nodes.setdefault(node.pool, []).append(node.name)
+        self._hard = {ns.name: ns.quota_hard for ns in fleet.namespaces}
+        self._next = self._draw_gap()
+        self._serial = 0
+        self._started: dict[str, float] = {}  # pods scheduled by the churn: when
+
+    def advance(self, t: float) -> list[ChurnEvent]:
+        events: list[ChurnEvent] = []
+        while self._next <= t:
+            event = self._step(self._next)
+            if event is not None:
+                events.append(event)
+            self._next += self._draw_gap()
+        if events:
+            self.fleet = replace(self.fleet, pods=tuple(self._pods.values()))
+        return events
+
+    def _draw_gap(self) -> float:
+        return self._rng.uniform(0.4, 1.6) * self._gap
+
+    def _step(self, at: float) -> ChurnEvent | None:
+        for pod in self._pods.values():  # a freed GPU goes to the oldest pending pod that fits
+            if pod.node is None and (event := self._schedule(pod, at)):
+                return event
+        roll = self._rng.random()
+        if roll < 0.5:
+            return self._finish(at) or self._arrive(at)
+        return self._arrive(at) or self._finish(at)
+
+    def _schedule(self, pod: SimPod, at: float) -> ChurnEvent | None:
+        node = self._alloc.first_fit(self._pool_nodes.get(pod.pool, ()), pod.gpu_requests)
+        if node is None:
+            return None
+        keys = self._alloc.take(node, pod.gpu_requests)
+        assert keys is not None
+        idle_since = at if pod.behaviour == "idle" else None
+        placed = replace(pod, node=node, gpu_keys=keys, idle_since_t=idle_since)
+        self._started[pod.key] = at
+        self._pods[pod.key] = placed
+        return ChurnEvent(at, "scheduled", placed)
+
+    def _finish(self, at: float) -> ChurnEvent | None:
+        done = [
+            p for p in self._pods.values()
+            if p.node and p.owner_kind in ("Job", "CronJob") and p.behaviour in ("busy", "bursty")
+            and self._started.get(p.key, 0.0) <= at - MIN_RUN_S
+        ]
+        if not done:
+            return None
+        pod = self._rng.choice(done)
+        assert pod.node is not None
+        self._alloc.release(pod.node, pod.gpu_keys)
+        del self._pods[pod.key]
+        self._started.pop(pod.key, None)
+        return ChurnEvent(at, "finished", pod)
+
+    def _arrive(self, at: float) -> ChurnEvent | None:
+        a = self._rng.choices(_ARRIVALS, weights=[a.weight for a in _ARRIVALS])[0]
+        if a.pool not in self._pool_nodes or not self._quota_allows(a.namespace, a.requests):
+            return None
+        self._serial += 1
+        job = f"{self._rng.choice(a.names)}-{self._serial:04d}"
+        name = f"{job}-{''.join(self._rng.choice(_ALPHABET) for _ in range(5))}"
+        behaviour = self._rng.choice(_ARRIVAL_BEHAVIOURS)
+        pod = SimPod(
+            namespace=a.namespace, name=name, node=None, container=a.container, gpu_requests=dict(a.requests),
+            owner_kind="Job", owner_name=job, ref_kind="Job", ref_name=job, priority_class=a.priority_class,
+            labels={"job-name": job, "batch.kubernetes.io/job-name": job}, gpu_keys=(), behaviour=behaviour,
+            pool=a.pool, node_selector={catalog.POOL_LABEL: a.pool},
+            tolerations=catalog.POOLS_BY_NAME[a.pool].taints, created_t=at,
+        )
+        self._pods[pod.key] = pod
+        placed = self._schedule(pod, at)
+        return ChurnEvent(at, "arrived", placed.pod if placed else pod)
+
+    def _quota_allows(self, namespace: str, requests: dict[str, int]) -> bool:
+        """Room under ARRIVAL_QUOTA_FILL of every quota the pod counts against."""
+        hard = self._hard.get(namespace, {})
+        used = quota_used(tuple(self._pods.values()), namespace)
+        for resource, count in requests.items():
+            limit = hard.get(QUOTA_PREFIX + resource)
+            if limit is not None and used.get(QUOTA_PREFIX + resource, 0) + count > ARRIVAL_QUOTA_FILL * limit:
+                return False
+        return True

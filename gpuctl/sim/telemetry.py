@@ -1,0 +1,192 @@
+"""Deterministic GPU telemetry for a simulated fleet: what DCGM would report at time t.
+
+Every value is a pure function of (fleet, seed, t): sums of sines with
+per-GPU periods and phases, so the numbers move smoothly, differ between
+GPUs, and a test (or Prometheus scraping the test bed twice) sees exactly
+the same value for the same t. Behaviour comes from the pod holding the
+GPU; free GPUs idle at 0 % with no pod.
+
+MIG instances have their own utilisation and memory; temperature, power
+and XID belong to the physical GPU, so every instance of a GPU reports its
+parent's (as dcgm-exporter does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from dataclasses import dataclass
+
+from gpuctl.model import PodRef
+from gpuctl.sim import catalog
+from gpuctl.sim.catalog import GpuModel
+from gpuctl.sim.fleet import Fleet, SimGpu
+from gpuctl.sim.workloads import Behaviour
+from gpuctl.state.records import GpuSample
+
+TAU = 2 * math.pi
+HOT_TEMP_C = 88.0
+MIG_SLICES = 7
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    """Per-device constants drawn from a hash of (seed, key): stable whatever else changes."""
+
+    fast: tuple[float, float]  # period s, phase
+    medium: tuple[float, float]
+    slow: tuple[float, float]
+    burst: tuple[float, float]
+    level: float  # 0-1: where in its behaviour's range this device sits
+    ambient_c: float
+    efficiency: float  # share of the TDP a fully busy GPU draws
+
+    @staticmethod
+    def of(seed: int, key: str) -> _Params:
+        raw = hashlib.blake2b(f"{seed}/{key}".encode(), digest_size=40).digest()
+        u = [x / 2**32 for x in struct.unpack("<10I", raw)]
+        return _Params(
+            fast=(11 + 19 * u[0], TAU * u[1]),
+            medium=(60 + 180 * u[2], TAU * u[3]),
+            slow=(600 + 1200 * u[4], TAU * u[5]),
+            burst=(240 + 600 * u[6], TAU * u[7]),
+            level=u[8],
+            ambient_c=28 + 6 * u[9],
+            efficiency=0.8 + 0.15 * u[9],
+        )
+
+    def noise(self, t: float) -> float:
+        """Smooth noise in [-1, 1]."""
+        return 0.4 * _wave(t, self.fast) + 0.6 * _wave(t, self.medium)
+
+
+def _wave(t: float, wave: tuple[float, float]) -> float:
+    return math.sin(TAU * t / wave[0] + wave[1])
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def util_pct(behaviour: Behaviour | None, p: _Params, t: float) -> float:
+    n = p.noise(t)
+    if behaviour is None:
+        return 0.0
+    if behaviour == "idle":
+        return 1 + n  # 0-2 %: under any sane idle threshold
+    if behaviour == "hot":
+        return 95 + 4 * n
+    if behaviour == "memory-full":
+        return 78 + 14 * n
+    if behaviour == "bursty":
+        duty = _smoothstep((_wave(t, p.burst) + 0.3) / 0.6)
+        return 10 + 80 * duty + 4 * n  # 6-14 % between bursts: quiet, not idle
+    return 82 + 14 * n  # busy: 68-96 %
+
+
+def mem_fraction(behaviour: Behaviour | None, p: _Params, t: float) -> float:
+    drift = _wave(t, p.slow)
+    if behaviour is None:
+        return 0.0
+    if behaviour == "idle":
+        return 0.18 + 0.37 * p.level + 0.002 * drift  # a model still loaded
+    if behaviour == "memory-full":
+        return 0.975 + 0.015 * drift
+    if behaviour == "hot":
+        return 0.72 + 0.15 * p.level + 0.02 * drift
+    return 0.56 + 0.3 * p.level + 0.03 * drift
+
+
+@dataclass(frozen=True, slots=True)
+class _Device:
+    gpu: SimGpu
+    model: GpuModel
+    params: _Params
+    parent: str  # "node/index"
+    slices: int  # compute slices it holds out of 7 (7 for a whole GPU)
+    pod: PodRef | None
+    behaviour: Behaviour | None
+    xid: int
+
+
+class FleetTelemetry:
+    """Samples of every GPU device of a fleet at sim time t (seconds since the start)."""
+
+    def __init__(self, fleet: Fleet, seed: int = 7, *, _params: dict[str, _Params] | None = None) -> None:
+        self.fleet = fleet
+        self.seed = seed
+        self._params = _params if _params is not None else {}
+        holders = fleet.pod_by_gpu
+        devices = []
+        for gpu in fleet.gpus:
+            pod = holders.get(gpu.key)
+            slices = MIG_SLICES if gpu.mig_profile is None else catalog.H100_PROFILES[gpu.mig_profile].slices
+            devices.append(_Device(
+                gpu=gpu,
+                model=catalog.MODELS_BY_NAME[gpu.model],
+                params=self._param(gpu.key),
+                parent=f"{gpu.node}/{gpu.index}",
+                slices=slices,
+                pod=PodRef(namespace=pod.namespace, name=pod.name, container=pod.container) if pod else None,
+                behaviour=pod.behaviour if pod else None,
+                xid=fleet.xid_faults.get(gpu.key, 0),
+            ))
+        self._devices = tuple(devices)
+        self._parent_params = {d.parent: self._param(d.parent) for d in devices}
+        self._parent_model = {d.parent: d.model for d in devices}
+
+    def rebind(self, fleet: Fleet) -> FleetTelemetry:
+        """The same GPUs with other pods on them (after churn); reuses the per-GPU constants."""
+        return FleetTelemetry(fleet, self.seed, _params=self._params)
+
+    def _param(self, key: str) -> _Params:
+        p = self._params.get(key)
+        if p is None:
+            p = self._params[key] = _Params.of(self.seed, key)
+        return p
+
+    def samples_at(self, t: float) -> list[GpuSample]:
+        utils = [util_pct(d.behaviour, d.params, t) for d in self._devices]
+        # The physical GPU: utilisation weighted by compute slices, hot if any tenant is.
+        load: dict[str, float] = {}
+        hot: set[str] = set()
+        for d, u in zip(self._devices, utils, strict=True):
+            load[d.parent] = load.get(d.parent, 0.0) + u * d.slices / MIG_SLICES
+            if d.behaviour == "hot":
+                hot.add(d.parent)
+        physical = {key: self._physical(key, load[key], key in hot, t) for key in load}
+        samples = []
+        for d, u in zip(self._devices, utils, strict=True):
+            total = d.gpu.mem_total_mib
+            used = round(min(mem_fraction(d.behaviour, d.params, t), 1.0) * total)
+            temp, power = physical[d.parent]
+            samples.append(GpuSample(
+                hostname=d.gpu.node,
+                index=d.gpu.index,
+                uuid=d.gpu.uuid,
+                model=d.gpu.model,
+                mig_profile=d.gpu.mig_profile,
+                mig_instance=d.gpu.mig_instance,
+                pod=d.pod,
+                util_pct=float(round(min(max(u, 0.0), 100.0))),
+                mem_used_mib=float(used),
+                mem_free_mib=float(total - used),
+                temp_c=temp,
+                power_w=power,
+                xid=d.xid,
+            ))
+        return samples
+
+    def _physical(self, parent: str, util: float, hot: bool, t: float) -> tuple[float, float]:
+        """(temperature °C, power W) of one physical GPU."""
+        p = self._parent_params[parent]
+        model = self._parent_model[parent]
+        n = p.noise(t)
+        load = min(max(util, 0.0), 100.0) / 100
+        if hot:  # a failing fan or a blocked airflow: hot even for this load
+            return float(round(HOT_TEMP_C + 1.2 * n)), round(model.tdp_w * (0.96 + 0.02 * n), 3)
+        temp = p.ambient_c + (model.busy_temp_c - p.ambient_c) * load**0.8 + 0.8 * n
+        power = model.idle_w * (0.97 + 0.03 * p.level) + (model.tdp_w - model.idle_w) * load * p.efficiency
+        return float(round(temp)), round(max(power + 1.5 * n, 1.0), 3)

@@ -1,0 +1,133 @@
+"""Simulated DCGM telemetry: deterministic, smooth, and true to each pod's behaviour."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuctl.sim import build_fleet
+from gpuctl.sim.fleet import Fleet
+from gpuctl.sim.telemetry import HOT_TEMP_C, FleetTelemetry
+from gpuctl.state.records import GpuSample
+
+TIMES = range(0, 3 * 3600, 97)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return build_fleet()
+
+
+@pytest.fixture(scope="module")
+def series(fleet: Fleet) -> dict[float, list[GpuSample]]:
+    telemetry = FleetTelemetry(fleet, seed=7)
+    return {t: telemetry.samples_at(t) for t in TIMES}
+
+
+def by_behaviour(fleet: Fleet, samples: list[GpuSample], behaviour: str | None) -> list[GpuSample]:
+    holders = fleet.pod_by_gpu
+    out = []
+    for s in samples:
+        pod = holders.get(s.key)
+        if (pod.behaviour if pod else None) == behaviour:
+            out.append(s)
+    return out
+
+
+def test_same_t_same_seed_same_samples(fleet: Fleet) -> None:
+    a, b = FleetTelemetry(fleet, seed=7), FleetTelemetry(build_fleet(), seed=7)
+    assert a.samples_at(123.5) == b.samples_at(123.5)
+    assert a.samples_at(123.5) != a.samples_at(125.5)
+    assert a.samples_at(123.5) != FleetTelemetry(fleet, seed=8).samples_at(123.5)
+
+
+def test_one_sample_per_device_with_its_pod(fleet: Fleet, series: dict[float, list[GpuSample]]) -> None:
+    samples = series[0]
+    assert [s.key for s in samples] == [g.key for g in fleet.gpus]
+    holders = fleet.pod_by_gpu
+    for s in samples:
+        gpu = fleet.gpu_by_key[s.key]
+        assert (s.uuid, s.model, s.mig_profile, s.mig_instance) == (gpu.uuid, gpu.model, gpu.mig_profile, gpu.mig_instance)
+        pod = holders.get(s.key)
+        assert (s.pod.key if s.pod else None) == (pod.key if pod else None)
+        if pod:
+            assert s.pod.container == pod.container
+
+
+def test_units_and_memory_add_up(series: dict[float, list[GpuSample]], fleet: Fleet) -> None:
+    for samples in series.values():
+        for s in samples:
+            assert 0 <= s.util_pct <= 100
+            assert s.mem_used_mib + s.mem_free_mib == fleet.gpu_by_key[s.key].mem_total_mib
+            assert 20 <= s.temp_c <= 95
+            assert 1 <= s.power_w <= 700
+
+
+def test_idle_pods_are_really_idle_and_free_gpus_have_no_pod(fleet: Fleet, series: dict[float, list[GpuSample]]) -> None:
+    for samples in series.values():
+        idle = by_behaviour(fleet, samples, "idle")
+        assert idle and all(s.util_pct <= 2 for s in idle)
+        assert all(s.mem_used_mib > 0 for s in idle), "an idle holder still has its model loaded"
+        free = by_behaviour(fleet, samples, None)
+        assert free and all(s.util_pct == 0 and s.pod is None and s.mem_used_mib == 0 for s in free)
+
+
+def test_busy_hot_and_full_gpus(fleet: Fleet, series: dict[float, list[GpuSample]]) -> None:
+    for samples in series.values():
+        assert all(60 <= s.util_pct <= 100 for s in by_behaviour(fleet, samples, "busy"))
+        hot = by_behaviour(fleet, samples, "hot")
+        assert hot and all(s.temp_c >= HOT_TEMP_C - 2 for s in hot)
+        others = [s for s in samples if s not in hot]
+        assert max(s.temp_c for s in others) < 80
+        full = by_behaviour(fleet, samples, "memory-full")
+        assert full and all(s.mem_used_mib / (s.mem_used_mib + s.mem_free_mib) > 0.95 for s in full)
+
+
+def test_bursty_gpus_burst_but_never_look_idle(fleet: Fleet, series: dict[float, list[GpuSample]]) -> None:
+    bursty = {s.key: [] for s in by_behaviour(fleet, series[0], "bursty")}
+    for samples in series.values():
+        for s in by_behaviour(fleet, samples, "bursty"):
+            bursty[s.key].append(s.util_pct)
+    for key, utils in bursty.items():
+        assert min(utils) >= 5, key  # 5 % is the store's default idle threshold
+        assert max(utils) - min(utils) > 50, key
+
+
+def test_smooth_over_a_tick(fleet: Fleet) -> None:
+    telemetry = FleetTelemetry(fleet, seed=7)
+    for t in range(0, 1200, 60):
+        now, later = telemetry.samples_at(t), telemetry.samples_at(t + 2)
+        for a, b in zip(now, later, strict=True):
+            assert abs(a.util_pct - b.util_pct) <= 15, a.key
+            assert abs(a.temp_c - b.temp_c) <= 5, a.key  # a burst heats a GPU in seconds
+
+
+def test_mig_instances_share_their_gpu_temperature_power_and_uuid(series: dict[float, list[GpuSample]]) -> None:
+    parents: dict[str, set] = {}
+    for s in series[582]:
+        if s.mig_instance is not None:
+            parents.setdefault(f"{s.hostname}/{s.index}", set()).add((s.temp_c, s.power_w, s.uuid))
+    assert len(parents) == 16
+    assert all(len(v) == 1 for v in parents.values())
+
+
+def test_xid_only_on_the_faulty_gpu(fleet: Fleet, series: dict[float, list[GpuSample]]) -> None:
+    for samples in series.values():
+        assert {s.key: s.xid for s in samples if s.xid} == dict(fleet.xid_faults)
+        assert all(s.xid == 0 for s in samples if s.key not in fleet.xid_faults)
+
+
+def test_rebind_keeps_each_gpu_its_own_noise(fleet: Fleet) -> None:
+    from dataclasses import replace
+
+    telemetry = FleetTelemetry(fleet, seed=7)
+    moved = replace(fleet, pods=fleet.pods[1:])  # the first pod finished: its GPUs go free
+    rebound = telemetry.rebind(moved).samples_at(300)
+    fresh = FleetTelemetry(moved, seed=7).samples_at(300)
+    assert rebound == fresh
+    freed = set(fleet.pods[0].gpu_keys)
+    before = {s.key: s for s in telemetry.samples_at(300)}
+    for s in rebound:
+        if s.key in freed:
+            assert s.pod is None and s.util_pct == 0
+        elif s.mig_instance is None and s.hostname != fleet.pods[0].node:
+            assert s == before[s.key]
