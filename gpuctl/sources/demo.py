@@ -1,0 +1,146 @@
+"""The demo source: a simulated cluster, so `gpuctl top --demo` works with no cluster at all.
+
+It feeds the store exactly what the Kubernetes watchers and the Prometheus
+source would: records after a "list", a metrics batch every tick, pod
+changes as jobs finish and arrive. Everything comes from `gpuctl.sim`, so a
+seed gives the same cluster and the same story every time; the clock and
+the sleep are injectable so tests run it without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from gpuctl.model import WatchHealth
+from gpuctl.sim.catalog import POOL_LABEL
+from gpuctl.sim.churn import ChurnEvent, FleetChurn
+from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPod, build_fleet
+from gpuctl.sim.telemetry import FleetTelemetry
+from gpuctl.state.store import ClusterStore
+from gpuctl.state.records import (
+    Kind,
+    MetricsBatch,
+    NamespaceRecord,
+    NodeRecord,
+    PodRecord,
+    QuotaRecord,
+    Record,
+)
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DemoSource:
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        scale: int = 1,
+        tick_s: float = 2.0,
+        churn: bool = True,
+        clock: Clock = _utcnow,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.seed = seed
+        self.scale = scale
+        self.tick_s = tick_s
+        self.churn = churn
+        self._clock = clock
+        self._sleep = sleep
+
+    async def run(self, store: ClusterStore) -> None:
+        """Feed `store` until cancelled."""
+        start = self._clock()
+        fleet = build_fleet(self.seed, scale=self.scale)
+        churn = FleetChurn(fleet, self.seed)
+        telemetry = FleetTelemetry(fleet, self.seed)
+        store.set_metrics_source("demo")
+        store.set_watch_health(WatchHealth(source="demo", connected=True, context="demo", last_event=start))
+        load_fleet(store, fleet, start)
+        while True:
+            now = self._clock()
+            t = (now - start).total_seconds()
+            events = churn.advance(t) if self.churn else []
+            if events:
+                apply_events(store, events, churn.fleet, start)
+                telemetry = telemetry.rebind(churn.fleet)
+            store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
+            await self._sleep(self.tick_s)
+
+
+def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime) -> None:
+    """What a first list of every kind would give, plus the idle history a restart would backfill."""
+    store.replace(Kind.NAMESPACE, [namespace_record(ns) for ns in fleet.namespaces])
+    store.replace(Kind.NODE, [node_record(n, start) for n in fleet.nodes])
+    store.replace(Kind.POD, [pod_record(p, start) for p in fleet.pods])
+    store.replace(Kind.QUOTA, [q for ns in fleet.namespaces if (q := quota_record(ns, fleet))])
+    store.backfill_idle({
+        key: start + timedelta(seconds=pod.idle_since_t)
+        for pod in fleet.pods
+        if pod.behaviour == "idle" and pod.idle_since_t is not None
+        for key in pod.gpu_keys
+    })
+
+
+def apply_events(store: ClusterStore, events: list[ChurnEvent], fleet: Fleet, start: datetime) -> None:
+    touched: set[str] = set()
+    for event in events:
+        if event.kind == "finished":
+            store.delete(Kind.POD, event.pod.key)
+        else:
+            store.upsert(pod_record(event.pod, start))
+        touched.add(event.pod.namespace)
+    for ns in fleet.namespaces:
+        if ns.name in touched and (quota := quota_record(ns, fleet)):
+            store.upsert(quota)
+
+
+def node_record(node: SimNode, start: datetime) -> NodeRecord:
+    labels = {k: v for k, v in node.labels.items() if k.startswith("nvidia.com/") or k == POOL_LABEL}
+    return NodeRecord(
+        name=node.name,
+        labels=labels,
+        capacity=dict(node.resources),
+        allocatable=dict(node.resources),
+        taints=node.taints,
+        ready=node.ready,
+        created=start + timedelta(seconds=node.created_t),
+    )
+
+
+def pod_record(pod: SimPod, start: datetime) -> PodRecord:
+    return PodRecord(
+        namespace=pod.namespace,
+        name=pod.name,
+        node=pod.node,
+        phase=pod.phase,
+        gpu_requests=dict(pod.gpu_requests),
+        owner_kind=pod.owner_kind,
+        owner_name=pod.owner_name,
+        priority_class=pod.priority_class,
+        created=start + timedelta(seconds=pod.created_t),
+    )
+
+
+def namespace_record(ns: SimNamespace) -> NamespaceRecord:
+    return NamespaceRecord(name=ns.name, labels={"kubernetes.io/metadata.name": ns.name, "team": ns.team})
+
+
+def quota_record(ns: SimNamespace, fleet: Fleet) -> QuotaRecord | None:
+    hard = ns.quota_hard
+    if not hard:
+        return None
+    used = fleet.quota_used(ns.name)
+    return QuotaRecord(
+        namespace=ns.name,
+        name="gpu-quota",
+        hard={k: float(v) for k, v in hard.items()},
+        used={k: float(used.get(k, 0)) for k in hard},
+    )
