@@ -52,6 +52,8 @@ def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
     if not isinstance(name, str) or not (name in SHIPPED_ALERTS or node or labels.get("gpu")):
         return None
     state = raw.get("state")
+    if state not in ("firing", "pending"):  # "inactive": resolved, kept by Prometheus only for resending
+        return None
     annotations = raw.get("annotations") if isinstance(raw.get("annotations"), Mapping) else {}
     gpu: str | None = None
     try:
@@ -62,7 +64,7 @@ def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
     return Alert(
         name=name,
         severity=labels.get("severity") or None,
-        state=state if state in ("firing", "pending") else "firing",
+        state=state,
         summary=" ".join(str(annotations.get("summary", "")).split()) or None,
         node=node if isinstance(node, str) else None,
         gpu=gpu,
