@@ -71,6 +71,23 @@ def sparkline(values: list[float | None], width: int, top: float = 100.0) -> str
     return "".join(out).rjust(width)
 
 
+def short_model(model: str | None) -> str:
+    """'NVIDIA-A100-SXM4-80GB' -> 'A100-SXM4-80GB': the vendor prefix is noise in a narrow column."""
+    if not model:
+        return "—"
+    for prefix in ("NVIDIA-", "NVIDIA ", "Tesla-", "Tesla "):
+        if model.startswith(prefix):
+            return model[len(prefix) :]
+    return model
+
+
+def gpu_count(whole: int, mig: int) -> str:
+    """GPUs as people say them: '8', '2 MIG', '4+2 MIG'."""
+    if not mig:
+        return str(whole)
+    return f"{mig} MIG" if not whole else f"{whole}+{mig} MIG"
+
+
 def truncate(text: str, width: int) -> str:
     if width <= 0:
         return ""

@@ -1,4 +1,4 @@
-"""The panel under (or beside) the heatmap describing the selected cell."""
+"""The panel under (or, on wide screens, beside) the heatmap describing the selected cell."""
 
 from __future__ import annotations
 
@@ -12,74 +12,74 @@ from gpuctl.tui.heatmap_layout import POOL_PREFIX
 from gpuctl.tui.history import UtilHistory
 
 SPARK_WIDTH = 40
+Fact = Text  # one short fact; facts are grouped into lines
 
 
 class GpuDetails(Static):
     """Node, model, UUID, MIG profile, holder, idle time and a utilisation sparkline."""
 
     def describe(self, index: FleetIndex | None, history: UtilHistory, target: str | None) -> None:
-        self.update(render_details(index, history, target, self.size.width or 80))
+        stacked = any(node.has_class("wide") for node in self.ancestors)
+        self.update(render_details(index, history, target, self.size.width or 80, stacked=stacked))
 
 
-def render_details(index: FleetIndex | None, history: UtilHistory, target: str | None, width: int) -> Text:
+def render_details(index: FleetIndex | None, history: UtilHistory, target: str | None, width: int, *, stacked: bool = False) -> Text:
     if index is None:
         return Text("No data yet.", style="dim")
     if target is None:
         return Text("Move the cursor onto a GPU (arrows or click) to see its details.", style="dim")
     if target.startswith(POOL_PREFIX):
-        return _pool_text(index, target.removeprefix(POOL_PREFIX))
-    gpu = index.gpus.get(target)
-    if gpu is None:
+        groups = _pool_facts(index, target.removeprefix(POOL_PREFIX))
+    elif (gpu := index.gpus.get(target)) is None:
         return Text(f"{target} is gone from the cluster.", style="dim")
-    return _gpu_text(index, history, gpu, width)
-
-
-def _pool_text(index: FleetIndex, name: str) -> Text:
-    pool = index.pools.get(name)
-    t = Text()
-    t.append(f"pool {name}", style="bold")
-    if pool is None:
-        t.append(f"\n{len(index.nodes_by_pool.get(name, []))} nodes")
-        return t
-    t.append(f"  {', '.join(pool.gpu_models) or 'unknown model'}\n")
-    t.append(f"nodes {pool.nodes_ready}/{pool.nodes} ready · GPUs {pool.gpus_allocated}/{pool.gpus_total} allocated · ")
-    t.append(f"{pool.gpus_idle} idle", style="bold magenta" if pool.gpus_idle else "")
-    t.append("\nenter or space folds/unfolds the pool", style="dim")
-    return t
-
-
-def _gpu_text(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) -> Text:
-    t = Text(no_wrap=True, overflow="ellipsis")
-    node = index.nodes.get(gpu.node)
-    t.append(f"{gpu.node}", style="bold")
-    t.append(f" · GPU {gpu.index}")
-    if gpu.mig_profile:
-        t.append(f" · MIG {gpu.mig_profile} (instance {gpu.mig_instance})")
-    t.append(f" · {gpu.model or (node.gpu_model if node else None) or 'unknown model'}\n")
-    t.append(f"UUID {gpu.uuid or '—'} · pool {gpu.pool}")
-    if node is not None and (node.cordoned or not node.ready):
-        t.append(" · ")
-        t.append("cordoned" if node.cordoned else "NotReady", style="bold yellow")
-    t.append("\n")
-    if gpu.pod is None:
-        t.append("free (no pod holds it)", style="dim")
     else:
-        t.append(f"pod {gpu.pod.namespace}/{gpu.pod.name}")
+        groups = _gpu_facts(index, history, gpu, width)
+    # Under the map each group is one line; beside it each fact gets its own line.
+    lines = [fact for group in groups for fact in group] if stacked else [Text(" · ").join(g) for g in groups]
+    out = Text("\n").join(lines)
+    out.no_wrap = not stacked
+    out.overflow = "ellipsis"
+    return out
+
+
+def _pool_facts(index: FleetIndex, name: str) -> list[list[Fact]]:
+    pool = index.pools.get(name)
+    head = [Text(f"pool {name}", style="bold")]
+    if pool is None:
+        return [head, [Text(f"{len(index.nodes_by_pool.get(name, []))} nodes")]]
+    head.append(Text(", ".join(pool.gpu_models) or "unknown model"))
+    idle = Text(f"{pool.gpus_idle} idle", style="bold magenta" if pool.gpus_idle else "")
+    counts = [Text(f"nodes {pool.nodes_ready}/{pool.nodes} ready"), Text(f"GPUs {pool.gpus_allocated}/{pool.gpus_total} allocated"), idle]
+    return [head, counts, [Text("enter or space folds/unfolds the pool", style="dim")]]
+
+
+def _gpu_facts(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) -> list[list[Fact]]:
+    node = index.nodes.get(gpu.node)
+    ident = [Text(gpu.node, style="bold"), Text(f"GPU {gpu.index}")]
+    if gpu.mig_profile:
+        ident.append(Text(f"MIG {gpu.mig_profile} (instance {gpu.mig_instance})"))
+    ident.append(Text(gpu.model or (node.gpu_model if node else None) or "unknown model"))
+    where = [Text(f"UUID {gpu.uuid or '—'}"), Text(f"pool {gpu.pool}")]
+    if node is not None and (node.cordoned or not node.ready):
+        where.append(Text("cordoned" if node.cordoned else "NotReady", style="bold yellow"))
+    if gpu.pod is None:
+        holder = [Text("free (no pod holds it)", style="dim")]
+    else:
+        pod = Text(f"pod {gpu.pod.namespace}/{gpu.pod.name}")
         if gpu.pod.container:
-            t.append(f" ({gpu.pod.container})", style="dim")
-        if gpu.idle:
-            t.append(f"  IDLE for {duration(gpu.idle_for_s)}", style="bold magenta")
-        else:
-            t.append("  busy", style="green")
-    t.append("\n")
-    mem = f"{mib(gpu.mem_used_mib)}/{mib(gpu.mem_total_mib)} ({pct(gpu.mem_used_pct)})"
-    t.append(f"util {pct(gpu.util_pct)} · mem {mem} · temp {num(gpu.temp_c, '°C')} · power {num(gpu.power_w, 'W')}")
+            pod.append(f" ({gpu.pod.container})", style="dim")
+        state = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta") if gpu.idle else Text("busy", style="green")
+        holder = [pod, state]
+    metrics = [
+        Text(f"util {pct(gpu.util_pct)}"),
+        Text(f"mem {mib(gpu.mem_used_mib)}/{mib(gpu.mem_total_mib)} ({pct(gpu.mem_used_pct)})"),
+        Text(f"temp {num(gpu.temp_c, '°C')}"),
+        Text(f"power {num(gpu.power_w, 'W')}"),
+    ]
     if gpu.xid:
-        t.append(f" · XID {gpu.xid}", style="bold red")
-    t.append("\n")
+        metrics.append(Text(f"XID {gpu.xid}", style="bold red"))
     series = history.series(gpu.key)
-    spark_w = max(8, min(SPARK_WIDTH, width - 24))
-    t.append("util history ")
-    t.append(sparkline(series, spark_w), style="green")
-    t.append(f" {len(series)} samples", style="dim")
-    return t
+    spark = Text("util history ")
+    spark.append(sparkline(series, max(8, min(SPARK_WIDTH, width - 26))), style="green")
+    spark.append(f" {len(series)} samples", style="dim")
+    return [ident, where, holder, metrics, [spark]]

@@ -24,7 +24,7 @@ from textual.strip import Strip
 from gpuctl.model import Changes, Gpu
 from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import pct
+from gpuctl.tui.format import pct, short_model
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
 from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
 
@@ -231,7 +231,7 @@ class Heatmap(ScrollView, can_focus=True):
         style = base + self.get_component_rich_style("heatmap--header-cursor" if selected else "heatmap--header")
         models = ""
         if self.index and (pool := self.index.pools.get(line.pool)) and pool.gpu_models:
-            models = "  " + ", ".join(pool.gpu_models)
+            models = "  " + ", ".join(map(short_model, pool.gpu_models))
         text = f"{'▸' if folded else '▾'} {line.pool}{models}  {self._pool_summary.get(line.pool, '')}"
         return Strip([Segment(text, style)]).crop_extend(0, self.layout_.width, style)
 

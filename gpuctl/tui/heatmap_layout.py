@@ -58,11 +58,11 @@ class Layout:
     line_of: dict[str, int]  # target id -> line index
 
     def first_target(self) -> str | None:
+        """The first GPU cell; the first pool header when every pool is folded."""
         for line in self.lines:
-            t = line.targets()
-            if t:
-                return t[0][0]
-        return None
+            if line.cells:
+                return line.cells[0].key
+        return self.lines[0].targets()[0][0] if self.lines else None
 
     def position(self, target: str) -> tuple[int, int] | None:
         y = self.line_of.get(target)

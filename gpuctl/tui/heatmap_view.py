@@ -7,7 +7,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Container, Vertical
 from textual.widgets import Static
 
 from gpuctl.model import Changes
@@ -17,6 +17,9 @@ from gpuctl.tui.gpu_details import GpuDetails
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.history import UtilHistory
 from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, SPECS, XID_BG, Metric, cell_style, legend_ramp, next_metric
+
+
+WIDE_AT = 150
 
 
 def legend_text(metric: Metric, dense: bool) -> Text:
@@ -51,8 +54,16 @@ class HeatmapView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(legend_text(Metric.UTIL, False), id="legend")
-        yield Heatmap(id="heatmap")
-        yield GpuDetails(id="gpu-details")
+        with Container(id="heatmap-body"):
+            yield Heatmap(id="heatmap")
+            yield GpuDetails(id="gpu-details")
+
+    def on_resize(self) -> None:
+        # Wide terminals get the details beside the map, so the map keeps its height.
+        wide = self.size.width >= WIDE_AT
+        if wide != self.has_class("wide"):
+            self.set_class(wide, "wide")
+            self._describe(self.heatmap.cursor)
 
     @property
     def heatmap(self) -> Heatmap:

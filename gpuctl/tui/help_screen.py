@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -36,19 +37,19 @@ def key_label(keys: str) -> str:
     return ", ".join(_KEY_NAMES.get(k, k) for k in keys.split(","))
 
 
-def bindings_table(sections: Sequence[tuple[str, Sequence[BindingType]]]) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold cyan", no_wrap=True)
-    table.add_column()
+def bindings_table(sections: Sequence[tuple[str, Sequence[BindingType]]]) -> Group:
+    parts: list[Text | Table] = []
     for title, bindings in sections:
-        table.add_row(Text(title, style="bold underline"), "")
+        parts.append(Text(title, style="bold underline"))
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True, width=14)
+        table.add_column()
         for b in bindings:
-            if not isinstance(b, Binding):
-                continue
-            description = b.tooltip or b.description
-            table.add_row(key_label(b.key), description)
-        table.add_row("", "")
-    return table
+            if isinstance(b, Binding):
+                table.add_row(key_label(b.key), b.tooltip or b.description)
+        parts.append(table)
+        parts.append(Text(""))
+    return Group(*parts)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -11,34 +11,44 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import age
+from gpuctl.tui.format import age, gpu_count, short_model
 from gpuctl.tui.keyed_table import KeyedTable
 from gpuctl.tui.rows import GPU_COLUMNS, POD_COLUMNS, gpu_row, pod_row
 from gpuctl.tui.status_bar import StatusBar
 
 
 def node_header(index: FleetIndex, name: str) -> Text:
+    """Four short lines: identity and state, GPU counts, MIG layout, taints."""
     node = index.nodes.get(name)
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"node {name}", style="bold")
+    t.append(name, style="bold")
     if node is None:
-        t.append("  — no longer in the cluster (showing nothing until it returns)", style="yellow")
+        t.append(" is no longer in the cluster; this screen fills again if it returns.", style="yellow")
         return t
     s = index.stats(name)
-    state = ("Ready" if node.ready else "NotReady") + (" · cordoned" if node.cordoned else "")
-    t.append(f"  pool {node.pool} · {node.gpu_model or 'unknown model'} · ")
+    state = ("Ready" if node.ready else "NotReady") + (", cordoned" if node.cordoned else "")
+    t.append(f" · pool {node.pool} · {short_model(node.gpu_model)} · ")
     t.append(state, style="green" if node.ready and not node.cordoned else "bold yellow")
     t.append(f" · age {age(node.created, index.snapshot.taken_at)}\n")
-    t.append(f"GPUs allocatable {node.gpu_allocatable} · requested {node.gpu_requested} · busy {s.busy} · ")
+    mig_alloc = sum(node.mig_allocatable.values())
+    mig_req = sum(node.mig_requested.values())
+    t.append(f"GPUs allocatable {gpu_count(node.gpu_allocatable, mig_alloc)} · requested {gpu_count(node.gpu_requested, mig_req)}")
+    t.append(f" · busy {s.busy} · ")
     t.append(f"idle {s.idle}", style="bold magenta" if s.idle else "")
+    t.append("\n")
     if node.mig_capable or node.mig_config:
-        t.append(f" · MIG {node.mig_config or '—'} ({node.mig_config_state or 'unknown'})")
+        state_style = {"failed": "bold red", "pending": "yellow"}.get(node.mig_config_state or "", "")
+        t.append(f"MIG {node.mig_config or '—'} (")
+        t.append(node.mig_config_state or "unknown", style=state_style)
+        t.append(")")
         if node.mig_allocatable:
-            free = ", ".join(
+            slices = " · ".join(
                 f"{k.removeprefix('nvidia.com/mig-')} {node.mig_requested.get(k, 0)}/{v}"
                 for k, v in sorted(node.mig_allocatable.items())
             )
-            t.append(f" · slices used {free}")
+            t.append(f" · slices used {slices}")
+    else:
+        t.append("MIG not enabled", style="dim")
     t.append("\n")
     taints = ", ".join(f"{tn.key}={tn.value or ''}:{tn.effect}" for tn in node.taints) or "none"
     t.append(f"taints {taints}", style="dim")

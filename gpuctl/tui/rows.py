@@ -9,15 +9,15 @@ from datetime import datetime
 
 from gpuctl.model import Alert, Gpu, GpuPod, NamespaceUsage, Node, Pool
 from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import age, bar, duration, mib, num, pct
+from gpuctl.tui.format import age, bar, duration, gpu_count, mib, num, pct, short_model
 from gpuctl.tui.keyed_table import Cell, Column, num_sort
 
 NODE_COLUMNS = (
     Column("node", "node", 24),
     Column("pool", "pool", 12),
-    Column("model", "model", 16),
-    Column("alloc", "alloc", 5),
-    Column("req", "req", 4),
+    Column("model", "model", 14),
+    Column("alloc", "alloc", 6),
+    Column("req", "req", 6),
     Column("busy", "busy", 4),
     Column("idle", "idle", 4),
     Column("util", "util", 5),
@@ -28,18 +28,18 @@ NODE_COLUMNS = (
 
 POOL_COLUMNS = (
     Column("pool", "pool", 14),
-    Column("models", "models", 24),
-    Column("nodes", "nodes rdy", 9),
-    Column("gpus", "GPUs", 6),
-    Column("alloc", "alloc", 6),
-    Column("free", "free", 6),
-    Column("idle", "idle", 6),
+    Column("models", "models", 18),
+    Column("nodes", "ready", 5),
+    Column("gpus", "GPUs", 5),
+    Column("alloc", "alloc", 5),
+    Column("free", "free", 5),
+    Column("idle", "idle", 5),
 )
 
 POD_COLUMNS = (
     Column("namespace", "namespace", 14),
     Column("pod", "pod", 30),
-    Column("gpus", "GPUs", 5),
+    Column("gpus", "GPUs", 6),
     Column("util", "util", 5),
     Column("idle", "idle for", 10),
     Column("owner", "owner", 26),
@@ -67,7 +67,7 @@ ALERT_COLUMNS = (
 )
 
 GPU_COLUMNS = (
-    Column("gpu", "GPU", 8),
+    Column("gpu", "GPU", 10),
     Column("mig", "MIG", 9),
     Column("util", "util", 5),
     Column("mem", "memory", 13),
@@ -94,13 +94,14 @@ def node_row(index: FleetIndex, node: Node) -> tuple[Cell, ...]:
     status = ("Ready" if node.ready else "NotReady") + (",Cordoned" if node.cordoned else "")
     status_style = "bold red" if not node.ready else ("yellow" if node.cordoned else "green")
     mig_alloc = sum(node.mig_allocatable.values())
-    alloc = f"{node.gpu_allocatable}" + (f"+{mig_alloc}" if mig_alloc else "")
+    mig_req = sum(node.mig_requested.values())
+    alloc = gpu_count(node.gpu_allocatable, mig_alloc)
     return (
         Cell(node.name, sort=(node.name,)),
         Cell(node.pool, sort=(node.pool, node.name)),
-        Cell(node.gpu_model or "—", sort=(node.gpu_model or "", node.name)),
+        Cell(short_model(node.gpu_model), sort=(node.gpu_model or "", node.name)),
         Cell(alloc, sort=(node.gpu_allocatable + mig_alloc, node.name), right=True),
-        Cell(str(node.gpu_requested + sum(node.mig_requested.values())), sort=(node.gpu_requested, node.name), right=True),
+        Cell(gpu_count(node.gpu_requested, mig_req), sort=(node.gpu_requested + mig_req, node.name), right=True),
         Cell(str(s.busy), sort=(s.busy, node.name), right=True),
         Cell(str(s.idle), sort=(s.idle, node.name), right=True, style="bold magenta" if s.idle else ""),
         Cell(pct(s.util_mean), sort=(num_sort(s.util_mean), node.name), right=True),
@@ -115,7 +116,7 @@ def pool_row(pool: Pool) -> tuple[Cell, ...]:
     ready_style = "" if pool.nodes_ready == pool.nodes else "yellow"
     return (
         Cell(pool.name, sort=(pool.name,)),
-        Cell(", ".join(pool.gpu_models) or "—", sort=(",".join(pool.gpu_models), pool.name)),
+        Cell(", ".join(map(short_model, pool.gpu_models)) or "—", sort=(",".join(pool.gpu_models), pool.name)),
         Cell(f"{pool.nodes_ready}/{pool.nodes}", sort=(pool.nodes, pool.name), style=ready_style, right=True),
         Cell(str(pool.gpus_total), sort=(pool.gpus_total, pool.name), right=True),
         Cell(str(pool.gpus_allocated), sort=(pool.gpus_allocated, pool.name), right=True),
@@ -126,7 +127,7 @@ def pool_row(pool: Pool) -> tuple[Cell, ...]:
 
 def pod_row(pod: GpuPod, now: datetime) -> tuple[Cell, ...]:
     k = pod.key
-    gpus = str(pod.gpus) + (f"+{sum(pod.mig.values())}m" if pod.mig else "")
+    gpus = gpu_count(pod.gpus, sum(pod.mig.values()))
     if pod.idle:
         idle = Cell(f"IDLE {duration(pod.idle_for_s)}", sort=(pod.idle_for_s or 0.0, k), style="bold magenta")
     elif pod.phase != "Running":
@@ -197,7 +198,8 @@ def gpu_row(g: Gpu) -> tuple[Cell, ...]:
     pod = f"{g.pod.namespace}/{g.pod.name}" if g.pod else "free"
     idle = Cell(f"IDLE {duration(g.idle_for_s)}", sort=(g.idle_for_s or 0.0, k), style="bold magenta") if g.idle else Cell("", sort=(-1.0, k))
     return (
-        Cell(f"{g.index}" + (" XID" if g.xid else ""), sort=order, style="bold red" if g.xid else ""),
+        Cell(f"{g.index}" + (f" #{g.mig_instance}" if g.mig_instance is not None else "") + (" XID" if g.xid else ""),
+             sort=order, style="bold red" if g.xid else ""),
         Cell(g.mig_profile or "—", sort=(g.mig_profile or "", order)),
         Cell(pct(g.util_pct), sort=(num_sort(g.util_pct), order), right=True),
         Cell(mem, sort=(num_sort(g.mem_used_mib), order), right=True),
