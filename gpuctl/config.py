@@ -80,8 +80,8 @@ class Settings(BaseSettings):
 
     # Other sources
     demo: bool = Field(False, description="a simulated cluster instead of a real one")
-    demo_seed: int = 0
-    demo_scale: float = Field(1.0, gt=0, description="simulated fleet size multiplier")
+    demo_seed: int = 7
+    demo_scale: int = Field(1, ge=1, le=100, description="simulated fleet size multiplier")
     local: bool = Field(False, description="this machine's GPUs via NVML, no Kubernetes")
 
     @field_validator("refresh_s", "idle_window_s", "stale_after_s", "ready_timeout_s", mode="before")

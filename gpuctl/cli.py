@@ -1,0 +1,140 @@
+"""The `gpuctl` command: `snapshot` (one-shot) and `top` (the live TUI).
+
+Exit codes: 0 ok; 1 other gpuctl error; 2 bad arguments or configuration;
+3 cluster unreachable or unauthorised; 130 interrupted. Errors print one line
+(`gpuctl: error: ...`), never a traceback; -v shows the sources' logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from gpuctl import __version__
+from gpuctl.config import Settings, load_settings
+from gpuctl.errors import ClusterError, ConfigError, GpuctlError, NotReady
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# argparse dest -> Settings field, for the flags shared by every command.
+_SETTING_FLAGS = {
+    "config": "config_file", "kubeconfig": "kubeconfig", "context": "context", "in_cluster": "in_cluster",
+    "prometheus": "prometheus_url", "prometheus_token": "prometheus_token",
+    "prometheus_username": "prometheus_username", "prometheus_password": "prometheus_password",
+    "prometheus_ca_file": "prometheus_ca_file", "prometheus_insecure": "prometheus_insecure",
+    "refresh": "refresh_s", "idle_threshold": "idle_threshold_pct", "idle_window": "idle_window_s",
+    "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
+    "local": "local", "timeout": "ready_timeout_s",
+}  # fmt: skip
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    # Defaults are None: "not given", so GPUCTL_* variables and the config file can fill in.
+    src = parser.add_argument_group("cluster")
+    src.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
+    src.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default $KUBECONFIG, ~/.kube/config)")
+    src.add_argument("--context", help="kubeconfig context")
+    src.add_argument("--in-cluster", action="store_true", default=None, help="use the pod's service account")
+    src.add_argument("--demo", action="store_true", default=None, help="a simulated cluster, nothing to connect to")
+    src.add_argument("--demo-seed", type=int, metavar="N")
+    src.add_argument("--demo-scale", type=int, metavar="N", help="simulated fleet size multiplier")
+    src.add_argument("--local", action="store_true", default=None, help="this machine's GPUs via NVML")
+    prom = parser.add_argument_group("metrics")
+    prom.add_argument("--prometheus", "--prometheus-url", dest="prometheus", metavar="URL", help="Prometheus API root")
+    prom.add_argument("--prometheus-token", metavar="TOKEN", help="bearer token (prefer GPUCTL_PROMETHEUS_TOKEN)")
+    prom.add_argument("--prometheus-username", metavar="USER")
+    prom.add_argument("--prometheus-password", metavar="PASS", help="prefer GPUCTL_PROMETHEUS_PASSWORD")
+    prom.add_argument("--prometheus-ca-file", metavar="FILE")
+    prom.add_argument("--prometheus-insecure", action="store_true", default=None, help="skip TLS verification")
+    tune = parser.add_argument_group("behaviour")
+    tune.add_argument("--refresh", metavar="DURATION", help="metrics refresh interval (default 15s)")
+    tune.add_argument("--idle-threshold", type=float, metavar="PCT", help="idle below this utilisation (default 5)")
+    tune.add_argument("--idle-window", metavar="DURATION", help="idle after this long under it (default 30m)")
+    tune.add_argument("--pool-label", metavar="LABEL", help="node label that names the pool")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpuctl", description="Watch and operate Kubernetes GPU clusters.")
+    parser.add_argument("--version", action="version", version=f"gpuctl {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    snap = commands.add_parser("snapshot", help="print the cluster's GPU picture once and exit")
+    _common(snap)
+    snap.add_argument("--json", action="store_true", help="the full Snapshot as JSON")
+    snap.add_argument("--schema", action="store_true", help="print the Snapshot JSON schema and exit")
+    snap.add_argument("--timeout", metavar="DURATION", help="wait this long for the first data (default 20s)")
+
+    top = commands.add_parser("top", help="the live terminal UI")
+    _common(top)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags: dict[str, Any] = {field: getattr(args, dest, None) for dest, field in _SETTING_FLAGS.items()}
+    return load_settings(**flags)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.ERROR if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+    from gpuctl.render.summary import render_summary
+    from gpuctl.service import open_cluster
+
+    async with open_cluster(settings) as cluster:
+        snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
+    out.write(snapshot.model_dump_json(indent=2) + "\n" if as_json else render_summary(snapshot))
+    return EXIT_OK
+
+
+def run_top(settings: Settings) -> int:
+    import gpuctl.tui
+
+    return int(gpuctl.tui.run(settings))
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help/--version exit 0; bad arguments exit 2 after printing usage
+        return int(e.code or 0)
+    _configure_logging(args.verbose)
+    try:
+        if args.command == "snapshot" and args.schema:
+            from gpuctl.model import Snapshot
+
+            out.write(json.dumps(Snapshot.model_json_schema(), indent=2) + "\n")
+            return EXIT_OK
+        settings = settings_from(args)
+        from gpuctl.service import tune_gc
+
+        tune_gc()
+        if args.command == "snapshot":
+            return asyncio.run(take_snapshot(settings, as_json=args.json, out=out))
+        return run_top(settings)
+    except ConfigError as e:
+        err.write(f"gpuctl: error: {e}\n")
+        return EXIT_CONFIG
+    except (ClusterError, NotReady) as e:
+        err.write(f"gpuctl: error: {e}\n")
+        return EXIT_CLUSTER
+    except GpuctlError as e:
+        err.write(f"gpuctl: error: {e}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.write("gpuctl: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

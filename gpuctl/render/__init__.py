@@ -1,0 +1,1 @@
+"""Plain-text renderings of a Snapshot (for the CLI and chat)."""

@@ -1,0 +1,119 @@
+"""The compact human summary `gpuctl snapshot` prints: health, pools, quotas, top idle holders.
+
+Plain text, fixed-width columns, no colour: it goes to terminals, pipes, CI
+logs and chat messages alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gpuctl.model import Snapshot
+
+TOP_IDLE = 10
+
+
+def duration(seconds: float | None) -> str:
+    """'45s', '12m', '2h05m', '3d04h'."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> list[str]:
+    cells = [[str(h) for h in headers], *[["-" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    right = right or [False] * len(headers)
+    return [
+        "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)).rstrip()
+        for row in cells
+    ]
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if value == int(value) else f"{value:.1f}"
+
+
+def health_lines(snap: Snapshot) -> list[str]:
+    watch, metrics = snap.watch, snap.metrics
+    where = f"context {watch.context}" if watch.context else watch.source
+    state = "connected" if watch.connected else "DISCONNECTED"
+    line = f"cluster: {where}, {state}"
+    if watch.relists:
+        line += f", {watch.relists} re-list(s)"
+    if watch.error:
+        line += f" - {watch.error}"
+    m = f"metrics: {metrics.source}"
+    if metrics.age_s is not None:
+        m += f", {duration(metrics.age_s)} old"
+    if metrics.stale:
+        m += ", STALE"
+    if metrics.error:
+        m += f" - {metrics.error}"
+    if metrics.series_rejected:
+        m += f" ({metrics.series_rejected} series rejected)"
+    return [line, m]
+
+
+def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
+    total = sum(p.gpus_total for p in snap.pools)
+    allocated = sum(p.gpus_allocated for p in snap.pools)
+    idle = sum(1 for g in snap.gpus if g.idle)
+    out = [
+        f"gpuctl snapshot at {snap.taken_at:%Y-%m-%d %H:%M:%S}Z (generation {snap.generation})",
+        *health_lines(snap),
+        "",
+        f"GPUs: {total} allocatable, {allocated} allocated ({allocated - idle} busy, {idle} idle), "
+        f"{max(0, total - allocated)} free; idle = held and under {snap.idle_threshold_pct:g}% "
+        f"for {duration(snap.idle_window_s)}",
+    ]
+    firing = [a for a in snap.alerts if a.state == "firing"]
+    if firing:
+        names = sorted({a.name for a in firing})
+        out.append(f"alerts: {len(firing)} firing ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+
+    out += ["", "POOLS"]
+    if snap.pools:
+        out += table(
+            ["pool", "nodes", "ready", "gpus", "alloc", "idle", "models"],
+            [(p.name, p.nodes, p.nodes_ready, p.gpus_total, p.gpus_allocated, p.gpus_idle, ", ".join(p.gpu_models))
+             for p in snap.pools],
+            right=[False, True, True, True, True, True, False],
+        )  # fmt: skip
+    else:
+        out.append("(no GPU nodes)")
+
+    quotas = [n for n in snap.namespaces if n.gpu_quota_hard is not None or n.gpus_requested]
+    out += ["", "NAMESPACES"]
+    if quotas:
+        out += table(
+            ["namespace", "quota", "used", "requested", "busy", "idle", "gpu-hours"],
+            [(n.name, _number(n.gpu_quota_hard), _number(n.gpu_quota_used), n.gpus_requested, n.gpus_busy,
+              n.gpus_idle, f"{n.gpu_hours:.1f}") for n in quotas],
+            right=[False, True, True, True, True, True, True],
+        )  # fmt: skip
+    else:
+        out.append("(no GPU pods or GPU quotas)")
+
+    holders = sorted((p for p in snap.pods if p.idle), key=lambda p: (-(p.idle_for_s or 0) * p.gpus_total, p.key))
+    out += ["", f"TOP IDLE HOLDERS ({len(holders)} pods idle)"]
+    if holders:
+        out += table(
+            ["pod", "node", "gpus", "idle for", "util", "owner"],
+            [(p.key, p.node, p.gpus_total, duration(p.idle_for_s),
+              "-" if p.util_pct is None else f"{p.util_pct:.1f}%",
+              f"{p.owner_kind}/{p.owner_name}" if p.owner_kind else "-") for p in holders[:top_idle]],
+            right=[False, False, True, True, True, False],
+        )  # fmt: skip
+    else:
+        out.append("(none)")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,206 @@
+"""open_cluster(settings): the one way front ends get a live cluster picture.
+
+It builds the store and the hub, starts the sources the settings ask for as
+tasks, and cancels them on exit:
+
+    kubernetes (default)  KubernetesSource + PrometheusSource/alerts when prometheus_url is set
+    demo                  DemoSource (simulated fleet, nothing to connect to)
+    local                 NvmlSource (this machine's GPUs, no Kubernetes)
+
+    async with open_cluster(settings) as cluster:
+        await cluster.wait_ready(10)           # first lists + first metrics
+        async for update in cluster.subscribe():
+            ...
+
+Sources are imported lazily: the demo needs no Kubernetes client, `--local`
+needs no Prometheus client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from gpuctl.config import Settings
+from gpuctl.errors import ClusterUnreachable, GpuctlError, NotReady
+from gpuctl.model import Snapshot
+from gpuctl.sources.base import Source
+from gpuctl.state.hub import SnapshotHub, Subscription
+from gpuctl.state.records import Kind
+from gpuctl.state.store import ClusterStore
+
+log = logging.getLogger(__name__)
+
+ALL_KINDS = frozenset(Kind)
+
+
+class Cluster:
+    """A running set of sources feeding one store; see `open_cluster`."""
+
+    def __init__(self, settings: Settings, store: ClusterStore, hub: SnapshotHub, sources: Sequence[Any]) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.sources = list(sources)
+        self.crashed: list[tuple[str, BaseException]] = []
+        # What "ready" means for these sources: which kinds must be listed, whether metrics must arrive.
+        self.expected_kinds = ALL_KINDS if settings.mode in ("kubernetes", "demo") else frozenset()
+        self.expects_metrics = any(getattr(s, "name", "") in ("prometheus", "nvml") for s in self.sources) or (
+            settings.mode == "demo"
+        )
+
+    def subscribe(self) -> Subscription:
+        return self.hub.subscribe()
+
+    def snapshot(self) -> Snapshot:
+        return self.store.snapshot()
+
+    @property
+    def ready(self) -> bool:
+        listed = self.expected_kinds <= self.store.listed
+        return listed and (not self.expects_metrics or self.store.metrics_attempted)
+
+    def _kube_failure(self) -> GpuctlError | None:
+        for source in self.sources:
+            if getattr(source, "name", "") == "kubernetes" and not source.listed:
+                return source.failure  # type: ignore[no-any-return]
+        return None
+
+    async def wait_ready(self, timeout: float | None = None, *, fail_fast: bool = True) -> Snapshot:
+        """Wait for the first lists and the first metrics refresh (success or failure).
+
+        fail_fast: raise the cluster's error as soon as the very first connection
+        fails (one-shot commands) instead of waiting out retries (the TUI).
+        On timeout: returns what there is if the lists are done (metrics just
+        late), else raises the cluster error or NotReady.
+        """
+        async def until_ready() -> None:
+            async with self.subscribe() as updates:
+                async for _ in updates:
+                    if self.crashed:
+                        name, error = self.crashed[0]
+                        raise GpuctlError(f"the {name} source stopped: {error}") from error
+                    if fail_fast and (failure := self._kube_failure()) is not None:
+                        raise failure
+                    if self.ready:
+                        return
+
+        try:
+            await asyncio.wait_for(until_ready(), timeout)
+        except TimeoutError:
+            if not self.expected_kinds <= self.store.listed:
+                failure = self._kube_failure()
+                if failure is not None:
+                    raise failure from None
+                missing = ", ".join(sorted(k.value for k in self.expected_kinds - self.store.listed))
+                if self.settings.mode == "kubernetes":
+                    raise ClusterUnreachable(
+                        f"the Kubernetes API did not list {missing} within {timeout:g} s", hint="is it overloaded?"
+                    ) from None
+                raise NotReady(f"no data for {missing} within {timeout:g} s") from None
+        return self.store.snapshot()
+
+
+def build_sources(settings: Settings) -> list[Any]:
+    """The sources `settings` ask for (not started)."""
+    if settings.mode == "demo":
+        from gpuctl.sources.demo import DemoSource
+
+        return [DemoSource(seed=settings.demo_seed, scale=settings.demo_scale)]
+    if settings.mode == "local":
+        from gpuctl.sources.nvml import NvmlSource
+
+        return [NvmlSource(refresh_s=settings.refresh_s)]
+    from gpuctl.sources.kubernetes import KubernetesSource
+
+    sources: list[Any] = [
+        KubernetesSource(
+            kubeconfig=settings.kubeconfig,
+            context=settings.context,
+            in_cluster=settings.in_cluster,
+            pool_label=settings.pool_label,
+        )
+    ]
+    if settings.prometheus_url:
+        from gpuctl.sources.alerts import PrometheusAlertsSource
+        from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
+
+        auth = PrometheusAuth(
+            bearer_token=settings.prometheus_token.get_secret_value() if settings.prometheus_token else None,
+            basic=(settings.prometheus_username, settings.prometheus_password.get_secret_value())
+            if settings.prometheus_username and settings.prometheus_password
+            else None,
+            ca_file=str(settings.prometheus_ca_file) if settings.prometheus_ca_file else None,
+            insecure=settings.prometheus_insecure,
+        )
+        prometheus = PrometheusSource(
+            settings.prometheus_url,
+            refresh_s=settings.refresh_s,
+            auth=auth,
+            idle_threshold_pct=settings.idle_threshold_pct,
+        )
+        sources += [prometheus, PrometheusAlertsSource(prometheus, refresh_s=max(settings.refresh_s, 30.0))]
+    return sources
+
+
+@contextlib.asynccontextmanager
+async def open_cluster(
+    settings: Settings, *, sources: Sequence[Source] | None = None, min_interval: float = 0.25
+) -> AsyncIterator[Cluster]:
+    """Start the sources for `settings` (or the given ones) feeding a fresh store; stop them on exit.
+
+    Raises ConfigError before anything starts when credentials can't be loaded.
+    """
+    store = ClusterStore(
+        idle_threshold_pct=settings.idle_threshold_pct,
+        idle_window_s=settings.idle_window_s,
+        refresh_s=settings.refresh_s,
+        stale_after_s=settings.stale_after_s,
+        pool_label=settings.pool_label,
+        idle_grace_s=max(300.0, 3 * settings.refresh_s),
+    )
+    chosen = list(sources) if sources is not None else build_sources(settings)
+    for source in chosen:
+        connect = getattr(source, "connect", None)
+        if connect is not None:
+            await connect()  # bad kubeconfig -> ConfigError now, not a retry loop later
+    hub = SnapshotHub(store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0))
+    cluster = Cluster(settings, store, hub, chosen)
+
+    async def supervise(source: Any) -> None:
+        name = getattr(source, "name", type(source).__name__)
+        try:
+            await source.run(store)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug in a source must not take the others down silently
+            log.exception("source %s stopped", name)
+            cluster.crashed.append((name, e))
+            hub.mark_dirty()
+
+    tasks = [asyncio.create_task(hub.run(), name="snapshot-hub")]
+    tasks += [asyncio.create_task(supervise(s), name=f"source-{getattr(s, 'name', '?')}") for s in chosen]
+    try:
+        yield cluster
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for source in chosen:
+            close = getattr(source, "close", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+        hub.close()
+
+
+def tune_gc() -> None:
+    """Collect less often: a 10,000-pod snapshot is ~100k live objects, and default gen-0
+    thresholds make the collector rescan them several times per snapshot. Process-wide,
+    so only entry points (the CLI) call it."""
+    gc.set_threshold(100_000, 50, 1000)

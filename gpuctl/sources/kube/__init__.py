@@ -1,0 +1,1 @@
+"""Kubernetes plumbing for KubernetesSource: connecting, trimming objects, list-then-watch."""

@@ -1,0 +1,208 @@
+"""List-then-watch one resource into the store, forever, exactly.
+
+The classic reflector loop, on raw JSON (no generated models: at 10,000 pods
+deserialising V1Pod objects costs more than everything else together):
+
+1. LIST (paginated) -> `store.replace(kind, ...)`: an exact replacement, so
+   objects deleted while we were away cannot linger as ghosts;
+2. WATCH from the list's resourceVersion with bookmarks (which keep that
+   version fresh on quiet resources); ADDED/MODIFIED -> upsert (or delete when
+   the object no longer matters to gpuctl), DELETED -> delete;
+3. the server ends the watch after `timeout_seconds`: watch again from the last
+   version seen; a dropped connection: same, after a backoff;
+4. 410 Gone (history compacted, e.g. after an API server restart): back to 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from gpuctl.errors import ClusterError, Unauthorized
+from gpuctl.sources.base import Backoff
+from gpuctl.sources.kube.connect import HttpError
+from gpuctl.sources.kube.trim import JSON, object_key
+from gpuctl.state.records import Kind, Record
+from gpuctl.state.store import ClusterStore
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+# What a list or watch can raise when the network or the server misbehaves; anything else is a bug.
+TRANSIENT = (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError, json.JSONDecodeError, ValueError)
+
+
+class Gone(Exception):
+    """410: the resourceVersion (or continue token) is too old; list again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    kind: Kind
+    plural: str  # "pods", for messages
+    list_call: Callable[..., Awaitable[aiohttp.ClientResponse]]  # e.g. CoreV1Api.list_pod_for_all_namespaces
+    trim: Callable[[JSON], Record | None]
+    required: bool = True  # optional kinds (quotas, namespaces) degrade to empty when forbidden
+
+
+HealthCallback = Callable[["Reflector"], None]
+
+
+class Reflector:
+    def __init__(
+        self,
+        resource: Resource,
+        store: ClusterStore,
+        *,
+        describe: Callable[[BaseException, str], ClusterError],
+        on_health: HealthCallback,
+        backoff: Backoff | None = None,
+        watch_timeout_s: tuple[int, int] = (240, 360),
+    ) -> None:
+        self.resource = resource
+        self.store = store
+        self._describe = describe
+        self._on_health = on_health
+        self._backoff = backoff or Backoff()
+        self._watch_timeout_s = watch_timeout_s
+        self.resource_version: str | None = None
+        self.connected = False
+        self.error: ClusterError | None = None
+        self.lists = 0
+        self.events = 0
+
+    @property
+    def relists(self) -> int:
+        return max(0, self.lists - 1)
+
+    def _health(self, *, connected: bool, error: ClusterError | None) -> None:
+        if connected != self.connected or error is not self.error:
+            self.connected, self.error = connected, error
+            self._on_health(self)
+
+    async def run(self) -> None:
+        """Until cancelled. Never raises for outages: they become health reports and retries."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                if self.resource_version is None:
+                    await self._list()
+                await self._watch()
+                # A normal end of a watch (server timeout). One that ends at once, over and over,
+                # must not spin: back off unless it lasted a while.
+                if loop.time() - started < 5:
+                    await asyncio.sleep(self._backoff.next())
+                else:
+                    self._backoff.reset()
+            except Gone:
+                log.info("%s: resourceVersion %s expired, listing again", self.resource.plural, self.resource_version)
+                self.resource_version = None
+            except (HttpError, *TRANSIENT) as e:
+                await self._failed(e)
+
+    async def _failed(self, e: BaseException) -> None:
+        error = self._describe(e, self.resource.plural)
+        log.warning("%s: %s", self.resource.plural, error)
+        if isinstance(error, Unauthorized) and not self.resource.required and self.resource.kind not in self.store.listed:
+            # Not allowed to see quotas/namespaces: show none rather than hold the whole picture back.
+            self.store.replace(self.resource.kind, [])
+        self._health(connected=False, error=error)
+        delay = self._backoff.next()
+        if isinstance(error, Unauthorized):
+            delay = max(delay, 30.0)  # RBAC and credentials change slowly; don't hammer
+        await asyncio.sleep(delay)
+
+    async def _request(self, **params: Any) -> aiohttp.ClientResponse:
+        resp = await self.resource.list_call(_preload_content=False, **params)
+        if resp.status == 200:
+            return resp
+        try:
+            body = await resp.text()
+        finally:
+            resp.release()
+        message = body
+        try:
+            message = json.loads(body).get("message", body)
+        except (ValueError, AttributeError):
+            pass
+        if resp.status == 410:
+            raise Gone(message)
+        raise HttpError(resp.status, str(message)[:300])
+
+    async def _list(self) -> None:
+        records: list[Record] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_SIZE, "_request_timeout": aiohttp.ClientTimeout(total=120, sock_connect=10)}
+            if token:
+                params["_continue"] = token
+            resp = await self._request(**params)
+            try:
+                body = json.loads(await resp.read())
+            finally:
+                resp.release()
+            for obj in body.get("items") or ():
+                record = self.resource.trim(obj)
+                if record is not None:
+                    records.append(record)
+            meta = body.get("metadata") or {}
+            token = meta.get("continue") or None
+            if token is None:
+                break
+        self.store.replace(self.resource.kind, records)
+        self.resource_version = meta.get("resourceVersion")
+        self.lists += 1
+        self.connected, self.error = True, None
+        self._on_health(self)  # always: the relist count moved
+        self._backoff.reset()
+
+    async def _watch(self) -> None:
+        timeout = random.randint(*self._watch_timeout_s)
+        resp = await self._request(
+            watch=True,
+            resource_version=self.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            # No total timeout: the server ends the watch; sock_read catches a silently dead connection.
+            _request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30),
+        )
+        self._health(connected=True, error=None)
+        try:
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return  # the server closed the watch
+                if line.strip():
+                    self._apply(json.loads(line))
+        finally:
+            resp.close()
+
+    def _apply(self, event: JSON) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                raise Gone(obj.get("message", "resource version too old"))
+            raise HttpError(int(code or 500), str(obj.get("message", "watch error")))
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "BOOKMARK":
+            self.resource_version = version or self.resource_version
+            return
+        self.events += 1
+        if kind == "DELETED":
+            self.store.delete(self.resource.kind, object_key(obj))
+        else:
+            record = self.resource.trim(obj)
+            if record is None:
+                self.store.delete(self.resource.kind, object_key(obj))  # stopped matching (or never did)
+            else:
+                self.store.upsert(record)
+        self.resource_version = version or self.resource_version

@@ -1,0 +1,118 @@
+"""KubernetesSource: nodes, GPU pods, GPU quotas and namespaces, live, from the API server.
+
+Four reflectors (gpuctl.sources.kube.reflector) run side by side, one per
+resource, each list-then-watch with its own reconnects. This class owns the
+connection, builds the reflectors and folds their states into one WatchHealth:
+connected only when all four are, with the first error a person should see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from kubernetes_asyncio.client import CoreV1Api
+
+from gpuctl.errors import ClusterError
+from gpuctl.model import WatchHealth
+from gpuctl.sources.base import Backoff
+from gpuctl.sources.kube.connect import KubeConnection, connect, describe
+from gpuctl.sources.kube.reflector import Reflector, Resource
+from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
+from gpuctl.state.pools import pool_labels
+from gpuctl.state.records import Kind
+from gpuctl.state.store import ClusterStore
+
+
+class KubernetesSource:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path | None = None,
+        context: str | None = None,
+        in_cluster: bool = False,
+        pool_label: str | None = None,
+        backoff: Callable[[], Backoff] = Backoff,
+        watch_timeout_s: tuple[int, int] = (240, 360),
+    ) -> None:
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._in_cluster = in_cluster
+        self._keep_labels = frozenset(pool_labels(pool_label))
+        self._backoff = backoff
+        self._watch_timeout_s = watch_timeout_s
+        self.connection: KubeConnection | None = None
+        self.reflectors: list[Reflector] = []
+        self.ever_connected = False
+
+    async def connect(self) -> KubeConnection:
+        """Load credentials (raises ConfigError); idempotent. Does not contact the server."""
+        if self.connection is None:
+            self.connection = await connect(kubeconfig=self._kubeconfig, context=self._context, in_cluster=self._in_cluster)
+        return self.connection
+
+    @property
+    def failure(self) -> ClusterError | None:
+        """The first current error that holds the picture back (a forbidden optional kind does not)."""
+        for r in self.reflectors:
+            if r.error is not None and (r.resource.required or r.resource.kind not in r.store.listed):
+                return r.error
+        return None
+
+    @property
+    def listed(self) -> bool:
+        """Every resource has been listed at least once."""
+        return bool(self.reflectors) and all(r.lists > 0 or r.resource.kind in r.store.listed for r in self.reflectors)
+
+    def _resources(self, api: CoreV1Api) -> list[Resource]:
+        return [
+            Resource(Kind.NODE, "nodes", api.list_node, partial(trim_node, keep_labels=self._keep_labels)),
+            Resource(Kind.POD, "pods", api.list_pod_for_all_namespaces, trim_pod),
+            Resource(Kind.QUOTA, "resourcequotas", api.list_resource_quota_for_all_namespaces, trim_quota, required=False),
+            Resource(Kind.NAMESPACE, "namespaces", api.list_namespace, trim_namespace, required=False),
+        ]
+
+    async def run(self, store: ClusterStore) -> None:
+        conn = await self.connect()
+        api = CoreV1Api(conn.api)
+
+        def describe_error(error: BaseException, resource: str) -> ClusterError:
+            return describe(error, server=conn.server, context=conn.context, resource=resource)
+
+        def report(_: Reflector | None = None) -> None:
+            connected = all(r.connected for r in self.reflectors)
+            self.ever_connected |= connected
+            error = next((r.error for r in self.reflectors if r.error is not None), None)
+            store.set_watch_health(
+                WatchHealth(
+                    source="kubernetes",
+                    connected=connected,
+                    context=conn.context,
+                    relists=sum(r.relists for r in self.reflectors),
+                    error=str(error) if error is not None else None,
+                )
+            )
+
+        self.reflectors = [
+            Reflector(
+                resource,
+                store,
+                describe=describe_error,
+                on_health=report,
+                backoff=self._backoff(),
+                watch_timeout_s=self._watch_timeout_s,
+            )
+            for resource in self._resources(api)
+        ]
+        report()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for reflector in self.reflectors:
+                    group.create_task(reflector.run(), name=f"watch-{reflector.resource.plural}")
+        finally:
+            await conn.close()
+            self.connection = None

@@ -1,0 +1,131 @@
+"""The gpuctl command end to end: output shapes and exit codes (0 ok, 2 config, 3 cluster)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpuctl import __version__
+from gpuctl.cli import main
+from gpuctl.model import Snapshot
+
+DEAD_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: dead
+  cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
+users:
+- name: someone
+  user: {token: not-a-real-token}
+contexts:
+- name: dead
+  context: {cluster: dead, user: someone}
+current-context: dead
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: no GPUCTL_* settings, no real kubeconfig or config file."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBE"))}
+    clean["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    clean["HOME"] = str(tmp_path / "home")
+    return clean
+
+
+def gpuctl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpuctl.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"gpuctl {__version__}"
+
+
+def test_snapshot_demo_summary(env: dict[str, str]) -> None:
+    result = gpuctl("snapshot", "--demo", env=env)
+    assert result.returncode == 0, result.stderr
+    for heading in ("POOLS", "NAMESPACES", "TOP IDLE HOLDERS", "cluster: context demo, connected"):
+        assert heading in result.stdout
+
+
+def test_snapshot_demo_json_is_the_model(env: dict[str, str]) -> None:
+    result = gpuctl("snapshot", "--demo", "--json", "--demo-seed", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    snap = Snapshot.model_validate_json(result.stdout)
+    assert snap.nodes and snap.gpus and snap.pods and snap.watch.source == "demo"
+    assert {g.node for g in snap.gpus} <= {n.name for n in snap.nodes}
+
+
+def test_schema_needs_no_cluster() -> None:
+    out = io.StringIO()
+    assert main(["snapshot", "--schema"], out=out) == 0
+    assert json.loads(out.getvalue())["title"] == "Snapshot"
+
+
+def test_unreachable_cluster_exits_3_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "dead.yaml"
+    kubeconfig.write_text(DEAD_KUBECONFIG)
+    result = gpuctl("snapshot", "--kubeconfig", str(kubeconfig), "--timeout", "20s", env=env)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("gpuctl: error: cannot connect to the Kubernetes API at https://127.0.0.1:1")
+    assert "context dead" in lines[0]
+
+
+def test_kubeconfig_from_environment(env: dict[str, str], tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "dead.yaml"
+    kubeconfig.write_text(DEAD_KUBECONFIG)
+    result = gpuctl("snapshot", env={**env, "KUBECONFIG": str(kubeconfig)})
+    assert result.returncode == 3 and "127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["snapshot", "--kubeconfig", "/nonexistent/kubeconfig"], "kubeconfig /nonexistent/kubeconfig does not exist"),
+        (["snapshot"], "no kubeconfig found"),
+        (["snapshot", "--demo", "--idle-window", "soon"], "idle_window_s='soon'"),
+        (["snapshot", "--demo", "--local"], "one of --demo and --local"),
+        (["top", "--demo", "--refresh", "-5"], "refresh_s"),
+        (["snapshot", "--config", "/nonexistent/gpuctl.yaml"], "config file /nonexistent/gpuctl.yaml does not exist"),
+    ],
+)
+def test_bad_configuration_exits_2(env: dict[str, str], args: list[str], needle: str) -> None:
+    result = gpuctl(*args, env=env)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_context_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "dead.yaml"
+    kubeconfig.write_text(DEAD_KUBECONFIG)
+    result = gpuctl("snapshot", "--kubeconfig", str(kubeconfig), "--context", "nope", env=env)
+    assert result.returncode == 2 and "context 'nope'" in result.stderr
+
+
+def test_bad_arguments_exit_2(env: dict[str, str]) -> None:
+    assert gpuctl("snapshot", "--frobnicate", env=env).returncode == 2
+    assert gpuctl(env=env).returncode == 2  # a command is required
+
+
+def test_env_and_config_file_reach_the_command(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "xdg" / "gpuctl" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("demo: true\nidle_threshold_pct: 7.5\n")
+    result = gpuctl("snapshot", "--json", env={**env, "GPUCTL_IDLE_WINDOW_S": "45m"})
+    assert result.returncode == 0, result.stderr
+    snap = Snapshot.model_validate_json(result.stdout)
+    assert snap.idle_threshold_pct == 7.5 and snap.idle_window_s == 2700
