@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     prometheus_insecure: bool = False
 
     # Behaviour
-    refresh_s: float = Field(15.0, gt=0, le=3600, description="metrics refresh interval")
+    refresh_s: float = Field(15.0, gt=0, le=3600, description="metrics refresh interval (demo/local default: 2s)")
     stale_after_s: float | None = Field(None, gt=0, description="metrics stale after (default 3 x refresh_s)")
     idle_threshold_pct: float = Field(5.0, ge=0, le=100)
     idle_window_s: float = Field(1800.0, gt=0, description="how long under the threshold makes a GPU idle; '30m' ok")
@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     demo_seed: int = 7
     demo_scale: int = Field(1, ge=1, le=100, description="simulated fleet size multiplier")
     local: bool = Field(False, description="this machine's GPUs via NVML, no Kubernetes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fast_refresh_without_prometheus(cls, data: Any) -> Any:
+        # The simulator and NVML are cheap to read; Prometheus scrapes every 15-30 s anyway.
+        if isinstance(data, dict) and "refresh_s" not in data:
+            if any(str(data.get(k, "")).strip().lower() in ("1", "true", "yes", "on") for k in ("demo", "local")):
+                data = {**data, "refresh_s": 2.0}
+        return data
 
     @field_validator("refresh_s", "idle_window_s", "stale_after_s", "ready_timeout_s", mode="before")
     @classmethod

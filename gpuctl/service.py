@@ -110,7 +110,7 @@ def build_sources(settings: Settings) -> list[Any]:
     if settings.mode == "demo":
         from gpuctl.sources.demo import DemoSource
 
-        return [DemoSource(seed=settings.demo_seed, scale=settings.demo_scale)]
+        return [DemoSource(seed=settings.demo_seed, scale=settings.demo_scale, tick_s=settings.refresh_s)]
     if settings.mode == "local":
         from gpuctl.sources.nvml import NvmlSource
 

@@ -67,6 +67,13 @@ def test_env_durations_and_booleans(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.idle_window_s == 3600 and s.mode == "demo"
 
 
+def test_demo_and_local_refresh_faster_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(demo=True).refresh_s == 2 and load_settings(local=True).refresh_s == 2
+    assert load_settings(local=True, refresh_s="10s").refresh_s == 10
+    monkeypatch.setenv("GPUCTL_REFRESH_S", "30")
+    assert load_settings(demo=True).refresh_s == 30
+
+
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
