@@ -241,9 +241,10 @@ class ControlPlane:
                 f"--server-address=127.0.0.1:{port}",
                 "--node-ip=127.0.0.1",
                 "--cidr=10.1.0.1/16",
+                f"--config={REPO_ROOT / 'testbed' / 'kwok-stages.yaml'}",
             ],
             log_dir=self.log_dir,
-            # kwok reads ~/.kwok/kwok.yaml by default: give it a home of its own.
+            # kwok also reads ~/.kwok/kwok.yaml: give it a home of its own.
             env={"HOME": str(self.workdir)},
             ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
         )

@@ -5,6 +5,8 @@
   identity via `control_plane.kubeconfig(USER_A)` etc.).
 - `admin`: a testbed.kube.RestClient acting as cluster admin.
 - `gpu_node`: the name of one ready kwok node with 8 `nvidia.com/gpu`.
+- `fleet`: the simulated fleet (gpuctl.sim, seed 7) loaded into the control
+  plane: nodes Ready, quotas counted, pods created and adopted by their owners.
 
 Nothing starts unless a test asks for it, so unit tests stay fast.
 """
@@ -16,7 +18,9 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
+from gpuctl.sim.fleet import Fleet, build_fleet
 from testbed.controlplane import ControlPlane, build_binaries
+from testbed.fleet_loader import load_fleet
 from testbed.kube import RestClient, apply_objects, client_for
 from testbed.nodes import gpu_node_object
 
@@ -49,3 +53,11 @@ async def gpu_node(admin: RestClient) -> str:
             return name
         await asyncio.sleep(0.25)
     raise AssertionError(f"kwok never made node {name} Ready")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def fleet(admin: RestClient) -> Fleet:
+    """The default simulated fleet (seed 7), loaded into the control plane."""
+    simulated = build_fleet(seed=7)
+    await load_fleet(admin, simulated)
+    return simulated

@@ -1,0 +1,198 @@
+"""Turn a simulated `Fleet` into real objects in the test bed's API server.
+
+Order matters and mirrors a real cluster's history: priority classes and
+namespaces, then quotas (admission refuses quota'd pods until the quota
+controller has counted), then nodes (kwok makes them Ready), then pods — bound
+to their node when the fleet placed them, left to the scheduler when pending —
+and last the controllers that own them, which *adopt* the existing pods
+(creating a ReplicaSet first would race it into making pods of its own).
+PodDisruptionBudgets come with the pods they protect.
+
+Deployments are represented by their ReplicaSet (pods carry
+`pod-template-hash`, as Deployment-made pods do); CronJobs by their Job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from gpuctl.model import Taint
+from gpuctl.sim.fleet import Fleet, SimNode, SimPod
+from testbed.kube import ApplyFailed, RestClient, apply_objects
+from testbed.nodes import gpu_node_object
+
+PRIORITY_VALUES = {"batch-low": 100, "training-standard": 10_000, "inference-critical": 1_000_000}
+IMAGE = "registry.invalid/gpuctl-testbed/workload:1"
+
+
+def _taint(taint: Taint) -> dict[str, str]:
+    return {k: v for k, v in {"key": taint.key, "value": taint.value, "effect": taint.effect}.items() if v is not None}
+
+
+def _toleration(taint: Taint) -> dict[str, str]:
+    return {"operator": "Equal", **_taint(taint)}
+
+
+def node_object(node: SimNode) -> dict[str, Any]:
+    return gpu_node_object(
+        node.name, labels=node.labels, resources=node.resources, taints=[_taint(t) for t in node.taints]
+    )
+
+
+def _container(pod: SimPod) -> dict[str, Any]:
+    return {
+        "name": pod.container,
+        "image": IMAGE,
+        "resources": {"limits": {resource: str(count) for resource, count in pod.gpu_requests.items()}},
+    }
+
+
+def pod_object(pod: SimPod) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [_container(pod)],
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": [_toleration(t) for t in pod.tolerations],
+        "terminationGracePeriodSeconds": 0,
+    }
+    if pod.node:
+        spec["nodeName"] = pod.node
+    if pod.priority_class:
+        spec["priorityClassName"] = pod.priority_class
+    if pod.ref_kind == "StatefulSet":
+        # The identity a StatefulSet checks before it adopts a pod.
+        spec["hostname"] = pod.name
+        spec["subdomain"] = pod.ref_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)},
+        "spec": spec,
+    }
+
+
+def _owner_selector(pod: SimPod) -> dict[str, str]:
+    if pod.ref_kind == "Job":
+        return {"job-name": pod.labels["job-name"]}
+    if pod.ref_kind == "ReplicaSet":
+        return {"app": pod.labels["app"], "pod-template-hash": pod.labels["pod-template-hash"]}
+    return {"app": pod.labels["app"]}
+
+
+def owner_objects(pods: Iterable[SimPod]) -> list[dict[str, Any]]:
+    """One controller per owner, sized to exactly the pods it adopts."""
+    groups: dict[tuple[str, str, str], list[SimPod]] = defaultdict(list)
+    for pod in pods:
+        if pod.ref_kind and pod.ref_name:
+            groups[(pod.namespace, pod.ref_kind, pod.ref_name)].append(pod)
+    objects = []
+    for (namespace, kind, name), members in sorted(groups.items()):
+        first = members[0]
+        selector = _owner_selector(first)
+        template = {
+            "metadata": {"labels": dict(first.labels)},
+            "spec": {k: v for k, v in pod_object(first)["spec"].items() if k not in ("nodeName", "hostname", "subdomain")},
+        }
+        meta = {"name": name, "namespace": namespace}
+        if kind == "ReplicaSet":
+            template["metadata"]["labels"] = selector | {"app": first.labels["app"]}
+            spec = {"replicas": len(members), "selector": {"matchLabels": selector}, "template": template}
+            objects.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta, "spec": spec})
+        elif kind == "Job":
+            template["metadata"]["labels"] = selector
+            template["spec"]["restartPolicy"] = "Never"
+            spec = {
+                "parallelism": len(members),
+                "completions": len(members),
+                "manualSelector": True,
+                "selector": {"matchLabels": selector},
+                "template": template,
+            }
+            objects.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec})
+        elif kind == "StatefulSet":
+            template["metadata"]["labels"] = selector
+            spec = {
+                "replicas": len(members),
+                "serviceName": name,
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "OnDelete"},
+                "selector": {"matchLabels": selector},
+                "template": template,
+            }
+            objects.append({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec})
+    return objects
+
+
+async def _wait_quotas_counted(client: RestClient, namespaces: list[str], timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    for namespace in namespaces:
+        while True:
+            quota = await client.get("ResourceQuota", "gpu-quota", namespace)
+            if "hard" in quota.body.get("status", {}):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise ApplyFailed(f"quota controller never counted {namespace}/gpu-quota")
+            await asyncio.sleep(0.2)
+
+
+async def _wait_nodes_ready(client: RestClient, names: set[str], timeout_s: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        nodes = (await client.list("Node")).body.get("items", [])
+        ready = {
+            n["metadata"]["name"]
+            for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+        }
+        if names <= ready:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise ApplyFailed(f"kwok did not make {len(names - ready)} nodes Ready, e.g. {sorted(names - ready)[:3]}")
+        await asyncio.sleep(0.3)
+
+
+async def load_fleet(client: RestClient, fleet: Fleet) -> None:
+    priority_classes = [
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": PRIORITY_VALUES.get(name, 1000),
+        }
+        for name in fleet.priority_classes
+    ]
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns.name, "labels": {"team": ns.team}}}
+        for ns in fleet.namespaces
+    ]
+    quotas = [
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "gpu-quota", "namespace": ns.name},
+            "spec": {"hard": {key: str(value) for key, value in ns.quota_hard.items()}},
+        }
+        for ns in fleet.namespaces
+        if ns.quota_hard
+    ]
+    await apply_objects(client, [*priority_classes, *namespaces, *quotas])
+    await _wait_quotas_counted(client, [q["metadata"]["namespace"] for q in quotas])
+    await apply_objects(client, [node_object(n) for n in fleet.nodes])
+    await _wait_nodes_ready(client, {n.name for n in fleet.nodes})
+    pdbs = [
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": pdb.name, "namespace": pdb.namespace},
+            "spec": {
+                "selector": {"matchLabels": dict(pdb.match_labels)},
+                **({"minAvailable": pdb.min_available} if pdb.min_available is not None else {}),
+                **({"maxUnavailable": pdb.max_unavailable} if pdb.max_unavailable is not None else {}),
+            },
+        }
+        for pdb in fleet.pdbs
+    ]
+    await apply_objects(client, [*pdbs, *(pod_object(p) for p in fleet.pods)])
+    await apply_objects(client, owner_objects(fleet.pods))

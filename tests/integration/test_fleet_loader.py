@@ -1,0 +1,55 @@
+"""The simulated fleet, loaded into the real API server, stays as the fleet says."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gpuctl.sim.fleet import Fleet
+from testbed.kube import RestClient
+
+pytestmark = pytest.mark.testbed
+
+
+async def _pods(admin: RestClient) -> dict[str, dict]:
+    items = (await admin.list("Pod")).body["items"]
+    return {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in items}
+
+
+async def test_loaded_fleet_matches_the_simulation_and_owners_adopt_without_churn(admin: RestClient, fleet: Fleet) -> None:
+    await asyncio.sleep(3)  # give the controllers time to (wrongly) add or delete pods
+    pods = await _pods(admin)
+    sim_pods = {p.key: p for p in fleet.pods}
+    assert set(sim_pods) <= set(pods), f"missing pods: {sorted(set(sim_pods) - set(pods))[:5]}"
+    extra = {k for k in pods if k.split("/")[0] in {ns.name for ns in fleet.namespaces}} - set(sim_pods)
+    assert not extra, f"controllers created pods of their own: {sorted(extra)[:5]}"
+
+    for key, sim in sim_pods.items():
+        pod = pods[key]
+        if sim.node:
+            assert pod["spec"]["nodeName"] == sim.node
+        if sim.ref_kind:
+            refs = pod["metadata"].get("ownerReferences", [])
+            assert [(r["kind"], r["name"]) for r in refs] == [(sim.ref_kind, sim.ref_name)], key
+
+    nodes = {n["metadata"]["name"]: n for n in (await admin.list("Node")).body["items"]}
+    for sim_node in fleet.nodes:
+        allocatable = nodes[sim_node.name]["status"]["allocatable"]
+        for resource, count in sim_node.resources.items():
+            assert allocatable[resource] == str(count)
+
+
+async def test_quota_usage_counts_the_fleet_pods(admin: RestClient, fleet: Fleet) -> None:
+    for namespace in fleet.namespaces:
+        if not namespace.quota_hard:
+            continue
+        # A quota tracks only the resources it limits.
+        expected = {k: str(v) for k, v in fleet.quota_used(namespace.name).items() if k in namespace.quota_hard}
+        for _ in range(60):
+            status = (await admin.get("ResourceQuota", "gpu-quota", namespace.name)).body["status"]
+            used = {k: v for k, v in status.get("used", {}).items() if v != "0"}
+            if used == expected:
+                break
+            await asyncio.sleep(0.5)
+        assert used == expected, namespace.name
