@@ -190,12 +190,15 @@ def first_update(snapshot: Snapshot) -> Update:
     return Update(snapshot=snapshot, changes=Changes(everything=True))
 
 
-def bump(snapshot: Snapshot, *, seconds: float = 5.0, util_delta: float = 10.0, every: int = 3) -> Update:
-    """The next snapshot: every `every`-th GPU's utilisation moves; time and metrics age advance."""
+def bump(
+    snapshot: Snapshot, *, seconds: float = 5.0, util_delta: float = 10.0, every: int = 3, only: str | None = None
+) -> Update:
+    """The next snapshot: every `every`-th busy GPU's (or just `only`'s) utilisation moves; time advances."""
     new_gpus = []
     changed: set[str] = set()
     for i, g in enumerate(snapshot.gpus):
-        if i % every == 0 and g.util_pct is not None and not g.idle:
+        pick = g.key == only if only is not None else i % every == 0
+        if pick and g.util_pct is not None and not g.idle:
             g = g.model_copy(update={"util_pct": min(100.0, (g.util_pct + util_delta) % 100)})
             changed.add(g.key)
         new_gpus.append(g)

@@ -1,0 +1,42 @@
+from gpuctl.model import Node
+from gpuctl.tui.filtering import Filter
+from gpuctl.tui.fleet_index import FleetIndex
+from tests.tui.factory import build_snapshot
+
+
+def test_groups_gpus_by_pool_and_node_in_order() -> None:
+    snap = build_snapshot(2)
+    idx = FleetIndex(snap)
+    assert list(idx.nodes_by_pool) == sorted(p.name for p in snap.pools)
+    node = snap.nodes[0].name
+    keys = [g.key for g in idx.gpus_by_node[node]]
+    assert keys == sorted(keys, key=lambda k: tuple(int(p.removeprefix("mig")) for p in k.split("/")[1:]))
+
+
+def test_node_stats_count_busy_and_idle_holders() -> None:
+    snap = build_snapshot(2)
+    idx = FleetIndex(snap)
+    for node in snap.nodes:
+        held = [g for g in snap.gpus if g.node == node.name and g.pod]
+        s = idx.stats(node.name)
+        assert s.allocated == len(held)
+        assert s.idle == sum(g.idle for g in held)
+        assert s.busy + s.idle == s.allocated
+
+
+def test_node_without_metrics_gets_no_data_cells() -> None:
+    snap = build_snapshot(1)
+    extra = Node(name="dark-node", pool="h100-train", gpu_model="NVIDIA H100", gpu_allocatable=8, ready=True)
+    idx = FleetIndex(snap.model_copy(update={"nodes": (*snap.nodes, extra)}))
+    cells = idx.gpus_by_node["dark-node"]
+    assert len(cells) == 8 and all(g.util_pct is None for g in cells)
+    assert "dark-node" in idx.nodes_by_pool["h100-train"]
+
+
+def test_visible_gpus_follow_the_filter() -> None:
+    idx = FleetIndex(build_snapshot(2))
+    only_l4 = idx.visible_gpus(Filter.parse("pool:l4"))
+    assert only_l4 and all(n.startswith("l4-infer") for n in only_l4)
+    by_ns = idx.visible_gpus(Filter.parse("ns:vision"))
+    assert all(g.pod and g.pod.namespace == "vision" for gs in by_ns.values() for g in gs)
+    assert idx.visible_gpus(Filter()) is idx.gpus_by_node

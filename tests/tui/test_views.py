@@ -1,0 +1,174 @@
+"""Filter, sort, live updates and calm failure states."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from textual.widgets import Static
+
+from gpuctl.model import Update
+from gpuctl.tui.app import GpuctlApp
+from gpuctl.tui.feed import QueueFeed
+from gpuctl.tui.filter_bar import FilterBar
+from gpuctl.tui.heatmap import Heatmap
+from gpuctl.tui.keyed_table import KeyedTable
+from gpuctl.tui.status_bar import StatusBar
+from tests.tui.conftest import wait_applied
+from tests.tui.factory import build_snapshot, bump, first_update
+
+
+def text_of(widget: object) -> str:
+    return str(widget.render())  # type: ignore[attr-defined]
+
+
+async def type_filter(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
+    await pilot.press("slash")
+    await pilot.press(*list(text))
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def test_filter_applies_to_every_view_and_escape_clears_it(demo: list[Update]) -> None:
+    app = GpuctlApp(QueueFeed(demo[:1]))
+    snap = demo[0].snapshot
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await type_filter(pilot, "pool:l4")
+        assert app.filter.text == "pool:l4"
+        assert not app.query_one(FilterBar).has_class("open")
+        hm = app.query_one(Heatmap)
+        assert app.focused is hm
+        pools = {line.pool for line in hm.layout_.lines}
+        assert pools == {"l4-infer"}
+        assert "filter: pool:l4" in text_of(app.query_one(StatusBar))
+        await pilot.press("2")
+        nodes = app.query_one("#nodes-table", KeyedTable)
+        assert set(nodes.shown_keys) == {n.name for n in snap.nodes if n.pool == "l4-infer"}
+        await pilot.press("3")
+        pods = app.query_one("#pods-table", KeyedTable)
+        l4_nodes = {n.name for n in snap.nodes if n.pool == "l4-infer"}
+        assert set(pods.shown_keys) == {p.key for p in snap.pods if p.node in l4_nodes}
+        assert "shown" in text_of(app.query_one("#pods-summary", Static))
+        await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert not app.filter.active
+        assert pods.row_count == len(snap.pods)
+
+
+async def test_typing_in_the_filter_does_not_trigger_view_keys(demo: list[Update]) -> None:
+    app = GpuctlApp(QueueFeed(demo[:1]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await pilot.press("slash", "q", "2", "m")
+        await pilot.pause()
+        assert app.is_running
+        assert app.query_one(FilterBar).value == "q2m"
+        assert app.query_one(Heatmap).metric.value == "util"
+
+
+async def test_namespace_filter_narrows_the_heatmap_to_its_gpus(demo: list[Update]) -> None:
+    app = GpuctlApp(QueueFeed(demo[:1]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await type_filter(pilot, "ns:sandbox")
+        hm = app.query_one(Heatmap)
+        shown = [c.key for line in hm.layout_.lines for c in line.cells]
+        expected = [g.key for g in demo[0].snapshot.gpus if g.pod and g.pod.namespace == "sandbox"]
+        assert sorted(shown) == sorted(expected) and shown
+
+
+async def test_sort_keys_cycle_and_reverse_the_pods_table(demo: list[Update]) -> None:
+    app = GpuctlApp(QueueFeed(demo[:1]))
+    pods = {p.key: p for p in demo[0].snapshot.pods}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await pilot.press("3")
+        table = app.query_one("#pods-table", KeyedTable)
+        # Default: idle pods first, longest idle on top.
+        idle_rows = [k for k in table.shown_keys if pods[k].idle]
+        assert table.shown_keys[: len(idle_rows)] == idle_rows
+        idle_for = [pods[k].idle_for_s for k in idle_rows]
+        assert idle_for == sorted(idle_for, reverse=True)
+        while table.sort_by != "gpus":
+            await pilot.press("s")
+        counts = [pods[k].gpus_total for k in table.shown_keys]
+        assert counts == sorted(counts, reverse=table.sort_reverse)
+        await pilot.press("r")
+        assert [pods[k].gpus_total for k in table.shown_keys] == sorted(counts, reverse=table.sort_reverse)
+        assert "sorted by gpus" in text_of(app.query_one("#pods-summary", Static))
+
+
+async def test_clicking_a_header_sorts_by_that_column(demo: list[Update]) -> None:
+    app = GpuctlApp(QueueFeed(demo[:1]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await pilot.press("2")
+        table = app.query_one("#nodes-table", KeyedTable)
+        await pilot.click("#nodes-table", offset=(2, 0))
+        assert table.sort_by == "node"
+        assert table.shown_keys == sorted(table.shown_keys)
+
+
+async def test_updates_change_cells_in_place_and_repaint_only_changed_lines() -> None:
+    snap = build_snapshot(3)
+    feed = QueueFeed([first_update(snap)])
+    app = GpuctlApp(feed)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        hm = app.query_one(Heatmap)
+        cached_before = set(hm._strips)
+        busy = next(g for g in snap.gpus if g.pod and not g.idle)
+        step = bump(snap, only=busy.key)
+        assert step.changes.gpus == {busy.key}
+        feed.push(step)
+        await wait_applied(pilot, 2)
+        (changed,) = step.changes.gpus
+        changed_line = hm.layout_.line_of[changed]
+        untouched = cached_before - {changed_line}
+        # Lines that didn't change kept their cached strip; the changed one was redrawn.
+        assert untouched <= set(hm._strips)
+        after = next(g for g in step.snapshot.gpus if g.key == busy.key)
+        assert app.history.series(changed)[-2:] == [busy.util_pct, after.util_pct]
+        await pilot.press("3")
+        table = app.query_one("#pods-table", KeyedTable)
+        keys_before = list(table.rows)
+        step2 = bump(step.snapshot, every=2)
+        feed.push(step2)
+        await wait_applied(pilot, 3)
+        assert list(table.rows) == keys_before  # same row objects: updated, not rebuilt
+
+
+async def test_stale_metrics_and_lost_watch_show_as_a_calm_state() -> None:
+    snap = build_snapshot(2, metrics_stale=True, watch_connected=False)
+    app = GpuctlApp(QueueFeed([first_update(snap)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        status = text_of(app.query_one(StatusBar))
+        assert "metrics STALE 3m (prometheus: connection refused)" in status
+        assert "watch ○ reconnecting" in status and "2 relists" in status
+        assert app.query_one(Heatmap).layout_.lines  # the last picture stays on screen
+
+
+async def test_a_failing_feed_is_reported_not_raised() -> None:
+    async def broken() -> AsyncIterator[Update]:
+        yield first_update(build_snapshot(1))
+        raise ConnectionError("hub went away")
+
+    app = GpuctlApp(broken())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await pilot.pause()
+        status = text_of(app.query_one(StatusBar))
+        assert "data feed stopped: ConnectionError: hub went away" in status
+        assert app.is_running
+        await pilot.press("2")
+        assert app.query_one("#nodes-table", KeyedTable).row_count == 3  # one node per pool: the last picture stays
+
+
+async def test_before_the_first_snapshot_the_app_says_it_is_waiting() -> None:
+    app = GpuctlApp(QueueFeed())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "waiting for the first snapshot" in text_of(app.query_one(StatusBar))
+        await pilot.press("right", "m", "d", "2", "3", "4", "5", "1", "enter")
+        assert app.is_running
