@@ -84,6 +84,10 @@ class NvmlSource:
             await asyncio.to_thread(self._init)
             self._open = True
 
+    async def connect(self) -> None:
+        """Fail fast before anything starts (service.open_cluster calls this): no driver -> MetricsUnavailable."""
+        await self.open()
+
     async def close(self) -> None:
         if self._open:
             self._open = False

@@ -22,8 +22,11 @@ import pytest_asyncio
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.model import Gpu, PodRef, Snapshot
 from gpuctl.sources.dcgm_fields import MIB
-from gpuctl.sources.prometheus import PrometheusSource
+from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
+from gpuctl.sim.fleet import build_fleet
 from gpuctl.state.store import ClusterStore
+from testbed.dcgm_exporter import DcgmExporterSim, Options
+from testbed.pki import CertificateAuthority
 from testbed.monitoring import SHIPPED_RULES, Monitoring, ScrapeJob, StaticExporter, exposition_line, poll
 from testbed.process import free_port
 
@@ -236,6 +239,69 @@ async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, export
             await mon.prometheus.start()
             back = await snapshot_when(store, lambda s: s.metrics.error is None and not s.metrics.stale, what="recovery")
             assert {g.key for g in back.gpus} == EXPECTED_GPUS
+
+
+async def test_simulated_fleet_in_both_generations_reaches_the_snapshot(tmp_path: Path) -> None:
+    """The fleet simulator's exporters: half the nodes classic, half dcgm-exporter 4.9."""
+    fleet = build_fleet(seed=7)
+    names = [n.name for n in fleet.nodes]
+    classic_nodes, new_nodes = names[: len(names) // 2], names[len(names) // 2 :]
+    old = DcgmExporterSim(fleet, seed=7, nodes=classic_nodes)
+    new = DcgmExporterSim(fleet, seed=7, nodes=new_nodes, options=Options(generation="4.9"))
+    await old.start()
+    await new.start()
+    store = ClusterStore(refresh_s=0.5)
+    try:
+        async with Monitoring(tmp_path, jobs=[ScrapeJob("dcgm-exporter", [old.url, new.url])], rule_files=()) as mon:
+            source = PrometheusSource(mon.prometheus_url, refresh_s=0.5, timeout_s=5)
+            async with running(source, store):
+                expected = {g.key for g in fleet.gpus}
+                snap = await snapshot_when(store, lambda s: {g.key for g in s.gpus} == expected, what="every simulated GPU")
+    finally:
+        await old.stop()
+        await new.stop()
+
+    held = {k: PodRef(namespace=p.namespace, name=p.name, container=p.container) for k, p in fleet.pod_by_gpu.items() if p.node}
+    assert held, "the simulated fleet should have pods holding GPUs"
+    gpus = by_key(snap)
+    assert {k: g.pod for k, g in gpus.items() if g.pod is not None} == held
+    assert all(g.util_pct is not None and 0 <= g.util_pct <= 100 for g in gpus.values())  # MIG via GR_ENGINE_ACTIVE
+    for key in (g.key for g in fleet.gpus if g.node in new_nodes and g.mig_instance is None):
+        sim = fleet.gpu_by_key[key]
+        gpu = gpus[key]
+        # bytes -> MiB: used + free is the card's memory again (within the exporter's rounding)
+        assert gpu.mem_total_mib is not None and abs(gpu.mem_total_mib - sim.mem_total_mib) <= 1
+    assert snap.metrics.series_rejected == 0
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # insecure=True, on purpose
+async def test_tls_and_basic_auth_against_a_protected_prometheus(tmp_path: Path, exporters) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    serving = ca.issue("prometheus", "127.0.0.1", server=True)
+    async with Monitoring(
+        tmp_path / "mon", jobs=jobs(*exporters), rule_files=(), tls=(serving.cert, serving.key), basic_auth=("gpuctl", "s3cret")
+    ) as mon:
+        assert mon.prometheus_url.startswith("https://")
+
+        async def probe(auth: PrometheusAuth) -> int:
+            source = PrometheusSource(mon.prometheus_url, auth=auth, timeout_s=5)
+            try:
+                return (await source.probe()).gpu_series
+            finally:
+                source.close()
+
+        assert await poll(lambda: probe(PrometheusAuth(basic=("gpuctl", "s3cret"), ca_file=str(ca.pair.cert))), lambda n: n == 11, what="series over TLS")
+        assert await probe(PrometheusAuth(basic=("gpuctl", "s3cret"), insecure=True)) == 11
+        with pytest.raises(MetricsUnavailable, match="rejected the credentials"):
+            await probe(PrometheusAuth(basic=("gpuctl", "wrong"), ca_file=str(ca.pair.cert)))
+        with pytest.raises(MetricsUnavailable, match="TLS error"):
+            await probe(PrometheusAuth(basic=("gpuctl", "s3cret")))  # the system CAs don't know the test bed's
+
+
+def test_bearer_token_goes_on_every_request() -> None:
+    # Prometheus itself only checks basic auth; a bearer token is for the proxy in front of it.
+    session = PrometheusAuth(bearer_token="t0ken").session()
+    assert session.headers["Authorization"] == "Bearer t0ken"
 
 
 def test_shipped_rules_pass_promtool_check() -> None:

@@ -133,6 +133,11 @@ async def test_no_driver_is_a_clear_gpuctl_error() -> None:
     assert isinstance(info.value.__cause__, pynvml.NVMLError_LibraryNotFound)
 
 
+async def test_connect_fails_fast_without_a_driver() -> None:
+    with pytest.raises(MetricsUnavailable, match="NVIDIA driver/NVML not found"):
+        await NvmlSource(hostname="box").connect()
+
+
 async def test_no_driver_is_recorded_in_the_store_and_the_source_keeps_running() -> None:
     store = ClusterStore()
     task = asyncio.create_task(NvmlSource(hostname="box", refresh_s=0.05, max_backoff_s=0.1).run(store))
