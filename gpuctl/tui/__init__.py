@@ -15,10 +15,17 @@ __all__ = ["run"]
 
 
 def run(settings: Settings) -> int:
-    """Build the app on the cluster feed and run it until the user quits; returns the exit code."""
+    """Build the app on the cluster feed and run it until the user quits; returns the exit code.
+
+    An error that leaves nothing to show (a ConfigError before the first
+    snapshot) is re-raised after the terminal is restored, so the CLI prints it.
+    """
     from gpuctl.tui.app import GpuctlApp
-    from gpuctl.tui.service_feed import cluster_feed, context_name
+    from gpuctl.tui.service_feed import cluster_feed, context_name, logs_as_toasts
 
     app = GpuctlApp(cluster_feed(settings), context=context_name(settings))
-    result = app.run()
-    return 0 if result is None else int(result)
+    with logs_as_toasts(app):
+        app.run()
+    if app.fatal_error is not None:
+        raise app.fatal_error
+    return app.return_code or 0

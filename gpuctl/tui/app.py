@@ -15,6 +15,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from gpuctl.errors import ConfigError, GpuctlError
 from gpuctl.model import Changes, Update
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.feed import UpdateFeed
@@ -68,6 +69,7 @@ class GpuctlApp(App[int]):
         self.filter = Filter()
         self.updates_applied = 0
         self.feed_error: str | None = None
+        self.fatal_error: ConfigError | None = None
         self._stale: set[str] = {tab for tab, _ in TABS}
 
     def compose(self) -> ComposeResult:
@@ -98,6 +100,15 @@ class GpuctlApp(App[int]):
         try:
             async for update in self.feed:
                 self.apply_update(update)
+        except ConfigError as exc:
+            if self.updates_applied == 0:
+                # Nothing to show and nothing will come: leave, and let the CLI print it.
+                self.fatal_error = exc
+                self.exit(return_code=2)
+                return
+            self.feed_error = str(exc)
+        except GpuctlError as exc:
+            self.feed_error = str(exc)
         except Exception as exc:  # the feed is a boundary: show its failure, keep the last picture
             self.feed_error = f"{type(exc).__name__}: {exc}"
         else:

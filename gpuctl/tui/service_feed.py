@@ -1,0 +1,69 @@
+"""The live feed behind `gpuctl top`: the cluster service's hub subscription.
+
+The generator is created before the app starts but runs inside the app's
+event loop (its body starts at the first `__anext__`), so the sources, the hub
+and the UI share one loop and the app never blocks on I/O. Leaving the app
+cancels the consuming worker, which closes the generator and with it the
+sources.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+from textual.app import App
+
+from gpuctl.config import Settings
+from gpuctl.model import Update
+
+
+async def cluster_feed(settings: Settings) -> AsyncIterator[Update]:
+    from gpuctl.service import open_cluster
+
+    async with open_cluster(settings) as cluster, cluster.subscribe() as updates:
+        async for update in updates:
+            yield update
+
+
+def context_name(settings: Settings) -> str | None:
+    """What the status bar calls the cluster; None lets the snapshot's watch context decide."""
+    if settings.mode == "demo":
+        return "demo"
+    if settings.mode == "local":
+        return "local"
+    return settings.context
+
+
+class ToastHandler(logging.Handler):
+    """Log records become toasts: a source's warning must not scribble over the screen."""
+
+    def __init__(self, app: App[object]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.app = app
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call must not break the UI
+            message = str(record.msg)
+        severity = "error" if record.levelno >= logging.ERROR else "warning"
+        if threading.get_ident() == self._thread:
+            self.app.notify(message, title=record.name, severity=severity, timeout=8)
+        else:
+            self.app.call_from_thread(self.app.notify, message, title=record.name, severity=severity, timeout=8)
+
+
+@contextmanager
+def logs_as_toasts(app: App[object]) -> Iterator[None]:
+    """Swap the root logger's terminal handlers for toasts while the app owns the terminal."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [ToastHandler(app)]
+    try:
+        yield
+    finally:
+        root.handlers = saved
