@@ -81,7 +81,7 @@ def test_unreachable_cluster_exits_3_with_one_line(env: dict[str, str], tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith("gpuctl: error: cannot connect to the Kubernetes API at https://127.0.0.1:1")
-    assert "context dead" in lines[0]
+    assert "context dead" in lines[0] and "connection refused" in lines[0]
 
 
 def test_kubeconfig_from_environment(env: dict[str, str], tmp_path: Path) -> None:

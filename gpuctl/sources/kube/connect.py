@@ -7,6 +7,7 @@ global default), so several clusters or identities can coexist in one process.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -112,7 +113,10 @@ def describe(error: BaseException, *, server: str, context: str | None, resource
     if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
         return ClusterUnreachable(f"TLS with {where} failed: {error}", hint="check the cluster CA in the kubeconfig")
     if isinstance(error, aiohttp.ClientConnectorError):
-        return ClusterUnreachable(f"cannot connect to {where}: {error.os_error.strerror or error}", hint="is the API server up?")
+        cause = "connection refused" if error.os_error.errno == errno.ECONNREFUSED else error.os_error.strerror or error
+        return ClusterUnreachable(f"cannot connect to {where}: {cause}", hint="is the API server up?")
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return ClusterUnreachable(f"{where} closed the connection", hint="API server restarting? reconnecting")
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         return ClusterUnreachable(f"{where} did not answer in time", hint="retrying")
     text = str(error) or type(error).__name__
