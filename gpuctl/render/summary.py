@@ -85,7 +85,7 @@ def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
     if snap.pools:
         out += table(
             ["pool", "nodes", "ready", "gpus", "alloc", "idle", "models"],
-            [(p.name, p.nodes, p.nodes_ready, p.gpus_total, p.gpus_allocated, p.gpus_idle, ", ".join(p.gpu_models))
+            [(p.name, p.nodes, p.nodes_ready, p.gpus_total, p.gpus_allocated, p.gpus_idle, ", ".join(p.gpu_models) or "-")
              for p in snap.pools],
             right=[False, True, True, True, True, True, False],
         )  # fmt: skip
@@ -97,7 +97,8 @@ def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
     if quotas:
         out += table(
             ["namespace", "quota", "used", "requested", "busy", "idle", "gpu-hours"],
-            [(n.name, _number(n.gpu_quota_hard), _number(n.gpu_quota_used), n.gpus_requested, n.gpus_busy,
+            [(n.name, _number(n.gpu_quota_hard), _number(n.gpu_quota_used if n.gpu_quota_hard is not None else None),
+              n.gpus_requested, n.gpus_busy,
               n.gpus_idle, f"{n.gpu_hours:.1f}") for n in quotas],
             right=[False, True, True, True, True, True, True],
         )  # fmt: skip

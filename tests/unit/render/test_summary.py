@@ -1,0 +1,62 @@
+"""The human summary: every section present, numbers from the snapshot, problems spelled out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from gpuctl.model import Alert, PodRef, WatchHealth
+from gpuctl.render.summary import duration, render_summary, table
+from gpuctl.state.records import GpuSample, Kind, MetricsBatch, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.store import ClusterStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def store_with_an_idle_holder() -> ClusterStore:
+    now = T0 + timedelta(hours=3)
+    store = ClusterStore(clock=lambda: now, idle_window_s=1800)
+    gpus = {"nvidia.com/gpu": 4}
+    store.replace(Kind.NODE, [NodeRecord("gpu-1", {"karpenter.sh/nodepool": "a100"}, gpus, gpus, ready=True)])
+    store.replace(
+        Kind.POD,
+        [PodRecord("ml", "notebook", "gpu-1", "Running", {"nvidia.com/gpu": 2}, "StatefulSet", "notebook", created=T0)],
+    )
+    store.replace(Kind.QUOTA, [QuotaRecord("ml", "gpu", {"requests.nvidia.com/gpu": 8}, {"requests.nvidia.com/gpu": 2})])
+    ref = PodRef(namespace="ml", name="notebook")
+    samples = (GpuSample("gpu-1", 0, pod=ref, util_pct=0.5), GpuSample("gpu-1", 1, pod=ref, util_pct=1.5))
+    store.backfill_idle({"gpu-1/0": T0, "gpu-1/1": T0})
+    store.apply_metrics(MetricsBatch(at=now, samples=samples))
+    store.set_metrics_source("prometheus")
+    store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="prod"))
+    store.set_alerts([Alert(name="GpuXidError", node="gpu-1")])
+    return store
+
+
+def test_summary_sections_and_numbers() -> None:
+    text = render_summary(store_with_an_idle_holder().snapshot())
+    assert "cluster: context prod, connected" in text
+    assert "metrics: prometheus, 0s old" in text and "STALE" not in text
+    assert "GPUs: 4 allocatable, 2 allocated (0 busy, 2 idle), 2 free" in text
+    assert "alerts: 1 firing (GpuXidError)" in text
+    lines = text.splitlines()
+    pool_row = lines[lines.index("POOLS") + 2].split()
+    assert pool_row == ["a100", "1", "1", "4", "2", "2", "-"]
+    ns_row = lines[lines.index("NAMESPACES") + 2].split()
+    assert ns_row == ["ml", "8", "2", "2", "0", "2", "6.0"]  # 2 GPUs x 3 h
+    holder = next(line for line in lines if line.startswith("ml/notebook"))
+    assert holder.split() == ["ml/notebook", "gpu-1", "2", "3h00m", "1.0%", "StatefulSet/notebook"]
+
+
+def test_summary_of_an_empty_disconnected_cluster() -> None:
+    store = ClusterStore()
+    store.set_watch_health(WatchHealth(source="kubernetes", connected=False, error="cannot connect: refused"))
+    store.metrics_failed("Prometheus down", T0)
+    text = render_summary(store.snapshot())
+    assert "DISCONNECTED - cannot connect: refused" in text
+    assert "STALE - Prometheus down" in text
+    assert "(no GPU nodes)" in text and "(none)" in text
+
+
+def test_helpers() -> None:
+    assert [duration(s) for s in (None, 5, 125, 3 * 3600 + 300, 2 * 86400 + 3600)] == ["-", "5s", "2m", "3h05m", "2d01h"]
+    assert table(["a", "n"], [("x", 1), ("long", None)], right=[False, True]) == ["a     n", "x     1", "long  -"]
