@@ -7,6 +7,10 @@
 - `gpu_node`: the name of one ready kwok node with 8 `nvidia.com/gpu`.
 - `fleet`: the simulated fleet (gpuctl.sim, seed 7) loaded into the control
   plane: nodes Ready, quotas counted, pods created and adopted by their owners.
+- `telemetry`: testbed.bed.Telemetry for that fleet — `.exporter` (the DCGM
+  exporter simulator), `.monitoring` (real Prometheus + Alertmanager:
+  `.prometheus_url`, `.alertmanager_url`, `wait_for_series`), `.webhook` (what
+  Alertmanager posted).
 
 Nothing starts unless a test asks for it, so unit tests stay fast.
 """
@@ -19,6 +23,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from gpuctl.sim.fleet import Fleet, build_fleet
+from testbed.bed import Telemetry
 from testbed.controlplane import ControlPlane, build_binaries
 from testbed.fleet_loader import load_fleet
 from testbed.kube import RestClient, apply_objects, client_for
@@ -61,3 +66,14 @@ async def fleet(admin: RestClient) -> Fleet:
     simulated = build_fleet(seed=7)
     await load_fleet(admin, simulated)
     return simulated
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def telemetry(fleet: Fleet, tmp_path_factory) -> AsyncIterator[Telemetry]:
+    started = await Telemetry.start(tmp_path_factory.mktemp("telemetry"), fleet, seed=7)
+    try:
+        # FB_USED exists for every device, MIG instances included (GPU_UTIL does not).
+        await started.monitoring.wait_for_series("DCGM_FI_DEV_FB_USED", count=len(fleet.gpus))
+        yield started
+    finally:
+        await started.stop()
