@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 from gpuctl.errors import MetricsUnavailable
+from gpuctl.sources.base import Backoff
 from gpuctl.state.records import GpuSample, MetricsBatch
 
 log = logging.getLogger(__name__)
@@ -208,18 +209,17 @@ class NvmlSource:
     async def run(self, store: MetricsSink) -> None:
         """Feed the store until cancelled; a missing driver is recorded and retried, not raised."""
         store.set_metrics_source(self.name)
-        failures = 0
+        backoff = Backoff(base=self.refresh_s, cap=self.max_backoff_s)
         try:
             while True:
                 try:
                     batch = await self.fetch()
                 except MetricsUnavailable as e:
-                    failures += 1
                     store.metrics_failed(str(e), self._now())
                     await self.close()  # re-initialise next time: the driver may have been reloaded
-                    await asyncio.sleep(min(self.refresh_s * 2 ** (failures - 1), self.max_backoff_s))
+                    await asyncio.sleep(backoff.next())
                     continue
-                failures = 0
+                backoff.reset()
                 store.apply_metrics(batch)
                 await asyncio.sleep(self.refresh_s)
         finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.sources import dcgm_fields as fields
+from gpuctl.sources.base import Backoff
 from gpuctl.sources.dcgm_fields import Quantity
 from gpuctl.state.records import GpuSample, MetricsBatch
 
@@ -162,20 +162,19 @@ class PrometheusSource:
         """Feed the store until cancelled; outages are recorded, never raised."""
         store.set_metrics_source(self.name)
         loop = asyncio.get_running_loop()
-        failures = 0
+        backoff = Backoff(base=self.refresh_s, cap=self.max_backoff_s)
         backfilled = False
         while True:
             started = loop.time()
             try:
                 batch = await self.fetch()
             except FETCH_ERRORS as e:
-                failures += 1
                 message = describe_error(e)
-                log.warning("Prometheus refresh failed (%d in a row): %s", failures, message)
+                log.warning("Prometheus refresh failed (%d in a row): %s", backoff.failures + 1, message)
                 store.metrics_failed(message, self._now())
-                await asyncio.sleep(self._backoff(failures))
+                await asyncio.sleep(backoff.next())
                 continue
-            failures = 0
+            backoff.reset()
             store.apply_metrics(batch)
             if not backfilled:
                 backfilled = await self._backfill(store, batch.samples)
@@ -189,10 +188,6 @@ class PrometheusSource:
             return False
         store.backfill_idle(history)
         return True
-
-    def _backoff(self, failures: int) -> float:
-        base = min(self.refresh_s * 2 ** (failures - 1), self.max_backoff_s)
-        return base * random.uniform(0.8, 1.2)  # spread many gpuctl clients apart
 
     async def api_get(self, path: str) -> Any:
         """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`. Raises FETCH_ERRORS."""
