@@ -68,6 +68,8 @@ METRICS: tuple[MetricName, ...] = (
 )
 BY_NAME: Mapping[str, MetricName] = {m.name: m for m in METRICS}
 _PRIORITY: Mapping[str, int] = {m.name: i for i, m in enumerate(METRICS)}
+# MIG instances: DCGM_FI_DEV_GPU_UTIL is absent or a meaningless 0, the profiling ratio is real.
+_MIG_UTIL_FIRST = frozenset({"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO"})
 
 
 def names_for(quantity: Quantity) -> tuple[str, ...]:
@@ -75,12 +77,14 @@ def names_for(quantity: Quantity) -> tuple[str, ...]:
 
 
 def instant_query(quantity: Quantity) -> str:
-    """One PromQL query for a quantity on every GPU, all generations.
+    """One PromQL query for a quantity on every GPU, all its names at once.
 
-    `or` keeps each series' metric name (needed for the unit) and drops a
-    lower-priority series whose labels match one already returned.
+    A name selector keeps each series' metric name (needed for the unit) and,
+    unlike `a or b`, keeps every name's series: for a MIG instance, the
+    graphics-engine ratio must win over a GPU_UTIL that some exporter versions
+    report as a constant 0 (merge_readings picks by priority).
     """
-    return " or ".join(names_for(quantity))
+    return '{__name__=~"' + "|".join(names_for(quantity)) + '"}'
 
 
 def threshold_query(quantity: Quantity, op: str, value: float) -> str:
@@ -255,6 +259,13 @@ class _Merging:
     pod: tuple[int, PodRef] | None = None
 
 
+def _priority(reading: Reading) -> int:
+    rank = _PRIORITY[reading.metric.name]
+    if reading.gpu.mig_instance is not None and reading.metric.name in _MIG_UTIL_FIRST:
+        rank -= len(METRICS)
+    return rank
+
+
 def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
     """Join readings of the same GPU (one per quantity) into whole GpuSamples."""
     readings = list(readings)
@@ -268,7 +279,7 @@ def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
             entry = merging[r.gpu.key] = _Merging(r.gpu)
         else:
             entry.gpu = _fill_identity(entry.gpu, r.gpu)
-        priority = _PRIORITY[r.metric.name]
+        priority = _priority(r)
         held = entry.values.get(r.metric.quantity)
         if held is None or priority < held[0]:
             entry.values[r.metric.quantity] = (priority, r.value)

@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.model import Gpu, PodRef, Snapshot
-from gpuctl.sources.dcgm_fields import MIB
+from gpuctl.sources.dcgm_fields import MIB, Quantity, instant_query
 from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
 from gpuctl.sim.fleet import build_fleet
 from gpuctl.state.store import ClusterStore
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.testbed
 
 A100 = "NVIDIA A100-SXM4-80GB"
 H100 = "NVIDIA H100 80GB HBM3"
-UTIL_ANY = "DCGM_FI_DEV_GPU_UTIL or DCGM_FI_DEV_GPU_UTIL_RATIO or DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+UTIL_ANY = instant_query(Quantity.UTIL)
 
 
 def classic(node: str, gpu: int, *, util: float, used: float = 1000, free: float = 80000, pod: tuple[str, str] | None = None, **extra: str) -> list[str]:
@@ -370,6 +370,9 @@ tests:
       - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="4",Hostname="n1",namespace="gpu-operator",pod="nvidia-dcgm-exporter-abc",exported_namespace="ml",exported_pod="renamed-job"}}', values: '2x40'}}
       - {{series: 'DCGM_FI_DEV_GPU_UTIL_RATIO{{gpu="0",hostname="n2",namespace="ml",pod="new-names"}}', values: '0.01x40'}}
       - {{series: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{gpu="0",Hostname="n3",GPU_I_ID="9",GPU_I_PROFILE="1g.10gb",namespace="ml",pod="mig-job"}}', values: '0x40'}}
+      # a busy MIG instance whose exporter reports GPU_UTIL as 0 for MIG: not idle
+      - {{series: 'DCGM_FI_DEV_GPU_UTIL{{gpu="1",Hostname="n3",GPU_I_ID="3",GPU_I_PROFILE="3g.40gb",namespace="ml",pod="busy-mig"}}', values: '0x40'}}
+      - {{series: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{gpu="1",Hostname="n3",GPU_I_ID="3",GPU_I_PROFILE="3g.40gb",namespace="ml",pod="busy-mig"}}', values: '0.7x40'}}
     alert_rule_test:
       - eval_time: 20m
         alertname: GpuIdleWhileAllocated

@@ -25,9 +25,9 @@ def test_every_quantity_has_a_classic_and_a_49_name() -> None:
         assert generations == {"classic", "4.9"}, q
 
 
-def test_instant_query_tries_classic_first_then_the_renamed_metric() -> None:
-    assert f.instant_query(Quantity.FB_USED) == "DCGM_FI_DEV_FB_USED or DCGM_FI_DEV_FB_USED_BYTES"
-    assert f.instant_query(Quantity.UTIL).startswith("DCGM_FI_DEV_GPU_UTIL or DCGM_FI_DEV_GPU_UTIL_RATIO")
+def test_instant_query_selects_every_name_of_a_quantity() -> None:
+    assert f.instant_query(Quantity.FB_USED) == '{__name__=~"DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_USED_BYTES"}'
+    assert f.instant_query(Quantity.UTIL).startswith('{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_GPU_UTIL_RATIO|')
 
 
 def test_threshold_query_uses_each_generations_raw_unit() -> None:
@@ -184,3 +184,16 @@ def test_plain_pod_label_naming_the_exporter_itself_is_not_a_holder() -> None:
 def test_exported_pod_keeps_the_plain_container_when_the_target_had_none() -> None:
     r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="gpu-metrics-x", namespace="gpu-operator", exported_pod="job-1", exported_namespace="ml", container="main"))
     assert isinstance(r, Reading) and r.pod == PodRef(namespace="ml", name="job-1", container="main")
+
+
+def test_mig_instance_utilisation_prefers_the_profiling_ratio_over_a_zero_gpu_util() -> None:
+    mig = {"GPU_I_PROFILE": "3g.40gb", "GPU_I_ID": "2"}
+    results = [
+        series("DCGM_FI_DEV_GPU_UTIL", "0", **mig),  # what some exporter versions report for MIG
+        series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0.6", **mig),
+        series("DCGM_FI_DEV_GPU_UTIL", "30"),  # the whole-GPU rule is unchanged
+        series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0.9"),
+    ]
+    samples = {s.key: s for s in f.merge_readings(f.parse_results(results).readings)}
+    assert samples["node-a/1/mig2"].util_pct == 60.0
+    assert samples["node-a/1"].util_pct == 30.0
