@@ -9,6 +9,7 @@ busy and bursty Job pods finish, and arrivals respect every quota.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -73,6 +74,8 @@ class FleetChurn:
         for node in fleet.nodes:
             self._pool_nodes.setdefault(node.pool, []).append(node.name)
         self._hard = {ns.name: ns.quota_hard for ns in fleet.namespaces}
+        self._used = {ns.name: quota_used(fleet.pods, ns.name) for ns in fleet.namespaces}
+        self._dirty: set[str] = set()  # pools with GPUs freed since their pending pods last tried
         self._next = self._draw_gap()
         self._serial = 0
         self._started: dict[str, float] = {}  # pods scheduled by the churn: when
@@ -92,9 +95,13 @@ class FleetChurn:
         return self._rng.uniform(0.4, 1.6) * self._gap
 
     def _step(self, at: float) -> ChurnEvent | None:
-        for pod in self._pods.values():  # a freed GPU goes to the oldest pending pod that fits
-            if pod.node is None and (event := self._schedule(pod, at)):
-                return event
+        if self._dirty:  # freed GPUs go to the oldest pending pod that fits
+            room = {pool: self._alloc.max_free(self._pool_nodes[pool]) for pool in self._dirty}
+            for pod in self._pods.values():
+                if pod.node is None and pod.pool in room and _may_fit(pod, room[pod.pool]):
+                    if event := self._schedule(pod, at):
+                        return event
+            self._dirty.clear()
         roll = self._rng.random()
         if roll < 0.5:
             return self._finish(at) or self._arrive(at)
@@ -116,13 +123,15 @@ class FleetChurn:
         done = [
             p for p in self._pods.values()
             if p.node and p.owner_kind in ("Job", "CronJob") and p.behaviour in ("busy", "bursty")
-            and self._started.get(p.key, 0.0) <= at - MIN_RUN_S
+            and self._started.get(p.key, -math.inf) <= at - MIN_RUN_S
         ]
         if not done:
             return None
         pod = self._rng.choice(done)
         assert pod.node is not None
         self._alloc.release(pod.node, pod.gpu_keys)
+        self._dirty.add(pod.pool)
+        self._count(pod, -1)
         del self._pods[pod.key]
         self._started.pop(pod.key, None)
         return ChurnEvent(at, "finished", pod)
@@ -143,15 +152,26 @@ class FleetChurn:
             tolerations=catalog.POOLS_BY_NAME[a.pool].taints, created_t=at,
         )
         self._pods[pod.key] = pod
+        self._count(pod, +1)
         placed = self._schedule(pod, at)
         return ChurnEvent(at, "arrived", placed.pod if placed else pod)
 
     def _quota_allows(self, namespace: str, requests: dict[str, int]) -> bool:
         """Room under ARRIVAL_QUOTA_FILL of every quota the pod counts against."""
         hard = self._hard.get(namespace, {})
-        used = quota_used(tuple(self._pods.values()), namespace)
+        used = self._used.get(namespace, {})
         for resource, count in requests.items():
             limit = hard.get(QUOTA_PREFIX + resource)
             if limit is not None and used.get(QUOTA_PREFIX + resource, 0) + count > ARRIVAL_QUOTA_FILL * limit:
                 return False
         return True
+
+    def _count(self, pod: SimPod, sign: int) -> None:
+        used = self._used.setdefault(pod.namespace, {})
+        for resource, count in pod.gpu_requests.items():
+            used[QUOTA_PREFIX + resource] = used.get(QUOTA_PREFIX + resource, 0) + sign * count
+
+
+def _may_fit(pod: SimPod, room: dict[str, int]) -> bool:
+    """False when no single node has enough of some resource: skips a first-fit scan of the pool."""
+    return all(room.get(resource, 0) >= count for resource, count in pod.gpu_requests.items())

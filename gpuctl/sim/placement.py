@@ -73,5 +73,14 @@ class Allocator:
     def first_fit(self, nodes: Iterable[str], requests: Mapping[str, int]) -> str | None:
         return next((n for n in nodes if self.fits(n, requests)), None)
 
+    def max_free(self, nodes: Iterable[str]) -> dict[str, int]:
+        """The most free devices of each resource on any one of `nodes`."""
+        most: dict[str, int] = {}
+        for node in nodes:
+            for resource, keys in self._free[node].items():
+                if len(keys) > most.get(resource, 0):
+                    most[resource] = len(keys)
+        return most
+
     def free_keys(self, node: str) -> tuple[str, ...]:
         return tuple(sorted((k for keys in self._free[node].values() for k in keys), key=self._order.__getitem__))

@@ -29,6 +29,7 @@ from gpuctl.state.records import (
     Record,
 )
 
+CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -38,6 +39,8 @@ def _utcnow() -> datetime:
 
 
 class DemoSource:
+    name = "demo"
+
     def __init__(
         self,
         *,
@@ -59,7 +62,7 @@ class DemoSource:
         """Feed `store` until cancelled."""
         start = self._clock()
         fleet = build_fleet(self.seed, scale=self.scale)
-        churn = FleetChurn(fleet, self.seed)
+        churn = FleetChurn(fleet, self.seed, mean_gap_s=CHURN_GAP_S / self.scale)  # busier as it grows
         telemetry = FleetTelemetry(fleet, self.seed)
         store.set_metrics_source("demo")
         store.set_watch_health(WatchHealth(source="demo", connected=True, context="demo", last_event=start))
