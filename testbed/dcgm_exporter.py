@@ -35,7 +35,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from aiohttp import web
@@ -193,13 +193,14 @@ class DcgmExporterSim:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        generation: Generation | None = None,  # shorthand for options.generation
         options: Options = Options(),
         nodes: Collection[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.port = port
-        self.options = options
+        self.options = options if generation is None else replace(options, generation=generation)
         self.extra_lines: list[str] = []
         self.fail_status: int | None = None
         self.scrapes = 0
@@ -261,7 +262,7 @@ class DcgmExporterSim:
 
 async def _serve(args: argparse.Namespace) -> None:
     fleet = build_fleet(args.seed, scale=args.scale)
-    sim = DcgmExporterSim(fleet, args.seed, host=args.host, port=args.port, options=Options(generation=args.generation))
+    sim = DcgmExporterSim(fleet, args.seed, host=args.host, port=args.port, generation=args.generation)
     await sim.start()
     print(f"serving {len(fleet.gpus)} GPU devices on {sim.url}", flush=True)
     try:

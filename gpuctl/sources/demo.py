@@ -26,7 +26,6 @@ from gpuctl.state.records import (
     NodeRecord,
     PodRecord,
     QuotaRecord,
-    Record,
 )
 
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet

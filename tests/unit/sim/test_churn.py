@@ -68,3 +68,13 @@ def test_arrivals_leave_quota_headroom() -> None:
             used = churn.fleet.quota_used(ns.name).get("requests.nvidia.com/gpu", 0)
             start = fleet.quota_used(ns.name).get("requests.nvidia.com/gpu", 0)
             assert used <= max(start, ARRIVAL_QUOTA_FILL * ns.gpu_quota_hard)
+
+
+def test_a_big_fleet_churns_consistently() -> None:
+    fleet = build_fleet(scale=10)
+    churn = FleetChurn(fleet, seed=7, mean_gap_s=4.5)
+    kinds: Counter[str] = Counter()
+    for t in range(0, 3600, 600):
+        kinds.update(e.kind for e in churn.advance(t))
+        assert_consistent(churn.fleet)
+    assert min(kinds.values()) > 50, kinds

@@ -205,12 +205,13 @@ async def test_http_server_serves_scrapes_fails_and_restarts(fleet: Fleet) -> No
         await sim.stop()
 
 
-async def test_one_exporter_per_node(fleet: Fleet) -> None:
+async def test_one_exporter_per_node_in_either_generation(fleet: Fleet) -> None:
     node = fleet.nodes[0].name
-    async with DcgmExporterSim(fleet, nodes=[node]) as sim:
+    async with DcgmExporterSim(fleet, nodes=[node], generation="4.9") as sim:
         _, _, body = await fetch(sim.url)
-    hosts = {labels["Hostname"] for _, labels, _ in parse(body)}
-    assert hosts == {node}
+    series = parse(body)
+    assert {labels["hostname"] for _, labels, _ in series} == {node}
+    assert "DCGM_FI_DEV_FB_USED_BYTES" in {name for name, _, _ in series}
 
 
 async def test_set_fleet_moves_pod_labels(fleet: Fleet) -> None:
