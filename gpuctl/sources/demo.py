@@ -18,7 +18,6 @@ from gpuctl.sim.catalog import POOL_LABEL
 from gpuctl.sim.churn import ChurnEvent, FleetChurn
 from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPod, build_fleet
 from gpuctl.sim.telemetry import FleetTelemetry
-from gpuctl.state.store import ClusterStore
 from gpuctl.state.records import (
     Kind,
     MetricsBatch,
@@ -27,6 +26,7 @@ from gpuctl.state.records import (
     PodRecord,
     QuotaRecord,
 )
+from gpuctl.state.store import ClusterStore
 
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
 Clock = Callable[[], datetime]
