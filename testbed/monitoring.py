@@ -17,7 +17,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
+import bcrypt
 import yaml
 from aiohttp import web
 
@@ -242,19 +242,8 @@ class Monitoring:
 
 
 def _bcrypt(password: str) -> str:
-    """A bcrypt hash for Prometheus's basic_auth_users, from the system's libcrypt.
-
-    The stdlib `crypt` module is deprecated (gone in Python 3.13); the test bed
-    runs on 3.11 and needs no extra package for this one hash.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
-    if not hashed or not hashed.startswith("$2"):
-        raise RuntimeError("this system's crypt(3) cannot make bcrypt hashes")
-    return hashed
+    """A bcrypt hash for Prometheus's basic_auth_users."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()  # test secret: fast rounds
 
 
 class WebhookReceiver:
