@@ -53,6 +53,7 @@ class Gpu(Frozen):
     power_w: float | None = None
     xid: int | None = Field(None, description="last XID error seen (DCGM reports the last value, not a count)")
     pod: PodRef | None = None
+    busy: bool = Field(False, description="held by a pod and at or above the idle threshold in the latest sample")
     idle: bool = Field(False, description="held by a pod and under the idle threshold for the whole idle window")
     idle_for_s: float | None = Field(None, description="seconds under the idle threshold; None when busy or unknown")
 
@@ -134,7 +135,7 @@ class NamespaceUsage(Frozen):
     gpu_quota_hard: float | None = Field(None, description="requests.nvidia.com/gpu hard limit; None when no quota")
     gpu_quota_used: float = 0
     gpus_requested: int = Field(0, description="GPUs requested by its running and pending pods")
-    gpus_busy: int = Field(0, description="held GPUs not flagged idle")
+    gpus_busy: int = Field(0, description="held GPUs at or above the idle threshold now")
     gpus_idle: int = Field(0, description="held GPUs flagged idle")
     gpu_hours: float = Field(0, description="GPU-hours held by its current pods since they were created")
 

@@ -68,11 +68,13 @@ def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
     total = sum(p.gpus_total for p in snap.pools)
     allocated = sum(p.gpus_allocated for p in snap.pools)
     idle = sum(1 for g in snap.gpus if g.idle)
+    busy = sum(1 for g in snap.gpus if g.busy)
     out = [
         f"gpuctl snapshot at {snap.taken_at:%Y-%m-%d %H:%M:%S}Z (generation {snap.generation})",
         *health_lines(snap),
         "",
-        f"GPUs: {total} allocatable, {allocated} allocated ({allocated - idle} busy, {idle} idle), "
+        f"GPUs: {total} allocatable, {allocated} allocated ({busy} busy, {idle} idle, "
+        f"{max(0, allocated - busy - idle)} quiet or unmeasured), "
         f"{max(0, total - allocated)} free; idle = held and under {snap.idle_threshold_pct:g}% "
         f"for {duration(snap.idle_window_s)}",
     ]

@@ -145,7 +145,7 @@ def _physical_gpus(rec: NodeRecord) -> int:
         return whole_gpus(rec.capacity)
 
 
-def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float | None) -> Gpu:
+def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> Gpu:
     mem_total = None
     if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
         mem_total = sample.mem_used_mib + sample.mem_free_mib
@@ -164,6 +164,8 @@ def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float |
         power_w=sample.power_w,
         xid=sample.xid,
         pod=sample.pod,
+        # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
+        busy=sample.pod is not None and sample.util_pct is not None and sample.util_pct >= threshold_pct,
         idle=idle,
         idle_for_s=idle_for,
     )
@@ -181,7 +183,7 @@ def _gpus(inputs: JoinInputs, node_pools: Mapping[str, str], memo: _Reuse) -> tu
             idle = sample.pod is not None and inputs.idle.is_idle(key)
             idle_for = inputs.idle.idle_for(key)
             gpus.append(
-                memo.get(key, (sample, pool, idle, idle_for), lambda: _gpu_from_sample(sample, pool, idle, idle_for))
+                memo.get(key, (sample, pool, idle, idle_for), lambda: _gpu_from_sample(sample, pool, idle, idle_for, inputs.idle.threshold_pct))
             )
             seen.add((sample.hostname, sample.index))
     # GPUs the node advertises but metrics don't cover still get an entry, so they show up (greyed) in views.
@@ -283,7 +285,10 @@ def _namespaces(inputs: JoinInputs, live_pods: list[PodRecord], gpus: tuple[Gpu,
     idle: dict[str, int] = defaultdict(int)
     for gpu in gpus:
         if gpu.pod is not None:
-            (idle if gpu.idle else busy)[gpu.pod.namespace] += 1
+            if gpu.idle:
+                idle[gpu.pod.namespace] += 1
+            elif gpu.busy:
+                busy[gpu.pod.namespace] += 1
     names = set(quotas) | set(requested) | set(busy) | set(idle)
     out = []
     for name in sorted(names):

@@ -120,7 +120,7 @@ def _stats(gpus: list[Gpu]) -> NodeStats:
             allocated += 1
             if g.idle:
                 idle += 1
-            else:
+            elif g.busy:
                 busy += 1
     mean = sum(utils) / len(utils) if utils else None
     return NodeStats(gpus=len(gpus), allocated=allocated, busy=busy, idle=idle, util_mean=mean)

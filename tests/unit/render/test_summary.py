@@ -36,7 +36,7 @@ def test_summary_sections_and_numbers() -> None:
     text = render_summary(store_with_an_idle_holder().snapshot())
     assert "cluster: context prod, connected" in text
     assert "metrics: prometheus, 0s old" in text and "STALE" not in text
-    assert "GPUs: 4 allocatable, 2 allocated (0 busy, 2 idle), 2 free" in text
+    assert "GPUs: 4 allocatable, 2 allocated (0 busy, 2 idle, 0 quiet or unmeasured), 2 free" in text
     assert "alerts: 1 firing (GpuXidError)" in text
     lines = text.splitlines()
     pool_row = lines[lines.index("POOLS") + 2].split()

@@ -185,3 +185,19 @@ def test_old_batch_is_ignored() -> None:
     store.apply_metrics(batch(10, sample("n1", 0, 50.0)))
     store.apply_metrics(batch(5, sample("n1", 0, 99.0)))
     assert store.snapshot().gpus[0].util_pct == 50.0
+
+
+def test_held_gpus_are_busy_idle_or_quiet() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    fleet(store)
+    store.replace(Kind.POD, [pod("ml", "busy", "n1", 1), pod("ml", "quiet", "n1", 1), pod("cv", "unmeasured", "n2", 1)])
+    # "quiet" is under the threshold, but for less than the idle window.
+    store.apply_metrics(batch(0, sample("n1", 0, 80.0, "ml/busy"), sample("n1", 1, 1.0, "ml/quiet"), sample("n2", 0, None, "cv/unmeasured")))
+    gpus = {g.key: g for g in store.snapshot().gpus}
+    assert (gpus["n1/0"].busy, gpus["n1/0"].idle) == (True, False)
+    assert (gpus["n1/1"].busy, gpus["n1/1"].idle) == (False, False)
+    assert (gpus["n2/0"].busy, gpus["n2/0"].idle) == (False, False)
+    namespaces = {n.name: n for n in store.snapshot().namespaces}
+    assert (namespaces["ml"].gpus_busy, namespaces["ml"].gpus_idle) == (1, 0)
+    assert (namespaces["cv"].gpus_busy, namespaces["cv"].gpus_idle) == (0, 0)
