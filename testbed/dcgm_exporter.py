@@ -44,6 +44,7 @@ from gpuctl.sim import catalog
 from gpuctl.sim.fleet import Fleet, SimGpu, build_fleet
 from gpuctl.sim.telemetry import FleetTelemetry
 from gpuctl.state.records import GpuSample
+from testbed.http import LoopbackServer
 
 Generation = Literal["classic", "4.9"]
 MIB = 1024 * 1024
@@ -183,7 +184,7 @@ def render(fleet: Fleet, samples: list[GpuSample], t: float, options: Options = 
     return "\n".join(out) + "\n"
 
 
-class DcgmExporterSim:
+class DcgmExporterSim(LoopbackServer):
     """The HTTP server. `url` is the full /metrics URL, `target` the host:port to scrape."""
 
     def __init__(
@@ -198,8 +199,7 @@ class DcgmExporterSim:
         nodes: Collection[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port)
         self.options = options if generation is None else replace(options, generation=generation)
         self.extra_lines: list[str] = []
         self.fail_status: int | None = None
@@ -207,7 +207,6 @@ class DcgmExporterSim:
         self._nodes = set(nodes) if nodes is not None else None
         self._clock = clock
         self._start = clock()
-        self._runner: web.AppRunner | None = None
         self.seed = seed
         self.set_fleet(fleet)
 
@@ -220,10 +219,6 @@ class DcgmExporterSim:
     def url(self) -> str:
         return f"http://{self.target}/metrics"
 
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
-
     def body(self) -> str:
         t = self._clock() - self._start
         samples = self._telemetry.samples_at(t)
@@ -232,26 +227,8 @@ class DcgmExporterSim:
         text = render(self.fleet, samples, t, self.options)
         return text + "".join(line + "\n" for line in self.extra_lines)
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)  # the same port again on restart
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> DcgmExporterSim:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.scrapes += 1

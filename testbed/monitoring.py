@@ -29,6 +29,7 @@ import bcrypt
 import yaml
 from aiohttp import web
 
+from testbed.http import LoopbackServer
 from testbed.process import Component, free_port
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
@@ -246,41 +247,22 @@ def _bcrypt(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()  # test secret: fast rounds
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """An aiohttp server on loopback that records every JSON body POSTed to it."""
 
     def __init__(self, *, path: str = "/alertmanager") -> None:
+        super().__init__()
         self.path = path
         self.received: list[dict[str, Any]] = []
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self._arrived = asyncio.Event()
 
     @property
     def url(self) -> str:
-        assert self._runner is not None, "WebhookReceiver not started"
-        return f"http://127.0.0.1:{self._port}{self.path}"
+        assert self.running, "WebhookReceiver not started"
+        return f"http://{self.target}{self.path}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(self.path, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> WebhookReceiver:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         with contextlib.suppress(json.JSONDecodeError):
@@ -305,7 +287,7 @@ class WebhookReceiver:
                 await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
 
 
-class StaticExporter:
+class StaticExporter(LoopbackServer):
     """A /metrics endpoint serving whatever exposition lines a test sets, on loopback.
 
     For tests that need exact series (malformed labels, a given XID, both metric
@@ -313,41 +295,18 @@ class StaticExporter:
     """
 
     def __init__(self, lines: Sequence[str] = ()) -> None:
+        super().__init__()
         self.lines = list(lines)
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/metrics"
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self._port}"
+        return f"http://{self.target}/metrics"
 
     def set(self, lines: Sequence[str]) -> None:
         self.lines = list(lines)
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port)  # same port again on restart
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> StaticExporter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(text="\n".join(self.lines) + "\n", content_type="text/plain")
