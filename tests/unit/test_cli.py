@@ -15,21 +15,6 @@ from gpuctl import __version__
 from gpuctl.cli import main
 from gpuctl.model import Snapshot
 
-DEAD_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: dead
-  cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
-users:
-- name: someone
-  user: {token: not-a-real-token}
-contexts:
-- name: dead
-  context: {cluster: dead, user: someone}
-current-context: dead
-"""
-
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
@@ -72,10 +57,8 @@ def test_schema_needs_no_cluster() -> None:
     assert json.loads(out.getvalue())["title"] == "Snapshot"
 
 
-def test_unreachable_cluster_exits_3_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "dead.yaml"
-    kubeconfig.write_text(DEAD_KUBECONFIG)
-    result = gpuctl("snapshot", "--kubeconfig", str(kubeconfig), "--timeout", "20s", env=env)
+def test_unreachable_cluster_exits_3_with_one_line(env: dict[str, str], dead_kubeconfig: Path) -> None:
+    result = gpuctl("snapshot", "--kubeconfig", str(dead_kubeconfig), "--timeout", "20s", env=env)
     assert result.returncode == 3
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -84,10 +67,8 @@ def test_unreachable_cluster_exits_3_with_one_line(env: dict[str, str], tmp_path
     assert "context dead" in lines[0] and "connection refused" in lines[0]
 
 
-def test_kubeconfig_from_environment(env: dict[str, str], tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "dead.yaml"
-    kubeconfig.write_text(DEAD_KUBECONFIG)
-    result = gpuctl("snapshot", env={**env, "KUBECONFIG": str(kubeconfig)})
+def test_kubeconfig_from_environment(env: dict[str, str], dead_kubeconfig: Path) -> None:
+    result = gpuctl("snapshot", env={**env, "KUBECONFIG": str(dead_kubeconfig)})
     assert result.returncode == 3 and "127.0.0.1:1" in result.stderr
 
 
@@ -109,10 +90,8 @@ def test_bad_configuration_exits_2(env: dict[str, str], args: list[str], needle:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_bad_context_exits_2(env: dict[str, str], tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "dead.yaml"
-    kubeconfig.write_text(DEAD_KUBECONFIG)
-    result = gpuctl("snapshot", "--kubeconfig", str(kubeconfig), "--context", "nope", env=env)
+def test_bad_context_exits_2(env: dict[str, str], dead_kubeconfig: Path) -> None:
+    result = gpuctl("snapshot", "--kubeconfig", str(dead_kubeconfig), "--context", "nope", env=env)
     assert result.returncode == 2 and "context 'nope'" in result.stderr
 
 

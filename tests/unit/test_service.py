@@ -13,22 +13,6 @@ from gpuctl.service import open_cluster
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
 
-# An API server nobody listens on (same as in test_cli; test modules here are not a package).
-DEAD_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: dead
-  cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
-users:
-- name: someone
-  user: {token: not-a-real-token}
-contexts:
-- name: dead
-  context: {cluster: dead, user: someone}
-current-context: dead
-"""
-
 
 def settings(**kw: object) -> Settings:
     return Settings(config_file=None, **kw)  # type: ignore[arg-type]
@@ -52,10 +36,8 @@ async def test_demo_cluster_is_ready_and_publishes() -> None:
     assert all(t.done() for t in tasks)  # nothing left running after exit
 
 
-async def test_unreachable_cluster_fails_fast(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "dead.yaml"
-    kubeconfig.write_text(DEAD_KUBECONFIG)
-    async with open_cluster(settings(kubeconfig=kubeconfig)) as cluster:
+async def test_unreachable_cluster_fails_fast(dead_kubeconfig: Path) -> None:
+    async with open_cluster(settings(kubeconfig=dead_kubeconfig)) as cluster:
         with pytest.raises(ClusterUnreachable, match="127.0.0.1:1"):
             await cluster.wait_ready(30)
         health = cluster.store.snapshot().watch
@@ -63,10 +45,8 @@ async def test_unreachable_cluster_fails_fast(tmp_path: Path) -> None:
         assert health.error is not None and "cannot connect" in health.error
 
 
-async def test_unreachable_cluster_without_fail_fast_waits_then_explains(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "dead.yaml"
-    kubeconfig.write_text(DEAD_KUBECONFIG)
-    async with open_cluster(settings(kubeconfig=kubeconfig)) as cluster:
+async def test_unreachable_cluster_without_fail_fast_waits_then_explains(dead_kubeconfig: Path) -> None:
+    async with open_cluster(settings(kubeconfig=dead_kubeconfig)) as cluster:
         with pytest.raises(ClusterUnreachable, match="cannot connect"):
             await cluster.wait_ready(1.5, fail_fast=False)
 
