@@ -31,7 +31,7 @@ async def up(workdir: Path, *, seed: int, scale: int) -> None:
         print(f"  logs           {plane.log_dir}")
         print()
         print(f"  export KUBECONFIG={plane.kubeconfig(ADMIN)}")
-        print(f"  kubectl get nodes -L karpenter.sh/nodepool,nvidia.com/gpu.product")
+        print("  kubectl get nodes -L karpenter.sh/nodepool,nvidia.com/gpu.product")
         print(f"  gpuctl top --prometheus {telemetry.monitoring.prometheus_url}")
         print(f"  gpuctl snapshot --prometheus {telemetry.monitoring.prometheus_url}")
         print("\nCtrl-C stops everything.", flush=True)

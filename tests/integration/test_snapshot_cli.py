@@ -4,7 +4,6 @@ that was loaded: the joins across Kubernetes and Prometheus are right."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 from collections import Counter
