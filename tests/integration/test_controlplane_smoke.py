@@ -43,6 +43,24 @@ async def _wait_for(predicate, *, timeout_s: float = 30.0, what: str) -> None:
         await asyncio.sleep(0.25)
 
 
+def _read_pods_grant(namespace: str, *, group: str) -> list[dict]:
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-reader", "namespace": namespace},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{group}-reads", "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        },
+    ]
+
+
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
@@ -55,24 +73,7 @@ async def test_rbac_denies_until_a_role_grants(control_plane: ControlPlane, admi
         assert denied.status == 403
         assert "user-a" in denied.body["message"]
 
-        await apply_objects(
-            admin,
-            [
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "Role",
-                    "metadata": {"name": "pod-reader", "namespace": team_b},
-                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
-                },
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "RoleBinding",
-                    "metadata": {"name": "team-a-reads", "namespace": team_b},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "team-a"}],
-                },
-            ],
-        )
+        await apply_objects(admin, _read_pods_grant(team_b, group="team-a"))
 
         async def allowed() -> bool:
             return (await user_a.list("Pod", team_b)).status == 200
@@ -93,6 +94,14 @@ async def test_operator_may_impersonate_but_gains_only_the_impersonated_rights(c
         assert response.status == 403
         assert 'User "user-a"' in response.body["message"]
         assert (await operator.list("Pod", namespace)).status == 403  # nor on its own
+
+        await apply_objects(admin, _read_pods_grant(namespace, group="team-a"))
+
+        async def impersonated_list_allowed() -> bool:
+            return (await operator.list("Pod", namespace, headers=as_user_a)).status == 200
+
+        await _wait_for(impersonated_list_allowed, timeout_s=10, what="team-a's grant to apply to the impersonated user")
+        assert (await operator.list("Pod", namespace)).status == 403  # the grant is user-a's, not the operator's
 
     async with client_for(control_plane, USER_A) as user_a:
         response = await user_a.list("Pod", namespace, headers={"Impersonate-User": "testbed-admin"})
