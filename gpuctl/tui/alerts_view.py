@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -9,20 +11,20 @@ from textual.widgets import Static
 from gpuctl.model import Alert, Changes
 from gpuctl.tui.filtering import Facets, Filter
 from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.keyed_table import KeyedTable
-from gpuctl.tui.rows import ALERT_COLUMNS, alert_key, alert_row
+from gpuctl.tui.row_table import RowTable
+from gpuctl.tui.rows import ALERT_COLUMNS, alert_cells, alert_key
 
 
 class AlertsView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="alerts-summary", classes="summary")
-        yield KeyedTable(ALERT_COLUMNS, sort_by="severity", id="alerts-table")
+        yield RowTable(ALERT_COLUMNS, sort_by="severity", empty="No alerts.", id="alerts-table")
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         now = index.snapshot.taken_at
         alerts = index.snapshot.alerts
         shown = [a for a in alerts if flt.matches(_facets(index, a))]
-        self.query_one(KeyedTable).replace({alert_key(a): alert_row(a, now) for a in shown})
+        self.query_one(RowTable).set_rows({alert_key(a): a for a in shown}, partial(alert_cells, now=now))
         firing = sum(1 for a in alerts if a.state == "firing")
         pending = sum(1 for a in alerts if a.state == "pending")
         text = "No alerts: all quiet." if not alerts else f"[b red]{firing} firing[/] · [yellow]{pending} pending[/]"

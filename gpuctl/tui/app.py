@@ -26,11 +26,11 @@ from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_view import HeatmapView
 from gpuctl.tui.help_screen import HelpScreen
 from gpuctl.tui.history import UtilHistory
-from gpuctl.tui.keyed_table import KeyedTable
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.nodes_view import NodesView
 from gpuctl.tui.pods_view import PodsView
 from gpuctl.tui.quotas_view import QuotasView
+from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
 
 TABS: tuple[tuple[str, str], ...] = (
@@ -157,7 +157,7 @@ class GpuctlApp(App[int]):
         if tab == "heatmap":
             self.query_one(Heatmap).focus()
             return
-        tables = self.query_one(f"#{tab}-view").query(KeyedTable)
+        tables = self.query_one(f"#{tab}-view").query(RowTable)
         target = tables.last() if tab == "nodes" else tables.first()
         target.focus()
 
@@ -218,7 +218,7 @@ def help_sections() -> list[tuple[str, list[BindingType]]]:
     return [
         ("Everywhere", list(GpuctlApp.BINDINGS)),
         ("Heatmap", [*HeatmapView.BINDINGS, *Heatmap.BINDINGS]),
-        ("Tables (nodes, pods, quotas, alerts)", [*KeyedTable.BINDINGS, Binding("enter", "", "Open the node of the row")]),
+        ("Tables (nodes, pods, quotas, alerts)", list(RowTable.BINDINGS)),
         ("Filter bar", [Binding("enter", "", "Keep the filter and go back"), *FilterBar.BINDINGS]),
         ("Node screen", list(NodeScreen.BINDINGS)),
     ]

@@ -68,7 +68,12 @@ def _gpu_facts(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) ->
         pod = Text(f"pod {gpu.pod.namespace}/{gpu.pod.name}")
         if gpu.pod.container:
             pod.append(f" ({gpu.pod.container})", style="dim")
-        state = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta") if gpu.idle else Text("busy", style="green")
+        if gpu.idle:
+            state = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta")
+        elif gpu.busy:
+            state = Text("busy", style="green")
+        else:
+            state = Text(f"quiet: under {index.snapshot.idle_threshold_pct:g}%, not idle yet", style="yellow")
         holder = [pod, state]
     metrics = [
         Text(f"util {pct(gpu.util_pct)}"),

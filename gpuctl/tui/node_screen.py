@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -12,8 +13,8 @@ from textual.widgets import Footer, Static
 
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.format import age, gpu_count, short_model
-from gpuctl.tui.keyed_table import KeyedTable
-from gpuctl.tui.rows import GPU_COLUMNS, POD_COLUMNS, gpu_row, pod_row
+from gpuctl.tui.row_table import RowTable
+from gpuctl.tui.rows import GPU_COLUMNS, POD_COLUMNS, gpu_cells, pod_cells
 from gpuctl.tui.status_bar import StatusBar
 
 
@@ -68,12 +69,12 @@ class NodeScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         yield Static("", id="node-header")
-        yield KeyedTable(GPU_COLUMNS, sort_by="gpu", id="node-gpus")
-        yield KeyedTable(POD_COLUMNS, sort_by="pod", id="node-pods")
+        yield RowTable(GPU_COLUMNS, sort_by="gpu", empty="No GPUs reported on this node.", id="node-gpus")
+        yield RowTable(POD_COLUMNS, sort_by="pod", empty="No GPU pods on this node.", id="node-pods")
         yield Footer()
 
     def show(self, index: FleetIndex) -> None:
         self.query_one("#node-header", Static).update(node_header(index, self.node))
-        self.query_one("#node-gpus", KeyedTable).replace({g.key: gpu_row(g) for g in index.gpus_by_node.get(self.node, [])})
-        now = index.snapshot.taken_at
-        self.query_one("#node-pods", KeyedTable).replace({p.key: pod_row(p, now) for p in index.pods_by_node.get(self.node, [])})
+        self.query_one("#node-gpus", RowTable).set_rows({g.key: g for g in index.gpus_by_node.get(self.node, [])}, gpu_cells)
+        pods = {p.key: p for p in index.pods_by_node.get(self.node, [])}
+        self.query_one("#node-pods", RowTable).set_rows(pods, partial(pod_cells, now=index.snapshot.taken_at, threshold=index.snapshot.idle_threshold_pct))

@@ -9,8 +9,8 @@ from textual.widgets import Static
 from gpuctl.model import Changes
 from gpuctl.tui.filtering import Facets, Filter
 from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.keyed_table import KeyedTable
-from gpuctl.tui.rows import QUOTA_COLUMNS, quota_row
+from gpuctl.tui.row_table import RowTable
+from gpuctl.tui.rows import QUOTA_COLUMNS, quota_cells
 
 _QUOTA_FIELDS = frozenset({"namespace"})
 
@@ -18,17 +18,11 @@ _QUOTA_FIELDS = frozenset({"namespace"})
 class QuotasView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="quotas-summary", classes="summary")
-        yield KeyedTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, id="quotas-table")
+        yield RowTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, empty="No namespaces match.", id="quotas-table")
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
-        # A few hundred namespaces at most: a full diff is cheap and always right.
-        table = self.query_one(KeyedTable)
-        rows = {
-            ns.name: quota_row(ns)
-            for ns in index.snapshot.namespaces
-            if flt.matches(_facets(ns.name), applies=_QUOTA_FIELDS)
-        }
-        table.replace(rows)
+        rows = {ns.name: ns for ns in index.snapshot.namespaces if flt.matches(_facets(ns.name), applies=_QUOTA_FIELDS)}
+        self.query_one(RowTable).set_rows(rows, quota_cells)
         spaces = index.snapshot.namespaces
         over = sum(1 for n in spaces if n.gpu_quota_hard is not None and n.gpu_quota_used >= n.gpu_quota_hard)
         no_quota = sum(1 for n in spaces if n.gpu_quota_hard is None)

@@ -1,210 +1,266 @@
-"""Row builders: model objects -> tuples of `Cell`, shared by views and the node screen.
+"""Table definitions: columns (with their sort keys) and cell builders per kind of row.
 
-Sort values end with the row's name so equal values keep a stable order.
+Sort keys read the model directly (cheap, run for every row on each update);
+cell builders format text (run only for rows on screen).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from gpuctl.model import Alert, Gpu, GpuPod, NamespaceUsage, Node, Pool
-from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.tui.fleet_index import NodeStats
 from gpuctl.tui.format import age, bar, duration, gpu_count, mib, num, pct, short_model
-from gpuctl.tui.keyed_table import Cell, Column, num_sort
+from gpuctl.tui.row_table import Cell, Column, num_sort
 
-NODE_COLUMNS = (
-    Column("node", "node", 24),
-    Column("pool", "pool", 12),
-    Column("model", "model", 14),
-    Column("alloc", "alloc", 6),
-    Column("req", "req", 6),
-    Column("busy", "busy", 4),
-    Column("idle", "idle", 4),
-    Column("util", "util", 5),
-    Column("mig", "MIG config/state", 22),
-    Column("taints", "taints", 22),
-    Column("status", "status", 17),
-)
-
-POOL_COLUMNS = (
-    Column("pool", "pool", 14),
-    Column("models", "models", 18),
-    Column("nodes", "ready", 5),
-    Column("gpus", "GPUs", 5),
-    Column("alloc", "alloc", 5),
-    Column("free", "free", 5),
-    Column("idle", "idle", 5),
-)
-
-POD_COLUMNS = (
-    Column("namespace", "namespace", 14),
-    Column("pod", "pod", 30),
-    Column("gpus", "GPUs", 6),
-    Column("util", "util", 5),
-    Column("idle", "idle for", 10),
-    Column("owner", "owner", 26),
-    Column("priority", "priority", 14),
-    Column("age", "age", 7),
-    Column("node", "node", 24),
-)
-
-QUOTA_COLUMNS = (
-    Column("namespace", "namespace", 16),
-    Column("quota", "quota used/hard", 22),
-    Column("requested", "requested", 9),
-    Column("busy", "busy", 5),
-    Column("idle", "idle", 5),
-    Column("hours", "GPU-hours", 10),
-)
-
-ALERT_COLUMNS = (
-    Column("severity", "severity", 9),
-    Column("name", "alert", 22),
-    Column("state", "state", 8),
-    Column("target", "target", 28),
-    Column("since", "for", 7),
-    Column("summary", "summary", 48),
-)
-
-GPU_COLUMNS = (
-    Column("gpu", "GPU", 10),
-    Column("mig", "MIG", 9),
-    Column("util", "util", 5),
-    Column("mem", "memory", 13),
-    Column("temp", "temp", 5),
-    Column("power", "power", 6),
-    Column("pod", "pod", 34),
-    Column("idle", "idle for", 10),
-)
-
+IDLE = "bold magenta"
 _SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 
 
-def _yes(value: bool, text: str, style: str) -> Cell:
-    return Cell(text if value else "", sort=(not value,), style=style if value else "")
+def _created(ts: datetime | None) -> float:
+    return ts.timestamp() if ts else 0.0
 
 
-def node_row(index: FleetIndex, node: Node) -> tuple[Cell, ...]:
-    s = index.stats(node.name)
-    mig = "—"
-    if node.mig_config or node.mig_config_state:
-        mig = f"{node.mig_config or '?'}/{node.mig_config_state or '?'}"
-    mig_style = "bold red" if node.mig_config_state == "failed" else ("yellow" if node.mig_config_state == "pending" else "")
-    taints = ",".join(f"{t.key.removeprefix('nvidia.com/')}:{t.effect}" for t in node.taints) or "—"
-    status = ("Ready" if node.ready else "NotReady") + (",Cordoned" if node.cordoned else "")
-    status_style = "bold red" if not node.ready else ("yellow" if node.cordoned else "green")
-    mig_alloc = sum(node.mig_allocatable.values())
-    mig_req = sum(node.mig_requested.values())
-    alloc = gpu_count(node.gpu_allocatable, mig_alloc)
+# -- pools ------------------------------------------------------------------------------------
+
+POOL_COLUMNS: tuple[Column[Pool], ...] = (
+    Column("pool", "pool", 14, lambda p: p.name),
+    Column("models", "models", 18, lambda p: p.gpu_models),
+    Column("nodes", "ready", 5, lambda p: (p.nodes_ready, p.nodes), right=True),
+    Column("gpus", "GPUs", 5, lambda p: p.gpus_total, right=True),
+    Column("alloc", "alloc", 5, lambda p: p.gpus_allocated, right=True),
+    Column("free", "free", 5, lambda p: p.gpus_total - p.gpus_allocated, right=True),
+    Column("idle", "idle", 5, lambda p: p.gpus_idle, right=True),
+)
+
+
+def pool_cells(p: Pool) -> tuple[Cell, ...]:
+    free = p.gpus_total - p.gpus_allocated
     return (
-        Cell(node.name, sort=(node.name,)),
-        Cell(node.pool, sort=(node.pool, node.name)),
-        Cell(short_model(node.gpu_model), sort=(node.gpu_model or "", node.name)),
-        Cell(alloc, sort=(node.gpu_allocatable + mig_alloc, node.name), right=True),
-        Cell(gpu_count(node.gpu_requested, mig_req), sort=(node.gpu_requested + mig_req, node.name), right=True),
-        Cell(str(s.busy), sort=(s.busy, node.name), right=True),
-        Cell(str(s.idle), sort=(s.idle, node.name), right=True, style="bold magenta" if s.idle else ""),
-        Cell(pct(s.util_mean), sort=(num_sort(s.util_mean), node.name), right=True),
-        Cell(mig, sort=(mig, node.name), style=mig_style),
-        Cell(taints, sort=(taints, node.name)),
-        Cell(status, sort=(status, node.name), style=status_style),
+        Cell(p.name),
+        Cell(", ".join(map(short_model, p.gpu_models)) or "—"),
+        Cell(f"{p.nodes_ready}/{p.nodes}", "" if p.nodes_ready == p.nodes else "yellow"),
+        Cell(str(p.gpus_total)),
+        Cell(str(p.gpus_allocated)),
+        Cell(str(free), "green" if free else ""),
+        Cell(str(p.gpus_idle), IDLE if p.gpus_idle else ""),
     )
 
 
-def pool_row(pool: Pool) -> tuple[Cell, ...]:
-    free = pool.gpus_total - pool.gpus_allocated
-    ready_style = "" if pool.nodes_ready == pool.nodes else "yellow"
+# -- nodes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeItem:
+    node: Node
+    stats: NodeStats
+
+    @property
+    def gpus(self) -> int:
+        return self.node.gpu_allocatable + sum(self.node.mig_allocatable.values())
+
+    @property
+    def requested(self) -> int:
+        return self.node.gpu_requested + sum(self.node.mig_requested.values())
+
+
+def _node_status(n: Node) -> str:
+    return ("Ready" if n.ready else "NotReady") + (",Cordoned" if n.cordoned else "")
+
+
+def _mig(n: Node) -> str:
+    if not (n.mig_config or n.mig_config_state):
+        return "—"
+    return f"{n.mig_config or '?'}/{n.mig_config_state or '?'}"
+
+
+def _taints(n: Node) -> str:
+    return ",".join(f"{t.key.removeprefix('nvidia.com/')}:{t.effect}" for t in n.taints) or "—"
+
+
+NODE_COLUMNS: tuple[Column[NodeItem], ...] = (
+    Column("node", "node", 24, lambda i: i.node.name),
+    Column("pool", "pool", 12, lambda i: (i.node.pool, i.node.name)),
+    Column("model", "model", 14, lambda i: i.node.gpu_model or ""),
+    Column("alloc", "alloc", 6, lambda i: i.gpus, right=True),
+    Column("req", "req", 6, lambda i: i.requested, right=True),
+    Column("busy", "busy", 4, lambda i: i.stats.busy, right=True),
+    Column("idle", "idle", 4, lambda i: i.stats.idle, right=True),
+    Column("util", "util", 5, lambda i: num_sort(i.stats.util_mean), right=True),
+    Column("mig", "MIG config/state", 22, lambda i: _mig(i.node)),
+    Column("taints", "taints", 22, lambda i: _taints(i.node)),
+    Column("status", "status", 17, lambda i: _node_status(i.node)),
+)
+
+
+def node_cells(i: NodeItem) -> tuple[Cell, ...]:
+    n, s = i.node, i.stats
+    mig_style = {"failed": "bold red", "pending": "yellow"}.get(n.mig_config_state or "", "")
+    status_style = "bold red" if not n.ready else ("yellow" if n.cordoned else "green")
     return (
-        Cell(pool.name, sort=(pool.name,)),
-        Cell(", ".join(map(short_model, pool.gpu_models)) or "—", sort=(",".join(pool.gpu_models), pool.name)),
-        Cell(f"{pool.nodes_ready}/{pool.nodes}", sort=(pool.nodes, pool.name), style=ready_style, right=True),
-        Cell(str(pool.gpus_total), sort=(pool.gpus_total, pool.name), right=True),
-        Cell(str(pool.gpus_allocated), sort=(pool.gpus_allocated, pool.name), right=True),
-        Cell(str(free), sort=(free, pool.name), right=True, style="green" if free else ""),
-        Cell(str(pool.gpus_idle), sort=(pool.gpus_idle, pool.name), right=True, style="bold magenta" if pool.gpus_idle else ""),
+        Cell(n.name),
+        Cell(n.pool),
+        Cell(short_model(n.gpu_model)),
+        Cell(gpu_count(n.gpu_allocatable, sum(n.mig_allocatable.values()))),
+        Cell(gpu_count(n.gpu_requested, sum(n.mig_requested.values()))),
+        Cell(str(s.busy)),
+        Cell(str(s.idle), IDLE if s.idle else ""),
+        Cell(pct(s.util_mean)),
+        Cell(_mig(n), mig_style),
+        Cell(_taints(n)),
+        Cell(_node_status(n), status_style),
     )
 
 
-def pod_row(pod: GpuPod, now: datetime) -> tuple[Cell, ...]:
-    k = pod.key
-    gpus = gpu_count(pod.gpus, sum(pod.mig.values()))
-    if pod.idle:
-        idle = Cell(f"IDLE {duration(pod.idle_for_s)}", sort=(pod.idle_for_s or 0.0, k), style="bold magenta")
-    elif pod.phase != "Running":
-        idle = Cell(pod.phase, sort=(-1.0, k), style="yellow")
+# -- pods -------------------------------------------------------------------------------------
+
+
+def _idle_sort(p: GpuPod) -> float:
+    """Idle pods by how long, then pending ones, then busy ones."""
+    if p.idle:
+        return p.idle_for_s or 0.0
+    return -1.0 if p.phase != "Running" else -2.0
+
+
+def _owner(p: GpuPod) -> str:
+    return f"{p.owner_kind}/{p.owner_name}" if p.owner_kind else "—"
+
+
+POD_COLUMNS: tuple[Column[GpuPod], ...] = (
+    Column("namespace", "namespace", 14, lambda p: (p.namespace, p.name)),
+    Column("pod", "pod", 30, lambda p: p.name),
+    Column("gpus", "GPUs", 6, lambda p: p.gpus_total, right=True),
+    Column("util", "util", 5, lambda p: num_sort(p.util_pct), right=True),
+    Column("idle", "idle for", 10, _idle_sort),
+    Column("owner", "owner", 26, _owner),
+    Column("priority", "priority", 18, lambda p: p.priority_class or ""),
+    Column("age", "age", 7, lambda p: -_created(p.created), right=True),
+    Column("node", "node", 24, lambda p: p.node or ""),
+)
+
+
+def pod_cells(p: GpuPod, now: datetime, threshold: float = 5.0) -> tuple[Cell, ...]:
+    if p.idle:
+        idle = Cell(f"IDLE {duration(p.idle_for_s)}", IDLE)
+    elif p.phase != "Running":
+        idle = Cell(p.phase, "yellow")
+    elif p.util_pct is None:
+        idle = Cell("—", "dim")
     else:
-        idle = Cell("busy" if pod.util_pct is not None else "—", sort=(-2.0, k), style="dim")
-    owner = f"{pod.owner_kind}/{pod.owner_name}" if pod.owner_kind else "—"
-    created = pod.created.timestamp() if pod.created else 0.0
+        idle = Cell("busy", "dim") if p.util_pct >= threshold else Cell("quiet", "yellow")
     return (
-        Cell(pod.namespace, sort=(pod.namespace, pod.name)),
-        Cell(pod.name, sort=(pod.name, pod.namespace)),
-        Cell(gpus, sort=(pod.gpus_total, k), right=True),
-        Cell(pct(pod.util_pct), sort=(num_sort(pod.util_pct), k), right=True),
+        Cell(p.namespace),
+        Cell(p.name),
+        Cell(gpu_count(p.gpus, sum(p.mig.values()))),
+        Cell(pct(p.util_pct)),
         idle,
-        Cell(owner, sort=(owner, k)),
-        Cell(pod.priority_class or "—", sort=(pod.priority_class or "", k)),
-        Cell(age(pod.created, now), sort=(-created, k), right=True),
-        Cell(pod.node or "—", sort=(pod.node or "", k)),
+        Cell(_owner(p)),
+        Cell(p.priority_class or "—"),
+        Cell(age(p.created, now)),
+        Cell(p.node or "—"),
     )
 
 
-def quota_row(ns: NamespaceUsage, bar_width: int = 12) -> tuple[Cell, ...]:
-    n = ns.name
+# -- quotas -----------------------------------------------------------------------------------
+
+
+def _quota_fill(ns: NamespaceUsage) -> float:
     if ns.gpu_quota_hard is None:
-        quota = Cell(f"{ns.gpu_quota_used:g} used, no quota", sort=(-1.0, n), style="dim")
+        return -1.0
+    return ns.gpu_quota_used / ns.gpu_quota_hard if ns.gpu_quota_hard else 1.0
+
+
+QUOTA_COLUMNS: tuple[Column[NamespaceUsage], ...] = (
+    Column("namespace", "namespace", 16, lambda n: n.name),
+    Column("quota", "quota used/hard", 22, _quota_fill),
+    Column("requested", "requested", 9, lambda n: n.gpus_requested, right=True),
+    Column("busy", "busy", 5, lambda n: n.gpus_busy, right=True),
+    Column("idle", "idle", 5, lambda n: n.gpus_idle, right=True),
+    Column("hours", "GPU-hours", 10, lambda n: n.gpu_hours, right=True),
+)
+
+
+def quota_cells(ns: NamespaceUsage, bar_width: int = 12) -> tuple[Cell, ...]:
+    if ns.gpu_quota_hard is None:
+        quota = Cell(f"{ns.gpu_quota_used:g} used, no quota", "dim")
     else:
-        hard = ns.gpu_quota_hard
-        frac = ns.gpu_quota_used / hard if hard else 1.0
+        frac = _quota_fill(ns)
         style = "bold red" if frac >= 1 else ("yellow" if frac >= 0.8 else "green")
-        text = f"{bar(ns.gpu_quota_used, hard, bar_width)} {ns.gpu_quota_used:g}/{hard:g}"
-        quota = Cell(text, sort=(frac, n), style=style)
+        quota = Cell(f"{bar(ns.gpu_quota_used, ns.gpu_quota_hard, bar_width)} {ns.gpu_quota_used:g}/{ns.gpu_quota_hard:g}", style)
     return (
-        Cell(n, sort=(n,)),
+        Cell(ns.name),
         quota,
-        Cell(str(ns.gpus_requested), sort=(ns.gpus_requested, n), right=True),
-        Cell(str(ns.gpus_busy), sort=(ns.gpus_busy, n), right=True),
-        Cell(str(ns.gpus_idle), sort=(ns.gpus_idle, n), right=True, style="bold magenta" if ns.gpus_idle else ""),
-        Cell(f"{ns.gpu_hours:,.1f}", sort=(ns.gpu_hours, n), right=True),
+        Cell(str(ns.gpus_requested)),
+        Cell(str(ns.gpus_busy)),
+        Cell(str(ns.gpus_idle), IDLE if ns.gpus_idle else ""),
+        Cell(f"{ns.gpu_hours:,.1f}"),
     )
+
+
+# -- alerts -----------------------------------------------------------------------------------
 
 
 def alert_key(a: Alert) -> str:
     return "|".join((a.name, a.node or "", a.gpu or "", a.namespace or "", a.pod or ""))
 
 
-def alert_row(a: Alert, now: datetime) -> tuple[Cell, ...]:
-    k = alert_key(a)
-    sev = a.severity or "none"
-    sev_style = {"critical": "bold red", "error": "red", "warning": "yellow"}.get(sev, "")
-    target = a.gpu or a.pod or a.node or a.namespace or "cluster"
+def _target(a: Alert) -> str:
     if a.pod and a.namespace:
-        target = f"{a.namespace}/{a.pod}"
-    since = a.since.timestamp() if a.since else 0.0
+        return f"{a.namespace}/{a.pod}"
+    return a.gpu or a.pod or a.node or a.namespace or "cluster"
+
+
+ALERT_COLUMNS: tuple[Column[Alert], ...] = (
+    Column("severity", "severity", 9, lambda a: _SEVERITY_RANK.get(a.severity or "", 9)),
+    Column("name", "alert", 22, lambda a: a.name),
+    Column("state", "state", 8, lambda a: a.state),
+    Column("target", "target", 28, _target),
+    Column("since", "for", 7, lambda a: -_created(a.since), right=True),
+    Column("summary", "summary", 48, lambda a: a.summary or ""),
+)
+
+
+def alert_cells(a: Alert, now: datetime) -> tuple[Cell, ...]:
+    sev = a.severity or "none"
     return (
-        Cell(sev, sort=(_SEVERITY_RANK.get(sev, 9), k), style=sev_style),
-        Cell(a.name, sort=(a.name, k)),
-        Cell(a.state, sort=(a.state, k), style="dim" if a.state != "firing" else ""),
-        Cell(target, sort=(target, k)),
-        Cell(age(a.since, now), sort=(-since, k), right=True),
-        Cell(a.summary or "", sort=(a.summary or "", k)),
+        Cell(sev, {"critical": "bold red", "error": "red", "warning": "yellow"}.get(sev, "")),
+        Cell(a.name),
+        Cell(a.state, "" if a.state == "firing" else "dim"),
+        Cell(_target(a)),
+        Cell(age(a.since, now)),
+        Cell(a.summary or ""),
     )
 
 
-def gpu_row(g: Gpu) -> tuple[Cell, ...]:
-    k = g.key
-    order = (g.index, g.mig_instance or 0)
-    mem = f"{mib(g.mem_used_mib)}/{mib(g.mem_total_mib)}"
-    pod = f"{g.pod.namespace}/{g.pod.name}" if g.pod else "free"
-    idle = Cell(f"IDLE {duration(g.idle_for_s)}", sort=(g.idle_for_s or 0.0, k), style="bold magenta") if g.idle else Cell("", sort=(-1.0, k))
+# -- GPUs of one node -------------------------------------------------------------------------
+
+
+def _gpu_order(g: Gpu) -> tuple[int, int]:
+    return (g.index, g.mig_instance or 0)
+
+
+GPU_COLUMNS: tuple[Column[Gpu], ...] = (
+    Column("gpu", "GPU", 10, _gpu_order),
+    Column("mig", "MIG", 9, lambda g: (g.mig_profile or "", _gpu_order(g))),
+    Column("util", "util", 5, lambda g: num_sort(g.util_pct), right=True),
+    Column("mem", "memory", 13, lambda g: num_sort(g.mem_used_mib), right=True),
+    Column("temp", "temp", 5, lambda g: num_sort(g.temp_c), right=True),
+    Column("power", "power", 6, lambda g: num_sort(g.power_w), right=True),
+    Column("pod", "pod", 34, lambda g: g.pod.key if g.pod else ""),
+    Column("idle", "idle for", 10, lambda g: (g.idle_for_s or 0.0) if g.idle else -1.0),
+)
+
+
+def gpu_cells(g: Gpu) -> tuple[Cell, ...]:
+    label = f"{g.index}" + (f" #{g.mig_instance}" if g.mig_instance is not None else "") + (" XID" if g.xid else "")
     return (
-        Cell(f"{g.index}" + (f" #{g.mig_instance}" if g.mig_instance is not None else "") + (" XID" if g.xid else ""),
-             sort=order, style="bold red" if g.xid else ""),
-        Cell(g.mig_profile or "—", sort=(g.mig_profile or "", order)),
-        Cell(pct(g.util_pct), sort=(num_sort(g.util_pct), order), right=True),
-        Cell(mem, sort=(num_sort(g.mem_used_mib), order), right=True),
-        Cell(num(g.temp_c, "°"), sort=(num_sort(g.temp_c), order), right=True),
-        Cell(num(g.power_w, "W"), sort=(num_sort(g.power_w), order), right=True),
-        Cell(pod, sort=(pod, order), style="dim" if g.pod is None else ""),
-        idle,
+        Cell(label, "bold red" if g.xid else ""),
+        Cell(g.mig_profile or "—"),
+        Cell(pct(g.util_pct)),
+        Cell(f"{mib(g.mem_used_mib)}/{mib(g.mem_total_mib)}"),
+        Cell(num(g.temp_c, "°")),
+        Cell(num(g.power_w, "W")),
+        Cell(g.pod.key if g.pod else "free", "" if g.pod else "dim"),
+        Cell(f"IDLE {duration(g.idle_for_s)}", IDLE) if g.idle else Cell(""),
     )

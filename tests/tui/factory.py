@@ -81,6 +81,7 @@ def build_snapshot(
                         xid=79 if (n == 1 and i == 1 and pool_name == pools[0][0]) else None,
                         pod=pod_ref,
                         idle=idle,
+                        busy=held and not idle and util >= 5.0,
                         idle_for_s=rnd.uniform(600, 20000) if idle else None,
                     )
                     node_gpus.append(g)
@@ -199,10 +200,22 @@ def bump(
     for i, g in enumerate(snapshot.gpus):
         pick = g.key == only if only is not None else i % every == 0
         if pick and g.util_pct is not None and not g.idle:
-            g = g.model_copy(update={"util_pct": min(100.0, (g.util_pct + util_delta) % 100)})
+            util = min(100.0, (g.util_pct + util_delta) % 100)
+            g = g.model_copy(update={"util_pct": util, "busy": g.pod is not None and util >= 5.0})
             changed.add(g.key)
         new_gpus.append(g)
+    by_key = {g.key: g for g in new_gpus}
+    pods = []
+    changed_pods: set[str] = set()
+    for p in snapshot.pods:
+        if any(k in changed for k in p.gpu_keys):
+            utils = [u for k in p.gpu_keys if (u := by_key[k].util_pct) is not None]
+            p = p.model_copy(update={"util_pct": sum(utils) / len(utils) if utils else None})
+            changed_pods.add(p.key)
+        pods.append(p)
     at = snapshot.taken_at + timedelta(seconds=seconds)
     metrics = snapshot.metrics.model_copy(update={"last_success": at})
-    snap = snapshot.model_copy(update={"gpus": tuple(new_gpus), "taken_at": at, "generation": snapshot.generation + 1, "metrics": metrics})
-    return Update(snapshot=snap, changes=Changes(gpus=frozenset(changed)))
+    snap = snapshot.model_copy(update={
+        "gpus": tuple(new_gpus), "pods": tuple(pods), "taken_at": at, "generation": snapshot.generation + 1, "metrics": metrics,
+    })
+    return Update(snapshot=snap, changes=Changes(gpus=frozenset(changed), pods=frozenset(changed_pods)))

@@ -14,7 +14,7 @@ from gpuctl.tui.gpu_details import GpuDetails
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_layout import POOL_PREFIX
 from gpuctl.tui.help_screen import HelpScreen
-from gpuctl.tui.keyed_table import KeyedTable
+from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.palette import Metric
 from gpuctl.tui.status_bar import StatusBar
@@ -50,7 +50,7 @@ async def test_number_keys_switch_views_and_there_is_no_playbooks_view(demo: lis
             await pilot.press(str(i))
             assert tabs.active == tab
         await pilot.press("3")
-        table = app.query_one("#pods-table", KeyedTable)
+        table = app.query_one("#pods-table", RowTable)
         assert app.focused is table
         assert table.row_count == len(demo[0].snapshot.pods)
 
@@ -128,9 +128,9 @@ async def test_enter_on_a_gpu_drills_into_its_node_and_escape_returns(demo: list
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, NodeScreen) and screen.node == node
-        gpus = screen.query_one("#node-gpus", KeyedTable)
+        gpus = screen.query_one("#node-gpus", RowTable)
         assert gpus.row_count == len(app.index.gpus_by_node[node])  # type: ignore[union-attr]
-        pods = screen.query_one("#node-pods", KeyedTable)
+        pods = screen.query_one("#node-pods", RowTable)
         assert set(pods.shown_keys) == {p.key for p in app.index.pods_by_node[node]}  # type: ignore[union-attr]
         assert node in text_of(screen.query_one("#node-header"))
         await pilot.press("escape")
@@ -142,7 +142,7 @@ async def test_enter_on_the_nodes_table_drills_in(demo: list[Update]) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_applied(pilot)
         await pilot.press("2")
-        table = app.query_one("#nodes-table", KeyedTable)
+        table = app.query_one("#nodes-table", RowTable)
         assert app.focused is table
         await pilot.press("down", "enter")
         await pilot.pause()

@@ -11,7 +11,7 @@ from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
-from gpuctl.tui.keyed_table import KeyedTable
+from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
 from tests.tui.conftest import wait_applied
 from tests.tui.factory import build_snapshot, bump, first_update
@@ -42,10 +42,10 @@ async def test_filter_applies_to_every_view_and_escape_clears_it(demo: list[Upda
         assert pools == {"l4-infer"}
         assert "filter: pool:l4" in text_of(app.query_one(StatusBar))
         await pilot.press("2")
-        nodes = app.query_one("#nodes-table", KeyedTable)
+        nodes = app.query_one("#nodes-table", RowTable)
         assert set(nodes.shown_keys) == {n.name for n in snap.nodes if n.pool == "l4-infer"}
         await pilot.press("3")
-        pods = app.query_one("#pods-table", KeyedTable)
+        pods = app.query_one("#pods-table", RowTable)
         l4_nodes = {n.name for n in snap.nodes if n.pool == "l4-infer"}
         assert set(pods.shown_keys) == {p.key for p in snap.pods if p.node in l4_nodes}
         assert "shown" in text_of(app.query_one("#pods-summary", Static))
@@ -83,7 +83,7 @@ async def test_sort_keys_cycle_and_reverse_the_pods_table(demo: list[Update]) ->
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_applied(pilot)
         await pilot.press("3")
-        table = app.query_one("#pods-table", KeyedTable)
+        table = app.query_one("#pods-table", RowTable)
         # Default: idle pods first, longest idle on top.
         idle_rows = [k for k in table.shown_keys if pods[k].idle]
         assert table.shown_keys[: len(idle_rows)] == idle_rows
@@ -103,7 +103,7 @@ async def test_clicking_a_header_sorts_by_that_column(demo: list[Update]) -> Non
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_applied(pilot)
         await pilot.press("2")
-        table = app.query_one("#nodes-table", KeyedTable)
+        table = app.query_one("#nodes-table", RowTable)
         await pilot.click("#nodes-table", offset=(2, 0))
         assert table.sort_by == "node"
         assert table.shown_keys == sorted(table.shown_keys)
@@ -130,12 +130,24 @@ async def test_updates_change_cells_in_place_and_repaint_only_changed_lines() ->
         after = next(g for g in step.snapshot.gpus if g.key == busy.key)
         assert app.history.series(changed)[-2:] == [busy.util_pct, after.util_pct]
         await pilot.press("3")
-        table = app.query_one("#pods-table", KeyedTable)
-        keys_before = list(table.rows)
-        step2 = bump(step.snapshot, every=2)
+        table = app.query_one("#pods-table", RowTable)
+        while table.sort_by != "util":
+            await pilot.press("s")
+        await pilot.press("down", "down", "down")
+        chosen = table.cursor_key
+        order_before = table.shown_keys
+        step2 = bump(step.snapshot, every=1, util_delta=37)
         feed.push(step2)
         await wait_applied(pilot, 3)
-        assert list(table.rows) == keys_before  # same row objects: updated, not rebuilt
+        await pilot.pause()
+        assert table.shown_keys != order_before  # utilisation moved, rows re-sorted
+        assert table.cursor_key == chosen  # ... and the cursor stayed on its pod
+        utils = [step2.snapshot.pods[[p.key for p in step2.snapshot.pods].index(k)].util_pct for k in table.shown_keys]
+        known = [u for u in utils if u is not None]
+        assert known == sorted(known, reverse=table.sort_reverse)
+        assert utils[len(known):] == [None] * (len(utils) - len(known))  # unknown util sorts last
+        # Cells are only built for rows on screen.
+        assert 0 < len(table._strips) <= table.size.height
 
 
 async def test_stale_metrics_and_lost_watch_show_as_a_calm_state() -> None:
@@ -162,7 +174,7 @@ async def test_a_failing_feed_is_reported_not_raised() -> None:
         assert "data feed stopped: ConnectionError: hub went away" in status
         assert app.is_running
         await pilot.press("2")
-        assert app.query_one("#nodes-table", KeyedTable).row_count == 3  # one node per pool: the last picture stays
+        assert app.query_one("#nodes-table", RowTable).row_count == 3  # one node per pool: the last picture stays
 
 
 async def test_before_the_first_snapshot_the_app_says_it_is_waiting() -> None:
