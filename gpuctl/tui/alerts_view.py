@@ -6,6 +6,7 @@ from functools import partial
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Alert, Changes
@@ -16,9 +17,22 @@ from gpuctl.tui.rows import ALERT_COLUMNS, alert_cells, alert_key
 
 
 class AlertsView(Vertical):
+    class NodeChosen(Message):
+        def __init__(self, node: str) -> None:
+            super().__init__()
+            self.node = node
+
+    def on_row_table_row_chosen(self, event: RowTable.RowChosen) -> None:
+        event.stop()
+        alert = event.table.item(event.key)
+        if isinstance(alert, Alert) and alert.node:
+            self.post_message(self.NodeChosen(alert.node))
+        else:
+            self.notify("This alert names no node.", timeout=3)
+
     def compose(self) -> ComposeResult:
         yield Static("", id="alerts-summary", classes="summary")
-        yield RowTable(ALERT_COLUMNS, sort_by="severity", empty="No alerts.", id="alerts-table")
+        yield RowTable(ALERT_COLUMNS, sort_by="severity", empty="No alerts.", open_label="node", id="alerts-table")
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         now = index.snapshot.taken_at

@@ -183,16 +183,19 @@ class GpuctlApp(App[int]):
 
     @on(FilterBar.FilterChanged)
     def _filter_changed(self, event: FilterBar.FilterChanged) -> None:
-        new = Filter.parse(event.text)
+        self._set_filter(event.text)
+        if event.done:
+            bar = self.query_one(FilterBar)
+            bar.remove_class("open")
+            self._focus_view(self.query_one(TabbedContent).active)
+
+    def _set_filter(self, text: str) -> None:
+        new = Filter.parse(text)
         if new != self.filter:
             self.filter = new
             self._stale.update(tab for tab, _ in TABS)
             self._show_view(self.query_one(TabbedContent).active, Changes(everything=True))
             self._show_status()
-        if event.done:
-            bar = self.query_one(FilterBar)
-            bar.remove_class("open")
-            self._focus_view(self.query_one(TabbedContent).active)
 
     def _drill(self, node: str) -> None:
         screen = NodeScreen(node)
@@ -208,8 +211,16 @@ class GpuctlApp(App[int]):
     @on(Heatmap.NodeChosen)
     @on(NodesView.NodeChosen)
     @on(PodsView.NodeChosen)
-    def _node_chosen(self, event: Heatmap.NodeChosen | NodesView.NodeChosen | PodsView.NodeChosen) -> None:
+    @on(AlertsView.NodeChosen)
+    def _node_chosen(self, event: Heatmap.NodeChosen | NodesView.NodeChosen | PodsView.NodeChosen | AlertsView.NodeChosen) -> None:
         self._drill(event.node)
+
+    @on(QuotasView.NamespaceChosen)
+    def _namespace_chosen(self, event: QuotasView.NamespaceChosen) -> None:
+        bar = self.query_one(FilterBar)
+        bar.value = f"ns:{event.namespace}"
+        self._set_filter(bar.value)
+        self.query_one(TabbedContent).active = "pods"
 
 
 def help_sections() -> list[tuple[str, list[BindingType]]]:

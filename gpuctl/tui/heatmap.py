@@ -122,7 +122,7 @@ class Heatmap(ScrollView, can_focus=True):
                         utils.append(g.util_pct)
             if gpus:
                 mean = sum(utils) / len(utils) if utils else None
-                out[pool] = f"{gpus} GPUs · {alloc} alloc · {idle} idle · util {pct(mean)}"
+                out[pool] = f"{gpus} GPU{'s' if gpus != 1 else ''} · {alloc} alloc · {idle} idle · util {pct(mean)}"
         return out
 
     def _relayout(self, force: bool = False) -> bool:

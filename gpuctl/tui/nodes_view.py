@@ -24,7 +24,7 @@ class NodesView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield RowTable(POOL_COLUMNS, sort_by="pool", empty="No pools yet.", id="pools-table")
-        yield RowTable(NODE_COLUMNS, sort_by="pool", empty="No GPU nodes match.", id="nodes-table")
+        yield RowTable(NODE_COLUMNS, sort_by="pool", empty="No GPU nodes match.", open_label="node", id="nodes-table")
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         nodes = {

@@ -28,7 +28,7 @@ class PodsView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pods-summary", classes="summary")
-        yield RowTable(POD_COLUMNS, sort_by="idle", reverse=True, empty="No GPU pods match.", id="pods-table")
+        yield RowTable(POD_COLUMNS, sort_by="idle", reverse=True, empty="No GPU pods match.", open_label="node", id="pods-table")
 
     @property
     def table(self) -> RowTable[GpuPod]:

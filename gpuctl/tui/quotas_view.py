@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Changes
@@ -16,9 +17,20 @@ _QUOTA_FIELDS = frozenset({"namespace"})
 
 
 class QuotasView(Vertical):
+    class NamespaceChosen(Message):
+        """Enter on a namespace: the app shows its pods."""
+
+        def __init__(self, namespace: str) -> None:
+            super().__init__()
+            self.namespace = namespace
+
+    def on_row_table_row_chosen(self, event: RowTable.RowChosen) -> None:
+        event.stop()
+        self.post_message(self.NamespaceChosen(event.key))
+
     def compose(self) -> ComposeResult:
         yield Static("", id="quotas-summary", classes="summary")
-        yield RowTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, empty="No namespaces match.", id="quotas-table")
+        yield RowTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, empty="No namespaces match.", open_label="pods", id="quotas-table")
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         rows = {ns.name: ns for ns in index.snapshot.namespaces if flt.matches(_facets(ns.name), applies=_QUOTA_FIELDS)}

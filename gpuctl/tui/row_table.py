@@ -85,7 +85,7 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,g", "jump(0)", "First row", show=False),
         Binding("end,G", "jump(-1)", "Last row", show=False),
-        Binding("enter", "choose", "Open", id="table.open", tooltip="Open the node of the row under the cursor"),
+        Binding("enter", "choose", "Open", id="table.open", tooltip="Open the row: its node (nodes, pods, alerts) or its pods (quotas)"),
         Binding("s", "cycle_sort", "Sort", id="table.sort", tooltip="Sort by the next column"),
         Binding("r", "reverse_sort", "Reverse", id="table.reverse", tooltip="Reverse the sort order"),
     ]
@@ -119,9 +119,12 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         sort_by: str,
         reverse: bool = False,
         empty: str = "Nothing to show.",
+        open_label: str | None = None,
         id: str | None = None,
     ) -> None:
+        """`open_label`: what enter does on a row (shown in the footer); None when rows don't open."""
         super().__init__(id=id)
+        self.open_label = open_label
         self.columns = tuple(columns)
         self._by_key = {c.key: c for c in self.columns}
         self.sort_by = sort_by
@@ -274,8 +277,13 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
     def action_jump(self, row: int) -> None:
         self._move_to(row if row >= 0 else len(self._order) - 1)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "choose":
+            return self.open_label is not None  # hidden from the footer where enter does nothing
+        return True
+
     def action_choose(self) -> None:
-        if self.cursor_key is not None:
+        if self.cursor_key is not None and self.open_label is not None:
             self.post_message(self.RowChosen(self, self.cursor_key))
 
     def action_cycle_sort(self) -> None:
@@ -300,6 +308,6 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         row = round(self.scroll_y) + offset.y - 1
         if 0 <= row < len(self._order):
             key = self._order[row]
-            if key == self.cursor_key:  # a second click on the selected row opens it
+            if key == self.cursor_key and self.open_label is not None:  # a second click opens it
                 self.post_message(self.RowChosen(self, key))
             self.cursor_key = key

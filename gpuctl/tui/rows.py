@@ -241,10 +241,10 @@ def _gpu_order(g: Gpu) -> tuple[int, int]:
 
 
 GPU_COLUMNS: tuple[Column[Gpu], ...] = (
-    Column("gpu", "GPU", 10, _gpu_order),
-    Column("mig", "MIG", 9, lambda g: (g.mig_profile or "", _gpu_order(g))),
-    Column("util", "util", 5, lambda g: num_sort(g.util_pct), right=True),
-    Column("mem", "memory", 13, lambda g: num_sort(g.mem_used_mib), right=True),
+    Column("gpu", "GPU", 9, _gpu_order),
+    Column("mig", "MIG", 8, lambda g: (g.mig_profile or "", _gpu_order(g))),
+    Column("util", "util", 4, lambda g: num_sort(g.util_pct), right=True),
+    Column("mem", "memory", 11, lambda g: num_sort(g.mem_used_mib), right=True),
     Column("temp", "temp", 5, lambda g: num_sort(g.temp_c), right=True),
     Column("power", "power", 6, lambda g: num_sort(g.power_w), right=True),
     Column("pod", "pod", 34, lambda g: g.pod.key if g.pod else ""),

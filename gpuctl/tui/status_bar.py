@@ -19,6 +19,10 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
     t = Text(no_wrap=True, overflow="ellipsis")
     ctx = context or (snapshot.watch.context if snapshot else None) or "cluster"
     t.append(f" {ctx} ", style="bold reverse")
+    if flt.active:  # first, so a narrow terminal never hides that the views are filtered
+        t.append(" filter: ", style="bold")
+        t.append(flt.text, style="bold cyan")
+        t.append(" ·")
     if feed_error is not None:
         t.append(f" data feed stopped: {feed_error} ", style="bold yellow")
     if snapshot is None:
@@ -34,7 +38,7 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
         if m.error:
             t.append(f" ({m.error})", style="yellow")
     else:
-        t.append(f"metrics {duration(m.age_s)} ago", style="green")
+        t.append(f"metrics {duration(m.age_s)}", style="green")
     t.append(" · ")
     if w.connected:
         t.append("watch ●", style="green")
@@ -51,9 +55,6 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
     if firing:
         t.append(" · ")
         t.append(f"{firing} firing", style="bold red")
-    if flt.active:
-        t.append(" · filter: ", style="bold")
-        t.append(flt.text, style="bold cyan")
     return t
 
 

@@ -11,6 +11,7 @@ from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
+from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
 from tests.tui.conftest import wait_applied
@@ -184,3 +185,36 @@ async def test_before_the_first_snapshot_the_app_says_it_is_waiting() -> None:
         assert "waiting for the first snapshot" in text_of(app.query_one(StatusBar))
         await pilot.press("right", "m", "d", "2", "3", "4", "5", "1", "enter")
         assert app.is_running
+
+
+async def test_enter_on_a_quota_shows_that_namespaces_pods(demo: list[Update]) -> None:
+    app = GpuctlApp(QueueFeed(demo[:1]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await pilot.press("4")
+        quotas = app.query_one("#quotas-table", RowTable)
+        namespace = quotas.cursor_key
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.filter.text == f"ns:{namespace}"
+        pods = app.query_one("#pods-table", RowTable)
+        assert app.focused is pods
+        assert pods.shown_keys and all(k.startswith(f"{namespace}/") for k in pods.shown_keys)
+
+
+async def test_enter_on_an_alert_opens_its_node(demo: list[Update]) -> None:
+    snap = build_snapshot(2)
+    app = GpuctlApp(QueueFeed([first_update(snap)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        await pilot.press("5")
+        alerts = app.query_one("#alerts-table", RowTable)
+        assert alerts.row_count == len(snap.alerts)
+        alert = alerts.item(alerts.cursor_key or "")
+        assert alert is not None and alert.severity == "critical" and alert.node
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, NodeScreen) and app.screen.node == alert.node
+        # Rows there don't open anything, so enter is not offered.
+        table = app.screen.query_one("#node-pods", RowTable)
+        assert table.check_action("choose", ()) is False
