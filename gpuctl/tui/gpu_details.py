@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gpuctl.model import Gpu
+from gpuctl.tui.empty import metrics_hint
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.format import duration, mib, num, pct, sparkline
 from gpuctl.tui.heatmap_layout import POOL_PREFIX
@@ -27,6 +28,8 @@ def render_details(index: FleetIndex | None, history: UtilHistory, target: str |
     if index is None:
         return Text("No data yet.", style="dim")
     if target is None:
+        if not index.gpus:
+            return Text("")
         return Text("Move the cursor onto a GPU (arrows or click) to see its details.", style="dim")
     if target.startswith(POOL_PREFIX):
         groups = _pool_facts(index, target.removeprefix(POOL_PREFIX))
@@ -83,6 +86,8 @@ def _gpu_facts(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) ->
     ]
     if gpu.xid:
         metrics.append(Text(f"XID {gpu.xid}", style="bold red"))
+    if gpu.util_pct is None and (hint := metrics_hint(index.snapshot)) is not None:
+        metrics = [Text(hint, style="yellow")]
     series = history.series(gpu.key)
     spark = Text("util history ")
     spark.append(sparkline(series, max(8, min(SPARK_WIDTH, width - 26))), style="green")

@@ -8,6 +8,7 @@ moving the cursor reuse the cached strips.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -22,9 +23,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from gpuctl.model import Changes, Gpu
+from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import pct, short_model
+from gpuctl.tui.format import short_model
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
 from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
 
@@ -94,6 +96,10 @@ class Heatmap(ScrollView, can_focus=True):
         self._pool_summary = self._summaries()
         if self._relayout(force=changes.everything):
             return
+        if not self.layout_.lines:  # the empty-state text explains why, and that can change
+            self._strips.clear()
+            self.refresh()
+            return
         dirty: set[int] = set()
         keys: Iterable[str] = self.layout_.line_of if changes.everything else changes.gpus
         line_of = self.layout_.line_of
@@ -107,22 +113,26 @@ class Heatmap(ScrollView, can_focus=True):
         self._invalidate(dirty)
 
     def _summaries(self) -> dict[str, str]:
+        """Per pool header: counts of what is shown, and the mean of the selected metric."""
         assert self.index is not None
+        metric = self.metric
+        spec = SPECS[metric]
+        short = {Metric.UTIL: "util", Metric.MEMORY: "mem", Metric.TEMPERATURE: "temp", Metric.POWER: "power"}[metric]
         out: dict[str, str] = {}
         for pool, names in self.index.nodes_by_pool.items():
             gpus = alloc = idle = 0
-            utils: list[float] = []
+            values: list[float] = []
             for n in names:
                 for g in self._visible.get(n, ()):
                     gpus += 1
                     if g.pod is not None:
                         alloc += 1
                         idle += g.idle
-                    if g.util_pct is not None:
-                        utils.append(g.util_pct)
+                    if (v := metric_value(g, metric)) is not None:
+                        values.append(v)
             if gpus:
-                mean = sum(utils) / len(utils) if utils else None
-                out[pool] = f"{gpus} GPU{'s' if gpus != 1 else ''} · {alloc} alloc · {idle} idle · util {pct(mean)}"
+                mean = f"{sum(values) / len(values):.0f}{spec.unit}" if values else "—"
+                out[pool] = f"{gpus} GPU{'s' if gpus != 1 else ''} · {alloc} alloc · {idle} idle · {short} {mean}"
         return out
 
     def _relayout(self, force: bool = False) -> bool:
@@ -178,6 +188,8 @@ class Heatmap(ScrollView, can_focus=True):
         self._relayout()
 
     def watch_metric(self) -> None:
+        if self.index is not None:
+            self._pool_summary = self._summaries()
         self._strips.clear()
         self.refresh()
 
@@ -214,10 +226,11 @@ class Heatmap(ScrollView, can_focus=True):
     def _render_vline(self, vy: int, base: Style) -> Strip:
         lines = self.layout_.lines
         if not lines:
-            if vy != 0:
+            msg = empty_reason(self.index.snapshot if self.index else None, self.filter, "GPUs")
+            wrapped = textwrap.wrap(msg, max(10, self.layout_.width - 2))
+            if vy >= len(wrapped):
                 return Strip.blank(self.layout_.width, base)
-            msg = "Waiting for the first snapshot…" if self.index is None else "No GPUs match the filter."
-            return Strip([Segment(" " + msg, base + self.get_component_rich_style("heatmap--empty"))])
+            return Strip([Segment(" " + wrapped[vy], base + self.get_component_rich_style("heatmap--empty"))])
         if vy >= len(lines):
             return Strip.blank(self.layout_.width, base)
         line = lines[vy]

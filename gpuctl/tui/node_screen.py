@@ -75,6 +75,9 @@ class NodeScreen(Screen[None]):
 
     def show(self, index: FleetIndex) -> None:
         self.query_one("#node-header", Static).update(node_header(index, self.node))
-        self.query_one("#node-gpus", RowTable).set_rows({g.key: g for g in index.gpus_by_node.get(self.node, [])}, gpu_cells)
+        gpus = {g.key: g for g in index.gpus_by_node.get(self.node, [])}
+        self.query_one("#node-gpus", RowTable).set_rows(gpus, gpu_cells)
         pods = {p.key: p for p in index.pods_by_node.get(self.node, [])}
-        self.query_one("#node-pods", RowTable).set_rows(pods, partial(pod_cells, now=index.snapshot.taken_at, threshold=index.snapshot.idle_threshold_pct))
+        snap = index.snapshot
+        cells = partial(pod_cells, now=snap.taken_at, threshold=snap.idle_threshold_pct)
+        self.query_one("#node-pods", RowTable).set_rows(pods, cells)

@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.message import Message
 
 from gpuctl.model import Changes
+from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
@@ -36,7 +37,8 @@ class NodesView(Vertical):
         pools_table = self.query_one("#pools-table", RowTable)
         pools_table.set_rows(pools, pool_cells)
         pools_table.styles.height = min(len(pools) + 1, MAX_POOL_ROWS + 1)  # the nodes get the rest
-        self.query_one("#nodes-table", RowTable).set_rows(nodes, node_cells)
+        table = self.query_one("#nodes-table", RowTable)
+        table.set_rows(nodes, node_cells, empty=empty_reason(index.snapshot, flt, "GPU nodes"))
 
     def on_row_table_row_chosen(self, event: RowTable.RowChosen) -> None:
         event.stop()

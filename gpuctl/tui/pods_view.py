@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Changes, GpuPod
+from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
@@ -37,7 +38,9 @@ class PodsView(Vertical):
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         self.index = index
         pods = index.pods if not flt.active else {k: p for k, p in index.pods.items() if flt.matches(index.pod_facets(p))}
-        self.table.set_rows(pods, partial(pod_cells, now=index.snapshot.taken_at, threshold=index.snapshot.idle_threshold_pct))
+        snap = index.snapshot
+        cells = partial(pod_cells, now=snap.taken_at, threshold=snap.idle_threshold_pct)
+        self.table.set_rows(pods, cells, empty=empty_reason(snap, flt, "GPU pods"))
         self._summarise()
 
     def _summarise(self) -> None:

@@ -8,6 +8,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Changes
+from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.filtering import Facets, Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
@@ -34,7 +35,7 @@ class QuotasView(Vertical):
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         rows = {ns.name: ns for ns in index.snapshot.namespaces if flt.matches(_facets(ns.name), applies=_QUOTA_FIELDS)}
-        self.query_one(RowTable).set_rows(rows, quota_cells)
+        self.query_one(RowTable).set_rows(rows, quota_cells, empty=empty_reason(index.snapshot, flt, "namespaces"))
         spaces = index.snapshot.namespaces
         over = sum(1 for n in spaces if n.gpu_quota_hard is not None and n.gpu_quota_used >= n.gpu_quota_hard)
         no_quota = sum(1 for n in spaces if n.gpu_quota_hard is None)

@@ -139,8 +139,13 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def set_rows(self, items: Mapping[str, T], cells: Callable[[T], Sequence[Cell]]) -> None:
-        """Show exactly these rows; `cells` draws one (called only for rows on screen)."""
+    def set_rows(self, items: Mapping[str, T], cells: Callable[[T], Sequence[Cell]], *, empty: str | None = None) -> None:
+        """Show exactly these rows; `cells` draws one (called only for rows on screen).
+
+        `empty` replaces the text shown when there are no rows (say why).
+        """
+        if empty is not None:
+            self.empty_text = empty
         self._items = items
         self._cells = cells
         self._strips.clear()  # ages and values move every update; only visible rows get redrawn

@@ -32,7 +32,7 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
     m, w = snapshot.metrics, snapshot.watch
     t.append(" ")
     if m.source == "none":
-        t.append("metrics off", style="dim")
+        t.append("no metrics source", style="yellow")
     elif m.stale:
         t.append(f"metrics STALE {duration(m.age_s)}", style="bold yellow")
         if m.error:
