@@ -48,7 +48,9 @@ async def frame_after(app: GpuctlApp, feed: QueueFeed, update: Update) -> float:
     return time.perf_counter() - start
 
 
-async def bench_view(updates: list[Update], view: str, size: tuple[int, int], verbose: bool = False) -> dict[str, float]:
+async def bench_view(
+    updates: list[Update], view: str, size: tuple[int, int], verbose: bool = False
+) -> dict[str, float]:
     feed = QueueFeed()
     app = GpuctlApp(feed)
     t_launch = time.perf_counter()

@@ -52,10 +52,14 @@ class GpuctlApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit gpuctl top"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Show every key"),
-        Binding("slash", "filter", "Filter", id="app.filter", tooltip="Filter every view (ns: pool: node: pod: model:)"),
+        Binding(
+            "slash", "filter", "Filter", id="app.filter", tooltip="Filter every view (ns: pool: node: pod: model:)"
+        ),
         Binding("t", "toggle_theme", "Theme", id="app.theme", tooltip="Switch between the dark and light theme"),
         *(
-            Binding(str(i), f"show_tab('{tab}')", title, show=False, id=f"app.tab.{tab}", tooltip=f"Show the {title} view")
+            Binding(
+                str(i), f"show_tab('{tab}')", title, show=False, id=f"app.tab.{tab}", tooltip=f"Show the {title} view"
+            )
             for i, (tab, title) in enumerate(TABS, start=1)
         ),
     ]
@@ -143,7 +147,8 @@ class GpuctlApp(App[int]):
         for bar in self.query(StatusBar):
             bar.show(snapshot, context=self.context, flt=self.filter, feed_error=self.feed_error)
         if isinstance(self.screen, NodeScreen):
-            self.screen.query_one(StatusBar).show(snapshot, context=self.context, flt=self.filter, feed_error=self.feed_error)
+            bar = self.screen.query_one(StatusBar)
+            bar.show(snapshot, context=self.context, flt=self.filter, feed_error=self.feed_error)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -212,7 +217,9 @@ class GpuctlApp(App[int]):
     @on(NodesView.NodeChosen)
     @on(PodsView.NodeChosen)
     @on(AlertsView.NodeChosen)
-    def _node_chosen(self, event: Heatmap.NodeChosen | NodesView.NodeChosen | PodsView.NodeChosen | AlertsView.NodeChosen) -> None:
+    def _node_chosen(
+        self, event: Heatmap.NodeChosen | NodesView.NodeChosen | PodsView.NodeChosen | AlertsView.NodeChosen
+    ) -> None:
         self._drill(event.node)
 
     @on(QuotasView.NamespaceChosen)

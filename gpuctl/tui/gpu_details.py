@@ -24,7 +24,9 @@ class GpuDetails(Static):
         self.update(render_details(index, history, target, self.size.width or 80, stacked=stacked))
 
 
-def render_details(index: FleetIndex | None, history: UtilHistory, target: str | None, width: int, *, stacked: bool = False) -> Text:
+def render_details(
+    index: FleetIndex | None, history: UtilHistory, target: str | None, width: int, *, stacked: bool = False
+) -> Text:
     if index is None:
         return Text("No data yet.", style="dim")
     if target is None:
@@ -52,7 +54,11 @@ def _pool_facts(index: FleetIndex, name: str) -> list[list[Fact]]:
         return [head, [Text(f"{len(index.nodes_by_pool.get(name, []))} nodes")]]
     head.append(Text(", ".join(pool.gpu_models) or "unknown model"))
     idle = Text(f"{pool.gpus_idle} idle", style="bold magenta" if pool.gpus_idle else "")
-    counts = [Text(f"nodes {pool.nodes_ready}/{pool.nodes} ready"), Text(f"GPUs {pool.gpus_allocated}/{pool.gpus_total} allocated"), idle]
+    counts = [
+        Text(f"nodes {pool.nodes_ready}/{pool.nodes} ready"),
+        Text(f"GPUs {pool.gpus_allocated}/{pool.gpus_total} allocated"),
+        idle,
+    ]
     return [head, counts, [Text("enter or space folds/unfolds the pool", style="dim")]]
 
 

@@ -47,14 +47,24 @@ def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
 class Heatmap(ScrollView, can_focus=True):
     """Cells grouped by pool then node; arrows move, enter drills in, click selects."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"heatmap--header", "heatmap--header-cursor", "heatmap--label", "heatmap--empty"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "heatmap--header",
+        "heatmap--header-cursor",
+        "heatmap--label",
+        "heatmap--empty",
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "move(0,-1)", "Up", show=False),
         Binding("down,j", "move(0,1)", "Down", show=False),
         Binding("left,h", "move(-1,0)", "Left", show=False),
         Binding("right,l", "move(1,0)", "Right", show=False),
-        Binding("enter", "choose", "Open node", id="heatmap.open", tooltip="Open the node under the cursor, or fold a pool header"),
-        Binding("space", "toggle_pool", "Fold pool", show=False, tooltip="Collapse or expand the pool under the cursor"),
+        Binding(
+            "enter", "choose", "Open node", id="heatmap.open",
+            tooltip="Open the node under the cursor, or fold a pool header",
+        ),
+        Binding(
+            "space", "toggle_pool", "Fold pool", show=False, tooltip="Collapse or expand the pool under the cursor"
+        ),
     ]
 
     metric: reactive[Metric] = reactive(Metric.UTIL)

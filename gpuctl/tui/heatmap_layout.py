@@ -171,7 +171,9 @@ def _place_node(lines: list[Line], pool: str, name: str, gpus: Sequence[Gpu], la
     lines.append(line)
 
 
-def _pack_dense(lines: list[Line], pool: str, names: Sequence[str], gpus_by_node: Mapping[str, Sequence[Gpu]], width: int) -> None:
+def _pack_dense(
+    lines: list[Line], pool: str, names: Sequence[str], gpus_by_node: Mapping[str, Sequence[Gpu]], width: int
+) -> None:
     line = Line(pool=pool)
     x = 0
     for name in names:

@@ -31,7 +31,8 @@ def legend_text(metric: Metric, dense: bool) -> Text:
     for _, colour in ramp:
         t.append(" ", style=cell_style(colour))
     t.append(f" {spec.high:.0f}  ")
-    for glyph, bg, label in (("z", IDLE_BG, "idle"), ("·", ramp[0][1], "free"), ("?", NO_DATA_BG, "no data"), ("!", XID_BG, "XID")):
+    states = (("z", IDLE_BG, "idle"), ("·", ramp[0][1], "free"), ("?", NO_DATA_BG, "no data"), ("!", XID_BG, "XID"))
+    for glyph, bg, label in states:
         t.append(glyph if dense else glyph * 2, style=cell_style(bg))
         t.append(f" {label}  ")
     return t
@@ -41,10 +42,17 @@ class HeatmapView(Vertical):
     """Owns the heatmap's modes; the app hands it each new index."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("m", "cycle_metric", "Metric", id="heatmap.metric", tooltip="Colour by util, memory, temperature or power"),
+        Binding(
+            "m", "cycle_metric", "Metric", id="heatmap.metric", tooltip="Colour by util, memory, temperature or power"
+        ),
         Binding("d", "toggle_dense", "Dense", id="heatmap.dense", tooltip="Pack nodes side by side without labels"),
-        Binding("c", "toggle_pool", "Fold pool", id="heatmap.fold", tooltip="Collapse or expand the pool under the cursor"),
-        Binding("C", "fold_all", "Fold all", id="heatmap.fold_all", show=False, tooltip="Collapse every pool, or expand them all"),
+        Binding(
+            "c", "toggle_pool", "Fold pool", id="heatmap.fold", tooltip="Collapse or expand the pool under the cursor"
+        ),
+        Binding(
+            "C", "fold_all", "Fold all", id="heatmap.fold_all", show=False,
+            tooltip="Collapse every pool, or expand them all",
+        ),
     ]
 
     def __init__(self, history: UtilHistory, *, id: str | None = None) -> None:
@@ -74,7 +82,7 @@ class HeatmapView(Vertical):
         heatmap = self.heatmap
         heatmap.show(index, changes, flt)
         cursor = heatmap.cursor
-        if changes.everything or (cursor is not None and cursor in changes.gpus) or cursor is None or cursor.startswith("pool:"):
+        if changes.everything or cursor is None or cursor in changes.gpus or cursor.startswith("pool:"):
             self._describe(cursor)
 
     def _describe(self, target: str | None) -> None:

@@ -33,7 +33,8 @@ class NodesView(Vertical):
             for n in index.snapshot.nodes
             if not flt.active or flt.matches(index.node_facets(n))
         }
-        pools = {p.name: p for p in index.snapshot.pools if not flt.active or p.name in {i.node.pool for i in nodes.values()}}
+        shown_pools = {i.node.pool for i in nodes.values()}
+        pools = {p.name: p for p in index.snapshot.pools if not flt.active or p.name in shown_pools}
         pools_table = self.query_one("#pools-table", RowTable)
         pools_table.set_rows(pools, pool_cells)
         pools_table.styles.height = min(len(pools) + 1, MAX_POOL_ROWS + 1)  # the nodes get the rest

@@ -29,7 +29,7 @@ class PodsView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pods-summary", classes="summary")
-        yield RowTable(POD_COLUMNS, sort_by="idle", reverse=True, empty="No GPU pods match.", open_label="node", id="pods-table")
+        yield RowTable(POD_COLUMNS, sort_by="idle", reverse=True, open_label="node", id="pods-table")
 
     @property
     def table(self) -> RowTable[GpuPod]:
@@ -37,7 +37,9 @@ class PodsView(Vertical):
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         self.index = index
-        pods = index.pods if not flt.active else {k: p for k, p in index.pods.items() if flt.matches(index.pod_facets(p))}
+        pods = index.pods
+        if flt.active:
+            pods = {k: p for k, p in pods.items() if flt.matches(index.pod_facets(p))}
         snap = index.snapshot
         cells = partial(pod_cells, now=snap.taken_at, threshold=snap.idle_threshold_pct)
         self.table.set_rows(pods, cells, empty=empty_reason(snap, flt, "GPU pods"))

@@ -31,7 +31,7 @@ class QuotasView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="quotas-summary", classes="summary")
-        yield RowTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, empty="No namespaces match.", open_label="pods", id="quotas-table")
+        yield RowTable(QUOTA_COLUMNS, sort_by="quota", reverse=True, open_label="pods", id="quotas-table")
 
     def show(self, index: FleetIndex, changes: Changes, flt: Filter) -> None:
         rows = {ns.name: ns for ns in index.snapshot.namespaces if flt.matches(_facets(ns.name), applies=_QUOTA_FIELDS)}

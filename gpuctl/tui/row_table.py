@@ -85,7 +85,10 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,g", "jump(0)", "First row", show=False),
         Binding("end,G", "jump(-1)", "Last row", show=False),
-        Binding("enter", "choose", "Open", id="table.open", tooltip="Open the row: its node (nodes, pods, alerts) or its pods (quotas)"),
+        Binding(
+            "enter", "choose", "Open", id="table.open",
+            tooltip="Open the row: its node (nodes, pods, alerts) or its pods (quotas)",
+        ),
         Binding("s", "cycle_sort", "Sort", id="table.sort", tooltip="Sort by the next column"),
         Binding("r", "reverse_sort", "Reverse", id="table.reverse", tooltip="Reverse the sort order"),
     ]
@@ -139,7 +142,9 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def set_rows(self, items: Mapping[str, T], cells: Callable[[T], Sequence[Cell]], *, empty: str | None = None) -> None:
+    def set_rows(
+        self, items: Mapping[str, T], cells: Callable[[T], Sequence[Cell]], *, empty: str | None = None
+    ) -> None:
         """Show exactly these rows; `cells` draws one (called only for rows on screen).
 
         `empty` replaces the text shown when there are no rows (say why).

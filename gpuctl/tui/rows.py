@@ -187,7 +187,8 @@ def quota_cells(ns: NamespaceUsage, bar_width: int = 12) -> tuple[Cell, ...]:
     else:
         frac = _quota_fill(ns)
         style = "bold red" if frac >= 1 else ("yellow" if frac >= 0.8 else "green")
-        quota = Cell(f"{bar(ns.gpu_quota_used, ns.gpu_quota_hard, bar_width)} {ns.gpu_quota_used:g}/{ns.gpu_quota_hard:g}", style)
+        used, hard = ns.gpu_quota_used, ns.gpu_quota_hard
+        quota = Cell(f"{bar(used, hard, bar_width)} {used:g}/{hard:g}", style)
     return (
         Cell(ns.name),
         quota,

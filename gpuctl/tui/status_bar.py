@@ -59,5 +59,7 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
 
 
 class StatusBar(Static):
-    def show(self, snapshot: Snapshot | None, *, context: str | None, flt: Filter, feed_error: str | None = None) -> None:
+    def show(
+        self, snapshot: Snapshot | None, *, context: str | None, flt: Filter, feed_error: str | None = None
+    ) -> None:
         self.update(status_text(snapshot, context=context, flt=flt, feed_error=feed_error))
