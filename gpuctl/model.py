@@ -147,6 +147,7 @@ class MetricsHealth(Frozen):
     stale: bool = True
     error: str | None = None
     series_rejected: int = Field(0, description="series dropped for missing or malformed labels in the last refresh")
+    retry_at: datetime | None = Field(None, description="when the next refresh is tried after a failure; None when not failing")
 
 
 class WatchHealth(Frozen):
@@ -156,6 +157,7 @@ class WatchHealth(Frozen):
     last_event: datetime | None = None
     relists: int = 0
     error: str | None = None
+    retry_at: datetime | None = Field(None, description="when the next reconnect is tried; None while connected")
 
 
 class Alert(Frozen):

@@ -9,7 +9,8 @@ connected only when all four are, with the first error a person should see.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from gpuctl.errors import ClusterError
 from gpuctl.model import WatchHealth
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.connect import KubeConnection, connect, describe
-from gpuctl.sources.kube.reflector import Reflector, Resource
+from gpuctl.sources.kube.reflector import Clock, Reflector, Resource, utcnow
 from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import Kind
@@ -38,6 +39,7 @@ class KubernetesSource:
         pool_label: str | None = None,
         backoff: Callable[[], Backoff] = Backoff,
         watch_timeout_s: tuple[int, int] = (240, 360),
+        clock: Clock = utcnow,
     ) -> None:
         self._kubeconfig = kubeconfig
         self._context = context
@@ -45,6 +47,7 @@ class KubernetesSource:
         self._keep_labels = frozenset(pool_labels(pool_label))
         self._backoff = backoff
         self._watch_timeout_s = watch_timeout_s
+        self._clock = clock
         self.connection: KubeConnection | None = None
         self.reflectors: list[Reflector] = []
         self.ever_connected = False
@@ -84,18 +87,9 @@ class KubernetesSource:
             return describe(error, server=conn.server, context=conn.context, resource=resource)
 
         def report(_: Reflector | None = None) -> None:
-            connected = all(r.connected for r in self.reflectors)
-            self.ever_connected |= connected
-            error = next((r.error for r in self.reflectors if r.error is not None), None)
-            store.set_watch_health(
-                WatchHealth(
-                    source="kubernetes",
-                    connected=connected,
-                    context=conn.context,
-                    relists=sum(r.relists for r in self.reflectors),
-                    error=str(error) if error is not None else None,
-                )
-            )
+            health = fold_health(self.reflectors, context=conn.context)
+            self.ever_connected |= health.connected
+            store.set_watch_health(health)
 
         self.reflectors = [
             Reflector(
@@ -105,6 +99,7 @@ class KubernetesSource:
                 on_health=report,
                 backoff=self._backoff(),
                 watch_timeout_s=self._watch_timeout_s,
+                clock=self._clock,
             )
             for resource in self._resources(api)
         ]
@@ -116,3 +111,18 @@ class KubernetesSource:
         finally:
             await conn.close()
             self.connection = None
+
+
+def fold_health(reflectors: Sequence[Reflector], *, context: str | None) -> WatchHealth:
+    """One WatchHealth for all reflectors: connected only when all are; the first error; the
+    soonest retry among those backing off (that is when the picture can next improve)."""
+    error = next((r.error for r in reflectors if r.error is not None), None)
+    retries: list[datetime] = [r.retry_at for r in reflectors if r.retry_at is not None and not r.connected]
+    return WatchHealth(
+        source="kubernetes",
+        connected=all(r.connected for r in reflectors),
+        context=context,
+        relists=sum(r.relists for r in reflectors),
+        error=str(error) if error is not None else None,
+        retry_at=min(retries) if retries else None,
+    )

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import requests
@@ -108,6 +108,9 @@ class PrometheusSource:
         self.backfill_s = backfill_s
         self.max_backoff_s = max_backoff_s
         self._now = now
+        # When the next refresh is tried after a failure; None while refreshes succeed. The store's
+        # metrics_failed(error, at) has no place for it yet, so only this attribute carries it.
+        self.retry_at: datetime | None = None
         self._session = (auth or PrometheusAuth()).session()
         self._client = PrometheusConnect(
             url=self.url,
@@ -171,10 +174,14 @@ class PrometheusSource:
             except FETCH_ERRORS as e:
                 message = describe_error(e)
                 log.warning("Prometheus refresh failed (%d in a row): %s", backoff.failures + 1, message)
-                store.metrics_failed(message, self._now())
-                await asyncio.sleep(backoff.next())
+                delay = backoff.next()
+                now = self._now()
+                self.retry_at = now + timedelta(seconds=delay)
+                store.metrics_failed(message, now)
+                await asyncio.sleep(delay)
                 continue
             backoff.reset()
+            self.retry_at = None
             store.apply_metrics(batch)
             if not backfilled:
                 backfilled = await self._backfill(store, batch.samples)

@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -53,6 +54,11 @@ class Resource:
 
 
 HealthCallback = Callable[["Reflector"], None]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Reflector:
@@ -65,6 +71,7 @@ class Reflector:
         on_health: HealthCallback,
         backoff: Backoff | None = None,
         watch_timeout_s: tuple[int, int] = (240, 360),
+        clock: Clock = utcnow,
     ) -> None:
         self.resource = resource
         self.store = store
@@ -72,9 +79,11 @@ class Reflector:
         self._on_health = on_health
         self._backoff = backoff or Backoff()
         self._watch_timeout_s = watch_timeout_s
+        self._clock = clock
         self.resource_version: str | None = None
         self.connected = False
         self.error: ClusterError | None = None
+        self.retry_at: datetime | None = None  # when the next attempt starts, while backing off after a failure
         self.lists = 0
         self.events = 0
 
@@ -82,9 +91,9 @@ class Reflector:
     def relists(self) -> int:
         return max(0, self.lists - 1)
 
-    def _health(self, *, connected: bool, error: ClusterError | None) -> None:
-        if connected != self.connected or error is not self.error:
-            self.connected, self.error = connected, error
+    def _health(self, *, connected: bool, error: ClusterError | None, retry_at: datetime | None = None) -> None:
+        if connected != self.connected or error is not self.error or retry_at != self.retry_at:
+            self.connected, self.error, self.retry_at = connected, error, retry_at
             self._on_health(self)
 
     async def run(self) -> None:
@@ -114,10 +123,10 @@ class Reflector:
         if isinstance(error, Unauthorized) and not self.resource.required and self.resource.kind not in self.store.listed:
             # Not allowed to see quotas/namespaces: show none rather than hold the whole picture back.
             self.store.replace(self.resource.kind, [])
-        self._health(connected=False, error=error)
         delay = self._backoff.next()
         if isinstance(error, Unauthorized):
             delay = max(delay, 30.0)  # RBAC and credentials change slowly; don't hammer
+        self._health(connected=False, error=error, retry_at=self._clock() + timedelta(seconds=delay))
         await asyncio.sleep(delay)
 
     async def _request(self, **params: Any) -> aiohttp.ClientResponse:
@@ -160,7 +169,7 @@ class Reflector:
         self.store.replace(self.resource.kind, records)
         self.resource_version = meta.get("resourceVersion")
         self.lists += 1
-        self.connected, self.error = True, None
+        self.connected, self.error, self.retry_at = True, None, None
         self._on_health(self)  # always: the relist count moved
         self._backoff.reset()
 

@@ -1,0 +1,121 @@
+"""Reflector health: a failed list reports when the next try is, a successful one clears it.
+
+The API server here is a small real HTTP server on loopback (the reflector reads
+raw responses, so it needs nothing more): it answers the first list with an
+error, then lists and holds watches open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gpuctl.errors import ClusterError
+from gpuctl.sources.base import Backoff
+from gpuctl.sources.kube.connect import describe
+from gpuctl.sources.kube.reflector import Reflector, Resource
+from gpuctl.sources.kube.trim import trim_node
+from gpuctl.state.records import Kind
+from gpuctl.state.store import ClusterStore
+from testbed.http import LoopbackServer
+
+T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
+
+
+class FlakyApiServer(LoopbackServer):
+    """GET /nodes: the first `failures` lists answer `status`; then an empty list; watches stay open."""
+
+    def __init__(self, *, failures: int, status: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.status = status
+        self.lists = 0
+        self.closing = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.closing.set()  # end the open watches, or the shutdown waits them out
+        await super().stop()
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/nodes", self.nodes)
+
+    async def nodes(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch"):
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            await self.closing.wait()  # a quiet watch, open until the server stops
+            return resp
+        self.lists += 1
+        if self.lists <= self.failures:
+            return web.json_response({"message": "etcd is unavailable"}, status=self.status)
+        return web.json_response({"items": [], "metadata": {"resourceVersion": "7"}})
+
+
+def list_call(session: aiohttp.ClientSession, url: str) -> Callable[..., Awaitable[aiohttp.ClientResponse]]:
+    """What CoreV1Api.list_node(_preload_content=False, ...) does, as a plain GET."""
+
+    async def call(*, _preload_content: bool, _request_timeout: Any = None, **params: Any) -> aiohttp.ClientResponse:
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        return await session.get(url, params=query, timeout=_request_timeout)
+
+    return call
+
+
+@contextlib.asynccontextmanager
+async def reflecting(server: FlakyApiServer, backoff: Backoff) -> AsyncIterator[tuple[Reflector, list[tuple[bool, datetime | None]]]]:
+    reports: list[tuple[bool, datetime | None]] = []
+    async with server, aiohttp.ClientSession() as session:
+        url = f"http://{server.target}/nodes"
+
+        def describe_error(error: BaseException, resource: str) -> ClusterError:
+            return describe(error, server=url, context="test", resource=resource)
+
+        reflector = Reflector(
+            Resource(Kind.NODE, "nodes", list_call(session, url), trim_node),
+            ClusterStore(),
+            describe=describe_error,
+            on_health=lambda r: reports.append((r.connected, r.retry_at)),
+            backoff=backoff,
+            clock=lambda: T0,
+        )
+        task = asyncio.create_task(reflector.run())
+        try:
+            yield reflector, reports
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"no {what} within {timeout_s:g} s") from None
+
+
+async def test_a_failed_list_sets_retry_at_and_the_next_list_clears_it() -> None:
+    expected_delay = Backoff(base=0.05, rng=random.Random(3)).next()  # the same draw the reflector makes
+    server = FlakyApiServer(failures=1, status=503)
+    async with reflecting(server, Backoff(base=0.05, rng=random.Random(3))) as (reflector, reports):
+        await until(lambda: reflector.lists == 1, "the second list")
+        assert reports[0] == (False, T0 + timedelta(seconds=expected_delay))
+        assert reports[-1] == (True, None)
+        assert reflector.retry_at is None and reflector.error is None
+
+
+async def test_unauthorized_waits_at_least_30_seconds() -> None:
+    server = FlakyApiServer(failures=1, status=401)
+    async with reflecting(server, Backoff(base=0.05)) as (reflector, reports):
+        await until(lambda: bool(reports), "the failure report")
+        assert reports == [(False, T0 + timedelta(seconds=30))]
+        assert reflector.error is not None and "401" in str(reflector.error)
