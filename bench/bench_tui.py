@@ -13,6 +13,9 @@ after the update (`call_after_refresh`).
 Printed: the command, the fleet, then per view
   first frame   feed delivers the first snapshot -> that frame rendered
   update        next snapshot delivered -> its frame rendered (median, p95, max)
+  x baseline    the update median divided by the same view's update median on
+                the scale-1 demo (100 GPUs), measured in the same run: how the
+                cost grows with the fleet, free of this machine's noise level
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ async def main() -> None:
     parser.add_argument("--scale", type=int, default=80, help="demo fleet multiplier (80 -> 8,000 GPUs)")
     parser.add_argument("--updates", type=int, default=12, help="updates to time after the first")
     parser.add_argument("--size", default="200x60", help="terminal size WxH")
+    parser.add_argument("--baseline-scale", type=int, default=1, help="the small fleet ratios are against")
     parser.add_argument("--verbose", action="store_true", help="print every update's time")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -94,15 +98,24 @@ async def main() -> None:
         f"{changed:.0f} GPUs changed per update (built in {build_s:.1f}s); terminal {width}x{height}; "
         f"python {sys.version.split()[0]}"
     )
-    print(f"{'view':<8} {'startup':>8} {'first frame':>12} {'update median':>14} {'p95':>8} {'max':>8}")
+    baseline_updates = await demo_updates(seed=7, scale=args.baseline_scale, ticks=args.updates + 1)
+    baseline_gpus = len(baseline_updates[-1].snapshot.gpus)
+    print(
+        f"{'view':<8} {'startup':>8} {'first frame':>12} {'update median':>14} {'p95':>8} {'max':>8}"
+        f" {'baseline median':>16} {'x baseline':>10}"
+    )
     for view, name in (("1", "heatmap"), ("2", "nodes"), ("3", "pods"), ("4", "quotas")):
+        gc.collect()
+        base = await bench_view(baseline_updates, view, (width, height))
         gc.collect()
         r = await bench_view(updates, view, (width, height), args.verbose)
         ms = {k: v * 1000 for k, v in r.items()}
         print(
             f"{name:<8} {ms['startup']:>6.0f}ms {ms['first']:>10.0f}ms {ms['median']:>12.1f}ms "
-            f"{ms['p95']:>6.1f}ms {ms['max']:>6.1f}ms"
+            f"{ms['p95']:>6.1f}ms {ms['max']:>6.1f}ms {base['median'] * 1000:>14.1f}ms "
+            f"{r['median'] / base['median']:>9.1f}x"
         )
+    print(f"baseline: the scale-{args.baseline_scale} demo, {baseline_gpus} GPUs, same terminal")
 
 
 if __name__ == "__main__":
