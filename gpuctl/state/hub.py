@@ -2,7 +2,8 @@
 
 * Coalescing: mutations only mark the hub dirty; it publishes at most once per
   `min_interval`, so a burst of 1,000 pod events becomes one Update whose
-  Changes name all of them.
+  Changes name all of them. After a slow publish it waits twice as long as the
+  publish took, so under steady churn publishing takes at most a third of a core.
 * Back-pressure: every subscriber has a latest-only mailbox. A slow consumer
   never builds a queue; when it asks again it gets the newest snapshot with the
   changes it missed merged in.
@@ -15,11 +16,12 @@ One hub per store, owned by whoever opened the cluster (`gpuctl.service`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 from gpuctl.model import Changes, Update
-from gpuctl.state.changes import diff, merge
+from gpuctl.state.changes import merge
 from gpuctl.state.store import ClusterStore
 
 Sleep = Callable[[float], Awaitable[object]]
@@ -94,6 +96,7 @@ class SnapshotHub:
         self._epoch = store.epoch
         self._closed = False
         self.published = 0
+        self.last_publish_s = 0.0  # how long the last publish() ran (build + changes)
         self._remove_listener = store.add_listener(self.mark_dirty)
         self.mark_dirty()  # publish the initial state as soon as run() starts
 
@@ -122,13 +125,20 @@ class SnapshotHub:
 
     def publish(self) -> Update | None:
         """Build and hand out an update now, if the snapshot moved. Returns it."""
+        started = time.perf_counter()
+        try:
+            return self._publish()
+        finally:
+            self.last_publish_s = time.perf_counter() - started
+
+    def _publish(self) -> Update | None:
         snapshot = self._store.snapshot()
         previous = self._latest.snapshot if self._latest is not None else None
         if previous is snapshot:
             return None
         replaced = self._store.epoch != self._epoch
         self._epoch = self._store.epoch
-        update = Update(snapshot=snapshot, changes=diff(previous, snapshot, everything=replaced))
+        update = Update(snapshot=snapshot, changes=self._store.changes(previous, snapshot, everything=replaced))
         self._latest = update
         self.published += 1
         for sub in tuple(self._subscribers):
@@ -150,7 +160,8 @@ class SnapshotHub:
                     break
                 self._dirty.clear()
                 self.publish()
-                await self._sleep(self._min_interval)  # mutations in this window coalesce into the next update
+                # Mutations in this window coalesce into the next update.
+                await self._sleep(max(self._min_interval, 2 * self.last_publish_s))
         finally:
             self.close()
 

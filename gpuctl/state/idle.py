@@ -45,6 +45,12 @@ class IdleClock:
         self._entries: dict[str, _Entry] = {}
         self._backfill: dict[str, datetime] = {}
         self._at: datetime | None = None
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Moves whenever an answer of `reading`, `idle_for` or `is_idle` may have changed."""
+        return self._version
 
     @property
     def at(self) -> datetime | None:
@@ -56,6 +62,7 @@ class IdleClock:
         if self._at is not None and at < self._at:
             return False
         self._at = at
+        self._version += 1
         for sample in samples:
             if sample.util_pct is None:
                 continue  # no utilisation reading: neither busy nor idle evidence
@@ -74,7 +81,10 @@ class IdleClock:
             else:
                 entry.holder, entry.since, entry.last_seen = holder, since, at
         self._backfill.clear()  # history only seeds GPUs the first batch after it knew about
-        expired = [k for k, e in self._entries.items() if (at - e.last_seen).total_seconds() > self.grace_s]
+        # Entries this batch just touched hold `at` itself: skip them without date arithmetic.
+        expired = [
+            k for k, e in self._entries.items() if e.last_seen is not at and (at - e.last_seen).total_seconds() > self.grace_s
+        ]
         for key in expired:
             del self._entries[key]
         return True
@@ -85,6 +95,7 @@ class IdleClock:
         Only ever moves a clock earlier, and never touches a GPU currently seen busy.
         GPUs not seen yet are seeded when their first under-threshold sample arrives.
         """
+        self._version += 1
         for key, since in idle_since.items():
             entry = self._entries.get(key)
             if entry is None:
@@ -98,6 +109,14 @@ class IdleClock:
         if entry is None or entry.since is None or self._at is None:
             return None
         return max(0.0, (self._at - entry.since).total_seconds())
+
+    def reading(self, key: str, held: bool) -> tuple[bool, float | None]:
+        """(`held and is_idle(key)`, `idle_for(key)`) with one lookup: what the join asks per GPU."""
+        entry = self._entries.get(key)
+        if entry is None or entry.since is None or self._at is None:
+            return False, None
+        idle_for = max(0.0, (self._at - entry.since).total_seconds())
+        return held and entry.holder is not None and idle_for >= self.window_s, idle_for
 
     def is_idle(self, key: str) -> bool:
         """Held by a pod and under the threshold for at least the window."""

@@ -1,0 +1,304 @@
+"""The join as it was before it became incremental: the oracle for the state tests.
+
+A verbatim copy of gpuctl/state/join.py at bf118c8 (full join every time, with a
+per-key memo): slow, but obviously right, so the incremental Joiner is checked
+against it on random event sequences. Not used by gpuctl itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
+from gpuctl.state.idle import IdleClock
+from gpuctl.state.pools import GPU_PRODUCT_LABEL, pool_for
+from gpuctl.state.records import GpuSample, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.resources import is_terminated, mig_instances, whole_gpus
+
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+# Quota keys that limit GPUs, most specific first (requests.* is what admission checks).
+QUOTA_KEYS: tuple[str, ...] = ("requests.nvidia.com/gpu", "nvidia.com/gpu", "limits.nvidia.com/gpu")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinInputs:
+    nodes: Mapping[str, NodeRecord]
+    pods: Mapping[str, PodRecord]
+    quotas: Mapping[str, QuotaRecord]
+    namespaces: Mapping[str, NamespaceRecord]
+    batch: MetricsBatch | None
+    idle: IdleClock
+    pool_order: Sequence[str]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    nodes: tuple[Node, ...]
+    gpus: tuple[Gpu, ...]
+    pools: tuple[Pool, ...]
+    pods: tuple[GpuPod, ...]
+    namespaces: tuple[NamespaceUsage, ...]
+
+
+M = TypeVar("M")
+
+
+class _Reuse:
+    """Per-key memo of the last model built and the inputs it was built from."""
+
+    def __init__(self) -> None:
+        self._old: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._new: dict[str, tuple[tuple[Any, ...], Any]] = {}
+
+    def get(self, key: str, inputs: tuple[Any, ...], build: Callable[[], M]) -> M:
+        hit = self._old.get(key)
+        # Tuple equality checks identity first, so unchanged records compare in O(1).
+        model = hit[1] if hit is not None and hit[0] == inputs else build()
+        self._new[key] = (inputs, model)
+        return model  # type: ignore[no-any-return]
+
+    def roll(self) -> None:
+        """End of a join: forget keys that were not asked for this time."""
+        self._old, self._new = self._new, {}
+
+
+class Joiner:
+    def __init__(self) -> None:
+        self._gpus = _Reuse()
+        self._nodes = _Reuse()
+        self._pods = _Reuse()
+
+    def join(self, inputs: JoinInputs) -> Joined:
+        node_pools = {name: pool_for(rec.labels, inputs.pool_order) for name, rec in inputs.nodes.items()}
+        live_pods = [p for p in inputs.pods.values() if not is_terminated(p.phase)]
+        nodes = _nodes(inputs.nodes, live_pods, node_pools, self._nodes)
+        gpus = _gpus(inputs, node_pools, self._gpus)
+        pods = _pods(inputs.pods, gpus, self._pods)
+        for memo in (self._gpus, self._nodes, self._pods):
+            memo.roll()
+        return Joined(
+            nodes=nodes,
+            gpus=gpus,
+            pools=_pools(nodes, gpus),
+            pods=pods,
+            namespaces=_namespaces(inputs, live_pods, gpus),
+        )
+
+
+def join(inputs: JoinInputs) -> Joined:
+    """One-off join without reuse (tests, tools)."""
+    return Joiner().join(inputs)
+
+
+def _nodes(
+    records: Mapping[str, NodeRecord], live_pods: list[PodRecord], pools: Mapping[str, str], memo: _Reuse
+) -> tuple[Node, ...]:
+    requested: dict[str, int] = defaultdict(int)
+    mig_requested: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for pod in live_pods:
+        if pod.node is None:
+            continue
+        requested[pod.node] += whole_gpus(pod.gpu_requests)
+        for name, count in mig_instances(pod.gpu_requests).items():
+            mig_requested[pod.node][name] += count
+    out = []
+    for name in sorted(records):
+        rec, pool, req = records[name], pools[name], requested.get(name, 0)
+        mig_req = dict(mig_requested[name]) if name in mig_requested else {}
+        out.append(memo.get(name, (rec, pool, req, mig_req), lambda: _node(rec, pool, req, mig_req)))
+    return tuple(out)
+
+
+def _node(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int]) -> Node:
+    labels = rec.labels
+    return Node.model_construct(
+        name=rec.name,
+        pool=pool,
+        gpu_model=labels.get(GPU_PRODUCT_LABEL),
+        gpu_capacity=whole_gpus(rec.capacity),
+        gpu_allocatable=whole_gpus(rec.allocatable),
+        gpu_requested=requested,
+        mig_allocatable=mig_instances(rec.allocatable),
+        mig_requested=mig_requested,
+        mig_capable=labels.get("nvidia.com/mig.capable") == "true",
+        mig_config=labels.get("nvidia.com/mig.config"),
+        mig_config_state=labels.get("nvidia.com/mig.config.state"),
+        taints=tuple(rec.taints),
+        cordoned=rec.unschedulable,
+        ready=rec.ready,
+        created=rec.created,
+    )
+
+
+def _physical_gpus(rec: NodeRecord) -> int:
+    try:
+        return int(rec.labels[GPU_COUNT_LABEL])
+    except (KeyError, ValueError):
+        return whole_gpus(rec.capacity)
+
+
+def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> Gpu:
+    mem_total = None
+    if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
+        mem_total = sample.mem_used_mib + sample.mem_free_mib
+    return Gpu.model_construct(
+        node=sample.hostname,
+        pool=pool,
+        index=sample.index,
+        uuid=sample.uuid,
+        model=sample.model,
+        mig_profile=sample.mig_profile,
+        mig_instance=sample.mig_instance,
+        util_pct=sample.util_pct,
+        mem_used_mib=sample.mem_used_mib,
+        mem_total_mib=mem_total,
+        temp_c=sample.temp_c,
+        power_w=sample.power_w,
+        xid=sample.xid,
+        pod=sample.pod,
+        # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
+        busy=sample.pod is not None and sample.util_pct is not None and sample.util_pct >= threshold_pct,
+        idle=idle,
+        idle_for_s=idle_for,
+    )
+
+
+def _gpus(inputs: JoinInputs, node_pools: Mapping[str, str], memo: _Reuse) -> tuple[Gpu, ...]:
+    gpus: list[Gpu] = []
+    seen: set[tuple[str, int]] = set()
+    if inputs.batch is not None:
+        for sample in inputs.batch.samples:
+            pool = node_pools.get(sample.hostname)
+            if pool is None:  # metrics for a host we have no Node for (local NVML mode, lagging watch)
+                pool = pool_for({GPU_PRODUCT_LABEL: (sample.model or "").replace(" ", "-")}, inputs.pool_order)
+            key = sample.key
+            idle = sample.pod is not None and inputs.idle.is_idle(key)
+            idle_for = inputs.idle.idle_for(key)
+            gpus.append(
+                memo.get(key, (sample, pool, idle, idle_for), lambda: _gpu_from_sample(sample, pool, idle, idle_for, inputs.idle.threshold_pct))
+            )
+            seen.add((sample.hostname, sample.index))
+    # GPUs the node advertises but metrics don't cover still get an entry, so they show up (greyed) in views.
+    for name, rec in inputs.nodes.items():
+        for index in range(_physical_gpus(rec)):
+            if (name, index) not in seen:
+                pool, model = node_pools[name], rec.labels.get(GPU_PRODUCT_LABEL)
+                gpus.append(
+                    memo.get(
+                        f"{name}/{index}",
+                        (None, pool, model),
+                        lambda: Gpu.model_construct(node=name, pool=pool, index=index, model=model),
+                    )
+                )
+    gpus.sort(key=lambda g: (g.node, g.index, -1 if g.mig_instance is None else g.mig_instance))
+    return tuple(gpus)
+
+
+def _pods(records: Mapping[str, PodRecord], gpus: tuple[Gpu, ...], memo: _Reuse) -> tuple[GpuPod, ...]:
+    held: dict[str, list[Gpu]] = defaultdict(list)
+    for gpu in gpus:
+        if gpu.pod is not None:
+            held[gpu.pod.key].append(gpu)
+    out = []
+    for key in sorted(records):
+        rec, mine = records[key], tuple(held.get(key, ()))
+        out.append(memo.get(key, (rec, mine), lambda: _pod(rec, mine)))
+    return tuple(out)
+
+
+def _pod(rec: PodRecord, mine: tuple[Gpu, ...]) -> GpuPod:
+    utils = [g.util_pct for g in mine if g.util_pct is not None]
+    idle_fors = [g.idle_for_s for g in mine]
+    return GpuPod.model_construct(
+        namespace=rec.namespace,
+        name=rec.name,
+        node=rec.node,
+        phase=rec.phase,
+        gpus=whole_gpus(rec.gpu_requests),
+        mig=mig_instances(rec.gpu_requests),
+        owner_kind=rec.owner_kind,
+        owner_name=rec.owner_name,
+        priority_class=rec.priority_class,
+        created=rec.created,
+        gpu_keys=tuple(g.key for g in mine),
+        util_pct=sum(utils) / len(utils) if utils else None,
+        idle=bool(mine) and all(g.idle for g in mine),
+        idle_for_s=min(idle_fors) if mine and None not in idle_fors else None,  # type: ignore[type-var]
+    )
+
+
+def _pools(nodes: tuple[Node, ...], gpus: tuple[Gpu, ...]) -> tuple[Pool, ...]:
+    by_pool: dict[str, list[Node]] = defaultdict(list)
+    for node in nodes:
+        by_pool[node.pool].append(node)
+    idle: dict[str, int] = defaultdict(int)
+    for gpu in gpus:
+        if gpu.idle:
+            idle[gpu.pool] += 1
+    return tuple(
+        Pool.model_construct(
+            name=name,
+            nodes=len(members),
+            nodes_ready=sum(1 for n in members if n.ready),
+            gpus_total=sum(n.gpu_allocatable + sum(n.mig_allocatable.values()) for n in members),
+            gpus_allocated=sum(n.gpu_requested + sum(n.mig_requested.values()) for n in members),
+            gpus_idle=idle.get(name, 0),
+            gpu_models=tuple(sorted({n.gpu_model for n in members if n.gpu_model})),
+        )
+        for name, members in sorted(by_pool.items())
+    )
+
+
+def _quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
+    """The tightest GPU quota among a namespace's ResourceQuotas: (hard, used)."""
+    best: tuple[float, float] | None = None
+    for rec in records:
+        for key in QUOTA_KEYS:
+            if key in rec.hard:
+                candidate = (rec.hard[key], rec.used.get(key, 0.0))
+                if best is None or candidate[0] < best[0]:
+                    best = candidate
+                break
+    return (None, 0.0) if best is None else best
+
+
+def _namespaces(inputs: JoinInputs, live_pods: list[PodRecord], gpus: tuple[Gpu, ...]) -> tuple[NamespaceUsage, ...]:
+    quotas: dict[str, list[QuotaRecord]] = defaultdict(list)
+    for quota in inputs.quotas.values():
+        quotas[quota.namespace].append(quota)
+    requested: dict[str, int] = defaultdict(int)
+    hours: dict[str, float] = defaultdict(float)
+    for pod in live_pods:
+        count = whole_gpus(pod.gpu_requests) + sum(mig_instances(pod.gpu_requests).values())
+        requested[pod.namespace] += count
+        if pod.node is not None and pod.created is not None:  # only scheduled pods hold GPUs
+            hours[pod.namespace] += count * max(0.0, (inputs.now - pod.created).total_seconds()) / 3600.0
+    busy: dict[str, int] = defaultdict(int)
+    idle: dict[str, int] = defaultdict(int)
+    for gpu in gpus:
+        if gpu.pod is not None:
+            if gpu.idle:
+                idle[gpu.pod.namespace] += 1
+            elif gpu.busy:
+                busy[gpu.pod.namespace] += 1
+    names = set(quotas) | set(requested) | set(busy) | set(idle)
+    out = []
+    for name in sorted(names):
+        hard, used = _quota(quotas.get(name, []))
+        out.append(
+            NamespaceUsage.model_construct(
+                name=name,
+                gpu_quota_hard=hard,
+                gpu_quota_used=used,
+                gpus_requested=requested.get(name, 0),
+                gpus_busy=busy.get(name, 0),
+                gpus_idle=idle.get(name, 0),
+                gpu_hours=hours.get(name, 0.0),
+            )
+        )
+    return tuple(out)
