@@ -21,9 +21,9 @@ def run(settings: Settings) -> int:
     snapshot) is re-raised after the terminal is restored, so the CLI prints it.
     """
     from gpuctl.tui.app import GpuctlApp
-    from gpuctl.tui.service_feed import cluster_feed, context_name, logs_as_toasts
+    from gpuctl.tui.service_feed import cluster_feed, logs_as_toasts
 
-    app = GpuctlApp(cluster_feed(settings), context=context_name(settings))
+    app = GpuctlApp(settings=settings, open_feed=cluster_feed)
     with logs_as_toasts(app):
         app.run()
     if app.fatal_error is not None:

@@ -4,21 +4,36 @@ The app consumes an `UpdateFeed` in one worker and never does I/O itself.
 Each update is indexed once (`FleetIndex`) and handed to the visible view
 only; hidden views are marked stale and catch up with a full diff when shown,
 so a 10,000-pod table costs nothing while you look at the heatmap.
+
+Given settings and a feed factory (settings -> feed), the app can also reopen
+its feed: another kubeconfig context (`x`) or another refresh interval (`+`,
+`-`). The old feed's worker is cancelled, which closes its cluster, before the
+new one opens; a failure to open shows in the status bar and as a toast.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.timer import Timer
 from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerCancelled, WorkerError, WorkerFailed
 
+from gpuctl.config import Settings
 from gpuctl.errors import ConfigError, GpuctlError
-from gpuctl.model import Changes, Update
+from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
 from gpuctl.tui.alerts_view import AlertsView
-from gpuctl.tui.feed import UpdateFeed
+from gpuctl.tui.context_screen import ContextScreen
+from gpuctl.tui.contexts import read_contexts
+from gpuctl.tui.feed import FeedFactory, UpdateFeed
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
@@ -31,7 +46,8 @@ from gpuctl.tui.nodes_view import NodesView
 from gpuctl.tui.pods_view import PodsView
 from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
-from gpuctl.tui.status_bar import StatusBar
+from gpuctl.tui.service_feed import context_name
+from gpuctl.tui.status_bar import StatusBar, interval, pending_retry
 
 TABS: tuple[tuple[str, str], ...] = (
     ("heatmap", "Heatmap"),
@@ -41,6 +57,17 @@ TABS: tuple[tuple[str, str], ...] = (
     ("alerts", "Alerts"),
 )
 View = HeatmapView | NodesView | PodsView | QuotasView | AlertsView
+# The refresh intervals `+` and `-` step through, in seconds.
+REFRESH_LADDER: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
+
+
+def step_interval(current: float, direction: int) -> float | None:
+    """The next rung above (direction > 0) or below `current`; None at the end of the ladder.
+
+    An interval between rungs (the default 15 s) steps to its neighbours, 30 or 10."""
+    if direction > 0:
+        return next((r for r in REFRESH_LADDER if r > current), None)
+    return next((r for r in reversed(REFRESH_LADDER) if r < current), None)
 
 
 class GpuctlApp(App[int]):
@@ -56,6 +83,18 @@ class GpuctlApp(App[int]):
             "slash", "filter", "Filter", id="app.filter", tooltip="Filter every view (ns: pool: node: pod: model:)"
         ),
         Binding("t", "toggle_theme", "Theme", id="app.theme", tooltip="Switch between the dark and light theme"),
+        Binding(
+            "x", "switch_context", "Context", show=False, id="app.context",
+            tooltip="Switch to another kubeconfig context (reconnects)",
+        ),
+        Binding(
+            "plus,equals_sign", "refresh_interval(1)", "Slower", show=False, id="app.slower",
+            tooltip="Refresh less often (" + ", ".join(f"{r:g}" for r in REFRESH_LADDER) + " s)",
+        ),
+        Binding(
+            "minus", "refresh_interval(-1)", "Faster", show=False, id="app.faster",
+            tooltip="Refresh more often",
+        ),
         *(
             Binding(
                 str(i), f"show_tab('{tab}')", title, show=False, id=f"app.tab.{tab}", tooltip=f"Show the {title} view"
@@ -64,17 +103,41 @@ class GpuctlApp(App[int]):
         ),
     ]
 
-    def __init__(self, feed: UpdateFeed, *, context: str | None = None, history_depth: int = 120) -> None:
+    def __init__(
+        self,
+        feed: UpdateFeed | None = None,
+        *,
+        settings: Settings | None = None,
+        open_feed: FeedFactory | None = None,
+        context: str | None = None,
+        history_depth: int = 120,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """feed: what to show now; without it, `open_feed(settings)` makes it.
+        settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not)."""
         super().__init__()
+        if feed is None:
+            if settings is None or open_feed is None:
+                raise TypeError("GpuctlApp needs a feed, or settings and open_feed to make one")
+            feed = open_feed(settings)
         self.feed = feed
-        self.context = context
+        self.settings = settings
+        self.open_feed = open_feed
+        self.context = context if context is not None else (context_name(settings) if settings else None)
         self.history = UtilHistory(history_depth)
         self.index: FleetIndex | None = None
         self.filter = Filter()
         self.updates_applied = 0
         self.feed_error: str | None = None
         self.fatal_error: ConfigError | None = None
+        self.reopening: str | None = None  # "connecting to prod…" until the reopened feed's first update
+        self._blank = False  # the views show an empty picture while another cluster connects
         self._stale: set[str] = {tab for tab, _ in TABS}
+        self._monotonic = monotonic
+        self._received_at = monotonic()  # when the shown snapshot arrived, to move its clock on
+        self._ticker: Timer | None = None
+        self._feeds = 0
+        self._feed_worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -95,33 +158,58 @@ class GpuctlApp(App[int]):
         self.theme = "textual-dark"
         self._show_status()
         self.query_one(Heatmap).focus()
-        self.consume_feed()
+        self._start_feed(self.feed)
 
     # -- data ----------------------------------------------------------------------------------
 
-    @work(exclusive=True, group="feed")
-    async def consume_feed(self) -> None:
+    def _start_feed(self, feed: UpdateFeed) -> None:
+        previous = self._feed_worker
+        if previous is not None:
+            previous.cancel()  # closes its cluster (the feed's context managers unwind)
+        self.feed = feed
+        self._feeds += 1
+        self._feed_worker = self.run_worker(
+            self._consume(feed, self._feeds, previous), name=f"feed-{self._feeds}", group="feed"
+        )
+
+    async def _consume(self, feed: UpdateFeed, number: int, previous: Worker[None] | None) -> None:
+        if previous is not None:
+            # One cluster at a time: the old one has closed its connections before the new one opens.
+            with contextlib.suppress(WorkerCancelled, WorkerFailed, WorkerError):
+                await previous.wait()
+        error: str | None = None
         try:
-            async for update in self.feed:
+            async for update in feed:
                 self.apply_update(update)
         except ConfigError as exc:
-            if self.updates_applied == 0:
+            if number == 1 and self.updates_applied == 0:
                 # Nothing to show and nothing will come: leave, and let the CLI print it.
                 self.fatal_error = exc
                 self.exit(return_code=2)
                 return
-            self.feed_error = str(exc)
+            error = str(exc)
         except GpuctlError as exc:
-            self.feed_error = str(exc)
+            error = str(exc)
         except Exception as exc:  # the feed is a boundary: show its failure, keep the last picture
-            self.feed_error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
         else:
-            self.feed_error = "the source closed"
+            error = "the source closed"
+        finally:
+            aclose = getattr(feed, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self.feed_error = error
+        self.reopening = None
+        if number > 1:  # a switch the user asked for failed: say so where they look
+            self.notify(error, title=f"cannot open {self.context or 'the cluster'}", severity="error", timeout=10)
         self._show_status()
 
     def apply_update(self, update: Update) -> None:
         """Index the snapshot once and hand it to whatever is on screen."""
         self.index = FleetIndex(update.snapshot)
+        self._received_at = self._monotonic()
+        self._blank = False
+        self.reopening = None
         self.history.record(update.snapshot)
         self.updates_applied += 1
         self._show_status()
@@ -143,12 +231,28 @@ class GpuctlApp(App[int]):
         self._stale.discard(tab)
 
     def _show_status(self) -> None:
-        snapshot = self.index.snapshot if self.index else None
-        for bar in self.query(StatusBar):
-            bar.show(snapshot, context=self.context, flt=self.filter, feed_error=self.feed_error)
+        snapshot = self.index.snapshot if self.index and not self._blank else None
+        now = snapshot.taken_at + timedelta(seconds=self._monotonic() - self._received_at) if snapshot else None
+        bars = list(self.query(StatusBar))
         if isinstance(self.screen, NodeScreen):
-            bar = self.screen.query_one(StatusBar)
-            bar.show(snapshot, context=self.context, flt=self.filter, feed_error=self.feed_error)
+            bars.append(self.screen.query_one(StatusBar))
+        for bar in bars:
+            bar.show(
+                snapshot,
+                context=self.context,
+                flt=self.filter,
+                feed_error=self.feed_error,
+                refresh_s=self.settings.refresh_s if self.settings else None,
+                reopening=self.reopening,
+                now=now,
+            )
+        # A countdown ("retry in 4s") needs a redraw every second; nothing else does.
+        if pending_retry(snapshot) and self.feed_error is None:
+            if self._ticker is None:
+                self._ticker = self.set_interval(1.0, self._show_status, name="retry-countdown")
+        elif self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -172,6 +276,92 @@ class GpuctlApp(App[int]):
         if isinstance(self.screen, NodeScreen):
             self.pop_screen()
         self.query_one(TabbedContent).active = tab
+
+    # -- reopening the feed: another context, another refresh interval -----------------------------
+
+    def _can_reopen(self) -> bool:
+        if self.settings is None or self.open_feed is None:
+            self.notify("This feed was handed in ready-made; there is nothing to reconnect.", timeout=6)
+            return False
+        return True
+
+    async def action_switch_context(self) -> None:
+        if not self._can_reopen() or isinstance(self.screen, ContextScreen | HelpScreen):
+            return
+        assert self.settings is not None
+        if self.settings.mode != "kubernetes":
+            self.notify(
+                f"--{self.settings.mode} reads no kubeconfig, so there is no context to switch to.",
+                title="no contexts",
+                timeout=6,
+            )
+            return
+        if self.settings.in_cluster:
+            self.notify("--in-cluster uses the pod's service account, not a kubeconfig.", title="no contexts")
+            return
+        try:
+            contexts = await asyncio.to_thread(read_contexts, self.settings.kubeconfig)
+        except ConfigError as exc:
+            self.notify(str(exc), title="no contexts", severity="warning", timeout=8)
+            return
+        if not contexts.names:
+            self.notify(f"{contexts.paths} lists no contexts.", title="no contexts", severity="warning")
+            return
+        current = self.settings.context or contexts.current
+        self.push_screen(ContextScreen(contexts.names, current, source=contexts.paths), self._context_chosen)
+
+    def _context_chosen(self, name: str | None) -> None:
+        if name is None or self.settings is None:
+            return
+        if name == (self.settings.context or self.context):
+            self.notify(f"Already on {name}.", timeout=3)
+            return
+        self._reopen(self.settings.model_copy(update={"context": name}), note=f"connecting to {name}…", fresh=True)
+
+    def action_refresh_interval(self, direction: int) -> None:
+        if not self._can_reopen():
+            return
+        assert self.settings is not None
+        current = self.settings.refresh_s
+        new = step_interval(current, direction)
+        if new is None:
+            edge = "longest" if direction > 0 else "shortest"
+            self.notify(f"{interval(current)} is the {edge} refresh interval.", timeout=3)
+            return
+        self._reopen(self.settings.model_copy(update={"refresh_s": new}), note="reconnecting…", fresh=False)
+
+    def _reopen(self, settings: Settings, *, note: str, fresh: bool) -> None:
+        """Close the current feed and open one for `settings`.
+
+        fresh: another cluster, so nothing on screen applies: the views empty out
+        until it answers. Otherwise (a new interval) the picture stays meanwhile.
+        """
+        assert self.open_feed is not None
+        self.settings = settings
+        self.context = context_name(settings)
+        self.feed_error = None
+        self.reopening = note
+        if fresh:
+            self.history.clear()
+            if isinstance(self.screen, NodeScreen):
+                self.pop_screen()
+            self._show_blank(settings)
+        self._start_feed(self.open_feed(settings))
+        self._show_status()
+
+    def _show_blank(self, settings: Settings) -> None:
+        """Empty views while another cluster connects (they say so)."""
+        blank = Snapshot(
+            taken_at=self.index.snapshot.taken_at if self.index else datetime.now(UTC),
+            idle_threshold_pct=settings.idle_threshold_pct,
+            idle_window_s=settings.idle_window_s,
+            metrics=MetricsHealth(source="none"),
+            watch=WatchHealth(source="none", context=settings.context),
+        )
+        self.index = FleetIndex(blank)
+        self._blank = True
+        self._stale.update(tab for tab, _ in TABS)
+        self._show_view(self.query_one(TabbedContent).active, Changes(everything=True))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
@@ -238,5 +428,6 @@ def help_sections() -> list[tuple[str, list[BindingType]]]:
         ("Heatmap", [*HeatmapView.BINDINGS, *Heatmap.BINDINGS]),
         ("Tables (nodes, pods, quotas, alerts)", list(RowTable.BINDINGS)),
         ("Filter bar", [Binding("enter", "", "Keep the filter and go back"), *FilterBar.BINDINGS]),
+        ("Context list (x)", [Binding("enter", "", "Connect to the highlighted context"), *ContextScreen.BINDINGS]),
         ("Node screen", list(NodeScreen.BINDINGS)),
     ]

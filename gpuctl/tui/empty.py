@@ -13,8 +13,9 @@ def empty_reason(snapshot: Snapshot | None, flt: Filter, what: str) -> str:
         return f"No {what} match the filter '{flt.text}' (/ then esc clears it)."
     watch = snapshot.watch
     if not watch.connected and not snapshot.nodes:
-        why = watch.error or "connecting"
-        return f"Not connected to the cluster yet ({why}). Retrying…"
+        if watch.error is None:
+            return "Connecting to the cluster…"
+        return f"Not connected to the cluster yet ({watch.error}). Retrying…"
     return f"No {what} in this cluster."
 
 

@@ -3,16 +3,23 @@
 The app never talks to a cluster itself. `gpuctl top` hands it the hub's
 subscription (see `gpuctl.tui.run`); tests and benchmarks hand it a
 `QueueFeed` they push snapshots into, the same seam as httpx's MockTransport.
+To reopen (another context, another interval) the app calls a `FeedFactory`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from gpuctl.model import Update
 
+if TYPE_CHECKING:
+    from gpuctl.config import Settings
+
 UpdateFeed = AsyncIterable[Update]
+# Makes the feed for a settings object: `cluster_feed` for real, anything else in tests.
+FeedFactory = Callable[["Settings"], UpdateFeed]
 
 _CLOSED = object()
 

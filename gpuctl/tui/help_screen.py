@@ -24,6 +24,9 @@ _KEY_NAMES = {
     "down": "↓",
     "left": "←",
     "right": "→",
+    "plus": "+",
+    "minus": "-",
+    "equals_sign": "=",
 }
 
 FILTER_HELP = (

@@ -41,6 +41,11 @@ class UtilHistory:
                 del self._series[key]
         return True
 
+    def clear(self) -> None:
+        """Forget everything (another cluster: its GPUs are not these)."""
+        self._series.clear()
+        self._last_sample = None
+
     def series(self, key: str) -> list[float | None]:
         return list(self._series.get(key, ()))
 

@@ -1,11 +1,14 @@
 """The one-line status bar: which cluster, how fresh the data is, what it counts.
 
 Lost connectivity is a state, not an error: a stale metrics feed or a watch
-that is reconnecting shows as a calm yellow badge while the last known
-picture stays on screen.
+that is reconnecting shows as a calm yellow badge, with when the next retry
+is, while the last known picture stays on screen.
 """
 
 from __future__ import annotations
+
+import math
+from datetime import datetime
 
 from rich.text import Text
 from textual.widgets import Static
@@ -15,7 +18,37 @@ from gpuctl.tui.filtering import Filter
 from gpuctl.tui.format import duration
 
 
-def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, feed_error: str | None) -> Text:
+def retry_text(retry_at: datetime | None, now: datetime | None) -> str:
+    """', retry in 4s' (rounded up, so it never says 0s while waiting), ', retrying…' once due."""
+    if retry_at is None or now is None:
+        return ""
+    left = (retry_at - now).total_seconds()
+    return f", retry in {duration(math.ceil(left))}" if left > 0 else ", retrying…"
+
+
+def interval(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds < 60 else duration(seconds)
+
+
+def pending_retry(snapshot: Snapshot | None) -> bool:
+    """The bar shows a countdown for this snapshot (so it must be redrawn every second)."""
+    if snapshot is None:
+        return False
+    m, w = snapshot.metrics, snapshot.watch
+    return (m.stale and m.retry_at is not None) or (not w.connected and w.retry_at is not None)
+
+
+def status_text(
+    snapshot: Snapshot | None,
+    *,
+    context: str | None,
+    flt: Filter,
+    feed_error: str | None,
+    refresh_s: float | None = None,
+    reopening: str | None = None,
+    now: datetime | None = None,
+) -> Text:
+    """`now` is the snapshot's time moved on by how long it has been on screen (for countdowns)."""
     t = Text(no_wrap=True, overflow="ellipsis")
     ctx = context or (snapshot.watch.context if snapshot else None) or "cluster"
     t.append(f" {ctx} ", style="bold reverse")
@@ -23,18 +56,25 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
         t.append(" filter: ", style="bold")
         t.append(flt.text, style="bold cyan")
         t.append(" ·")
+    if refresh_s is not None:
+        t.append(f" every {interval(refresh_s)} ·", style="dim")
     if feed_error is not None:
         t.append(f" data feed stopped: {feed_error} ", style="bold yellow")
+    elif reopening is not None:
+        t.append(f" {reopening}", style="dim")
+        if snapshot is not None:
+            t.append(" ·")
     if snapshot is None:
-        if feed_error is None:
+        if feed_error is None and reopening is None:
             t.append(" connecting… waiting for the first snapshot", style="dim")
         return t
     m, w = snapshot.metrics, snapshot.watch
+    now = now or snapshot.taken_at
     t.append(" ")
     if m.source == "none":
         t.append("no metrics source", style="yellow")
     elif m.stale:
-        t.append(f"metrics STALE {duration(m.age_s)}", style="bold yellow")
+        t.append(f"metrics STALE {duration(m.age_s)}{retry_text(m.retry_at, now)}", style="bold yellow")
         if m.error:
             t.append(f" ({m.error})", style="yellow")
     else:
@@ -43,7 +83,7 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
     if w.connected:
         t.append("watch ●", style="green")
     else:
-        t.append("watch ○ reconnecting", style="bold yellow")
+        t.append(f"watch ○ reconnecting{retry_text(w.retry_at, now)}", style="bold yellow")
     if w.relists:
         t.append(f" {w.relists} relists", style="dim")
     gpus = len(snapshot.gpus)
@@ -60,6 +100,24 @@ def status_text(snapshot: Snapshot | None, *, context: str | None, flt: Filter, 
 
 class StatusBar(Static):
     def show(
-        self, snapshot: Snapshot | None, *, context: str | None, flt: Filter, feed_error: str | None = None
+        self,
+        snapshot: Snapshot | None,
+        *,
+        context: str | None,
+        flt: Filter,
+        feed_error: str | None = None,
+        refresh_s: float | None = None,
+        reopening: str | None = None,
+        now: datetime | None = None,
     ) -> None:
-        self.update(status_text(snapshot, context=context, flt=flt, feed_error=feed_error))
+        self.update(
+            status_text(
+                snapshot,
+                context=context,
+                flt=flt,
+                feed_error=feed_error,
+                refresh_s=refresh_s,
+                reopening=reopening,
+                now=now,
+            )
+        )

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pathlib import Path
+
 import pytest
 from textual.pilot import Pilot
 
+from gpuctl.config import Settings
 from gpuctl.model import Alert, Update
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
@@ -89,3 +92,19 @@ def test_lost_connectivity(snap_compare, demo: list[Update]) -> None:
     })
     updates = [*demo[:-1], Update(snapshot=snap, changes=demo[-1].changes)]
     assert snap_compare(app_for(updates), terminal_size=SMALL, run_before=ready(len(updates)))
+
+
+def test_retry_countdown(snap_compare, demo: list[Update], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Disconnected with retries pending, on a 15 s refresh: the bar says when the next tries are."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user config file
+    last = demo[-1].snapshot
+    snap = last.model_copy(update={
+        "metrics": last.metrics.model_copy(update={
+            "stale": True, "age_s": 95.0, "error": "cannot connect to Prometheus",
+            "retry_at": last.taken_at + timedelta(seconds=12),
+        }),
+        "watch": last.watch.model_copy(update={"connected": False, "retry_at": last.taken_at + timedelta(seconds=4)}),
+    })
+    updates = [*demo[:-1], Update(snapshot=snap, changes=demo[-1].changes)]
+    app = GpuctlApp(QueueFeed(updates), settings=Settings(config_file=None, refresh_s=15), monotonic=lambda: 0.0)
+    assert snap_compare(app, terminal_size=(120, 24), run_before=ready(len(updates)))
