@@ -15,7 +15,7 @@ A rebuilt row that equals the old one keeps the old object, so "changed" means
 which is what `Changes` are made of without diffing whole snapshots. Models are
 made with `frozen.maker` (the inputs are validated records).
 
-What a row depends on is written once, in the `_*_row` functions; everything
+What a row depends on is written once, in `rows.py`; everything
 else here is bookkeeping of which rows to call them for. The result is
 identical to joining from scratch (the state tests check that with random
 event sequences against the original full join).
@@ -26,34 +26,36 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from itertools import chain
 from typing import Any, Generic, TypeVar
 
-from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, PodRef, Pool
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
 from gpuctl.state.changes import Delta, Rows
-from gpuctl.state.frozen import maker
 from gpuctl.state.idle import IdleClock
 from gpuctl.state.pools import GPU_PRODUCT_LABEL, pool_for
 from gpuctl.state.records import GpuSample, Kind, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
-from gpuctl.state.resources import is_terminated, mig_instances, whole_gpus
-
-GPU_COUNT_LABEL = "nvidia.com/gpu.count"
-# Quota keys that limit GPUs, most specific first (requests.* is what admission checks).
-QUOTA_KEYS: tuple[str, ...] = ("requests.nvidia.com/gpu", "nvidia.com/gpu", "limits.nvidia.com/gpu")
-# Fields a placeholder GPU (advertised by its node, not in the metrics) is made with.
-PLACEHOLDER_FIELDS = ("node", "pool", "index", "model")
-
-_make_gpu = maker(Gpu)
-_make_placeholder = maker(Gpu, PLACEHOLDER_FIELDS)
-_make_node = maker(Node)
-_make_pool = maker(Pool)
-_make_pod = maker(GpuPod)
-_make_namespace = maker(NamespaceUsage)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_MICROS_PER_HOUR = 3_600_000_000
+from gpuctl.state.rows import (
+    NamespaceTotals,
+    NodeDemand,
+    PodCounts,
+    gpu_row,
+    make_gpu,
+    make_namespace,
+    make_node,
+    make_placeholder,
+    make_pod,
+    make_pool,
+    micros,
+    namespace_row,
+    node_row,
+    physical_gpus,
+    placeholder_row,
+    pod_row,
+    pool_row,
+    same_row,
+    tightest_quota,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,244 +87,6 @@ class Joined:
 def join(inputs: JoinInputs) -> Joined:
     """One-off join from scratch (tests, tools)."""
     return Joiner().join(inputs)
-
-
-# -- rows: what each public row is made of ------------------------------------------------
-
-
-def _micros(t: datetime) -> int:
-    return (t - _EPOCH) // _MICROSECOND
-
-
-class _Pod:
-    """A pod record with its GPU counts worked out once (not once per aggregate)."""
-
-    __slots__ = ("rec", "whole", "mig", "count", "live", "created_us")
-
-    def __init__(self, rec: PodRecord) -> None:
-        self.rec = rec
-        self.whole = whole_gpus(rec.gpu_requests)
-        self.mig = mig_instances(rec.gpu_requests)
-        self.count = self.whole + sum(self.mig.values())
-        self.live = not is_terminated(rec.phase)
-        # Only scheduled pods hold GPUs, so only they add GPU-hours.
-        self.created_us = _micros(rec.created) if rec.node is not None and rec.created is not None else None
-
-
-def _node_row(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int]) -> dict[str, Any]:
-    labels = rec.labels
-    return {
-        "name": rec.name,
-        "pool": pool,
-        "gpu_model": labels.get(GPU_PRODUCT_LABEL),
-        "gpu_capacity": whole_gpus(rec.capacity),
-        "gpu_allocatable": whole_gpus(rec.allocatable),
-        "gpu_requested": requested,
-        "mig_allocatable": mig_instances(rec.allocatable),
-        "mig_requested": mig_requested,
-        "mig_capable": labels.get("nvidia.com/mig.capable") == "true",
-        "mig_config": labels.get("nvidia.com/mig.config"),
-        "mig_config_state": labels.get("nvidia.com/mig.config.state"),
-        "taints": tuple(rec.taints),
-        "cordoned": rec.unschedulable,
-        "ready": rec.ready,
-        "created": rec.created,
-    }
-
-
-def _physical_gpus(rec: NodeRecord) -> int:
-    try:
-        return int(rec.labels[GPU_COUNT_LABEL])
-    except (KeyError, ValueError):
-        return whole_gpus(rec.capacity)
-
-
-def _gpu_row(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> dict[str, Any]:
-    mem_total = None
-    if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
-        mem_total = sample.mem_used_mib + sample.mem_free_mib
-    util = sample.util_pct
-    return {
-        "node": sample.hostname,
-        "pool": pool,
-        "index": sample.index,
-        "uuid": sample.uuid,
-        "model": sample.model,
-        "mig_profile": sample.mig_profile,
-        "mig_instance": sample.mig_instance,
-        "util_pct": util,
-        "mem_used_mib": sample.mem_used_mib,
-        "mem_total_mib": mem_total,
-        "temp_c": sample.temp_c,
-        "power_w": sample.power_w,
-        "xid": sample.xid,
-        "pod": sample.pod,
-        # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
-        "busy": sample.pod is not None and util is not None and util >= threshold_pct,
-        "idle": idle,
-        "idle_for_s": idle_for,
-    }
-
-
-def _placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict[str, Any]:
-    return {
-        "node": node,
-        "pool": pool,
-        "index": index,
-        "uuid": None,
-        "model": model,
-        "mig_profile": None,
-        "mig_instance": None,
-        "util_pct": None,
-        "mem_used_mib": None,
-        "mem_total_mib": None,
-        "temp_c": None,
-        "power_w": None,
-        "xid": None,
-        "pod": None,
-        "busy": False,
-        "idle": False,
-        "idle_for_s": None,
-    }
-
-
-def _pod_row(pod: _Pod, mine: Sequence[Gpu], keys: Sequence[str]) -> dict[str, Any]:
-    rec = pod.rec
-    utils: list[float] = []
-    idle_fors: list[float | None] = []
-    idle = bool(mine)
-    for gpu in mine:
-        fields = gpu.__dict__
-        if fields["util_pct"] is not None:
-            utils.append(fields["util_pct"])
-        if not fields["idle"]:
-            idle = False
-        idle_fors.append(fields["idle_for_s"])
-    return {
-        "namespace": rec.namespace,
-        "name": rec.name,
-        "node": rec.node,
-        "phase": rec.phase,
-        "gpus": pod.whole,
-        "mig": dict(pod.mig),
-        "owner_kind": rec.owner_kind,
-        "owner_name": rec.owner_name,
-        "priority_class": rec.priority_class,
-        "created": rec.created,
-        "gpu_keys": tuple(keys),
-        "util_pct": sum(utils) / len(utils) if utils else None,
-        "idle": idle,
-        "idle_for_s": min(idle_fors) if mine and None not in idle_fors else None,  # type: ignore[type-var]
-    }
-
-
-def _pool_row(name: str, members: Iterable[Node], idle: int) -> dict[str, Any]:
-    nodes = ready = total = allocated = 0
-    models: set[str] = set()
-    for n in members:
-        nodes += 1
-        ready += n.ready
-        total += n.gpu_allocatable + sum(n.mig_allocatable.values())
-        allocated += n.gpu_requested + sum(n.mig_requested.values())
-        if n.gpu_model:
-            models.add(n.gpu_model)
-    return {
-        "name": name,
-        "nodes": nodes,
-        "nodes_ready": ready,
-        "gpus_total": total,
-        "gpus_allocated": allocated,
-        "gpus_idle": idle,
-        "gpu_models": tuple(sorted(models)),
-    }
-
-
-def _quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
-    """The tightest GPU quota among a namespace's ResourceQuotas: (hard, used)."""
-    best: tuple[float, float] | None = None
-    for rec in records:
-        for key in QUOTA_KEYS:
-            if key in rec.hard:
-                candidate = (rec.hard[key], rec.used.get(key, 0.0))
-                if best is None or candidate[0] < best[0]:
-                    best = candidate
-                break
-    return (None, 0.0) if best is None else best
-
-
-# -- aggregates kept between joins --------------------------------------------------------
-
-
-class _NodeDemand:
-    """GPUs requested by the live pods scheduled on one node."""
-
-    __slots__ = ("whole", "mig")
-
-    def __init__(self) -> None:
-        self.whole = 0
-        self.mig: dict[str, list[int]] = {}  # resource -> [sum, pods adding to it]
-
-    def add(self, pod: _Pod, sign: int) -> None:
-        self.whole += sign * pod.whole
-        for name, count in pod.mig.items():
-            entry = self.mig.setdefault(name, [0, 0])
-            entry[0] += sign * count
-            entry[1] += sign
-            if not entry[1]:
-                del self.mig[name]
-
-    def mig_requested(self) -> dict[str, int]:
-        # Sorted: the sums no longer remember which pod came first.
-        return {name: self.mig[name][0] for name in sorted(self.mig)}
-
-
-class _Namespace:
-    """What a namespace row adds up from pods and GPUs."""
-
-    __slots__ = ("live", "requested", "hours_pods", "hours_count", "hours_created", "newest", "busy", "idle")
-
-    def __init__(self) -> None:
-        self.live = 0  # live pods (a namespace with one is listed, even if it requests 0)
-        self.requested = 0
-        # GPU-hours = sum(count * (now - created)) over scheduled live pods, kept in whole
-        # microseconds so that adding and removing pods in any order gives the same total.
-        self.hours_pods: dict[str, tuple[int, int]] = {}  # pod key -> (count, created µs)
-        self.hours_count = 0
-        self.hours_created = 0
-        self.newest: int | None = None  # latest created µs; None: recompute
-        self.busy = 0  # held GPUs at or above the threshold
-        self.idle = 0  # held GPUs flagged idle
-
-    def add_pod(self, key: str, pod: _Pod, sign: int) -> None:
-        self.live += sign
-        self.requested += sign * pod.count
-        if pod.created_us is None or not pod.count:
-            return
-        if sign > 0:
-            self.hours_pods[key] = (pod.count, pod.created_us)
-            if self.newest is not None and pod.created_us > self.newest:
-                self.newest = pod.created_us
-        else:
-            del self.hours_pods[key]
-            if pod.created_us == self.newest:
-                self.newest = None
-        self.hours_count += sign * pod.count
-        self.hours_created += sign * pod.count * pod.created_us
-
-    def gpu_hours(self, now_us: int) -> float:
-        if not self.hours_pods:
-            return 0.0
-        if self.newest is None:
-            self.newest = max(created for _, created in self.hours_pods.values())
-        if now_us >= self.newest:
-            total = self.hours_count * now_us - self.hours_created
-        else:  # some pod was created "after now" (clock skew): it counts zero, not negative
-            total = sum(count * max(0, now_us - created) for count, created in self.hours_pods.values())
-        return total / _MICROS_PER_HOUR
-
-    @property
-    def listed(self) -> bool:
-        return self.live > 0 or self.busy > 0 or self.idle > 0
 
 
 M = TypeVar("M")
@@ -420,25 +184,27 @@ class _Segment:
         self.held: dict[str, tuple[list[Gpu], list[str]]] = {}  # pod key -> the GPUs it holds here, their keys
         self.idle_pools: dict[str, int] = {}  # pool -> idle GPUs
         self.spaces: dict[str, list[int]] = {}  # namespace -> [busy, idle] GPUs its pods hold
+        for key, gpu in zip(keys, gpus):
+            row = gpu.__dict__
+            idle = row["idle"]
+            if idle:
+                self.idle_pools[row["pool"]] = self.idle_pools.get(row["pool"], 0) + 1
+            pod = row["pod"]
+            if pod is not None:
+                pod_key = pod.key
+                held = self.held.get(pod_key)
+                if held is None:
+                    self.held[pod_key] = ([gpu], [key])
+                else:
+                    held[0].append(gpu)
+                    held[1].append(key)
+                if idle or row["busy"]:
+                    counts = self.spaces.get(pod.namespace)
+                    if counts is None:
+                        counts = self.spaces[pod.namespace] = [0, 0]
+                    counts[1 if idle else 0] += 1
         # A key twice (a malformed batch): diff calls it changed every time.
         self.repeated: set[str] = set() if len(set(keys)) == len(keys) else {k for k in keys if keys.count(k) > 1}
-
-    def add(self, key: str, gpu: Gpu, pod: PodRef | None, pod_key: str | None, pool: str, busy: bool, idle: bool) -> None:
-        """Count one row (rows are added in snapshot order)."""
-        if idle:
-            self.idle_pools[pool] = self.idle_pools.get(pool, 0) + 1
-        if pod is not None:
-            held = self.held.get(pod_key)  # type: ignore[arg-type]
-            if held is None:
-                self.held[pod_key] = ([gpu], [key])  # type: ignore[index]
-            else:
-                held[0].append(gpu)
-                held[1].append(key)
-            if idle or busy:
-                counts = self.spaces.get(pod.namespace)
-                if counts is None:
-                    counts = self.spaces[pod.namespace] = [0, 0]
-                counts[1 if idle else 0] += 1
 
 
 _NO_SEGMENT = _Segment([], [])
@@ -455,9 +221,9 @@ class Joiner:
         # Records as last joined, and what they add up to.
         self._nodes: dict[str, NodeRecord] = {}
         self._node_pool: dict[str, str] = {}
-        self._pods: dict[str, _Pod] = {}
-        self._demand: dict[str, _NodeDemand] = {}
-        self._spaces: dict[str, _Namespace] = {}
+        self._pods: dict[str, PodCounts] = {}
+        self._demand: dict[str, NodeDemand] = {}
+        self._spaces: dict[str, NamespaceTotals] = {}
         self._quotas: dict[str, tuple[float | None, float]] = {}
         self._fallback_pools: dict[str | None, str] = {}
         # Metrics as last joined, and the GPU rows per host.
@@ -550,22 +316,22 @@ class Joiner:
             if new is None:
                 del self._pods[key]
             else:
-                self._pods[key] = pod = _Pod(new)
+                self._pods[key] = pod = PodCounts(new)
                 self._count_pod(key, pod, +1, touched_nodes)
             touched_pods.add(key)
 
-    def _count_pod(self, key: str, pod: _Pod, sign: int, touched_nodes: set[str]) -> None:
+    def _count_pod(self, key: str, pod: PodCounts, sign: int, touched_nodes: set[str]) -> None:
         if not pod.live:
             return
         space = self._spaces.get(pod.rec.namespace)
         if space is None:
-            space = self._spaces[pod.rec.namespace] = _Namespace()
+            space = self._spaces[pod.rec.namespace] = NamespaceTotals()
         space.add_pod(key, pod, sign)
         node = pod.rec.node
         if node is not None:
             demand = self._demand.get(node)
             if demand is None:
-                demand = self._demand[node] = _NodeDemand()
+                demand = self._demand[node] = NodeDemand()
             demand.add(pod, sign)
             touched_nodes.add(node)
 
@@ -594,7 +360,7 @@ class Joiner:
         by_namespace: dict[str, list[QuotaRecord]] = {}
         for quota in records.values():  # store order: the first of two equal quotas wins, as always
             by_namespace.setdefault(quota.namespace, []).append(quota)
-        return {name: _quota(quotas) for name, quotas in by_namespace.items()}
+        return {name: tightest_quota(quotas) for name, quotas in by_namespace.items()}
 
     # -- GPUs -------------------------------------------------------------------------------
 
@@ -661,56 +427,47 @@ class Joiner:
         keys: list[str] = []
         gpus: list[Gpu] = []
         order: list[tuple[int, int]] = []
-        # (key, gpu, pod, pod key, pool, busy, idle) per row, to count once the order is known
-        counted: list[tuple[str, Gpu, PodRef | None, str | None, str, bool, bool]] = []
         seen: set[int] = set()
         for sample in samples:
             pool = node_pool if node_pool is not None else self._fallback_pool(sample.model, inputs.pool_order)
             key = sample.key
-            pod = sample.pod
-            is_idle, idle_for = reading(key, pod is not None)
-            values = _gpu_row(sample, pool, is_idle, idle_for, threshold)
+            is_idle, idle_for = reading(key, sample.pod is not None)
+            values = gpu_row(sample, pool, is_idle, idle_for, threshold)
             before = previous.get(key)
-            if before is not None and before.__dict__ == values:
+            if before is not None and same_row(before.__dict__, values, "util_pct"):
                 gpu = before
             else:
-                gpu = _make_gpu(values)
+                gpu = make_gpu(values)
                 made.append((key, before, gpu))
             keys.append(key)
             gpus.append(gpu)
             mig = sample.mig_instance
             order.append((sample.index, -1 if mig is None else mig))
-            counted.append((key, gpu, pod, None if pod is None else pod.key, pool, values["busy"], is_idle))
             seen.add(sample.index)
         # GPUs the node advertises but metrics don't cover still get an entry, so they show up (greyed) in views.
         rec = self._nodes.get(host)
         if rec is not None:
             model = rec.labels.get(GPU_PRODUCT_LABEL)
-            for index in range(_physical_gpus(rec)):
+            for index in range(physical_gpus(rec)):
                 if index not in seen:
                     key = f"{host}/{index}"
-                    values = _placeholder_row(host, node_pool, index, model)  # type: ignore[arg-type]
+                    values = placeholder_row(host, node_pool, index, model)  # type: ignore[arg-type]
                     before = previous.get(key)
                     if before is not None and before.__dict__ == values:
                         gpu = before
                     else:
-                        gpu = _make_placeholder(values)
+                        gpu = make_placeholder(values)
                         made.append((key, before, gpu))
                     keys.append(key)
                     gpus.append(gpu)
                     order.append((index, -1))
-                    counted.append((key, gpu, None, None, node_pool, False, False))  # type: ignore[arg-type]
         if any(order[i] > order[i + 1] for i in range(len(order) - 1)):
             # Stable: repeated keys keep the batch's order.
             ranked = sorted(range(len(order)), key=order.__getitem__)
-            keys, gpus, counted = [keys[i] for i in ranked], [gpus[i] for i in ranked], [counted[i] for i in ranked]
+            keys, gpus = [keys[i] for i in ranked], [gpus[i] for i in ranked]
         if not made and keys == old.keys:
             return old, made
-        segment = _Segment(gpus, keys)
-        add = segment.add
-        for row in counted:
-            add(*row)
-        return segment, made
+        return _Segment(gpus, keys), made
 
     def _fallback_pool(self, model: str | None, order: Sequence[str]) -> str:
         """Pool of a GPU whose host has no Node (local NVML mode, lagging watch): by product."""
@@ -728,7 +485,7 @@ class Joiner:
         for namespace, (busy, idle) in segment.spaces.items():
             space = self._spaces.get(namespace)
             if space is None:
-                space = self._spaces[namespace] = _Namespace()
+                space = self._spaces[namespace] = NamespaceTotals()
             space.busy += sign * busy
             space.idle += sign * idle
 
@@ -737,7 +494,7 @@ class Joiner:
         for key in keys:
             pod = pods.get(key)
             if pod is None:
-                _replace(rows, key, None, _make_pod, delta)
+                _replace(rows, key, None, make_pod, delta)
                 continue
             hosts = pod_hosts.get(key)
             if not hosts:
@@ -750,10 +507,10 @@ class Joiner:
                 parts = [segments[h].held[key] for h in sorted(hosts)]
                 mine = [g for part in parts for g in part[0]]
                 mine_keys = [k for part in parts for k in part[1]]
-            values = _pod_row(pod, mine, mine_keys)
+            values = pod_row(pod, mine, mine_keys)
             old = rows.by_key.get(key)
-            if old is None or old.__dict__ != values:
-                rows.set(key, _make_pod(values))
+            if old is None or not same_row(old.__dict__, values, "util_pct"):
+                rows.set(key, make_pod(values))
                 delta.setdefault(key, old)
 
     # -- nodes, pools, namespaces -----------------------------------------------------------
@@ -766,13 +523,13 @@ class Joiner:
                 values = None
             else:
                 demand = self._demand.get(name)
-                values = _node_row(
+                values = node_row(
                     rec,
                     self._node_pool[name],
                     demand.whole if demand is not None else 0,
                     demand.mig_requested() if demand is not None else {},
                 )
-            new = _replace(self._node_rows, name, values, _make_node, delta)
+            new = _replace(self._node_rows, name, values, make_node, delta)
             if new is old:
                 continue
             if old is not None:
@@ -797,15 +554,15 @@ class Joiner:
                     del rows[name]
                     moved = True
                 continue
-            values = _pool_row(name, (by_name[n] for n in members), self._pool_idle.get(name, 0))
+            values = pool_row(name, (by_name[n] for n in members), self._pool_idle.get(name, 0))
             if old is None or old.__dict__ != values:
-                rows[name] = _make_pool(values)
+                rows[name] = make_pool(values)
                 moved = True
         if moved:
             self._pools = tuple(rows[name] for name in sorted(rows))
 
     def _remake_namespaces(self, now: datetime, delta: dict[str, Any]) -> None:
-        now_us = _micros(now)
+        now_us = micros(now)
         spaces = self._spaces
         names = {name for name, space in spaces.items() if space.listed}
         names.update(self._quotas)
@@ -814,18 +571,10 @@ class Joiner:
         for name in names:
             space = spaces.get(name)
             hard, used = self._quotas.get(name, (None, 0.0))
-            values = {
-                "name": name,
-                "gpu_quota_hard": hard,
-                "gpu_quota_used": used,
-                "gpus_requested": space.requested if space is not None else 0,
-                "gpus_busy": space.busy if space is not None else 0,
-                "gpus_idle": space.idle if space is not None else 0,
-                "gpu_hours": space.gpu_hours(now_us) if space is not None else 0.0,
-            }
+            values = namespace_row(name, hard, used, space, now_us)
             old = rows.get(name)
             if old is None or old.__dict__ != values:
-                rows[name] = _make_namespace(values)
+                rows[name] = make_namespace(values)
                 delta.setdefault(name, old)
                 moved = True
         for name in rows.keys() - names:

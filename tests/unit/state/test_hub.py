@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gpuctl.state.changes import diff
 from gpuctl.state.hub import SnapshotHub
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
@@ -139,3 +140,41 @@ async def test_heartbeat_republishes_when_time_moves() -> None:
     assert second.snapshot.taken_at == at(11)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_after_a_slow_publish_the_hub_waits_twice_as_long() -> None:
+    store = ClusterStore(clock=Clock())
+    asked: list[float] = []
+    published = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        published.set()
+        await asyncio.Event().wait()  # the test ends the hub here
+
+    hub = SnapshotHub(store, min_interval=1e-9, sleep=sleep)
+    task = asyncio.create_task(hub.run())
+    await published.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert hub.published == 1 and hub.last_publish_s > 0
+    # Publishing can take at most a third of the time: wait 2x what it took (the interval here is ~0).
+    assert asked == [max(1e-9, 2 * hub.last_publish_s)] and asked[0] == 2 * hub.last_publish_s
+
+
+async def test_updates_carry_the_changes_a_full_diff_finds() -> None:
+    store = ClusterStore(clock=Clock())
+    hub = SnapshotHub(store)
+    store.replace(Kind.NODE, [node("n1", 2), node("n2", 2)])
+    store.replace(Kind.POD, [pod("ml", "a", "n1", 1), pod("ml", "b", "n2", 1)])
+    store.apply_metrics(batch(0, sample("n1", 0, 50.0, "ml/a"), sample("n2", 0, 1.0, "ml/b")))
+    previous = hub.publish().snapshot  # type: ignore[union-attr]
+    for step in range(1, 6):
+        store.apply_metrics(batch(step, sample("n1", 0, 50.0 + step % 2, "ml/a"), sample("n2", 0, 1.0, "ml/b")))
+        if step % 2:
+            store.upsert(pod("cv", f"new{step}", "n2", 1))
+            store.snapshot()  # a snapshot the hub never publishes
+            store.delete(Kind.POD, "ml/b" if step == 3 else "cv/none")
+        update = hub.publish()
+        assert update is not None and update.changes == diff(previous, update.snapshot)
+        previous = update.snapshot

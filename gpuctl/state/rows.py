@@ -1,0 +1,291 @@
+"""What each public row is made of, and the per-pod, per-node and per-namespace sums behind them.
+
+The Joiner (join.py) decides which rows to remake; these functions say what a
+row contains, as a complete field dict in declaration order, ready for the
+`frozen.maker` of its model. Keeping them free of bookkeeping keeps them
+comparable, line by line, with the full join they replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
+from gpuctl.state.frozen import maker
+from gpuctl.state.pools import GPU_PRODUCT_LABEL
+from gpuctl.state.records import GpuSample, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.resources import is_terminated, mig_instances, whole_gpus
+
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+# Quota keys that limit GPUs, most specific first (requests.* is what admission checks).
+QUOTA_KEYS: tuple[str, ...] = ("requests.nvidia.com/gpu", "nvidia.com/gpu", "limits.nvidia.com/gpu")
+# Fields a placeholder GPU (advertised by its node, not in the metrics) is made with.
+PLACEHOLDER_FIELDS = ("node", "pool", "index", "model")
+
+make_gpu = maker(Gpu)
+make_placeholder = maker(Gpu, PLACEHOLDER_FIELDS)
+make_node = maker(Node)
+make_pool = maker(Pool)
+make_pod = maker(GpuPod)
+make_namespace = maker(NamespaceUsage)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MICROS_PER_HOUR = 3_600_000_000
+
+
+def micros(t: datetime) -> int:
+    return (t - _EPOCH) // _MICROSECOND
+
+
+class PodCounts:
+    """A pod record with its GPU counts worked out once (not once per aggregate)."""
+
+    __slots__ = ("rec", "whole", "mig", "count", "live", "created_us")
+
+    def __init__(self, rec: PodRecord) -> None:
+        self.rec = rec
+        self.whole = whole_gpus(rec.gpu_requests)
+        self.mig = mig_instances(rec.gpu_requests)
+        self.count = self.whole + sum(self.mig.values())
+        self.live = not is_terminated(rec.phase)
+        # Only scheduled pods hold GPUs, so only they add GPU-hours.
+        self.created_us = micros(rec.created) if rec.node is not None and rec.created is not None else None
+
+
+def node_row(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int]) -> dict[str, Any]:
+    labels = rec.labels
+    return {
+        "name": rec.name,
+        "pool": pool,
+        "gpu_model": labels.get(GPU_PRODUCT_LABEL),
+        "gpu_capacity": whole_gpus(rec.capacity),
+        "gpu_allocatable": whole_gpus(rec.allocatable),
+        "gpu_requested": requested,
+        "mig_allocatable": mig_instances(rec.allocatable),
+        "mig_requested": mig_requested,
+        "mig_capable": labels.get("nvidia.com/mig.capable") == "true",
+        "mig_config": labels.get("nvidia.com/mig.config"),
+        "mig_config_state": labels.get("nvidia.com/mig.config.state"),
+        "taints": tuple(rec.taints),
+        "cordoned": rec.unschedulable,
+        "ready": rec.ready,
+        "created": rec.created,
+    }
+
+
+def physical_gpus(rec: NodeRecord) -> int:
+    try:
+        return int(rec.labels[GPU_COUNT_LABEL])
+    except (KeyError, ValueError):
+        return whole_gpus(rec.capacity)
+
+
+def gpu_row(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> dict[str, Any]:
+    mem_total = None
+    if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
+        mem_total = sample.mem_used_mib + sample.mem_free_mib
+    util = sample.util_pct
+    return {
+        "node": sample.hostname,
+        "pool": pool,
+        "index": sample.index,
+        "uuid": sample.uuid,
+        "model": sample.model,
+        "mig_profile": sample.mig_profile,
+        "mig_instance": sample.mig_instance,
+        "util_pct": util,
+        "mem_used_mib": sample.mem_used_mib,
+        "mem_total_mib": mem_total,
+        "temp_c": sample.temp_c,
+        "power_w": sample.power_w,
+        "xid": sample.xid,
+        "pod": sample.pod,
+        # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
+        "busy": sample.pod is not None and util is not None and util >= threshold_pct,
+        "idle": idle,
+        "idle_for_s": idle_for,
+    }
+
+
+def placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict[str, Any]:
+    return {
+        "node": node,
+        "pool": pool,
+        "index": index,
+        "uuid": None,
+        "model": model,
+        "mig_profile": None,
+        "mig_instance": None,
+        "util_pct": None,
+        "mem_used_mib": None,
+        "mem_total_mib": None,
+        "temp_c": None,
+        "power_w": None,
+        "xid": None,
+        "pod": None,
+        "busy": False,
+        "idle": False,
+        "idle_for_s": None,
+    }
+
+
+def pod_row(pod: PodCounts, mine: Sequence[Gpu], keys: Sequence[str]) -> dict[str, Any]:
+    rec = pod.rec
+    utils: list[float] = []
+    idle_fors: list[float | None] = []
+    idle = bool(mine)
+    for gpu in mine:
+        fields = gpu.__dict__
+        if fields["util_pct"] is not None:
+            utils.append(fields["util_pct"])
+        if not fields["idle"]:
+            idle = False
+        idle_fors.append(fields["idle_for_s"])
+    return {
+        "namespace": rec.namespace,
+        "name": rec.name,
+        "node": rec.node,
+        "phase": rec.phase,
+        "gpus": pod.whole,
+        "mig": dict(pod.mig),
+        "owner_kind": rec.owner_kind,
+        "owner_name": rec.owner_name,
+        "priority_class": rec.priority_class,
+        "created": rec.created,
+        "gpu_keys": tuple(keys),
+        "util_pct": sum(utils) / len(utils) if utils else None,
+        "idle": idle,
+        "idle_for_s": min(idle_fors) if mine and None not in idle_fors else None,  # type: ignore[type-var]
+    }
+
+
+def pool_row(name: str, members: Iterable[Node], idle: int) -> dict[str, Any]:
+    nodes = ready = total = allocated = 0
+    models: set[str] = set()
+    for n in members:
+        nodes += 1
+        ready += n.ready
+        total += n.gpu_allocatable + sum(n.mig_allocatable.values())
+        allocated += n.gpu_requested + sum(n.mig_requested.values())
+        if n.gpu_model:
+            models.add(n.gpu_model)
+    return {
+        "name": name,
+        "nodes": nodes,
+        "nodes_ready": ready,
+        "gpus_total": total,
+        "gpus_allocated": allocated,
+        "gpus_idle": idle,
+        "gpu_models": tuple(sorted(models)),
+    }
+
+
+def namespace_row(name: str, hard: float | None, used: float, totals: NamespaceTotals | None, now_us: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "gpu_quota_hard": hard,
+        "gpu_quota_used": used,
+        "gpus_requested": totals.requested if totals is not None else 0,
+        "gpus_busy": totals.busy if totals is not None else 0,
+        "gpus_idle": totals.idle if totals is not None else 0,
+        "gpu_hours": totals.gpu_hours(now_us) if totals is not None else 0.0,
+    }
+
+
+def tightest_quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
+    """The tightest GPU quota among a namespace's ResourceQuotas: (hard, used)."""
+    best: tuple[float, float] | None = None
+    for rec in records:
+        for key in QUOTA_KEYS:
+            if key in rec.hard:
+                candidate = (rec.hard[key], rec.used.get(key, 0.0))
+                if best is None or candidate[0] < best[0]:
+                    best = candidate
+                break
+    return (None, 0.0) if best is None else best
+
+
+# -- aggregates kept between joins --------------------------------------------------------
+
+
+class NodeDemand:
+    """GPUs requested by the live pods scheduled on one node."""
+
+    __slots__ = ("whole", "mig")
+
+    def __init__(self) -> None:
+        self.whole = 0
+        self.mig: dict[str, list[int]] = {}  # resource -> [sum, pods adding to it]
+
+    def add(self, pod: PodCounts, sign: int) -> None:
+        self.whole += sign * pod.whole
+        for name, count in pod.mig.items():
+            entry = self.mig.setdefault(name, [0, 0])
+            entry[0] += sign * count
+            entry[1] += sign
+            if not entry[1]:
+                del self.mig[name]
+
+    def mig_requested(self) -> dict[str, int]:
+        # Sorted: the sums no longer remember which pod came first.
+        return {name: self.mig[name][0] for name in sorted(self.mig)}
+
+
+class NamespaceTotals:
+    """What a namespace row adds up from pods and GPUs."""
+
+    __slots__ = ("live", "requested", "hours_pods", "hours_count", "hours_created", "newest", "busy", "idle")
+
+    def __init__(self) -> None:
+        self.live = 0  # live pods (a namespace with one is listed, even if it requests 0)
+        self.requested = 0
+        # GPU-hours = sum(count * (now - created)) over scheduled live pods, kept in whole
+        # microseconds so that adding and removing pods in any order gives the same total.
+        self.hours_pods: dict[str, tuple[int, int]] = {}  # pod key -> (count, created µs)
+        self.hours_count = 0
+        self.hours_created = 0
+        self.newest: int | None = None  # latest created µs; None: recompute
+        self.busy = 0  # held GPUs at or above the threshold
+        self.idle = 0  # held GPUs flagged idle
+
+    def add_pod(self, key: str, pod: PodCounts, sign: int) -> None:
+        self.live += sign
+        self.requested += sign * pod.count
+        if pod.created_us is None or not pod.count:
+            return
+        if sign > 0:
+            self.hours_pods[key] = (pod.count, pod.created_us)
+            if self.newest is not None and pod.created_us > self.newest:
+                self.newest = pod.created_us
+        else:
+            del self.hours_pods[key]
+            if pod.created_us == self.newest:
+                self.newest = None
+        self.hours_count += sign * pod.count
+        self.hours_created += sign * pod.count * pod.created_us
+
+    def gpu_hours(self, now_us: int) -> float:
+        if not self.hours_pods:
+            return 0.0
+        if self.newest is None:
+            self.newest = max(created for _, created in self.hours_pods.values())
+        if now_us >= self.newest:
+            total = self.hours_count * now_us - self.hours_created
+        else:  # some pod was created "after now" (clock skew): it counts zero, not negative
+            total = sum(count * max(0, now_us - created) for count, created in self.hours_pods.values())
+        return total / _MICROS_PER_HOUR
+
+    @property
+    def listed(self) -> bool:
+        return self.live > 0 or self.busy > 0 or self.idle > 0
+
+
+def same_row(old: dict[str, Any], new: dict[str, Any], likely: str) -> bool:
+    """`old == new` for two row dicts, looking first at the field most likely to differ.
+
+    Same semantics as dict equality (identity, then ==), so NaN readings compare as before."""
+    a, b = old[likely], new[likely]
+    return (a is b or a == b) and old == new
