@@ -14,7 +14,8 @@ sets it; `tune_gc()` plus `gc.freeze()` after the first list):
   a  store.replace of every record; the whole list path (json.loads + trim + replace)
   b  snapshot() from scratch (a fresh store: no model to reuse)
   c  snapshot() after one pod event / after one metrics batch (reuse of unchanged
-     models), the hub's diff, and apply_metrics itself
+     models), the full diff, the store's changes (what the hub publishes, from the
+     join's log), and apply_metrics itself
   d  hub coalescing: 1,000 pod events through a running SnapshotHub
   e  memory (in a fresh child process): tracemalloc bytes per record, RSS growth
   f  baselines, measured in the same repetition as each number they divide:
@@ -74,6 +75,7 @@ from gpuctl.sim.telemetry import FleetTelemetry  # noqa: E402
 from gpuctl.sources.demo import namespace_record, quota_record  # noqa: E402
 from gpuctl.sources.kube.trim import trim_node, trim_pod  # noqa: E402
 from gpuctl.state.changes import diff  # noqa: E402
+from gpuctl.state.frozen import maker  # noqa: E402
 from gpuctl.state.hub import SnapshotHub  # noqa: E402
 from gpuctl.state.records import Kind, MetricsBatch, NodeRecord, PodRecord, Record  # noqa: E402
 from gpuctl.state.store import ClusterStore  # noqa: E402
@@ -214,6 +216,8 @@ def from_scratch(data: Data, clock: Clock, measure: Measure, base: float) -> Non
     n = f"{len(fields):,}"
     measure(f"f  {n} Gpu rows: Gpu.model_construct(**fields)", lambda: [Gpu.model_construct(**f) for f in fields], base)
     measure(f"f  {n} Gpu rows: Gpu(**fields), validated", lambda: [Gpu(**f) for f in fields], base)
+    make = maker(Gpu)
+    measure(f"f  {n} Gpu rows: frozen.maker(Gpu)(fields), the join's way", lambda: [make(dict(f)) for f in fields], base)
 
 
 def run_timings(data: Data, mode: str, repeat: int) -> tuple[list[Series], dict[str, float]]:
@@ -261,6 +265,10 @@ def run_timings(data: Data, mode: str, repeat: int) -> tuple[list[Series], dict[
             measure("c  diff after 1 pod event", lambda: diff(previous, got[0]), base)
             changed = diff(previous, got[0])
             assert changed.pods == {key}, changed.pods
+            # What the hub publishes now: the join's log, answered once (it then forgets `previous`).
+            logged: list[object] = []
+            measure("c  store.changes after 1 pod event", lambda: logged.append(warm.changes(previous, got[0])), base)
+            assert logged[0] == changed, (logged[0], changed)
             row.note = rebuilt(previous, got[0])
             previous = got[0]
 
@@ -272,6 +280,10 @@ def run_timings(data: Data, mode: str, repeat: int) -> tuple[list[Series], dict[
             got.clear()
             row = measure("c  snapshot() after 1 metrics batch", lambda: got.append(warm.snapshot()), base)
             measure("c  diff after 1 metrics batch", lambda: diff(previous, got[0]), base)
+            changed = diff(previous, got[0])
+            logged.clear()
+            measure("c  store.changes after 1 metrics batch", lambda: logged.append(warm.changes(previous, got[0])), base)
+            assert logged[0] == changed
             row.note = rebuilt(previous, got[0])
             previous = got[0]
     info["gpus"] = float(len(previous.gpus))
@@ -327,7 +339,8 @@ async def hub_run(data: Data, pattern: str, events: int, offset: int, interval: 
     runner = asyncio.create_task(hub.run())
     sub = hub.subscribe()
     await anext(sub)  # the initial state
-    await asyncio.sleep(interval * 1.2)  # the hub is idle again: the first event gets the leading edge
+    # The hub is idle again: the first event gets the leading edge (it waits 2x a slow publish).
+    await asyncio.sleep(max(interval, 2 * hub.last_publish_s) * 1.2)
     durations.clear()
     published_before = hub.published
     seen: set[str] = set()
@@ -496,6 +509,9 @@ def memory_child(path: Path) -> dict[str, float]:
     out["gpu_model_bytes"] = size / len(fields)
     size, _ = traced(lambda: [Gpu.model_construct(_fields_set=shared, **f) for f in fields])
     out["gpu_model_shared_bytes"] = size / len(fields)
+    make = maker(Gpu)
+    size, _ = traced(lambda: [make(dict(f)) for f in fields])
+    out["gpu_model_maker_bytes"] = size / len(fields)
     # A batch as a metrics source makes it: every sample with strings of its own (unpickling does the same).
     pickled = pickle.dumps(batch)
     size, _ = traced(lambda: pickle.loads(pickled))
@@ -526,9 +542,11 @@ def memory_rows(m: dict[str, float]) -> list[list[str]]:
         ["pod JSON on the wire", f"{m['pod_json_wire']:.0f} B", f"{mib(m['pod_json_wire'] * pods)}"],
         ["Snapshot models + join memo, per (GPU + pod) row", f"{m['snapshot_bytes'] / (gpus + pods):.0f} B",
          f"{mib(m['snapshot_bytes'])} for {gpus:,.0f} GPUs + {pods:,.0f} pods"],
-        ["one Gpu model as the join makes it (model_construct)", f"{m['gpu_model_bytes']:.0f} B", ""],
+        ["one Gpu model via model_construct (how the join made it before)", f"{m['gpu_model_bytes']:.0f} B", ""],
         ["one Gpu model with a shared fields-set (model_construct(_fields_set=...))",
          f"{m['gpu_model_shared_bytes']:.0f} B", f"{1 - m['gpu_model_shared_bytes'] / m['gpu_model_bytes']:.0%} less"],
+        ["one Gpu model as the join makes it now (frozen.maker: shared fields-set)",
+         f"{m['gpu_model_maker_bytes']:.0f} B", f"{1 - m['gpu_model_maker_bytes'] / m['gpu_model_bytes']:.0%} less"],
         ["one MetricsBatch (GpuSamples)", f"{m['batch_bytes'] / gpus:.0f} B per device", mib(m["batch_bytes"])],
         ["RSS growth: records listed (from JSON pages, page by page)", "", mib(m["rss_records"])],
         ["RSS growth: + metrics + first snapshot published", "", mib(m["rss_first_snapshot"])],

@@ -161,21 +161,23 @@ class ChangeLog:
     """Deltas of the last snapshots one store built, to answer `changes(old, new)` cheaply.
 
     Holds the replaced rows of snapshots not yet asked about (a consumer that skipped
-    some), never more than `budget` of them: when one answer would need more, it is
-    computed with `diff` instead. Snapshots are held weakly; rows of snapshots nobody
-    holds any more are dropped.
+    some), never more than one snapshot's worth (or `budget`, if more): when an answer
+    would need more, it is computed with `diff` instead. Snapshots are held weakly;
+    rows of snapshots nobody holds any more are dropped. With a hub asking after
+    every publish, nothing is held between publishes.
     """
 
-    def __init__(self, budget: int = 50_000) -> None:
+    def __init__(self, budget: int = 1_000) -> None:
         self.budget = budget
         self._entries: list[tuple[weakref.ref[Snapshot], Delta]] = []
         self._held = 0  # rows held in the deltas after the first entry
 
     def record(self, snapshot: Snapshot, delta: Delta, rows_now: int) -> None:
         """`snapshot` was just built; `delta` is what changed since the previously recorded one."""
+        if not self._entries:
+            delta = Delta()  # nothing to be relative to: the first entry's delta is never read
         self._entries.append((weakref.ref(snapshot), delta))
-        if len(self._entries) > 1:
-            self._held += len(delta)
+        self._held += len(delta)
         # Entries before the oldest snapshot still alive can never be asked about.
         while len(self._entries) > 1 and self._entries[0][0]() is None:
             self._drop_first()
@@ -241,4 +243,6 @@ class ChangeLog:
     def _drop_first(self) -> None:
         self._entries.pop(0)
         if self._entries:
-            self._held -= len(self._entries[0][1])
+            ref, delta = self._entries[0]
+            self._held -= len(delta)
+            self._entries[0] = (ref, Delta())  # now the first: its rows before are not needed

@@ -34,6 +34,7 @@ make_namespace = maker(NamespaceUsage)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _MICROS_PER_HOUR = 3_600_000_000
+_NO_MIG: dict[str, int] = {}  # never written to
 
 
 def micros(t: datetime) -> int:
@@ -48,7 +49,7 @@ class PodCounts:
     def __init__(self, rec: PodRecord) -> None:
         self.rec = rec
         self.whole = whole_gpus(rec.gpu_requests)
-        self.mig = mig_instances(rec.gpu_requests)
+        self.mig = mig_instances(rec.gpu_requests) or _NO_MIG  # one shared empty dict: most pods have none
         self.count = self.whole + sum(self.mig.values())
         self.live = not is_terminated(rec.phase)
         # Only scheduled pods hold GPUs, so only they add GPU-hours.
