@@ -465,8 +465,8 @@ class Joiner:
             # Stable: repeated keys keep the batch's order.
             ranked = sorted(range(len(order)), key=order.__getitem__)
             keys, gpus = [keys[i] for i in ranked], [gpus[i] for i in ranked]
-        if not made and keys == old.keys:
-            return old, made
+        if not made and not old.repeated and keys == old.keys:
+            return old, made  # (with a key twice, rows reused by key may not be the rows in order)
         return _Segment(gpus, keys), made
 
     def _fallback_pool(self, model: str | None, order: Sequence[str]) -> str:

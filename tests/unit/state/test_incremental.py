@@ -354,6 +354,16 @@ def test_gpu_hours_are_exact_and_never_negative() -> None:
     assert spaces["cv"].gpu_hours == (1800 + 2 * 600) / 3600
 
 
+def test_a_key_twice_in_a_batch_shows_both_rows_as_sent() -> None:
+    store = ClusterStore(clock=Clock(), idle_window_s=WINDOW_S, refresh_s=60)
+    store.apply_metrics(batch(0, sample("h", 0, 10.0), sample("h", 0, 20.0)))  # a malformed batch
+    first = store.snapshot()
+    store.apply_metrics(batch(1, sample("h", 0, 20.0), sample("h", 0, 20.0)))
+    second = store.snapshot()
+    assert [g.util_pct for g in second.gpus] == [20.0, 20.0]
+    assert store.changes(first, second) == diff(first, second) and "h/0" in diff(first, second).gpus
+
+
 def test_a_failed_join_starts_over_next_time() -> None:
     clock, store = _store()
     before = store.snapshot()
