@@ -50,7 +50,7 @@ class MetricsSink(Protocol):
 
     def set_metrics_source(self, name: str) -> None: ...
     def apply_metrics(self, batch: MetricsBatch) -> None: ...
-    def metrics_failed(self, error: str, at: datetime) -> None: ...
+    def metrics_failed(self, error: str, at: datetime, *, retry_at: datetime | None = None) -> None: ...
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None: ...
 
 
@@ -108,8 +108,7 @@ class PrometheusSource:
         self.backfill_s = backfill_s
         self.max_backoff_s = max_backoff_s
         self._now = now
-        # When the next refresh is tried after a failure; None while refreshes succeed. The store's
-        # metrics_failed(error, at) has no place for it yet, so only this attribute carries it.
+        # When the next refresh is tried after a failure; None while refreshes succeed.
         self.retry_at: datetime | None = None
         self._session = (auth or PrometheusAuth()).session()
         self._client = PrometheusConnect(
@@ -177,7 +176,7 @@ class PrometheusSource:
                 delay = backoff.next()
                 now = self._now()
                 self.retry_at = now + timedelta(seconds=delay)
-                store.metrics_failed(message, now)
+                store.metrics_failed(message, now, retry_at=self.retry_at)
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()

@@ -74,6 +74,7 @@ class ClusterStore:
         self._batch: MetricsBatch | None = None
         self._metrics_source: MetricsSourceName = "none"
         self._metrics_error: str | None = None
+        self._metrics_retry_at: datetime | None = None
         self._metrics_attempted = False
         self._watch = WatchHealth(source="none")
         self._last_event: datetime | None = None
@@ -147,11 +148,13 @@ class ClusterStore:
             return  # older than what we have: a late answer from a slow refresh
         self._batch = batch
         self._metrics_error = None
+        self._metrics_retry_at = None
         self._metrics_attempted = True
         self._changed()
 
-    def metrics_failed(self, error: str, at: datetime) -> None:
+    def metrics_failed(self, error: str, at: datetime, *, retry_at: datetime | None = None) -> None:
         self._metrics_error = error
+        self._metrics_retry_at = retry_at
         self._metrics_attempted = True
         self._changed()
 
@@ -259,6 +262,7 @@ class ClusterStore:
             age_s=None if age is None else max(0.0, age),
             stale=stale,
             error=self._metrics_error,
+            retry_at=self._metrics_retry_at,
             series_rejected=self._batch.rejected if self._batch is not None else 0,
         )
 

@@ -234,13 +234,13 @@ async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, export
             down = await snapshot_when(store, lambda s: s.metrics.error is not None, what="outage recorded")
             assert down.metrics.stale
             assert "cannot connect to Prometheus" in (down.metrics.error or "")
-            assert source.retry_at is not None  # when the next try is
+            assert source.retry_at is not None and down.metrics.retry_at == source.retry_at  # when the next try is
             assert not task.done()  # still retrying, never raised
 
             await mon.prometheus.start()
             back = await snapshot_when(store, lambda s: s.metrics.error is None and not s.metrics.stale, what="recovery")
             assert {g.key for g in back.gpus} == EXPECTED_GPUS
-            assert source.retry_at is None
+            assert source.retry_at is None and back.metrics.retry_at is None
 
 
 async def test_simulated_fleet_in_both_generations_reaches_the_snapshot(tmp_path: Path) -> None:

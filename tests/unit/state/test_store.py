@@ -201,3 +201,16 @@ def test_held_gpus_are_busy_idle_or_quiet() -> None:
     namespaces = {n.name: n for n in store.snapshot().namespaces}
     assert (namespaces["ml"].gpus_busy, namespaces["ml"].gpus_idle) == (1, 0)
     assert (namespaces["cv"].gpus_busy, namespaces["cv"].gpus_idle) == (0, 0)
+
+
+def test_metrics_retry_time_is_reported_until_a_refresh_succeeds() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    fleet(store)
+    store.metrics_failed("connection refused", at(0), retry_at=at(4))
+    health = store.snapshot().metrics
+    assert health.stale and health.error == "connection refused" and health.retry_at == at(4)
+    clock.seconds = 4
+    store.apply_metrics(batch(4, sample("n1", 0, 50.0, "ml/busy")))
+    health = store.snapshot().metrics
+    assert not health.stale and health.error is None and health.retry_at is None
