@@ -6,7 +6,6 @@ from functools import partial
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Alert, Changes
@@ -14,19 +13,16 @@ from gpuctl.tui.filtering import Facets, Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import ALERT_COLUMNS, alert_cells, alert_key
+from gpuctl.tui.messages import NodeChosen
 
 
 class AlertsView(Vertical):
-    class NodeChosen(Message):
-        def __init__(self, node: str) -> None:
-            super().__init__()
-            self.node = node
 
     def on_row_table_row_chosen(self, event: RowTable.RowChosen) -> None:
         event.stop()
         alert = event.table.item(event.key)
         if isinstance(alert, Alert) and alert.node:
-            self.post_message(self.NodeChosen(alert.node))
+            self.post_message(NodeChosen(alert.node))
         else:
             self.notify("This alert names no node.", timeout=3)
 

@@ -48,6 +48,7 @@ from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import context_name
 from gpuctl.tui.status_bar import StatusBar, interval, pending_retry
+from gpuctl.tui.messages import NodeChosen
 
 TABS: tuple[tuple[str, str], ...] = (
     ("heatmap", "Heatmap"),
@@ -403,13 +404,8 @@ class GpuctlApp(App[int]):
             screen.show(self.index)
             self._show_status()
 
-    @on(Heatmap.NodeChosen)
-    @on(NodesView.NodeChosen)
-    @on(PodsView.NodeChosen)
-    @on(AlertsView.NodeChosen)
-    def _node_chosen(
-        self, event: Heatmap.NodeChosen | NodesView.NodeChosen | PodsView.NodeChosen | AlertsView.NodeChosen
-    ) -> None:
+    @on(NodeChosen)
+    def _node_chosen(self, event: NodeChosen) -> None:
         self._drill(event.node)
 
     @on(QuotasView.NamespaceChosen)

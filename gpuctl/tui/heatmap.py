@@ -29,6 +29,7 @@ from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.format import short_model
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
 from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
+from gpuctl.tui.messages import NodeChosen
 
 
 def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
@@ -79,10 +80,6 @@ class Heatmap(ScrollView, can_focus=True):
             super().__init__()
             self.target = target
 
-    class NodeChosen(Message):
-        def __init__(self, node: str) -> None:
-            super().__init__()
-            self.node = node
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -293,7 +290,7 @@ class Heatmap(ScrollView, can_focus=True):
         if self.cursor.startswith(POOL_PREFIX):
             self.toggle_pool(self.cursor.removeprefix(POOL_PREFIX))
         elif self.index and (gpu := self.index.gpus.get(self.cursor)):
-            self.post_message(self.NodeChosen(gpu.node))
+            self.post_message(NodeChosen(gpu.node))
 
     def action_toggle_pool(self) -> None:
         if pool := self.cursor_pool():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 
 from gpuctl.model import Changes
 from gpuctl.tui.empty import empty_reason
@@ -12,16 +11,13 @@ from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import NODE_COLUMNS, POOL_COLUMNS, NodeItem, node_cells, pool_cells
+from gpuctl.tui.messages import NodeChosen
 
 
 MAX_POOL_ROWS = 6
 
 
 class NodesView(Vertical):
-    class NodeChosen(Message):
-        def __init__(self, node: str) -> None:
-            super().__init__()
-            self.node = node
 
     def compose(self) -> ComposeResult:
         yield RowTable(POOL_COLUMNS, sort_by="pool", empty="No pools yet.", id="pools-table")
@@ -44,4 +40,4 @@ class NodesView(Vertical):
     def on_row_table_row_chosen(self, event: RowTable.RowChosen) -> None:
         event.stop()
         if event.table.id == "nodes-table":
-            self.post_message(self.NodeChosen(event.key))
+            self.post_message(NodeChosen(event.key))

@@ -6,7 +6,6 @@ from functools import partial
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Changes, GpuPod
@@ -15,13 +14,10 @@ from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import POD_COLUMNS, pod_cells
+from gpuctl.tui.messages import NodeChosen
 
 
 class PodsView(Vertical):
-    class NodeChosen(Message):
-        def __init__(self, node: str) -> None:
-            super().__init__()
-            self.node = node
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -65,4 +61,4 @@ class PodsView(Vertical):
         event.stop()
         pod = self.index.pods.get(event.key) if self.index else None
         if pod is not None and pod.node:
-            self.post_message(self.NodeChosen(pod.node))
+            self.post_message(NodeChosen(pod.node))

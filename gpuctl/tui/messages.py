@@ -1,0 +1,13 @@
+"""Messages several views post; each view's own messages stay nested in it."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class NodeChosen(Message):
+    """The user picked a node (a GPU cell, a node row, a pod's or an alert's node): open it."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
