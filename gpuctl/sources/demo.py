@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.model import WatchHealth
 from gpuctl.sim.catalog import POOL_LABEL
 from gpuctl.sim.churn import ChurnEvent, FleetChurn
@@ -29,12 +30,8 @@ from gpuctl.state.records import (
 from gpuctl.state.store import ClusterStore
 
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
-Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class DemoSource:
@@ -47,7 +44,7 @@ class DemoSource:
         scale: int = 1,
         tick_s: float = 2.0,
         churn: bool = True,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.seed = seed

@@ -20,7 +20,8 @@ from gpuctl.errors import ClusterError
 from gpuctl.model import WatchHealth
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.connect import KubeConnection, connect, describe
-from gpuctl.sources.kube.reflector import Clock, Reflector, Resource, utcnow
+from gpuctl.clock import Clock, utcnow
+from gpuctl.sources.kube.reflector import Reflector, Resource
 from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import Kind

@@ -22,10 +22,11 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.sources.base import Backoff
 from gpuctl.state.records import GpuSample, MetricsBatch
@@ -68,7 +69,7 @@ class NvmlSource:
         hostname: str | None = None,
         refresh_s: float = 2.0,
         max_backoff_s: float = 60.0,
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now: Clock = utcnow,
     ) -> None:
         self._nvml = nvml if nvml is not None else importlib.import_module("pynvml")
         self.hostname = hostname or node_name()

@@ -24,6 +24,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.sources import dcgm_fields as fields
 from gpuctl.sources.base import Backoff
@@ -82,9 +83,6 @@ class ProbeResult:
     gpu_series: int  # utilisation series found: 0 means Prometheus works but sees no DCGM exporter
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 class PrometheusSource:
     name = "prometheus"
@@ -99,7 +97,7 @@ class PrometheusSource:
         idle_threshold_pct: float = 5.0,
         backfill_s: float = 6 * 3600.0,
         max_backoff_s: float = 120.0,
-        now: Callable[[], datetime] = _utcnow,
+        now: Clock = utcnow,
     ) -> None:
         self.url = url.rstrip("/")
         self.refresh_s = refresh_s

@@ -16,9 +16,10 @@ threads but hand their results back to the loop before touching the store.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.model import Alert, Changes, MetricsHealth, Snapshot, WatchHealth
 from gpuctl.state.changes import ChangeLog, diff
 from gpuctl.state.idle import DEFAULT_GRACE_S, DEFAULT_THRESHOLD_PCT, DEFAULT_WINDOW_S, IdleClock
@@ -35,7 +36,6 @@ from gpuctl.state.records import (
 )
 
 MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
-Clock = Callable[[], datetime]
 Listener = Callable[[], None]
 
 _KIND_OF: dict[type, Kind] = {
@@ -45,9 +45,6 @@ _KIND_OF: dict[type, Kind] = {
     NamespaceRecord: Kind.NAMESPACE,
 }
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ClusterStore:

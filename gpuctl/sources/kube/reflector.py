@@ -21,11 +21,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError, Unauthorized
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.connect import HttpError
@@ -54,11 +55,7 @@ class Resource:
 
 
 HealthCallback = Callable[["Reflector"], None]
-Clock = Callable[[], datetime]
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Reflector:
