@@ -14,15 +14,15 @@ Deployments are represented by their ReplicaSet (pods carry
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from gpuctl.model import Taint
 from gpuctl.sim.fleet import Fleet, SimNode, SimPod
-from testbed.kube import ApplyFailed, RestClient, apply_objects
+from testbed.kube import RestClient, apply_objects
 from testbed.nodes import gpu_node_object
+from testbed.waiting import poll
 
 PRIORITY_VALUES = {"batch-low": 100, "training-standard": 10_000, "inference-critical": 1_000_000}
 IMAGE = "registry.invalid/gpuctl-testbed/workload:1"
@@ -125,32 +125,26 @@ def owner_objects(pods: Iterable[SimPod]) -> list[dict[str, Any]]:
     return objects
 
 
-async def _wait_quotas_counted(client: RestClient, namespaces: list[str], timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
+async def _wait_quotas_counted(client: RestClient, namespaces: list[str]) -> None:
     for namespace in namespaces:
-        while True:
-            quota = await client.get("ResourceQuota", "gpu-quota", namespace)
-            if "hard" in quota.body.get("status", {}):
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise ApplyFailed(f"quota controller never counted {namespace}/gpu-quota")
-            await asyncio.sleep(0.2)
+
+        async def status() -> dict[str, Any]:
+            return (await client.get("ResourceQuota", "gpu-quota", namespace)).body.get("status", {})
+
+        await poll(status, lambda s: "hard" in s, what=f"the quota controller to count {namespace}/gpu-quota")
 
 
-async def _wait_nodes_ready(client: RestClient, names: set[str], timeout_s: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        nodes = (await client.list("Node")).body.get("items", [])
-        ready = {
-            n["metadata"]["name"]
-            for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
-        }
-        if names <= ready:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise ApplyFailed(f"kwok did not make {len(names - ready)} nodes Ready, e.g. {sorted(names - ready)[:3]}")
-        await asyncio.sleep(0.3)
+async def ready_nodes(client: RestClient) -> set[str]:
+    nodes = (await client.list("Node")).body.get("items", [])
+    return {
+        n["metadata"]["name"]
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+    }
+
+
+async def wait_nodes_ready(client: RestClient, names: set[str], timeout_s: float = 60) -> None:
+    await poll(lambda: ready_nodes(client), lambda ready: names <= ready, timeout_s=timeout_s, what=f"kwok to make {len(names)} nodes Ready")
 
 
 async def load_fleet(client: RestClient, fleet: Fleet) -> None:
@@ -180,7 +174,7 @@ async def load_fleet(client: RestClient, fleet: Fleet) -> None:
     await apply_objects(client, [*priority_classes, *namespaces, *quotas])
     await _wait_quotas_counted(client, [q["metadata"]["namespace"] for q in quotas])
     await apply_objects(client, [node_object(n) for n in fleet.nodes])
-    await _wait_nodes_ready(client, {n.name for n in fleet.nodes})
+    await wait_nodes_ready(client, {n.name for n in fleet.nodes})
     pdbs = [
         {
             "apiVersion": "policy/v1",

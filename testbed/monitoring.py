@@ -31,6 +31,7 @@ from aiohttp import web
 
 from testbed.http import LoopbackServer
 from testbed.process import Component, free_port
+from testbed.waiting import poll
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
@@ -319,23 +320,3 @@ def exposition_line(name: str, value: float | str, **labels: str) -> str:
 
     body = ",".join(f'{k}="{esc(v)}"' for k, v in labels.items())
     return f"{name}{{{body}}} {value}"
-
-
-async def poll(
-    fetch: Callable[[], Any],
-    done: Callable[[Any], bool],
-    *,
-    timeout_s: float = 30.0,
-    interval_s: float = 0.25,
-    what: str = "condition",
-) -> Any:
-    """Await `fetch()` until `done(result)`; raise TimeoutError with the last result."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    last: Any = None
-    while True:
-        last = await fetch()
-        if done(last):
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{what} not met in {timeout_s:.0f}s; last: {str(last)[:500]}")
-        await asyncio.sleep(interval_s)

@@ -25,7 +25,7 @@ import pytest_asyncio
 from gpuctl.sim.fleet import Fleet, build_fleet
 from testbed.bed import Telemetry
 from testbed.controlplane import ControlPlane, build_binaries
-from testbed.fleet_loader import load_fleet
+from testbed.fleet_loader import load_fleet, wait_nodes_ready
 from testbed.kube import RestClient, apply_objects, client_for
 from testbed.nodes import gpu_node_object
 
@@ -51,13 +51,8 @@ async def admin(control_plane: ControlPlane) -> AsyncIterator[RestClient]:
 async def gpu_node(admin: RestClient) -> str:
     name = "smoke-gpu-0"
     await apply_objects(admin, [gpu_node_object(name, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8})])
-    for _ in range(120):
-        node = (await admin.get("Node", name)).body
-        conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-        if conditions.get("Ready") == "True":
-            return name
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"kwok never made node {name} Ready")
+    await wait_nodes_ready(admin, {name})
+    return name
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

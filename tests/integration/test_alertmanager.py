@@ -11,7 +11,8 @@ import pytest_asyncio
 from gpuctl.sources.alerts import PrometheusAlertsSource, gpu_alerts
 from gpuctl.sources.prometheus import PrometheusSource
 from gpuctl.state.store import ClusterStore
-from testbed.monitoring import Monitoring, ScrapeJob, StaticExporter, WebhookReceiver, exposition_line, poll
+from testbed.monitoring import Monitoring, ScrapeJob, StaticExporter, WebhookReceiver, exposition_line
+from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
 

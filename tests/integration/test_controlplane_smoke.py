@@ -3,13 +3,13 @@ eviction are decided by kube-apiserver and its controllers, not by us."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 
 from testbed.controlplane import USER_A, ControlPlane
 from testbed.kube import RestClient, apply_objects, client_for
+from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
 
@@ -33,14 +33,6 @@ def _gpu_pod(name: str, namespace: str, gpus: int, *, node: str | None = None, l
         "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
         "spec": spec,
     }
-
-
-async def _wait_for(predicate, *, timeout_s: float = 30.0, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 def _read_pods_grant(namespace: str, *, group: str) -> list[dict]:
@@ -78,7 +70,7 @@ async def test_rbac_denies_until_a_role_grants(control_plane: ControlPlane, admi
         async def allowed() -> bool:
             return (await user_a.list("Pod", team_b)).status == 200
 
-        await _wait_for(allowed, timeout_s=10, what="the RoleBinding to take effect")
+        await poll(allowed, timeout_s=10, what="the RoleBinding to take effect")
         # Listing was granted; creating was not.
         assert (await user_a.create(_gpu_pod("sneaky", team_b, 1))).status == 403
 
@@ -100,7 +92,7 @@ async def test_operator_may_impersonate_but_gains_only_the_impersonated_rights(c
         async def impersonated_list_allowed() -> bool:
             return (await operator.list("Pod", namespace, headers=as_user_a)).status == 200
 
-        await _wait_for(impersonated_list_allowed, timeout_s=10, what="team-a's grant to apply to the impersonated user")
+        await poll(impersonated_list_allowed, timeout_s=10, what="team-a's grant to apply to the impersonated user")
         assert (await operator.list("Pod", namespace)).status == 403  # the grant is user-a's, not the operator's
 
     async with client_for(control_plane, USER_A) as user_a:
@@ -128,7 +120,7 @@ async def test_quota_admission_rejects_pods_over_the_gpu_quota(admin: RestClient
         quota = await admin.get("ResourceQuota", "gpus", namespace)
         return "hard" in quota.body.get("status", {})
 
-    await _wait_for(quota_counted, what="the resourcequota controller to fill status")
+    await poll(quota_counted, what="the resourcequota controller to fill status")
     too_big = await admin.create(_gpu_pod("too-big", namespace, 8))
     assert too_big.status == 403
     assert "exceeded quota" in too_big.body["message"]
@@ -140,7 +132,7 @@ async def test_quota_admission_rejects_pods_over_the_gpu_quota(admin: RestClient
         quota = await admin.get("ResourceQuota", "gpus", namespace)
         return quota.body["status"].get("used", {}).get("requests.nvidia.com/gpu") == "4"
 
-    await _wait_for(used_is_four, what="quota usage to count the admitted pod")
+    await poll(used_is_four, what="quota usage to count the admitted pod")
     one_more = await admin.create(_gpu_pod("one-more", namespace, 1))
     assert one_more.status == 403
 
@@ -170,8 +162,8 @@ async def test_eviction_respects_pod_disruption_budgets(admin: RestClient, gpu_n
         pdb = (await admin.get("PodDisruptionBudget", "serving", namespace)).body
         return pdb.get("status", {}).get("currentHealthy") == 1 and pdb["status"].get("observedGeneration") == 1
 
-    await _wait_for(pods_running, what="kwok to run the pods")
-    await _wait_for(pdb_observed, what="the disruption controller to observe the PDB")
+    await poll(pods_running, what="kwok to run the pods")
+    await poll(pdb_observed, what="the disruption controller to observe the PDB")
 
     blocked = await admin.evict("serving-0", namespace)
     assert blocked.status == 429
@@ -183,5 +175,5 @@ async def test_eviction_respects_pod_disruption_budgets(admin: RestClient, gpu_n
     async def scratch_gone() -> bool:
         return (await admin.get("Pod", "scratch", namespace)).status == 404
 
-    await _wait_for(scratch_gone, what="kwok to complete the eviction")
+    await poll(scratch_gone, what="kwok to complete the eviction")
     assert (await admin.get("Pod", "serving-0", namespace)).status == 200

@@ -8,6 +8,7 @@ import pytest
 
 from gpuctl.sim.fleet import Fleet
 from testbed.kube import RestClient
+from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
 
@@ -46,10 +47,10 @@ async def test_quota_usage_counts_the_fleet_pods(admin: RestClient, fleet: Fleet
             continue
         # A quota tracks only the resources it limits.
         expected = {k: str(v) for k, v in fleet.quota_used(namespace.name).items() if k in namespace.quota_hard}
-        for _ in range(60):
+
+        async def used_now() -> dict[str, str]:
             status = (await admin.get("ResourceQuota", "gpu-quota", namespace.name)).body["status"]
-            used = {k: v for k, v in status.get("used", {}).items() if v != "0"}
-            if used == expected:
-                break
-            await asyncio.sleep(0.5)
+            return {k: v for k, v in status.get("used", {}).items() if v != "0"}
+
+        used = await poll(used_now, lambda u: u == expected, what=f"{namespace.name}'s quota usage")
         assert used == expected, namespace.name

@@ -31,6 +31,7 @@ from gpuctl.state.store import ClusterStore
 from testbed.controlplane import USER_A, ControlPlane
 from testbed.kube import RestClient, apply_objects
 from testbed.nodes import gpu_node_object
+from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
 
@@ -68,19 +69,12 @@ async def mismatches(store: ClusterStore, admin: RestClient) -> list[str]:
 
 async def converged(store: ClusterStore, admin: RestClient, *, timeout_s: float = 30) -> None:
     """Wait until the store equals a fresh list of every kind."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while problems := await mismatches(store, admin):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("store never matched a fresh list: " + "; ".join(problems))
-        await asyncio.sleep(0.2)
+    await poll(lambda: mismatches(store, admin), lambda problems: not problems, timeout_s=timeout_s, interval_s=0.2,
+               what="the store to match a fresh list")
 
 
 async def eventually(predicate: Callable[[], bool], what: str, *, timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    await poll(predicate, timeout_s=timeout_s, interval_s=0.05, what=what)
 
 
 @asynccontextmanager
@@ -98,11 +92,8 @@ async def watching(plane: ControlPlane, *, backoff: Callable[[], Backoff] | None
 
 async def create(admin: RestClient, obj: dict[str, Any], *, timeout_s: float = 30) -> None:
     """Create, retrying while a new namespace's default ServiceAccount does not exist yet."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while (response := await admin.create(obj)).status not in (200, 201):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"creating {obj['kind']} {obj['metadata']['name']}: {response.status} {response.body}")
-        await asyncio.sleep(0.25)
+    await poll(lambda: admin.create(obj), lambda r: r.status in (200, 201), timeout_s=timeout_s,
+               what=f"creating {obj['kind']} {obj['metadata']['name']}")
 
 
 def gpu_pod(name: str, namespace: str, node: str, gpus: int = 1) -> dict[str, Any]:

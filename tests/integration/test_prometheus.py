@@ -27,7 +27,8 @@ from gpuctl.sim.fleet import build_fleet
 from gpuctl.state.store import ClusterStore
 from testbed.dcgm_exporter import DcgmExporterSim, Options
 from testbed.pki import CertificateAuthority
-from testbed.monitoring import SHIPPED_RULES, Monitoring, ScrapeJob, StaticExporter, exposition_line, poll
+from testbed.monitoring import SHIPPED_RULES, Monitoring, ScrapeJob, StaticExporter, exposition_line
+from testbed.waiting import poll
 from testbed.process import free_port
 
 pytestmark = pytest.mark.testbed
