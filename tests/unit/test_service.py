@@ -10,6 +10,7 @@ import pytest
 from gpuctl.config import Settings
 from gpuctl.errors import ClusterUnreachable, GpuctlError
 from gpuctl.service import open_cluster
+from testbed.waiting import poll
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
 
@@ -47,8 +48,11 @@ async def test_unreachable_cluster_fails_fast(dead_kubeconfig: Path) -> None:
 
 async def test_unreachable_cluster_without_fail_fast_waits_then_explains(dead_kubeconfig: Path) -> None:
     async with open_cluster(settings(kubeconfig=dead_kubeconfig)) as cluster:
+        # First let a connection attempt fail (how long that takes depends on the machine's load) ...
+        await poll(lambda: cluster.store.snapshot().watch.error, what="a failed connection attempt")
+        # ... then waiting without fail_fast times out and explains with that failure.
         with pytest.raises(ClusterUnreachable, match="cannot connect"):
-            await cluster.wait_ready(1.5, fail_fast=False)
+            await cluster.wait_ready(0.5, fail_fast=False)
 
 
 class Broken:
