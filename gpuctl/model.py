@@ -53,9 +53,21 @@ class Gpu(Frozen):
     power_w: float | None = None
     xid: int | None = Field(None, description="last XID error seen (DCGM reports the last value, not a count)")
     pod: PodRef | None = None
-    busy: bool = Field(False, description="held by a pod and at or above the idle threshold in the latest sample")
-    idle: bool = Field(False, description="held by a pod and under the idle threshold for the whole idle window")
-    idle_for_s: float | None = Field(None, description="seconds under the idle threshold; None when busy or unknown")
+    busy: bool = Field(
+        False, description="held by a pod and at or above the idle threshold in the latest sample; never when stale"
+    )
+    idle: bool = Field(
+        False, description="held by a pod and under the idle threshold for the whole idle window; never when stale"
+    )
+    idle_for_s: float | None = Field(
+        None, description="seconds under the idle threshold; None when busy, stale or unknown"
+    )
+    stale: bool = Field(
+        False,
+        description="its readings are not recent: no sample, or no value that moved, within the stale window "
+        "(a target no longer scraped, a hung DCGM), or no metrics refresh succeeded for a while; "
+        "its values are the last ones seen, and it is neither busy nor idle",
+    )
 
     @property
     def key(self) -> str:
@@ -91,6 +103,7 @@ class Node(Frozen):
     cordoned: bool = False
     ready: bool = False
     created: datetime | None = None
+    metrics_stale: bool = Field(False, description="every GPU on it with readings is stale (see Gpu.stale)")
 
 
 class Pool(Frozen):
@@ -141,13 +154,25 @@ class NamespaceUsage(Frozen):
 
 
 class MetricsHealth(Frozen):
+    """How the metrics feed is doing. `stale` is about the feed as a whole; `Gpu.stale` says which readings are old."""
+
     source: Literal["prometheus", "nvml", "demo", "none"]
     last_success: datetime | None = None
     age_s: float | None = None
-    stale: bool = True
+    stale: bool = Field(True, description="no refresh yet, the last one failed, or it is older than the stale window")
     error: str | None = None
     series_rejected: int = Field(0, description="series dropped for missing or malformed labels in the last refresh")
     retry_at: datetime | None = Field(None, description="when the next refresh is tried after a failure; None when not failing")
+    gpus_stale: int = Field(0, description="GPUs whose readings are stale (Gpu.stale)")
+    unmatched_hosts: int = Field(
+        0, description="hosts in the metrics that match no Kubernetes node (another cluster's series? see --metrics-selector)"
+    )
+    history_error: str | None = Field(
+        None, description="why the idle-history query failed; idle streaks start from gpuctl's own start until it loads"
+    )
+    history_retry_at: datetime | None = Field(
+        None, description="when the failed idle-history query is tried again; None once loaded or when not failing"
+    )
 
 
 class WatchHealth(Frozen):

@@ -128,6 +128,7 @@ def build_sources(settings: Settings) -> list[Any]:
     if settings.prometheus_url:
         from gpuctl.sources.alerts import PrometheusAlertsSource
         from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
+        from gpuctl.sources.selector import NO_SELECTOR, parse_selector
 
         auth = PrometheusAuth(
             bearer_token=settings.prometheus_token.get_secret_value() if settings.prometheus_token else None,
@@ -141,7 +142,10 @@ def build_sources(settings: Settings) -> list[Any]:
             settings.prometheus_url,
             refresh_s=settings.refresh_s,
             auth=auth,
+            selector=parse_selector(settings.metrics_selector) if settings.metrics_selector else NO_SELECTOR,
             idle_threshold_pct=settings.idle_threshold_pct,
+            idle_window_s=settings.idle_window_s,
+            stale_window_s=settings.gpu_stale_after_s,
         )
         sources += [prometheus, PrometheusAlertsSource(prometheus, refresh_s=max(settings.refresh_s, 30.0))]
     return sources

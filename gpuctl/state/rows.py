@@ -44,7 +44,7 @@ def micros(t: datetime) -> int:
 class PodCounts:
     """A pod record with its GPU counts worked out once (not once per aggregate)."""
 
-    __slots__ = ("rec", "whole", "mig", "count", "live", "created_us")
+    __slots__ = ("count", "created_us", "live", "mig", "rec", "whole")
 
     def __init__(self, rec: PodRecord) -> None:
         self.rec = rec
@@ -56,7 +56,9 @@ class PodCounts:
         self.created_us = micros(rec.created) if rec.node is not None and rec.created is not None else None
 
 
-def node_row(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int]) -> dict[str, Any]:
+def node_row(
+    rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int], metrics_stale: bool
+) -> dict[str, Any]:
     labels = rec.labels
     return {
         "name": rec.name,
@@ -74,6 +76,7 @@ def node_row(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str
         "cordoned": rec.unschedulable,
         "ready": rec.ready,
         "created": rec.created,
+        "metrics_stale": metrics_stale,
     }
 
 
@@ -84,7 +87,10 @@ def physical_gpus(rec: NodeRecord) -> int:
         return whole_gpus(rec.capacity)
 
 
-def gpu_row(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> dict[str, Any]:
+def gpu_row(
+    sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float, stale: bool
+) -> dict[str, Any]:
+    """`stale`: the sample's own flag, or the whole feed is old; a stale GPU is neither busy nor idle."""
     mem_total = None
     if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
         mem_total = sample.mem_used_mib + sample.mem_free_mib
@@ -104,10 +110,11 @@ def gpu_row(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, th
         "power_w": sample.power_w,
         "xid": sample.xid,
         "pod": sample.pod,
-        # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
-        "busy": sample.pod is not None and util is not None and util >= threshold_pct,
-        "idle": idle,
-        "idle_for_s": idle_for,
+        # Held GPUs are busy, idle, or neither: quiet for less than the window, unmeasured, or stale.
+        "busy": not stale and sample.pod is not None and util is not None and util >= threshold_pct,
+        "idle": idle and not stale,
+        "idle_for_s": None if stale else idle_for,
+        "stale": stale,
     }
 
 
@@ -130,6 +137,7 @@ def placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict
         "busy": False,
         "idle": False,
         "idle_for_s": None,
+        "stale": False,
     }
 
 
@@ -215,7 +223,7 @@ def tightest_quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
 class NodeDemand:
     """GPUs requested by the live pods scheduled on one node."""
 
-    __slots__ = ("whole", "mig")
+    __slots__ = ("mig", "whole")
 
     def __init__(self) -> None:
         self.whole = 0
@@ -238,7 +246,7 @@ class NodeDemand:
 class NamespaceTotals:
     """What a namespace row adds up from pods and GPUs."""
 
-    __slots__ = ("live", "requested", "hours_pods", "hours_count", "hours_created", "newest", "busy", "idle")
+    __slots__ = ("busy", "hours_count", "hours_created", "hours_pods", "idle", "live", "newest", "requested")
 
     def __init__(self) -> None:
         self.live = 0  # live pods (a namespace with one is listed, even if it requests 0)

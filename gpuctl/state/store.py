@@ -15,6 +15,7 @@ threads but hand their results back to the loop before touching the store.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -34,6 +35,8 @@ from gpuctl.state.records import (
     QuotaRecord,
     Record,
 )
+
+log = logging.getLogger(__name__)
 
 MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
 Listener = Callable[[], None]
@@ -73,6 +76,9 @@ class ClusterStore:
         self._metrics_error: str | None = None
         self._metrics_retry_at: datetime | None = None
         self._metrics_attempted = False
+        self._history_error: str | None = None
+        self._history_retry_at: datetime | None = None
+        self._warned_unmatched = False
         self._watch = WatchHealth(source="none")
         self._last_event: datetime | None = None
         self._alerts: tuple[Alert, ...] = ()
@@ -141,7 +147,10 @@ class ClusterStore:
     # -- metrics ----------------------------------------------------------------------------
 
     def apply_metrics(self, batch: MetricsBatch) -> None:
-        if not self._idle.observe(batch.at, batch.samples):
+        samples = batch.samples
+        if any(s.stale for s in samples):
+            samples = tuple(s for s in samples if not s.stale)  # stale readings are no evidence, idle or busy
+        if not self._idle.observe(batch.at, samples):
             return  # older than what we have: a late answer from a slow refresh
         self._batch = batch
         self._metrics_error = None
@@ -156,7 +165,16 @@ class ClusterStore:
         self._changed()
 
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None:
+        """Idle streaks from history (a source's start); clears a history failure."""
         self._idle.backfill(idle_since)
+        self._history_error = None
+        self._history_retry_at = None
+        self._changed()
+
+    def history_failed(self, error: str, *, retry_at: datetime) -> None:
+        """The idle-history query failed; the source tries again at `retry_at`."""
+        self._history_error = error
+        self._history_retry_at = retry_at
         self._changed()
 
     @property
@@ -195,6 +213,7 @@ class ClusterStore:
         if cached is not None and self._cached_until is not None and now < self._cached_until:
             return cached
         dirty, self._dirty = self._dirty, {kind: set() for kind in Kind}
+        batch = self._batch
         inputs = JoinInputs(
             nodes=self._records[Kind.NODE],  # type: ignore[arg-type]
             pods=self._records[Kind.POD],  # type: ignore[arg-type]
@@ -205,6 +224,7 @@ class ClusterStore:
             pool_order=self._pool_order,
             now=now,
             dirty=dirty,
+            readings_stale=batch is not None and now - batch.at > self._stale_after,
         )
         try:
             joined = self._joiner.join(inputs)
@@ -224,7 +244,7 @@ class ClusterStore:
             pods=joined.pods,
             namespaces=joined.namespaces,
             alerts=self._alerts,
-            metrics=self._metrics_health(now),
+            metrics=self._metrics_health(now, joined.gpus_stale, self._unmatched(joined.unmatched_hosts)),
             watch=self._watch_health(),
         )
         self._rows = joined.rows
@@ -249,7 +269,21 @@ class ClusterStore:
                 return found
         return diff(old, new, everything=everything)
 
-    def _metrics_health(self, now: datetime) -> MetricsHealth:
+    def _unmatched(self, hosts: frozenset[str]) -> int:
+        """Hosts in the metrics without a node, once nodes are listed (never in --local mode); warns once."""
+        if Kind.NODE not in self._listed or not hosts:
+            return 0
+        if not self._warned_unmatched:
+            self._warned_unmatched = True
+            log.warning(
+                "%d host(s) in the metrics match no node of this cluster (e.g. %s): another cluster's series? "
+                "Scope the queries with --metrics-selector",
+                len(hosts),
+                ", ".join(sorted(hosts)[:3]),
+            )
+        return len(hosts)
+
+    def _metrics_health(self, now: datetime, gpus_stale: int, unmatched_hosts: int) -> MetricsHealth:
         last = self._batch.at if self._batch is not None else None
         age = (now - last).total_seconds() if last is not None else None
         stale = last is None or self._metrics_error is not None or now - last > self._stale_after
@@ -261,6 +295,10 @@ class ClusterStore:
             error=self._metrics_error,
             retry_at=self._metrics_retry_at,
             series_rejected=self._batch.rejected if self._batch is not None else 0,
+            gpus_stale=gpus_stale,
+            unmatched_hosts=unmatched_hosts,
+            history_error=self._history_error,
+            history_retry_at=self._history_retry_at,
         )
 
     def _watch_health(self) -> WatchHealth:

@@ -2,7 +2,8 @@
 
 A verbatim copy of gpuctl/state/join.py at bf118c8 (full join every time, with a
 per-key memo): slow, but obviously right, so the incremental Joiner is checked
-against it on random event sequences. Not used by gpuctl itself.
+against it on random event sequences. Not used by gpuctl itself. Since then:
+per-GPU staleness (Gpu.stale, Node.metrics_stale), written the obvious way.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class JoinInputs:
     idle: IdleClock
     pool_order: Sequence[str]
     now: datetime
+    readings_stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,8 @@ class Joiner:
     def join(self, inputs: JoinInputs) -> Joined:
         node_pools = {name: pool_for(rec.labels, inputs.pool_order) for name, rec in inputs.nodes.items()}
         live_pods = [p for p in inputs.pods.values() if not is_terminated(p.phase)]
-        nodes = _nodes(inputs.nodes, live_pods, node_pools, self._nodes)
         gpus = _gpus(inputs, node_pools, self._gpus)
+        nodes = _nodes(inputs.nodes, live_pods, node_pools, self._nodes, _all_stale(gpus))
         pods = _pods(inputs.pods, gpus, self._pods)
         for memo in (self._gpus, self._nodes, self._pods):
             memo.roll()
@@ -95,8 +97,24 @@ def join(inputs: JoinInputs) -> Joined:
     return Joiner().join(inputs)
 
 
+def _all_stale(gpus: tuple[Gpu, ...]) -> set[str]:
+    """Nodes whose GPUs with readings (not placeholders) are all stale."""
+    measured: dict[str, list[Gpu]] = defaultdict(list)
+    for gpu in gpus:
+        if gpu.model_fields_set != PLACEHOLDER_FIELDS:
+            measured[gpu.node].append(gpu)
+    return {node for node, mine in measured.items() if all(g.stale for g in mine)}
+
+
+PLACEHOLDER_FIELDS = {"node", "pool", "index", "model"}
+
+
 def _nodes(
-    records: Mapping[str, NodeRecord], live_pods: list[PodRecord], pools: Mapping[str, str], memo: _Reuse
+    records: Mapping[str, NodeRecord],
+    live_pods: list[PodRecord],
+    pools: Mapping[str, str],
+    memo: _Reuse,
+    all_stale: set[str],
 ) -> tuple[Node, ...]:
     requested: dict[str, int] = defaultdict(int)
     mig_requested: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -110,11 +128,12 @@ def _nodes(
     for name in sorted(records):
         rec, pool, req = records[name], pools[name], requested.get(name, 0)
         mig_req = dict(mig_requested[name]) if name in mig_requested else {}
-        out.append(memo.get(name, (rec, pool, req, mig_req), lambda: _node(rec, pool, req, mig_req)))
+        stale = name in all_stale
+        out.append(memo.get(name, (rec, pool, req, mig_req, stale), lambda: _node(rec, pool, req, mig_req, stale)))
     return tuple(out)
 
 
-def _node(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int]) -> Node:
+def _node(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int], stale: bool) -> Node:
     labels = rec.labels
     return Node.model_construct(
         name=rec.name,
@@ -132,6 +151,7 @@ def _node(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, i
         cordoned=rec.unschedulable,
         ready=rec.ready,
         created=rec.created,
+        metrics_stale=stale,
     )
 
 
@@ -142,7 +162,9 @@ def _physical_gpus(rec: NodeRecord) -> int:
         return whole_gpus(rec.capacity)
 
 
-def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> Gpu:
+def _gpu_from_sample(
+    sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float, stale: bool
+) -> Gpu:
     mem_total = None
     if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
         mem_total = sample.mem_used_mib + sample.mem_free_mib
@@ -162,9 +184,10 @@ def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float |
         xid=sample.xid,
         pod=sample.pod,
         # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
-        busy=sample.pod is not None and sample.util_pct is not None and sample.util_pct >= threshold_pct,
-        idle=idle,
-        idle_for_s=idle_for,
+        busy=not stale and sample.pod is not None and sample.util_pct is not None and sample.util_pct >= threshold_pct,
+        idle=idle and not stale,
+        idle_for_s=None if stale else idle_for,
+        stale=stale,
     )
 
 
@@ -179,8 +202,13 @@ def _gpus(inputs: JoinInputs, node_pools: Mapping[str, str], memo: _Reuse) -> tu
             key = sample.key
             idle = sample.pod is not None and inputs.idle.is_idle(key)
             idle_for = inputs.idle.idle_for(key)
+            stale = sample.stale or inputs.readings_stale
             gpus.append(
-                memo.get(key, (sample, pool, idle, idle_for), lambda: _gpu_from_sample(sample, pool, idle, idle_for, inputs.idle.threshold_pct))
+                memo.get(
+                    key,
+                    (sample, pool, idle, idle_for, stale),
+                    lambda: _gpu_from_sample(sample, pool, idle, idle_for, inputs.idle.threshold_pct, stale),
+                )
             )
             seen.add((sample.hostname, sample.index))
     # GPUs the node advertises but metrics don't cover still get an entry, so they show up (greyed) in views.
