@@ -68,7 +68,7 @@ async def _http_ok(url: str, *, auth: tuple[str, str] | None = None) -> bool:
             headers = {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
             async with session.get(url, ssl=False, headers=headers) as resp:  # readiness only: our own cert
                 return resp.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 
@@ -286,6 +286,38 @@ class WebhookReceiver(LoopbackServer):
                 raise TimeoutError(f"no matching webhook in {timeout_s:.0f}s; got {len(self.received)} bodies")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+
+
+class BearerProxy(LoopbackServer):
+    """A reverse proxy on loopback that lets a GET through to `upstream` only with `Authorization: Bearer <token>`.
+
+    What sits in front of a Prometheus that wants bearer tokens (Prometheus itself
+    checks only basic auth): 401 without the token, the upstream's answer with it.
+    `seen` records each request's path and Authorization header.
+    """
+
+    def __init__(self, upstream: str, token: str) -> None:
+        super().__init__()
+        self.upstream = upstream.rstrip("/")
+        self.token = token
+        self.seen: list[tuple[str, str | None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/{path:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization")
+        self.seen.append((request.path, header))
+        if header != f"Bearer {self.token}":
+            return web.Response(status=401, text="missing or wrong bearer token\n")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(f"{self.upstream}{request.path}", params=request.query) as resp:
+                body = await resp.read()
+                return web.Response(status=resp.status, body=body, content_type=resp.content_type)
 
 
 class StaticExporter(LoopbackServer):

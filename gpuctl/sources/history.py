@@ -49,12 +49,15 @@ def idle_since(
     first_seen: Iterable[Any],
     now: datetime,
 ) -> dict[str, datetime]:
-    """GPU key -> under the threshold since, for fresh GPUs under it now (pure; see the module doc)."""
+    """GPU key -> under the threshold since, for GPUs under it now (pure; see the module doc).
+
+    Stale samples get an answer too: the store, not this join, decides that they
+    are no idle evidence (it drops their seeds with the samples)."""
     busy_at = _timestamps(last_busy, max)
     seen_at = _timestamps(first_seen, min)
     out: dict[str, datetime] = {}
     for sample in samples:
-        if sample.util_pct is None or sample.util_pct >= threshold_pct or sample.stale or sample.util_metric is None:
+        if sample.util_pct is None or sample.util_pct >= threshold_pct or sample.util_metric is None:
             continue
         name = sample.util_metric
         last = _for_holder(busy_at.get((sample.key, name), {}), sample)

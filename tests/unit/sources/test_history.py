@@ -51,12 +51,10 @@ def test_a_whole_gpu_reads_the_metric_its_sample_came_from() -> None:
     assert since == {"n1/0": datetime.fromtimestamp(T - 900, UTC)}
 
 
-def test_stale_samples_and_other_holders_get_no_history() -> None:
+def test_another_holders_history_does_not_count() -> None:
     first = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **{**WHOLE, "pod": "previous-holder"})]
     assert idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=[], first_seen=first, now=NOW) == {}
     first = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **WHOLE)]
-    stale = sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL", stale=True)
-    assert idle_since([stale], 5, last_busy=[], first_seen=first, now=NOW) == {}
     assert idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=[], first_seen=first, now=NOW) == {
         "n1/0": datetime.fromtimestamp(T - 1800, UTC)
     }

@@ -35,7 +35,7 @@ def test_functions_never_see_two_metric_names_at_once() -> None:
     for q in (queries.last_busy(5, 1860, 15), queries.first_seen(1860, 15), queries.freshness(120)):
         assert "__name__=~" not in q
         for name in re.findall(r"(DCGM_\w+)[\[{]", q):
-            assert f'label_replace(' in q and f'"{queries.NAME_LABEL}", "{name}"' in q
+            assert 'label_replace(' in q and f'"{queries.NAME_LABEL}", "{name}"' in q
 
 
 def test_the_freshness_query_covers_the_values_that_move_on_a_live_gpu() -> None:
