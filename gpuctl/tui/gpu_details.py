@@ -77,7 +77,9 @@ def _gpu_facts(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) ->
         pod = Text(f"pod {gpu.pod.namespace}/{gpu.pod.name}")
         if gpu.pod.container:
             pod.append(f" ({gpu.pod.container})", style="dim")
-        if gpu.idle:
+        if gpu.stale:
+            state = Text("STALE: no recent reading that moved; neither busy nor idle", style="bold yellow")
+        elif gpu.idle:
             state = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta")
         elif gpu.busy:
             state = Text("busy", style="green")

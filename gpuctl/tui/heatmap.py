@@ -28,8 +28,8 @@ from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.format import short_model
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
-from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
 from gpuctl.tui.messages import NodeChosen
+from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
 
 
 def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
@@ -38,6 +38,8 @@ def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
         return "!", XID_BG
     if gpu.pod is not None and gpu.idle:
         return "z", IDLE_BG
+    if gpu.stale:  # old readings: greyed like missing ones, so nobody reads them as current
+        return "~", NO_DATA_BG
     value = metric_value(gpu, metric)
     if value is None:
         return "?", NO_DATA_BG

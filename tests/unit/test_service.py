@@ -81,3 +81,29 @@ async def test_lists_without_metrics_return_on_timeout() -> None:
     async with open_cluster(settings(demo=True), sources=[ListsOnly()]) as cluster:
         snap = await cluster.wait_ready(0.5)  # demo mode expects metrics; they never come: still a snapshot
         assert snap.metrics.stale and not cluster.ready
+
+
+def test_prometheus_sources_get_the_metrics_settings(dead_kubeconfig: Path) -> None:
+    from gpuctl.service import build_sources
+    from gpuctl.sources.alerts import PrometheusAlertsSource
+    from gpuctl.sources.prometheus import PrometheusSource
+    from gpuctl.sources.selector import parse_selector
+
+    sources = build_sources(
+        settings(
+            kubeconfig=dead_kubeconfig,
+            prometheus_url="http://127.0.0.1:1",
+            metrics_selector='cluster="prod-a"',
+            idle_window_s=600,
+            refresh_s=10,
+            gpu_stale_after_s=90,
+        )
+    )
+    (prometheus,) = [s for s in sources if isinstance(s, PrometheusSource)]
+    (alerts,) = [s for s in sources if isinstance(s, PrometheusAlertsSource)]
+    try:
+        assert prometheus.selector == parse_selector('cluster="prod-a"') and alerts.prometheus is prometheus
+        assert (prometheus.history.lookback_s, prometheus.history.step_s) == (640, 10)  # the window, not 6 hours
+        assert prometheus.stale_window_s == 90
+    finally:
+        prometheus.close()
