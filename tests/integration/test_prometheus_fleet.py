@@ -200,32 +200,37 @@ async def test_the_metrics_selector_keeps_one_cluster_of_a_shared_prometheus(
     other = build_fleet(seed=11)  # another cluster's nodes: none of them is a node of this one
     assert not {n.name for n in other.nodes} & {n.name for n in fleet.nodes}
     here, there = DcgmExporterSim(fleet, 7), DcgmExporterSim(other, 11)
-    jobs = [
-        ScrapeJob("dcgm-a", [here.url], labels={"cluster": "prod-a"}),
-        ScrapeJob("dcgm-b", [there.url], labels={"cluster": "prod-b"}),
-    ]
-    async with exporters(here, there), Monitoring(tmp_path, jobs=jobs, rule_files=(), extra_rules=HELD_RULE) as mon:
-        await mon.wait_for_series("count_over_time(up[10s]) >= 8", count=2)
-        ours = {g.key for g in fleet.gpus}
-        kubeconfig = control_plane.kubeconfig(ADMIN)
+    async with exporters(here, there):
+        jobs = [  # after the start: a target's port is known once it listens
+            ScrapeJob("dcgm-a", [here.url], labels={"cluster": "prod-a"}),
+            ScrapeJob("dcgm-b", [there.url], labels={"cluster": "prod-b"}),
+        ]
+        async with Monitoring(tmp_path, jobs=jobs, rule_files=(), extra_rules=HELD_RULE) as mon:
+            await check_scoping(mon, control_plane, fleet, other)
 
-        async with open_cluster(settings(kubeconfig, mon.prometheus_url)) as cluster:
-            await cluster.wait_ready(30)
-            unscoped = await snapshot_when(
-                cluster.snapshot, lambda s: s.metrics.unmatched_hosts > 0, "the other cluster's hosts counted"
-            )
-        assert unscoped.metrics.unmatched_hosts == len(other.nodes)
-        assert {g.key for g in unscoped.gpus if g.util_pct is not None} >= ours | {g.key for g in other.gpus}
 
-        scoped_settings = settings(kubeconfig, mon.prometheus_url, metrics_selector='cluster="prod-a"')
-        async with open_cluster(scoped_settings) as cluster:
-            await cluster.wait_ready(30)
-            scoped = await snapshot_when(
-                cluster.snapshot, lambda s: {g.key for g in s.gpus if g.util_pct is not None} >= ours, "our GPUs"
-            )
-            await assert_scoped_history_and_alerts(cluster, mon, fleet, other)
-        assert {g.key for g in scoped.gpus if g.util_pct is not None} == ours
-        assert scoped.metrics.unmatched_hosts == 0 and scoped.metrics.gpus_stale == 0
+async def check_scoping(mon: Monitoring, control_plane: ControlPlane, fleet: Fleet, other: Fleet) -> None:
+    await mon.wait_for_series("count_over_time(up[10s]) >= 8", count=2)
+    ours = {g.key for g in fleet.gpus}
+    kubeconfig = control_plane.kubeconfig(ADMIN)
+
+    async with open_cluster(settings(kubeconfig, mon.prometheus_url)) as cluster:
+        await cluster.wait_ready(30)
+        unscoped = await snapshot_when(
+            cluster.snapshot, lambda s: s.metrics.unmatched_hosts > 0, "the other cluster's hosts counted"
+        )
+    assert unscoped.metrics.unmatched_hosts == len(other.nodes)
+    assert {g.key for g in unscoped.gpus if g.util_pct is not None} >= ours | {g.key for g in other.gpus}
+
+    scoped_settings = settings(kubeconfig, mon.prometheus_url, metrics_selector='cluster="prod-a"')
+    async with open_cluster(scoped_settings) as cluster:
+        await cluster.wait_ready(30)
+        scoped = await snapshot_when(
+            cluster.snapshot, lambda s: {g.key for g in s.gpus if g.util_pct is not None} >= ours, "our GPUs"
+        )
+        await assert_scoped_history_and_alerts(cluster, mon, fleet, other)
+    assert {g.key for g in scoped.gpus if g.util_pct is not None} == ours
+    assert scoped.metrics.unmatched_hosts == 0 and scoped.metrics.gpus_stale == 0
 
 
 async def assert_scoped_history_and_alerts(cluster: Cluster, mon: Monitoring, fleet: Fleet, other: Fleet) -> None:
