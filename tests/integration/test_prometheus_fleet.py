@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -25,6 +27,7 @@ from gpuctl.sources.alerts import PrometheusAlertsSource
 from gpuctl.sources.prometheus import PrometheusSource
 from gpuctl.sources.selector import parse_selector
 from gpuctl.state.store import ClusterStore
+from testbed.bed import Telemetry
 from testbed.controlplane import ADMIN, ControlPlane
 from testbed.dcgm_exporter import DcgmExporterSim, Options
 from testbed.monitoring import Monitoring, ScrapeJob
@@ -117,6 +120,25 @@ async def test_idle_history_with_both_names_mig_and_49_names_reaches_the_first_s
     assert {k for k, g in gpus.items() if g.idle} == held_idle_keys(fleet, served)
     assert all(gpus[k].busy for k in busy_mig)
     assert first.metrics.history_error is None and first.metrics.gpus_stale == 0
+
+
+async def test_gpuctl_snapshot_reports_idle_gpus_on_the_default_test_bed(
+    control_plane: ControlPlane, fleet: Fleet, telemetry: Telemetry
+) -> None:
+    """End to end: the command, the real cluster, the simulator's default output (both utilisation names)."""
+    await telemetry.monitoring.wait_for_series("count_over_time(up[12s]) >= 11")  # history past the 9 s look-back
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gpuctl", "snapshot", "--json", "--kubeconfig", str(control_plane.kubeconfig(ADMIN)),
+         "--prometheus", telemetry.monitoring.prometheus_url, "--refresh", "1s", "--idle-window", "5s"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    snap = Snapshot.model_validate_json(done.stdout)
+    assert snap.metrics.history_error is None
+    served = [n.name for n in fleet.nodes]
+    assert {g.key for g in snap.gpus if g.idle} == held_idle_keys(fleet, served)
+    assert {p.key for p in snap.pods if p.idle} == {p.key for p in fleet.pods if p.behaviour == "idle" and p.gpu_keys}
 
 
 # -- item 2: stale is not idle --------------------------------------------------------------
