@@ -6,7 +6,20 @@
      │    ├── ClusterUnreachable    no connection, TLS failure, timeout      (CLI exit 3)
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
-     └── NotReady               the first data did not arrive in time
+     ├── NotReady               the first data did not arrive in time
+     └── LockHeld               another playbook run holds the target's Lease
+
+Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason):
+
+    ClusterError
+     ├── Unauthorized
+     │    └── Forbidden         the cluster's RBAC refused the acting identity (403)
+     ├── ApiStatusError         another error answer (.status, .reason)
+     │    ├── NotFound          the object is not there (404)
+     │    ├── Conflict          it changed since it was read: resourceVersion/uid precondition (409)
+     │    │    └── AlreadyExists    the name is taken: e.g. a PlaybookRun's idempotency key (409)
+     │    └── ApiRejected       any other: invalid (422), bad request (400), server error (5xx)
+     └── NotInstalled           a CustomResourceDefinition gpuctl needs is not installed
 
 The TUI shows `str(error)` in a toast, the bot posts it to Slack, the CLI prints
 it on one line: so messages say what failed *and* what to do, without a traceback.
@@ -15,6 +28,8 @@ with `raise ... from exc`.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class GpuctlError(Exception):
@@ -57,12 +72,66 @@ class NotReady(GpuctlError):
     """The first list or the first metrics did not arrive before the deadline."""
 
 
+class LockHeld(GpuctlError):
+    """Another playbook run holds the Lease on this target (node, pool, namespace)."""
+
+    def __init__(self, message: str, *, holder: str, since: datetime | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder
+        self.since = since
+
+
+class Forbidden(Unauthorized):
+    """403 on a request made as an acting identity: the cluster's RBAC (or admission) said no."""
+
+    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, status=403, hint=hint)
+        self.reason = reason
+
+
+class ApiStatusError(ClusterError):
+    """An error answer from the API server: its HTTP status and Status `reason` (NotFound, Conflict, Invalid...)."""
+
+    def __init__(self, message: str, *, status: int, reason: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(ApiStatusError):
+    """404: the object (or the pod to evict) does not exist."""
+
+
+class Conflict(ApiStatusError):
+    """409: the object changed since it was read (a resourceVersion or uid precondition failed)."""
+
+
+class AlreadyExists(Conflict):
+    """409 AlreadyExists: an object of that name exists (a duplicate idempotency key)."""
+
+
+class ApiRejected(ApiStatusError):
+    """Any other error answer: invalid object (422), bad request (400), a server error (5xx)."""
+
+
+class NotInstalled(ClusterError):
+    """The API server does not serve a custom resource gpuctl needs (its CRD is not installed)."""
+
+
 __all__ = [
+    "AlreadyExists",
+    "ApiRejected",
+    "ApiStatusError",
     "ClusterError",
     "ClusterUnreachable",
     "ConfigError",
+    "Conflict",
+    "Forbidden",
     "GpuctlError",
+    "LockHeld",
     "MetricsUnavailable",
+    "NotFound",
+    "NotInstalled",
     "NotReady",
     "Unauthorized",
 ]

@@ -7,6 +7,10 @@
 - `gpu_node`: the name of one ready kwok node with 8 `nvidia.com/gpu`.
 - `fleet`: the simulated fleet (gpuctl.sim, seed 7) loaded into the control
   plane: nodes Ready, quotas counted, pods created and adopted by their owners.
+- `playbookrun_crd`: the PlaybookRun CRD (deploy/crds/) installed and served;
+  `gpuctl_roles`: deploy/rbac's ClusterRoles (bind them per test namespace).
+- `operator_connection`: a gpuctl KubeConnection as gpuctl-operator, the
+  service identity that may only impersonate (wrap it in a KubeApi).
 - `telemetry`: testbed.bed.Telemetry for that fleet — `.exporter` (the DCGM
   exporter simulator), `.monitoring` (real Prometheus + Alertmanager:
   `.prometheus_url`, `.alertmanager_url`, `wait_for_series`), `.webhook` (what
@@ -19,14 +23,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest_asyncio
 
 from gpuctl.sim.fleet import Fleet, build_fleet
+from gpuctl.sources.kube.connect import KubeConnection, connect
 from testbed.bed import Telemetry
-from testbed.controlplane import ControlPlane, build_binaries
+from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane, build_binaries
 from testbed.fleet_loader import load_fleet, wait_nodes_ready
-from testbed.kube import RestClient, apply_objects, client_for
+from testbed.kube import RestClient, apply_objects, client_for, install_crds, load_manifests
 from testbed.nodes import gpu_node_object
 
 
@@ -53,6 +59,31 @@ async def gpu_node(admin: RestClient) -> str:
     await apply_objects(admin, [gpu_node_object(name, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8})])
     await wait_nodes_ready(admin, {name})
     return name
+
+
+PLAYBOOKRUN_CRD = REPO_ROOT / "deploy" / "crds" / "playbookruns.gpuctl.io.yaml"
+GPUCTL_ROLES = REPO_ROOT / "deploy" / "rbac" / "playbookruns.yaml"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def playbookrun_crd(admin: RestClient) -> Path:
+    await install_crds(admin, PLAYBOOKRUN_CRD)
+    return PLAYBOOKRUN_CRD
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def gpuctl_roles(admin: RestClient) -> Path:
+    await apply_objects(admin, load_manifests(GPUCTL_ROLES))
+    return GPUCTL_ROLES
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def operator_connection(control_plane: ControlPlane) -> AsyncIterator[KubeConnection]:
+    connection = await connect(kubeconfig=control_plane.kubeconfig(OPERATOR))
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
