@@ -178,9 +178,9 @@ class PlaybookRuns:
         )
 
     def _check(self, response: ApiResponse, *, what: str) -> JSON:
-        # A 404 naming a playbookrun means that run is missing; any other 404 means the resource itself is.
+        # A 404 names what is missing (the run, the namespace); one naming nothing means the path itself is not served.
         details = response.body.get("details") or {}
-        if response.call.status == 404 and details.get("kind") != PLURAL:
+        if response.call.status == 404 and not details.get("name"):
             raise self._not_installed()
         return check(response, what=what)
 
