@@ -162,7 +162,7 @@ async def install_crds(client: RestClient, *paths: Path) -> list[str]:
     names = [crd["metadata"]["name"] for crd in crds]
 
     async def established(name: str) -> bool:
-        conditions = (await client.get("CustomResourceDefinition", name)).body.get("status", {}).get("conditions", [])
+        conditions = ((await client.get("CustomResourceDefinition", name)).body.get("status") or {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     for name in names:

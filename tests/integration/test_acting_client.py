@@ -117,6 +117,22 @@ async def test_patch_applies_only_to_the_version_that_was_read(admin: RestClient
     assert {c.reason for c in calls if c.status == 409} == {"Conflict"}
 
 
+async def _deployment_settled(admin: RestClient, name: str, namespace: str) -> None:
+    """Until its controller is done with it: a resourceVersion read before that would go stale at once."""
+
+    async def read() -> dict:
+        return (await admin.get("Deployment", name, namespace)).body
+
+    def settled(deployment: dict) -> bool:
+        status = deployment.get("status", {})
+        progressing = [c for c in status.get("conditions", []) if c["type"] == "Progressing"]
+        return status.get("observedGeneration") == deployment["metadata"]["generation"] and any(
+            c["reason"] == "NewReplicaSetAvailable" for c in progressing
+        )
+
+    await poll(read, settled, what=f"the deployment controller to settle {name}")
+
+
 async def test_scale_through_the_scale_subresource(admin: RestClient, operator_connection: KubeConnection) -> None:
     namespace = unique("scale")
     deployment = {
@@ -124,7 +140,7 @@ async def test_scale_through_the_scale_subresource(admin: RestClient, operator_c
         "kind": "Deployment",
         "metadata": {"name": "trainer", "namespace": namespace},
         "spec": {
-            "replicas": 1,
+            "replicas": 0,
             "selector": {"matchLabels": {"app": "trainer"}},
             "template": {"metadata": {"labels": {"app": "trainer"}}, "spec": gpu_pod("x", namespace, 1)["spec"]},
         },
@@ -141,18 +157,18 @@ async def test_scale_through_the_scale_subresource(admin: RestClient, operator_c
     user_a = ActingClient(KubeApi(operator_connection), Identity(user="user-a", groups=("team-a",)))
     trainer = ObjectRef(group="apps", version="v1", plural="deployments", namespace=namespace, name="trainer")
     await _granted(user_a, "patch", "deployments", namespace, group="apps", subresource="scale")
+    await _deployment_settled(admin, "trainer", namespace)
 
     before = await user_a.get_scale(trainer)
-    assert before.replicas == 1
+    assert before.replicas == 0
 
     trial = await user_a.scale(trainer, 3, resource_version=before.resource_version, dry_run=True)
     assert trial.replicas == 3
-    assert (await user_a.get_scale(trainer)).replicas == 1
+    assert (await user_a.get_scale(trainer)).replicas == 0
 
-    after = await user_a.scale(trainer, 0, resource_version=before.resource_version)
-    assert after.replicas == 0
-    deployment_now = (await admin.get("Deployment", "trainer", namespace)).body
-    assert deployment_now["spec"]["replicas"] == 0
+    after = await user_a.scale(trainer, 2, resource_version=before.resource_version)
+    assert after.replicas == 2
+    assert (await admin.get("Deployment", "trainer", namespace)).body["spec"]["replicas"] == 2
 
     with pytest.raises(Conflict):
         await user_a.scale(trainer, 5, resource_version=before.resource_version)
@@ -191,11 +207,11 @@ async def test_staged_reclaim_notice_annotation_and_event(admin: RestClient, ope
     event = await user_a.create_event(
         pod.object, reason="ReclaimScheduled", note="GPUs idle for 2h; reclaimed at 12:00 unless busy", action="Notify"
     )
-    events = (await admin.request("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")).body["items"]
+    listed = (await admin.request("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")).body["items"]
+    events = [e for e in listed if e.get("reportingController") == "gpuctl.io/playbooks"]  # not the scheduler's
     assert [e["metadata"]["name"] for e in events] == [event.object["metadata"]["name"]]  # the dry run left nothing
     assert events[0]["regarding"]["uid"] == pod.uid
     assert events[0]["reason"] == "ReclaimScheduled"
-    assert events[0]["reportingController"] == "gpuctl.io/playbooks"
 
     cleared = await user_a.annotate(pod_ref, {"gpuctl.io/reclaim-after": None})
     assert "gpuctl.io/reclaim-after" not in (cleared.object["metadata"].get("annotations") or {})

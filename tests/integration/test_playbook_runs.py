@@ -202,8 +202,8 @@ async def test_a_missing_crd_says_what_to_install(admin: RestClient, runs: Playb
     try:
         await admin.delete("CustomResourceDefinition", crd)
 
-        async def discovery_gone() -> bool:
-            return (await admin.request("GET", f"/apis/{GROUP}/{VERSION}")).status == 404
+        async def discovery_gone() -> bool:  # answered with a plain-text "404 page not found"
+            return (await runs.api.request("GET", f"/apis/{GROUP}/{VERSION}")).call.status == 404
 
         await poll(discovery_gone, what="the API server to stop serving PlaybookRuns")
         with pytest.raises(NotInstalled) as missing:
