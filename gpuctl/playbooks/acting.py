@@ -28,6 +28,7 @@ from gpuctl.playbooks.kubeapi import (
     JSON,
     JSON_PATCH,
     MERGE_PATCH,
+    OWN_IDENTITY,
     ApiCall,
     ApiResponse,
     KubeApi,
@@ -95,7 +96,7 @@ class AccessReview(_Result):
     evaluation_error: str
 
     def explain(self) -> str:
-        who = str(self.identity) if self.identity else "you"
+        who = str(self.identity) if self.identity else OWN_IDENTITY
         what = f"{self.verb} {self.resource}" + (f" {self.name}" if self.name else "")
         where = f" in namespace {self.namespace}" if self.namespace else " (cluster-wide)"
         verdict = "may" if self.allowed else "may not"

@@ -43,6 +43,8 @@ from gpuctl.sources.kube.reflector import Gone
 JSON = dict[str, Any]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
+# Who a request without impersonation acts as, in messages (the kubeconfig's user, or the pod's service account).
+OWN_IDENTITY = "the connection's own identity"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -186,9 +188,8 @@ class KubeApi:
         except _NO_ANSWER as e:
             raise self._unreachable(e, where) from e
         try:
-            if response.status != 200:
-                payload = _parse(await response.read())
-                check(self._answered("GET", path, query, response, payload, acting_as=acting_as, dry_run=False), what=where)
+            payload = {} if response.status == 200 else _parse(await response.read())
+            check(self._answered("GET", path, query, response, payload, acting_as=acting_as, dry_run=False), what=where)
             yield self._events(response, where)
         finally:
             response.close()
@@ -286,7 +287,7 @@ def check(response: ApiResponse, *, what: str) -> JSON:
 def refusal(response: ApiResponse, *, what: str) -> ClusterError:
     """The gpuctl error for an error answer, naming who was refused what and the API server's words."""
     call = response.call
-    who = str(call.acting_as) if call.acting_as else "gpuctl's own identity"
+    who = str(call.acting_as) if call.acting_as else OWN_IDENTITY
     said = call.message or f"HTTP {call.status}"
     if call.status == 401:
         return Unauthorized(

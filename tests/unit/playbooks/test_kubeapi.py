@@ -3,10 +3,20 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from gpuctl.errors import AlreadyExists, ApiRejected, ConfigError, Conflict, Forbidden, NotFound, Unauthorized
+from gpuctl.errors import (
+    AlreadyExists,
+    ApiRejected,
+    ClusterUnreachable,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
 from gpuctl.identity import Identity
 from gpuctl.playbooks.acting import eviction_result
-from gpuctl.playbooks.kubeapi import ApiCall, ApiResponse, ObjectRef, impersonation_headers, refusal, retry_after_seconds
+from gpuctl.playbooks.kubeapi import ApiCall, ApiResponse, KubeApi, ObjectRef, impersonation_headers, refusal, retry_after_seconds
+from gpuctl.sources.kube.connect import connect
 
 WHO = Identity(user="user-a", groups=("team-a", "gpu-admins", "system:authenticated"))
 
@@ -92,3 +102,14 @@ def test_eviction_outcomes() -> None:
         eviction_result(_answer(500, {"message": "etcd timeout"}), pod)
     with pytest.raises(Forbidden):
         eviction_result(_answer(403, {"reason": "Forbidden"}), pod)
+
+
+async def test_no_answer_is_cluster_unreachable_and_records_no_call(dead_kubeconfig) -> None:
+    connection = await connect(kubeconfig=dead_kubeconfig)
+    calls: list[ApiCall] = []
+    try:
+        with pytest.raises(ClusterUnreachable, match="connection refused"):
+            await KubeApi(connection, on_call=calls.append).request("GET", "/api/v1/namespaces/a/pods/p", acting_as=WHO)
+    finally:
+        await connection.close()
+    assert calls == []
