@@ -87,6 +87,7 @@ async def test_a_budget_that_allows_no_disruption_refuses_until_relaxed(
     assert refused.call.status == 429 and refused.call.audit_id
     assert "disruption budget" in refused.message
     assert refused.disruption_budget is not None and "serving" in refused.disruption_budget
+    assert refused.retry_after_s is None  # a settled budget that says no sends no Retry-After: the caller paces retries
     still_there = await _pod(admin, "serving-0", namespace)
     assert still_there is not None and still_there["metadata"]["uid"] == pod["metadata"]["uid"]
     assert still_there["metadata"].get("deletionTimestamp") is None
