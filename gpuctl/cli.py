@@ -1,4 +1,4 @@
-"""The `gpuctl` command: `snapshot` (one-shot) and `top` (the live TUI).
+"""The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks).
 
 Exit codes: 0 ok; 1 other gpuctl error; 2 bad arguments or configuration;
 3 cluster unreachable or unauthorised; 130 interrupted. Errors print one line
@@ -29,7 +29,7 @@ _SETTING_FLAGS = {
     "prometheus_ca_file": "prometheus_ca_file", "prometheus_insecure": "prometheus_insecure",
     "refresh": "refresh_s", "idle_threshold": "idle_threshold_pct", "idle_window": "idle_window_s",
     "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
-    "local": "local", "timeout": "ready_timeout_s",
+    "local": "local", "timeout": "ready_timeout_s", "playbooks_dir": "playbooks_dir", "policy": "policy",
 }  # fmt: skip
 
 
@@ -72,7 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
+    _playbook_parser(commands)
     return parser
+
+
+def _playbook_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    playbook = commands.add_parser("playbook", help="remediation playbooks: list, show")
+    verbs = playbook.add_subparsers(dest="playbook_command", metavar="VERB", required=True)
+    listing = verbs.add_parser("list", help="every playbook: name, description, approval, reversible")
+    show = verbs.add_parser("show", help="one playbook's parameters, guardrails, permissions and actions")
+    show.add_argument("name", metavar="NAME")
+    for verb in (listing, show):
+        verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
+        verb.add_argument("--playbooks-dir", metavar="DIR", help="site playbooks in addition to the built-in ones")
+        verb.add_argument("--json", action="store_true", help="the definitions as JSON (durations in seconds)")
+        verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -116,6 +130,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             out.write(json.dumps(Snapshot.model_json_schema(), indent=2) + "\n")
             return EXIT_OK
         settings = settings_from(args)
+        if args.command == "playbook":
+            from gpuctl.playbooks.commands import run_playbook_command
+
+            return run_playbook_command(args, settings, out=out)
         from gpuctl.service import tune_gc
 
         tune_gc()
