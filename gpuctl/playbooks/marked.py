@@ -146,7 +146,7 @@ def problem(err: Mapping[str, Any], doc: Marked, source: str) -> FileProblem:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node, path = node[part], (*path, part)
             shown.append(part)
-        elif i == len(loc) - 1 and isinstance(part, str) and isinstance(node, dict):
+        elif i == len(loc) - 1 and err.get("type") == "missing" and isinstance(part, str):
             shown.append(part)  # a missing field: named, found at its parent
     line = doc.lines.get(path, 1)
     return FileProblem(source, line, _dotted(shown), _message(err))

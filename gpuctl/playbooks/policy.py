@@ -39,7 +39,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StringConstraints, model_validator
+from pydantic import Field, StrictInt, StringConstraints, ValidationInfo, field_validator
 
 from gpuctl.errors import FileProblem, PolicyDenied, PolicyError
 from gpuctl.identity import Identity
@@ -87,16 +87,20 @@ class Policy(Frozen):
     )
     alerts: tuple[AlertRule, ...] = ()
 
-    @model_validator(mode="after")
-    def _alerts_runnable(self) -> Policy:
+    @field_validator("alerts")
+    @classmethod
+    def _alerts_runnable(cls, alerts: tuple[AlertRule, ...], info: ValidationInfo) -> tuple[AlertRule, ...]:
+        if "roles" not in info.data:
+            return alerts  # the roles' own errors are reported
+        roles: dict[str, Role] = info.data["roles"]
         seen: set[str] = set()
-        for rule in self.alerts:
+        for rule in alerts:
             if rule.playbook in seen:
-                raise ValueError(f"alerts: {rule.playbook} has two rules")
+                raise ValueError(f"{rule.playbook} has two rules")
             seen.add(rule.playbook)
-            if not any(_matches(rule.playbook, role.run) for _, role in self.held_roles(rule.run_as)):
-                raise ValueError(f"alerts: {rule.playbook} runs as {rule.run_as.user}, who holds no role that may run it")
-        return self
+            if not any(role.holds(rule.run_as) and _matches(rule.playbook, role.run) for role in roles.values()):
+                raise ValueError(f"{rule.playbook} runs as {rule.run_as.user}, who holds no role that may run it")
+        return alerts
 
     def held_roles(self, identity: Identity) -> list[tuple[str, Role]]:
         """(name, role) of every role `identity` holds, in file order."""
@@ -195,9 +199,7 @@ def can_approve(policy: Policy, approver: Identity, requester: Identity, playboo
         return Decision(allowed=False, reason=f"{approver.user} may not approve {playbook}: {what}{ask}")
     for name, role in approvers:
         if role.covers(scope):
-            return Decision(
-                allowed=True, reason=f"{approver.user} may approve {playbook} on {scope}: role {name}", role=name
-            )
+            return Decision(allowed=True, reason=f"{approver.user} may approve {playbook} on {scope}: role {name}", role=name)
     return Decision(
         allowed=False, reason=f"{approver.user} may not approve {playbook} on {scope}: {_out_of_scope(approvers, scope)}{ask}"
     )

@@ -91,6 +91,7 @@ def _range(low: str | None, high: str | None) -> str:
 
 
 class _Param(Frozen):
+    type: str  # each subclass narrows it to its Literal tag(s)
     help: Text
     required: StrictBool = False
     requires: tuple[ParamName, ...] = Field((), description="other parameters that must be given with this one")
@@ -112,8 +113,12 @@ class _Param(Frozen):
     def show(self, value: Any) -> str:
         return str(value)
 
+    def check_declaration(self) -> None:
+        """What must hold between a type's own fields (min <= max); runs before the default is checked."""
+
     @model_validator(mode="after")
     def _default_fits(self) -> _Param:
+        self.check_declaration()
         default = getattr(self, "default", None)
         if default is None:
             return self
@@ -139,21 +144,14 @@ class _Bounded(_Param):
             raise ValueError(f"is above the maximum {self.show(self.max)}")
 
     def bounds(self) -> str:
-        return _range(
-            None if self.min is None else self.show(self.min), None if self.max is None else self.show(self.max)
-        )
+        return _range(None if self.min is None else self.show(self.min), None if self.max is None else self.show(self.max))
 
     def allowed(self) -> str:
-        return " ".join(part for part in (self.type_name(), self.bounds()) if part)
+        return " ".join(part for part in (self.type, self.bounds()) if part)
 
-    def type_name(self) -> str:
-        raise NotImplementedError
-
-    @model_validator(mode="after")
-    def _ordered(self) -> _Bounded:
+    def check_declaration(self) -> None:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.show(self.min)} is above max {self.show(self.max)}")
-        return self
 
 
 _INT = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
@@ -172,9 +170,6 @@ class IntParam(_Bounded):
         value = int(text.strip())
         self.check(value)
         return value
-
-    def type_name(self) -> str:
-        return "int"
 
 
 class FloatParam(_Bounded):
@@ -195,9 +190,6 @@ class FloatParam(_Bounded):
     def show(self, value: Any) -> str:
         return f"{value:g}"
 
-    def type_name(self) -> str:
-        return "float"
-
 
 class DurationParam(_Bounded):
     type: Literal["duration"]
@@ -217,9 +209,6 @@ class DurationParam(_Bounded):
 
     def show(self, value: Any) -> str:
         return spell_duration(float(value))
-
-    def type_name(self) -> str:
-        return "duration"
 
 
 _TRUE, _FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no", "off", "0"})

@@ -78,6 +78,8 @@ def test_demo_and_local_refresh_faster_unless_told(monkeypatch: pytest.MonkeyPat
     ("flags", "needle"),
     [
         ({"idle_window_s": "30x"}, "idle_window_s='30x'"),
+        ({"idle_window_s": "nan"}, "idle_window_s='nan'"),
+        ({"idle_window_s": "9" * 400}, "not a finite duration"),
         ({"refresh_s": 0}, "refresh_s"),
         ({"idle_threshold_pct": 150}, "idle_threshold_pct"),
         ({"prometheus_url": "prometheus:9090"}, "http(s) URL"),
