@@ -120,10 +120,10 @@ class ProblemsFound(Exception):
         self.problems = tuple(problems)
 
 
-def validate(model: type[M], doc: Marked, source: str, *, context: Mapping[str, Any] | None = None) -> M:
+def validate(model: type[M], doc: Marked, source: str) -> M:
     """`model` validated from the document; every pydantic error becomes a FileProblem with its line."""
     try:
-        return model.model_validate(doc.data, context=context)
+        return model.model_validate(doc.data)
     except ValidationError as e:
         raise ProblemsFound([problem(err, doc, source) for err in e.errors(include_url=False)]) from e
 
@@ -163,11 +163,6 @@ def _message(err: Mapping[str, Any]) -> str:
     if isinstance(value, str | int | float | bool) and kind not in ("value_error", "assertion_error"):
         text += f" (got {value!r})"
     return text
-
-
-def load(model: type[M], text: str, source: str, *, context: Mapping[str, Any] | None = None) -> M:
-    """Read and validate in one step (`ProblemsFound` on any problem)."""
-    return validate(model, read(text, source), source, context=context)
 
 
 def raise_as(error: Callable[..., Exception], what: str, problems: Sequence[FileProblem], *, hint: str | None = None) -> NoReturn:

@@ -65,7 +65,7 @@ class Role(Frozen):
         return identity.user in self.users or not set(identity.groups).isdisjoint(self.groups)
 
     def covers(self, scope: Scope) -> bool:
-        return any(fnmatchcase(scope.name, glob) for glob in self.scope_globs(scope.kind))
+        return _matches(scope.name, self.scope_globs(scope.kind))
 
     def scope_globs(self, kind: ScopeKind) -> tuple[str, ...]:
         return {"namespace": self.namespaces, "pool": self.pools, "cluster_queue": self.cluster_queues}[kind]
@@ -244,7 +244,7 @@ def load_policy(path: Path | None, *, playbooks: Iterable[str] | None = None) ->
         for name, role in policy.roles.items():
             for field in ("run", "approve"):
                 for index, glob in enumerate(getattr(role, field)):
-                    if not any(fnmatchcase(k, glob) for k in known):
+                    if not any(_matches(k, [glob]) for k in known):
                         line = doc.lines.get(("roles", name, field, index), 1)
                         known_list = _listed(sorted(known))
                         message = f"{glob!r} matches no playbook (known: {known_list})"

@@ -103,7 +103,7 @@ class _Param(Frozen):
         """Bounds, pattern or choices; the value already has the right type."""
 
     def allowed(self) -> str:
-        """The type and its bounds in a few words, for error messages and `playbook show`."""
+        """The type and its bounds in a few words, for error messages."""
         raise NotImplementedError
 
     def label(self) -> str:

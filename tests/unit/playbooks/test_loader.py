@@ -215,3 +215,17 @@ def test_models_are_frozen_and_json_round_trips(catalog: Catalog) -> None:
         assert again == playbook
     with pytest.raises(ValueError, match="frozen"):
         catalog.get("scale-pool").reversible = False  # type: ignore[misc]
+
+
+def test_reference_names_every_action_check_selector_and_type() -> None:
+    """docs/playbooks.md stays in step with the closed sets a file may use."""
+    from typing import get_args
+
+    from gpuctl.playbooks.spec import Parameter, Selector
+
+    union = get_args(Parameter)[0]
+    types = [tag for cls in get_args(union) for tag in get_args(cls.model_fields["type"].annotation)]
+    assert len(types) == 11
+    reference = (Path(__file__).parents[3] / "docs" / "playbooks.md").read_text()
+    for name in [*Action, *Check, *Selector, *types]:
+        assert f"`{name}`" in reference, name
