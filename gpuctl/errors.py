@@ -10,7 +10,9 @@
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
      ├── NotReady               the first data did not arrive in time
-     └── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
+     ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
+     └── AuditError             the audit log cannot be opened, read or written
+          └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
 
 The TUI shows `str(error)` in a toast, the bot posts it to Slack, the CLI prints
 it on one line: so messages say what failed *and* what to do, without a traceback.
@@ -101,7 +103,17 @@ class PolicyDenied(GpuctlError):
     """gpuctl's policy does not allow it; the message names the user, the playbook, the scope and the role that fell short."""
 
 
+class AuditError(GpuctlError):
+    """The audit log cannot be opened, read or written (path, permissions, not a gpuctl log)."""
+
+
+class AuditTampered(AuditError):
+    """The audit log's hash chain is broken: a record was edited, removed, reordered or forged."""
+
+
 __all__ = [
+    "AuditError",
+    "AuditTampered",
     "ClusterError",
     "ClusterUnreachable",
     "ConfigError",
