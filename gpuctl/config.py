@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # Playbooks
     playbooks_dir: Path | None = Field(None, description="site playbooks (*.yaml) in addition to the built-in ones")
     policy: Path | None = Field(None, description="gpuctl policy file (roles, approvers, alerts); none: nobody may act")
+    audit: str | None = Field(
+        None, description="audit log: a SQLite file path or sqlite:///path (default ~/.local/state/gpuctl/audit.sqlite)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -116,6 +119,16 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL like http://prometheus:9090")
         return value
+
+    @field_validator("audit")
+    @classmethod
+    def _audit_location(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from gpuctl.audit.backend import sqlite_path
+
+        sqlite_path(value)  # refuses what no backend reads, saying what works
+        return value.strip()
 
     @field_validator("kubeconfig", "prometheus_ca_file", "config_file", "playbooks_dir", "policy", mode="after")
     @classmethod
