@@ -1,8 +1,11 @@
-"""The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks).
+"""The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
+`audit` (the audit log).
 
 Exit codes: 0 ok; 1 other gpuctl error; 2 bad arguments or configuration;
-3 cluster unreachable or unauthorised; 130 interrupted. Errors print one line
-(`gpuctl: error: ...`), never a traceback; -v shows the sources' logs.
+3 cluster unreachable or unauthorised; 5 the audit log is not intact (a record
+edited, removed, reordered or forged: `gpuctl audit verify`); 130 interrupted.
+Errors print one line (`gpuctl: error: ...`), never a traceback; -v shows the
+sources' logs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
-from gpuctl.errors import ClusterError, ConfigError, GpuctlError, NotReady
+from gpuctl.errors import AuditTampered, ClusterError, ConfigError, GpuctlError, NotReady
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TAMPERED = 5
 
 # argparse dest -> Settings field, for the flags shared by every command.
 _SETTING_FLAGS = {
@@ -30,6 +34,7 @@ _SETTING_FLAGS = {
     "refresh": "refresh_s", "idle_threshold": "idle_threshold_pct", "idle_window": "idle_window_s",
     "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
     "local": "local", "timeout": "ready_timeout_s", "playbooks_dir": "playbooks_dir", "policy": "policy",
+    "audit": "audit",
 }  # fmt: skip
 
 
@@ -73,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
     _playbook_parser(commands)
+    from gpuctl.commands import audit
+
+    audit.add_parser(commands)
     return parser
 
 
@@ -134,6 +142,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             from gpuctl.playbooks.commands import run_playbook_command
 
             return run_playbook_command(args, settings, out=out)
+        if args.command == "audit":
+            from gpuctl.commands import audit
+
+            return audit.run(args, settings, out=out)
         from gpuctl.service import tune_gc
 
         tune_gc()
@@ -146,6 +158,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except (ClusterError, NotReady) as e:
         err.write(f"gpuctl: error: {e}\n")
         return EXIT_CLUSTER
+    except AuditTampered as e:
+        err.write(f"gpuctl: error: {e}\n")
+        return EXIT_TAMPERED
     except GpuctlError as e:
         err.write(f"gpuctl: error: {e}\n")
         return EXIT_ERROR
