@@ -77,8 +77,10 @@ class AuditBackend(Protocol):
         ...
 
     def hold(self, run_id: str) -> AbstractAsyncContextManager[None]:
-        """Mark this process as recording `run_id` until the block ends; if the process dies inside it,
-        `orphans()` reports the run. Raises AuditError if a live process already holds it."""
+        """Mark this process as recording `run_id` until the block ends. If the process dies inside it,
+        or the block raises (a crash, a cancel), `orphans()` reports the run afterwards; a block that ends
+        normally leaves the run as it is (ended, or resting until an approval). Raises AuditError if a live
+        process already holds it."""
         ...
 
     def orphans(self) -> AbstractAsyncContextManager[Sequence[Orphan]]:

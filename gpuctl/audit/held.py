@@ -9,7 +9,8 @@ someone else can lock belongs to a holder that is gone.
 
 Files are `<dir>/<sha256(run id)[:32]>.lock` holding the run id, pid and host
 as JSON. A holder removes its file when it lets go; a dead holder's file stays
-until `orphans()` hands its run to someone who records the interruption.
+(and so does one whose hold ended in an exception) until `orphans()` hands its
+run to someone who records the interruption.
 Local files and flock: the holders must be on the machine that has the log.
 """
 
@@ -39,11 +40,16 @@ class HeldLock:
     holder: dict[str, Any] = field(default_factory=dict)
 
     def release(self) -> None:
+        """Let go: the run is in a state another process may pick up (ended, or resting)."""
         try:
             if _same_file(self.fd, self.path):  # unlink only our own file, never a successor's
                 self.path.unlink()
         finally:
             os.close(self.fd)
+
+    def abandon(self) -> None:
+        """Let go but leave the file, as a death would: `orphans()` will offer the run for recovery."""
+        os.close(self.fd)
 
 
 class RunLocks:

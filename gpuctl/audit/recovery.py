@@ -2,8 +2,8 @@
 
 Call `mark_interrupted(log)` when a process that records runs starts (the
 engine, the executor). A run gets an `interrupted` record when the process
-that held it (`log.hold(run_id)`) died inside the hold and the run's last
-record does not end it (`TERMINAL_KINDS`). Runs resting between processes,
+that held it (`log.hold(run_id)`) died inside the hold, or left it by an
+exception, and the run's last record does not end it (`TERMINAL_KINDS`). Runs resting between processes,
 such as one waiting for an approval, are nobody's holding and are left alone,
 and so are runs a live process is executing right now.
 """

@@ -169,8 +169,10 @@ class SqliteBackend:
         held = await asyncio.to_thread(self._runs.acquire, run_id)
         try:
             yield
-        finally:
-            await asyncio.to_thread(held.release)
+        except BaseException:
+            held.abandon()  # an error or a cancel mid-run: the next mark_interrupted() decides (instant, no await)
+            raise
+        await asyncio.to_thread(held.release)
 
     @asynccontextmanager
     async def orphans(self) -> AsyncIterator[Sequence[Orphan]]:

@@ -81,6 +81,21 @@ async def test_runs_at_rest_ended_or_never_written_are_left_alone(tmp_path: Path
         assert (await log.head()) is not None and (await log.head()).kind is EventKind.COMPLETED  # type: ignore[union-attr]
 
 
+async def test_a_hold_left_by_an_exception_is_recovered(tmp_path: Path) -> None:
+    async with open_audit(str(tmp_path / "audit.sqlite")) as log:
+        with pytest.raises(RuntimeError, match="engine bug"):
+            async with log.hold("mig-3"):
+                await log.append(AuditEvent(run_id="mig-3", kind=EventKind.EXECUTION_STARTED, actor=USER_A))
+                raise RuntimeError("engine bug")
+        with pytest.raises(ZeroDivisionError):
+            async with log.hold("mig-4"):  # it recorded its failure before the error escaped: nothing to add
+                await log.append(AuditEvent(run_id="mig-4", kind=EventKind.EXECUTION_STARTED, actor=USER_A))
+                await log.append(AuditEvent(run_id="mig-4", kind=EventKind.FAILED, actor=USER_A))
+                _ = 1 / 0
+        marked = await mark_interrupted(log)
+        assert [(r.run_id, r.kind) for r in marked] == [("mig-3", EventKind.INTERRUPTED)]
+
+
 async def test_who_noticed_can_be_recorded(tmp_path: Path) -> None:
     db = tmp_path / "audit.sqlite"
     locks = RunLocks(db.with_name(db.name + ".runs"))
