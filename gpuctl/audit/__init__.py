@@ -9,7 +9,7 @@ SQLite by default (`open_audit(settings.audit)`). `verify()` walks the chain;
         async with log.hold(run_id):                    # "this process is recording run_id"
             await log.append(AuditEvent(run_id=run_id, kind=EventKind.EXECUTION_STARTED, actor=requester,
                                         payload={"plan": plan_fingerprint}))
-        result = await verify(log, expect_head=Anchor.parse("41:9f86d0..."))
+        result = await verify(log, expect_head=Anchor.parse(kept))  # kept: "SEQ:HASH" from `gpuctl audit head`
 
 Record format, version 1 (for verifying with another tool)
 -----------------------------------------------------------
