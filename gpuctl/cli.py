@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from gpuctl import __version__
@@ -78,9 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
     _playbook_parser(commands)
-    from gpuctl.commands import audit
-
-    audit.add_parser(commands)
+    _audit_parser(commands)
     return parser
 
 
@@ -95,6 +94,33 @@ def _playbook_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         verb.add_argument("--playbooks-dir", metavar="DIR", help="site playbooks in addition to the built-in ones")
         verb.add_argument("--json", action="store_true", help="the definitions as JSON (durations in seconds)")
         verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+
+def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser("audit", help="the tamper-evident log of playbook runs: list, show, verify, export, head")
+    verbs = audit.add_subparsers(dest="audit_command", metavar="VERB", required=True)
+    listing = verbs.add_parser("list", help="records, oldest of the newest N first")
+    listing.add_argument("--run", metavar="RUN", help="only this run's records")
+    listing.add_argument("--since", metavar="DURATION", help="only records this recent (30m, 2h, 7d)")
+    listing.add_argument("--limit", type=_positive, default=50, metavar="N", help="the newest N (default 50)")
+    show = verbs.add_parser("show", help="one run, every record in full")
+    show.add_argument("run", metavar="RUN")
+    check = verbs.add_parser("verify", help=f"check the hash chain (exit {EXIT_TAMPERED} if it is not intact)")
+    check.add_argument("--expect-head", metavar="SEQ:HASH", help="also require this record, kept from `gpuctl audit head`")
+    check.add_argument("--file", metavar="FILE", type=Path, help="verify an export (JSON lines) instead of the log")
+    export = verbs.add_parser("export", help="every record as JSON lines, with all it takes to re-verify offline")
+    head = verbs.add_parser("head", help="SEQ:HASH of the last record, to keep somewhere else")
+    for verb in (listing, show, check, export, head):
+        verb.add_argument("--audit", metavar="PATH|URL", help="the log (default ~/.local/state/gpuctl/audit.sqlite)")
+        verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
+        verb.add_argument("--json", action="store_true", help="records as JSON lines (export form); verify: the verdict")
+        verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -143,9 +169,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 
             return run_playbook_command(args, settings, out=out)
         if args.command == "audit":
-            from gpuctl.commands import audit
+            from gpuctl.audit.commands import run_audit_command
 
-            return audit.run(args, settings, out=out)
+            return run_audit_command(args, settings, out=out)
         from gpuctl.service import tune_gc
 
         tune_gc()

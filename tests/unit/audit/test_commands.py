@@ -14,7 +14,8 @@ import pytest
 from gpuctl.audit import AuditEvent, AuditRecord, EventKind, VerifyResult, open_audit, verify_rows
 from gpuctl.cli import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_TAMPERED, main
 from gpuctl.clock import utcnow
-from tests.unit.audit.factories import run_events, tamper, ticking
+
+from .factories import run_events, tamper, ticking
 
 
 @pytest.fixture(autouse=True)
