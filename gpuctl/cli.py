@@ -99,7 +99,7 @@ def _playbook_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser("audit", help="the tamper-evident log of playbook runs: list, show, verify, export, head")
     verbs = audit.add_subparsers(dest="audit_command", metavar="VERB", required=True)
-    listing = verbs.add_parser("list", help="records, oldest of the newest N first")
+    listing = verbs.add_parser("list", help="the newest records (oldest first), one line each")
     listing.add_argument("--run", metavar="RUN", help="only this run's records")
     listing.add_argument("--since", metavar="DURATION", help="only records this recent (30m, 2h, 7d)")
     listing.add_argument("--limit", type=_positive, default=50, metavar="N", help="the newest N (default 50)")
