@@ -68,7 +68,7 @@ async def _http_ok(url: str, *, auth: tuple[str, str] | None = None) -> bool:
             headers = {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
             async with session.get(url, ssl=False, headers=headers) as resp:  # readiness only: our own cert
                 return resp.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 

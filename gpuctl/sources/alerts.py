@@ -54,7 +54,9 @@ def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
     state = raw.get("state")
     if state not in ("firing", "pending"):  # "inactive": resolved, kept by Prometheus only for resending
         return None
-    annotations = raw.get("annotations") if isinstance(raw.get("annotations"), Mapping) else {}
+    annotations = raw.get("annotations")
+    if not isinstance(annotations, Mapping):
+        annotations = {}
     gpu: str | None = None
     try:
         gpu = fields.parse_identity(labels).key

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from kubernetes_asyncio.client import CoreV1Api
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError
 from gpuctl.model import WatchHealth
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.connect import KubeConnection, connect, describe
-from gpuctl.clock import Clock, utcnow
 from gpuctl.sources.kube.reflector import Reflector, Resource
 from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
 from gpuctl.state.pools import pool_labels

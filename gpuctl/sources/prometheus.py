@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import requests
@@ -114,7 +114,7 @@ class PrometheusSource:
             session=self._session,
             # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
             retry=Retry(total=0, raise_on_status=False),
-            timeout=timeout_s,  # type: ignore[arg-type]  # requests takes floats
+            timeout=timeout_s,
         )
 
     def close(self) -> None:
@@ -233,7 +233,7 @@ def idle_since(
         first = _for_holder(seen_at.get(sample.key, {}), sample)
         since = max(last) if last else (min(first) if first else None)
         if since is not None:
-            out[sample.key] = min(datetime.fromtimestamp(since, timezone.utc), now)
+            out[sample.key] = min(datetime.fromtimestamp(since, UTC), now)
     return out
 
 

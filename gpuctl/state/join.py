@@ -176,7 +176,7 @@ def _replace(rows: _SortedRows[Any], key: str, values: dict[str, Any] | None, ma
 class _Segment:
     """One host's GPU rows (a node's, or a metrics hostname's), in snapshot order, and their sums."""
 
-    __slots__ = ("gpus", "keys", "held", "repeated", "idle_pools", "spaces")
+    __slots__ = ("gpus", "held", "idle_pools", "keys", "repeated", "spaces")
 
     def __init__(self, gpus: list[Gpu], keys: list[str]) -> None:
         self.gpus = gpus

@@ -44,7 +44,7 @@ def micros(t: datetime) -> int:
 class PodCounts:
     """A pod record with its GPU counts worked out once (not once per aggregate)."""
 
-    __slots__ = ("rec", "whole", "mig", "count", "live", "created_us")
+    __slots__ = ("count", "created_us", "live", "mig", "rec", "whole")
 
     def __init__(self, rec: PodRecord) -> None:
         self.rec = rec
@@ -215,7 +215,7 @@ def tightest_quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
 class NodeDemand:
     """GPUs requested by the live pods scheduled on one node."""
 
-    __slots__ = ("whole", "mig")
+    __slots__ = ("mig", "whole")
 
     def __init__(self) -> None:
         self.whole = 0
@@ -238,7 +238,7 @@ class NodeDemand:
 class NamespaceTotals:
     """What a namespace row adds up from pods and GPUs."""
 
-    __slots__ = ("live", "requested", "hours_pods", "hours_count", "hours_created", "newest", "busy", "idle")
+    __slots__ = ("busy", "hours_count", "hours_created", "hours_pods", "idle", "live", "newest", "requested")
 
     def __init__(self) -> None:
         self.live = 0  # live pods (a namespace with one is listed, even if it requests 0)

@@ -28,8 +28,8 @@ from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.format import short_model
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
-from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
 from gpuctl.tui.messages import NodeChosen
+from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
 
 
 def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
@@ -207,7 +207,7 @@ class Heatmap(ScrollView, can_focus=True):
         line_of = self.layout_.line_of
         self._invalidate(y for t in (old, new) if t and (y := line_of.get(t)) is not None)
         if new and (pos := self.layout_.position(new)) is not None:
-            x, y = pos
+            _x, y = pos
             self.scroll_to_region_y(y)
         self.post_message(self.CursorMoved(new))
 

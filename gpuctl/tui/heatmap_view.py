@@ -18,7 +18,6 @@ from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.history import UtilHistory
 from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, SPECS, XID_BG, Metric, cell_style, legend_ramp, next_metric
 
-
 WIDE_AT = 150
 
 

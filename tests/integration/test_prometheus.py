@@ -21,15 +21,15 @@ import pytest_asyncio
 
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.model import Gpu, PodRef, Snapshot
+from gpuctl.sim.fleet import build_fleet
 from gpuctl.sources.dcgm_fields import MIB, Quantity, instant_query
 from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
-from gpuctl.sim.fleet import build_fleet
 from gpuctl.state.store import ClusterStore
 from testbed.dcgm_exporter import DcgmExporterSim, Options
-from testbed.pki import CertificateAuthority
 from testbed.monitoring import SHIPPED_RULES, Monitoring, ScrapeJob, StaticExporter, exposition_line
-from testbed.waiting import poll
+from testbed.pki import CertificateAuthority
 from testbed.process import free_port
+from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
 
@@ -191,7 +191,7 @@ async def test_probe_reports_a_working_url_and_explains_bad_ones(monitoring: Mon
     not_prometheus = PrometheusSource(exporters[0].url.removesuffix("/metrics"), timeout_s=5)
     try:
         assert (await good.probe()).gpu_series == 11  # every utilisation series, malformed ones too
-        with pytest.raises(MetricsUnavailable, match="cannot connect to Prometheus: .*Connection refused"):
+        with pytest.raises(MetricsUnavailable, match=r"cannot connect to Prometheus: .*Connection refused"):
             await nobody.probe()
         with pytest.raises(MetricsUnavailable, match="HTTP Status Code 404"):
             await not_prometheus.probe()

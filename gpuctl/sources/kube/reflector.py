@@ -49,7 +49,7 @@ class Gone(Exception):
 class Resource:
     kind: Kind
     plural: str  # "pods", for messages
-    list_call: Callable[..., Awaitable[aiohttp.ClientResponse]]  # e.g. CoreV1Api.list_pod_for_all_namespaces
+    list_call: Callable[..., Awaitable[Any]]  # called with _preload_content=False: a raw aiohttp response; e.g. CoreV1Api.list_pod_for_all_namespaces
     trim: Callable[[JSON], Record | None]
     required: bool = True  # optional kinds (quotas, namespaces) degrade to empty when forbidden
 

@@ -315,7 +315,7 @@ def test_a_metrics_batch_leaves_nodes_alone_and_reuses_equal_rows() -> None:
 
 
 def test_changes_across_skipped_snapshots_leave_out_what_changed_back() -> None:
-    clock, store = _store()
+    _clock, store = _store()
     first = store.snapshot()
     original = store.records(Kind.POD)["ml/a"]
     store.upsert(dataclasses.replace(original, phase="Pending"))  # type: ignore[type-var]
@@ -329,7 +329,7 @@ def test_changes_across_skipped_snapshots_leave_out_what_changed_back() -> None:
 
 
 def test_changes_for_snapshots_the_log_no_longer_has_fall_back_to_a_diff() -> None:
-    clock, store = _store()
+    _clock, store = _store()
     first = store.snapshot()
     second = store.snapshot()
     store.upsert(pod("ml", "new", "n1", 1))
@@ -365,7 +365,7 @@ def test_a_key_twice_in_a_batch_shows_both_rows_as_sent() -> None:
 
 
 def test_a_failed_join_starts_over_next_time() -> None:
-    clock, store = _store()
+    _clock, store = _store()
     before = store.snapshot()
     store.upsert(pod("ml", "odd", "n1", 1, created=datetime(2026, 1, 1)))  # naive: the join cannot subtract it
     with pytest.raises(TypeError):
