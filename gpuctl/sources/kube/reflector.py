@@ -16,11 +16,12 @@ deserialising V1Pod objects costs more than everything else together):
    version seen; a dropped connection: same, after a backoff;
 4. 410 Gone — the watch's resourceVersion, or a continue token, is older than
    the history the server keeps (etcd compaction, an API server restart):
-   back to 1, from scratch. The first such relist is immediate; one that
-   comes within `relist_backoff.cap` seconds of the previous list waits,
-   exponentially and jittered, so a struggling API server that keeps expiring
-   versions is not met with a relist storm. While it waits, health says
-   disconnected with the retry time, and each relist is counted.
+   back to 1, from scratch. A watch's first 410 relists at once; a 410 within
+   `relist_backoff.cap` seconds of the previous one waits, exponentially and
+   jittered, so a struggling API server that keeps expiring versions is not
+   met with a relist storm. An expired continue token always waits: the list
+   took longer than the server keeps history, and would likely again. While
+   it waits, health says disconnected with the retry time; relists are counted.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class Reflector:
         self._page_size = page_size
         self._watch_timeout_s = watch_timeout_s
         self._clock = clock
-        self._list_started: float | None = None  # loop time the latest list attempt began
+        self._gone_at: float | None = None  # loop time of the latest 410
         self.resource_version: str | None = None
         self.connected = False
         self.error: ClusterError | None = None
@@ -132,17 +133,20 @@ class Reflector:
                 await self._failed(e)
 
     async def _relist_after_gone(self, gone: Gone) -> None:
-        """Forget the expired version; wait first when the previous list was recent (module docstring, 4)."""
-        expired, self.resource_version = self.resource_version, None
+        """Forget the expired version and list again, at once or after a wait (module docstring, 4)."""
+        listing = self.resource_version is None  # a list sets its version when its last page is in
+        expired = "the list's continue token" if listing else f"resourceVersion {self.resource_version}"
+        self.resource_version = None
         now = asyncio.get_running_loop().time()
-        if self._list_started is None or now - self._list_started >= self._relist_backoff.cap:
+        recent = self._gone_at is not None and now - self._gone_at < self._relist_backoff.cap
+        self._gone_at = now
+        if not recent:
             self._relist_backoff.reset()
-            log.info("%s: resourceVersion %s expired (%s), listing again", self.resource.plural, expired, gone)
-            return
+            if not listing:
+                log.info("%s: %s expired (%s), listing again", self.resource.plural, expired, gone)
+                return
         delay = self._relist_backoff.next()
-        log.warning(
-            "%s: resourceVersion %s expired again (%s), listing again in %.1f s", self.resource.plural, expired, gone, delay
-        )
+        log.warning("%s: %s expired (%s); listing again in %.1f s", self.resource.plural, expired, gone, delay)
         self._health(connected=False, error=None, retry_at=self._clock() + timedelta(seconds=delay))
         await asyncio.sleep(delay)
 
@@ -176,7 +180,6 @@ class Reflector:
         raise HttpError(resp.status, str(message)[:300])
 
     async def _list(self) -> None:
-        self._list_started = asyncio.get_running_loop().time()
         records: list[Record] = []
         token: str | None = None
         while True:
