@@ -203,24 +203,29 @@ async def test_bookmarks_keep_a_quiet_watch_fresh(control_plane: ControlPlane, a
 
 
 async def test_a_410_soon_after_a_relist_waits_and_health_shows_it(control_plane: ControlPlane, admin: RestClient) -> None:
-    await control_plane.compact_etcd()  # resourceVersion 1 is compacted history
     expected_wait = Backoff(base=0.5, cap=600, rng=random.Random(5)).next()
     relist = Backoff(base=0.5, cap=600, rng=random.Random(5))
     namespaces = RecordingCall("list_namespace")
-    async with reflecting(control_plane, namespaces, Kind.NAMESPACE, start_from="1", relist_backoff=relist) as (reflector, reports):
-        await eventually(lambda: bool(namespaces.at_watch), "the watch after the first relist")
-        assert namespaces.watches[0]["resource_version"] == "1" and reflector.lists == 1
-        assert reports.relist_waits() == []  # the first 410 relists at once
 
-        # Compact past the version the reflector watches from, and restart the API server: its
-        # watch cache starts over at the current revision, so the reconnecting watch gets 410.
+    async def expire() -> int:
+        """Compact etcd past the reflector's version and restart the API server: its watch cache
+        starts over at the current revision, so the reconnecting watch gets 410 Gone."""
         compacted = await control_plane.compact_etcd()
         await control_plane.restart_apiserver()
-        await eventually(lambda: reflector.lists == 2 and reflector.connected, "a second relist", timeout_s=120)
-    gone = [w for w in namespaces.watches if w["resource_version"] != "1"]
-    assert int(gone[-2]["resource_version"]) <= compacted  # the watch that got the second 410
+        return compacted
+
+    async with reflecting(control_plane, namespaces, Kind.NAMESPACE, relist_backoff=relist) as (reflector, reports):
+        await eventually(lambda: len(namespaces.at_watch) == 1, "the first watch")
+        first = await expire()
+        await eventually(lambda: reflector.lists == 2 and reflector.connected, "a relist after the first 410", timeout_s=120)
+        assert reports.relist_waits() == []  # the first 410 relists at once
+        second = await expire()
+        await eventually(lambda: reflector.lists == 3 and reflector.connected, "a relist after the second 410", timeout_s=120)
     assert reports.relist_waits() == [T0 + timedelta(seconds=expected_wait)]
+    # Each 410 answered a watch (and its reconnects) from a version the compaction had removed.
+    listed = list(dict.fromkeys(int(version) for version, _ in namespaces.at_watch))
+    assert len(listed) == 3 and listed[0] < first < listed[1] < second < listed[2]
     health = fold_health([reflector], context=None)
-    assert health.relists == 1 and health.connected and health.retry_at is None
+    assert health.relists == 2 and health.connected and health.retry_at is None
     version, records = namespaces.at_watch[-1]
     assert records == await listed_at(admin, Kind.NAMESPACE, version)
