@@ -4,8 +4,10 @@ Runs on every watch event, so it reads dicts straight from the API's JSON (no
 generated model classes) and keeps only what gpuctl shows: nvidia.com/*
 resources, GPU/MIG/pool labels, the top-level owner. Objects gpuctl doesn't
 care about (pods without GPUs, nodes without NVIDIA resources, quotas without
-`requests.nvidia.com/*` keys or limited to a scope) trim to None, which the watcher turns into a delete: an object that
-stops matching disappears, one that starts matching appears.
+`requests.nvidia.com/*` keys or limited to a scope) trim to None, which the
+watcher turns into a delete: an object that stops matching disappears, one that
+starts matching appears. A malformed quantity is logged and left out, never
+dropped silently.
 """
 
 from __future__ import annotations
