@@ -1,4 +1,4 @@
-"""The quotas tab: per namespace GPU quota used vs hard, requested vs busy, GPU-hours."""
+"""The quotas tab: per namespace GPU quota used vs hard, requested vs busy, GPU-hours, MIG quotas per profile."""
 
 from __future__ import annotations
 

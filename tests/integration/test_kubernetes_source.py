@@ -161,6 +161,10 @@ async def test_snapshot_matches_the_loaded_fleet(control_plane: ControlPlane, ad
             if ns.quota_hard:
                 assert usage[ns.name].gpu_quota_hard == ns.quota_hard.get("requests.nvidia.com/gpu")
                 assert usage[ns.name].gpu_quota_used == fleet.quota_used(ns.name).get("requests.nvidia.com/gpu", 0)
+                mig_used = fleet.quota_used(ns.name)
+                assert usage[ns.name].mig_quota_hard == {k.removeprefix("requests."): v for k, v in ns.mig_quota_hard.items()}
+                assert usage[ns.name].mig_quota_used == {k.removeprefix("requests."): mig_used.get(k, 0) for k in ns.mig_quota_hard}
+        assert any(ns.mig_quota_hard for ns in fleet.namespaces)  # the fleet has a MIG quota to check
 
         # GPU entries come from node capacity even without metrics.
         assert {g.node for g in snap.gpus} >= {n.name for n in fleet.nodes if n.resources.get("nvidia.com/gpu")}

@@ -36,7 +36,14 @@ HOSTS = (*NODES, "ghost")  # "ghost": metrics for a host with no Node
 NAMESPACES = ("ml", "cv", "batch")
 PODS = tuple(f"{ns}/p{i}" for ns in NAMESPACES for i in range(3))
 HOLDERS = (*PODS, "gone/p0")  # "gone/p0": metrics name a pod the store never had
-QUOTA_KEYS = (*reference.QUOTA_KEYS, "requests.cpu")
+QUOTA_KEYS = (
+    reference.GPU_QUOTA,
+    "requests.nvidia.com/mig-1g.10gb",
+    "requests.nvidia.com/mig-2g.20gb",
+    "requests.nvidia.com/gpu.shared",
+    "limits.nvidia.com/gpu",  # not enforced by Kubernetes: never the namespace's limit
+    "requests.cpu",
+)
 
 
 class Clock:
@@ -61,7 +68,12 @@ def node_records(draw: st.DrawFn) -> NodeRecord:
         labels["nvidia.com/gpu.count"] = count
     if draw(st.booleans()):
         labels["nvidia.com/mig.capable"] = "true"
+    replicas = draw(st.sampled_from([None, "1", "4", "x"]))
+    if replicas:
+        labels["nvidia.com/gpu.replicas"] = replicas
     resources = {"nvidia.com/gpu": draw(st.integers(0, 3))}
+    if draw(st.booleans()):  # time-slicing with renameByDefault
+        resources["nvidia.com/gpu.shared"] = draw(st.sampled_from([4, 8]))
     resources.update(draw(st.sampled_from([{}, {"nvidia.com/mig-1g.10gb": 2}, {"nvidia.com/mig-2g.20gb": 1}])))
     return NodeRecord(
         name=draw(st.sampled_from(NODES)),
@@ -79,7 +91,12 @@ def node_records(draw: st.DrawFn) -> NodeRecord:
 def pod_records(draw: st.DrawFn) -> PodRecord:
     namespace, name = draw(st.sampled_from(PODS)).split("/")
     requests: dict[str, int] = {}
-    for resource, most in (("nvidia.com/gpu", 2), ("nvidia.com/mig-1g.10gb", 2), ("nvidia.com/mig-2g.20gb", 1)):
+    for resource, most in (
+        ("nvidia.com/gpu", 2),
+        ("nvidia.com/gpu.shared", 3),
+        ("nvidia.com/mig-1g.10gb", 2),
+        ("nvidia.com/mig-2g.20gb", 1),
+    ):
         if count := draw(st.integers(0, most)):
             requests[resource] = count
     created = draw(st.one_of(st.none(), st.integers(-7200, 900)))  # some "after now": clock skew
@@ -96,12 +113,13 @@ def pod_records(draw: st.DrawFn) -> PodRecord:
 
 @st.composite
 def quota_records(draw: st.DrawFn) -> QuotaRecord:
-    key = draw(st.sampled_from(QUOTA_KEYS))
+    keys = draw(st.lists(st.sampled_from(QUOTA_KEYS), min_size=1, max_size=2, unique=True))
+    with_used = draw(st.booleans())
     return QuotaRecord(
         namespace=draw(st.sampled_from([*NAMESPACES, "quota-only"])),
         name=draw(st.sampled_from(["gpu", "tight"])),
-        hard={key: float(draw(st.integers(1, 8)))},
-        used={key: float(draw(st.integers(0, 8)))} if draw(st.booleans()) else {},
+        hard={key: float(draw(st.integers(1, 8))) for key in keys},
+        used={key: float(draw(st.integers(0, 8))) for key in keys} if with_used else {},
     )
 
 
