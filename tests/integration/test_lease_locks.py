@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,7 @@ from gpuctl.errors import LockHeld
 from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.playbooks.locks import HeldLock, LeaseLocks, LockTarget
 from gpuctl.sources.kube.connect import KubeConnection
-from testbed.kube import RestClient, apply_objects
-from testbed.objects import namespace_object, role_binding, unique
+from testbed.kube import RestClient
 from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
@@ -28,23 +26,9 @@ def _an_hour_later() -> datetime:
 
 
 @pytest.fixture
-async def namespace(admin: RestClient, operator_connection: KubeConnection, gpuctl_roles: Path) -> str:
-    """gpuctl's namespace, where the operator (not impersonating anyone) owns its Leases."""
-    name = unique("locks")
-    await apply_objects(
-        admin,
-        [
-            namespace_object(name),
-            role_binding("operator-state", name, role="gpuctl:operator-state", group="gpuctl:operators", cluster_role=True),
-        ],
-    )
-    api = KubeApi(operator_connection)
-
-    async def operator_may_list() -> bool:
-        return (await api.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{name}/leases")).ok
-
-    await poll(operator_may_list, what="the operator's RoleBinding to reach RBAC")
-    return name
+def namespace(gpuctl_namespace: str) -> str:
+    """Where the operator (not impersonating anyone) owns its Leases."""
+    return gpuctl_namespace
 
 
 def _locks(connection: KubeConnection, namespace: str, holder: str, *, duration_s: int = 60, clock: Clock = utcnow) -> LeaseLocks:

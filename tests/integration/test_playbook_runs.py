@@ -27,7 +27,7 @@ from gpuctl.playbooks.runs import (
 )
 from gpuctl.sources.kube.connect import KubeConnection
 from testbed.kube import RestClient, apply_objects, install_crds
-from testbed.objects import namespace_object, role_binding, unique
+from testbed.objects import role_binding
 from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
@@ -48,24 +48,9 @@ def _spec(key: str | None = None) -> RunSpec:
     )
 
 
-async def _gpuctl_namespace(admin: RestClient) -> str:
-    """gpuctl's own namespace: the operator owns its PlaybookRuns there."""
-    namespace = unique("gpuctl")
-    await apply_objects(
-        admin,
-        [
-            namespace_object(namespace),
-            role_binding("operator-state", namespace, role="gpuctl:operator-state", group="gpuctl:operators", cluster_role=True),
-        ],
-    )
-    return namespace
-
-
 @pytest.fixture
-async def runs(admin: RestClient, operator_connection: KubeConnection, playbookrun_crd: Path, gpuctl_roles: Path) -> PlaybookRuns:
-    runs = PlaybookRuns(KubeApi(operator_connection), await _gpuctl_namespace(admin))
-    await poll(lambda: _can_list(runs), what="the operator's RoleBinding to reach RBAC")
-    return runs
+def runs(operator_connection: KubeConnection, playbookrun_crd: Path, gpuctl_namespace: str) -> PlaybookRuns:
+    return PlaybookRuns(KubeApi(operator_connection), gpuctl_namespace)
 
 
 async def _can_list(runs: PlaybookRuns) -> bool:
