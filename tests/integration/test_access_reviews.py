@@ -35,7 +35,13 @@ async def test_denied_user_changes_nothing_granted_user_may(admin: RestClient, o
     api = KubeApi(operator_connection)
     quota = ObjectRef(plural="resourcequotas", namespace=team_a, name="gpus")
     user_b, user_a = ActingClient(api, USER_B), ActingClient(api, USER_A)
-    before = (await admin.get("ResourceQuota", "gpus", team_a)).body["metadata"]["resourceVersion"]
+    # Once the quota controller has filled status, only a write changes the quota's resourceVersion.
+    counted = await poll(
+        lambda: admin.get("ResourceQuota", "gpus", team_a),
+        lambda r: "used" in r.body.get("status", {}),
+        what="the resourcequota controller to count the quota",
+    )
+    before = counted.body["metadata"]["resourceVersion"]
 
     review = await user_b.can_i("patch", "resourcequotas", namespace=team_a, name="gpus")
     assert not review.allowed and not review.denied  # RBAC has no opinion: not allowed

@@ -178,11 +178,13 @@ async def test_scale_through_the_scale_subresource(admin: RestClient, operator_c
 
 async def test_staged_reclaim_notice_annotation_and_event(admin: RestClient, operator_connection: KubeConnection) -> None:
     namespace = unique("notice")
+    idle_job = gpu_pod("idle-job", namespace, 1)
+    idle_job["spec"]["schedulerName"] = "nobody"  # left alone: no scheduler bumps its resourceVersion under the test
     await apply_objects(
         admin,
         [
             namespace_object(namespace),
-            gpu_pod("idle-job", namespace, 1),
+            idle_job,
             role(
                 "noticer",
                 namespace,
@@ -208,7 +210,7 @@ async def test_staged_reclaim_notice_annotation_and_event(admin: RestClient, ope
         pod.object, reason="ReclaimScheduled", note="GPUs idle for 2h; reclaimed at 12:00 unless busy", action="Notify"
     )
     listed = (await admin.request("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")).body["items"]
-    events = [e for e in listed if e.get("reportingController") == "gpuctl.io/playbooks"]  # not the scheduler's
+    events = [e for e in listed if e.get("reportingController") == "gpuctl.io/playbooks"]
     assert [e["metadata"]["name"] for e in events] == [event.object["metadata"]["name"]]  # the dry run left nothing
     assert events[0]["regarding"]["uid"] == pod.uid
     assert events[0]["reason"] == "ReclaimScheduled"
