@@ -146,7 +146,7 @@ def series_rows(series: Sequence[Series], *, with_gc: bool = True) -> list[list[
         row = [s.name, ms(s.median), spread(s.times), ratio(s.ratios)]
         if with_gc:
             row += [ms(statistics.median(s.gc_s)) if s.gc_s else "—", str(max(s.gc_full)) if s.gc_full else "—"]
-        rows.append(row + [s.note] if s.note else row + [""])
+        rows.append([*row, s.note] if s.note else [*row, ""])
     return rows
 
 
@@ -213,7 +213,7 @@ def filled_fleet(scale: int, target_pods: int, *, seed: int = 7):  # -> Fleet
     return replace(fleet, pods=(*fleet.pods, *extra), namespaces=namespaces)
 
 
-def fleet_summary(fleet) -> str:  # noqa: ANN001
+def fleet_summary(fleet) -> str:
     running = sum(1 for p in fleet.pods if p.node is not None)
     held = sum(len(p.gpu_keys) for p in fleet.pods)
     return (
@@ -231,13 +231,13 @@ def _uid(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _ts(start, t: float) -> str:  # noqa: ANN001
+def _ts(start, t: float) -> str:
     from datetime import timedelta
 
     return (start + timedelta(seconds=t)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def api_pod(pod, start, rv: int) -> dict:  # noqa: ANN001
+def api_pod(pod, start, rv: int) -> dict:
     """A pod the way a LIST returns it: defaults, owner, managedFields, projected token volume, status.
 
     Built on the test bed's own pod object (testbed.fleet_loader.pod_object) plus
@@ -308,7 +308,7 @@ def api_pod(pod, start, rv: int) -> dict:  # noqa: ANN001
     return obj
 
 
-def api_node(node, start, rv: int) -> dict:  # noqa: ANN001
+def api_node(node, start, rv: int) -> dict:
     """A node the way a LIST returns it (test bed node object + conditions, addresses, nodeInfo)."""
     from testbed.fleet_loader import node_object
 

@@ -34,8 +34,8 @@ import contextlib
 import dataclasses
 import gc
 import json
-import statistics
 import pickle
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     PYTHON_DEFAULT_GC,
     SERIES_HEADERS,
     GcMeter,
@@ -68,17 +68,17 @@ from _common import (  # noqa: E402
     timed,
 )
 
-from gpuctl.model import Gpu, Snapshot  # noqa: E402
-from gpuctl.service import tune_gc  # noqa: E402
-from gpuctl.sim.catalog import POOL_LABEL  # noqa: E402
-from gpuctl.sim.telemetry import FleetTelemetry  # noqa: E402
-from gpuctl.sources.demo import namespace_record, quota_record  # noqa: E402
-from gpuctl.sources.kube.trim import trim_node, trim_pod  # noqa: E402
-from gpuctl.state.changes import diff  # noqa: E402
-from gpuctl.state.frozen import maker  # noqa: E402
-from gpuctl.state.hub import SnapshotHub  # noqa: E402
-from gpuctl.state.records import Kind, MetricsBatch, NodeRecord, PodRecord, Record  # noqa: E402
-from gpuctl.state.store import ClusterStore  # noqa: E402
+from gpuctl.model import Gpu, Snapshot
+from gpuctl.service import tune_gc
+from gpuctl.sim.catalog import POOL_LABEL
+from gpuctl.sim.telemetry import FleetTelemetry
+from gpuctl.sources.demo import namespace_record, quota_record
+from gpuctl.sources.kube.trim import trim_node, trim_pod
+from gpuctl.state.changes import diff
+from gpuctl.state.frozen import maker
+from gpuctl.state.hub import SnapshotHub
+from gpuctl.state.records import Kind, MetricsBatch, NodeRecord, PodRecord, Record
+from gpuctl.state.store import ClusterStore
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 KEEP_LABELS = frozenset({POOL_LABEL})
@@ -150,7 +150,7 @@ class Data:
         store.backfill_idle(self.idle_since)
 
 
-def _trimmed(pages: list[bytes], trim) -> list:  # noqa: ANN001
+def _trimmed(pages: list[bytes], trim) -> list:
     out = []
     for page in pages:
         for obj in json.loads(page)["items"]:
@@ -325,7 +325,7 @@ async def hub_run(data: Data, pattern: str, events: int, offset: int, interval: 
     durations: list[float] = []
     publish = hub.publish
 
-    def timed_publish():  # noqa: ANN202
+    def timed_publish():
         start = time.perf_counter()
         try:
             return publish()
@@ -465,7 +465,7 @@ def memory_child(path: Path) -> dict[str, float]:
     del hub, store, snap
     gc.collect()
 
-    def traced(build) -> tuple[float, object]:  # noqa: ANN001
+    def traced(build) -> tuple[float, object]:
         gc.collect()
         tracemalloc.start()
         kept = build()

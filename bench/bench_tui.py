@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpuctl.model import Update  # noqa: E402
-from gpuctl.service import tune_gc  # noqa: E402
-from gpuctl.tui.app import GpuctlApp  # noqa: E402
-from gpuctl.tui.feed import QueueFeed  # noqa: E402
-from tests.tui.demo_fleet import demo_updates  # noqa: E402
+from gpuctl.model import Update
+from gpuctl.service import tune_gc
+from gpuctl.tui.app import GpuctlApp
+from gpuctl.tui.feed import QueueFeed
+from tests.tui.demo_fleet import demo_updates
 
 
 async def frame_after(app: GpuctlApp, feed: QueueFeed, update: Update) -> float:
@@ -44,7 +44,7 @@ async def frame_after(app: GpuctlApp, feed: QueueFeed, update: Update) -> float:
     target = app.updates_applied + 1
     start = time.perf_counter()
     feed.push(update)
-    while app.updates_applied < target:
+    while app.updates_applied < target:  # noqa: ASYNC110  (yield each tick: the timing is the point)
         await asyncio.sleep(0)
     app.call_after_refresh(done.set)
     await done.wait()

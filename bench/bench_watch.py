@@ -42,15 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, filled_fleet, fleet_summary, machine, mib, ms, rss_bytes, table  # noqa: E402
+import aiohttp
+from _common import command_line, filled_fleet, fleet_summary, machine, mib, ms, rss_bytes, table
 
-import aiohttp  # noqa: E402
-
-from gpuctl.config import Settings  # noqa: E402
-from gpuctl.service import open_cluster, tune_gc  # noqa: E402
-from gpuctl.sources.kubernetes import KubernetesSource  # noqa: E402
-from gpuctl.state.records import Kind, PodRecord  # noqa: E402
-from gpuctl.state.store import ClusterStore  # noqa: E402
+from gpuctl.config import Settings
+from gpuctl.service import open_cluster, tune_gc
+from gpuctl.sources.kubernetes import KubernetesSource
+from gpuctl.state.records import Kind, PodRecord
+from gpuctl.state.store import ClusterStore
 
 if TYPE_CHECKING:
     from testbed.controlplane import ControlPlane
@@ -429,7 +428,7 @@ async def bench(args: argparse.Namespace) -> None:
                 return len(body.get("items") or ())
 
             t = time.perf_counter()
-            while (left := await not_running()) > pending and time.perf_counter() - t < args.timeout:
+            while (left := await not_running()) > pending and time.perf_counter() - t < args.timeout:  # noqa: ASYNC110
                 await asyncio.sleep(1)
             running_s = time.perf_counter() - t
             print(f"fleet:   {fleet_summary(fleet)}")

@@ -1,8 +1,11 @@
-"""The `gpuctl` command: `snapshot` (one-shot) and `top` (the live TUI).
+"""The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
+`audit` (the audit log).
 
 Exit codes: 0 ok; 1 other gpuctl error; 2 bad arguments or configuration;
-3 cluster unreachable or unauthorised; 130 interrupted. Errors print one line
-(`gpuctl: error: ...`), never a traceback; -v shows the sources' logs.
+3 cluster unreachable or unauthorised; 5 the audit log is not intact (a record
+edited, removed, reordered or forged: `gpuctl audit verify`); 130 interrupted.
+Errors print one line (`gpuctl: error: ...`), never a traceback; -v shows the
+sources' logs.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
-from gpuctl.errors import ClusterError, ConfigError, GpuctlError, NotReady
+from gpuctl.errors import AuditTampered, ClusterError, ConfigError, GpuctlError, NotReady
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TAMPERED = 5
 
 # argparse dest -> Settings field, for the flags shared by every command.
 _SETTING_FLAGS = {
@@ -30,7 +35,8 @@ _SETTING_FLAGS = {
     "metrics_selector": "metrics_selector", "gpu_stale_after": "gpu_stale_after_s",
     "refresh": "refresh_s", "idle_threshold": "idle_threshold_pct", "idle_window": "idle_window_s",
     "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
-    "local": "local", "timeout": "ready_timeout_s",
+    "local": "local", "timeout": "ready_timeout_s", "playbooks_dir": "playbooks_dir", "policy": "policy",
+    "audit": "audit",
 }  # fmt: skip
 
 
@@ -79,7 +85,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
+    _playbook_parser(commands)
+    _audit_parser(commands)
     return parser
+
+
+def _playbook_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    playbook = commands.add_parser("playbook", help="remediation playbooks: list, show")
+    verbs = playbook.add_subparsers(dest="playbook_command", metavar="VERB", required=True)
+    listing = verbs.add_parser("list", help="every playbook: name, description, approval, reversible")
+    show = verbs.add_parser("show", help="one playbook's parameters, guardrails, permissions and actions")
+    show.add_argument("name", metavar="NAME")
+    for verb in (listing, show):
+        verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
+        verb.add_argument("--playbooks-dir", metavar="DIR", help="site playbooks in addition to the built-in ones")
+        verb.add_argument("--json", action="store_true", help="the definitions as JSON (durations in seconds)")
+        verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+
+def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser("audit", help="the tamper-evident log of playbook runs: list, show, verify, export, head")
+    verbs = audit.add_subparsers(dest="audit_command", metavar="VERB", required=True)
+    listing = verbs.add_parser("list", help="the newest records (oldest first), one line each")
+    listing.add_argument("--run", metavar="RUN", help="only this run's records")
+    listing.add_argument("--since", metavar="DURATION", help="only records this recent (30m, 2h, 7d)")
+    listing.add_argument("--limit", type=_positive, default=50, metavar="N", help="the newest N (default 50)")
+    show = verbs.add_parser("show", help="one run, every record in full")
+    show.add_argument("run", metavar="RUN")
+    check = verbs.add_parser("verify", help=f"check the hash chain (exit {EXIT_TAMPERED} if it is not intact)")
+    check.add_argument("--expect-head", metavar="SEQ:HASH", help="also require this record, kept from `gpuctl audit head`")
+    check.add_argument("--file", metavar="FILE", type=Path, help="verify an export (JSON lines) instead of the log")
+    export = verbs.add_parser("export", help="every record as JSON lines, with all it takes to re-verify offline")
+    head = verbs.add_parser("head", help="SEQ:HASH of the last record, to keep somewhere else")
+    for verb in (listing, show, check, export, head):
+        verb.add_argument("--audit", metavar="PATH|URL", help="the log (default ~/.local/state/gpuctl/audit.sqlite)")
+        verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
+        verb.add_argument("--json", action="store_true", help="records as JSON lines (export form); verify: the verdict")
+        verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -123,6 +171,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             out.write(json.dumps(Snapshot.model_json_schema(), indent=2) + "\n")
             return EXIT_OK
         settings = settings_from(args)
+        if args.command == "playbook":
+            from gpuctl.playbooks.commands import run_playbook_command
+
+            return run_playbook_command(args, settings, out=out)
+        if args.command == "audit":
+            from gpuctl.audit.commands import run_audit_command
+
+            return run_audit_command(args, settings, out=out)
         from gpuctl.service import tune_gc
 
         tune_gc()
@@ -135,6 +191,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except (ClusterError, NotReady) as e:
         err.write(f"gpuctl: error: {e}\n")
         return EXIT_CLUSTER
+    except AuditTampered as e:
+        err.write(f"gpuctl: error: {e}\n")
+        return EXIT_TAMPERED
     except GpuctlError as e:
         err.write(f"gpuctl: error: {e}\n")
         return EXIT_ERROR

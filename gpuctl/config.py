@@ -14,6 +14,7 @@ a ConfigError that names the setting, the bad value and the accepted form.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -28,25 +29,29 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gpuctl.errors import ConfigError
 from gpuctl.sources.selector import parse_selector
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE | re.ASCII)
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)", re.ASCII)
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from 90, '90', '90s', '30m', '1h30m', '1.5h'. Raises ValueError otherwise."""
+    """Seconds from 90, '90', '90s', '30m', '1h30m', '1.5h'. Raises ValueError otherwise, nan and infinity included."""
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30m, 1h or 90s")
     if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip().replace(" ", "")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts).lower() != text.lower():
-        raise ValueError(f"{value!r} is not a duration like 30m, 1h30m or 90s")
-    return sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
+        seconds = float(value)
+    else:
+        text = str(value).strip().replace(" ", "")
+        parts = _DURATION.findall(text)
+        if _NUMBER.fullmatch(text):
+            seconds = float(text)
+        elif not parts or "".join(n + u for n, u in parts).lower() != text.lower():
+            raise ValueError(f"{value!r} is not a duration like 30m, 1h30m or 90s")
+        else:
+            seconds = sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
+    return seconds
 
 
 def default_config_file() -> Path:
@@ -95,6 +100,13 @@ class Settings(BaseSettings):
     demo_scale: int = Field(1, ge=1, le=100, description="simulated fleet size multiplier")
     local: bool = Field(False, description="this machine's GPUs via NVML, no Kubernetes")
 
+    # Playbooks
+    playbooks_dir: Path | None = Field(None, description="site playbooks (*.yaml) in addition to the built-in ones")
+    policy: Path | None = Field(None, description="gpuctl policy file (roles, approvers, alerts); none: nobody may act")
+    audit: str | None = Field(
+        None, description="audit log: a SQLite file path or sqlite:///path (default ~/.local/state/gpuctl/audit.sqlite)"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _fast_refresh_without_prometheus(cls, data: Any) -> Any:
@@ -127,7 +139,17 @@ class Settings(BaseSettings):
             return None
         return parse_selector(value).promql()
 
-    @field_validator("kubeconfig", "prometheus_ca_file", "config_file", mode="after")
+    @field_validator("audit")
+    @classmethod
+    def _audit_location(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from gpuctl.audit.backend import sqlite_path
+
+        sqlite_path(value)  # refuses what no backend reads, saying what works
+        return value.strip()
+
+    @field_validator("kubeconfig", "prometheus_ca_file", "config_file", "playbooks_dir", "policy", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
@@ -140,6 +162,10 @@ class Settings(BaseSettings):
             raise ValueError("prometheus basic auth needs both prometheus_username and prometheus_password")
         if self.prometheus_ca_file is not None and not self.prometheus_ca_file.is_file():
             raise ValueError(f"prometheus_ca_file {str(self.prometheus_ca_file)!r} does not exist")
+        if self.playbooks_dir is not None and not self.playbooks_dir.is_dir():
+            raise ValueError(f"playbooks_dir {str(self.playbooks_dir)!r} is not a directory")
+        if self.policy is not None and not self.policy.is_file():
+            raise ValueError(f"policy {str(self.policy)!r} does not exist")
         return self
 
     @property

@@ -2,11 +2,30 @@
 
     GpuctlError                 anything gpuctl can explain (message + optional hint)
      ├── ConfigError            bad flags, environment or config file        (CLI exit 2)
+     │    ├── PlaybookError         a playbook file is invalid (file:line: field), names clash, unknown name
+     │    ├── ParameterError        a playbook parameter is unknown, missing or invalid (-p k=v, Slack, alert)
+     │    └── PolicyError           the gpuctl policy file is invalid (file:line: field)
      ├── ClusterError           talking to the Kubernetes API failed
      │    ├── ClusterUnreachable    no connection, TLS failure, timeout      (CLI exit 3)
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
-     └── NotReady               the first data did not arrive in time
+     ├── NotReady               the first data did not arrive in time
+     ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
+     ├── AuditError             the audit log cannot be opened, read or written
+     │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
+     └── LockHeld               another playbook run holds the target's Lease
+
+Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason):
+
+    ClusterError
+     ├── Unauthorized
+     │    └── Forbidden         the cluster's RBAC refused the acting identity (403)
+     ├── ApiStatusError         another error answer (.status, .reason)
+     │    ├── NotFound          the object is not there (404)
+     │    ├── Conflict          it changed since it was read: resourceVersion/uid precondition (409)
+     │    │    └── AlreadyExists    the name is taken: e.g. a PlaybookRun's idempotency key (409)
+     │    └── ApiRejected       any other: invalid (422), bad request (400), server error (5xx)
+     └── NotInstalled           a CustomResourceDefinition gpuctl needs is not installed
 
 The TUI shows `str(error)` in a toast, the bot posts it to Slack, the CLI prints
 it on one line: so messages say what failed *and* what to do, without a traceback.
@@ -15,6 +34,10 @@ with `raise ... from exc`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 
 class GpuctlError(Exception):
@@ -57,12 +80,118 @@ class NotReady(GpuctlError):
     """The first list or the first metrics did not arrive before the deadline."""
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    """One thing wrong in a YAML file, where a person can find it: `file:line: field: message`."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field + ': ' if self.field else ''}{self.message}"
+
+
+class _FileProblems(ConfigError):
+    """Carries every problem found, so a caller (or test) can read each file, line and field."""
+
+    def __init__(self, message: str, *, hint: str | None = None, problems: Sequence[FileProblem] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = tuple(problems)
+
+
+class PlaybookError(_FileProblems):
+    """A playbook definition is invalid (each problem names file, line and field), two share a name, or none has it."""
+
+
+class ParameterError(ConfigError):
+    """A playbook parameter value was rejected; the message says which and what is allowed."""
+
+
+class PolicyError(_FileProblems):
+    """The gpuctl policy file is missing or invalid (each problem names file, line and field)."""
+
+
+class PolicyDenied(GpuctlError):
+    """gpuctl's policy does not allow it; the message names the user, the playbook, the scope and the role that fell short."""
+
+
+class AuditError(GpuctlError):
+    """The audit log cannot be opened, read or written (path, permissions, not a gpuctl log)."""
+
+
+class AuditTampered(AuditError):
+    """The audit log's hash chain is broken: a record was edited, removed, reordered or forged."""
+
+
+class LockHeld(GpuctlError):
+    """Another playbook run holds the Lease on this target (node, pool, namespace)."""
+
+    def __init__(self, message: str, *, holder: str, since: datetime | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder
+        self.since = since
+
+
+class Forbidden(Unauthorized):
+    """403 on a request made as an acting identity: the cluster's RBAC (or admission) said no."""
+
+    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, status=403, hint=hint)
+        self.reason = reason
+
+
+class ApiStatusError(ClusterError):
+    """An error answer from the API server: its HTTP status and Status `reason` (NotFound, Conflict, Invalid...)."""
+
+    def __init__(self, message: str, *, status: int, reason: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(ApiStatusError):
+    """404: the object (or the pod to evict) does not exist."""
+
+
+class Conflict(ApiStatusError):
+    """409: the object changed since it was read (a resourceVersion or uid precondition failed)."""
+
+
+class AlreadyExists(Conflict):
+    """409 AlreadyExists: an object of that name exists (a duplicate idempotency key)."""
+
+
+class ApiRejected(ApiStatusError):
+    """Any other error answer: invalid object (422), bad request (400), a server error (5xx)."""
+
+
+class NotInstalled(ClusterError):
+    """The API server does not serve a custom resource gpuctl needs (its CRD is not installed)."""
+
+
 __all__ = [
+    "AlreadyExists",
+    "ApiRejected",
+    "ApiStatusError",
+    "AuditError",
+    "AuditTampered",
     "ClusterError",
     "ClusterUnreachable",
     "ConfigError",
+    "Conflict",
+    "FileProblem",
+    "Forbidden",
     "GpuctlError",
+    "LockHeld",
     "MetricsUnavailable",
+    "NotFound",
+    "NotInstalled",
     "NotReady",
+    "ParameterError",
+    "PlaybookError",
+    "PolicyDenied",
+    "PolicyError",
     "Unauthorized",
 ]

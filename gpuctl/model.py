@@ -91,9 +91,22 @@ class Node(Frozen):
     name: str
     pool: str
     gpu_model: str | None = Field(None, description="nvidia.com/gpu.product")
-    gpu_capacity: int = 0
-    gpu_allocatable: int = 0
-    gpu_requested: int = Field(0, description="nvidia.com/gpu requested by non-terminated pods on the node")
+    gpu_capacity: int = Field(
+        0,
+        description="physical GPUs advertised whole (nvidia.com/gpu) or as time-slices (counted once, not per replica);"
+        " MIG-partitioned GPUs are in mig_allocatable instead",
+    )
+    gpu_allocatable: int = Field(0, description="allocatable physical GPUs, counted as gpu_capacity is")
+    gpu_requested: int = Field(
+        0, description="whole GPUs requested by non-terminated pods on the node (time-slices are in gpu_slices_requested)"
+    )
+    gpu_replicas: int = Field(
+        1, description="time-slices per physical GPU (nvidia.com/gpu.replicas); 1 = GPUs not shared"
+    )
+    gpu_slices_allocatable: int = Field(
+        0, description="allocatable time-slices: nvidia.com/gpu.shared, or nvidia.com/gpu when gpu_replicas > 1"
+    )
+    gpu_slices_requested: int = Field(0, description="time-slices requested by non-terminated pods on the node")
     mig_allocatable: dict[str, int] = Field(default_factory=dict, description="e.g. {'nvidia.com/mig-1g.10gb': 7}")
     mig_requested: dict[str, int] = Field(default_factory=dict)
     mig_capable: bool = False
@@ -105,14 +118,24 @@ class Node(Frozen):
     created: datetime | None = None
     metrics_stale: bool = Field(False, description="every GPU on it with readings is stale (see Gpu.stale)")
 
+    @property
+    def gpus_sliced_in_use(self) -> int:
+        """Physical GPUs its requested time-slices take up: each slice is 1/gpu_replicas of a GPU, rounded up."""
+        return -(-self.gpu_slices_requested // self.gpu_replicas)
+
 
 class Pool(Frozen):
     name: str
     nodes: int
     nodes_ready: int
-    gpus_total: int = Field(description="allocatable whole GPUs plus MIG instances")
-    gpus_allocated: int
+    gpus_total: int = Field(description="allocatable physical GPUs (time-sliced ones counted once) plus MIG instances")
+    gpus_allocated: int = Field(
+        description="requested whole GPUs and MIG instances, plus time-sliced GPUs by their share of slices requested"
+        " (Node.gpus_sliced_in_use)"
+    )
     gpus_idle: int = Field(description="allocated GPUs flagged idle")
+    gpu_slices_total: int = Field(0, description="allocatable time-slices of shared GPUs")
+    gpu_slices_allocated: int = Field(0, description="time-slices requested")
     gpu_models: tuple[str, ...] = ()
 
 
@@ -123,7 +146,11 @@ class GpuPod(Frozen):
     name: str
     node: str | None = None
     phase: str
-    gpus: int = Field(description="nvidia.com/gpu requested (limits when requests are absent)")
+    gpus: int = Field(
+        description="nvidia.com/gpu requested (limits when requests are absent); on a node that time-slices"
+        " nvidia.com/gpu (Node.gpu_replicas > 1) these are slices"
+    )
+    gpu_slices: int = Field(0, description="nvidia.com/gpu.shared requested: time-slices of a shared GPU")
     mig: dict[str, int] = Field(default_factory=dict, description="MIG resources requested")
     owner_kind: str | None = Field(None, description="top-level controller: Job, Deployment, StatefulSet, ...")
     owner_name: str | None = None
@@ -140,14 +167,26 @@ class GpuPod(Frozen):
 
     @property
     def gpus_total(self) -> int:
-        return self.gpus + sum(self.mig.values())
+        """Devices requested: whole GPUs (or slices), time-slices and MIG instances."""
+        return self.gpus + self.gpu_slices + sum(self.mig.values())
 
 
 class NamespaceUsage(Frozen):
     name: str
-    gpu_quota_hard: float | None = Field(None, description="requests.nvidia.com/gpu hard limit; None when no quota")
-    gpu_quota_used: float = 0
-    gpus_requested: int = Field(0, description="GPUs requested by its running and pending pods")
+    gpu_quota_hard: float | None = Field(
+        None,
+        description="requests.nvidia.com/gpu hard limit, the lowest among the namespace's unscoped ResourceQuotas;"
+        " None when none has one (scoped quotas, and limits./bare nvidia.com/gpu keys, which Kubernetes does not"
+        " enforce for extended resources, are not counted)",
+    )
+    gpu_quota_used: float = Field(0, description="requests.nvidia.com/gpu used, as the quota with that limit counts it")
+    mig_quota_hard: dict[str, float] = Field(
+        default_factory=dict, description="per MIG resource, e.g. {'nvidia.com/mig-1g.10gb': 8}: lowest unscoped hard limit"
+    )
+    mig_quota_used: dict[str, float] = Field(default_factory=dict, description="per MIG resource with a quota: used")
+    gpus_requested: int = Field(
+        0, description="devices requested by its running and pending pods: whole GPUs, time-slices and MIG instances"
+    )
     gpus_busy: int = Field(0, description="held GPUs at or above the idle threshold now")
     gpus_idle: int = Field(0, description="held GPUs flagged idle")
     gpu_hours: float = Field(0, description="GPU-hours held by its current pods since they were created")

@@ -67,7 +67,7 @@ class Cluster:
     def _kube_failure(self) -> GpuctlError | None:
         for source in self.sources:
             if getattr(source, "name", "") == "kubernetes" and not source.listed:
-                return source.failure  # type: ignore[no-any-return]
+                return source.failure
         return None
 
     async def wait_ready(self, timeout: float | None = None, *, fail_fast: bool = True) -> Snapshot:

@@ -12,9 +12,13 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import yaml
+
+from testbed.waiting import poll
 
 if TYPE_CHECKING:
     from testbed.controlplane import ControlPlane, Identity
@@ -37,6 +41,8 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
+    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
 }
 
 
@@ -120,7 +126,10 @@ class ApplyFailed(RuntimeError):
 
 # Containers before contents: namespaces and cluster-wide objects, then what
 # admission consults (quotas, roles), then everything else.
-_APPLY_RANK = {"Namespace": 0, "PriorityClass": 0, "ClusterRole": 0, "ResourceQuota": 1, "Role": 1, "ServiceAccount": 1}
+_APPLY_RANK = {
+    "Namespace": 0, "PriorityClass": 0, "ClusterRole": 0, "CustomResourceDefinition": 0,
+    "ResourceQuota": 1, "Role": 1, "ServiceAccount": 1,
+}  # fmt: skip
 
 
 async def apply_objects(client: RestClient, objects: Iterable[Mapping[str, Any]]) -> None:
@@ -139,6 +148,26 @@ async def apply_objects(client: RestClient, objects: Iterable[Mapping[str, Any]]
         ]
         if failures:
             raise ApplyFailed("; ".join(failures[:5]))
+
+
+def load_manifests(*paths: Path) -> list[dict[str, Any]]:
+    """The objects in YAML files (several documents each, empty ones skipped)."""
+    return [doc for path in paths for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+async def install_crds(client: RestClient, *paths: Path) -> list[str]:
+    """Create the CustomResourceDefinitions in these files and wait until the API server serves them."""
+    crds = [obj for obj in load_manifests(*paths) if obj["kind"] == "CustomResourceDefinition"]
+    await apply_objects(client, crds)
+    names = [crd["metadata"]["name"] for crd in crds]
+
+    async def established(name: str) -> bool:
+        conditions = ((await client.get("CustomResourceDefinition", name)).body.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    for name in names:
+        await poll(lambda: established(name), what=f"CRD {name} to be established")
+    return names
 
 
 @asynccontextmanager

@@ -64,7 +64,7 @@ class Component:
         try:
             # Popen, not asyncio's subprocess API: the process must outlive any one
             # event loop (pytest may hand fixtures and tests different loops).
-            self._process = subprocess.Popen(
+            self._process = subprocess.Popen(  # noqa: ASYNC220
                 self.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -92,7 +92,7 @@ class Component:
         assert self._ready is not None
         try:
             return await asyncio.wait_for(self._ready(), timeout=5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
 
     def stop(self, *, grace_s: float = 10.0) -> None:

@@ -7,6 +7,11 @@
 - `gpu_node`: the name of one ready kwok node with 8 `nvidia.com/gpu`.
 - `fleet`: the simulated fleet (gpuctl.sim, seed 7) loaded into the control
   plane: nodes Ready, quotas counted, pods created and adopted by their owners.
+- `playbookrun_crd`: the PlaybookRun CRD (deploy/crds/) installed and served;
+  `gpuctl_roles`: deploy/rbac's ClusterRoles (bind them per test namespace).
+- `operator_connection`: a gpuctl KubeConnection as gpuctl-operator, the
+  service identity that may only impersonate (wrap it in a KubeApi);
+  `gpuctl_namespace`: a fresh namespace where it owns its PlaybookRuns and Leases.
 - `telemetry`: testbed.bed.Telemetry for that fleet — `.exporter` (the DCGM
   exporter simulator), `.monitoring` (real Prometheus + Alertmanager:
   `.prometheus_url`, `.alertmanager_url`, `wait_for_series`), `.webhook` (what
@@ -19,15 +24,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest_asyncio
 
+from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.sim.fleet import Fleet, build_fleet
+from gpuctl.sources.kube.connect import KubeConnection, connect
 from testbed.bed import Telemetry
-from testbed.controlplane import ControlPlane, build_binaries
+from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane, build_binaries
 from testbed.fleet_loader import load_fleet, wait_nodes_ready
-from testbed.kube import RestClient, apply_objects, client_for
+from testbed.kube import RestClient, apply_objects, client_for, install_crds, load_manifests
 from testbed.nodes import gpu_node_object
+from testbed.objects import namespace_object, role_binding, unique
+from testbed.waiting import poll
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -53,6 +63,46 @@ async def gpu_node(admin: RestClient) -> str:
     await apply_objects(admin, [gpu_node_object(name, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8})])
     await wait_nodes_ready(admin, {name})
     return name
+
+
+PLAYBOOKRUN_CRD = REPO_ROOT / "deploy" / "crds" / "playbookruns.gpuctl.io.yaml"
+GPUCTL_ROLES = REPO_ROOT / "deploy" / "rbac" / "playbookruns.yaml"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def playbookrun_crd(admin: RestClient) -> Path:
+    await install_crds(admin, PLAYBOOKRUN_CRD)
+    return PLAYBOOKRUN_CRD
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def gpuctl_roles(admin: RestClient) -> Path:
+    await apply_objects(admin, load_manifests(GPUCTL_ROLES))
+    return GPUCTL_ROLES
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def operator_connection(control_plane: ControlPlane) -> AsyncIterator[KubeConnection]:
+    connection = await connect(kubeconfig=control_plane.kubeconfig(OPERATOR))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def gpuctl_namespace(admin: RestClient, operator_connection: KubeConnection, gpuctl_roles: Path) -> str:
+    """gpuctl's own namespace (gpuctl:operator-state bound there), once RBAC lets the operator in."""
+    namespace = unique("gpuctl")
+    binding = role_binding("operator-state", namespace, role="gpuctl:operator-state", group="gpuctl:operators", cluster_role=True)
+    await apply_objects(admin, [namespace_object(namespace), binding])
+    api = KubeApi(operator_connection)
+
+    async def operator_may_list_leases() -> bool:
+        return (await api.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases")).ok
+
+    await poll(operator_may_list_leases, what="the operator's RoleBinding to reach RBAC")
+    return namespace
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

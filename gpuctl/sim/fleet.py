@@ -257,12 +257,14 @@ class _Builder:
             if offset is not None and offset >= len(members):
                 continue  # a partial cycle: this pod's node does not exist
             pod_name, labels = self.pod_name(w, name, ref_name, i)
-            node, keys = None, ()
+            node: str | None = None
+            keys: tuple[str, ...] = ()
             if offset is not None:
                 node = members[offset].name
-                keys = alloc.take(node, w.requests)
-                if keys is None:
+                taken = alloc.take(node, w.requests)
+                if taken is None:
                     raise AssertionError(f"workload table overcommits {node} with {pod_name}")
+                keys = taken
                 running += 1
             behaviour = w.behaviour(i)
             created = started if node else queued

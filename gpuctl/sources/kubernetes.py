@@ -16,12 +16,12 @@ from pathlib import Path
 
 from kubernetes_asyncio.client import CoreV1Api
 
+from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError
 from gpuctl.model import WatchHealth
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.connect import KubeConnection, connect, describe
-from gpuctl.clock import Clock, utcnow
-from gpuctl.sources.kube.reflector import Reflector, Resource
+from gpuctl.sources.kube.reflector import PAGE_SIZE, Reflector, Resource
 from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import Kind
@@ -39,6 +39,8 @@ class KubernetesSource:
         in_cluster: bool = False,
         pool_label: str | None = None,
         backoff: Callable[[], Backoff] = Backoff,
+        relist_backoff: Callable[[], Backoff] | None = None,
+        page_size: int = PAGE_SIZE,
         watch_timeout_s: tuple[int, int] = (240, 360),
         clock: Clock = utcnow,
     ) -> None:
@@ -47,6 +49,8 @@ class KubernetesSource:
         self._in_cluster = in_cluster
         self._keep_labels = frozenset(pool_labels(pool_label))
         self._backoff = backoff
+        self._relist_backoff = relist_backoff
+        self._page_size = page_size
         self._watch_timeout_s = watch_timeout_s
         self._clock = clock
         self.connection: KubeConnection | None = None
@@ -99,6 +103,8 @@ class KubernetesSource:
                 describe=describe_error,
                 on_health=report,
                 backoff=self._backoff(),
+                relist_backoff=self._relist_backoff() if self._relist_backoff else None,
+                page_size=self._page_size,
                 watch_timeout_s=self._watch_timeout_s,
                 clock=self._clock,
             )

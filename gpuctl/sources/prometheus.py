@@ -139,7 +139,7 @@ class PrometheusSource:
             session=self._session,
             # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
             retry=Retry(total=0, raise_on_status=False),
-            timeout=timeout_s,  # requests takes floats
+            timeout=timeout_s,
         )
 
     def close(self) -> None:

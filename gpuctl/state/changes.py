@@ -72,7 +72,7 @@ class _Named:
 
     @property
     def key(self) -> str:
-        return self.item.name  # type: ignore[attr-defined,no-any-return]
+        return self.item.name  # type: ignore[attr-defined]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Named) and (self.item is other.item or self.item == other.item)

@@ -44,6 +44,6 @@ def maker(cls: type[M], fields_set: Iterable[str] | None = None) -> Callable[[di
         _set(model, "__pydantic_fields_set__", shared)
         _set(model, "__pydantic_extra__", None)
         _set(model, "__pydantic_private__", None)
-        return model  # type: ignore[no-any-return]
+        return model
 
     return make

@@ -36,6 +36,7 @@ from gpuctl.state.idle import IdleClock
 from gpuctl.state.pools import GPU_PRODUCT_LABEL, pool_for
 from gpuctl.state.records import GpuSample, Kind, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
 from gpuctl.state.rows import (
+    NamespaceQuota,
     NamespaceTotals,
     NodeDemand,
     PodCounts,
@@ -54,7 +55,6 @@ from gpuctl.state.rows import (
     pod_row,
     pool_row,
     same_row,
-    tightest_quota,
 )
 from gpuctl.state.sorted_rows import SortedRows, replace_row
 
@@ -152,7 +152,7 @@ class Joiner:
         self._pods: dict[str, PodCounts] = {}
         self._demand: dict[str, NodeDemand] = {}
         self._spaces: dict[str, NamespaceTotals] = {}
-        self._quotas: dict[str, tuple[float | None, float]] = {}
+        self._quotas: dict[str, NamespaceQuota] = {}
         self._fallback_pools: dict[str | None, str] = {}
         # Metrics as last joined, and the GPU rows per host.
         self._batch: MetricsBatch | None = _UNSET
@@ -296,11 +296,11 @@ class Joiner:
         return hosts
 
     @staticmethod
-    def _quota_totals(records: Mapping[str, QuotaRecord]) -> dict[str, tuple[float | None, float]]:
+    def _quota_totals(records: Mapping[str, QuotaRecord]) -> dict[str, NamespaceQuota]:
         by_namespace: dict[str, list[QuotaRecord]] = {}
         for quota in records.values():  # store order: the first of two equal quotas wins, as always
             by_namespace.setdefault(quota.namespace, []).append(quota)
-        return {name: tightest_quota(quotas) for name, quotas in by_namespace.items()}
+        return {name: NamespaceQuota(quotas) for name, quotas in by_namespace.items()}
 
     # -- GPUs -------------------------------------------------------------------------------
 
@@ -472,6 +472,7 @@ class Joiner:
                     rec,
                     self._node_pool[name],
                     demand.whole if demand is not None else 0,
+                    demand.slices if demand is not None else 0,
                     demand.mig_requested() if demand is not None else {},
                     self._segments.get(name, _NO_SEGMENT).all_stale,
                 )
@@ -516,8 +517,7 @@ class Joiner:
         moved = False
         for name in names:
             space = spaces.get(name)
-            hard, used = self._quotas.get(name, (None, 0.0))
-            values = namespace_row(name, hard, used, space, now_us)
+            values = namespace_row(name, self._quotas.get(name), space, now_us)
             old = rows.get(name)
             if old is None or old.__dict__ != values:
                 rows[name] = make_namespace(values)

@@ -16,11 +16,21 @@ from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
 from gpuctl.state.frozen import maker
 from gpuctl.state.pools import GPU_PRODUCT_LABEL
 from gpuctl.state.records import GpuSample, NodeRecord, PodRecord, QuotaRecord
-from gpuctl.state.resources import is_terminated, mig_instances, whole_gpus
+from gpuctl.state.resources import (
+    GPU,
+    GPU_COUNT_LABEL,
+    MIG_PREFIX,
+    NodeGpus,
+    is_terminated,
+    mig_instances,
+    shared_slices,
+    whole_gpus,
+)
 
-GPU_COUNT_LABEL = "nvidia.com/gpu.count"
-# Quota keys that limit GPUs, most specific first (requests.* is what admission checks).
-QUOTA_KEYS: tuple[str, ...] = ("requests.nvidia.com/gpu", "nvidia.com/gpu", "limits.nvidia.com/gpu")
+# The only quota keys Kubernetes enforces for extended resources (see gpuctl.sources.kube.trim).
+QUOTA_PREFIX = "requests."
+GPU_QUOTA = QUOTA_PREFIX + GPU
+MIG_QUOTA_PREFIX = QUOTA_PREFIX + MIG_PREFIX
 # Fields a placeholder GPU (advertised by its node, not in the metrics) is made with.
 PLACEHOLDER_FIELDS = ("node", "pool", "index", "model")
 
@@ -44,29 +54,38 @@ def micros(t: datetime) -> int:
 class PodCounts:
     """A pod record with its GPU counts worked out once (not once per aggregate)."""
 
-    __slots__ = ("count", "created_us", "live", "mig", "rec", "whole")
+    __slots__ = ("count", "created_us", "live", "mig", "rec", "slices", "whole")
 
     def __init__(self, rec: PodRecord) -> None:
         self.rec = rec
         self.whole = whole_gpus(rec.gpu_requests)
+        self.slices = shared_slices(rec.gpu_requests)
         self.mig = mig_instances(rec.gpu_requests) or _NO_MIG  # one shared empty dict: most pods have none
-        self.count = self.whole + sum(self.mig.values())
+        self.count = self.whole + self.slices + sum(self.mig.values())
         self.live = not is_terminated(rec.phase)
         # Only scheduled pods hold GPUs, so only they add GPU-hours.
         self.created_us = micros(rec.created) if rec.node is not None and rec.created is not None else None
 
 
 def node_row(
-    rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int], metrics_stale: bool
+    rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested: dict[str, int], metrics_stale: bool
 ) -> dict[str, Any]:
+    """`requested`: nvidia.com/gpu its live pods request; `slices`: their nvidia.com/gpu.shared;
+    `metrics_stale`: every GPU reading on the node is stale."""
     labels = rec.labels
+    gpus = NodeGpus.of(labels, rec.capacity, rec.allocatable)
+    if gpus.gpu_is_shared:
+        requested, slices = 0, slices + requested
     return {
         "name": rec.name,
         "pool": pool,
         "gpu_model": labels.get(GPU_PRODUCT_LABEL),
-        "gpu_capacity": whole_gpus(rec.capacity),
-        "gpu_allocatable": whole_gpus(rec.allocatable),
+        "gpu_capacity": gpus.capacity,
+        "gpu_allocatable": gpus.allocatable,
         "gpu_requested": requested,
+        "gpu_replicas": gpus.replicas,
+        "gpu_slices_allocatable": gpus.slices_allocatable,
+        "gpu_slices_requested": slices,
         "mig_allocatable": mig_instances(rec.allocatable),
         "mig_requested": mig_requested,
         "mig_capable": labels.get("nvidia.com/mig.capable") == "true",
@@ -81,10 +100,11 @@ def node_row(
 
 
 def physical_gpus(rec: NodeRecord) -> int:
+    """GPU indexes the node has (MIG-partitioned ones included): GFD's count, else its advertised GPUs."""
     try:
         return int(rec.labels[GPU_COUNT_LABEL])
     except (KeyError, ValueError):
-        return whole_gpus(rec.capacity)
+        return NodeGpus.of(rec.labels, rec.capacity, rec.allocatable).capacity
 
 
 def gpu_row(
@@ -159,6 +179,7 @@ def pod_row(pod: PodCounts, mine: Sequence[Gpu], keys: Sequence[str]) -> dict[st
         "node": rec.node,
         "phase": rec.phase,
         "gpus": pod.whole,
+        "gpu_slices": pod.slices,
         "mig": dict(pod.mig),
         "owner_kind": rec.owner_kind,
         "owner_name": rec.owner_name,
@@ -172,13 +193,15 @@ def pod_row(pod: PodCounts, mine: Sequence[Gpu], keys: Sequence[str]) -> dict[st
 
 
 def pool_row(name: str, members: Iterable[Node], idle: int) -> dict[str, Any]:
-    nodes = ready = total = allocated = 0
+    nodes = ready = total = allocated = slices_total = slices_allocated = 0
     models: set[str] = set()
     for n in members:
         nodes += 1
         ready += n.ready
         total += n.gpu_allocatable + sum(n.mig_allocatable.values())
-        allocated += n.gpu_requested + sum(n.mig_requested.values())
+        allocated += n.gpu_requested + n.gpus_sliced_in_use + sum(n.mig_requested.values())
+        slices_total += n.gpu_slices_allocatable
+        slices_allocated += n.gpu_slices_requested
         if n.gpu_model:
             models.add(n.gpu_model)
     return {
@@ -188,15 +211,19 @@ def pool_row(name: str, members: Iterable[Node], idle: int) -> dict[str, Any]:
         "gpus_total": total,
         "gpus_allocated": allocated,
         "gpus_idle": idle,
+        "gpu_slices_total": slices_total,
+        "gpu_slices_allocated": slices_allocated,
         "gpu_models": tuple(sorted(models)),
     }
 
 
-def namespace_row(name: str, hard: float | None, used: float, totals: NamespaceTotals | None, now_us: int) -> dict[str, Any]:
+def namespace_row(name: str, quota: NamespaceQuota | None, totals: NamespaceTotals | None, now_us: int) -> dict[str, Any]:
     return {
         "name": name,
-        "gpu_quota_hard": hard,
-        "gpu_quota_used": used,
+        "gpu_quota_hard": quota.gpu_hard if quota is not None else None,
+        "gpu_quota_used": quota.gpu_used if quota is not None else 0.0,
+        "mig_quota_hard": dict(quota.mig_hard) if quota is not None else {},
+        "mig_quota_used": dict(quota.mig_used) if quota is not None else {},
         "gpus_requested": totals.requested if totals is not None else 0,
         "gpus_busy": totals.busy if totals is not None else 0,
         "gpus_idle": totals.idle if totals is not None else 0,
@@ -204,17 +231,28 @@ def namespace_row(name: str, hard: float | None, used: float, totals: NamespaceT
     }
 
 
-def tightest_quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
-    """The tightest GPU quota among a namespace's ResourceQuotas: (hard, used)."""
-    best: tuple[float, float] | None = None
-    for rec in records:
-        for key in QUOTA_KEYS:
-            if key in rec.hard:
-                candidate = (rec.hard[key], rec.used.get(key, 0.0))
-                if best is None or candidate[0] < best[0]:
-                    best = candidate
-                break
-    return (None, 0.0) if best is None else best
+class NamespaceQuota:
+    """A namespace's GPU limits from its ResourceQuotas (trimmed to unscoped requests.nvidia.com/* ones).
+
+    Every quota applies to every pod, so the lowest hard limit per resource is the one that binds;
+    its `used` comes with it (all unscoped quotas count the same pods, give or take a sync)."""
+
+    __slots__ = ("gpu_hard", "gpu_used", "mig_hard", "mig_used")
+
+    def __init__(self, records: Iterable[QuotaRecord]) -> None:
+        limits: dict[str, tuple[float, float]] = {}  # quota key -> (hard, used)
+        for rec in records:  # in store order: the first of two equal limits wins
+            for key, hard in rec.hard.items():
+                if key == GPU_QUOTA or key.startswith(MIG_QUOTA_PREFIX):
+                    best = limits.get(key)
+                    if best is None or hard < best[0]:
+                        limits[key] = (hard, rec.used.get(key, 0.0))
+        gpu = limits.pop(GPU_QUOTA, None)
+        self.gpu_hard: float | None = gpu[0] if gpu is not None else None
+        self.gpu_used = gpu[1] if gpu is not None else 0.0
+        mig = sorted((key.removeprefix(QUOTA_PREFIX), value) for key, value in limits.items())
+        self.mig_hard = {resource: hard for resource, (hard, _) in mig}
+        self.mig_used = {resource: used for resource, (_, used) in mig}
 
 
 # -- aggregates kept between joins --------------------------------------------------------
@@ -223,14 +261,16 @@ def tightest_quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
 class NodeDemand:
     """GPUs requested by the live pods scheduled on one node."""
 
-    __slots__ = ("mig", "whole")
+    __slots__ = ("mig", "slices", "whole")
 
     def __init__(self) -> None:
         self.whole = 0
+        self.slices = 0
         self.mig: dict[str, list[int]] = {}  # resource -> [sum, pods adding to it]
 
     def add(self, pod: PodCounts, sign: int) -> None:
         self.whole += sign * pod.whole
+        self.slices += sign * pod.slices
         for name, count in pod.mig.items():
             entry = self.mig.setdefault(name, [0, 0])
             entry[0] += sign * count

@@ -41,6 +41,7 @@ from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_view import HeatmapView
 from gpuctl.tui.help_screen import HelpScreen
 from gpuctl.tui.history import UtilHistory
+from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.nodes_view import NodesView
 from gpuctl.tui.pods_view import PodsView
@@ -48,7 +49,6 @@ from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import context_name
 from gpuctl.tui.status_bar import StatusBar, interval, pending_retry
-from gpuctl.tui.messages import NodeChosen
 
 TABS: tuple[tuple[str, str], ...] = (
     ("heatmap", "Heatmap"),
@@ -411,7 +411,7 @@ class GpuctlApp(App[int]):
     @on(QuotasView.NamespaceChosen)
     def _namespace_chosen(self, event: QuotasView.NamespaceChosen) -> None:
         bar = self.query_one(FilterBar)
-        bar.value = f"ns:{event.namespace}"
+        bar.value = f"ns:{event.namespace_name}"
         self._set_filter(bar.value)
         self.query_one(TabbedContent).active = "pods"
 

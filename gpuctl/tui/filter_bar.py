@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Input
 
 DEBOUNCE_S = 0.15
@@ -27,7 +28,7 @@ class FilterBar(Input):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(placeholder="filter: ns:… pool:… node:… pod:… model:… or any text", id=id)
         self.cursor_blink = False
-        self._timer = None
+        self._timer: Timer | None = None
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

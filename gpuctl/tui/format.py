@@ -81,11 +81,18 @@ def short_model(model: str | None) -> str:
     return model
 
 
-def gpu_count(whole: int, mig: int) -> str:
-    """GPUs as people say them: '8', '2 MIG', '4+2 MIG'."""
+def gpu_count(whole: int, mig: int, slices: int = 0, replicas: int = 1) -> str:
+    """GPUs as people say them: '8', '2 MIG', '4+2 MIG', '3 slices', '1+3 slices'; '2 ×4' for GPUs shared 4 ways."""
     if not mig:
-        return str(whole)
-    return f"{mig} MIG" if not whole else f"{whole}+{mig} MIG"
+        text = str(whole)
+    else:
+        text = f"{mig} MIG" if not whole else f"{whole}+{mig} MIG"
+    if replicas > 1:
+        text += f" ×{replicas}"
+    if slices:
+        shared = f"{slices} slice{'s' if slices != 1 else ''}"
+        text = shared if text == "0" else f"{text}+{shared}"
+    return text
 
 
 def truncate(text: str, width: int) -> str:

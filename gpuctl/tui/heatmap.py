@@ -209,7 +209,7 @@ class Heatmap(ScrollView, can_focus=True):
         line_of = self.layout_.line_of
         self._invalidate(y for t in (old, new) if t and (y := line_of.get(t)) is not None)
         if new and (pos := self.layout_.position(new)) is not None:
-            x, y = pos
+            _x, y = pos
             self.scroll_to_region_y(y)
         self.post_message(self.CursorMoved(new))
 

@@ -9,10 +9,9 @@ from gpuctl.model import Changes
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.filtering import Filter
 from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import NODE_COLUMNS, POOL_COLUMNS, NodeItem, node_cells, pool_cells
-from gpuctl.tui.messages import NodeChosen
-
 
 MAX_POOL_ROWS = 6
 

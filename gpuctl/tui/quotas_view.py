@@ -1,4 +1,4 @@
-"""The quotas tab: per namespace GPU quota used vs hard, requested vs busy, GPU-hours."""
+"""The quotas tab: per namespace GPU quota used vs hard, requested vs busy, GPU-hours, MIG quotas per profile."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class QuotasView(Vertical):
 
         def __init__(self, namespace: str) -> None:
             super().__init__()
-            self.namespace = namespace
+            self.namespace_name = namespace  # not `namespace`: Message uses that for handler names
 
     def on_row_table_row_chosen(self, event: RowTable.RowChosen) -> None:
         event.stop()

@@ -102,8 +102,8 @@ def node_cells(i: NodeItem) -> tuple[Cell, ...]:
         Cell(n.name),
         Cell(n.pool),
         Cell(short_model(n.gpu_model)),
-        Cell(gpu_count(n.gpu_allocatable, sum(n.mig_allocatable.values()))),
-        Cell(gpu_count(n.gpu_requested, sum(n.mig_requested.values()))),
+        Cell(gpu_count(n.gpu_allocatable, sum(n.mig_allocatable.values()), replicas=n.gpu_replicas)),
+        Cell(gpu_count(n.gpu_requested, sum(n.mig_requested.values()), n.gpu_slices_requested)),
         Cell(str(s.busy)),
         Cell(str(s.idle), IDLE if s.idle else ""),
         Cell(pct(s.util_mean)),
@@ -152,7 +152,7 @@ def pod_cells(p: GpuPod, now: datetime, threshold: float = 5.0) -> tuple[Cell, .
     return (
         Cell(p.namespace),
         Cell(p.name),
-        Cell(gpu_count(p.gpus, sum(p.mig.values()))),
+        Cell(gpu_count(p.gpus, sum(p.mig.values()), p.gpu_slices)),
         Cell(pct(p.util_pct)),
         idle,
         Cell(_owner(p)),
@@ -171,6 +171,12 @@ def _quota_fill(ns: NamespaceUsage) -> float:
     return ns.gpu_quota_used / ns.gpu_quota_hard if ns.gpu_quota_hard else 1.0
 
 
+def _mig_quota_fill(ns: NamespaceUsage) -> float:
+    """The fullest MIG quota's used/hard; -1 without any."""
+    fills = [ns.mig_quota_used.get(k, 0.0) / hard if hard else 1.0 for k, hard in ns.mig_quota_hard.items()]
+    return max(fills, default=-1.0)
+
+
 QUOTA_COLUMNS: tuple[Column[NamespaceUsage], ...] = (
     Column("namespace", "namespace", 16, lambda n: n.name),
     Column("quota", "quota used/hard", 22, _quota_fill),
@@ -178,17 +184,28 @@ QUOTA_COLUMNS: tuple[Column[NamespaceUsage], ...] = (
     Column("busy", "busy", 5, lambda n: n.gpus_busy, right=True),
     Column("idle", "idle", 5, lambda n: n.gpus_idle, right=True),
     Column("hours", "GPU-hours", 10, lambda n: n.gpu_hours, right=True),
+    Column("mig", "MIG quota used/hard", 30, _mig_quota_fill),
 )
+
+
+def _fill_style(frac: float) -> str:
+    return "bold red" if frac >= 1 else ("yellow" if frac >= 0.8 else "green")
 
 
 def quota_cells(ns: NamespaceUsage, bar_width: int = 12) -> tuple[Cell, ...]:
     if ns.gpu_quota_hard is None:
         quota = Cell(f"{ns.gpu_quota_used:g} used, no quota", "dim")
     else:
-        frac = _quota_fill(ns)
-        style = "bold red" if frac >= 1 else ("yellow" if frac >= 0.8 else "green")
         used, hard = ns.gpu_quota_used, ns.gpu_quota_hard
-        quota = Cell(f"{bar(used, hard, bar_width)} {used:g}/{hard:g}", style)
+        quota = Cell(f"{bar(used, hard, bar_width)} {used:g}/{hard:g}", _fill_style(_quota_fill(ns)))
+    if ns.mig_quota_hard:
+        profiles = (
+            f"{key.removeprefix('nvidia.com/mig-')} {ns.mig_quota_used.get(key, 0.0):g}/{hard:g}"
+            for key, hard in ns.mig_quota_hard.items()
+        )
+        mig = Cell(" · ".join(profiles), _fill_style(_mig_quota_fill(ns)))
+    else:
+        mig = Cell("—", "dim")
     return (
         Cell(ns.name),
         quota,
@@ -196,6 +213,7 @@ def quota_cells(ns: NamespaceUsage, bar_width: int = 12) -> tuple[Cell, ...]:
         Cell(str(ns.gpus_busy)),
         Cell(str(ns.gpus_idle), IDLE if ns.gpus_idle else ""),
         Cell(f"{ns.gpu_hours:,.1f}"),
+        mig,
     )
 
 

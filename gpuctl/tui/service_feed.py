@@ -13,8 +13,10 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from textual.app import App
+from textual.notifications import SeverityLevel
 
 from gpuctl.config import Settings
 from gpuctl.model import Update
@@ -50,7 +52,7 @@ class ToastHandler(logging.Handler):
             message = record.getMessage()
         except Exception:  # a malformed log call must not break the UI
             message = str(record.msg)
-        severity = "error" if record.levelno >= logging.ERROR else "warning"
+        severity: SeverityLevel = "error" if record.levelno >= logging.ERROR else "warning"
         if threading.get_ident() == self._thread:
             self.app.notify(message, title=record.name, severity=severity, timeout=8)
         else:
@@ -58,7 +60,7 @@ class ToastHandler(logging.Handler):
 
 
 @contextmanager
-def logs_as_toasts(app: App[object]) -> Iterator[None]:
+def logs_as_toasts(app: App[Any]) -> Iterator[None]:
     """Swap the root logger's terminal handlers for toasts while the app owns the terminal."""
     root = logging.getLogger()
     saved = root.handlers[:]

@@ -68,7 +68,7 @@ def alert_named(name: str, status: str = "firing"):
 
 
 async def test_shipped_xid_rule_reaches_the_webhook_as_a_version_4_payload(bed) -> None:
-    mon, exporter, hook = bed
+    _mon, exporter, hook = bed
     body = await hook.wait_for(alert_named("GpuXidCritical"))
 
     assert body["version"] == "4"

@@ -129,7 +129,7 @@ def expected_owner(sim: Any) -> tuple[str | None, str | None]:
 
 
 async def test_snapshot_matches_the_loaded_fleet(control_plane: ControlPlane, admin: RestClient, fleet: Fleet) -> None:
-    async with watching(control_plane) as (source, store):
+    async with watching(control_plane) as (_source, store):
         # Controllers adopt the loaded pods asynchronously; the watch must carry those updates in.
         def adopted() -> bool:
             pods = store.records(Kind.POD)
@@ -161,6 +161,10 @@ async def test_snapshot_matches_the_loaded_fleet(control_plane: ControlPlane, ad
             if ns.quota_hard:
                 assert usage[ns.name].gpu_quota_hard == ns.quota_hard.get("requests.nvidia.com/gpu")
                 assert usage[ns.name].gpu_quota_used == fleet.quota_used(ns.name).get("requests.nvidia.com/gpu", 0)
+                mig_used = fleet.quota_used(ns.name)
+                assert usage[ns.name].mig_quota_hard == {k.removeprefix("requests."): v for k, v in ns.mig_quota_hard.items()}
+                assert usage[ns.name].mig_quota_used == {k.removeprefix("requests."): mig_used.get(k, 0) for k in ns.mig_quota_hard}
+        assert any(ns.mig_quota_hard for ns in fleet.namespaces)  # the fleet has a MIG quota to check
 
         # GPU entries come from node capacity even without metrics.
         assert {g.node for g in snap.gpus} >= {n.name for n in fleet.nodes if n.resources.get("nvidia.com/gpu")}
@@ -201,7 +205,7 @@ async def test_apiserver_restart_recovers_to_exactly_a_fresh_list(control_plane:
     for name in ("a", "b", "c"):
         await create(admin, gpu_pod(name, namespace, node))
     # A slow backoff leaves a window after the restart in which the cluster changes while we are not watching.
-    async with watching(control_plane, backoff=lambda: Backoff(base=3, cap=6)) as (source, store):
+    async with watching(control_plane, backoff=lambda: Backoff(base=3, cap=6)) as (_source, store):
         await converged(store, admin)
         restart = asyncio.create_task(control_plane.restart_apiserver(down_for_s=2))
         await eventually(lambda: not store.watch_health.connected, "the watch to notice the API server is gone")

@@ -192,7 +192,7 @@ async def test_probe_reports_a_working_url_and_explains_bad_ones(monitoring: Mon
     not_prometheus = PrometheusSource(exporters[0].url.removesuffix("/metrics"), timeout_s=5)
     try:
         assert (await good.probe()).gpu_series == 11  # every utilisation series, malformed ones too
-        with pytest.raises(MetricsUnavailable, match="cannot connect to Prometheus: .*Connection refused"):
+        with pytest.raises(MetricsUnavailable, match=r"cannot connect to Prometheus: .*Connection refused"):
             await nobody.probe()
         with pytest.raises(MetricsUnavailable, match="HTTP Status Code 404"):
             await not_prometheus.probe()

@@ -14,9 +14,9 @@ from gpuctl.tui.gpu_details import GpuDetails
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_layout import POOL_PREFIX
 from gpuctl.tui.help_screen import HelpScreen
-from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.palette import Metric
+from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
 from tests.tui.conftest import wait_applied
 

@@ -36,6 +36,8 @@ def test_gpu_counts_and_models_read_like_people_say_them() -> None:
     assert gpu_count(8, 0) == "8"
     assert gpu_count(0, 3) == "3 MIG"
     assert gpu_count(2, 1) == "2+1 MIG"
+    assert gpu_count(0, 0, 3) == "3 slices" and gpu_count(1, 0, 1) == "1+1 slice"
+    assert gpu_count(2, 0, replicas=4) == "2 ×4"
     assert short_model("NVIDIA-A100-SXM4-80GB") == "A100-SXM4-80GB"
     assert short_model("Tesla-T4") == "T4"
     assert short_model(None) == "—"

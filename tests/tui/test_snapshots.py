@@ -7,7 +7,6 @@ and review the SVGs in tests/tui/__snapshots__/.
 from __future__ import annotations
 
 from datetime import timedelta
-
 from pathlib import Path
 
 import pytest

@@ -78,12 +78,16 @@ def test_demo_and_local_refresh_faster_unless_told(monkeypatch: pytest.MonkeyPat
     ("flags", "needle"),
     [
         ({"idle_window_s": "30x"}, "idle_window_s='30x'"),
+        ({"idle_window_s": "nan"}, "idle_window_s='nan'"),
+        ({"idle_window_s": "9" * 400}, "not a finite duration"),
         ({"refresh_s": 0}, "refresh_s"),
         ({"idle_threshold_pct": 150}, "idle_threshold_pct"),
         ({"prometheus_url": "prometheus:9090"}, "http(s) URL"),
         ({"demo": True, "local": True}, "one of --demo and --local"),
         ({"prometheus_username": "u"}, "both prometheus_username and prometheus_password"),
         ({"prometheus_ca_file": "/nonexistent/ca.pem"}, "does not exist"),
+        ({"audit": "postgresql://db/audit"}, "audit='postgresql://db/audit': a PostgreSQL audit backend is not available"),
+        ({"audit": "s3://bucket/audit"}, "unknown audit backend 's3'"),
     ],
 )
 def test_bad_values_name_the_setting(flags: dict[str, object], needle: str) -> None:
@@ -125,3 +129,13 @@ def test_secrets_are_not_printed() -> None:
     s = load_settings(prometheus_token="s3cret", prometheus_url="http://p:9090/")
     assert "s3cret" not in repr(s) and s.prometheus_url == "http://p:9090"
     assert s.prometheus_token is not None and s.prometheus_token.get_secret_value() == "s3cret"
+
+
+def test_audit_location(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    assert load_settings().audit is None  # the backend's default path, resolved when opened
+    monkeypatch.setenv("GPUCTL_AUDIT", "/var/lib/gpuctl/audit.sqlite")
+    assert load_settings().audit == "/var/lib/gpuctl/audit.sqlite"
+    assert load_settings(audit="sqlite:///srv/audit.sqlite").audit == "sqlite:///srv/audit.sqlite"
+    monkeypatch.delenv("GPUCTL_AUDIT")
+    write(clean_env / "gpuctl" / "config.yaml", "audit: ~/audit.sqlite\n")
+    assert load_settings().audit == "~/audit.sqlite"

@@ -10,9 +10,9 @@ import pytest
 from gpuctl.config import Settings
 from gpuctl.errors import ClusterUnreachable, GpuctlError
 from gpuctl.service import open_cluster
-from testbed.waiting import poll
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
+from testbed.waiting import poll
 
 
 def settings(**kw: object) -> Settings:
@@ -39,7 +39,7 @@ async def test_demo_cluster_is_ready_and_publishes() -> None:
 
 async def test_unreachable_cluster_fails_fast(dead_kubeconfig: Path) -> None:
     async with open_cluster(settings(kubeconfig=dead_kubeconfig)) as cluster:
-        with pytest.raises(ClusterUnreachable, match="127.0.0.1:1"):
+        with pytest.raises(ClusterUnreachable, match=r"127\.0\.0\.1:1"):
             await cluster.wait_ready(30)
         health = cluster.store.snapshot().watch
         assert health.source == "kubernetes" and not health.connected and health.context == "dead"

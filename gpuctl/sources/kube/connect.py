@@ -72,7 +72,7 @@ async def connect(*, kubeconfig: Path | None = None, context: str | None = None,
             kconfig.load_incluster_config(client_configuration=cfg)
         except ConfigException as e:
             raise ConfigError(f"cannot use the in-cluster service account: {e}", hint="run inside a pod or pass --kubeconfig") from e
-        name = "in-cluster"
+        name: str | None = "in-cluster"
     elif paths is None:
         raise ConfigError(
             "no kubeconfig found ($KUBECONFIG unset or missing, no ~/.kube/config)",
@@ -90,7 +90,7 @@ async def connect(*, kubeconfig: Path | None = None, context: str | None = None,
         name = current.get("name") if isinstance(current, dict) else (context or None)
         # Exec plugins and GCP tokens expire: the library refreshes them in a loop (a no-op otherwise).
         tasks.append(asyncio.create_task(kconfig.refresh_token(loader, cfg)))
-    return KubeConnection(api=ApiClient(configuration=cfg), context=name, server=cfg.host, _tasks=tasks)
+    return KubeConnection(api=ApiClient(configuration=cfg), context=name, server=str(cfg.host), _tasks=tasks)
 
 
 def describe(error: BaseException, *, server: str, context: str | None, resource: str) -> ClusterError:

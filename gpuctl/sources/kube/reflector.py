@@ -3,14 +3,25 @@
 The classic reflector loop, on raw JSON (no generated models: at 10,000 pods
 deserialising V1Pod objects costs more than everything else together):
 
-1. LIST (paginated) -> `store.replace(kind, ...)`: an exact replacement, so
-   objects deleted while we were away cannot linger as ghosts;
-2. WATCH from the list's resourceVersion with bookmarks (which keep that
-   version fresh on quiet resources); ADDED/MODIFIED -> upsert (or delete when
-   the object no longer matters to gpuctl), DELETED -> delete;
+1. LIST, `page_size` objects a page, following continue tokens (every page is
+   read at the first page's resourceVersion) -> `store.replace(kind, ...)` once
+   the last page is in: an exact replacement, so objects deleted while we were
+   away cannot linger as ghosts, and a list that fails half-way replaces nothing;
+2. WATCH from the list's resourceVersion with bookmarks (the server sends one
+   shortly before `timeout_seconds` and about once a minute, carrying its
+   current resourceVersion, which keeps ours fresh on a quiet resource);
+   ADDED/MODIFIED -> upsert (or delete when the object no longer matters to
+   gpuctl), DELETED -> delete;
 3. the server ends the watch after `timeout_seconds`: watch again from the last
    version seen; a dropped connection: same, after a backoff;
-4. 410 Gone (history compacted, e.g. after an API server restart): back to 1.
+4. 410 Gone — the watch's resourceVersion, or a continue token, is older than
+   the history the server keeps (etcd compaction, an API server restart):
+   back to 1, from scratch. A watch's first 410 relists at once; a 410 within
+   `relist_backoff.cap` seconds of the previous one waits, exponentially and
+   jittered, so a struggling API server that keeps expiring versions is not
+   met with a relist storm. An expired continue token always waits: the list
+   took longer than the server keeps history, and would likely again. While
+   it waits, health says disconnected with the retry time; relists are counted.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ class Gone(Exception):
 class Resource:
     kind: Kind
     plural: str  # "pods", for messages
-    list_call: Callable[..., Awaitable[aiohttp.ClientResponse]]  # e.g. CoreV1Api.list_pod_for_all_namespaces
+    list_call: Callable[..., Awaitable[Any]]  # called with _preload_content=False: a raw aiohttp response; e.g. CoreV1Api.list_pod_for_all_namespaces
     trim: Callable[[JSON], Record | None]
     required: bool = True  # optional kinds (quotas, namespaces) degrade to empty when forbidden
 
@@ -67,22 +78,30 @@ class Reflector:
         describe: Callable[[BaseException, str], ClusterError],
         on_health: HealthCallback,
         backoff: Backoff | None = None,
+        relist_backoff: Backoff | None = None,
+        page_size: int = PAGE_SIZE,
         watch_timeout_s: tuple[int, int] = (240, 360),
         clock: Clock = utcnow,
     ) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
         self.resource = resource
         self.store = store
         self._describe = describe
         self._on_health = on_health
         self._backoff = backoff or Backoff()
+        self._relist_backoff = relist_backoff or Backoff(base=1.0, cap=60.0)
+        self._page_size = page_size
         self._watch_timeout_s = watch_timeout_s
         self._clock = clock
+        self._gone_at: float | None = None  # loop time of the latest 410
         self.resource_version: str | None = None
         self.connected = False
         self.error: ClusterError | None = None
         self.retry_at: datetime | None = None  # when the next attempt starts, while backing off after a failure
         self.lists = 0
         self.events = 0
+        self.bookmarks = 0
 
     @property
     def relists(self) -> int:
@@ -108,11 +127,28 @@ class Reflector:
                     await asyncio.sleep(self._backoff.next())
                 else:
                     self._backoff.reset()
-            except Gone:
-                log.info("%s: resourceVersion %s expired, listing again", self.resource.plural, self.resource_version)
-                self.resource_version = None
+            except Gone as e:
+                await self._relist_after_gone(e)
             except (HttpError, *TRANSIENT) as e:
                 await self._failed(e)
+
+    async def _relist_after_gone(self, gone: Gone) -> None:
+        """Forget the expired version and list again, at once or after a wait (module docstring, 4)."""
+        listing = self.resource_version is None  # a list sets its version when its last page is in
+        expired = "the list's continue token" if listing else f"resourceVersion {self.resource_version}"
+        self.resource_version = None
+        now = asyncio.get_running_loop().time()
+        recent = self._gone_at is not None and now - self._gone_at < self._relist_backoff.cap
+        self._gone_at = now
+        if not recent:
+            self._relist_backoff.reset()
+            if not listing:
+                log.info("%s: %s expired (%s), listing again", self.resource.plural, expired, gone)
+                return
+        delay = self._relist_backoff.next()
+        log.warning("%s: %s expired (%s); listing again in %.1f s", self.resource.plural, expired, gone, delay)
+        self._health(connected=False, error=None, retry_at=self._clock() + timedelta(seconds=delay))
+        await asyncio.sleep(delay)
 
     async def _failed(self, e: BaseException) -> None:
         error = self._describe(e, self.resource.plural)
@@ -147,7 +183,10 @@ class Reflector:
         records: list[Record] = []
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": PAGE_SIZE, "_request_timeout": aiohttp.ClientTimeout(total=120, sock_connect=10)}
+            params: dict[str, Any] = {
+                "limit": self._page_size,
+                "_request_timeout": aiohttp.ClientTimeout(total=120, sock_connect=10),
+            }
             if token:
                 params["_continue"] = token
             resp = await self._request(**params)
@@ -200,6 +239,7 @@ class Reflector:
             raise HttpError(int(code or 500), str(obj.get("message", "watch error")))
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
+            self.bookmarks += 1
             self.resource_version = version or self.resource_version
             return
         self.events += 1

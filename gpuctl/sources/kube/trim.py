@@ -4,51 +4,81 @@ Runs on every watch event, so it reads dicts straight from the API's JSON (no
 generated model classes) and keeps only what gpuctl shows: nvidia.com/*
 resources, GPU/MIG/pool labels, the top-level owner. Objects gpuctl doesn't
 care about (pods without GPUs, nodes without NVIDIA resources, quotas without
-GPU keys) trim to None, which the watcher turns into a delete: an object that
-stops matching disappears, one that starts matching appears.
+`requests.nvidia.com/*` keys or limited to a scope) trim to None, which the
+watcher turns into a delete: an object that stops matching disappears, one that
+starts matching appears. A malformed quantity is logged and left out, never
+dropped silently.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from gpuctl.model import Taint
 from gpuctl.state.records import NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
 
+log = logging.getLogger(__name__)
+
 NVIDIA = "nvidia.com/"
-_QUANTITY = re.compile(r"^([+-]?\d+(?:\.\d+)?)([a-zA-Z]*)$")
+# Kubernetes' quantity grammar (k8s.io/apimachinery/pkg/api/resource/quantity.go):
+# <signedNumber> then a binary SI suffix, a decimal SI suffix, or e/E with a signed integer exponent.
+_QUANTITY = re.compile(r"([+-]?)(\d+\.?\d*|\.\d+)(?:(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?")
 _SUFFIX = {
-    "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    None: Decimal(1), "m": Decimal("1e-3"), "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
+    "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18"),
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
 }  # fmt: skip
+# ResourceQuota enforces extended resources only under this prefix: they cannot be overcommitted, so
+# `limits.nvidia.com/gpu` and a bare `nvidia.com/gpu` are accepted by validation but never counted
+# or enforced by the quota controller and admission (checked against kube-apiserver in
+# tests/integration/test_quota_semantics.py).
+QUOTA_REQUESTS = "requests." + NVIDIA
 
 JSON = Mapping[str, Any]
 
 
 def parse_quantity(value: object) -> float:
-    """A Kubernetes quantity ('8', '500m', '2k', '1Gi') as a number; ValueError if malformed."""
+    """A Kubernetes quantity ('8', '500m', '2k', '1Gi', '1e3', '.5', '+2') as a number; ValueError if malformed."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a Kubernetes quantity: {value!r}")
     if isinstance(value, int | float):
         return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match or match.group(2) not in _SUFFIX:
+    match = _QUANTITY.fullmatch(str(value))
+    if not match:
         raise ValueError(f"not a Kubernetes quantity: {value!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2)]
+    sign, number, suffix, exponent = match.groups()
+    try:
+        amount = Decimal(number)
+        amount = amount.scaleb(int(exponent)) if exponent is not None else amount * _SUFFIX[suffix]
+    except ArithmeticError as e:  # an exponent beyond what Decimal holds (Kubernetes caps far lower)
+        raise ValueError(f"not a Kubernetes quantity: {value!r}") from e
+    return float(-amount if sign == "-" else amount)
 
 
-def _nvidia_counts(resources: JSON | None) -> dict[str, int]:
+def _nvidia_counts(resources: JSON | None, owner: JSON) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, value in (resources or {}).items():
         if name.startswith(NVIDIA):
             try:
                 count = int(parse_quantity(value))
             except ValueError:
+                _malformed(owner, name, value)
                 continue
             if count:
                 out[name] = count
     return out
+
+
+def _malformed(owner: JSON, name: str, value: object) -> None:
+    """The API server validates quantities, so this is a bug somewhere: say so rather than drop it silently."""
+    kind = owner.get("kind") or "object"
+    log.warning("%s %s: %s=%r is not a Kubernetes quantity; ignored", kind, object_key(owner), name, value)
 
 
 def _time(value: str | None) -> datetime | None:
@@ -64,7 +94,7 @@ def object_key(obj: JSON) -> str:
 def trim_node(obj: JSON, keep_labels: Collection[str]) -> NodeRecord | None:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k.startswith(NVIDIA) or k in keep_labels}
-    capacity = _nvidia_counts(status.get("capacity"))
+    capacity = _nvidia_counts(status.get("capacity"), obj)
     if not capacity and not any(k.startswith(NVIDIA) for k in labels):
         return None  # not a GPU node
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
@@ -75,7 +105,7 @@ def trim_node(obj: JSON, keep_labels: Collection[str]) -> NodeRecord | None:
         name=meta["name"],
         labels=labels,
         capacity=capacity,
-        allocatable=_nvidia_counts(status.get("allocatable")),
+        allocatable=_nvidia_counts(status.get("allocatable"), obj),
         taints=taints,
         unschedulable=bool(spec.get("unschedulable")),
         ready=ready,
@@ -83,18 +113,19 @@ def trim_node(obj: JSON, keep_labels: Collection[str]) -> NodeRecord | None:
     )
 
 
-def _container_gpus(container: JSON) -> dict[str, int]:
+def _container_gpus(container: JSON, owner: JSON) -> dict[str, int]:
     resources = container.get("resources") or {}
     # Extended resources: requests default to limits, and may not differ from them when both are set.
-    return _nvidia_counts(resources.get("requests")) or _nvidia_counts(resources.get("limits"))
+    return _nvidia_counts(resources.get("requests"), owner) or _nvidia_counts(resources.get("limits"), owner)
 
 
-def pod_gpu_requests(spec: JSON) -> dict[str, int]:
+def pod_gpu_requests(spec: JSON, owner: JSON | None = None) -> dict[str, int]:
     """Effective nvidia.com/* requests: max(sum over app containers + sidecars, largest init container)."""
     total: dict[str, int] = {}
     init_peak: dict[str, int] = {}
+    owner = owner or {}
     for container in spec.get("initContainers") or ():
-        counts = _container_gpus(container)
+        counts = _container_gpus(container, owner)
         sidecar = container.get("restartPolicy") == "Always"  # runs alongside the app containers
         for name, count in counts.items():
             if sidecar:
@@ -102,7 +133,7 @@ def pod_gpu_requests(spec: JSON) -> dict[str, int]:
             else:
                 init_peak[name] = max(init_peak.get(name, 0), count)
     for container in spec.get("containers") or ():
-        for name, count in _container_gpus(container).items():
+        for name, count in _container_gpus(container, owner).items():
             total[name] = total.get(name, 0) + count
     for name, count in init_peak.items():
         total[name] = max(total.get(name, 0), count)
@@ -124,7 +155,7 @@ def top_owner(meta: JSON) -> tuple[str | None, str | None]:
 
 def trim_pod(obj: JSON) -> PodRecord | None:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    requests = pod_gpu_requests(spec)
+    requests = pod_gpu_requests(spec, obj)
     if not requests:
         return None  # not a GPU pod
     owner_kind, owner_name = top_owner(meta)
@@ -142,24 +173,31 @@ def trim_pod(obj: JSON) -> PodRecord | None:
     )
 
 
-def _gpu_quota(values: JSON | None) -> dict[str, float]:
+def _quota_values(values: JSON | None, owner: JSON) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in (values or {}).items():
-        if NVIDIA in name:
+        if name.startswith(QUOTA_REQUESTS):
             try:
                 out[name] = parse_quantity(value)
             except ValueError:
-                continue
+                _malformed(owner, name, value)
     return out
 
 
 def trim_quota(obj: JSON) -> QuotaRecord | None:
+    """A ResourceQuota's `requests.nvidia.com/*` limits; None for a quota without any, or a scoped one.
+
+    A scoped quota (spec.scopes or spec.scopeSelector, e.g. per PriorityClass) limits only the pods in
+    its scope, so it is not the namespace's GPU limit; gpuctl leaves it out rather than show a limit
+    that most of the namespace's pods are not held to."""
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    if spec.get("scopes") or spec.get("scopeSelector"):
+        return None
     # status.hard is what the quota controller enforces; right after creation only spec.hard is set.
-    hard = _gpu_quota(status.get("hard")) or _gpu_quota(spec.get("hard"))
+    hard = _quota_values(status.get("hard"), obj) or _quota_values(spec.get("hard"), obj)
     if not hard:
         return None
-    return QuotaRecord(namespace=meta["namespace"], name=meta["name"], hard=hard, used=_gpu_quota(status.get("used")))
+    return QuotaRecord(namespace=meta["namespace"], name=meta["name"], hard=hard, used=_quota_values(status.get("used"), obj))
 
 
 def trim_namespace(obj: JSON) -> NamespaceRecord:

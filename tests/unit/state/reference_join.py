@@ -8,6 +8,7 @@ per-GPU staleness (Gpu.stale, Node.metrics_stale), written the obvious way.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
 from gpuctl.state.idle import IdleClock
 from gpuctl.state.pools import GPU_PRODUCT_LABEL, pool_for
 from gpuctl.state.records import GpuSample, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
-from gpuctl.state.resources import is_terminated, mig_instances, whole_gpus
+from gpuctl.state.resources import NodeGpus, is_terminated, mig_instances, shared_slices, whole_gpus
 
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
-# Quota keys that limit GPUs, most specific first (requests.* is what admission checks).
-QUOTA_KEYS: tuple[str, ...] = ("requests.nvidia.com/gpu", "nvidia.com/gpu", "limits.nvidia.com/gpu")
+# The quota keys a namespace row shows: the GPU limit, and one per MIG resource.
+GPU_QUOTA = "requests.nvidia.com/gpu"
+MIG_QUOTA_PREFIX = "requests.nvidia.com/mig-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,31 +119,41 @@ def _nodes(
     all_stale: set[str],
 ) -> tuple[Node, ...]:
     requested: dict[str, int] = defaultdict(int)
+    slices: dict[str, int] = defaultdict(int)
     mig_requested: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for pod in live_pods:
         if pod.node is None:
             continue
         requested[pod.node] += whole_gpus(pod.gpu_requests)
+        slices[pod.node] += shared_slices(pod.gpu_requests)
         for name, count in mig_instances(pod.gpu_requests).items():
             mig_requested[pod.node][name] += count
     out = []
     for name in sorted(records):
-        rec, pool, req = records[name], pools[name], requested.get(name, 0)
+        rec, pool, req, sl = records[name], pools[name], requested.get(name, 0), slices.get(name, 0)
         mig_req = dict(mig_requested[name]) if name in mig_requested else {}
         stale = name in all_stale
-        out.append(memo.get(name, (rec, pool, req, mig_req, stale), lambda: _node(rec, pool, req, mig_req, stale)))
+        out.append(
+            memo.get(name, (rec, pool, req, sl, mig_req, stale), lambda: _node(rec, pool, req, sl, mig_req, stale))
+        )
     return tuple(out)
 
 
-def _node(rec: NodeRecord, pool: str, requested: int, mig_requested: dict[str, int], stale: bool) -> Node:
+def _node(rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested: dict[str, int], stale: bool) -> Node:
     labels = rec.labels
+    gpus = NodeGpus.of(labels, rec.capacity, rec.allocatable)
+    if gpus.gpu_is_shared:  # nvidia.com/gpu is time-sliced here: its requests are slices
+        requested, slices = 0, slices + requested
     return Node.model_construct(
         name=rec.name,
         pool=pool,
         gpu_model=labels.get(GPU_PRODUCT_LABEL),
-        gpu_capacity=whole_gpus(rec.capacity),
-        gpu_allocatable=whole_gpus(rec.allocatable),
+        gpu_capacity=gpus.capacity,
+        gpu_allocatable=gpus.allocatable,
         gpu_requested=requested,
+        gpu_replicas=gpus.replicas,
+        gpu_slices_allocatable=gpus.slices_allocatable,
+        gpu_slices_requested=slices,
         mig_allocatable=mig_instances(rec.allocatable),
         mig_requested=mig_requested,
         mig_capable=labels.get("nvidia.com/mig.capable") == "true",
@@ -159,7 +171,7 @@ def _physical_gpus(rec: NodeRecord) -> int:
     try:
         return int(rec.labels[GPU_COUNT_LABEL])
     except (KeyError, ValueError):
-        return whole_gpus(rec.capacity)
+        return NodeGpus.of(rec.labels, rec.capacity, rec.allocatable).capacity
 
 
 def _gpu_from_sample(
@@ -248,6 +260,7 @@ def _pod(rec: PodRecord, mine: tuple[Gpu, ...]) -> GpuPod:
         node=rec.node,
         phase=rec.phase,
         gpus=whole_gpus(rec.gpu_requests),
+        gpu_slices=shared_slices(rec.gpu_requests),
         mig=mig_instances(rec.gpu_requests),
         owner_kind=rec.owner_kind,
         owner_name=rec.owner_name,
@@ -274,25 +287,34 @@ def _pools(nodes: tuple[Node, ...], gpus: tuple[Gpu, ...]) -> tuple[Pool, ...]:
             nodes=len(members),
             nodes_ready=sum(1 for n in members if n.ready),
             gpus_total=sum(n.gpu_allocatable + sum(n.mig_allocatable.values()) for n in members),
-            gpus_allocated=sum(n.gpu_requested + sum(n.mig_requested.values()) for n in members),
+            gpus_allocated=sum(
+                n.gpu_requested + math.ceil(n.gpu_slices_requested / n.gpu_replicas) + sum(n.mig_requested.values())
+                for n in members
+            ),
             gpus_idle=idle.get(name, 0),
+            gpu_slices_total=sum(n.gpu_slices_allocatable for n in members),
+            gpu_slices_allocated=sum(n.gpu_slices_requested for n in members),
             gpu_models=tuple(sorted({n.gpu_model for n in members if n.gpu_model})),
         )
         for name, members in sorted(by_pool.items())
     )
 
 
-def _quota(records: list[QuotaRecord]) -> tuple[float | None, float]:
-    """The tightest GPU quota among a namespace's ResourceQuotas: (hard, used)."""
-    best: tuple[float, float] | None = None
+def _quota(records: list[QuotaRecord]) -> tuple[float | None, float, dict[str, float], dict[str, float]]:
+    """The binding (lowest) limit per quota key among a namespace's ResourceQuotas: GPU hard, used, MIG hard, used."""
+    best: dict[str, tuple[float, float]] = {}
     for rec in records:
-        for key in QUOTA_KEYS:
-            if key in rec.hard:
-                candidate = (rec.hard[key], rec.used.get(key, 0.0))
-                if best is None or candidate[0] < best[0]:
-                    best = candidate
-                break
-    return (None, 0.0) if best is None else best
+        for key, hard in rec.hard.items():
+            if (key == GPU_QUOTA or key.startswith(MIG_QUOTA_PREFIX)) and (key not in best or hard < best[key][0]):
+                best[key] = (hard, rec.used.get(key, 0.0))
+    gpu = best.pop(GPU_QUOTA, None)
+    mig = {key.removeprefix("requests."): value for key, value in sorted(best.items())}
+    return (
+        None if gpu is None else gpu[0],
+        0.0 if gpu is None else gpu[1],
+        {k: v[0] for k, v in mig.items()},
+        {k: v[1] for k, v in mig.items()},
+    )
 
 
 def _namespaces(inputs: JoinInputs, live_pods: list[PodRecord], gpus: tuple[Gpu, ...]) -> tuple[NamespaceUsage, ...]:
@@ -302,7 +324,7 @@ def _namespaces(inputs: JoinInputs, live_pods: list[PodRecord], gpus: tuple[Gpu,
     requested: dict[str, int] = defaultdict(int)
     hours: dict[str, float] = defaultdict(float)
     for pod in live_pods:
-        count = whole_gpus(pod.gpu_requests) + sum(mig_instances(pod.gpu_requests).values())
+        count = whole_gpus(pod.gpu_requests) + shared_slices(pod.gpu_requests) + sum(mig_instances(pod.gpu_requests).values())
         requested[pod.namespace] += count
         if pod.node is not None and pod.created is not None:  # only scheduled pods hold GPUs
             hours[pod.namespace] += count * max(0.0, (inputs.now - pod.created).total_seconds()) / 3600.0
@@ -317,12 +339,14 @@ def _namespaces(inputs: JoinInputs, live_pods: list[PodRecord], gpus: tuple[Gpu,
     names = set(quotas) | set(requested) | set(busy) | set(idle)
     out = []
     for name in sorted(names):
-        hard, used = _quota(quotas.get(name, []))
+        hard, used, mig_hard, mig_used = _quota(quotas.get(name, []))
         out.append(
             NamespaceUsage.model_construct(
                 name=name,
                 gpu_quota_hard=hard,
                 gpu_quota_used=used,
+                mig_quota_hard=mig_hard,
+                mig_quota_used=mig_used,
                 gpus_requested=requested.get(name, 0),
                 gpus_busy=busy.get(name, 0),
                 gpus_idle=idle.get(name, 0),

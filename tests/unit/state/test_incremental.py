@@ -37,7 +37,14 @@ HOSTS = (*NODES, "ghost")  # "ghost": metrics for a host with no Node
 NAMESPACES = ("ml", "cv", "batch")
 PODS = tuple(f"{ns}/p{i}" for ns in NAMESPACES for i in range(3))
 HOLDERS = (*PODS, "gone/p0")  # "gone/p0": metrics name a pod the store never had
-QUOTA_KEYS = (*reference.QUOTA_KEYS, "requests.cpu")
+QUOTA_KEYS = (
+    reference.GPU_QUOTA,
+    "requests.nvidia.com/mig-1g.10gb",
+    "requests.nvidia.com/mig-2g.20gb",
+    "requests.nvidia.com/gpu.shared",
+    "limits.nvidia.com/gpu",  # not enforced by Kubernetes: never the namespace's limit
+    "requests.cpu",
+)
 
 
 class Clock:
@@ -62,7 +69,12 @@ def node_records(draw: st.DrawFn) -> NodeRecord:
         labels["nvidia.com/gpu.count"] = count
     if draw(st.booleans()):
         labels["nvidia.com/mig.capable"] = "true"
+    replicas = draw(st.sampled_from([None, "1", "4", "x"]))
+    if replicas:
+        labels["nvidia.com/gpu.replicas"] = replicas
     resources = {"nvidia.com/gpu": draw(st.integers(0, 3))}
+    if draw(st.booleans()):  # time-slicing with renameByDefault
+        resources["nvidia.com/gpu.shared"] = draw(st.sampled_from([4, 8]))
     resources.update(draw(st.sampled_from([{}, {"nvidia.com/mig-1g.10gb": 2}, {"nvidia.com/mig-2g.20gb": 1}])))
     return NodeRecord(
         name=draw(st.sampled_from(NODES)),
@@ -80,7 +92,12 @@ def node_records(draw: st.DrawFn) -> NodeRecord:
 def pod_records(draw: st.DrawFn) -> PodRecord:
     namespace, name = draw(st.sampled_from(PODS)).split("/")
     requests: dict[str, int] = {}
-    for resource, most in (("nvidia.com/gpu", 2), ("nvidia.com/mig-1g.10gb", 2), ("nvidia.com/mig-2g.20gb", 1)):
+    for resource, most in (
+        ("nvidia.com/gpu", 2),
+        ("nvidia.com/gpu.shared", 3),
+        ("nvidia.com/mig-1g.10gb", 2),
+        ("nvidia.com/mig-2g.20gb", 1),
+    ):
         if count := draw(st.integers(0, most)):
             requests[resource] = count
     created = draw(st.one_of(st.none(), st.integers(-7200, 900)))  # some "after now": clock skew
@@ -97,12 +114,13 @@ def pod_records(draw: st.DrawFn) -> PodRecord:
 
 @st.composite
 def quota_records(draw: st.DrawFn) -> QuotaRecord:
-    key = draw(st.sampled_from(QUOTA_KEYS))
+    keys = draw(st.lists(st.sampled_from(QUOTA_KEYS), min_size=1, max_size=2, unique=True))
+    with_used = draw(st.booleans())
     return QuotaRecord(
         namespace=draw(st.sampled_from([*NAMESPACES, "quota-only"])),
         name=draw(st.sampled_from(["gpu", "tight"])),
-        hard={key: float(draw(st.integers(1, 8)))},
-        used={key: float(draw(st.integers(0, 8)))} if draw(st.booleans()) else {},
+        hard={key: float(draw(st.integers(1, 8))) for key in keys},
+        used={key: float(draw(st.integers(0, 8))) for key in keys} if with_used else {},
     )
 
 
@@ -323,7 +341,7 @@ def test_a_metrics_batch_leaves_nodes_alone_and_reuses_equal_rows() -> None:
 
 
 def test_changes_across_skipped_snapshots_leave_out_what_changed_back() -> None:
-    clock, store = _store()
+    _clock, store = _store()
     first = store.snapshot()
     original = store.records(Kind.POD)["ml/a"]
     store.upsert(dataclasses.replace(original, phase="Pending"))  # type: ignore[type-var]
@@ -337,7 +355,7 @@ def test_changes_across_skipped_snapshots_leave_out_what_changed_back() -> None:
 
 
 def test_changes_for_snapshots_the_log_no_longer_has_fall_back_to_a_diff() -> None:
-    clock, store = _store()
+    _clock, store = _store()
     first = store.snapshot()
     second = store.snapshot()
     store.upsert(pod("ml", "new", "n1", 1))
@@ -373,7 +391,7 @@ def test_a_key_twice_in_a_batch_shows_both_rows_as_sent() -> None:
 
 
 def test_a_failed_join_starts_over_next_time() -> None:
-    clock, store = _store()
+    _clock, store = _store()
     before = store.snapshot()
     store.upsert(pod("ml", "odd", "n1", 1, created=datetime(2026, 1, 1)))  # naive: the join cannot subtract it
     with pytest.raises(TypeError):

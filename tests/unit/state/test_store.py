@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from gpuctl.model import Alert, Snapshot, WatchHealth
-from gpuctl.state.records import Kind, NamespaceRecord
+from gpuctl.state.records import Kind, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
 from gpuctl.state.store import ClusterStore
 
 from .factories import at, batch, node, pod, quota, sample
@@ -36,7 +36,7 @@ def fleet(store: ClusterStore) -> None:
             pod("cv", "waiting", None, 2, phase="Pending"),
         ],
     )
-    store.replace(Kind.QUOTA, [quota("ml", 4, 2), quota("ml", 3, 2, key="nvidia.com/gpu", name="tighter")])
+    store.replace(Kind.QUOTA, [quota("ml", 4, 2), quota("ml", 3, 2, name="tighter")])
     store.replace(Kind.NAMESPACE, [NamespaceRecord("ml"), NamespaceRecord("cv"), NamespaceRecord("empty")])
 
 
@@ -89,7 +89,20 @@ def test_mig_instances_and_quota_key_variants() -> None:
     store = make_store()
     store.replace(Kind.NODE, [node("m1", 0, labels={"nvidia.com/gpu.count": "1", "nvidia.com/mig.capable": "true"}, mig={"1g.10gb": 7})])
     store.replace(Kind.POD, [pod("ml", "small", "m1", 0, mig={"1g.10gb": 2})])
-    store.replace(Kind.QUOTA, [quota("ml", 5, 1, key="limits.nvidia.com/gpu")])
+    store.replace(
+        Kind.QUOTA,
+        [
+            # Kubernetes enforces extended resources only as requests.*: a limits.* key is no limit at all.
+            quota("ml", 5, 1, key="limits.nvidia.com/gpu"),
+            QuotaRecord(
+                "ml",
+                "mig",
+                {"requests.nvidia.com/mig-1g.10gb": 4, "requests.nvidia.com/mig-2g.20gb": 1},
+                {"requests.nvidia.com/mig-1g.10gb": 2},
+            ),
+            quota("ml", 3, 2, key="requests.nvidia.com/mig-1g.10gb", name="mig-tighter"),
+        ],
+    )
     store.apply_metrics(batch(0, sample("m1", 0, 50.0, "ml/small", mig_instance=3, mig_profile="1g.10gb")))
     snap = store.snapshot()
     node_ = snap.nodes[0]
@@ -97,7 +110,39 @@ def test_mig_instances_and_quota_key_variants() -> None:
     assert node_.mig_capable and snap.pools[0].gpus_total == 7 and snap.pools[0].gpus_allocated == 2
     assert [g.key for g in snap.gpus] == ["m1/0/mig3"]  # index 0 covered by the MIG sample: no placeholder
     assert snap.pods[0].gpus_total == 2 and snap.pods[0].gpu_keys == ("m1/0/mig3",)
-    assert snap.namespaces[0].gpu_quota_hard == 5
+    space = snap.namespaces[0]
+    assert space.gpu_quota_hard is None and space.gpu_quota_used == 0
+    assert space.mig_quota_hard == {"nvidia.com/mig-1g.10gb": 3, "nvidia.com/mig-2g.20gb": 1}  # the lowest limit binds
+    assert space.mig_quota_used == {"nvidia.com/mig-1g.10gb": 2, "nvidia.com/mig-2g.20gb": 0}
+
+
+def test_time_sliced_gpus_count_once_and_their_requests_as_slices() -> None:
+    store = make_store()
+    sliced = {"nvidia.com/gpu.replicas": "4", "nvidia.com/gpu.count": "2", "karpenter.sh/nodepool": "shared"}
+    renamed = NodeRecord(
+        "r1",
+        {"nvidia.com/gpu.replicas": "4", "karpenter.sh/nodepool": "shared"},  # no count label: replicas divide
+        capacity={"nvidia.com/gpu.shared": 8},
+        allocatable={"nvidia.com/gpu.shared": 4},  # one GPU unhealthy: all its replicas go
+    )
+    store.replace(Kind.NODE, [node("s1", 8, labels=sliced), renamed, node("w1", 2, labels={"karpenter.sh/nodepool": "shared"})])
+    slice_pod = PodRecord("ml", "renamed", "r1", "Running", {"nvidia.com/gpu.shared": 3})
+    store.replace(Kind.POD, [pod("ml", "a", "s1", 1), pod("ml", "b", "s1", 2), slice_pod, pod("ml", "whole", "w1", 1)])
+    snap = store.snapshot()
+    nodes = {n.name: n for n in snap.nodes}
+    s1, r1, w1 = nodes["s1"], nodes["r1"], nodes["w1"]
+    assert (s1.gpu_capacity, s1.gpu_allocatable, s1.gpu_replicas, s1.gpu_slices_allocatable) == (2, 2, 4, 8)
+    assert (s1.gpu_requested, s1.gpu_slices_requested, s1.gpus_sliced_in_use) == (0, 3, 1)
+    assert (r1.gpu_capacity, r1.gpu_allocatable, r1.gpu_slices_allocatable, r1.gpu_slices_requested) == (2, 1, 4, 3)
+    assert (w1.gpu_capacity, w1.gpu_replicas, w1.gpu_requested, w1.gpu_slices_requested) == (2, 1, 1, 0)
+    (pool,) = snap.pools
+    assert (pool.gpus_total, pool.gpus_allocated) == (2 + 1 + 2, 1 + 1 + 1)
+    assert (pool.gpu_slices_total, pool.gpu_slices_allocated) == (8 + 4, 3 + 3)
+    # Placeholders: one per physical GPU, not per slice.
+    assert sorted(g.key for g in snap.gpus) == ["r1/0", "r1/1", "s1/0", "s1/1", "w1/0", "w1/1"]
+    pods = {p.key: p for p in snap.pods}
+    assert (pods["ml/renamed"].gpus, pods["ml/renamed"].gpu_slices, pods["ml/renamed"].gpus_total) == (0, 3, 3)
+    assert {n.name: n.gpus_requested for n in snap.namespaces} == {"ml": 7}
 
 
 def test_snapshot_is_cached_until_a_mutation() -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gpuctl.model import Snapshot, Update
-from gpuctl.sources.demo import DemoSource, load_fleet
 from gpuctl.sim.fleet import build_fleet
+from gpuctl.sources.demo import DemoSource, load_fleet
 from gpuctl.state.hub import SnapshotHub, Subscription
 from gpuctl.state.store import ClusterStore
 

@@ -30,13 +30,16 @@ T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
 
 class FlakyApiServer(LoopbackServer):
-    """GET /nodes: the first `failures` lists answer `status`; then an empty list; watches stay open."""
+    """GET /nodes: the first `failures` lists answer `status`; then an empty list; the first `gone`
+    watches answer 410, the others stay open."""
 
-    def __init__(self, *, failures: int, status: int) -> None:
+    def __init__(self, *, failures: int, status: int, gone: int = 0) -> None:
         super().__init__()
         self.failures = failures
         self.status = status
+        self.gone = gone
         self.lists = 0
+        self.watches = 0
         self.closing = asyncio.Event()
 
     async def stop(self) -> None:
@@ -48,6 +51,9 @@ class FlakyApiServer(LoopbackServer):
 
     async def nodes(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch"):
+            self.watches += 1
+            if self.watches <= self.gone:
+                return web.json_response({"message": "too old resource version: 7 (9)", "code": 410}, status=410)
             resp = web.StreamResponse()
             await resp.prepare(request)
             await self.closing.wait()  # a quiet watch, open until the server stops
@@ -69,7 +75,9 @@ def list_call(session: aiohttp.ClientSession, url: str) -> Callable[..., Awaitab
 
 
 @contextlib.asynccontextmanager
-async def reflecting(server: FlakyApiServer, backoff: Backoff) -> AsyncIterator[tuple[Reflector, list[tuple[bool, datetime | None]]]]:
+async def reflecting(
+    server: FlakyApiServer, backoff: Backoff, relist_backoff: Backoff | None = None
+) -> AsyncIterator[tuple[Reflector, list[tuple[bool, datetime | None]]]]:
     reports: list[tuple[bool, datetime | None]] = []
     async with server, aiohttp.ClientSession() as session:
         url = f"http://{server.target}/nodes"
@@ -83,6 +91,7 @@ async def reflecting(server: FlakyApiServer, backoff: Backoff) -> AsyncIterator[
             describe=describe_error,
             on_health=lambda r: reports.append((r.connected, r.retry_at)),
             backoff=backoff,
+            relist_backoff=relist_backoff,
             clock=lambda: T0,
         )
         task = asyncio.create_task(reflector.run())
@@ -119,3 +128,14 @@ async def test_unauthorized_waits_at_least_30_seconds() -> None:
         await until(lambda: bool(reports), "the failure report")
         assert reports == [(False, T0 + timedelta(seconds=30))]
         assert reflector.error is not None and "401" in str(reflector.error)
+
+
+async def test_a_410_relists_at_once_and_the_next_ones_soon_after_wait_longer() -> None:
+    draws = Backoff(base=0.05, cap=60, rng=random.Random(4))
+    expected = [draws.next(), draws.next()]  # the 2nd and 3rd 410: the 1st relists at once
+    server = FlakyApiServer(failures=0, status=200, gone=3)
+    async with reflecting(server, Backoff(base=0.01), Backoff(base=0.05, cap=60, rng=random.Random(4))) as (reflector, reports):
+        await until(lambda: reflector.lists == 4 and reflector.connected, "the third relist")
+        waits = [retry_at for connected, retry_at in reports if not connected and retry_at is not None]
+        assert waits == [T0 + timedelta(seconds=d) for d in expected]
+        assert reflector.relists == 3 and reflector.error is None and reflector.retry_at is None

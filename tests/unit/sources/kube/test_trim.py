@@ -90,18 +90,54 @@ def test_owner_is_lifted_to_the_deployment() -> None:
     assert rec is not None and (rec.owner_kind, rec.owner_name) == ("Job", "train-1") and rec.deleting
 
 
-def test_quota_keeps_gpu_keys_and_falls_back_to_spec() -> None:
+def test_quota_keeps_requests_gpu_keys_and_falls_back_to_spec() -> None:
     obj = {
         "metadata": {"namespace": "ml", "name": "q"},
         "spec": {"hard": {"requests.nvidia.com/gpu": "8", "pods": "10"}},
-        "status": {"hard": {"requests.nvidia.com/gpu": "8", "pods": "10"}, "used": {"requests.nvidia.com/gpu": "3"}},
+        "status": {
+            "hard": {
+                "requests.nvidia.com/gpu": "8",
+                "requests.nvidia.com/mig-1g.10gb": "1e1",
+                "limits.nvidia.com/gpu": "8",
+                "pods": "10",
+            },
+            "used": {"requests.nvidia.com/gpu": "3"},
+        },
     }
     rec = trim_quota(obj)
-    assert rec is not None and rec.hard == {"requests.nvidia.com/gpu": 8} and rec.used == {"requests.nvidia.com/gpu": 3}
-    fresh = {"metadata": {"namespace": "ml", "name": "q"}, "spec": {"hard": {"limits.nvidia.com/gpu": "2"}}}
+    assert rec is not None and rec.used == {"requests.nvidia.com/gpu": 3}
+    assert rec.hard == {"requests.nvidia.com/gpu": 8, "requests.nvidia.com/mig-1g.10gb": 10}
+    fresh = {"metadata": {"namespace": "ml", "name": "q"}, "spec": {"hard": {"requests.nvidia.com/gpu": "2"}}}
     rec = trim_quota(fresh)
-    assert rec is not None and rec.hard == {"limits.nvidia.com/gpu": 2} and rec.used == {}
+    assert rec is not None and rec.hard == {"requests.nvidia.com/gpu": 2} and rec.used == {}
     assert trim_quota({"metadata": {"namespace": "ml", "name": "cpu"}, "spec": {"hard": {"cpu": "4"}}}) is None
+
+
+def test_quota_keys_kubernetes_does_not_enforce_are_no_gpu_quota() -> None:
+    for key in ("limits.nvidia.com/gpu", "nvidia.com/gpu"):
+        assert trim_quota({"metadata": {"namespace": "ml", "name": "q"}, "spec": {"hard": {key: "4"}}}) is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"scopes": ["NotTerminating"]},
+        {"scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}},
+    ],
+)
+def test_scoped_quota_is_not_the_namespace_limit(spec: dict[str, object]) -> None:
+    obj = {"metadata": {"namespace": "ml", "name": "q"}, "spec": {"hard": {"requests.nvidia.com/gpu": "2"}, **spec}}
+    assert trim_quota(obj) is None
+
+
+def test_malformed_quota_value_is_logged_and_the_rest_kept(caplog: pytest.LogCaptureFixture) -> None:
+    obj = {
+        "metadata": {"namespace": "ml", "name": "q"},
+        "spec": {"hard": {"requests.nvidia.com/gpu": "eight", "requests.nvidia.com/mig-1g.10gb": "2"}},
+    }
+    rec = trim_quota(obj)
+    assert rec is not None and rec.hard == {"requests.nvidia.com/mig-1g.10gb": 2}
+    assert "ml/q" in caplog.text and "requests.nvidia.com/gpu='eight'" in caplog.text
 
 
 def test_namespace_and_keys() -> None:
@@ -110,11 +146,21 @@ def test_namespace_and_keys() -> None:
     assert object_key({"metadata": {"name": "p", "namespace": "ml"}}) == "ml/p"
 
 
-@pytest.mark.parametrize(("text", "value"), [("8", 8), ("500m", 0.5), ("2k", 2000), ("1Gi", 2**30), (3, 3), ("1.5", 1.5)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("8", 8), ("500m", 0.5), ("2k", 2000), ("1Gi", 2**30), (3, 3), ("1.5", 1.5), ("1e3", 1000), ("2E3", 2000),
+        ("1k", 1000), ("+2", 2), ("-2", -2), ("1E", 1e18), (".5", 0.5), ("5.", 5), ("1e-3", 0.001), ("1.5e+2", 150),
+        ("1500m", 1.5), ("0", 0), ("12Mi", 12 * 2**20), ("1Ei", 2**60),
+    ],
+)  # fmt: skip
 def test_quantities(text: object, value: float) -> None:
     assert parse_quantity(text) == value
 
 
-def test_bad_quantity() -> None:
+@pytest.mark.parametrize(
+    "text", ["eight", "", ".", "1e", "1e1.5", "1 k", " 1", "1ki", "1KI", "e3", "1.2.3", "++1", "1e99999999", True]
+)
+def test_bad_quantity(text: object) -> None:
     with pytest.raises(ValueError):
-        parse_quantity("eight")
+        parse_quantity(text)
