@@ -262,7 +262,10 @@ def _pdb(rec: PdbRecord) -> PodDisruptionBudget:
     )
 
 
-def _pod(rec: PodRecord, mine: tuple[Gpu, ...], links: tuple[tuple[Owner, ...], tuple[str, ...], bool | None]) -> GpuPod:
+Links = tuple[tuple[Owner, ...], tuple[str, ...], bool | None]  # owner chain, budgets that apply, eviction verdict
+
+
+def _pod(rec: PodRecord, mine: tuple[Gpu, ...], links: Links) -> GpuPod:
     utils = [g.util_pct for g in mine if g.util_pct is not None]
     idle_fors = [g.idle_for_s for g in mine]
     owners, pdbs, allowed = links

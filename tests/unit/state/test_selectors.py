@@ -44,8 +44,15 @@ def test_labels_and_expressions_together_and_empty_and_missing() -> None:
     empty = parse_selector({})
     assert empty is not None and empty.empty and empty.matches({}) and empty.matches({"a": "b"})
     assert parse_selector(None) is None
-    assert str(parse_selector({"matchLabels": {"b": "2"}, "matchExpressions": [
-        {"key": "a", "operator": "Exists"}, {"key": "c", "operator": "DoesNotExist"}, {"key": "d", "operator": "In", "values": ["y", "x"]}]})) == "a,b=2,!c,d in (x,y)"
+    mixed = {
+        "matchLabels": {"b": "2"},
+        "matchExpressions": [
+            {"key": "a", "operator": "Exists"},
+            {"key": "c", "operator": "DoesNotExist"},
+            {"key": "d", "operator": "In", "values": ["y", "x"]},
+        ],
+    }
+    assert str(parse_selector(mixed)) == "a,b=2,!c,d in (x,y)"  # as kubectl prints it
 
 
 @pytest.mark.parametrize(

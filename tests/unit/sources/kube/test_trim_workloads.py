@@ -23,18 +23,22 @@ def test_pod_keeps_identity_labels_and_readiness() -> None:
     }
     rec = trim_pod(obj)
     assert rec is not None
-    assert (rec.uid, rec.resource_version, dict(rec.labels), rec.ready) == ("uid-1", "42", {"app": "vllm", "tier": "gpu"}, True)
+    assert (rec.uid, rec.resource_version, rec.ready) == ("uid-1", "42", True)
+    assert dict(rec.labels) == {"app": "vllm", "tier": "gpu"}
     other = trim_pod({**obj, "metadata": meta(name="y", labels={"app": "vllm", "tier": "gpu"})})
     assert other is not None
     # Label keys and values are kept once for all pods (10,000 pods repeat the same few).
     assert all(a is b for a, b in zip(rec.labels, other.labels, strict=True))
     assert all(rec.labels[k] is other.labels[k] for k in rec.labels)
     unready = trim_pod({**obj, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}})
-    assert unready is not None and not unready.ready and dict(trim_pod({**obj, "metadata": meta()}).labels) == {}  # type: ignore[union-attr]
+    assert unready is not None and not unready.ready
+    unlabelled = trim_pod({**obj, "metadata": meta()})
+    assert unlabelled is not None and dict(unlabelled.labels) == {}
 
 
 def test_nodes_and_quotas_keep_uid_and_resource_version() -> None:
-    node = trim_node({"metadata": {"name": "n", "uid": "n-1", "resourceVersion": "7"}, "status": {"capacity": {"nvidia.com/gpu": "8"}}}, ())
+    obj = {"metadata": {"name": "n", "uid": "n-1", "resourceVersion": "7"}, "status": {"capacity": {"nvidia.com/gpu": "8"}}}
+    node = trim_node(obj, ())
     assert node is not None and (node.uid, node.resource_version) == ("n-1", "7")
     quota = trim_quota({"metadata": meta(), "spec": {"hard": {"requests.nvidia.com/gpu": "4"}}})
     assert quota is not None and (quota.uid, quota.resource_version) == ("uid-1", "42")
@@ -45,7 +49,8 @@ def test_replicasets_and_jobs_survive_only_with_a_controller_and_gpu_pods() -> N
     rec = trim_replicaset({"metadata": meta(**owned), "spec": {"template": GPU_TEMPLATE}})
     assert isinstance(rec, ReplicaSetRecord)
     assert (rec.key, rec.uid, rec.owner_kind, rec.owner_name, rec.owner_uid) == ("ml/x", "uid-1", "Deployment", "server", "d-1")
-    job = trim_job({"metadata": meta(ownerReferences=[{"kind": "CronJob", "name": "nightly", "uid": "c-1"}]), "spec": {"template": GPU_TEMPLATE}})
+    cron = {"ownerReferences": [{"kind": "CronJob", "name": "nightly", "uid": "c-1"}]}  # not marked controller: still the one
+    job = trim_job({"metadata": meta(**cron), "spec": {"template": GPU_TEMPLATE}})
     assert isinstance(job, JobRecord) and (job.owner_kind, job.owner_name) == ("CronJob", "nightly")
     assert trim_job({"metadata": meta(), "spec": {"template": GPU_TEMPLATE}}) is None  # the top itself
     cpu = {"spec": {"containers": [{"name": "main", "resources": {"limits": {"cpu": "1"}}}]}}
@@ -64,7 +69,8 @@ def test_pdb_keeps_selector_numbers_and_whether_its_spec_was_seen() -> None:
     assert (rec.disruptions_allowed, rec.current_healthy, rec.desired_healthy, rec.expected_pods) == (1, 3, 2, 3)
     assert rec.observed and rec.uid == "uid-1"
     assert not trim_pdb({**obj, "metadata": meta(generation=3)}).observed  # the controller has not caught up
-    assert trim_pdb({**obj, "spec": {"maxUnavailable": 0}}).selector is None and trim_pdb({**obj, "spec": {"maxUnavailable": 0}}).max_unavailable == "0"
+    unselected = trim_pdb({**obj, "spec": {"maxUnavailable": 0}})
+    assert unselected.selector is None and unselected.max_unavailable == "0"
     bad = {**obj, "spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "Matches", "values": ["x"]}]}}}
     assert trim_pdb(bad).selector is None  # invalid: the Eviction API lets it match no pod
     assert trim_pdb({"metadata": meta(), "spec": {"selector": {}}}).selector is not None  # empty, not missing
