@@ -16,12 +16,11 @@ import re
 import sys
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gpuctl.model import Taint
 from gpuctl.state.records import (
     NO_LABELS,
-    ControllerRecord,
     JobRecord,
     NamespaceRecord,
     NodeRecord,
@@ -208,7 +207,10 @@ def _condition(status: JSON, kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or ())
 
 
-def _trim_controller(obj: JSON, record: type[ControllerRecord]) -> ControllerRecord | None:
+Controller = TypeVar("Controller", ReplicaSetRecord, JobRecord)
+
+
+def _trim_controller(obj: JSON, record: type[Controller]) -> Controller | None:
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     owner_kind, owner_name, owner_uid = controller_ref(meta)
     if owner_kind is None or owner_name is None:
@@ -225,12 +227,12 @@ def _trim_controller(obj: JSON, record: type[ControllerRecord]) -> ControllerRec
     )
 
 
-def trim_replicaset(obj: JSON) -> ControllerRecord | None:
+def trim_replicaset(obj: JSON) -> ReplicaSetRecord | None:
     """A ReplicaSet of GPU pods with a controller (normally its Deployment); else None."""
     return _trim_controller(obj, ReplicaSetRecord)
 
 
-def trim_job(obj: JSON) -> ControllerRecord | None:
+def trim_job(obj: JSON) -> JobRecord | None:
     """A Job of GPU pods with a controller (normally its CronJob); else None."""
     return _trim_controller(obj, JobRecord)
 

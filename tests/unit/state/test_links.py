@@ -51,7 +51,8 @@ def test_a_pod_shows_its_top_controller_once_its_owner_is_known() -> None:
     store.upsert(JobRecord("ml", "nightly-29", None, "CronJob", "nightly"))
     after = pods(store)
     assert (after["web"].owner_kind, after["web"].owner_name) == ("Deployment", "web")
-    assert after["web"].owners == (Owner(kind="ReplicaSet", name="web-7d9f", uid="rs-1"), Owner(kind="Deployment", name="web", uid="d-1"))
+    chain = (Owner(kind="ReplicaSet", name="web-7d9f", uid="rs-1"), Owner(kind="Deployment", name="web", uid="d-1"))
+    assert after["web"].owners == chain
     assert (after["train"].owner_kind, after["train"].owner_name) == ("CronJob", "nightly")
 
 
