@@ -181,8 +181,8 @@ class PodDisruptionBudget(Frozen):
     name: str
     selector: str | None = Field(
         None,
-        description="kubectl-style, e.g. 'app=vllm,tier in (a,b)'; '' for the empty selector, which the disruption "
-        "controller counts every pod of the namespace for but the Eviction API applies to no pod; null: none or invalid",
+        description="kubectl-style, e.g. 'app=vllm,tier in (a,b)'; '' for the empty selector (every pod of the "
+        "namespace); null for none or an invalid one (no pod)",
     )
     min_available: str | None = Field(None, description="an integer or a percentage, as written")
     max_unavailable: str | None = None

@@ -1,11 +1,11 @@
 """Which PodDisruptionBudgets the Eviction API checks for a pod, and whether it would let it go now.
 
-The rules are the API server's (kubernetes pkg/registry/core/pod/storage/eviction.go,
-checked against the test bed's kube-apiserver by tests/integration/test_workloads.py):
+The rules are the API server's (kubernetes pkg/registry/core/pod/storage/eviction.go at
+v1.34, checked against the test bed's kube-apiserver by tests/integration/test_workloads.py):
 
-* a budget applies to the pods of its own namespace its selector matches; a
-  missing, empty (`{}`) or invalid selector applies to none — even though the
-  disruption controller counts every pod of the namespace for an empty one;
+* a budget applies to the pods of its own namespace its selector matches; an
+  empty selector (`{}`) matches every one of them (policy/v1; releases before
+  the fix skipped empty selectors), a missing or invalid one none;
 * Pending, Succeeded and Failed pods and pods already terminating are deleted
   without looking at budgets;
 * more than one budget: the Eviction API refuses (500), whatever they allow;
@@ -25,8 +25,7 @@ SKIPS_BUDGETS = frozenset({"Pending", "Succeeded", "Failed"})
 
 def applies(pdb: PdbRecord, labels: Mapping[str, str]) -> bool:
     """The Eviction API checks `pdb` for a pod with these labels (in the same namespace)."""
-    selector = pdb.selector
-    return selector is not None and not selector.empty and selector.matches(labels)
+    return pdb.selector is not None and pdb.selector.matches(labels)
 
 
 def budgets_for(labels: Mapping[str, str], candidates: Iterable[PdbRecord]) -> list[PdbRecord]:

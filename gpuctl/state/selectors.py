@@ -61,11 +61,6 @@ class Requirement:
 class LabelSelector:
     requirements: tuple[Requirement, ...] = ()
 
-    @property
-    def empty(self) -> bool:
-        """No terms: matches every object (and the Eviction API ignores such a budget)."""
-        return not self.requirements
-
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(r.matches(labels) for r in self.requirements)
 

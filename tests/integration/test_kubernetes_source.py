@@ -138,9 +138,11 @@ async def test_snapshot_matches_the_loaded_fleet(control_plane: ControlPlane, ad
     async with watching(control_plane) as (_source, store):
         # Controllers adopt the loaded pods asynchronously; the watch must carry those updates in.
         def adopted() -> bool:
-            pods = store.records(Kind.POD)
+            records, pods = store.records(Kind.POD), {p.key: p for p in store.snapshot().pods}
             return all(
-                (rec := pods.get(sim.key)) is not None and (rec.owner_kind, rec.owner_name) == expected_owner(sim)  # type: ignore[union-attr]
+                (rec := records.get(sim.key)) is not None
+                and (rec.owner_kind, rec.owner_name) == (sim.ref_kind, sim.ref_name)  # type: ignore[union-attr]
+                and (pods[sim.key].owner_kind, pods[sim.key].owner_name) == expected_owner(sim)
                 for sim in fleet.pods
             )
 

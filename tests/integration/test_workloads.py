@@ -69,13 +69,16 @@ async def until(store: ClusterStore, check: Any, what: str, *, timeout_s: float 
     return await poll(store.snapshot, check, timeout_s=timeout_s, interval_s=0.1, what=what)
 
 
-async def budget_status(admin: RestClient, name: str, namespace: str) -> dict[str, Any]:
-    """The budget's status once the disruption controller has seen its latest spec."""
+async def budget_status(admin: RestClient, name: str, namespace: str, *, allowed: int) -> dict[str, Any]:
+    """The budget's status once the disruption controller has seen its latest spec and its pods' readiness."""
     async def get() -> dict[str, Any]:
         return (await admin.get("PodDisruptionBudget", name, namespace)).body
 
-    body = await poll(get, lambda b: b.get("status", {}).get("observedGeneration") == b["metadata"]["generation"],
-                      what=f"the disruption controller to compute {name}")
+    def computed(body: dict[str, Any]) -> bool:
+        status = body.get("status", {})
+        return status.get("observedGeneration") == body["metadata"]["generation"] and status.get("disruptionsAllowed") == allowed
+
+    body = await poll(get, computed, what=f"the disruption controller to allow {allowed} disruption(s) for {name}")
     return body["status"]  # type: ignore[no-any-return]
 
 
@@ -104,8 +107,7 @@ async def test_owner_chains_and_budgets_match_the_controllers(control_plane: Con
 
         # One budget that allows a disruption, then one that does not: gpuctl and the Eviction API agree.
         await create(admin, pdb("server-pdb", namespace, {"matchLabels": {"app": "server"}}, minAvailable=1))
-        status = await budget_status(admin, "server-pdb", namespace)
-        assert status["disruptionsAllowed"] == 1
+        status = await budget_status(admin, "server-pdb", namespace, allowed=1)
         snap = await until(store, lambda s: verdicts(s, namespace, "server-") == {True}, "the budget that allows one disruption")
         server = sorted(p.name for p in snap.pods if p.namespace == namespace and p.name.startswith("server-"))
         assert all(pods_of(store, namespace)[name].pdbs == ("server-pdb",) for name in server)
@@ -116,7 +118,7 @@ async def test_owner_chains_and_budgets_match_the_controllers(control_plane: Con
         assert shown.selector == "app=server" and shown.min_available == "1" and shown.observed
 
         await admin.patch("PodDisruptionBudget", "server-pdb", {"spec": {"minAvailable": 2}}, namespace)
-        assert (await budget_status(admin, "server-pdb", namespace))["disruptionsAllowed"] == 0
+        await budget_status(admin, "server-pdb", namespace, allowed=0)
         await until(store, lambda s: verdicts(s, namespace, "server-") == {False}, "the budget that allows none")
         assert (await admin.evict(server[0], namespace, dry_run=True)).status == 429
 
@@ -124,11 +126,12 @@ async def test_owner_chains_and_budgets_match_the_controllers(control_plane: Con
         solo = gpu_pod("solo", namespace, node)
         solo["metadata"]["labels"] = {"app": "solo", "tier": "gpu"}
         await create(admin, solo)
-        await create(admin, pdb("solo-app", namespace, {"matchLabels": {"app": "solo"}}, maxUnavailable=1))
+        # (minAvailable: for a pod without a controller the disruption controller cannot work out maxUnavailable.)
+        await create(admin, pdb("solo-app", namespace, {"matchLabels": {"app": "solo"}}, minAvailable=0))
         tier = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu"]}]}
-        await create(admin, pdb("solo-tier", namespace, tier, maxUnavailable=1))
+        await create(admin, pdb("solo-tier", namespace, tier, minAvailable=0))
         for name in ("solo-app", "solo-tier"):
-            assert (await budget_status(admin, name, namespace))["disruptionsAllowed"] == 1
+            await budget_status(admin, name, namespace, allowed=1)
         await until(store, lambda s: (p := pods_of(store, namespace).get("solo")) is not None and len(p.pdbs) == 2,
                     "the pod under two budgets")
         assert pods_of(store, namespace)["solo"].pdbs == ("solo-app", "solo-tier")
@@ -146,22 +149,21 @@ async def test_owner_chains_and_budgets_match_the_controllers(control_plane: Con
         await admin.patch("CronJob", "nightly", {"spec": {"suspend": True}}, namespace)
 
 
-async def test_an_empty_selector_counts_every_pod_but_the_eviction_api_applies_it_to_none(
-    control_plane: ControlPlane, admin: RestClient
-) -> None:
+async def test_an_empty_selector_covers_every_pod_of_the_namespace(control_plane: ControlPlane, admin: RestClient) -> None:
+    """policy/v1: `selector: {}` selects all pods of the namespace, for the controller and the Eviction API alike."""
     node, namespace = await own_node_and_namespace(admin, "wl-empty")
     await create(admin, gpu_pod("lone", namespace, node))
-    await create(admin, pdb("everything", namespace, {}, maxUnavailable=0))
-    status = await budget_status(admin, "everything", namespace)
-    assert status["expectedPods"] == 1 and status["disruptionsAllowed"] == 0  # the controller counts the pod
+    await create(admin, pdb("everything", namespace, {}, minAvailable=1))
+    status = await budget_status(admin, "everything", namespace, allowed=0)
+    assert status["expectedPods"] == 1  # the controller counts the pod
     async with watching(control_plane) as (_, store):
         snap = await until(store, lambda s: any(b.namespace == namespace for b in s.pdbs) and "lone" in pods_of(store, namespace),
                            "the budget and the pod")
         lone = pods_of(store, namespace)["lone"]
-        assert lone.pdbs == () and lone.disruption_allowed is True
+        assert lone.pdbs == ("everything",) and lone.disruption_allowed is False
         assert {b.name: b.selector for b in snap.pdbs if b.namespace == namespace} == {"everything": ""}
-    # ... and the Eviction API agrees: it would evict the pod.
-    assert (await admin.evict("lone", namespace, dry_run=True)).status in (200, 201)
+    # ... and the Eviction API agrees: the budget holds the pod.
+    assert (await admin.evict("lone", namespace, dry_run=True)).status == 429
 
 
 async def test_rbac_that_hides_owners_and_budgets_still_gives_a_picture(control_plane: ControlPlane, admin: RestClient) -> None:

@@ -136,7 +136,7 @@ def controller_records(draw: st.DrawFn, record: type[ReplicaSetRecord] | type[Jo
 
 SELECTORS = [
     None,
-    LabelSelector(),  # empty: the Eviction API applies it to no pod
+    LabelSelector(),  # empty: every pod of the namespace
     LabelSelector((Requirement("app", "=", frozenset({"a"})),)),
     LabelSelector((Requirement("app", "In", frozenset({"a", "b"})), Requirement("tier", "NotIn", frozenset({"b"})))),
     LabelSelector((Requirement("team", "Exists"),)),

@@ -97,11 +97,11 @@ def test_budgets_apply_by_selector_and_two_make_eviction_impossible() -> None:
     assert [p.key for p in snap.pdbs] == ["ml/everything", "ml/vllm"] and snap.pdbs[1].selector == "app=vllm"
 
 
-def test_empty_and_missing_selectors_cover_no_pod_for_eviction() -> None:
+def test_an_empty_selector_covers_every_pod_of_its_namespace_and_a_missing_one_none() -> None:
     store = listed_store(Kind.PDB)
     store.replace(Kind.POD, [gpu_pod("a", None, None)])
     store.replace(Kind.PDB, [budget("empty", LabelSelector(), allowed=0), budget("none", None, allowed=0)])
-    assert pods(store)["a"].pdbs == () and pods(store)["a"].disruption_allowed is True
+    assert pods(store)["a"].pdbs == ("empty",) and pods(store)["a"].disruption_allowed is False
     assert [p.selector for p in store.snapshot().pdbs] == ["", None]
 
 

@@ -42,7 +42,7 @@ def test_labels_and_expressions_together_and_empty_and_missing() -> None:
     sel = {"matchLabels": {"app": "x"}, "matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "y"]}]}
     assert matches(sel, {"app": "x"}) and not matches(sel, {"app": "y"})
     empty = parse_selector({})
-    assert empty is not None and empty.empty and empty.matches({}) and empty.matches({"a": "b"})
+    assert empty is not None and not empty.requirements and empty.matches({}) and empty.matches({"a": "b"})
     assert parse_selector(None) is None
     mixed = {
         "matchLabels": {"b": "2"},
