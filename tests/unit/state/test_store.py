@@ -49,7 +49,7 @@ def test_join_a_small_fleet() -> None:
     store = make_store(clock)
     store.set_metrics_source("prometheus")
     fleet(store)
-    for t in (0, 600):
+    for t in (0, 300, 600):  # readings no further apart than the grace period (300 s)
         clock.seconds = t
         store.apply_metrics(
             batch(t, sample("n1", 0, 80.0, "ml/busy", mem_used_mib=1000.0, mem_free_mib=3000.0), sample("n1", 1, 1.0, "ml/lazy"))
