@@ -10,6 +10,7 @@ from pathlib import Path
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kubernetes import KubernetesSource
 from gpuctl.state.store import ClusterStore
+from testbed.waiting import poll
 
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -19,9 +20,10 @@ async def test_unreachable_server_reports_the_soonest_retry(dead_kubeconfig: Pat
     store = ClusterStore()
     task = asyncio.create_task(source.run(store))
     try:
-        async with asyncio.timeout(10):
-            while not (source.reflectors and all(r.retry_at for r in source.reflectors)):
-                await asyncio.sleep(0.01)
+        await poll(
+            lambda: bool(source.reflectors) and all(r.retry_at for r in source.reflectors),
+            timeout_s=10, interval_s=0.01, what="every reflector to back off",
+        )
         health = store.watch_health
         assert not health.connected and health.context == "dead"
         assert health.retry_at == min(r.retry_at for r in source.reflectors if r.retry_at)

@@ -25,6 +25,7 @@ from gpuctl.sources.kube.trim import trim_node
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
 from testbed.http import LoopbackServer
+from testbed.waiting import poll
 
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -103,20 +104,11 @@ async def reflecting(
                 await task
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"no {what} within {timeout_s:g} s") from None
-
-
 async def test_a_failed_list_sets_retry_at_and_the_next_list_clears_it() -> None:
     expected_delay = Backoff(base=0.05, rng=random.Random(3)).next()  # the same draw the reflector makes
     server = FlakyApiServer(failures=1, status=503)
     async with reflecting(server, Backoff(base=0.05, rng=random.Random(3))) as (reflector, reports):
-        await until(lambda: reflector.lists == 1, "the second list")
+        await poll(lambda: reflector.lists == 1, timeout_s=10, interval_s=0.01, what="the second list")
         assert reports[0] == (False, T0 + timedelta(seconds=expected_delay))
         assert reports[-1] == (True, None)
         assert reflector.retry_at is None and reflector.error is None
@@ -125,7 +117,7 @@ async def test_a_failed_list_sets_retry_at_and_the_next_list_clears_it() -> None
 async def test_unauthorized_waits_at_least_30_seconds() -> None:
     server = FlakyApiServer(failures=1, status=401)
     async with reflecting(server, Backoff(base=0.05)) as (reflector, reports):
-        await until(lambda: bool(reports), "the failure report")
+        await poll(lambda: bool(reports), timeout_s=10, interval_s=0.01, what="the failure report")
         assert reports == [(False, T0 + timedelta(seconds=30))]
         assert reflector.error is not None and "401" in str(reflector.error)
 
