@@ -121,15 +121,22 @@ class KubernetesSource:
 
 
 def fold_health(reflectors: Sequence[Reflector], *, context: str | None) -> WatchHealth:
-    """One WatchHealth for all reflectors: connected only when all are; the first error; the
-    soonest retry among those backing off (that is when the picture can next improve)."""
+    """One WatchHealth for all reflectors: connected only when all are; the first error (a
+    watcher that crashed first of all: nothing retries it); the soonest retry among those
+    backing off (that is when the picture can next improve); every object left out."""
+    crashed = next((r for r in reflectors if r.crashed is not None), None)
     error = next((r.error for r in reflectors if r.error is not None), None)
     retries: list[datetime] = [r.retry_at for r in reflectors if r.retry_at is not None and not r.connected]
+    if crashed is not None:
+        message: str | None = f"the {crashed.resource.plural} watcher stopped: {crashed.crashed}"
+    else:
+        message = str(error) if error is not None else None
     return WatchHealth(
         source="kubernetes",
-        connected=all(r.connected for r in reflectors),
+        connected=crashed is None and all(r.connected for r in reflectors),
         context=context,
         relists=sum(r.relists for r in reflectors),
-        error=str(error) if error is not None else None,
-        retry_at=min(retries) if retries else None,
+        error=message,
+        retry_at=min(retries) if retries and crashed is None else None,
+        objects_skipped=sum(len(r.skipped) for r in reflectors),
     )

@@ -61,3 +61,29 @@ def test_fold_takes_the_soonest_retry_of_the_reflectors_still_down() -> None:
     down_late.connected, down_late.retry_at = True, None
     healthy = fold_health(reflectors, context="c")
     assert healthy.connected and healthy.retry_at is None
+
+
+def test_fold_says_stopped_when_a_watcher_crashed_and_counts_skipped_objects() -> None:
+    from gpuctl.sources.kube.reflector import Reflector, Resource
+    from gpuctl.sources.kube.trim import trim_node
+    from gpuctl.sources.kubernetes import fold_health
+    from gpuctl.state.records import Kind
+
+    async def never(**_: object) -> object:
+        raise AssertionError("not called")
+
+    store = ClusterStore()
+    nodes, pods = (
+        Reflector(Resource(Kind.NODE, plural, never, trim_node), store, describe=None, on_health=print)  # type: ignore[arg-type]
+        for plural in ("nodes", "pods")
+    )
+    nodes.connected, nodes.skipped = True, {"odd-node"}
+    pods.connected, pods.skipped = True, {"ml/odd", "ml/odder"}
+    healthy = fold_health([nodes, pods], context="c")
+    assert healthy.connected and healthy.objects_skipped == 3 and healthy.error is None
+
+    pods.connected, pods.crashed = False, "'name' (KeyError)"
+    nodes.retry_at = T0  # a stale retry elsewhere must not suggest that anything will retry the crashed one
+    stopped = fold_health([nodes, pods], context="c")
+    assert not stopped.connected and stopped.retry_at is None
+    assert stopped.error == "the pods watcher stopped: 'name' (KeyError)"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from gpuctl.errors import ClusterError
@@ -127,7 +128,28 @@ async def test_a_410_relists_at_once_and_the_next_ones_soon_after_wait_longer() 
     expected = [draws.next(), draws.next()]  # the 2nd and 3rd 410: the 1st relists at once
     server = FlakyApiServer(failures=0, status=200, gone=3)
     async with reflecting(server, Backoff(base=0.01), Backoff(base=0.05, cap=60, rng=random.Random(4))) as (reflector, reports):
-        await until(lambda: reflector.lists == 4 and reflector.connected, "the third relist")
+        await poll(lambda: reflector.lists == 4 and reflector.connected, timeout_s=10, interval_s=0.01, what="the third relist")
         waits = [retry_at for connected, retry_at in reports if not connected and retry_at is not None]
         assert waits == [T0 + timedelta(seconds=d) for d in expected]
         assert reflector.relists == 3 and reflector.error is None and reflector.retry_at is None
+
+
+async def test_an_unexpected_error_stops_the_reflector_and_says_so() -> None:
+    """A bug (not an outage) is not retried as a connection failure: the reflector reports it and raises."""
+
+    async def buggy(**_: object) -> aiohttp.ClientResponse:
+        raise RuntimeError("a bug in the list call")
+
+    reports: list[tuple[bool, str | None]] = []
+    reflector = Reflector(
+        Resource(Kind.NODE, "nodes", buggy, trim_node),
+        ClusterStore(),
+        describe=lambda e, what: AssertionError(f"not an outage: {e}"),  # type: ignore[arg-type,return-value]
+        on_health=lambda r: reports.append((r.connected, r.crashed)),
+        backoff=Backoff(base=0.05),
+        clock=lambda: T0,
+    )
+    with pytest.raises(RuntimeError, match="a bug in the list call"):
+        await reflector.run()
+    assert reports == [(False, "a bug in the list call (RuntimeError)")]
+    assert reflector.retry_at is None and reflector.error is None
