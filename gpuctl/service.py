@@ -13,7 +13,8 @@ tasks, and cancels them on exit:
             ...
 
 Sources are imported lazily: the demo needs no Kubernetes client, `--local`
-needs no Prometheus client.
+needs no Prometheus client. Front ends reach Kubernetes and Prometheus only
+through this module (`open_cluster`, `kube_contexts`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gpuctl.config import Settings
 from gpuctl.errors import ClusterUnreachable, GpuctlError, NotReady, SourceStopped
@@ -32,6 +34,9 @@ from gpuctl.sources.base import Source, describe_crash
 from gpuctl.state.hub import SnapshotHub, Subscription
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
+
+if TYPE_CHECKING:
+    from gpuctl.sources.kube.contexts import KubeContexts
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +116,15 @@ class Cluster:
                 raise NotReady(f"no data for {missing} within {timeout:g} s") from None
         self._raise_if_crashed()
         return self.store.snapshot()
+
+
+def kube_contexts(kubeconfig: Path | None) -> KubeContexts:
+    """The contexts of the kubeconfig gpuctl would connect with (a front end's context switcher).
+
+    Reads files only, no connection; blocking, so call it in a thread. Raises ConfigError."""
+    from gpuctl.sources.kube.contexts import read_contexts
+
+    return read_contexts(kubeconfig)
 
 
 def build_sources(settings: Settings) -> list[Any]:
