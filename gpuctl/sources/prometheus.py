@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import requests
@@ -160,11 +160,13 @@ class PrometheusSource:
 
     async def fetch(self) -> MetricsBatch:
         """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS."""
-        at = self._now()
         *answers, fresh = await asyncio.gather(
             *(self._query(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES),
             self._query(queries.freshness(self.stale_window_s, self.selector)),
         )
+        # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
+        # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
+        at = evaluation_time(answers) or self._now()
         parsed = fields.parse_results(series for answer in answers for series in answer)
         if parsed.rejected:
             log.debug("rejected %d DCGM series: %s", parsed.rejected, dict(parsed.reasons))
@@ -178,7 +180,8 @@ class PrometheusSource:
             self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
             self._query(queries.first_seen(plan.lookback_s, plan.step_s, sel)),
         )
-        return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, first_seen=first_seen, now=self._now())
+        now = evaluation_time((last_busy, first_seen)) or self._now()  # Prometheus's clock, as for the batches
+        return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, first_seen=first_seen, now=now)
 
     # -- the source loop --------------------------------------------------------------
 
@@ -261,6 +264,20 @@ def moving_gpus(results: Iterable[Any]) -> set[str]:
 def mark_stale(samples: Sequence[GpuSample], moving: Set[str]) -> tuple[GpuSample, ...]:
     """The samples, those of GPUs not in `moving` flagged stale."""
     return tuple(s if s.key in moving else replace(s, stale=True) for s in samples)
+
+
+def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
+    """When Prometheus evaluated these instant queries: the earliest timestamp its answers carry
+    (every series of an instant query is stamped with its evaluation time); None when they are empty."""
+    earliest: datetime | None = None
+    for answer in answers:
+        for series in answer:
+            try:
+                at = datetime.fromtimestamp(float(series["value"][0]), UTC)
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError, OSError):
+                continue  # a malformed series: parse_results rejects and counts it
+            earliest = at if earliest is None else min(earliest, at)
+    return earliest
 
 
 def describe_error(e: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.query import FleetIndex
 from gpuctl.tui.gpu_details import render_details
 from gpuctl.tui.heatmap import cell_look
 from gpuctl.tui.history import UtilHistory

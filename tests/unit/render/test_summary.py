@@ -82,3 +82,14 @@ def test_summary_names_stale_gpus_other_clusters_and_a_failed_history() -> None:
     assert "1 host(s) match no node (another cluster? see --metrics-selector)" in text
     assert "idle history failed, retry at 03:01:00Z - Prometheus query failed: HTTP Status Code 422" in text
     assert "(0 busy, 1 idle," in text  # the stale one is not counted idle
+
+
+def test_summary_names_a_stopped_source_and_objects_left_out() -> None:
+    store = store_with_an_idle_holder()
+    store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="prod", objects_skipped=2))
+    store.source_failed("kubernetes", "'name' (KeyError)")
+    lines = render_summary(store.snapshot()).splitlines()
+    assert lines[1] == "STOPPED: kubernetes since 03:00:00Z - 'name' (KeyError)"
+    assert lines[2] == (
+        "cluster: context prod, DISCONNECTED, 2 object(s) unreadable, left out - the kubernetes source stopped: 'name' (KeyError)"
+    )

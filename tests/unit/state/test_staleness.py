@@ -35,7 +35,7 @@ def make_store(clock: Clock) -> ClusterStore:
 def test_a_stale_gpu_is_neither_busy_nor_idle_and_shows_its_last_values() -> None:
     clock = Clock(0)
     store = make_store(clock)
-    for t in (0, 700):
+    for t in range(0, 800, 100):  # readings within the idle clock's grace period of each other
         clock.seconds = t
         store.apply_metrics(batch(t, sample("n1", 0, 1.0, "ml/a"), sample("n1", 1, 90.0, "ml/b"), sample("n2", 0, 1.0, "ml/c")))
     gpus = {g.key: g for g in store.snapshot().gpus}
@@ -93,7 +93,7 @@ def test_a_node_with_one_live_gpu_is_not_stale() -> None:
 def test_every_gpu_is_stale_when_the_last_refresh_is_too_old() -> None:
     clock = Clock(0)
     store = make_store(clock)
-    for t in (0, 700):
+    for t in range(0, 800, 100):  # readings within the idle clock's grace period of each other
         clock.seconds = t
         store.apply_metrics(batch(t, sample("n1", 0, 1.0, "ml/a"), sample("n1", 1, 90.0, "ml/b")))
     assert store.snapshot().pools[0].gpus_idle == 1
