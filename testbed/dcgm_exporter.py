@@ -31,7 +31,8 @@ Test hooks: `extra_lines` are appended verbatim (malformed series),
 keeps serving a node's values as of that moment (an exporter whose DCGM
 hangs), and `stop_serving(node)` leaves a node's series out (its exporter is
 gone; Prometheus keeps answering with its last values for its lookback if
-it never saw the series disappear, e.g. across a Prometheus restart).
+it never saw the series disappear, e.g. across a Prometheus restart) until
+`serve_again(node)`.
 
     python -m testbed.dcgm_exporter --port 9400 [--seed 7] [--scale 1] [--generation classic]
 """
@@ -246,6 +247,10 @@ class DcgmExporterSim(LoopbackServer):
     def stop_serving(self, *nodes: str) -> None:
         """Leave these nodes' series out of /metrics from now on."""
         self._hidden.update(nodes)
+
+    def serve_again(self, *nodes: str) -> None:
+        """Undo stop_serving: the nodes' exporters are back (with a gap in their series)."""
+        self._hidden.difference_update(nodes)
 
     def body(self) -> str:
         t = self._clock() - self._start

@@ -1,13 +1,15 @@
 """Idle streaks from Prometheus's history, so they survive a gpuctl restart.
 
-Two subqueries (queries.last_busy, queries.first_seen) look back over the idle
-window plus a margin; this module sizes them and joins their answers with the
-current samples. For each GPU now under the threshold, only the utilisation
-metric its current reading came from counts (the one merge_readings chose by
-priority: for a MIG instance the profiling ratio, not a GPU_UTIL of 0), and
-only the current holder's series (the idle clock restarts when a GPU changes
-hands). A GPU never busy in the look-back counts as idle since it first
-appeared in it.
+Two subqueries (queries.last_busy, queries.present_since) look back over the
+idle window plus a margin; this module sizes them and joins their answers with
+the current samples. A GPU now under the threshold has been under it since its
+last busy step or since its samples last resumed after a gap over the idle
+clock's grace period, whichever is later: the idle clock's own rule
+(gpuctl.state.idle), so history never vouches for time nobody measured. Only
+the utilisation metric its current reading came from counts (the one
+merge_readings chose by priority: for a MIG instance the profiling ratio, not a
+GPU_UTIL of 0), and only the current holder's series (the idle clock restarts
+when a GPU changes hands).
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ class HistoryPlan:
 
     lookback_s: float
     step_s: float
+    gap_s: float  # the idle clock's grace period: a longer gap between samples ends a streak
 
     @classmethod
-    def for_window(cls, idle_window_s: float, refresh_s: float) -> HistoryPlan:
-        """Step: the refresh interval, or window/120 when that is coarser (never under 1 s);
-        look-back: the window plus four steps."""
-        step = float(max(1, math.ceil(max(refresh_s, idle_window_s / STEPS_PER_WINDOW))))
-        return cls(lookback_s=idle_window_s + MARGIN_STEPS * step, step_s=step)
+    def for_window(cls, idle_window_s: float, refresh_s: float, grace_s: float) -> HistoryPlan:
+        """Step: the refresh interval, or window/120 when that is coarser, but at most half the
+        grace period (so no gap over it goes unseen) and never under 1 s; look-back: the window
+        plus four steps."""
+        step = float(max(1, math.ceil(min(max(refresh_s, idle_window_s / STEPS_PER_WINDOW), grace_s / 2))))
+        return cls(lookback_s=idle_window_s + MARGIN_STEPS * step, step_s=step, gap_s=grace_s)
 
 
 def idle_since(
@@ -46,7 +50,7 @@ def idle_since(
     threshold_pct: float,
     *,
     last_busy: Iterable[Any],
-    first_seen: Iterable[Any],
+    present_since: Iterable[Any],
     now: datetime,
 ) -> dict[str, datetime]:
     """GPU key -> under the threshold since, for GPUs under it now (pure; see the module doc).
@@ -54,17 +58,17 @@ def idle_since(
     Stale samples get an answer too: the store, not this join, decides that they
     are no idle evidence (it drops their seeds with the samples)."""
     busy_at = _timestamps(last_busy, max)
-    seen_at = _timestamps(first_seen, min)
+    present_at = _timestamps(present_since, max)
     out: dict[str, datetime] = {}
     for sample in samples:
         if sample.util_pct is None or sample.util_pct >= threshold_pct or sample.util_metric is None:
             continue
         name = sample.util_metric
-        last = _for_holder(busy_at.get((sample.key, name), {}), sample)
-        first = _for_holder(seen_at.get((sample.key, name), {}), sample)
-        since = max(last) if last else (min(first) if first else None)
-        if since is not None:
-            out[sample.key] = min(datetime.fromtimestamp(since, UTC), now)
+        present = _for_holder(present_at.get((sample.key, name), {}), sample)
+        if not present:
+            continue  # no history of this holder on this metric
+        since = max(present + _for_holder(busy_at.get((sample.key, name), {}), sample))
+        out[sample.key] = min(datetime.fromtimestamp(since, UTC), now)
     return out
 
 

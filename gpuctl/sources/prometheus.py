@@ -114,6 +114,7 @@ class PrometheusSource:
         selector: Selector = NO_SELECTOR,
         idle_threshold_pct: float = 5.0,
         idle_window_s: float = 1800.0,
+        idle_grace_s: float = 300.0,
         stale_window_s: float = 120.0,
         max_backoff_s: float = 120.0,
         history_backoff_s: tuple[float, float] = (60.0, 1800.0),
@@ -124,7 +125,7 @@ class PrometheusSource:
         self.timeout_s = timeout_s
         self.selector = selector
         self.idle_threshold_pct = idle_threshold_pct
-        self.history = HistoryPlan.for_window(idle_window_s, refresh_s)
+        self.history = HistoryPlan.for_window(idle_window_s, refresh_s, idle_grace_s)
         self.stale_window_s = stale_window_s
         self.max_backoff_s = max_backoff_s
         self.history_backoff_s = history_backoff_s  # (first delay, cap) between failed history queries
@@ -176,12 +177,12 @@ class PrometheusSource:
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
         """For fresh GPUs now under the threshold: since when, according to Prometheus (see gpuctl.sources.history)."""
         plan, sel = self.history, self.selector
-        last_busy, first_seen = await asyncio.gather(
+        last_busy, present_since = await asyncio.gather(
             self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
-            self._query(queries.first_seen(plan.lookback_s, plan.step_s, sel)),
+            self._query(queries.present_since(plan.lookback_s, plan.step_s, plan.gap_s, sel)),
         )
-        now = evaluation_time((last_busy, first_seen)) or self._now()  # Prometheus's clock, as for the batches
-        return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, first_seen=first_seen, now=now)
+        now = evaluation_time((last_busy, present_since)) or self._now()  # Prometheus's clock, as for the batches
+        return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, present_since=present_since, now=now)
 
     # -- the source loop --------------------------------------------------------------
 

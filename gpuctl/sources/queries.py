@@ -72,11 +72,32 @@ def last_busy(threshold_pct: float, lookback_s: float, step_s: float, selector: 
     return f"timestamp({union}) or max_over_time(timestamp({union})[{duration(lookback_s)}:{step}])"
 
 
-def first_seen(lookback_s: float, step_s: float, selector: Selector = NO_SELECTOR) -> str:
-    """Per (GPU, pod, utilisation name): the end of the first step in the look-back with a sample."""
-    step = duration(step_s)
-    union = _union(_util_names(), lambda m, sel: f"max_over_time({m.name}{sel}[{step}])", selector)
-    return f"min_over_time(timestamp({union})[{duration(lookback_s)}:{step}])"
+def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """Per (GPU, pod, utilisation name): since when its samples have come without a gap over `gap_s`.
+
+    A run of samples starts where one arrives with none in the `gap_s` before
+    it: `present(t) unless present(t - step)`, with `present` = a sample in
+    the last `gap_s - step` (so a gap a little shorter than `gap_s` may count
+    too, never a longer one missed). The latest such start, at most one step
+    late; for a series present without such a gap for the whole look-back, the
+    first step it was seen in (about the look-back's start). As in last_busy,
+    the part after the subquery's last step is covered by evaluating now.
+    """
+    step, window = duration(step_s), duration(max(step_s, gap_s - step_s))
+
+    def present(m: MetricName, sel: str) -> str:
+        return f"max_over_time({m.name}{sel}[{window}])"
+
+    def run_start(m: MetricName, sel: str) -> str:
+        return f"{present(m, sel)} unless max_over_time({m.name}{sel}[{window}] offset {step})"
+
+    starts = _union(_util_names(), run_start, selector)
+    seen = _union(_util_names(), present, selector)
+    span = duration(lookback_s)
+    return (
+        f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}])"
+        f" or min_over_time(timestamp({seen})[{span}:{step}])"
+    )
 
 
 def duration(seconds: float) -> str:

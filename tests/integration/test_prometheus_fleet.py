@@ -141,6 +141,31 @@ async def test_gpuctl_snapshot_reports_idle_gpus_on_the_default_test_bed(
     assert {p.key for p in snap.pods if p.idle} == {p.key for p in fleet.pods if p.behaviour == "idle" and p.gpu_keys}
 
 
+async def test_idle_history_never_reaches_back_across_a_gap_in_the_samples(tmp_path: Path) -> None:
+    fleet = build_fleet(seed=7)
+    gapped, steady = "l4-infer-wvxt5", "a100-train-9nn5p"  # idle pods on both
+    sim = DcgmExporterSim(fleet, 7, nodes=[gapped, steady])
+    async with exporters(sim), Monitoring(tmp_path, jobs=[ScrapeJob("dcgm", [sim.url])], rule_files=()) as mon:
+        await mon.wait_for_series("count_over_time(up[15s]) >= 13")
+        sim.stop_serving(gapped)  # its exporter is gone for longer than the 3 s grace period...
+        await poll(lambda: mon.query(f'count_over_time(DCGM_FI_DEV_FB_USED{{Hostname="{gapped}"}}[4s])'), lambda r: not r,
+                   what="a 4 s gap")  # fmt: skip
+        sim.serve_again(gapped)  # ...and back
+        resumed = time.time()
+        await mon.wait_for_series(f'DCGM_FI_DEV_FB_USED{{Hostname="{gapped}"}}', count=4)
+
+        source = PrometheusSource(mon.prometheus_url, refresh_s=1, timeout_s=10, idle_window_s=6, idle_grace_s=3)
+        try:
+            batch = await source.fetch()
+            asked = time.time()
+            since = await source.idle_history(batch.samples)
+        finally:
+            source.close()
+    assert set(since) == idle_keys(fleet, [gapped, steady])
+    assert all(since[k].timestamp() >= resumed - 1 for k in idle_keys(fleet, [gapped]))  # not from before the gap
+    assert all(since[k].timestamp() <= asked - 6 for k in idle_keys(fleet, [steady]))
+
+
 # -- item 2: stale is not idle --------------------------------------------------------------
 
 

@@ -226,6 +226,8 @@ def test_a_frozen_node_serves_the_same_values_and_a_stopped_one_none(fleet: Flee
     assert gone not in after
     others = [n.name for n in fleet.nodes[2:]]
     assert all(after[n] != before[n] for n in others)  # the rest keep moving (power at least)
+    sim.serve_again(gone)
+    assert gone in values(sim.body())
 
 
 async def test_one_exporter_per_node_in_either_generation(fleet: Fleet) -> None:

@@ -1,4 +1,5 @@
-"""Joining the idle-history subqueries with the current samples: only the metric and holder the sample uses count."""
+"""Joining the idle-history subqueries with the current samples: only the metric and holder the sample uses count,
+and a streak never reaches back across a gap."""
 
 from __future__ import annotations
 
@@ -35,26 +36,34 @@ def sample(labels: dict[str, str], util_metric: str, **kw: object) -> GpuSample:
 def test_a_mig_instance_reads_its_profiling_ratio_not_a_gpu_util_of_zero() -> None:
     # GPU_UTIL is a constant 0 for the instance (never busy, seen for the whole look-back);
     # the graphics-engine ratio was busy 100 s ago: idle since then, not since the look-back began.
-    first = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **MIG), series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", T - 1800, **MIG)]
+    present = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **MIG), series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", T - 1800, **MIG)]
     busy = [series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", T - 100, **MIG)]
-    since = idle_since([sample(MIG, "DCGM_FI_PROF_GR_ENGINE_ACTIVE")], 5, last_busy=busy, first_seen=first, now=NOW)
+    since = idle_since([sample(MIG, "DCGM_FI_PROF_GR_ENGINE_ACTIVE")], 5, last_busy=busy, present_since=present, now=NOW)
     assert since == {"n1/3/mig9": datetime.fromtimestamp(T - 100, UTC)}
 
 
 def test_a_whole_gpu_reads_the_metric_its_sample_came_from() -> None:
-    first = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **WHOLE), series("DCGM_FI_DEV_GPU_UTIL_RATIO", T - 300, **WHOLE)]
+    present = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **WHOLE), series("DCGM_FI_DEV_GPU_UTIL_RATIO", T - 300, **WHOLE)]
     busy = [series("DCGM_FI_DEV_GPU_UTIL", T - 900, **WHOLE)]
     # Mid-upgrade to dcgm-exporter 4.9: the reading now comes from the ratio, seen for 300 s and never busy.
-    since = idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL_RATIO")], 5, last_busy=busy, first_seen=first, now=NOW)
+    since = idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL_RATIO")], 5, last_busy=busy, present_since=present, now=NOW)
     assert since == {"n1/0": datetime.fromtimestamp(T - 300, UTC)}
-    since = idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=busy, first_seen=first, now=NOW)
+    since = idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=busy, present_since=present, now=NOW)
     assert since == {"n1/0": datetime.fromtimestamp(T - 900, UTC)}
 
 
 def test_another_holders_history_does_not_count() -> None:
-    first = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **{**WHOLE, "pod": "previous-holder"})]
-    assert idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=[], first_seen=first, now=NOW) == {}
-    first = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **WHOLE)]
-    assert idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=[], first_seen=first, now=NOW) == {
+    present = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **{**WHOLE, "pod": "previous-holder"})]
+    assert idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=[], present_since=present, now=NOW) == {}
+    present = [series("DCGM_FI_DEV_GPU_UTIL", T - 1800, **WHOLE)]
+    assert idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=[], present_since=present, now=NOW) == {
         "n1/0": datetime.fromtimestamp(T - 1800, UTC)
     }
+
+
+def test_a_streak_starts_no_earlier_than_the_samples_resumed_after_a_gap() -> None:
+    # Busy 1,000 s ago, then a gap (the exporter was down) until 400 s ago: idle since 400 s ago.
+    busy = [series("DCGM_FI_DEV_GPU_UTIL", T - 1000, **WHOLE)]
+    present = [series("DCGM_FI_DEV_GPU_UTIL", T - 400, **WHOLE)]
+    since = idle_since([sample(WHOLE, "DCGM_FI_DEV_GPU_UTIL")], 5, last_busy=busy, present_since=present, now=NOW)
+    assert since == {"n1/0": datetime.fromtimestamp(T - 400, UTC)}

@@ -32,7 +32,7 @@ def test_busy_threshold_uses_each_generations_raw_unit() -> None:
 
 def test_functions_never_see_two_metric_names_at_once() -> None:
     # timestamp()/changes() drop the name: each name is tagged before names are combined.
-    for q in (queries.last_busy(5, 1860, 15), queries.first_seen(1860, 15), queries.freshness(120)):
+    for q in (queries.last_busy(5, 1860, 15), queries.present_since(1860, 15, 300), queries.freshness(120)):
         assert "__name__=~" not in q
         for name in re.findall(r"(DCGM_\w+)[\[{]", q):
             assert 'label_replace(' in q and f'"{queries.NAME_LABEL}", "{name}"' in q
@@ -51,7 +51,7 @@ def test_the_freshness_query_covers_the_values_that_move_on_a_live_gpu() -> None
         queries.instant(Quantity.UTIL, CLUSTER),
         queries.freshness(120, CLUSTER),
         queries.last_busy(5, 1860, 15, CLUSTER),
-        queries.first_seen(1860, 15, CLUSTER),
+        queries.present_since(1860, 15, 300, CLUSTER),
     ],
 )
 def test_the_selector_scopes_every_series_a_query_reads(query: str) -> None:
@@ -62,9 +62,17 @@ def test_the_selector_scopes_every_series_a_query_reads(query: str) -> None:
 
 
 def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution() -> None:
-    default = HistoryPlan.for_window(idle_window_s=1800, refresh_s=15)
-    assert (default.step_s, default.lookback_s) == (15, 1800 + 4 * 15)
+    default = HistoryPlan.for_window(idle_window_s=1800, refresh_s=15, grace_s=300)
+    assert (default.step_s, default.lookback_s, default.gap_s) == (15, 1800 + 4 * 15, 300)
     # A long window with a fast refresh: steps of window/120, not thousands of points.
-    long = HistoryPlan.for_window(idle_window_s=4 * 3600, refresh_s=2)
+    long = HistoryPlan.for_window(idle_window_s=4 * 3600, refresh_s=2, grace_s=300)
     assert (long.step_s, long.lookback_s) == (120, 4 * 3600 + 480)
-    assert HistoryPlan.for_window(idle_window_s=3, refresh_s=0.25).step_s == 1  # PromQL steps are whole seconds
+    # Never coarser than half the grace period: a gap over it must fall on a step.
+    assert HistoryPlan.for_window(idle_window_s=12 * 3600, refresh_s=15, grace_s=300).step_s == 150
+    assert HistoryPlan.for_window(idle_window_s=3, refresh_s=0.25, grace_s=300).step_s == 1  # PromQL steps are whole seconds
+
+
+def test_a_run_of_samples_starts_after_a_gap_a_step_shorter_than_the_grace_period() -> None:
+    q = queries.present_since(1860, 15, 300)
+    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL[285s]) unless max_over_time(DCGM_FI_DEV_GPU_UTIL[285s] offset 15s)" in q
+    assert q.count("[1860s:15s]") == 2  # the latest run start, else the first step seen in the look-back
