@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     gpu_stale_after_s: float = Field(
         120.0,
         gt=0,
-        description="a GPU's readings are stale when none of them moved, or none was sampled, for this long "
+        description="a GPU's readings are stale when its power and temperature did not move, or were not sampled, "
+        "for this long "
         "(keep it under Prometheus's 5m lookback and over 2 scrape intervals)",
     )
     idle_threshold_pct: float = Field(5.0, ge=0, le=100)

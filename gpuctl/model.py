@@ -66,7 +66,8 @@ class Gpu(Frozen):
     )
     stale: bool = Field(
         False,
-        description="its readings are not recent: no sample, or no value that moved, within the stale window "
+        description="its readings are not recent: no sample, or no power or temperature reading that moved, within "
+        "the stale window "
         "(a target no longer scraped, a hung DCGM), or no metrics refresh succeeded for a while; "
         "its values are the last ones seen, and it is neither busy nor idle",
     )

@@ -25,8 +25,10 @@ from gpuctl.sources.selector import NO_SELECTOR, Selector
 NAME_LABEL = "gpuctl_metric"  # carries the metric name through functions that drop it
 # Labels that name a GPU (see dcgm_fields.parse_identity): what the freshness query keeps.
 IDENTITY_LABELS = ("Hostname", "hostname", "gpu", "GPU_I_ID")
-# Quantities whose values move on a live GPU: power and temperature always do.
-LIVENESS: tuple[Quantity, ...] = (Quantity.UTIL, Quantity.FB_USED, Quantity.TEMP, Quantity.POWER)
+# Readings that move on every live GPU, busy or idle: power (in mW steps) and temperature.
+# Both are dcgm-exporter default counters; an exporter without either makes every GPU stale.
+# (Utilisation and memory sit still on an idle GPU, and would triple the query's cost.)
+LIVENESS: tuple[Quantity, ...] = (Quantity.POWER, Quantity.TEMP)
 
 
 def instant(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
@@ -41,7 +43,7 @@ def instant(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
 
 
 def freshness(window_s: float, selector: Selector = NO_SELECTOR) -> str:
-    """Per GPU: how many times its utilisation, memory, temperature and power changed in the window.
+    """Per GPU: how many times its power and temperature readings changed in the window.
 
     A GPU missing from the answer has no sample in the window (its target is
     no longer scraped, though an instant query still returns its last values
