@@ -10,16 +10,20 @@
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
      ├── NotReady               the first data did not arrive in time
-     ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
+     ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there (CLI exit 4)
      ├── AuditError             the audit log cannot be opened, read or written
      │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
-     └── LockHeld               another playbook run holds the target's Lease
+     ├── LockHeld               another playbook run holds the target's Lease    (CLI exit 6)
+     ├── RunRefused             a run may not go on now; nothing was changed     (CLI exit 6)
+     │    ├── PlanStale             what the plan acts on changed since it was computed: plan again
+     │    └── PlaybooksDisabled     the kill switch is engaged
+     └── RunFailed              a run executed but failed or did not verify; its record says what was done
 
 Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason):
 
     ClusterError
      ├── Unauthorized
-     │    └── Forbidden         the cluster's RBAC refused the acting identity (403)
+     │    └── Forbidden         the cluster's RBAC refused the acting identity (403)  (CLI exit 4)
      ├── ApiStatusError         another error answer (.status, .reason)
      │    ├── NotFound          the object is not there (404)
      │    ├── Conflict          it changed since it was read: resourceVersion/uid precondition (409)
@@ -134,6 +138,22 @@ class LockHeld(GpuctlError):
         self.since = since
 
 
+class RunRefused(GpuctlError):
+    """A run may not start or go on now (wrong phase, blocked plan, expired approval...); nothing was changed."""
+
+
+class PlanStale(RunRefused):
+    """A target of the plan changed (or went away) since the plan was computed; the message lists what."""
+
+
+class PlaybooksDisabled(RunRefused):
+    """The kill switch is engaged: no playbook run starts, and running ones stop before their next write."""
+
+
+class RunFailed(GpuctlError):
+    """A run executed but a step failed or verification did not pass; the audit log and the run say what was done."""
+
+
 class Forbidden(Unauthorized):
     """403 on a request made as an acting identity: the cluster's RBAC (or admission) said no."""
 
@@ -190,8 +210,12 @@ __all__ = [
     "NotInstalled",
     "NotReady",
     "ParameterError",
+    "PlanStale",
     "PlaybookError",
+    "PlaybooksDisabled",
     "PolicyDenied",
     "PolicyError",
+    "RunFailed",
+    "RunRefused",
     "Unauthorized",
 ]

@@ -7,9 +7,9 @@ a CIMultiDict (one `Impersonate-Group` line per group), sent through the
 KubeConnection's own rest client: the same TLS setup, connection pool and
 credentials (exec-plugin tokens refreshed in place) as every other call.
 
-Every request becomes an `ApiCall` (method, path, status, the API server's
-`Audit-ID`, whom it acted as): results carry theirs, and the optional `on_call`
-sink sees every one, refusals included, for the audit log.
+Every request becomes an `ApiCall` (gpuctl.audit.records: method, path, status,
+the API server's `Audit-ID`, whom it acted as): results carry theirs, and the
+optional `on_call` sink sees every one, refusals included, for the audit log.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpuctl.audit.records import ApiCall, HttpMethod
 from gpuctl.errors import (
     AlreadyExists,
     ApiRejected,
@@ -41,7 +42,7 @@ from gpuctl.sources.kube.connect import KubeConnection, describe
 from gpuctl.sources.kube.reflector import Gone
 
 JSON = dict[str, Any]
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+Method = HttpMethod
 
 # Who a request without impersonation acts as, in messages (the kubeconfig's user, or the pod's service account).
 OWN_IDENTITY = "the connection's own identity"
@@ -52,21 +53,6 @@ JSON_PATCH = "application/json-patch+json"
 _NO_ANSWER = (aiohttp.ClientError, OSError, TimeoutError)
 # An HTTP header value we are willing to send: printable ASCII, no CR/LF (no header injection).
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
-
-
-class ApiCall(BaseModel):
-    """One request as the audit log records it: joinable to the cluster's own audit log by `audit_id`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    method: Method
-    path: str = Field(description="path and query string as sent, e.g. /api/v1/namespaces/a/pods/p/eviction?dryRun=All")
-    status: int = Field(description="HTTP status of the answer")
-    audit_id: str | None = Field(description="the API server's Audit-ID response header")
-    acting_as: Identity | None = Field(description="the impersonated identity; None = the connection's own credentials")
-    dry_run: bool
-    reason: str | None = Field(None, description="the Status reason of an error answer: Forbidden, Conflict, ...")
-    message: str | None = Field(None, description="the Status message of an error answer")
 
 
 CallSink = Callable[[ApiCall], None]
