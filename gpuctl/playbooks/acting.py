@@ -17,7 +17,7 @@ never falls back to deleting the pod.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -104,15 +104,38 @@ class AccessReview(_Result):
         return f"{who} {verdict} {what}{where}" + (f": {because}" if because else "")
 
 
-class ActingClient:
-    """Reads and writes as one identity. Cheap: make one per identity over a shared KubeApi."""
+# The groups every authenticated request carries anyway: never worth impersonating explicitly.
+IMPLICIT_GROUPS = frozenset({"system:authenticated"})
 
-    def __init__(self, api: KubeApi, identity: Identity | None) -> None:
+
+class ActingClient:
+    """Reads and writes as one identity. Cheap: make one per identity over a shared KubeApi.
+
+    `before_write`, when given, is awaited before every request that is not a GET (the engine
+    checks its kill switch and its locks there), and may raise to stop the request."""
+
+    def __init__(
+        self, api: KubeApi, identity: Identity | None, *, before_write: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.api = api
         self.identity = identity
+        self._before_write = before_write
 
     async def _request(self, method: Literal["GET", "POST", "PATCH"], path: str, **kwargs: Any) -> ApiResponse:
+        if method != "GET" and self._before_write is not None:
+            await self._before_write()
         return await self.api.request(method, path, acting_as=self.identity, **kwargs)
+
+    async def whoami(self) -> Identity:
+        """Who the API server takes this client for (a SelfSubjectReview): the kubeconfig's user, or the
+        impersonated identity. `system:authenticated` is left out: every request carries it anyway."""
+        body: JSON = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        response = await self.api.request(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", acting_as=self.identity, body=body
+        )
+        info = check(response, what="create a SelfSubjectReview").get("status", {}).get("userInfo", {})
+        groups = tuple(g for g in info.get("groups") or () if g not in IMPLICIT_GROUPS)
+        return Identity(user=info.get("username") or "system:anonymous", groups=groups)
 
     async def get(self, ref: ObjectRef, *, subresource: str | None = None) -> ObjectResult:
         response = await self._request("GET", ref.path(subresource))

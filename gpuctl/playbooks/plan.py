@@ -9,7 +9,8 @@ parameters, so it cannot do more than the plan showed.
 
 `Plan.fingerprint` hashes what the plan acts on and does (not when or by whom
 it was computed), so an approver approves that exact content and the executor
-can prove it executed the same content.
+can prove it executed the same content. That includes the policy scopes it is
+authorized in and the targets it locks: an approver's policy check reads them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from gpuctl.identity import Requester
+from gpuctl.playbooks.locks import LockTarget
+from gpuctl.playbooks.policy import Scope
 
 PLAN_VERSION = 1
 
@@ -84,6 +87,8 @@ class Plan(_Frozen):
     dry_run: Literal["server", "client", "none"] = Field(
         "none", description="server: every write was accepted by the API server with dryRun=All"
     )
+    scopes: tuple[Scope, ...] = Field((), description="every policy scope the steps touch (each authorized on its own)")
+    locks: tuple[LockTarget, ...] = Field((), description="targets locked while the run executes (one run per target)")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -93,7 +98,7 @@ class Plan(_Frozen):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.playbook, self.parameters, self.steps)
+        return fingerprint(self.playbook, self.parameters, self.steps, self.scopes, self.locks)
 
     @property
     def targets(self) -> tuple[TargetRef, ...]:
@@ -107,13 +112,22 @@ class Plan(_Frozen):
         return not self.blocked and bool(self.steps)
 
 
-def fingerprint(playbook: str, parameters: dict[str, Any], steps: tuple[Step, ...]) -> str:
-    """sha256 over the canonical JSON of what the plan does (playbook, parameters, steps)."""
-    body = {
+def fingerprint(
+    playbook: str,
+    parameters: dict[str, Any],
+    steps: tuple[Step, ...],
+    scopes: tuple[Scope, ...] = (),
+    locks: tuple[LockTarget, ...] = (),
+) -> str:
+    """sha256 over the canonical JSON of what the plan does (playbook, parameters, steps) and where (scopes, locks)."""
+    body: dict[str, Any] = {
         "v": PLAN_VERSION,
         "playbook": playbook,
         "parameters": parameters,
         "steps": [step.model_dump(mode="json") for step in steps],
     }
+    if scopes or locks:  # a plan without them hashes as before
+        body["scopes"] = [scope.model_dump(mode="json") for scope in scopes]
+        body["locks"] = [lock.model_dump(mode="json") for lock in locks]
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
