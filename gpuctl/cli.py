@@ -24,7 +24,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
@@ -40,6 +40,9 @@ from gpuctl.errors import (
     RunRefused,
 )
 from gpuctl.playbooks.commands import add_parsers as playbook_parsers
+
+if TYPE_CHECKING:
+    from gpuctl.playbooks.registry import Registry
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_DENIED, EXIT_TAMPERED, EXIT_REFUSED = 4, 5, 6
@@ -154,7 +157,10 @@ def run_top(settings: Settings) -> int:
     return int(gpuctl.tui.run(settings))
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None, registry: Registry | None = None
+) -> int:
+    """Run one command; returns its exit code. `registry`: the playbooks' logic (tests; default gpuctl's own)."""
     out, err = out or sys.stdout, err or sys.stderr
     parser = build_parser()
     try:
@@ -172,7 +178,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         if args.command == "playbook":
             from gpuctl.playbooks.commands import run_playbook_command
 
-            return run_playbook_command(args, settings, out=out)
+            return run_playbook_command(args, settings, out=out, registry=registry)
         if args.command == "executor":
             from gpuctl.playbooks.commands import run_executor_command
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from gpuctl.errors import Forbidden, RunRefused
 from gpuctl.identity import Identity
 from gpuctl.playbooks.acting import AccessReview, ActingClient
+from gpuctl.playbooks.params import Arguments
 from gpuctl.playbooks.plan import Plan, Step
 from gpuctl.playbooks.policy import Decision, Policy, Scope, can_approve, decide
 from gpuctl.playbooks.runs import PlaybookRun, review_approval
@@ -124,9 +125,24 @@ async def authorize(policy: Policy, playbook: Playbook, plan: Plan, acting: Acti
     return Authorization.of(decisions, reviews)
 
 
-def may_plan(policy: Policy, identity: Identity, playbook: str) -> None:
-    """PolicyDenied before any work when no role lets `identity` run `playbook` anywhere at all."""
-    decide(policy, identity, playbook, None).require()
+def param_scopes(playbook: Playbook, args: Arguments) -> list[Scope]:
+    """The scopes the parameters name outright (a namespace, a pool): checkable before anything is read."""
+    kinds = {"namespace": "namespace", "pool": "pool"}
+    scopes = []
+    for name in playbook.target.by:
+        param, value = playbook.parameters[name], args.get(name)
+        kind = kinds.get(param.type)
+        if kind in playbook.target.scopes and isinstance(value, str):
+            scopes.append(Scope(kind=kind, name=value))
+    return scopes
+
+
+def may_plan(policy: Policy, identity: Identity, playbook: Playbook, args: Arguments) -> None:
+    """PolicyDenied before any work: no role lets `identity` run `playbook` anywhere, or in a scope the
+    parameters name (the plan's own scopes are checked once it is computed)."""
+    decide(policy, identity, playbook.name, None).require()
+    for scope in param_scopes(playbook, args):
+        decide(policy, identity, playbook.name, scope).require()
 
 
 async def authorize_approval(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the engine (and the Kubernetes client under it) loads only 
     from gpuctl.playbooks.engine import Engine, Submitted
     from gpuctl.playbooks.execution import Outcome
     from gpuctl.playbooks.plan import Plan
+    from gpuctl.playbooks.registry import Registry
 
 ENGINE_VERBS = ("plan", "run", "approve", "deny", "execute", "undo", "runs")
 
@@ -95,10 +96,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     executor.add_argument("--name", metavar="NAME", help="this replica's name in the leader Lease (default host/pid)")
 
 
-def run_playbook_command(args: argparse.Namespace, settings: Settings, *, out: TextIO) -> int:
-    """Runs the `playbook` verb in `args`; errors are gpuctl errors (the CLI maps them to exit codes)."""
+def run_playbook_command(args: argparse.Namespace, settings: Settings, *, out: TextIO, registry: Registry | None = None) -> int:
+    """Runs the `playbook` verb in `args`; errors are gpuctl errors (the CLI maps them to exit codes).
+
+    `registry`: the playbooks' logic (default: gpuctl's own modules), for tests."""
     if args.playbook_command in ENGINE_VERBS:
-        return asyncio.run(_engine_verb(args, settings, out))
+        return asyncio.run(_engine_verb(args, settings, out, registry))
     from gpuctl.playbooks.loader import load_catalog
     from gpuctl.render.playbooks import list_rows, render_list, render_show
 
@@ -141,14 +144,14 @@ def requester(engine: Engine, args: argparse.Namespace) -> Requester:
     return Requester(identity=target, via="cli", detail=f"--as by {engine.own.user} on {host}")
 
 
-async def _engine_verb(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+async def _engine_verb(args: argparse.Namespace, settings: Settings, out: TextIO, registry: Registry | None) -> int:
     from gpuctl.playbooks.params import parse_assignments
     from gpuctl.playbooks.service import open_engine
     from gpuctl.render.plan import render_plan, render_runs
 
     if getattr(args, "json", False) and args.playbook_command in ("run", "undo") and not args.yes:
         raise ConfigError("--json prints no prompt: add --yes")
-    async with open_engine(settings) as engine:
+    async with open_engine(settings, registry=registry) as engine:
         who = requester(engine, args)
         verb = args.playbook_command
         if verb == "plan":

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gpuctl.audit.backend import AuditBackend
 from gpuctl.audit.records import AuditEvent, EventKind
@@ -128,7 +128,8 @@ class Engine:
         """None (own credentials) for the connection's own identity, else the identity to impersonate."""
         return None if identity == self.own else identity
 
-    def _acting(self, identity: Identity) -> ActingClient:
+    def acting_client(self, identity: Identity) -> ActingClient:
+        """A client that reads and writes as `identity` (own credentials when that is who the connection is)."""
         return ActingClient(self.api, self.acting_as(identity))
 
     async def _record(self, run_id: str, kind: EventKind, actor: Requester | None, payload: Mapping[str, Any]) -> None:
@@ -146,7 +147,7 @@ class Engine:
         args = validate_params(playbook, cast("Mapping[object, object]", given))  # checks keys and values itself
         run_id = run_name(playbook.name, key)
         try:
-            may_plan(self.policy, requester.identity, playbook.name)
+            may_plan(self.policy, requester.identity, playbook, args)
         except PolicyDenied as e:
             await self._denied(run_id, requester, playbook.name, None, e, by="policy")
             raise
@@ -154,7 +155,7 @@ class Engine:
         snapshot = await self.snapshots()
         now = self.clock()
         request = PlanRequest(playbook=playbook, args=args, requester=requester, snapshot=snapshot, now=now)
-        clients = Clients(acting=self._acting(requester.identity), reader=ActingClient(self.api, None))
+        clients = Clients(acting=self.acting_client(requester.identity), reader=ActingClient(self.api, None))
         try:
             draft = await logic.plan(request, clients)
         except Forbidden as e:  # a dry run the cluster refused the requester
@@ -201,7 +202,7 @@ class Engine:
                                                                  "idempotency_key": key, "undo_of": undo_of})  # fmt: skip
         await self._record(run_id, EventKind.PLANNED, actor, plan.model_dump(mode="json"))
         try:
-            authorization = await authorize(self.policy, playbook, plan, self._acting(actor.identity))
+            authorization = await authorize(self.policy, playbook, plan, self.acting_client(actor.identity))
         except (PolicyDenied, Forbidden, RunRefused) as e:
             await self._record(run_id, EventKind.DENIED, actor, {"by": _denier(e), "reason": str(e)})
             raise
@@ -219,7 +220,7 @@ class Engine:
         return self._submitted(run, duplicate=not created)
 
     def _submitted(self, run: PlaybookRun, *, duplicate: bool) -> Submitted:
-        plan = Plan.model_validate(run.spec.plan)
+        plan = self._plan_of(run)
         needs = self.catalog.get(run.spec.playbook).approval.required
         return Submitted(
             run_id=run.name, plan=plan, phase=run.status.phase or "Pending", shared=True, duplicate=duplicate,
@@ -239,7 +240,10 @@ class Engine:
 
     def _plan_of(self, run: PlaybookRun) -> Plan:
         """The run's own plan; RunRefused if it is not the one its fingerprint and requester say."""
-        plan = Plan.model_validate(run.spec.plan)
+        try:
+            plan = Plan.model_validate(run.spec.plan)
+        except ValidationError as e:
+            raise RunRefused(f"run {run.name}: its plan cannot be read ({e.errors()[0]['msg']})") from e
         if plan.fingerprint != run.spec.plan_fingerprint:
             raise RunRefused(f"run {run.name}: its plan does not hash to its fingerprint {run.spec.plan_fingerprint}")
         if plan.requester.identity != run.spec.requester.requester().identity:
@@ -327,7 +331,7 @@ class Engine:
 
     async def _authorize_review(self, approver: Requester, run: PlaybookRun, plan: Plan, verb: str) -> Any:
         try:
-            return await authorize_approval(self.policy, self._acting(approver.identity), approver.identity, run, plan)
+            return await authorize_approval(self.policy, self.acting_client(approver.identity), approver.identity, run, plan)
         except (PolicyDenied, Forbidden) as e:  # a refused approval is evidence too: recorded, the run unchanged
             await self._record(run.name, EventKind.STEP, approver, {"message": f"{verb} refused", "reason": str(e)})
             raise
@@ -373,7 +377,7 @@ class Engine:
     async def _reauthorize(self, run_id: str, playbook: Playbook, plan: Plan, actor: Requester, *, run: PlaybookRun) -> None:
         """Policy and RBAC again, right before executing: roles may have changed while the run waited."""
         try:
-            await authorize(self.policy, playbook, plan, self._acting(plan.requester.identity))
+            await authorize(self.policy, playbook, plan, self.acting_client(plan.requester.identity))
         except (PolicyDenied, Forbidden, RunRefused) as e:
             await self._record(run_id, EventKind.DENIED, actor, {"by": _denier(e), "reason": str(e), "at": "execution"})
             message = f"not executed: {e}"
@@ -407,7 +411,7 @@ class Engine:
         playbook = self.catalog.get(plan.playbook)
         if not playbook.reversible:
             raise RunRefused(f"{playbook.name} cannot be undone (its definition says reversible: false)")
-        may_plan(self.policy, requester.identity, playbook.name)
+        decide(self.policy, requester.identity, playbook.name, None).require()
         draft = self.registry.logic_for(playbook).undo(plan, report)
         if draft is None or not draft.steps:
             raise RunRefused(f"run {name} left nothing to undo")

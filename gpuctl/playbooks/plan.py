@@ -20,13 +20,14 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, computed_field, model_validator
 
 from gpuctl.identity import Requester
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.policy import Scope
 
 PLAN_VERSION = 1
+COMPUTED = frozenset({"fingerprint", "gpus_affected"})  # in a plan's JSON, derived from the rest
 
 
 class _Frozen(BaseModel):
@@ -89,6 +90,20 @@ class Plan(_Frozen):
     )
     scopes: tuple[Scope, ...] = Field((), description="every policy scope the steps touch (each authorized on its own)")
     locks: tuple[LockTarget, ...] = Field((), description="targets locked while the run executes (one run per target)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_back(cls, data: Any, handler: ModelWrapValidatorHandler[Plan]) -> Plan:
+        """A plan read back from its JSON (a PlaybookRun, the audit log) carries its computed fields:
+        they are dropped, and a fingerprint that does not match the content is refused."""
+        claimed = None
+        if isinstance(data, dict) and COMPUTED.intersection(data):
+            claimed = data.get("fingerprint")
+            data = {key: value for key, value in data.items() if key not in COMPUTED}
+        plan = handler(data)
+        if claimed is not None and claimed != plan.fingerprint:
+            raise ValueError(f"fingerprint {claimed} does not match the plan's content ({plan.fingerprint})")
+        return plan
 
     @computed_field  # type: ignore[prop-decorator]
     @property

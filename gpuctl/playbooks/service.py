@@ -51,9 +51,17 @@ class LiveSnapshots:
 
 @contextlib.asynccontextmanager
 async def open_engine(
-    settings: Settings, *, registry: Registry | None = None, catalog: Catalog | None = None, host: str | None = None
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    catalog: Catalog | None = None,
+    host: str | None = None,
+    lock_wait_s: float = 10.0,
 ) -> AsyncIterator[Engine]:
-    """An Engine for `settings`; `registry` and `catalog` replace the built-in ones (tests, sites)."""
+    """An Engine for `settings`; `registry` and `catalog` replace the built-in ones (tests, sites).
+
+    `host` names this process in Leases and the audit log (default: the host name); a run whose
+    target another run holds waits up to `lock_wait_s` for it."""
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.playbooks_dir)
     policy = await asyncio.to_thread(load_policy, settings.policy, playbooks=list(catalog.playbooks))
@@ -65,7 +73,7 @@ async def open_engine(
         async with open_audit(settings.audit) as audit:
             switch = KillSwitch(api, settings.gpuctl_namespace, disabled_here=settings.playbooks_disabled)
             runner = Runner(api, audit, namespace=settings.gpuctl_namespace, check_switch=switch.check,
-                            snapshots=snapshots, host=host)  # fmt: skip
+                            snapshots=snapshots, host=host, lock_wait_s=lock_wait_s)  # fmt: skip
             engine = Engine(
                 api=api, own=own, catalog=catalog, policy=policy, registry=registry or Registry(), audit=audit,
                 namespace=settings.gpuctl_namespace, snapshots=snapshots, runner=runner,
