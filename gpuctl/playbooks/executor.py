@@ -18,7 +18,6 @@ finish (they hold their own target Leases).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from gpuctl.errors import GpuctlError, LockHeld
@@ -67,20 +66,31 @@ class Executor:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _lead(self, hold: Hold) -> None:
-        """List, start what is due, watch for more; return when the leader Lease is lost."""
-        runs = self.engine.store.runs
+        """List, start what is due, watch for more; return when the leader Lease is lost.
+
+        An API error (unreachable, 429, 5xx) is waited out while the Lease holds: leadership is
+        only given up by losing the Lease, never by a failed list."""
         while hold.lost is None:
-            listed = await runs.list()
-            await self._expire_due(listed.runs)
-            for run in listed.runs:
-                self._consider(run)
-            with contextlib.suppress(Gone):  # too old to watch from: list again
-                async with runs.watch(listed.resource_version, timeout_s=self.lease_s) as events:
-                    async for event in events:
-                        if hold.lost is not None:
-                            return
-                        if event.run is not None:
-                            self._consider(event.run)
+            try:
+                await self._watch_round(hold)
+            except Gone:
+                continue  # too old to watch from: list again
+            except GpuctlError as e:
+                log.warning("%s: listing or watching runs failed, retrying: %s", self.name, e)
+                await asyncio.sleep(self.lease_s / 3)
+
+    async def _watch_round(self, hold: Hold) -> None:
+        runs = self.engine.store.runs
+        listed = await runs.list()
+        await self._expire_due(listed.runs)
+        for run in listed.runs:
+            self._consider(run)
+        async with runs.watch(listed.resource_version, timeout_s=self.lease_s) as events:
+            async for event in events:
+                if hold.lost is not None:
+                    return
+                if event.run is not None:
+                    self._consider(event.run)
 
     def _consider(self, run: PlaybookRun) -> None:
         if run.status.phase == "Approved" and run.name not in self._running:
