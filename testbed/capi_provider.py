@@ -49,7 +49,7 @@ from typing import Any
 
 from testbed.informer import changes
 from testbed.kube import Response, RestClient
-from testbed.nodes import gpu_node_object
+from testbed.nodes import PROVIDER_ID_PREFIX, gpu_node_object
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class CapiProvider:
                     }
                 ],
             },
-            "spec": {**template["spec"], "providerID": f"kwok://{name}"},
+            "spec": {**template["spec"], "providerID": f"{PROVIDER_ID_PREFIX}{name}"},
         }
         await self._ok(self.client.create(machine), f"creating Machine {name}", also=(409,))
         await self._ok(self.client.create(self._node(md, name)), f"creating Node {name}", also=(409,))
