@@ -34,9 +34,10 @@ MachineDeployment, there are no rollouts and every Machine is up to date); no
 bootstrap or infrastructure objects; Machines go straight to `Running`, with no
 conditions; a removed Machine's Node is deleted at once — real CAPI cordons and
 drains it first, honouring PodDisruptionBudgets until `nodeDrainTimeout`; no
-webhooks (replicas left unset are defaulted here as CAPI's webhook does:
-the autoscaler min-size annotation, else 1); no MachineHealthChecks; the Cluster
-object is neither required nor read. `spec.paused` is honoured.
+webhooks (unset replicas are read as CAPI's webhook defaults a new
+MachineDeployment — the autoscaler min-size annotation, else 1 — without
+writing it back); no MachineHealthChecks; the Cluster object is neither
+required nor read. `spec.paused` is honoured.
 """
 
 from __future__ import annotations
