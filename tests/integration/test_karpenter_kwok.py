@@ -4,13 +4,13 @@ gets a node — the knob the scale-pool playbook turns."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
 from testbed.karpenter import Karpenter, node_pool_object
 from testbed.kube import RestClient, apply_objects
+from testbed.objects import namespace_object, unique
 from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
@@ -47,12 +47,12 @@ async def _node_of(admin: RestClient, pod: str, namespace: str) -> str | None:
 
 
 async def test_a_pending_gpu_pod_gets_a_node_until_the_pool_limit(admin: RestClient, karpenter: Karpenter) -> None:
-    pool = f"gpu-{uuid.uuid4().hex[:6]}"
+    pool = unique("gpu")
     namespace = pool
     await apply_objects(
         admin,
         [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            namespace_object(namespace),
             node_pool_object(
                 pool,
                 instance_types=["p5.48xlarge"],
