@@ -26,7 +26,9 @@ from gpuctl.playbooks.pool_rules import (
 from gpuctl.playbooks.spec import OptOut, Protected
 
 
-def node(name: str, *, labels: dict[str, str] | None = None, machine: str | None = None, namespace: str = "capi") -> dict[str, Any]:
+def node(
+    name: str, *, labels: dict[str, str] | None = None, machine: str | None = None, namespace: str = "capi"
+) -> dict[str, Any]:
     annotations = {"cluster.x-k8s.io/machine": machine, "cluster.x-k8s.io/cluster-namespace": namespace} if machine else {}
     return {"metadata": {"name": name, "labels": labels or {}, "annotations": annotations}}
 
@@ -117,7 +119,9 @@ def pod(name: str) -> PodInfo:
 
 
 def machine(name: str, *, node: str | None = "n", marked: bool = False, pods: int = 0) -> MachineInfo:
-    return MachineInfo(name, f"uid-{name}", f"{name}-node" if node else None, marked, tuple(pod(f"{name}-p{i}") for i in range(pods)))
+    return MachineInfo(
+        name, f"uid-{name}", f"{name}-node" if node else None, marked, tuple(pod(f"{name}-p{i}") for i in range(pods))
+    )
 
 
 def names(machines: tuple[MachineInfo, ...]) -> list[str]:
@@ -183,4 +187,3 @@ def test_limit_checks(before: float | None, new: int, in_pool: float, blocked: l
     got_blocked, got_warnings = limit_checks("NodePool gpu", before, new, in_pool, max_gpus=80)
     assert bool(got_blocked) == bool(blocked) and all(b in " | ".join(got_blocked) for b in blocked)
     assert bool(got_warnings) == bool(warned) and all(w in " | ".join(got_warnings) for w in warned)
-

@@ -121,7 +121,9 @@ def scale_down_steps() -> list[Step]:
 
 
 def test_undo_of_a_scale_down_scales_back_up() -> None:
-    draft = SCALE_POOL.undo(plan("scale-pool", scale_down_steps(), pool="h100", replicas=2), report("done", "done", "done", "done"))
+    draft = SCALE_POOL.undo(
+        plan("scale-pool", scale_down_steps(), pool="h100", replicas=2), report("done", "done", "done", "done")
+    )
     assert draft is not None and not draft.blocked
     (step,) = draft.steps
     assert (step.action, step.changes[0].before, step.changes[0].after) == (SCALE, 2, 3)
@@ -133,7 +135,10 @@ def test_undo_of_a_scale_down_that_stopped_before_scaling_uncordons_and_unmarks(
     stopped = report("done", "done", "done", "refused")
     draft = SCALE_POOL.undo(plan("scale-pool", scale_down_steps(), pool="h100"), stopped)
     assert draft is not None
-    assert [(s.action, s.target.name, s.changes[0].after) for s in draft.steps] == [(UNCORDON, "h100-3", False), (MARK, "h100-3", None)]
+    assert [(s.action, s.target.name, s.changes[0].after) for s in draft.steps] == [
+        (UNCORDON, "h100-3", False),
+        (MARK, "h100-3", None),
+    ]
 
 
 def test_undo_of_a_scale_up_is_blocked_with_the_plan_that_does_it() -> None:

@@ -144,7 +144,11 @@ def test_capacity_and_overcommit() -> None:
 
 
 def queue(name: str, groups: list[dict[str, Any]], status: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"metadata": {"name": name, "uid": "u", "resourceVersion": "1"}, "spec": {"resourceGroups": groups}, "status": status or {}}
+    return {
+        "metadata": {"name": name, "uid": "u", "resourceVersion": "1"},
+        "spec": {"resourceGroups": groups},
+        "status": status or {},
+    }
 
 
 def group(covered: list[str], flavors: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -160,7 +164,10 @@ CQ = queue(
     "team-a",
     [
         group(["cpu", "memory"], {"default": {"cpu": "100", "memory": "1Ti"}}),
-        group(["cpu", "nvidia.com/gpu"], {"h100": {"cpu": "64", "nvidia.com/gpu": "8"}, "a100": {"cpu": "64", "nvidia.com/gpu": "4"}}),
+        group(
+            ["cpu", "nvidia.com/gpu"],
+            {"h100": {"cpu": "64", "nvidia.com/gpu": "8"}, "a100": {"cpu": "64", "nvidia.com/gpu": "4"}},
+        ),
     ],
     {
         "flavorsReservation": [{"name": "h100", "resources": [{"name": "nvidia.com/gpu", "total": "6"}]}],
