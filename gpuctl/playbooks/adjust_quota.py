@@ -55,7 +55,15 @@ from gpuctl.playbooks.quota_rules import (
     used_field,
 )
 from gpuctl.playbooks.spec import Action, spell_duration
-from gpuctl.playbooks.stepkit import StepCalls, StepDone, changed_since_plan, dry_run, run_steps, wait_until
+from gpuctl.playbooks.stepkit import (
+    StepCalls,
+    StepDone,
+    changed_since_plan,
+    dry_run,
+    run_steps,
+    wait_until,
+    write_on_fresh,
+)
 from gpuctl.state.resources import GPU
 
 SET_QUOTA = Action.set_resourcequota.value
@@ -237,15 +245,18 @@ class AdjustQuota:
     # -- execute ------------------------------------------------------------------------------
     async def execute(self, plan: Plan, ctx: ExecContext) -> Report:
         async def apply(step: Step, calls: StepCalls) -> str:
-            ref = _ref(step.target)
-            fresh = await calls.track(ctx.clients.reader.get(ref))
-            if (why := drift(step, fresh.object)) is not None:
-                raise StepDone("refused", why)
             change = step.changes[0]
-            current, _ = current_value(step, fresh.object)
-            if current == change.after:
-                raise StepDone("skipped", f"{change.field} is already {change.after}")
-            await calls.track(self._write(ctx.clients.acting, step, fresh))
+
+            def still_planned(fresh: ObjectResult) -> None:
+                if (why := drift(step, fresh.object)) is not None:
+                    raise StepDone("refused", why)
+                if current_value(step, fresh.object)[0] == change.after:
+                    raise StepDone("skipped", f"{change.field} is already {change.after}")
+
+            ref, acting = _ref(step.target), ctx.clients.acting
+            await write_on_fresh(
+                calls, lambda: ctx.clients.reader.get(ref), still_planned, lambda fresh: self._write(acting, step, fresh)
+            )
             message = f"{change.field}: {change.before} → {change.after}"
             if (due := revert_at(plan, ctx.now())) is not None:
                 message += f"; revert due at {due:%Y-%m-%dT%H:%M:%SZ}"

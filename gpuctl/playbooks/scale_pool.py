@@ -22,7 +22,7 @@ live cluster, so its undo is blocked with the plan command that does it.
 from __future__ import annotations
 
 from gpuctl.errors import NotFound
-from gpuctl.playbooks.acting import EvictionResult
+from gpuctl.playbooks.acting import EvictionResult, ObjectResult
 from gpuctl.playbooks.context import DeadlinePassed
 from gpuctl.playbooks.discovery import CLUSTER_API, KARPENTER, served_version
 from gpuctl.playbooks.kubeapi import JSON, ObjectRef
@@ -63,7 +63,7 @@ from gpuctl.playbooks.pool_steps import (
     write,
 )
 from gpuctl.playbooks.quantities import number, quantity
-from gpuctl.playbooks.stepkit import StepCalls, StepDone, dry_run, run_steps, wait_until
+from gpuctl.playbooks.stepkit import StepCalls, StepDone, dry_run, run_steps, wait_until, write_on_fresh
 from gpuctl.state.resources import GPU
 
 
@@ -198,11 +198,11 @@ class ScalePool:
         drain = bool(request.args.get("drain"))
         infos: list[MachineInfo] = []
         machines = {m["metadata"]["name"]: m for m in await machines_of(clients.reader, version, md)}
-        for name, obj in machines.items():
-            node = ((obj.get("status") or {}).get("nodeRef") or {}).get("name")
+        for name, machine_obj in machines.items():
+            node = ((machine_obj.get("status") or {}).get("nodeRef") or {}).get("name")
             pods = await gpu_pods_on(clients.reader, node, guard.protected) if node else ()
-            marked = DELETE_MACHINE_ANNOTATION in (obj["metadata"].get("annotations") or {})
-            infos.append(MachineInfo(name, obj["metadata"].get("uid", ""), node, marked, pods))
+            marked = DELETE_MACHINE_ANNOTATION in (machine_obj["metadata"].get("annotations") or {})
+            infos.append(MachineInfo(name, machine_obj["metadata"].get("uid", ""), node, marked, pods))
         victims = choose_victims(infos, remove, drain=drain)
         draft.blocked += victims.blocked
         if len(victims.machines) > remove:
@@ -222,18 +222,15 @@ class ScalePool:
             if machine.node is not None:
                 await self._plan_cordon(planning, clients, machine)
         for machine in victims.machines:
-            machine_obj = machines[machine.name]
-            before = MARK_VALUE if machine.marked else None
+            target = target_of(machines[machine.name], "Machine", f"{CLUSTER_API}/{version}")
             if not machine.marked:
-                mark = clients.acting.annotate(
-                    object_ref(target_of(obj, "Machine")), {DELETE_MACHINE_ANNOTATION: MARK_VALUE}, dry_run=True
-                )
+                mark = clients.acting.annotate(object_ref(target), {DELETE_MACHINE_ANNOTATION: MARK_VALUE}, dry_run=True)
                 planning.refused(await dry_run(draft.blocked, mark))
             draft.steps.append(
                 Step(
                     action=MARK,
-                    target=target_of(machine_obj, "Machine", f"{CLUSTER_API}/{version}"),
-                    changes=(Change(field=MARK_FIELD, before=before, after=MARK_VALUE),),
+                    target=target,
+                    changes=(Change(field=MARK_FIELD, before=MARK_VALUE if machine.marked else None, after=MARK_VALUE),),
                     detail=f"Machine {machine.name} (node {machine.node or 'none yet'}) goes"
                     + (" (already marked)" if machine.marked else ""),
                 )
@@ -330,20 +327,28 @@ class ScalePool:
         async def apply(step: Step, calls: StepCalls) -> str:
             if step.action == EVICT:
                 return await self._evict(step, calls, ctx)
-            fresh = await calls.track(ctx.clients.reader.get(object_ref(step.target)))
-            if (why := drift(step, fresh.object)) is not None:
-                raise StepDone("refused", why)
-            change = step.changes[0]
-            if read_field(change.field, fresh.object) == change.after:
-                raise StepDone("skipped", f"{change.field} is already {change.after}")
-            await calls.track(write(ctx.clients.acting, step, fresh))
-            message = f"{change.field}: {change.before} → {change.after}"
-            if step.action == CORDON and step.target.name not in drained:
-                arrived = await gpu_pods_on(ctx.clients.reader, step.target.name)
-                if arrived:
-                    listed = ", ".join(p.key for p in arrived)
-                    raise StepDone("refused", f"cordoned, but GPU pods arrived since the plan: {listed}; the node is not removed")
-            return message
+            change, ref = step.changes[0], object_ref(step.target)
+            # A node planned idle must still be: checked before cordoning it and, for a pod landing in between, after.
+            idle = step.action == CORDON and step.target.name not in drained
+            if idle and (arrived := await _gpu_pods(ctx, step.target.name)):
+                raise StepDone("refused", f"GPU pods arrived since the plan: {arrived}; the node is not removed")
+
+            def still_planned(fresh: ObjectResult) -> None:
+                if (why := drift(step, fresh.object)) is not None:
+                    raise StepDone("refused", why)
+                if read_field(change.field, fresh.object) == change.after:
+                    raise StepDone("skipped", f"{change.field} is already {change.after}")
+
+            written = await write_on_fresh(
+                calls, lambda: ctx.clients.reader.get(ref), still_planned, lambda fresh: write(ctx.clients.acting, step, fresh)
+            )
+            if idle and (arrived := await _gpu_pods(ctx, step.target.name)):
+                uncordon = {"spec": {"unschedulable": False}}
+                await calls.track(ctx.clients.acting.patch(ref, uncordon, resource_version=written.resource_version))
+                raise StepDone(
+                    "refused", f"GPU pods arrived since the plan: {arrived}; uncordoned again, the node is not removed"
+                )
+            return f"{change.field}: {change.before} → {change.after}"
 
         return await run_steps(plan, ctx, apply)
 
@@ -457,6 +462,11 @@ class ScalePool:
         if evicted:
             draft.warnings.append(f"evicted pods are not brought back (their controllers recreate them): {', '.join(evicted)}")
         return draft if draft.steps else None
+
+
+async def _gpu_pods(ctx: ExecContext, node: str) -> str:
+    """The GPU pods on a node now, listed for a message ('' when none)."""
+    return ", ".join(p.key for p in await gpu_pods_on(ctx.clients.reader, node))
 
 
 def _drained_nodes(plan: Plan) -> set[str]:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol, TypeVar
 
 from gpuctl.errors import ApiRejected, ClusterError, Conflict, Forbidden, NotFound
+from gpuctl.playbooks.acting import ObjectResult
 from gpuctl.playbooks.context import DeadlinePassed
 from gpuctl.playbooks.kubeapi import JSON, ApiCall
 from gpuctl.playbooks.logic import ExecContext, Report, StepOutcome
@@ -85,6 +86,31 @@ class StepDone(Exception):
 
 
 Handler = Callable[[Step, StepCalls], Awaitable[str]]
+# Writes on a just-read version that meet a Conflict before one lands: controllers write status
+# all the time (the quota controller, Karpenter), which moves the version but not what the plan set.
+WRITE_ATTEMPTS = 3
+
+
+async def write_on_fresh(
+    calls: StepCalls,
+    read: Callable[[], Awaitable[ObjectResult]],
+    check: Callable[[ObjectResult], None],
+    write: Callable[[ObjectResult], Awaitable[R]],
+) -> R:
+    """Read, `check` the plan still holds (it raises StepDone otherwise), write on exactly that version.
+
+    A Conflict means something wrote in between: read and check again, so a change that matters
+    refuses the step and one that does not (a status update) does not fail it; after
+    WRITE_ATTEMPTS conflicts the Conflict stands."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        fresh = await calls.track(read())
+        check(fresh)
+        try:
+            return await calls.track(write(fresh))
+        except Conflict:
+            if attempt == WRITE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _refusal(error: ClusterError) -> tuple[Status, str]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from gpuctl.errors import Conflict, Forbidden
 from gpuctl.identity import Identity, Requester
-from gpuctl.playbooks.acting import ActingClient
+from gpuctl.playbooks.acting import ActingClient, ObjectResult
 from gpuctl.playbooks.adjust_quota import LOGIC as ADJUST_QUOTA
 from gpuctl.playbooks.adjust_quota import drift as quota_drift
 from gpuctl.playbooks.adjust_quota import revert_at
@@ -32,7 +34,7 @@ from gpuctl.playbooks.pool_steps import (
     read_field,
 )
 from gpuctl.playbooks.scale_pool import LOGIC as SCALE_POOL
-from gpuctl.playbooks.stepkit import StepCalls, StepDone, run_steps
+from gpuctl.playbooks.stepkit import WRITE_ATTEMPTS, StepCalls, StepDone, run_steps, write_on_fresh
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 REQUESTER = Requester(identity=Identity(user="user-a", groups=("team-a",)), via="cli")
@@ -226,3 +228,41 @@ async def test_a_conflict_is_a_refusal_that_says_so() -> None:
 
     result = await run_steps(plan("adjust-quota", [quota_step(1, 2)]), _context([], []), handler)
     assert result.outcomes[0].status == "refused" and "changed since it was read (Conflict)" in result.outcomes[0].message
+
+
+async def test_a_conflict_rereads_and_checks_again_before_writing_again() -> None:
+    answered = _Answer(200).call
+    versions = iter(["1", "2", "3", "4"])
+    checked: list[str] = []
+    conflicts = [True, False]
+
+    async def read() -> ObjectResult:
+        return ObjectResult(call=answered, object={"metadata": {"resourceVersion": next(versions)}})
+
+    def check(fresh: ObjectResult) -> None:
+        checked.append(fresh.resource_version)
+
+    async def write(fresh: ObjectResult) -> ObjectResult:
+        if conflicts.pop(0):
+            raise Conflict("changed", status=409, reason="Conflict")
+        return fresh
+
+    calls = StepCalls(_context([], []), 0)
+    written = await write_on_fresh(calls, read, check, write)
+    assert written.resource_version == "2" and checked == ["1", "2"]
+
+    async def always_conflicts(fresh: ObjectResult) -> ObjectResult:
+        raise Conflict("changed", status=409, reason="Conflict")
+
+    checked.clear()
+    versions = iter(str(v) for v in range(10))
+    with pytest.raises(Conflict):
+        await write_on_fresh(calls, read, check, always_conflicts)
+    assert len(checked) == WRITE_ATTEMPTS
+
+    def refuse(fresh: ObjectResult) -> None:
+        raise StepDone("refused", "changed in what matters")
+
+    with pytest.raises(StepDone) as refused:
+        await write_on_fresh(calls, read, refuse, always_conflicts)
+    assert refused.value.status == "refused"
