@@ -131,6 +131,11 @@ class AdjustQuota:
         self.verify_timeout_s = verify_timeout_s
         self.poll_s = poll_s
 
+    @staticmethod
+    def revert_at(plan: Plan, executed_at: datetime) -> datetime | None:
+        """When the engine runs this plan's undo on its own (revert_after); None: never."""
+        return revert_at(plan, executed_at)
+
     # -- plan ---------------------------------------------------------------------------------
     async def plan(self, request: PlanRequest, clients: Clients) -> Draft:
         args = request.args

@@ -66,6 +66,13 @@ def target_of(obj: JSON, kind: str, api_version: str = "v1") -> TargetRef:
     )
 
 
+def replicas_of(machine_deployment: JSON) -> int:
+    """Its desired replicas: spec.replicas, or (left unset, before CAPI's webhook defaults it) what it has."""
+    spec, status = machine_deployment.get("spec") or {}, machine_deployment.get("status") or {}
+    replicas = spec.get("replicas")
+    return int(replicas if replicas is not None else status.get("replicas") or 0)
+
+
 def read_field(field: str, obj: JSON) -> Any:
     """The value of a step's field in the object as read now, spelt as the plan spells it."""
     spec, meta = obj.get("spec") or {}, obj.get("metadata") or {}
@@ -76,7 +83,7 @@ def read_field(field: str, obj: JSON) -> Any:
     if field == MARK_FIELD:
         return MARK_VALUE if DELETE_MACHINE_ANNOTATION in (meta.get("annotations") or {}) else None
     if field == REPLICAS_FIELD:
-        return spec.get("replicas")
+        return replicas_of(obj)
     if field == LIMIT_FIELD:
         return number(quantity((spec.get("limits") or {}).get(GPU)))
     raise ValueError(f"scale-pool has no step field {field!r}")

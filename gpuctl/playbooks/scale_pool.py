@@ -59,6 +59,7 @@ from gpuctl.playbooks.pool_steps import (
     inverse,
     object_ref,
     read_field,
+    replicas_of,
     target_of,
     write,
 )
@@ -74,7 +75,8 @@ class _Planning:
         self.draft = Draft(scopes=[Scope(kind="pool", name=pool)], locks=[LockTarget(kind="pool", name=pool)])
         self.dry_runs_passed = True
 
-    def refused(self, result: object) -> None:
+    def tried(self, result: object) -> None:
+        """Note a dry run's result (None: the API server refused it)."""
         self.dry_runs_passed = self.dry_runs_passed and result is not None
 
 
@@ -130,7 +132,7 @@ class ScalePool:
         draft.blocked += blocked
         draft.warnings += warnings
         patch = {"spec": {"limits": {GPU: str(new)}}}
-        planning.refused(
+        planning.tried(
             await dry_run(draft.blocked, clients.acting.patch(ref, patch, resource_version=read.resource_version, dry_run=True))
         )
         shown = "none" if before is None else before
@@ -155,8 +157,7 @@ class ScalePool:
         read = await clients.reader.get(ref)
         md = read.object
         annotations = md["metadata"].get("annotations") or {}
-        spec_replicas = (md.get("spec") or {}).get("replicas")
-        current = int(spec_replicas if spec_replicas is not None else (md.get("status") or {}).get("replicas") or 0)
+        current = replicas_of(md)
         blocked, warnings = size_checks(str(provider), current, target, autoscaler_bounds(annotations), max_nodes=guard.max_nodes)
         draft.blocked += blocked
         draft.warnings += warnings
@@ -179,7 +180,7 @@ class ScalePool:
         if target < current:
             await self._plan_removal(planning, request, clients, version, md, current - target)
         scale = clients.acting.scale(ref, target, resource_version=read.resource_version, dry_run=True)
-        planning.refused(await dry_run(draft.blocked, scale))
+        planning.tried(await dry_run(draft.blocked, scale))
         draft.steps.append(
             Step(
                 action=SCALE,
@@ -225,7 +226,7 @@ class ScalePool:
             target = target_of(machines[machine.name], "Machine", f"{CLUSTER_API}/{version}")
             if not machine.marked:
                 mark = clients.acting.annotate(object_ref(target), {DELETE_MACHINE_ANNOTATION: MARK_VALUE}, dry_run=True)
-                planning.refused(await dry_run(draft.blocked, mark))
+                planning.tried(await dry_run(draft.blocked, mark))
             draft.steps.append(
                 Step(
                     action=MARK,
@@ -243,7 +244,7 @@ class ScalePool:
         target = target_of(node, "Node")
         cordoned = bool((node.get("spec") or {}).get("unschedulable"))
         cordon = clients.acting.patch(object_ref(target), {"spec": {"unschedulable": True}}, dry_run=True)
-        planning.refused(await dry_run(draft.blocked, cordon))
+        planning.tried(await dry_run(draft.blocked, cordon))
         pods = f", then evict its {len(machine.gpu_pods)} GPU pods" if machine.gpu_pods else " (no GPU pods)"
         draft.steps.append(
             Step(
@@ -255,7 +256,7 @@ class ScalePool:
         )
         for pod in machine.gpu_pods:
             trial = await dry_run(draft.blocked, clients.acting.evict(pod.namespace, pod.name, uid=pod.uid, dry_run=True))
-            planning.refused(trial)
+            planning.tried(trial)
             if trial is not None and trial.outcome == "pdb_refused":
                 draft.warnings.append(
                     f"a PodDisruptionBudget refuses evicting {pod.key} now ({trial.message}): the run retries until its deadline"
