@@ -11,8 +11,9 @@
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
      ├── NotReady               the first data did not arrive in time
      ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
-     └── AuditError             the audit log cannot be opened, read or written
-          └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
+     ├── AuditError             the audit log cannot be opened, read or written
+     │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
+     └── MigConfigInvalid       a mig-parted config that cannot be parsed or applied
 
 The TUI shows `str(error)` in a toast, the bot posts it to Slack, the CLI prints
 it on one line: so messages say what failed *and* what to do, without a traceback.
@@ -111,6 +112,11 @@ class AuditTampered(AuditError):
     """The audit log's hash chain is broken: a record was edited, removed, reordered or forged."""
 
 
+class MigConfigInvalid(GpuctlError):
+    """A mig-parted config file that does not parse, lacks the named config, or
+    asks for MIG devices the node's GPUs cannot hold."""
+
+
 __all__ = [
     "AuditError",
     "AuditTampered",
@@ -120,6 +126,7 @@ __all__ = [
     "FileProblem",
     "GpuctlError",
     "MetricsUnavailable",
+    "MigConfigInvalid",
     "NotReady",
     "ParameterError",
     "PlaybookError",
