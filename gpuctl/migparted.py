@@ -95,9 +95,7 @@ class MigPartedConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     version: Literal["v1"]
-    mig_configs: dict[str, Annotated[tuple[MigConfigEntry, ...], Field(min_length=1)]] = Field(
-        alias="mig-configs", min_length=1
-    )
+    mig_configs: dict[str, Annotated[tuple[MigConfigEntry, ...], Field(min_length=1)]] = Field(alias="mig-configs", min_length=1)
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> MigPartedConfig:
@@ -120,9 +118,7 @@ class MigPartedConfig(BaseModel):
             return self.mig_configs[name]
         except KeyError:
             known = ", ".join(sorted(self.mig_configs))
-            raise MigConfigInvalid(
-                f"MIG config {name!r} is not in {source}", hint=f"it has: {known}"
-            ) from None
+            raise MigConfigInvalid(f"MIG config {name!r} is not in {source}", hint=f"it has: {known}") from None
 
 
 # -- GPU models -----------------------------------------------------------------
@@ -255,14 +251,10 @@ def check_fits(devices: Mapping[str, int], model: MigGpuModel, *, gpu: int) -> N
     memory = sum(model.profiles[n].memory_slices * c for n, c in wanted.items())
     if compute > 7 or memory > 8:
         layout = " + ".join(f"{c}× {n}" for n, c in wanted.items())
-        raise MigConfigInvalid(
-            f"GPU {gpu}: {layout} needs {compute}/7 compute and {memory}/8 memory slices on {model.product}"
-        )
+        raise MigConfigInvalid(f"GPU {gpu}: {layout} needs {compute}/7 compute and {memory}/8 memory slices on {model.product}")
 
 
-def apply_config(
-    entries: Sequence[MigConfigEntry], model: MigGpuModel, current: Sequence[GpuLayout]
-) -> tuple[GpuLayout, ...]:
+def apply_config(entries: Sequence[MigConfigEntry], model: MigGpuModel, current: Sequence[GpuLayout]) -> tuple[GpuLayout, ...]:
     """The layout after applying a named config to GPUs now laid out as `current`.
 
     Entries apply in order to the GPUs they match (device filter, indices), as
