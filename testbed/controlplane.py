@@ -64,10 +64,18 @@ OPERATOR = Identity("gpuctl-operator", ("gpuctl:operators",))
 IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR)
 
 
+def cached_directory(script: Path) -> Path:
+    """Run a test-bed build/fetch script (cached by version: instant when warm);
+    returns the directory it prints on its last line."""
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def build_binaries() -> Path:
     """Build (or find cached) binaries; returns their directory."""
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
-    return Path(done.stdout.strip().splitlines()[-1])
+    return cached_directory(BUILD_SCRIPT)
 
 
 class ControlPlane:

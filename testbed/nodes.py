@@ -16,6 +16,7 @@ def gpu_node_object(
     labels: Mapping[str, str],
     resources: Mapping[str, int],
     taints: list[dict[str, str]] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Node with NVIDIA labels and GPU (or MIG) capacity, managed by kwok."""
     capacity = {**BASE_CAPACITY, **{key: str(value) for key, value in resources.items()}}
@@ -25,7 +26,7 @@ def gpu_node_object(
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {key: value},
+            "annotations": {**(annotations or {}), key: value},
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
