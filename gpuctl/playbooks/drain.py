@@ -27,7 +27,7 @@ from gpuctl.playbooks.context import DeadlinePassed
 from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
 from gpuctl.playbooks.logic import ExecContext, StepOutcome
 from gpuctl.playbooks.plan import Change, Step, TargetRef
-from gpuctl.playbooks.spec import Protected
+from gpuctl.playbooks.spec import Guardrails, Protected
 from gpuctl.sources.kube.trim import pod_gpu_requests, top_owner
 
 # DaemonSet GPU clients that name this label in their nodeSelector are paused by the MIG manager itself (v0.15).
@@ -114,6 +114,22 @@ def protection(pod: NodePod, protected: Protected) -> str | None:
     if pod.owner_kind == "DaemonSet":
         return "a DaemonSet pod comes back on a cordoned node"
     return None
+
+
+def refusals(node: str, leaving: Sequence[NodePod], *, drain: bool, guardrails: Guardrails) -> list[str]:
+    """Why the node cannot be emptied of `leaving` (its GPU pods that must go): not allowed to drain, protected pods
+    (whatever `on_match` says: a node that must be empty cannot skip one), more pods than the guardrail allows."""
+    if not leaving:
+        return []
+    if not drain:
+        listed = ", ".join(f"{p.key} ({p.gpu_count} GPU)" for p in leaving)
+        return [f"node {node} runs GPU pods: {listed}; plan with drain=true to evict them first"]
+    reasons = [f"{p.key} cannot be evicted: {why}" for p in leaving if (why := protection(p, guardrails.protected))]
+    if guardrails.max_pods is not None and len(leaving) > guardrails.max_pods:
+        reasons.append(
+            f"draining node {node} evicts {len(leaving)} GPU pods, more than the {guardrails.max_pods} allowed per run"
+        )
+    return reasons
 
 
 def node_opt_out(labels: Mapping[str, str], annotations: Mapping[str, str], protected: Protected) -> str | None:

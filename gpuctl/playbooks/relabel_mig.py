@@ -160,19 +160,7 @@ class RelabelMig:
 
         pods, _ = await drain.gpu_pods_on(clients.reader, node_name)
         leaving = [pod for pod in pods if drain.must_leave(pod)]
-        if leaving and not drain_pods:
-            listed = ", ".join(f"{p.key} ({p.gpu_count} GPU)" for p in leaving)
-            draft.blocked.append(
-                f"node {node_name} runs GPU pods: {listed}; the MIG manager does not drain them: plan with drain=true to evict them first"
-            )
-        elif leaving:
-            draft.blocked.extend(
-                f"{p.key} cannot be evicted: {why}" for p in leaving if (why := drain.protection(p, guardrails.protected))
-            )
-            if guardrails.max_pods is not None and len(leaving) > guardrails.max_pods:
-                draft.blocked.append(
-                    f"draining node {node_name} evicts {len(leaving)} GPU pods, more than the {guardrails.max_pods} allowed per run"
-                )
+        draft.blocked.extend(drain.refusals(node_name, leaving, drain=drain_pods, guardrails=guardrails))
 
         node_ref = TargetRef(kind="Node", name=node_name, uid=node.uid, resource_version=node.resource_version)
         cordons = not node.unschedulable
