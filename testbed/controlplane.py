@@ -61,7 +61,10 @@ USER_B = Identity("user-b", ("team-b",))
 # The service identity gpuctl's bot and playbooks run as: it may impersonate the
 # humans it acts for, and nothing else until a test grants it.
 OPERATOR = Identity("gpuctl-operator", ("gpuctl:operators",))
-IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR)
+# May read nodes, pods and namespaces and nothing else: what gpuctl shows when
+# RBAC hides quotas, ReplicaSets, Jobs and PodDisruptionBudgets.
+VIEWER = Identity("gpu-viewer", ("gpuctl:viewers",))
+IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR, VIEWER)
 
 
 def cached_directory(script: Path) -> Path:
@@ -146,7 +149,7 @@ class ControlPlane:
         """Kill kube-apiserver and bring it back on the same port (watch-recovery tests)."""
         apiserver = self.components["kube-apiserver"]
         apiserver.stop(grace_s=2)
-        await asyncio.sleep(down_for_s)
+        await asyncio.sleep(down_for_s)  # the outage the test asked for, not a wait for a state
         await apiserver.start(timeout_s=90)
 
     async def compact_etcd(self) -> int:
@@ -314,6 +317,21 @@ class ControlPlane:
                         "metadata": {"name": "gpuctl:impersonator"},
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:impersonator"},
                         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRole",
+                        "metadata": {"name": "gpuctl:viewer"},
+                        "rules": [
+                            {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"], "verbs": ["get", "list", "watch"]}
+                        ],
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRoleBinding",
+                        "metadata": {"name": "gpuctl:viewer"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:viewer"},
+                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:viewers"}],
                     },
                 ],
             )
