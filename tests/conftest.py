@@ -28,6 +28,10 @@
   `CAPI_CLUSTER` in namespace `CAPI_NAMESPACE`: create MachineDeployments
   there (testbed.capi_provider.machine_deployment_object) and kwok nodes
   follow their replicas.
+- `karpenter`: the real Karpenter controller with its kwok cloud provider
+  (testbed.karpenter.Karpenter; KWOKNodeClass `default` Ready, GPU instance
+  types testbed.karpenter.GPU_INSTANCE_TYPES): create NodePools
+  (testbed.karpenter.node_pool_object) and pending pods get kwok nodes.
 
 Nothing starts unless a test asks for it, so unit tests stay fast.
 """
@@ -50,6 +54,7 @@ from testbed.crds import InstalledCrds, fetch_crds
 from testbed.crds import install_crds as install_upstream_crds
 from testbed.fleet_loader import load_fleet, wait_nodes_ready
 from testbed.gpu_operator import OPERATOR_NAMESPACE, default_mig_parted_config, mig_config_map
+from testbed.karpenter import Karpenter, build_karpenter
 from testbed.kube import RestClient, apply_objects, client_for, install_crds, load_manifests
 from testbed.mig_manager import MigManagerSim
 from testbed.nodes import gpu_node_object
@@ -167,3 +172,16 @@ async def capi_provider(admin: RestClient, upstream_crds: InstalledCrds) -> Asyn
         yield provider
     finally:
         await provider.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def karpenter(
+    control_plane: ControlPlane, admin: RestClient, upstream_crds: InstalledCrds, tmp_path_factory
+) -> AsyncIterator[Karpenter]:
+    bin_dir = await asyncio.to_thread(build_karpenter)
+    controller = Karpenter(control_plane, tmp_path_factory.mktemp("karpenter"), bin_dir)
+    try:
+        await controller.start(admin)
+        yield controller
+    finally:
+        controller.stop()
