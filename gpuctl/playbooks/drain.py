@@ -28,7 +28,7 @@ from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
 from gpuctl.playbooks.logic import ExecContext, StepOutcome
 from gpuctl.playbooks.plan import Change, Step, TargetRef
 from gpuctl.playbooks.spec import Guardrails, Protected
-from gpuctl.sources.kube.trim import pod_gpu_requests, top_owner
+from gpuctl.sources.kube.trim import controller_ref, pod_gpu_requests
 
 # DaemonSet GPU clients that name this label in their nodeSelector are paused by the MIG manager itself (v0.15).
 MIG_PAUSED_CLIENT_LABEL = "nvidia.com/gpu.deploy.client"
@@ -63,7 +63,7 @@ class NodePod:
             uid=meta.get("uid", ""),
             resource_version=meta.get("resourceVersion", ""),
             gpus=pod_gpu_requests(spec, obj),
-            owner_kind=top_owner(meta)[0],
+            owner_kind=controller_ref(meta)[0],
             priority_class=spec.get("priorityClassName"),
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),

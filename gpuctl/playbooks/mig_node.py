@@ -283,7 +283,7 @@ def what_to_check(namespace: str | None, node: str) -> str:
 
 
 def stuck_report(node: NodeFacts, *, profile: str, expected: Mapping[str, int], waited: str, namespace: str | None) -> str:
-    """Why the wait ended without an answer (`waited`: "after 900 s"), and what a person should look at."""
+    """Why the wait ended without an answer (`waited`: "after 15m"), and what a person should look at."""
     state = node.mig_state
     if state == "success" and dict(node.allocatable) == dict(expected):
         what = (

@@ -58,6 +58,7 @@ from gpuctl.playbooks.mig_node import (
 )
 from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
+from gpuctl.render.format import duration
 from gpuctl.sources.kube.reflector import Gone
 from gpuctl.state.pools import pool_for
 
@@ -473,7 +474,7 @@ class _Execution:
             pass
         except GpuctlError as e:  # the watch failed: what happened next is unknown, so nothing more is done
             return None, last, f"when watching the node failed ({e})"
-        return None, last, f"after {timeout_s:.0f} s"
+        return None, last, f"after {duration(timeout_s)}"
 
 
 async def node_versions(reader: ActingClient, name: str, since: str) -> AsyncGenerator[Mapping[str, Any]]:

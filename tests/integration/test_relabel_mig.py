@@ -364,7 +364,7 @@ async def test_stuck_in_pending_is_reported_and_the_node_stays_cordoned(bed: Bed
 
     assert _statuses(report) == ["done", "failed", "skipped"]
     message = report.outcomes[1].message
-    assert f"{MIG_STATE_LABEL} on {node} is still pending after 3 s" in message
+    assert f"{MIG_STATE_LABEL} on {node} is still pending after 3s" in message
     assert "the node stays cordoned" in message
     assert "app=nvidia-mig-manager" in message and "nvidia-operator-validator" in message
     after = await _read(bed, node)
