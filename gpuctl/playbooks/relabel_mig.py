@@ -265,14 +265,15 @@ class RelabelMig:
 
         The Draft evicts nothing: GPU pods that landed since make it stale (plan
         relabel-mig again with drain=true). Its steps pin the node's uid, not a
-        resourceVersion (unknown until it is read again); scopes are the original run's."""
+        resourceVersion (unknown until it is read again)."""
         step = _label_step(plan)
         index = plan.steps.index(step)
         if not any(o.index == index and o.status == "done" for o in report.outcomes):
             return None
         change = label_change(step)
         node = step.target.model_copy(update={"resource_version": None})
-        draft = Draft(locks=[LockTarget(kind="node", name=node.name)])
+        # The original run's policy scopes (Plan.scopes, which the engine adds): an undo is authorized where the run was.
+        draft = Draft(scopes=list(getattr(plan, "scopes", ())), locks=[LockTarget(kind="node", name=node.name)])
         if change.before is None:
             draft.blocked.append(
                 f"node {node.name} had no {MIG_CONFIG_LABEL} before: choose a profile (e.g. all-disabled) and plan relabel-mig"
