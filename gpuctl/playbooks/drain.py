@@ -177,9 +177,10 @@ UNCORDON: JSON = {"spec": {"unschedulable": None}}  # as `kubectl uncordon`: the
 
 
 async def dry_run_steps(
-    acting: ActingClient, steps: Sequence[Step], label_patch: JSON | None = None
+    acting: ActingClient, steps: Sequence[Step], node_patches: Mapping[str, JSON] | None = None
 ) -> tuple[list[str], list[str]]:
-    """Each node write and eviction of `steps` as a server-side dry run as the requester.
+    """Each eviction, cordon and uncordon of `steps`, and each node step `node_patches` has a patch for (by action),
+    as a server-side dry run as the requester.
 
     Returns (blocked, warnings): a refusal blocks the plan; a budget that refuses
     an eviction now only warns (the run retries it until its deadline)."""
@@ -199,7 +200,7 @@ async def dry_run_steps(
                 elif result.outcome != "evicted":
                     blocked.append(f"{target.namespace}/{target.name} changed while planning ({result.message}): plan again")
                 continue
-            patch = {"cordon_node": CORDON, "uncordon_node": UNCORDON}.get(step.action, label_patch)
+            patch = {"cordon_node": CORDON, "uncordon_node": UNCORDON, **(node_patches or {})}.get(step.action)
             if patch is not None:
                 await acting.patch(node_ref(target), patch, resource_version=target.resource_version, dry_run=True)
         except GpuctlError as e:

@@ -191,7 +191,7 @@ class RelabelMig:
                 "pods, ResourceQuotas and Kueue flavors must request the new resource names"
             )
         if not draft.blocked:
-            blocked, warnings = await drain.dry_run_steps(clients.acting, draft.steps, _label_patch(profile))
+            blocked, warnings = await drain.dry_run_steps(clients.acting, draft.steps, {"set_node_label": _label_patch(profile)})
             draft.blocked.extend(blocked)
             draft.warnings.extend(warnings)
             draft.dry_run = "server" if not blocked else "none"

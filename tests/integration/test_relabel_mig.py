@@ -61,6 +61,7 @@ class Bed:
     requester: Requester
     reader: ActingClient
     namespace: str  # where the tests' GPU pods run
+    sent: list[ApiCall]  # every request made through `api`
 
     def clients(self, requester: Requester | None = None) -> Clients:
         who = requester or self.requester
@@ -84,7 +85,8 @@ async def bed(admin: RestClient, mig_manager: MigManagerSim, operator_connection
                                                 "verbs": ["get", "list", "watch"]}]),
         ],
     )  # fmt: skip
-    api = KubeApi(operator_connection)
+    sent: list[ApiCall] = []
+    api = KubeApi(operator_connection, on_call=sent.append)
     requester = Requester(identity=Identity(user="user-a", groups=("team-a", admins)), via="cli")
     reader = ActingClient(api, Identity(user="gpuctl-reader", groups=(readers,)))
     acting = ActingClient(api, requester.identity)
@@ -99,7 +101,7 @@ async def bed(admin: RestClient, mig_manager: MigManagerSim, operator_connection
         return all([(await check).allowed for check in checks])
 
     await poll(granted, timeout_s=10, what="the test grants to reach RBAC")
-    return Bed(admin, mig_manager, api, requester, reader, namespace)
+    return Bed(admin, mig_manager, api, requester, reader, namespace, sent)
 
 
 async def _node(bed: Bed, **kwargs: Any) -> str:
@@ -206,9 +208,11 @@ def _statuses(report: Report) -> list[str]:
 
 async def test_plan_cordons_evicts_relabels_and_uncordons_all_dry_run(bed: Bed) -> None:
     node = await _node(bed, product=H100, gpus=8, strategy="single", applied="all-disabled")
-    await _pods(bed, node, "train-0", "serve-0", labels={"app": "relabel-serve"})
+    await _pods(bed, node, "train-0")
+    await _pods(bed, node, "serve-0", labels={"app": "relabel-serve"})
     await apply_objects(bed.admin, [pod_disruption_budget("serve", bed.namespace, {"app": "relabel-serve"}, min_available=2)])
     before = await _read(bed, node)
+    bed.sent.clear()
 
     draft, plan = await _plan(bed, node, profile="all-1g.10gb", drain="true")
 
@@ -228,6 +232,13 @@ async def test_plan_cordons_evicts_relabels_and_uncordons_all_dry_run(bed: Bed) 
     ]
     assert label.gpus == 8 and "if the MIG manager reports failed: back to all-disabled" in (label.detail or "")
     assert plan.dry_run == "server"
+    # Every write of the plan was tried on the API server, as the requester, in order, and only tried.
+    writes = [c for c in bed.sent if c.method != "GET"]
+    assert [(c.method, c.path.split("?")[0].rsplit("/", 1)[-1]) for c in writes] == [
+        ("PATCH", node), ("POST", "eviction"), ("POST", "eviction"), ("PATCH", node), ("PATCH", node)
+    ]  # fmt: skip
+    assert all(c.dry_run and c.path.endswith("dryRun=All") and c.acting_as == bed.requester.identity for c in writes)
+    assert [c.status for c in writes] == [200, 429, 201, 200, 200]  # serve-0's budget says no; pods come in name order
     # The budget refuses now: a warning (the run retries until its deadline), not a refusal.
     assert any("serve-0" in w and "PodDisruptionBudget" in w for w in plan.warnings)
     assert draft.scopes == [Scope(kind="pool", name="train")]  # the snapshot's pool
