@@ -34,9 +34,10 @@ MachineDeployment, there are no rollouts and every Machine is up to date); no
 bootstrap or infrastructure objects; Machines go straight to `Running`, with no
 conditions; a removed Machine's Node is deleted at once — real CAPI cordons and
 drains it first, honouring PodDisruptionBudgets until `nodeDrainTimeout`; no
-webhooks (replicas left unset are defaulted here as CAPI's webhook does:
-the autoscaler min-size annotation, else 1); no MachineHealthChecks; the Cluster
-object is neither required nor read. `spec.paused` is honoured.
+webhooks (unset replicas are read as CAPI's webhook defaults a new
+MachineDeployment — the autoscaler min-size annotation, else 1 — without
+writing it back); no MachineHealthChecks; the Cluster object is neither
+required nor read. `spec.paused` is honoured.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from typing import Any
 
 from testbed.informer import changes
 from testbed.kube import Response, RestClient
-from testbed.nodes import gpu_node_object
+from testbed.nodes import PROVIDER_ID_PREFIX, gpu_node_object
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ class CapiProvider:
                     }
                 ],
             },
-            "spec": {**template["spec"], "providerID": f"kwok://{name}"},
+            "spec": {**template["spec"], "providerID": f"{PROVIDER_ID_PREFIX}{name}"},
         }
         await self._ok(self.client.create(machine), f"creating Machine {name}", also=(409,))
         await self._ok(self.client.create(self._node(md, name)), f"creating Node {name}", also=(409,))

@@ -12,15 +12,12 @@ webhooks is absent; schema and CEL validation are the API server's own.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from testbed.controlplane import REPO_ROOT, cached_directory
-from testbed.kube import RestClient, apply_objects
-from testbed.waiting import poll
+from testbed.kube import RestClient, install_crds
 
 FETCH_SCRIPT = REPO_ROOT / "testbed" / "fetch-crds.sh"
 
@@ -41,33 +38,12 @@ def fetch_crds() -> Path:
     return cached_directory(FETCH_SCRIPT)
 
 
-def load_crds(directory: Path) -> dict[str, list[dict[str, Any]]]:
-    """The CRD objects in `directory`, by project (sub-directory)."""
-    crds: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(directory.glob("*/*.yaml")):
-        docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-        crds.setdefault(path.parent.name, []).extend(d for d in docs if d.get("kind") == "CustomResourceDefinition")
-    return crds
+def crd_files(directory: Path) -> dict[str, list[Path]]:
+    """The fetched CRD files by project (`<directory>/<project>/*.yaml`)."""
+    return {p.name: sorted(p.glob("*.yaml")) for p in sorted(directory.iterdir()) if p.is_dir()}
 
 
-def _established(crd: dict[str, Any]) -> bool:
-    conditions = crd.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
-async def install_crds(client: RestClient, directory: Path, *, timeout_s: float = 60) -> InstalledCrds:
-    """Create the CRDs (existing ones are left alone) and wait until every one is Established."""
-    crds = load_crds(directory)
-    await apply_objects(client, [crd for project in crds.values() for crd in project])
-    installed = InstalledCrds({project: tuple(c["metadata"]["name"] for c in items) for project, items in crds.items()})
-
-    async def not_established() -> list[str]:
-        missing = []
-        for name in installed.names:
-            response = await client.get("CustomResourceDefinition", name)
-            if response.status != 200 or not _established(response.body):
-                missing.append(name)
-        return missing
-
-    await poll(not_established, lambda missing: not missing, timeout_s=timeout_s, what="upstream CRDs to be Established")
-    return installed
+async def install_upstream_crds(client: RestClient, directory: Path) -> InstalledCrds:
+    """Create the CRDs in `directory` (existing ones are left alone) and wait until each is Established."""
+    files = await asyncio.to_thread(crd_files, directory)
+    return InstalledCrds({project: tuple(await install_crds(client, *paths)) for project, paths in files.items()})

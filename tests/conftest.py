@@ -50,8 +50,7 @@ from gpuctl.sources.kube.connect import KubeConnection, connect
 from testbed.bed import Telemetry
 from testbed.capi_provider import CAPI_CLUSTER, CAPI_NAMESPACE, CapiProvider
 from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane, build_binaries
-from testbed.crds import InstalledCrds, fetch_crds
-from testbed.crds import install_crds as install_upstream_crds
+from testbed.crds import InstalledCrds, fetch_crds, install_upstream_crds
 from testbed.fleet_loader import load_fleet, wait_nodes_ready
 from testbed.gpu_operator import OPERATOR_NAMESPACE, default_mig_parted_config, mig_config_map
 from testbed.karpenter import Karpenter, build_karpenter
@@ -148,8 +147,7 @@ async def telemetry(fleet: Fleet, tmp_path_factory) -> AsyncIterator[Telemetry]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def mig_manager(admin: RestClient) -> AsyncIterator[MigManagerSim]:
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
-    await apply_objects(admin, [namespace, mig_config_map(default_mig_parted_config())])
+    await apply_objects(admin, [namespace_object(OPERATOR_NAMESPACE), mig_config_map(default_mig_parted_config())])
     sim = MigManagerSim(admin, namespace=OPERATOR_NAMESPACE)
     await sim.start()
     try:
@@ -165,7 +163,7 @@ async def upstream_crds(admin: RestClient) -> InstalledCrds:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def capi_provider(admin: RestClient, upstream_crds: InstalledCrds) -> AsyncIterator[CapiProvider]:
-    await apply_objects(admin, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CAPI_NAMESPACE}}])
+    await apply_objects(admin, [namespace_object(CAPI_NAMESPACE)])
     provider = CapiProvider(admin, cluster=CAPI_CLUSTER, namespace=CAPI_NAMESPACE)
     await provider.start()
     try:

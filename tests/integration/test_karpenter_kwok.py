@@ -4,18 +4,21 @@ gets a node — the knob the scale-pool playbook turns."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
 from testbed.karpenter import Karpenter, node_pool_object
 from testbed.kube import RestClient, apply_objects
+from testbed.objects import namespace_object, unique
 from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# Karpenter serves every pending pod it can: a taint of the test's own keeps other
+# tests' pending pods (the simulated fleet has some) out of this pool.
+POOL_TAINT = "gpuctl.io/test-pool"
 
 
 def _gpu_pod(name: str, namespace: str, pool: str, gpus: int) -> dict[str, Any]:
@@ -29,6 +32,7 @@ def _gpu_pod(name: str, namespace: str, pool: str, gpus: int) -> dict[str, Any]:
             # new nodes keep the not-ready taint admission gives them.
             "tolerations": [
                 {"operator": "Exists", "key": "nvidia.com/gpu"},
+                {"operator": "Equal", "key": POOL_TAINT, "value": pool, "effect": "NoSchedule"},
                 {"operator": "Exists", "key": "node.kubernetes.io/not-ready"},
             ],
             "containers": [
@@ -43,14 +47,18 @@ async def _node_of(admin: RestClient, pod: str, namespace: str) -> str | None:
 
 
 async def test_a_pending_gpu_pod_gets_a_node_until_the_pool_limit(admin: RestClient, karpenter: Karpenter) -> None:
-    pool = f"gpu-{uuid.uuid4().hex[:6]}"
+    pool = unique("gpu")
     namespace = pool
     await apply_objects(
         admin,
         [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            namespace_object(namespace),
             node_pool_object(
-                pool, instance_types=["p5.48xlarge"], gpu_limit=8, labels={"gpuctl.io/pool": pool}, taints=[GPU_TAINT]
+                pool,
+                instance_types=["p5.48xlarge"],
+                gpu_limit=8,
+                labels={"gpuctl.io/pool": pool},
+                taints=[GPU_TAINT, {"key": POOL_TAINT, "value": pool, "effect": "NoSchedule"}],
             ),
         ],
     )

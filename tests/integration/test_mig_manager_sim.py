@@ -3,7 +3,6 @@ relabel-mig playbook relies on, observed through a watch on the node."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from testbed.gpu_operator import OPERAND_DEPLOY_LABELS, OPERATOR_NAMESPACE, PAUS
 from testbed.informer import History, history
 from testbed.kube import RestClient, apply_objects
 from testbed.mig_manager import MigManagerSim
+from testbed.objects import unique
 from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
@@ -22,12 +22,8 @@ A100_40GB = "NVIDIA-A100-SXM4-40GB"
 A100_80GB = "NVIDIA-A100-SXM4-80GB"
 
 
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
 async def _node(admin: RestClient, **kwargs: Any) -> str:
-    name = _name("mig")
+    name = unique("mig")
     await apply_objects(admin, [mig_node_object(name, **kwargs)])
     return name
 
@@ -189,7 +185,7 @@ async def test_setting_the_same_value_again_does_nothing(admin: RestClient, mig_
 
 async def test_a_node_first_seen_with_a_pending_label_is_reconfigured(admin: RestClient, mig_manager: MigManagerSim) -> None:
     # The informer's AddFunc: the label's value when the node appears is applied.
-    node = _name("mig-new")
+    node = unique("mig-new")
     obj = mig_node_object(node, product=H100, gpus=8, strategy="single", labels={MIG_CONFIG_LABEL: "all-3g.40gb"})
     assert MIG_STATE_LABEL not in obj["metadata"]["labels"]
     await apply_objects(admin, [obj])

@@ -4,7 +4,6 @@ MachineDeployment's replicas."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -20,13 +19,10 @@ from testbed.capi_provider import (
 )
 from testbed.crds import InstalledCrds
 from testbed.kube import RestClient, apply_objects, object_path
+from testbed.objects import unique
 from testbed.waiting import poll
 
 pytestmark = pytest.mark.testbed
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 async def test_the_crds_are_established_with_the_versions_the_playbooks_use(
@@ -50,14 +46,14 @@ async def test_the_crds_are_established_with_the_versions_the_playbooks_use(
 async def test_schema_validation_is_the_upstream_one(admin: RestClient, upstream_crds: InstalledCrds) -> None:
     # A NodePool without a template is refused by Karpenter's own schema.
     response = await admin.create(
-        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": _name("np")}, "spec": {}}
+        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": unique("np")}, "spec": {}}
     )
     assert response.status == 422
     assert "spec.template" in response.body["message"]
 
 
 async def test_a_cluster_queue_nominal_quota_can_be_patched(admin: RestClient, upstream_crds: InstalledCrds) -> None:
-    flavor, queue = _name("h100"), _name("team-a")
+    flavor, queue = unique("h100"), unique("team-a")
     await apply_objects(
         admin,
         [
@@ -102,7 +98,7 @@ async def _status(admin: RestClient, name: str) -> dict[str, Any]:
 
 
 async def test_a_machine_deployment_scale_moves_kwok_nodes_and_status(admin: RestClient, capi_provider: CapiProvider) -> None:
-    name = _name("h100")
+    name = unique("h100")
     md = machine_deployment_object(
         name,
         CAPI_NAMESPACE,
@@ -149,7 +145,7 @@ async def test_a_machine_deployment_scale_moves_kwok_nodes_and_status(admin: Res
 
 
 async def test_unset_replicas_default_to_the_autoscaler_minimum(admin: RestClient, capi_provider: CapiProvider) -> None:
-    name = _name("a100")
+    name = unique("a100")
     md = machine_deployment_object(
         name,
         CAPI_NAMESPACE,
@@ -169,7 +165,7 @@ async def test_unset_replicas_default_to_the_autoscaler_minimum(admin: RestClien
 
 
 async def test_another_clusters_machine_deployment_is_left_alone(admin: RestClient, capi_provider: CapiProvider) -> None:
-    other, mine = _name("other"), _name("mine")
+    other, mine = unique("other"), unique("mine")
     for name, cluster in ((other, "someone-else"), (mine, CAPI_CLUSTER)):
         md = machine_deployment_object(name, CAPI_NAMESPACE, cluster=cluster, replicas=1, node_labels={"gpuctl.io/pool": name})
         assert (await admin.create(md)).status == 201
