@@ -68,8 +68,13 @@ async def test_a_pending_gpu_pod_gets_a_node_until_the_pool_limit(admin: RestCli
     assert created["metadata"]["labels"]["karpenter.sh/nodepool"] == pool
     assert created["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "p5.48xlarge"
     assert created["status"]["capacity"]["nvidia.com/gpu"] == "8"
-    claims = (await admin.list("NodeClaim", labelSelector=f"karpenter.sh/nodepool={pool}")).body["items"]
-    assert [c["status"].get("nodeName") for c in claims] == [node]
+
+    async def claimed_nodes() -> list[str | None]:
+        claims = (await admin.list("NodeClaim", labelSelector=f"karpenter.sh/nodepool={pool}")).body["items"]
+        return [c.get("status", {}).get("nodeName") for c in claims]
+
+    # The scheduler may bind the pod before Karpenter registers the node on its NodeClaim.
+    assert await poll(claimed_nodes, lambda names: bool(names) and None not in names, what="the NodeClaim's registration") == [node]
 
     # The pool is at its limit: Karpenter says so on the second pod instead of launching.
     await apply_objects(admin, [_gpu_pod("second", namespace, pool, 8)])
