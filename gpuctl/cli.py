@@ -3,9 +3,12 @@
 
 Exit codes:
   0    ok (a run that needs an approval was submitted; a plan with nothing to do)
-  1    other gpuctl error, a run that executed but failed or did not verify
+  1    other gpuctl error: a source stopped on an unexpected error (SourceStopped: the answer would
+       come from frozen data, so nothing is printed but the error); a run that executed but failed
+       or did not verify
   2    bad arguments or configuration (a bad playbook parameter, policy or playbook file)
-  3    cluster unreachable or unauthorised (credentials), a CRD gpuctl needs not installed
+  3    cluster unreachable or unauthorised (also when the first data did not arrive in time),
+       a CRD gpuctl needs not installed
   4    denied: gpuctl's policy (PolicyDenied) or the cluster's RBAC for the acting identity (403)
   5    the audit log is not intact (a record edited, removed, reordered or forged: `gpuctl audit verify`)
   6    refused, nothing changed: the kill switch is engaged, a target is locked by another run,
@@ -43,6 +46,7 @@ from gpuctl.playbooks.commands import add_parsers as playbook_parsers
 
 if TYPE_CHECKING:
     from gpuctl.playbooks.registry import Registry
+    from gpuctl.sources.base import Source
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_DENIED, EXIT_TAMPERED, EXIT_REFUSED = 4, 5, 6
@@ -141,11 +145,11 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO, sources: Sequence[Source] | None = None) -> int:
     from gpuctl.render.summary import render_summary
     from gpuctl.service import open_cluster
 
-    async with open_cluster(settings) as cluster:
+    async with open_cluster(settings, sources=sources) as cluster:
         snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
     out.write(snapshot.model_dump_json(indent=2) + "\n" if as_json else render_summary(snapshot))
     return EXIT_OK
@@ -158,9 +162,15 @@ def run_top(settings: Settings) -> int:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None, registry: Registry | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    sources: Sequence[Source] | None = None,
+    registry: Registry | None = None,
 ) -> int:
-    """Run one command; returns its exit code. `registry`: the playbooks' logic (tests; default gpuctl's own)."""
+    """Run one command; returns the exit code. `sources` replaces what the settings ask for, `registry`
+    the playbooks' logic (tests)."""
     out, err = out or sys.stdout, err or sys.stderr
     parser = build_parser()
     try:
@@ -191,7 +201,7 @@ def main(
 
         tune_gc()
         if args.command == "snapshot":
-            return asyncio.run(take_snapshot(settings, as_json=args.json, out=out))
+            return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
         return run_top(settings)
     except ConfigError as e:
         err.write(f"gpuctl: error: {e}\n")

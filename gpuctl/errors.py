@@ -10,10 +10,12 @@
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
      ├── NotReady               the first data did not arrive in time
+     ├── SourceStopped          a source stopped on an unexpected error: data incomplete (CLI exit 1)
      ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there (CLI exit 4)
      ├── AuditError             the audit log cannot be opened, read or written
      │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
      ├── LockHeld               another playbook run holds the target's Lease    (CLI exit 6)
+     ├── MigConfigInvalid       a mig-parted config that cannot be parsed or applied
      ├── RunRefused             a run may not go on now; nothing was changed     (CLI exit 6)
      │    ├── PlanStale             what the plan acts on changed since it was computed: plan again
      │    └── PlaybooksDisabled     the kill switch is engaged
@@ -82,6 +84,16 @@ class MetricsUnavailable(GpuctlError):
 
 class NotReady(GpuctlError):
     """The first list or the first metrics did not arrive before the deadline."""
+
+
+class SourceStopped(GpuctlError):
+    """A source stopped on an unexpected error (a bug or an answer gpuctl cannot read, not an
+    outage): what it fed is frozen, so an answer built on it would be incomplete."""
+
+    def __init__(self, source: str, error: str) -> None:
+        super().__init__(f"the {source} source stopped: {error}", hint="a gpuctl bug: please report it with the -v log")
+        self.source = source
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -191,6 +203,11 @@ class NotInstalled(ClusterError):
     """The API server does not serve a custom resource gpuctl needs (its CRD is not installed)."""
 
 
+class MigConfigInvalid(GpuctlError):
+    """A mig-parted config file that does not parse, lacks the named config, or
+    asks for MIG devices the node's GPUs cannot hold."""
+
+
 __all__ = [
     "AlreadyExists",
     "ApiRejected",
@@ -206,6 +223,7 @@ __all__ = [
     "GpuctlError",
     "LockHeld",
     "MetricsUnavailable",
+    "MigConfigInvalid",
     "NotFound",
     "NotInstalled",
     "NotReady",
@@ -217,5 +235,6 @@ __all__ = [
     "PolicyError",
     "RunFailed",
     "RunRefused",
+    "SourceStopped",
     "Unauthorized",
 ]

@@ -61,13 +61,24 @@ USER_B = Identity("user-b", ("team-b",))
 # The service identity gpuctl's bot and playbooks run as: it may impersonate the
 # humans it acts for, and nothing else until a test grants it.
 OPERATOR = Identity("gpuctl-operator", ("gpuctl:operators",))
-IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR)
+# May read nodes, pods and namespaces and nothing else: what gpuctl shows when
+# RBAC hides quotas, ReplicaSets, Jobs and PodDisruptionBudgets.
+VIEWER = Identity("gpu-viewer", ("gpuctl:viewers",))
+IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR, VIEWER)
+
+
+def cached_directory(script: Path) -> Path:
+    """Run a test-bed build/fetch script (cached by version: instant when warm);
+    returns the directory it prints on its last line."""
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def build_binaries() -> Path:
     """Build (or find cached) binaries; returns their directory."""
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
-    return Path(done.stdout.strip().splitlines()[-1])
+    return cached_directory(BUILD_SCRIPT)
 
 
 class ControlPlane:
@@ -138,7 +149,7 @@ class ControlPlane:
         """Kill kube-apiserver and bring it back on the same port (watch-recovery tests)."""
         apiserver = self.components["kube-apiserver"]
         apiserver.stop(grace_s=2)
-        await asyncio.sleep(down_for_s)
+        await asyncio.sleep(down_for_s)  # the outage the test asked for, not a wait for a state
         await apiserver.start(timeout_s=90)
 
     async def compact_etcd(self) -> int:
@@ -185,7 +196,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
             log_dir=self.log_dir,
-            ready=lambda: _http_ok(f"{client}/health"),
+            ready=lambda: http_ok(f"{client}/health"),
         )
 
     def _apiserver(self) -> Component:
@@ -241,7 +252,7 @@ class ControlPlane:
                 "--resource-quota-sync-period=10s",
             ],
             log_dir=self.log_dir,
-            ready=lambda: _http_ok(f"https://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"https://127.0.0.1:{port}/healthz"),
         )
 
     def _scheduler(self) -> Component:
@@ -250,7 +261,7 @@ class ControlPlane:
             "kube-scheduler",
             [str(self.bin_dir / "kube-scheduler"), *self._admin_kube_args(port)],
             log_dir=self.log_dir,
-            ready=lambda: _http_ok(f"https://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"https://127.0.0.1:{port}/healthz"),
         )
 
     def _kwok(self) -> Component:
@@ -271,7 +282,7 @@ class ControlPlane:
             log_dir=self.log_dir,
             # kwok also reads ~/.kwok/kwok.yaml: give it a home of its own.
             env={"HOME": str(self.workdir)},
-            ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         )
 
     # -- readiness and bootstrap ----------------------------------------------
@@ -282,7 +293,7 @@ class ControlPlane:
         return context
 
     async def _apiserver_ready(self) -> bool:
-        return await _http_ok(f"{self.server}/readyz", ssl_context=self.admin_ssl())
+        return await http_ok(f"{self.server}/readyz", ssl_context=self.admin_ssl())
 
     async def _bootstrap(self) -> None:
         """Cluster-wide objects every test relies on."""
@@ -307,11 +318,26 @@ class ControlPlane:
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:impersonator"},
                         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
                     },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRole",
+                        "metadata": {"name": "gpuctl:viewer"},
+                        "rules": [
+                            {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"], "verbs": ["get", "list", "watch"]}
+                        ],
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRoleBinding",
+                        "metadata": {"name": "gpuctl:viewer"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:viewer"},
+                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:viewers"}],
+                    },
                 ],
             )
 
 
-async def _http_ok(url: str, *, ssl_context: ssl.SSLContext | None = None) -> bool:
+async def http_ok(url: str, *, ssl_context: ssl.SSLContext | None = None) -> bool:
     timeout = aiohttp.ClientTimeout(total=3)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         try:

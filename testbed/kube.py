@@ -8,6 +8,7 @@ and a test can act as any identity (each has its own client certificate).
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -31,10 +32,12 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "ResourceQuota": ("/api/v1", "resourcequotas", True),
     "ConfigMap": ("/api/v1", "configmaps", True),
+    "Secret": ("/api/v1", "secrets", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
     "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
     "Job": ("/apis/batch/v1", "jobs", True),
+    "CronJob": ("/apis/batch/v1", "cronjobs", True),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
@@ -43,6 +46,17 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
     "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    # Custom resources of the upstream CRDs the test bed installs (testbed/crds.py).
+    "Cluster": ("/apis/cluster.x-k8s.io/v1beta2", "clusters", True),
+    "MachineDeployment": ("/apis/cluster.x-k8s.io/v1beta2", "machinedeployments", True),
+    "MachineSet": ("/apis/cluster.x-k8s.io/v1beta2", "machinesets", True),
+    "Machine": ("/apis/cluster.x-k8s.io/v1beta2", "machines", True),
+    "ClusterQueue": ("/apis/kueue.x-k8s.io/v1beta2", "clusterqueues", False),
+    "LocalQueue": ("/apis/kueue.x-k8s.io/v1beta2", "localqueues", True),
+    "ResourceFlavor": ("/apis/kueue.x-k8s.io/v1beta2", "resourceflavors", False),
+    "NodePool": ("/apis/karpenter.sh/v1", "nodepools", False),
+    "NodeClaim": ("/apis/karpenter.sh/v1", "nodeclaims", False),
+    "KWOKNodeClass": ("/apis/karpenter.kwok.sh/v1alpha1", "kwoknodeclasses", False),
 }
 
 
@@ -77,7 +91,7 @@ class RestClient:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | list[Any] | None = None,
         *,
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
@@ -115,9 +129,41 @@ class RestClient:
         path = object_path(kind, name, namespace) + (f"/{subresource}" if subresource else "")
         return await self.request("PATCH", path, patch, content_type="application/merge-patch+json")
 
-    async def evict(self, name: str, namespace: str) -> Response:
+    async def watch(
+        self, kind: str, namespace: str | None = None, *, resource_version: str, timeout_s: int = 60, **params: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One watch request's events (`{"type", "object"}`), from `resource_version`
+        until the server closes the stream after about `timeout_s`. A refused
+        watch yields one ERROR event carrying the Status."""
+        query = {
+            **params,
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+        }
+        # Not under the request semaphore: a watch holds its connection for minutes.
+        async with self._session.get(
+            f"{self.server}{collection_path(kind, namespace)}",
+            params=query,
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30),
+        ) as response:
+            if response.status != 200:
+                yield {"type": "ERROR", "object": await response.json(content_type=None)}
+                return
+            pending = b""
+            async for chunk in response.content.iter_any():
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+
+    async def evict(self, name: str, namespace: str, *, dry_run: bool = False) -> Response:
+        """POST an Eviction; `dry_run`: the server checks the budgets and deletes nothing."""
         body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
-        return await self.request("POST", object_path("Pod", name, namespace) + "/eviction", body)
+        params = {"dryRun": "All"} if dry_run else None
+        return await self.request("POST", object_path("Pod", name, namespace) + "/eviction", body, params=params)
 
 
 class ApplyFailed(RuntimeError):

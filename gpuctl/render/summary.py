@@ -9,22 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gpuctl.model import Snapshot
+from gpuctl.render.format import duration as human_duration
 
 TOP_IDLE = 10
 
 
 def duration(seconds: float | None) -> str:
-    """'45s', '12m', '2h05m', '3d04h'."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """'45s', '12m', '2h05m', '3d04h'; '-' when unknown (plain ASCII: pipes and chat)."""
+    return human_duration(seconds, unknown="-")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> list[str]:
@@ -50,6 +42,8 @@ def health_lines(snap: Snapshot) -> list[str]:
     line = f"cluster: {where}, {state}"
     if watch.relists:
         line += f", {watch.relists} re-list(s)"
+    if watch.objects_skipped:
+        line += f", {watch.objects_skipped} object(s) unreadable, left out"
     if watch.error:
         line += f" - {watch.error}"
     m = f"metrics: {metrics.source}"
@@ -61,7 +55,8 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += f" - {metrics.error}"
     if metrics.series_rejected:
         m += f" ({metrics.series_rejected} series rejected)"
-    return [line, m]
+    stopped = [f"STOPPED: {f.source} since {f.since:%H:%M:%S}Z - {f.error}" for f in snap.failures]
+    return [*stopped, line, m]
 
 
 def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:

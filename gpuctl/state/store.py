@@ -20,19 +20,22 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from gpuctl.clock import Clock, utcnow
-from gpuctl.model import Alert, Changes, MetricsHealth, Snapshot, WatchHealth
+from gpuctl.model import Alert, Changes, MetricsHealth, Snapshot, SourceFailure, WatchHealth
 from gpuctl.state.changes import ChangeLog, diff
 from gpuctl.state.idle import DEFAULT_GRACE_S, DEFAULT_THRESHOLD_PCT, DEFAULT_WINDOW_S, IdleClock
 from gpuctl.state.join import Joiner, JoinInputs, Rows
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import (
+    JobRecord,
     Kind,
     MetricsBatch,
     NamespaceRecord,
     NodeRecord,
+    PdbRecord,
     PodRecord,
     QuotaRecord,
     Record,
+    ReplicaSetRecord,
 )
 
 MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
@@ -43,6 +46,9 @@ _KIND_OF: dict[type, Kind] = {
     PodRecord: Kind.POD,
     QuotaRecord: Kind.QUOTA,
     NamespaceRecord: Kind.NAMESPACE,
+    ReplicaSetRecord: Kind.REPLICASET,
+    JobRecord: Kind.JOB,
+    PdbRecord: Kind.PDB,
 }
 
 
@@ -67,6 +73,7 @@ class ClusterStore:
         self._max_cache_age = timedelta(seconds=refresh_s)
         self._records: dict[Kind, dict[str, Record]] = {kind: {} for kind in Kind}
         self._listed: set[Kind] = set()
+        self._unreadable: frozenset[Kind] = frozenset()
         self._epoch = 0
         self._batch: MetricsBatch | None = None
         self._metrics_source: MetricsSourceName = "none"
@@ -76,6 +83,7 @@ class ClusterStore:
         self._watch = WatchHealth(source="none")
         self._last_event: datetime | None = None
         self._alerts: tuple[Alert, ...] = ()
+        self._failures: tuple[SourceFailure, ...] = ()
         self._generation = 0
         self._cached: Snapshot | None = None
         self._cached_until: datetime | None = None
@@ -133,6 +141,18 @@ class ClusterStore:
         """Kinds that have had at least one full list (`replace`)."""
         return frozenset(self._listed)
 
+    def set_unreadable(self, kinds: Iterable[Kind]) -> None:
+        """Kinds the source may not list (RBAC): their records are missing, not absent."""
+        kinds = frozenset(kinds)
+        if kinds != self._unreadable:
+            self._unreadable = kinds
+            self._changed()
+
+    @property
+    def known(self) -> frozenset[Kind]:
+        """Kinds whose records are the whole truth: listed, and not unreadable."""
+        return frozenset(self._listed) - self._unreadable
+
     @property
     def epoch(self) -> int:
         """Counts `replace` calls: a change means whole kinds were swapped out."""
@@ -180,6 +200,26 @@ class ClusterStore:
             self._metrics_source = name
             self._changed()
 
+    def source_failed(self, source: str, error: str) -> None:
+        """A source stopped on an unexpected error: record it, and mark what it fed as no longer live.
+
+        The watch health (when `source` fed it) turns disconnected and the metrics (when
+        `source` fed them) stale, both with the error and no retry, so a consumer that only
+        reads those still sees the frozen data for what it is."""
+        failure = SourceFailure(source=source, error=error, since=self._clock())
+        self._failures += (failure,)
+        message = f"the {source} source stopped: {error}"
+        if source == self._watch.source:
+            self._watch = self._watch.model_copy(update={"connected": False, "error": message, "retry_at": None})
+        if source == self._metrics_source:
+            self._metrics_error, self._metrics_retry_at = message, None
+        self._changed()
+
+    @property
+    def failures(self) -> tuple[SourceFailure, ...]:
+        """Sources that stopped on an unexpected error, in the order they stopped."""
+        return self._failures
+
     def set_alerts(self, alerts: Sequence[Alert]) -> None:
         alerts = tuple(alerts)
         if alerts != self._alerts:
@@ -200,6 +240,10 @@ class ClusterStore:
             pods=self._records[Kind.POD],  # type: ignore[arg-type]
             quotas=self._records[Kind.QUOTA],  # type: ignore[arg-type]
             namespaces=self._records[Kind.NAMESPACE],  # type: ignore[arg-type]
+            replicasets=self._records[Kind.REPLICASET],  # type: ignore[arg-type]
+            jobs=self._records[Kind.JOB],  # type: ignore[arg-type]
+            pdbs=self._records[Kind.PDB],  # type: ignore[arg-type]
+            known=self.known,
             batch=self._batch,
             idle=self._idle,
             pool_order=self._pool_order,
@@ -224,8 +268,10 @@ class ClusterStore:
             pods=joined.pods,
             namespaces=joined.namespaces,
             alerts=self._alerts,
+            pdbs=joined.pdbs,
             metrics=self._metrics_health(now),
             watch=self._watch_health(),
+            failures=self._failures,
         )
         self._rows = joined.rows
         if joined.fresh:
