@@ -163,10 +163,10 @@ async def _engine_verb(args: argparse.Namespace, settings: Settings, out: TextIO
             plan = await engine.plan(who, args.name, parse_assignments(args.param), key=key)
             return await _submit(engine, args, out, who, plan, key=key)
         if verb == "undo":
-            submitted = await engine.undo(who, args.run)
-            if not args.json:
-                out.write(render_plan(submitted.plan))
-            return await _carry_on(engine, args, out, who, submitted)
+            from gpuctl.playbooks.engine import undo_key
+
+            plan = await engine.plan_undo(who, args.run)
+            return await _submit(engine, args, out, who, plan, key=undo_key(args.run), undo_of=args.run)
         if verb in ("approve", "deny"):
             if verb == "approve":
                 run = await engine.approve(who, args.run, comment=args.comment)
@@ -181,7 +181,9 @@ async def _engine_verb(args: argparse.Namespace, settings: Settings, out: TextIO
         return 0
 
 
-async def _submit(engine: Engine, args: argparse.Namespace, out: TextIO, who: Requester, plan: Plan, *, key: str) -> int:
+async def _submit(
+    engine: Engine, args: argparse.Namespace, out: TextIO, who: Requester, plan: Plan, *, key: str, undo_of: str | None = None
+) -> int:
     from gpuctl.render.plan import render_plan
 
     if not args.json:
@@ -193,7 +195,7 @@ async def _submit(engine: Engine, args: argparse.Namespace, out: TextIO, who: Re
     if not args.yes and not _confirm("submit this plan?", out):
         out.write("not submitted\n")
         return 0
-    return await _carry_on(engine, args, out, who, await engine.submit(plan, key=key))
+    return await _carry_on(engine, args, out, who, await engine.submit(plan, key=key, undo_of=undo_of))
 
 
 async def _carry_on(engine: Engine, args: argparse.Namespace, out: TextIO, who: Requester, submitted: Submitted) -> int:

@@ -405,8 +405,8 @@ class Engine:
 
     # --- undo ------------------------------------------------------------------------------------
 
-    async def undo(self, requester: Requester, name: str, *, key: str | None = None) -> Submitted:
-        """Plan the inverse of a finished run from its recorded before-state, and submit it as a new run."""
+    async def plan_undo(self, requester: Requester, name: str) -> Plan:
+        """The inverse of a finished run, planned from its recorded before-state (for `requester` to submit)."""
         plan, report = await self._finished(name)
         playbook = self.catalog.get(plan.playbook)
         if not playbook.reversible:
@@ -415,8 +415,52 @@ class Engine:
         draft = self.registry.logic_for(playbook).undo(plan, report)
         if draft is None or not draft.steps:
             raise RunRefused(f"run {name} left nothing to undo")
-        undo_plan = seal(draft, playbook, plan.parameters, requester, self.clock(), None)
-        return await self.submit(undo_plan, key=key or f"undo:{name}", undo_of=name)
+        return seal(draft, playbook, plan.parameters, requester, self.clock(), None)
+
+    async def undo(self, requester: Requester, name: str, *, key: str | None = None) -> Submitted:
+        """Plan the undo of run `name` and submit it as a new run linked to it (key: `undo:<name>`)."""
+        return await self.submit(await self.plan_undo(requester, name), key=key or undo_key(name), undo_of=name)
+
+    def revert_due(self, run: PlaybookRun) -> datetime | None:
+        """When a Succeeded run's own plan says to undo it (adjust-quota's revert_after), if it does.
+
+        A logic opts in with `revert_at(plan, executed_at) -> datetime | None`; executed_at is when
+        the run was claimed for execution."""
+        playbook = self.catalog.playbooks.get(run.spec.playbook)
+        claimed = next((c.last_transition_time for c in run.status.conditions if c.type == "Executing"), None)
+        if run.status.phase != "Succeeded" or playbook is None or claimed is None:
+            return None
+        revert_at = getattr(self.registry.logic_for(playbook), "revert_at", None)
+        return None if revert_at is None else revert_at(self._plan_of(run), claimed)
+
+    async def revert(self, name: str, *, by: Requester) -> Submitted:
+        """Submit run `name`'s undo because its approved plan said so, approved by that run's approval.
+
+        The same undo run a person would submit (key `undo:<name>`: never both), planned for the
+        original requester; its approval names the original approver and why it needs no new one."""
+        run = await self.store.get(name)
+        original = self._plan_of(run)
+        requester = original.requester.model_copy(update={"via": by.via, "detail": by.detail})
+        submitted = await self.submit(await self.plan_undo(requester, name), key=undo_key(name), undo_of=name)
+        granted = [a for a in run.status.approvals if a.decision == "Approved"]
+        if submitted.duplicate or submitted.phase != "AwaitingApproval" or not granted:
+            return submitted
+        undo_plan, first = submitted.plan, granted[-1]
+        approval = Approval(
+            user=first.user, groups=first.groups, via=by.via, decision="Approved", at=self.clock(),
+            comment=f"revert planned in run {name}, approved by {first.user} at {first.at:%Y-%m-%d %H:%M} UTC",
+            plan_fingerprint=undo_plan.fingerprint,
+        )  # fmt: skip
+
+        def approve(current: PlaybookRun) -> RunStatus | None:
+            if current.status.phase != "AwaitingApproval":
+                return None
+            return current.status.model_copy(update={"phase": "Approved", "approvals": (approval,)})
+
+        await self.store.change(submitted.run_id, approve)
+        await self._record(submitted.run_id, EventKind.APPROVED, None, {"fingerprint": undo_plan.fingerprint,
+                                                                        "revert_of": name, "approved_in_run_by": first.user})  # fmt: skip
+        return submitted.model_copy(update={"phase": "Approved"})
 
     async def _finished(self, name: str) -> tuple[Plan, Report]:
         """A finished run's plan and report: from its PlaybookRun, or (a local run) from the audit log."""
@@ -464,6 +508,11 @@ class Engine:
                 except NotFound:
                     pass  # a local run, or one deleted since
         return names
+
+
+def undo_key(name: str) -> str:
+    """The idempotency key of run `name`'s undo: one undo per run, whoever asks."""
+    return f"undo:{name}"
 
 
 def _denier(error: Exception) -> str:

@@ -8,8 +8,10 @@ duration. Only the leader picks up runs: it lists PlaybookRuns, then watches
 them, and starts every run that becomes Approved (a run also needs its own
 claim, a compare-and-swap on its status, so even two processes that both
 believed they led could not execute one run twice). It expires runs whose
-approval window passed, and on start records the runs a crashed predecessor
-left mid-execution as Interrupted (never executing them again).
+approval window passed, submits the undo of runs whose approved plan said to
+revert them by a time (adjust-quota's revert_after: Engine.revert), and on
+start records the runs a crashed predecessor left mid-execution as Interrupted
+(never executing them again).
 
 A leader that loses its Lease stops picking up runs; runs it already started
 finish (they hold their own target Leases).
@@ -83,6 +85,7 @@ class Executor:
         runs = self.engine.store.runs
         listed = await runs.list()
         await self._expire_due(listed.runs)
+        await self._revert_due(listed.runs)
         for run in listed.runs:
             self._consider(run)
         async with runs.watch(listed.resource_version, timeout_s=self.lease_s) as events:
@@ -108,6 +111,19 @@ class Executor:
         else:
             self.executed.append(outcome)
             log.info("run %s: %s (%s)", name, outcome.phase, outcome.message)
+
+    async def _revert_due(self, runs: tuple[PlaybookRun, ...]) -> None:
+        """Submit (pre-approved) the undo of every Succeeded run whose plan's revert time has come."""
+        now = self.engine.clock()
+        for run in runs:
+            try:
+                due = self.engine.revert_due(run)
+                if due is not None and now >= due:
+                    submitted = await self.engine.revert(run.name, by=self.by)
+                    if not submitted.duplicate:
+                        log.info("run %s: revert due at %s submitted as %s", run.name, due, submitted.run_id)
+            except GpuctlError as e:
+                log.warning("could not revert run %s: %s", run.name, e)
 
     async def _expire_due(self, runs: tuple[PlaybookRun, ...]) -> None:
         now = self.engine.clock()

@@ -16,12 +16,12 @@ authorized in and the targets it locks: an approver's policy check reads them.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, computed_field, model_validator
 
+from gpuctl.audit.canonical import canonical_bytes
 from gpuctl.identity import Requester
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.policy import Scope
@@ -134,7 +134,9 @@ def fingerprint(
     scopes: tuple[Scope, ...] = (),
     locks: tuple[LockTarget, ...] = (),
 ) -> str:
-    """sha256 over the canonical JSON of what the plan does (playbook, parameters, steps) and where (scopes, locks)."""
+    """sha256 over the canonical JSON (RFC 8785) of what the plan does (playbook, parameters, steps) and where
+    (scopes, locks). Canonical, so the plan's JSON read back from anywhere hashes the same: the API server
+    gives a PlaybookRun's 600.0 back as 600, and RFC 8785 writes both as 600."""
     body: dict[str, Any] = {
         "v": PLAN_VERSION,
         "playbook": playbook,
@@ -144,5 +146,4 @@ def fingerprint(
     if scopes or locks:  # a plan without them hashes as before
         body["scopes"] = [scope.model_dump(mode="json") for scope in scopes]
         body["locks"] = [lock.model_dump(mode="json") for lock in locks]
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_bytes(body)).hexdigest()

@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from gpuctl.audit.backend import open_audit
+from gpuctl.clock import Clock, utcnow
 from gpuctl.config import Settings
 from gpuctl.model import Snapshot
 from gpuctl.playbooks.acting import ActingClient
@@ -57,11 +58,12 @@ async def open_engine(
     catalog: Catalog | None = None,
     host: str | None = None,
     lock_wait_s: float = 10.0,
+    clock: Clock = utcnow,
 ) -> AsyncIterator[Engine]:
     """An Engine for `settings`; `registry` and `catalog` replace the built-in ones (tests, sites).
 
     `host` names this process in Leases and the audit log (default: the host name); a run whose
-    target another run holds waits up to `lock_wait_s` for it."""
+    target another run holds waits up to `lock_wait_s` for it; `clock` is the wall clock (tests)."""
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.playbooks_dir)
     policy = await asyncio.to_thread(load_policy, settings.policy, playbooks=list(catalog.playbooks))
@@ -73,10 +75,10 @@ async def open_engine(
         async with open_audit(settings.audit) as audit:
             switch = KillSwitch(api, settings.gpuctl_namespace, disabled_here=settings.playbooks_disabled)
             runner = Runner(api, audit, namespace=settings.gpuctl_namespace, check_switch=switch.check,
-                            snapshots=snapshots, host=host, lock_wait_s=lock_wait_s)  # fmt: skip
+                            snapshots=snapshots, host=host, lock_wait_s=lock_wait_s, clock=clock)  # fmt: skip
             engine = Engine(
                 api=api, own=own, catalog=catalog, policy=policy, registry=registry or Registry(), audit=audit,
-                namespace=settings.gpuctl_namespace, snapshots=snapshots, runner=runner,
+                namespace=settings.gpuctl_namespace, snapshots=snapshots, runner=runner, clock=clock,
             )  # fmt: skip
             await engine.recover()
             yield engine

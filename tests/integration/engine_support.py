@@ -23,6 +23,7 @@ import yaml
 from gpuctl.audit.backend import open_audit
 from gpuctl.audit.records import AuditRecord
 from gpuctl.cli import main
+from gpuctl.clock import Clock, utcnow
 from gpuctl.config import Settings, load_settings
 from gpuctl.errors import GpuctlError, NotFound
 from gpuctl.identity import Identity, Requester
@@ -219,11 +220,13 @@ async def hard(admin: RestClient, namespace: str, name: str = "gpus-0") -> str:
 @contextlib.asynccontextmanager
 async def engine_at(
     plane: ControlPlane, directory: Path, namespace: str, *, gate: Gate | None = None, host: str = "test",
-    identity: Cert = OPERATOR,
+    identity: Cert = OPERATOR, real: bool = False, clock: Clock = utcnow,
 ) -> AsyncIterator[Engine]:  # fmt: skip
-    """An engine as `identity` (the service identity by default), its audit log and policy in `directory`."""
+    """An engine as `identity` (the service identity by default), its audit log and policy in `directory`;
+    the playbooks' logic is QuotaLogic, or with `real` gpuctl's own modules."""
     config = settings(plane.kubeconfig(identity), directory, namespace)
-    async with open_engine(config, registry=registry(gate), host=host, lock_wait_s=1.0) as engine:
+    logic = Registry() if real else registry(gate)
+    async with open_engine(config, registry=logic, host=host, lock_wait_s=1.0, clock=clock) as engine:
         yield engine
 
 
@@ -243,10 +246,11 @@ def cli_flags(plane: ControlPlane, directory: Path, namespace: str, identity: Ce
             "--playbooks-dir", str(directory / "playbooks")]  # fmt: skip
 
 
-def cli(*args: str, gate: Gate | None = None) -> tuple[int, str, str]:
-    """`gpuctl ARGS` in this process with the test logic; (exit code, stdout, stderr). Call it in a thread."""
+def cli(*args: str, gate: Gate | None = None, real: bool = False) -> tuple[int, str, str]:
+    """`gpuctl ARGS` in this process with the test logic (or, `real`, gpuctl's own); (exit code, stdout,
+    stderr). Call it in a thread."""
     out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), out=out, err=err, registry=registry(gate))
+    code = main(list(args), out=out, err=err, registry=None if real else registry(gate))
     return code, out.getvalue(), err.getvalue()
 
 

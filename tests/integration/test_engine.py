@@ -8,6 +8,7 @@ the playbook logic is tests/integration/engine_support.QuotaLogic (adjust-quota 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,41 @@ async def test_cli_plan_run_approve_runs(admin: RestClient, control_plane: Contr
     # Acting for someone the policy does not cover is refused before anything is read.
     code, _, err = await asyncio.to_thread(cli, "playbook", "runs", "--as", "alice", *common)
     assert code == 4 and "testbed-admin may not act as alice" in err
+    await audit_intact(tmp_path)
+
+
+async def test_cli_runs_gpuctls_own_adjust_quota_end_to_end(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    async with engine_at(control_plane, tmp_path, engine_home) as engine:
+        team_a = await team_namespace(admin, engine, "a")
+    common = cli_flags(control_plane, tmp_path, engine_home)
+    as_a, as_b = ["--as", "user-a", "--as-group", "team-a"], ["--as", "user-b", "--as-group", "team-b"]
+
+    async def gpuctl(*args: str) -> tuple[int, str, str]:
+        return await asyncio.to_thread(cli, *args, *common, real=True)
+
+    code, out, err = await gpuctl("playbook", "run", APPROVED, "-p", f"namespace={team_a}", "-p", "quota=12", "--yes",
+                                  "--key", f"real-{team_a}", *as_a)  # fmt: skip
+    assert code == 0, err
+    assert f"ResourceQuota/{team_a}/gpus-0" in out and "awaiting approval" in out
+    run = run_name(APPROVED, f"real-{team_a}")
+    assert (await gpuctl("playbook", "approve", run, *as_b))[0] == 0
+    code, out, err = await gpuctl("playbook", "execute", run, *as_a)
+    assert code == 0, err
+    assert f"run {run}: Succeeded" in out and "check " in out
+    assert await hard(admin, team_a) == "12"
+
+    code, out, err = await gpuctl("playbook", "undo", run, "--yes", *as_a)
+    assert code == 0, err
+    undo = run_name(APPROVED, f"undo:{run}")
+    assert f"submitted run {undo}" in out
+    assert (await gpuctl("playbook", "approve", undo, *as_b))[0] == 0
+    assert (await gpuctl("playbook", "execute", undo, *as_a))[0] == 0
+    assert await hard(admin, team_a) == "4"
+    code, out, _ = await gpuctl("playbook", "runs", "--json", *as_a)
+    phases = {r["name"]: r["status"]["phase"] for r in json.loads(out)}
+    assert phases[run] == "Undone" and phases[undo] == "Succeeded"
     await audit_intact(tmp_path)
 
 

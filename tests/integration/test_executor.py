@@ -1,6 +1,7 @@
 """`gpuctl executor` against the real API server: of two executors only the leader executes an approved
-run, once; when the leader goes, the other takes over. And a process SIGKILLed mid-run: the next start
-records it as interrupted (audit log) and Interrupted (its phase), and it is never executed again."""
+run (gpuctl's own adjust-quota), once; when the leader goes, the other takes over. And a process
+SIGKILLed mid-run: the next start records it as interrupted (audit log) and Interrupted (its phase),
+and it is never executed again."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gpuctl.audit.records import EventKind
+from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import RunRefused
 from gpuctl.playbooks.engine import Engine
 from gpuctl.playbooks.executor import Executor
@@ -49,9 +52,11 @@ class Replica:
 
 
 @contextlib.asynccontextmanager
-async def replica(plane: ControlPlane, directory: Path, namespace: str, name: str) -> AsyncIterator[Replica]:
+async def replica(
+    plane: ControlPlane, directory: Path, namespace: str, name: str, clock: Clock = utcnow
+) -> AsyncIterator[Replica]:
     """An executor replica in this process (its own connection and engine), stopped on exit."""
-    async with engine_at(plane, directory, namespace, host=name) as engine:
+    async with engine_at(plane, directory, namespace, host=name, real=True, clock=clock) as engine:
         executor = Executor(engine, name=name, lease_s=3)
         running = Replica(executor, asyncio.create_task(executor.run(), name=name))
         try:
@@ -60,8 +65,8 @@ async def replica(plane: ControlPlane, directory: Path, namespace: str, name: st
             await running.stop()
 
 
-async def approved_run(engine: Engine, namespace: str, quota: str) -> str:
-    plan = await engine.plan(USER_A, APPROVED, {"namespace": namespace, "quota": quota}, key=(k := key()))
+async def approved_run(engine: Engine, namespace: str, quota: str, **more: str) -> str:
+    plan = await engine.plan(USER_A, APPROVED, {"namespace": namespace, "quota": quota, **more}, key=(k := key()))
     run = (await engine.submit(plan, key=k)).run_id
     await engine.approve(USER_B, run)
     return run
@@ -70,7 +75,7 @@ async def approved_run(engine: Engine, namespace: str, quota: str) -> str:
 async def test_only_the_leader_executes_and_another_takes_over(
     admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
 ) -> None:
-    async with engine_at(control_plane, tmp_path, engine_home) as front:  # the bot, say: submits and approves
+    async with engine_at(control_plane, tmp_path, engine_home, real=True) as front:  # the bot, say: submits and approves
         team_a = await team_namespace(admin, front, "a")
         async with (
             replica(control_plane, tmp_path, engine_home, "executor-0") as first,
@@ -128,4 +133,34 @@ async def test_a_process_killed_mid_run_is_interrupted_not_executed_again(
         with pytest.raises(RunRefused):
             await engine.execute(run, by=USER_A)
     assert [await hard(admin, team_a, f"gpus-{i}") for i in (0, 1)] == ["8", "4"]  # half done, and said so
+    await audit_intact(tmp_path)
+
+
+async def test_a_quota_granted_for_a_while_is_reverted_by_the_executor(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    later = [timedelta(0)]  # how far the executor's clock runs ahead
+
+    def clock() -> datetime:
+        return utcnow() + later[0]
+
+    async with (
+        engine_at(control_plane, tmp_path, engine_home, real=True) as front,
+        replica(control_plane, tmp_path, engine_home, "executor-0", clock=clock) as executor,
+    ):
+        team_a = await team_namespace(admin, front, "a")
+        run = await approved_run(front, team_a, "8", revert_after="10m")
+        await poll(lambda: front.store.get(run), lambda r: r.status.phase == "Succeeded", what=f"{run} to succeed")
+        assert await hard(admin, team_a) == "8"
+
+        later[0] = timedelta(minutes=11)
+        await poll(lambda: front.store.get(run), lambda r: r.status.phase == "Undone", what=f"{run} to be reverted")
+        undo = front.store.runs  # the revert is a run of its own, approved by the grant's approval
+        reverts = [r for r in (await undo.list()).runs if r.labels.get("gpuctl.io/undo-of") == run]
+        assert len(reverts) == 1 and reverts[0].status.phase == "Succeeded"
+        (approval,) = reverts[0].status.approvals
+        assert approval.user == "user-b" and f"revert planned in run {run}" in (approval.comment or "")
+        assert [o.run_id for o in executor.executor.executed] == [run, reverts[0].name]
+    assert await hard(admin, team_a) == "4"
+    assert kinds(await records(tmp_path, run))[-2:] == ["undo_started", "undone"]
     await audit_intact(tmp_path)

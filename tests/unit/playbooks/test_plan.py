@@ -33,3 +33,11 @@ def test_a_plan_reads_back_from_its_json_and_its_fingerprint_must_match() -> Non
     data["steps"][1]["changes"][0]["after"] = "80"  # edited after it was fingerprinted
     with pytest.raises(ValidationError, match="does not match the plan's content"):
         Plan.model_validate(data)
+
+
+def test_the_fingerprint_survives_the_api_servers_number_spelling() -> None:
+    """Kubernetes stores a PlaybookRun's 600.0 and gives back 600: both must hash alike."""
+    plan = quota_plan().model_copy(update={"parameters": {"namespace": "team-a", "quota": 8, "revert_after": 600.0}})
+    data = plan.model_dump(mode="json")
+    data["parameters"]["revert_after"] = 600
+    assert Plan.model_validate(data).fingerprint == plan.fingerprint
