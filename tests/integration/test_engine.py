@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from gpuctl.audit.records import EventKind
+from gpuctl.clock import utcnow
 from gpuctl.errors import Forbidden, LockHeld, NotFound, NotInstalled, PlanStale, PlaybooksDisabled, PolicyDenied, RunRefused
 from gpuctl.playbooks.killswitch import CONFIGMAP
+from gpuctl.playbooks.plan import Plan
 from gpuctl.playbooks.runs import run_name
 from testbed.controlplane import ControlPlane
 from testbed.kube import RestClient, apply_objects, install_crds
@@ -156,6 +159,36 @@ async def test_approved_by_someone_else_executed_as_the_requester_and_undone(
     await audit_intact(tmp_path)
 
 
+async def test_denied_withdrawn_and_expired_runs_never_execute(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    async with engine_at(control_plane, tmp_path, engine_home) as engine:
+        team_a = await team_namespace(admin, engine, "a")
+
+        async def submitted() -> str:
+            plan = await engine.plan(USER_A, APPROVED, {"namespace": team_a, "quota": "8"}, key=(k := key()))
+            return (await engine.submit(plan, key=k)).run_id
+
+        denied, withdrawn, lapsing = await submitted(), await submitted(), await submitted()
+        assert (await engine.deny(USER_B, denied, reason="not this sprint")).status.phase == "Denied"
+        assert (await engine.deny(USER_A, withdrawn, reason="typo")).status.phase == "Cancelled"
+        with pytest.raises(RunRefused):
+            await engine.approve(USER_B, denied)
+    # Nine hours later (approvals lapse after 8): approving expires it instead.
+    async with engine_at(control_plane, tmp_path, engine_home, clock=lambda: utcnow() + timedelta(hours=9)) as later:
+        with pytest.raises(RunRefused, match=r"expired at .* approvals lapse after 8 h"):
+            await later.approve(USER_B, lapsing)
+        assert (await later.store.get(lapsing)).status.phase == "Expired"
+        for run in (denied, withdrawn, lapsing):
+            with pytest.raises(RunRefused):
+                await later.execute(run, by=USER_A)
+    assert await hard(admin, team_a) == "4"
+    assert kinds(await records(tmp_path, denied))[-1] == "rejected"
+    assert (await records(tmp_path, withdrawn))[-1].payload == {"reason": "typo", "withdrawn": True}
+    assert kinds(await records(tmp_path, lapsing))[-1] == "expired"
+    await audit_intact(tmp_path)
+
+
 async def test_a_stale_plan_is_refused_and_changes_nothing(
     admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
 ) -> None:
@@ -288,6 +321,16 @@ async def test_cli_plan_run_approve_runs(admin: RestClient, control_plane: Contr
     assert await hard(admin, team_a) == "8"
     code, out, _ = await asyncio.to_thread(cli, "playbook", "runs", *as_a, *common)
     assert code == 0 and any(line.split()[:4] == [run, APPROVED, "Succeeded", "user-a"] for line in out.splitlines())
+
+    # Without approval, `run` executes at once; --json prints the models.
+    code, out, err = await asyncio.to_thread(cli, "playbook", "plan", NOW, *params, "--json", *as_a, *common)
+    assert code == 0 and Plan.model_validate_json(out).steps[0].changes[0].before == "8"
+    code, out, err = await asyncio.to_thread(cli, "playbook", "run", NOW, "-p", f"namespace={team_a}", "-p", "quota=5",
+                                             "--yes", "--json", *as_a, *common)  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["outcome"]["phase"] == "Succeeded" and result["submitted"]["phase"] == "Pending"
+    assert await hard(admin, team_a) == "5"
 
     # Acting for someone the policy does not cover is refused before anything is read.
     code, _, err = await asyncio.to_thread(cli, "playbook", "runs", "--as", "alice", *common)
