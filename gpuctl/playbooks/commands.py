@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import sys
 import uuid
@@ -93,7 +92,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     executor = commands.add_parser("executor", help="execute approved runs as their requesters (leader-elected)")
     _cluster_flags(executor)
-    executor.add_argument("--name", metavar="NAME", help="this replica's name in the leader Lease (default host/pid)")
+    executor.add_argument("--name", metavar="NAME", help="this replica's name in Leases and runs (default: the host "
+                          "name; give each replica on one host its own)")
 
 
 def run_playbook_command(args: argparse.Namespace, settings: Settings, *, out: TextIO, registry: Registry | None = None) -> int:
@@ -122,7 +122,7 @@ def run_executor_command(args: argparse.Namespace, settings: Settings) -> int:
     from gpuctl.playbooks.executor import Executor
     from gpuctl.playbooks.service import open_engine
 
-    name = args.name or f"{socket.gethostname()}/{os.getpid()}"
+    name = args.name or socket.gethostname()  # a pod's name: stable across container restarts
 
     async def serve() -> None:
         async with open_engine(settings, host=name) as engine:

@@ -54,7 +54,14 @@ from gpuctl.playbooks.plan import Plan
 from gpuctl.playbooks.policy import Policy, decide, may_act_as
 from gpuctl.playbooks.registry import Registry
 from gpuctl.playbooks.runs import Approval, PlaybookRun, RunPhase, RunStatus, run_name
-from gpuctl.playbooks.runstore import UNDO_OF_LABEL, ClusterStatus, LocalStatus, RunStore, condition, with_condition
+from gpuctl.playbooks.runstore import (
+    UNDO_OF_LABEL,
+    ClusterStatus,
+    LocalStatus,
+    RunStore,
+    condition,
+    with_condition,
+)
 from gpuctl.playbooks.spec import Playbook
 
 log = logging.getLogger(__name__)
@@ -489,7 +496,9 @@ class Engine:
     async def recover(self) -> list[str]:
         """Record runs a dead process left mid-execution as interrupted (audit) and Interrupted (their phase).
 
-        Never re-executes them: an Interrupted run is done; plan again."""
+        A run is this machine's to judge when its audit log holds the dead process's hold (audit/held.py):
+        that process took the hold before claiming the run. Never re-executes them: an Interrupted run is
+        done; plan again."""
         records = await mark_interrupted(self.audit)
         names = [record.run_id for record in records]
         if names and await self.store.installed():

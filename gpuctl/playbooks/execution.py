@@ -48,7 +48,7 @@ from gpuctl.playbooks.locks import Hold, LeaseLocks, LockTarget
 from gpuctl.playbooks.logic import Clients, PlaybookLogic, Report, Verification
 from gpuctl.playbooks.plan import Plan
 from gpuctl.playbooks.runs import RunPhase, StepState
-from gpuctl.playbooks.runstore import StatusWriter
+from gpuctl.playbooks.runstore import StatusWriter, holder_of
 from gpuctl.playbooks.spec import Playbook
 
 SnapshotSource = Callable[[], Awaitable[Snapshot]]
@@ -139,13 +139,20 @@ class Runner:
     async def run(self, job: Job) -> Outcome:
         """Execute the job's plan (see the module docstring); raises only when nothing was done, or PlanStale."""
         await self.check_switch()
-        holder = f"{self.host}/{job.run_id}"
+        holder = holder_of(self.host, job.run_id)
         locks = LeaseLocks(self.api, self.namespace, holder, duration_s=self.lock_duration_s, clock=self.clock)
         async with contextlib.AsyncExitStack() as stack:
             holds = [await self._lock(stack, locks, target) for target in sorted(set(job.plan.locks), key=str)]
+            unclaimed: GpuctlError | None = None
             async with self._held(job):
-                await job.status.claim(holder)
-                outcome = await self._carry_out(job, holds, holder)
+                try:
+                    await job.status.claim(holder)
+                except GpuctlError as e:  # not ours to execute: leave the hold as a normal end, not a crash
+                    unclaimed = e
+                else:
+                    outcome = await self._carry_out(job, holds, holder)
+            if unclaimed is not None:
+                raise unclaimed
         if outcome.stale:
             raise PlanStale(
                 f"run {job.run_id} was not executed: {'; '.join(outcome.stale)}",

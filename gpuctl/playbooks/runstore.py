@@ -115,6 +115,16 @@ class RunStore:
         raise AssertionError("unreachable")
 
 
+def holder_of(host: str, run_id: str) -> str:
+    """Who executes a run, in its Leases and its Executing condition: the process's host name and the run."""
+    return f"{host}/{run_id}"
+
+
+def claim_message(holder: str) -> str:
+    """The Executing condition's message of a run `holder` claimed."""
+    return f"executed by {holder}"
+
+
 def condition(type_: str, reason: str, message: str, at: datetime) -> Condition:
     return Condition(type=type_, status="True", last_transition_time=at, reason=reason, message=message[:32768])
 
@@ -173,7 +183,7 @@ class ClusterStatus:
                 StepProgress(name=step.action, target=step.target.key, state="Pending") for step in self.plan.steps
             )
             status = run.status.model_copy(update={"phase": "Running", "steps": steps})
-            return with_condition(status, condition("Executing", "Claimed", f"executed by {holder}", now))
+            return with_condition(status, condition("Executing", "Claimed", claim_message(holder), now))
 
         self.run = await self.store.change(self.run.name, take, run=self.run)
 

@@ -125,7 +125,7 @@ async def test_a_process_killed_mid_run_is_interrupted_not_executed_again(
         child.send_signal(signal.SIGKILL)
         assert await child.wait() == -signal.SIGKILL
 
-    async with engine_at(control_plane, tmp_path, engine_home) as engine:  # the next start recovers
+    async with engine_at(control_plane, tmp_path, engine_home) as engine:  # the next start on this machine recovers
         after = await engine.store.get(run)
         assert after.status.phase == "Interrupted"
         found = await records(tmp_path, run)
