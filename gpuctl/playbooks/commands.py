@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import socket
 import sys
 import uuid
@@ -126,7 +127,9 @@ def run_executor_command(args: argparse.Namespace, settings: Settings) -> int:
 
     async def serve() -> None:
         async with open_engine(settings, host=name) as engine:
-            await Executor(engine, name=name).run()
+            executor = Executor(engine, name=name)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, executor.stop)
+            await executor.run()
 
     asyncio.run(serve())
     return 0

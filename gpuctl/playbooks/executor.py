@@ -14,12 +14,14 @@ start records the runs a crashed predecessor left mid-execution as Interrupted
 (never executing them again).
 
 A leader that loses its Lease stops picking up runs; runs it already started
-finish (they hold their own target Leases).
+finish (they hold their own target Leases). SIGTERM (`stop()`) does the same
+and exits once they have finished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from gpuctl.errors import GpuctlError, LockHeld
@@ -44,14 +46,22 @@ class Executor:
         self.leading = asyncio.Event()
         self.executed: list[Outcome] = []  # what this process carried out, newest last
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Wind down (SIGTERM): give up leadership within a watch round, let runs in progress finish."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Forever: be the leader when possible and execute approved runs while leading."""
+        """Until stopped: be the leader when possible and execute approved runs while leading.
+
+        Cancelled instead (Ctrl-C), runs in progress are cancelled too: the next start records them
+        as interrupted."""
         await self.engine.store.require("the executor")
         await self.engine.recover()
         locks = LeaseLocks(self.engine.api, self.engine.store.namespace, self.name, duration_s=self.lease_s)
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     async with locks.hold(LEADER) as hold:
                         log.info("%s leads", self.name)
@@ -61,7 +71,9 @@ class Executor:
                     log.debug("%s waits: %s", self.name, e)
                 finally:
                     self.leading.clear()
-                await asyncio.sleep(self.lease_s / 3)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.lease_s / 3)
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
         finally:
             for task in self._running.values():
                 task.cancel()
@@ -72,7 +84,7 @@ class Executor:
 
         An API error (unreachable, 429, 5xx) is waited out while the Lease holds: leadership is
         only given up by losing the Lease, never by a failed list."""
-        while hold.lost is None:
+        while hold.lost is None and not self._stopping.is_set():
             try:
                 await self._watch_round(hold)
             except Gone:
@@ -90,7 +102,7 @@ class Executor:
             self._consider(run)
         async with runs.watch(listed.resource_version, timeout_s=self.lease_s) as events:
             async for event in events:
-                if hold.lost is not None:
+                if hold.lost is not None or self._stopping.is_set():
                     return
                 if event.run is not None:
                     self._consider(event.run)

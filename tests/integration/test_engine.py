@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -291,6 +291,27 @@ async def test_the_kill_switch_stops_runs_before_they_write(
     assert [await hard(admin, team_a, f"gpus-{i}") for i in (0, 1)] == ["3", "4"]
     found = await records(tmp_path, run)
     assert found[-1].kind is EventKind.FAILED and found[-1].payload["phase"] == "Cancelled"
+    await audit_intact(tmp_path)
+
+
+async def test_no_write_after_the_deadline(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    later = [timedelta(0)]
+
+    async def past_the_deadline_before_second(index: int) -> None:
+        if index == 1:
+            later[0] = timedelta(minutes=11)  # adjust-quota's deadline is 10m
+
+    def clock() -> datetime:
+        return utcnow() + later[0]
+
+    async with engine_at(control_plane, tmp_path, engine_home, gate=past_the_deadline_before_second, clock=clock) as engine:
+        team_a = await team_namespace(admin, engine, "a", quotas=2)
+        plan = await engine.plan(USER_A, NOW, {"namespace": team_a, "quota": "3"}, key=(k := key()))
+        outcome = await engine.execute((await engine.submit(plan, key=k)).run_id, by=USER_A)
+    assert outcome.phase == "Failed" and "deadline" in outcome.message
+    assert [await hard(admin, team_a, f"gpus-{i}") for i in (0, 1)] == ["3", "4"]
     await audit_intact(tmp_path)
 
 

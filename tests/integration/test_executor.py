@@ -29,6 +29,7 @@ from tests.integration.engine_support import (
     USER_A,
     USER_B,
     audit_intact,
+    cli_flags,
     engine_at,
     hard,
     key,
@@ -163,4 +164,30 @@ async def test_a_quota_granted_for_a_while_is_reverted_by_the_executor(
         assert [o.run_id for o in executor.executor.executed] == [run, reverts[0].name]
     assert await hard(admin, team_a) == "4"
     assert kinds(await records(tmp_path, run))[-2:] == ["undo_started", "undone"]
+    await audit_intact(tmp_path)
+
+
+async def test_gpuctl_executor_the_command(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    """`gpuctl executor` as a process, with gpuctl's own playbooks, carries out an approved run; SIGTERM
+    ends it cleanly."""
+    async with engine_at(control_plane, tmp_path, engine_home, real=True) as front:
+        team_a = await team_namespace(admin, front, "a")
+        flags = cli_flags(control_plane, tmp_path, engine_home, identity=OPERATOR)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gpuctl", "executor", "--name", "executor-cmd", *flags, cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            run = await approved_run(front, team_a, "6")
+            done = await poll(lambda: front.store.get(run), lambda r: r.status.phase in ("Succeeded", "Failed"), timeout_s=60,
+                              what=f"the executor to carry out {run}")  # fmt: skip
+        finally:
+            process.terminate()  # SIGTERM: it gives up leadership and exits once nothing is in progress
+            _, stderr = await process.communicate()
+    assert done.status.phase == "Succeeded", stderr.decode()
+    assert process.returncode == 0, stderr.decode()
+    assert done.status.result and done.status.result["executedBy"] == f"executor-cmd/{run}"
+    assert await hard(admin, team_a) == "6"
     await audit_intact(tmp_path)
