@@ -104,6 +104,10 @@ class Node(Frozen):
     cordoned: bool = False
     ready: bool = False
     created: datetime | None = None
+    uid: str | None = Field(None, description="metadata.uid; None from sources without API objects (demo)")
+    resource_version: str | None = Field(
+        None, description="metadata.resourceVersion as this snapshot saw it: the precondition for a conditional write"
+    )
 
     @property
     def gpus_sliced_in_use(self) -> int:
@@ -126,6 +130,14 @@ class Pool(Frozen):
     gpu_models: tuple[str, ...] = ()
 
 
+class Owner(Frozen):
+    """One controller in a pod's chain of owners, from its ownerReferences."""
+
+    kind: str = Field(description="e.g. ReplicaSet, Deployment, Job, CronJob, StatefulSet")
+    name: str
+    uid: str | None = Field(None, description="the controller's metadata.uid, as the ownerReference names it")
+
+
 class GpuPod(Frozen):
     """A pod that requests GPUs (whole GPUs or MIG instances)."""
 
@@ -139,7 +151,9 @@ class GpuPod(Frozen):
     )
     gpu_slices: int = Field(0, description="nvidia.com/gpu.shared requested: time-slices of a shared GPU")
     mig: dict[str, int] = Field(default_factory=dict, description="MIG resources requested")
-    owner_kind: str | None = Field(None, description="top-level controller: Job, Deployment, StatefulSet, ...")
+    owner_kind: str | None = Field(
+        None, description="top controller gpuctl knows of (the last of `owners`): Deployment, CronJob, Job, StatefulSet, ..."
+    )
     owner_name: str | None = None
     priority_class: str | None = None
     created: datetime | None = None
@@ -147,6 +161,26 @@ class GpuPod(Frozen):
     util_pct: float | None = Field(None, description="mean utilisation over the GPUs it holds")
     idle: bool = False
     idle_for_s: float | None = None
+    uid: str | None = Field(None, description="metadata.uid (an eviction's precondition); None from the demo source")
+    resource_version: str | None = Field(None, description="metadata.resourceVersion as this snapshot saw it")
+    labels: dict[str, str] = Field(default_factory=dict, description="all the pod's labels")
+    ready: bool = Field(False, description="the pod's Ready condition is True")
+    owners: tuple[Owner, ...] = Field(
+        (),
+        description="controllers from the pod's own up, read from ownerReferences: ReplicaSet then Deployment, "
+        "Job then CronJob; a chain stops where gpuctl cannot see further (see WatchHealth.unreadable)",
+    )
+    pdbs: tuple[str, ...] = Field(
+        (),
+        description="names of the PodDisruptionBudgets (in its namespace) the Eviction API checks for this pod; "
+        "with more than one the Eviction API refuses to evict it (500)",
+    )
+    disruption_allowed: bool | None = Field(
+        None,
+        description="an eviction would pass the budget check now: no budget, its one budget allows a disruption, "
+        "or the pod is not Running (evicted without a check); false with more than one budget; "
+        "null when budgets are unknown (not listed yet, or not readable)",
+    )
 
     @property
     def key(self) -> str:
@@ -179,6 +213,33 @@ class NamespaceUsage(Frozen):
     gpu_hours: float = Field(0, description="GPU-hours held by its current pods since they were created")
 
 
+class PodDisruptionBudget(Frozen):
+    """A PodDisruptionBudget as the disruption controller last reported it."""
+
+    namespace: str
+    name: str
+    selector: str | None = Field(
+        None,
+        description="kubectl-style, e.g. 'app=vllm,tier in (a,b)'; '' for the empty selector (every pod of the "
+        "namespace); null for none or an invalid one (no pod)",
+    )
+    min_available: str | None = Field(None, description="an integer or a percentage, as written")
+    max_unavailable: str | None = None
+    disruptions_allowed: int = 0
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+    observed: bool = Field(
+        False, description="the controller has seen its latest spec; until then the Eviction API answers 429 for its pods"
+    )
+    uid: str | None = None
+    resource_version: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 class MetricsHealth(Frozen):
     source: Literal["prometheus", "nvml", "demo", "none"]
     last_success: datetime | None = None
@@ -197,6 +258,12 @@ class WatchHealth(Frozen):
     relists: int = 0
     error: str | None = None
     retry_at: datetime | None = Field(None, description="when the next reconnect is tried; None while connected")
+    unreadable: tuple[str, ...] = Field(
+        (),
+        description="resources RBAC does not let gpuctl list, so their part of the picture is missing: "
+        "resourcequotas (no quotas), replicasets and jobs (pods show their own controller, not its owner), "
+        "poddisruptionbudgets (disruption_allowed is null)",
+    )
 
 
 class Alert(Frozen):
@@ -223,6 +290,7 @@ class Snapshot(Frozen):
     pods: tuple[GpuPod, ...] = ()
     namespaces: tuple[NamespaceUsage, ...] = ()
     alerts: tuple[Alert, ...] = ()
+    pdbs: tuple[PodDisruptionBudget, ...] = Field((), description="every PodDisruptionBudget, by namespace/name")
     metrics: MetricsHealth
     watch: WatchHealth
 

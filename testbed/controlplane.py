@@ -61,7 +61,10 @@ USER_B = Identity("user-b", ("team-b",))
 # The service identity gpuctl's bot and playbooks run as: it may impersonate the
 # humans it acts for, and nothing else until a test grants it.
 OPERATOR = Identity("gpuctl-operator", ("gpuctl:operators",))
-IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR)
+# May read nodes, pods and namespaces and nothing else: what gpuctl shows when
+# RBAC hides quotas, ReplicaSets, Jobs and PodDisruptionBudgets.
+VIEWER = Identity("gpu-viewer", ("gpuctl:viewers",))
+IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR, VIEWER)
 
 
 def build_binaries() -> Path:
@@ -306,6 +309,21 @@ class ControlPlane:
                         "metadata": {"name": "gpuctl:impersonator"},
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:impersonator"},
                         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRole",
+                        "metadata": {"name": "gpuctl:viewer"},
+                        "rules": [
+                            {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"], "verbs": ["get", "list", "watch"]}
+                        ],
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRoleBinding",
+                        "metadata": {"name": "gpuctl:viewer"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:viewer"},
+                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:viewers"}],
                     },
                 ],
             )

@@ -8,14 +8,17 @@ and last the controllers that own them, which *adopt* the existing pods
 (creating a ReplicaSet first would race it into making pods of its own).
 PodDisruptionBudgets come with the pods they protect.
 
-Deployments are represented by their ReplicaSet (pods carry
-`pod-template-hash`, as Deployment-made pods do); CronJobs by their Job.
+The whole chain is real: a Deployment adopts its pods' ReplicaSet (the same
+template, so the deployment controller takes it as its current ReplicaSet and
+makes none of its own); a CronJob, suspended so it never runs, is created
+before its Job, which names it as its controller (what the cronjob
+controller would have written).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gpuctl.model import Taint
@@ -81,8 +84,10 @@ def _owner_selector(pod: SimPod) -> dict[str, str]:
     return {"app": pod.labels["app"]}
 
 
-def owner_objects(pods: Iterable[SimPod]) -> list[dict[str, Any]]:
-    """One controller per owner, sized to exactly the pods it adopts."""
+def owner_objects(pods: Iterable[SimPod], cronjob_uids: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
+    """One controller per owner, sized to exactly the pods it adopts.
+
+    `cronjob_uids`: (namespace, name) -> uid of the CronJobs made by `top_objects`, for their Jobs' ownerReferences."""
     groups: dict[tuple[str, str, str], list[SimPod]] = defaultdict(list)
     for pod in pods:
         if pod.ref_kind and pod.ref_name:
@@ -99,8 +104,12 @@ def owner_objects(pods: Iterable[SimPod]) -> list[dict[str, Any]]:
         if kind == "ReplicaSet":
             template["metadata"]["labels"] = selector | {"app": first.labels["app"]}
             spec = {"replicas": len(members), "selector": {"matchLabels": selector}, "template": template}
+            meta["labels"] = dict(selector)  # a Deployment adopts the ReplicaSets its selector matches
             objects.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta, "spec": spec})
         elif kind == "Job":
+            if first.owner_kind == "CronJob" and first.owner_name and cronjob_uids:
+                uid = cronjob_uids[(namespace, first.owner_name)]
+                meta["ownerReferences"] = [_controller_ref("batch/v1", "CronJob", first.owner_name, uid)]
             template["metadata"]["labels"] = selector
             template["spec"]["restartPolicy"] = "Never"
             spec = {
@@ -122,6 +131,35 @@ def owner_objects(pods: Iterable[SimPod]) -> list[dict[str, Any]]:
                 "template": template,
             }
             objects.append({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec})
+    return objects
+
+
+def _controller_ref(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def top_objects(pods: Sequence[SimPod], kind: str) -> list[dict[str, Any]]:
+    """The Deployments (kind "Deployment") or the suspended CronJobs (kind "CronJob") above the pods' controllers."""
+    firsts: dict[tuple[str, str], SimPod] = {}
+    for pod in pods:
+        if pod.owner_kind == kind and pod.owner_name and pod.ref_kind != kind:
+            firsts.setdefault((pod.namespace, pod.owner_name), pod)
+    objects = []
+    for (namespace, name), first in sorted(firsts.items()):
+        meta = {"name": name, "namespace": namespace}
+        rs = next(o for o in owner_objects([first]) if o["kind"] in ("ReplicaSet", "Job"))
+        template = rs["spec"]["template"]
+        if kind == "Deployment":
+            # Equal to the ReplicaSet's template but for pod-template-hash: the controller adopts, makes none.
+            labels = {"app": first.labels["app"]}
+            template = {**template, "metadata": {"labels": labels}}
+            replicas = sum(1 for p in pods if p.namespace == namespace and p.owner_kind == kind and p.owner_name == name)
+            spec = {"replicas": replicas, "selector": {"matchLabels": labels}, "template": template}
+            objects.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec})
+        else:
+            template = {**template, "metadata": {"labels": {"app": name}}}
+            spec = {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": template}}}
+            objects.append({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": spec})
     return objects
 
 
@@ -189,4 +227,12 @@ async def load_fleet(client: RestClient, fleet: Fleet) -> None:
         for pdb in fleet.pdbs
     ]
     await apply_objects(client, [*pdbs, *(pod_object(p) for p in fleet.pods)])
-    await apply_objects(client, owner_objects(fleet.pods))
+    cronjobs = top_objects(fleet.pods, "CronJob")
+    await apply_objects(client, cronjobs)
+    uids = {}
+    for cronjob in cronjobs:
+        meta = cronjob["metadata"]
+        made = await client.get("CronJob", meta["name"], meta["namespace"])
+        uids[(meta["namespace"], meta["name"])] = made.body["metadata"]["uid"]
+    await apply_objects(client, owner_objects(fleet.pods, uids))
+    await apply_objects(client, top_objects(fleet.pods, "Deployment"))

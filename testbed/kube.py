@@ -35,6 +35,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
     "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
     "Job": ("/apis/batch/v1", "jobs", True),
+    "CronJob": ("/apis/batch/v1", "cronjobs", True),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
@@ -115,9 +116,11 @@ class RestClient:
         path = object_path(kind, name, namespace) + (f"/{subresource}" if subresource else "")
         return await self.request("PATCH", path, patch, content_type="application/merge-patch+json")
 
-    async def evict(self, name: str, namespace: str) -> Response:
+    async def evict(self, name: str, namespace: str, *, dry_run: bool = False) -> Response:
+        """POST an Eviction; `dry_run`: the server checks the budgets and deletes nothing."""
         body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
-        return await self.request("POST", object_path("Pod", name, namespace) + "/eviction", body)
+        params = {"dryRun": "All"} if dry_run else None
+        return await self.request("POST", object_path("Pod", name, namespace) + "/eviction", body, params=params)
 
 
 class ApplyFailed(RuntimeError):

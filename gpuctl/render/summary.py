@@ -9,22 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gpuctl.model import Snapshot
+from gpuctl.render.format import duration as human_duration
 
 TOP_IDLE = 10
 
 
 def duration(seconds: float | None) -> str:
-    """'45s', '12m', '2h05m', '3d04h'."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """'45s', '12m', '2h05m', '3d04h'; '-' when unknown (plain ASCII: pipes and chat)."""
+    return human_duration(seconds, unknown="-")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> list[str]:

@@ -17,16 +17,21 @@ from gpuctl.clock import Clock, utcnow
 from gpuctl.model import WatchHealth
 from gpuctl.sim.catalog import POOL_LABEL
 from gpuctl.sim.churn import ChurnEvent, FleetChurn
-from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPod, build_fleet
+from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPdb, SimPod, build_fleet
 from gpuctl.sim.telemetry import FleetTelemetry
 from gpuctl.state.records import (
+    ControllerRecord,
+    JobRecord,
     Kind,
     MetricsBatch,
     NamespaceRecord,
     NodeRecord,
+    PdbRecord,
     PodRecord,
     QuotaRecord,
+    ReplicaSetRecord,
 )
+from gpuctl.state.selectors import EQUALS, LabelSelector, Requirement
 from gpuctl.state.store import ClusterStore
 
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
@@ -80,6 +85,10 @@ def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime) -> None:
     store.replace(Kind.NODE, [node_record(n, start) for n in fleet.nodes])
     store.replace(Kind.POD, [pod_record(p, start) for p in fleet.pods])
     store.replace(Kind.QUOTA, [q for ns in fleet.namespaces if (q := quota_record(ns, fleet))])
+    controllers = {rec.key: rec for p in fleet.pods if (rec := controller_record(p)) is not None}
+    store.replace(Kind.REPLICASET, [r for r in controllers.values() if isinstance(r, ReplicaSetRecord)])
+    store.replace(Kind.JOB, [r for r in controllers.values() if isinstance(r, JobRecord)])
+    store.replace(Kind.PDB, [pdb_record(pdb, fleet) for pdb in fleet.pdbs])
     store.backfill_idle({
         key: start + timedelta(seconds=pod.idle_since_t)
         for pod in fleet.pods
@@ -121,10 +130,40 @@ def pod_record(pod: SimPod, start: datetime) -> PodRecord:
         node=pod.node,
         phase=pod.phase,
         gpu_requests=dict(pod.gpu_requests),
-        owner_kind=pod.owner_kind,
-        owner_name=pod.owner_name,
+        owner_kind=pod.ref_kind,  # its own controller; the join follows the chain up
+        owner_name=pod.ref_name,
         priority_class=pod.priority_class,
         created=start + timedelta(seconds=pod.created_t),
+        labels=dict(pod.labels),
+        ready=pod.phase == "Running",
+    )
+
+
+def controller_record(pod: SimPod) -> ControllerRecord | None:
+    """The ReplicaSet of a Deployment's pod, the Job of a CronJob's pod: what links it to the top."""
+    if pod.ref_kind == pod.owner_kind or pod.ref_name is None or pod.owner_kind is None or pod.owner_name is None:
+        return None
+    record = ReplicaSetRecord if pod.ref_kind == "ReplicaSet" else JobRecord
+    return record(pod.namespace, pod.ref_name, None, pod.owner_kind, pod.owner_name)
+
+
+def pdb_record(pdb: SimPdb, fleet: Fleet) -> PdbRecord:
+    """A budget with the numbers the disruption controller would give it (running pods count as healthy)."""
+    selector = LabelSelector(tuple(Requirement(k, EQUALS, frozenset((v,))) for k, v in sorted(pdb.match_labels.items())))
+    pods = [p for p in fleet.pods if p.namespace == pdb.namespace and selector.matches(p.labels)]
+    healthy = sum(1 for p in pods if p.phase == "Running")
+    desired = pdb.min_available if pdb.min_available is not None else len(pods) - (pdb.max_unavailable or 0)
+    return PdbRecord(
+        namespace=pdb.namespace,
+        name=pdb.name,
+        selector=selector,
+        min_available=None if pdb.min_available is None else str(pdb.min_available),
+        max_unavailable=None if pdb.max_unavailable is None else str(pdb.max_unavailable),
+        disruptions_allowed=max(0, healthy - desired),
+        current_healthy=healthy,
+        desired_healthy=desired,
+        expected_pods=len(pods),
+        observed=True,
     )
 
 

@@ -1,9 +1,12 @@
-"""KubernetesSource: nodes, GPU pods, GPU quotas and namespaces, live, from the API server.
+"""KubernetesSource: nodes, GPU pods, GPU quotas, namespaces, and what links pods to their
+top controllers and disruption budgets (ReplicaSets, Jobs, PodDisruptionBudgets), live.
 
-Four reflectors (gpuctl.sources.kube.reflector) run side by side, one per
-resource, each list-then-watch with its own reconnects. This class owns the
-connection, builds the reflectors and folds their states into one WatchHealth:
-connected only when all four are, with the first error a person should see.
+One reflector (gpuctl.sources.kube.reflector) per resource runs side by side,
+each list-then-watch with its own reconnects. This class owns the connection,
+builds the reflectors and folds their states into one WatchHealth: connected
+when every reflector is (or, for an optional resource, is forbidden by RBAC:
+that resource is then listed as unreadable, not as an error), with the first
+error a person should see.
 """
 
 from __future__ import annotations
@@ -14,15 +17,23 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from kubernetes_asyncio.client import CoreV1Api
+from kubernetes_asyncio.client import AppsV1Api, BatchV1Api, CoreV1Api, PolicyV1Api
 
 from gpuctl.clock import Clock, utcnow
-from gpuctl.errors import ClusterError
+from gpuctl.errors import ClusterError, Unauthorized
 from gpuctl.model import WatchHealth
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.connect import KubeConnection, connect, describe
 from gpuctl.sources.kube.reflector import PAGE_SIZE, Reflector, Resource
-from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
+from gpuctl.sources.kube.trim import (
+    trim_job,
+    trim_namespace,
+    trim_node,
+    trim_pdb,
+    trim_pod,
+    trim_quota,
+    trim_replicaset,
+)
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
@@ -84,9 +95,32 @@ class KubernetesSource:
             Resource(Kind.NAMESPACE, "namespaces", api.list_namespace, trim_namespace, required=False),
         ]
 
+    @staticmethod
+    def _link_resources(apps: AppsV1Api, batch: BatchV1Api, policy: PolicyV1Api) -> list[Resource]:
+        """What owner chains and disruption budgets come from; without them pods show less, not nothing."""
+        return [
+            Resource(
+                Kind.REPLICASET,
+                "replicasets",
+                apps.list_replica_set_for_all_namespaces,
+                trim_replicaset,
+                required=False,
+            ),
+            Resource(Kind.JOB, "jobs", batch.list_job_for_all_namespaces, trim_job, required=False),
+            Resource(
+                Kind.PDB,
+                "poddisruptionbudgets",
+                policy.list_pod_disruption_budget_for_all_namespaces,
+                trim_pdb,
+                required=False,
+            ),
+        ]
+
     async def run(self, store: ClusterStore) -> None:
         conn = await self.connect()
         api = CoreV1Api(conn.api)
+        links = self._link_resources(AppsV1Api(conn.api), BatchV1Api(conn.api), PolicyV1Api(conn.api))
+        resources = [*self._resources(api), *links]
 
         def describe_error(error: BaseException, resource: str) -> ClusterError:
             return describe(error, server=conn.server, context=conn.context, resource=resource)
@@ -94,6 +128,7 @@ class KubernetesSource:
         def report(_: Reflector | None = None) -> None:
             health = fold_health(self.reflectors, context=conn.context)
             self.ever_connected |= health.connected
+            store.set_unreadable(r.resource.kind for r in self.reflectors if forbidden(r))
             store.set_watch_health(health)
 
         self.reflectors = [
@@ -108,7 +143,7 @@ class KubernetesSource:
                 watch_timeout_s=self._watch_timeout_s,
                 clock=self._clock,
             )
-            for resource in self._resources(api)
+            for resource in resources
         ]
         report()
         try:
@@ -120,16 +155,26 @@ class KubernetesSource:
             self.connection = None
 
 
+def forbidden(reflector: Reflector) -> bool:
+    """An optional resource RBAC does not let us list: its part of the picture is missing, by design."""
+    error = reflector.error
+    return not reflector.resource.required and isinstance(error, Unauthorized) and error.status == 403
+
+
 def fold_health(reflectors: Sequence[Reflector], *, context: str | None) -> WatchHealth:
-    """One WatchHealth for all reflectors: connected only when all are; the first error; the
-    soonest retry among those backing off (that is when the picture can next improve)."""
-    error = next((r.error for r in reflectors if r.error is not None), None)
-    retries: list[datetime] = [r.retry_at for r in reflectors if r.retry_at is not None and not r.connected]
+    """One WatchHealth for all reflectors: connected when all are (a forbidden optional one
+    counts as unreadable instead); the first other error; the soonest retry among those
+    backing off (that is when the picture can next improve)."""
+    unreadable = [r for r in reflectors if forbidden(r)]
+    others = [r for r in reflectors if r not in unreadable]
+    error = next((r.error for r in others if r.error is not None), None)
+    retries: list[datetime] = [r.retry_at for r in others if r.retry_at is not None and not r.connected]
     return WatchHealth(
         source="kubernetes",
-        connected=all(r.connected for r in reflectors),
+        connected=all(r.connected for r in others),
         context=context,
         relists=sum(r.relists for r in reflectors),
         error=str(error) if error is not None else None,
         retry_at=min(retries) if retries else None,
+        unreadable=tuple(sorted(r.resource.plural for r in unreadable)),
     )

@@ -8,7 +8,9 @@ of the previous join and redoes only what depends on those keys:
   namespace rows (a handful); GPUs are untouched;
 * a node event rebuilds that node's row, its pool and its GPUs;
 * a metrics batch (or an idle-clock change) rebuilds every GPU row and the
-  rows of the pods whose GPUs moved; nodes are untouched.
+  rows of the pods whose GPUs moved; nodes are untouched;
+* a ReplicaSet, Job or PodDisruptionBudget event rebuilds the rows of the pods
+  it concerns (`links.PodLinks` says which) and the budget's own row.
 
 A rebuilt row that equals the old one keeps the old object, so "changed" means
 "a different object", and the Joiner reports exactly those keys (a `Delta`),
@@ -25,16 +27,27 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from typing import Any, Generic, TypeVar
 
-from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, PodDisruptionBudget, Pool
 from gpuctl.state.changes import Delta, Rows
 from gpuctl.state.idle import IdleClock
+from gpuctl.state.links import PodLinks
 from gpuctl.state.pools import GPU_PRODUCT_LABEL, pool_for
-from gpuctl.state.records import GpuSample, Kind, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.records import (
+    ControllerRecord,
+    GpuSample,
+    Kind,
+    MetricsBatch,
+    NamespaceRecord,
+    NodeRecord,
+    PdbRecord,
+    PodRecord,
+    QuotaRecord,
+)
 from gpuctl.state.rows import (
     NamespaceQuota,
     NamespaceTotals,
@@ -44,12 +57,14 @@ from gpuctl.state.rows import (
     make_gpu,
     make_namespace,
     make_node,
+    make_pdb,
     make_placeholder,
     make_pod,
     make_pool,
     micros,
     namespace_row,
     node_row,
+    pdb_row,
     physical_gpus,
     placeholder_row,
     pod_row,
@@ -70,6 +85,14 @@ class JoinInputs:
     now: datetime
     # Keys whose records may differ from the previous join, per kind; None: any of them.
     dirty: Mapping[Kind, Collection[str]] | None = None
+    replicasets: Mapping[str, ControllerRecord] = field(default_factory=dict)
+    jobs: Mapping[str, ControllerRecord] = field(default_factory=dict)
+    pdbs: Mapping[str, PdbRecord] = field(default_factory=dict)
+    known: frozenset[Kind] = frozenset(Kind)  # kinds whose records are complete (listed and readable)
+
+    @property
+    def controllers(self) -> Mapping[Kind, Mapping[str, ControllerRecord]]:
+        return {Kind.REPLICASET: self.replicasets, Kind.JOB: self.jobs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +102,7 @@ class Joined:
     pools: tuple[Pool, ...]
     pods: tuple[GpuPod, ...]
     namespaces: tuple[NamespaceUsage, ...]
+    pdbs: tuple[PodDisruptionBudget, ...]
     delta: Delta  # rows replaced since the previous join
     rows: Rows  # this join's rows by key
     fresh: bool  # joined from scratch: `delta` is relative to nothing, not to the previous join
@@ -245,6 +269,9 @@ class Joiner:
         self._pools: tuple[Pool, ...] = ()
         self._space_rows: dict[str, NamespaceUsage] = {}
         self._namespaces: tuple[NamespaceUsage, ...] = ()
+        # Owner chains and disruption budgets, and the budgets' rows.
+        self._links = PodLinks()
+        self._pdb_rows: _SortedRows[PodDisruptionBudget] = _SortedRows()
 
     def join(self, inputs: JoinInputs) -> Joined:
         config = (tuple(inputs.pool_order), inputs.idle, inputs.idle.threshold_pct)
@@ -259,12 +286,20 @@ class Joiner:
                 Kind.NODE: self._nodes.keys() | inputs.nodes.keys(),
                 Kind.POD: self._pods.keys() | inputs.pods.keys(),
                 Kind.QUOTA: inputs.quotas.keys(),
+                Kind.REPLICASET: inputs.replicasets.keys(),
+                Kind.JOB: inputs.jobs.keys(),
+                Kind.PDB: inputs.pdbs.keys(),
             }
         delta = Delta()
         touched_nodes: set[str] = set()  # node rows to remake
         touched_pods: set[str] = set()  # pod rows to remake
         touched_pools: set[str] = set()
         self._apply_pods(inputs.pods, dirty.get(Kind.POD, ()), touched_nodes, touched_pods)
+        links = self._links
+        links.apply_known(inputs.known, touched_pods)
+        links.apply_controllers(inputs.controllers, dirty, touched_pods)
+        for key, pdb in links.apply_pdbs(inputs.pdbs, dirty.get(Kind.PDB, ()), touched_pods):
+            _replace(self._pdb_rows, key, None if pdb is None else pdb_row(pdb), make_pdb, {})  # not in Changes
         hosts = self._apply_nodes(inputs, dirty.get(Kind.NODE, ()), touched_nodes)
         if dirty.get(Kind.QUOTA):
             self._quotas = self._quota_totals(inputs.quotas)
@@ -277,7 +312,7 @@ class Joiner:
         self._remake_nodes(touched_nodes, delta.nodes, touched_pools)
         if touched_pools:
             self._remake_pools(touched_pools)
-        self._remake_pods(touched_pods, delta.pods)
+        self._remake_pods(touched_pods, inputs, delta.pods)
         self._remake_namespaces(inputs.now, delta.namespaces)
         return Joined(
             nodes=self._node_rows.as_tuple(),
@@ -285,6 +320,7 @@ class Joiner:
             pools=self._pools,
             pods=self._pod_rows.as_tuple(),
             namespaces=self._namespaces,
+            pdbs=self._pdb_rows.as_tuple(),
             delta=delta,
             rows=Rows(
                 gpus=self._gpu_by_key,
@@ -315,7 +351,10 @@ class Joiner:
                 continue
             if new is None:
                 del self._pods[key]
+                self._links.remove_pod(key, pod.rec.namespace)  # type: ignore[union-attr]
             else:
+                if pod is None:
+                    self._links.add_pod(key, new.namespace)
                 self._pods[key] = pod = PodCounts(new)
                 self._count_pod(key, pod, +1, touched_nodes)
             touched_pods.add(key)
@@ -489,13 +528,15 @@ class Joiner:
             space.busy += sign * busy
             space.idle += sign * idle
 
-    def _remake_pods(self, keys: Iterable[str], delta: dict[str, Any]) -> None:
+    def _remake_pods(self, keys: Iterable[str], inputs: JoinInputs, delta: dict[str, Any]) -> None:
         pods, rows, segments, pod_hosts = self._pods, self._pod_rows, self._segments, self._pod_hosts
+        controllers = inputs.controllers
         for key in keys:
             pod = pods.get(key)
             if pod is None:
                 _replace(rows, key, None, make_pod, delta)
                 continue
+            owners, budgets, allowed = self._links.links(key, pod.rec, controllers)
             hosts = pod_hosts.get(key)
             if not hosts:
                 mine: Sequence[Gpu] = ()
@@ -507,7 +548,7 @@ class Joiner:
                 parts = [segments[h].held[key] for h in sorted(hosts)]
                 mine = [g for part in parts for g in part[0]]
                 mine_keys = [k for part in parts for k in part[1]]
-            values = pod_row(pod, mine, mine_keys)
+            values = pod_row(pod, mine, mine_keys, owners, budgets, allowed)
             old = rows.by_key.get(key)
             if old is None or not same_row(old.__dict__, values, "util_pct"):
                 rows.set(key, make_pod(values))

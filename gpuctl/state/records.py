@@ -14,6 +14,9 @@ from datetime import datetime
 from enum import Enum
 
 from gpuctl.model import PodRef, Taint
+from gpuctl.state.selectors import LabelSelector
+
+NO_LABELS: Mapping[str, str] = {}  # shared by every record without labels; never written to
 
 
 class Kind(str, Enum):
@@ -21,6 +24,9 @@ class Kind(str, Enum):
     POD = "pod"
     QUOTA = "resourcequota"
     NAMESPACE = "namespace"
+    REPLICASET = "replicaset"
+    JOB = "job"
+    PDB = "poddisruptionbudget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,8 @@ class NodeRecord:
     unschedulable: bool = False
     ready: bool = False
     created: datetime | None = None
+    uid: str | None = None
+    resource_version: str | None = None
 
     @property
     def key(self) -> str:
@@ -46,11 +54,16 @@ class PodRecord:
     node: str | None
     phase: str
     gpu_requests: Mapping[str, int]  # nvidia.com/* resources, requests else limits
-    owner_kind: str | None = None
+    owner_kind: str | None = None  # the pod's own controller (ownerReference), e.g. ReplicaSet; the join finds the top
     owner_name: str | None = None
     priority_class: str | None = None
     created: datetime | None = None
     deleting: bool = False
+    uid: str | None = None
+    resource_version: str | None = None
+    labels: Mapping[str, str] = field(default_factory=lambda: NO_LABELS)  # all: budget selectors may use any
+    owner_uid: str | None = None
+    ready: bool = False  # the Ready condition is True (the Eviction API treats unready pods differently)
 
     @property
     def key(self) -> str:
@@ -63,6 +76,8 @@ class QuotaRecord:
     name: str
     hard: Mapping[str, float]  # GPU-related quota keys only, e.g. requests.nvidia.com/gpu
     used: Mapping[str, float]
+    uid: str | None = None
+    resource_version: str | None = None
 
     @property
     def key(self) -> str:
@@ -79,7 +94,60 @@ class NamespaceRecord:
         return self.name
 
 
-Record = NodeRecord | PodRecord | QuotaRecord | NamespaceRecord
+@dataclass(frozen=True, slots=True)
+class ControllerRecord:
+    """A ReplicaSet or Job that has a controller of its own: the link from a pod to its top controller.
+
+    Only what the owner chain needs; kept only for objects whose pod template asks for
+    nvidia.com/* resources and that have a controller (a ReplicaSet without a Deployment
+    is itself the top, which the pod's own ownerReference already says).
+    """
+
+    namespace: str
+    name: str
+    uid: str | None
+    owner_kind: str  # its controller, e.g. Deployment, CronJob
+    owner_name: str
+    owner_uid: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSetRecord(ControllerRecord):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord(ControllerRecord):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PdbRecord:
+    """A PodDisruptionBudget: its selector and what the disruption controller last computed."""
+
+    namespace: str
+    name: str
+    selector: LabelSelector | None  # None: no selector, or one the API server could not use either
+    min_available: str | None = None  # an int or a percentage, as written
+    max_unavailable: str | None = None
+    disruptions_allowed: int = 0
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+    observed: bool = False  # status.observedGeneration >= metadata.generation
+    uid: str | None = None
+    resource_version: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+Record = NodeRecord | PodRecord | QuotaRecord | NamespaceRecord | ReplicaSetRecord | JobRecord | PdbRecord
 
 
 @dataclass(frozen=True, slots=True)

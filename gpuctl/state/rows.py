@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Owner, PodDisruptionBudget, Pool
 from gpuctl.state.frozen import maker
 from gpuctl.state.pools import GPU_PRODUCT_LABEL
-from gpuctl.state.records import GpuSample, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.records import GpuSample, NodeRecord, PdbRecord, PodRecord, QuotaRecord
 from gpuctl.state.resources import (
     GPU,
     GPU_COUNT_LABEL,
@@ -40,6 +40,7 @@ make_node = maker(Node)
 make_pool = maker(Pool)
 make_pod = maker(GpuPod)
 make_namespace = maker(NamespaceUsage)
+make_pdb = maker(PodDisruptionBudget)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -92,6 +93,8 @@ def node_row(rec: NodeRecord, pool: str, requested: int, slices: int, mig_reques
         "cordoned": rec.unschedulable,
         "ready": rec.ready,
         "created": rec.created,
+        "uid": rec.uid,
+        "resource_version": rec.resource_version,
     }
 
 
@@ -152,8 +155,17 @@ def placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict
     }
 
 
-def pod_row(pod: PodCounts, mine: Sequence[Gpu], keys: Sequence[str]) -> dict[str, Any]:
+def pod_row(
+    pod: PodCounts,
+    mine: Sequence[Gpu],
+    keys: Sequence[str],
+    owners: tuple[Owner, ...],
+    pdbs: tuple[str, ...],
+    disruption_allowed: bool | None,
+) -> dict[str, Any]:
+    """`owners`: the chain (owners.py); `pdbs` and `disruption_allowed`: see disruption.py."""
     rec = pod.rec
+    top = owners[-1].__dict__ if owners else None
     utils: list[float] = []
     idle_fors: list[float | None] = []
     idle = bool(mine)
@@ -172,14 +184,38 @@ def pod_row(pod: PodCounts, mine: Sequence[Gpu], keys: Sequence[str]) -> dict[st
         "gpus": pod.whole,
         "gpu_slices": pod.slices,
         "mig": dict(pod.mig),
-        "owner_kind": rec.owner_kind,
-        "owner_name": rec.owner_name,
+        "owner_kind": top["kind"] if top else None,
+        "owner_name": top["name"] if top else None,
         "priority_class": rec.priority_class,
         "created": rec.created,
         "gpu_keys": tuple(keys),
         "util_pct": sum(utils) / len(utils) if utils else None,
         "idle": idle,
         "idle_for_s": min(idle_fors) if mine and None not in idle_fors else None,  # type: ignore[type-var]
+        "uid": rec.uid,
+        "resource_version": rec.resource_version,
+        "labels": rec.labels,
+        "ready": rec.ready,
+        "owners": owners,
+        "pdbs": pdbs,
+        "disruption_allowed": disruption_allowed,
+    }
+
+
+def pdb_row(rec: PdbRecord) -> dict[str, Any]:
+    return {
+        "namespace": rec.namespace,
+        "name": rec.name,
+        "selector": None if rec.selector is None else str(rec.selector),
+        "min_available": rec.min_available,
+        "max_unavailable": rec.max_unavailable,
+        "disruptions_allowed": rec.disruptions_allowed,
+        "current_healthy": rec.current_healthy,
+        "desired_healthy": rec.desired_healthy,
+        "expected_pods": rec.expected_pods,
+        "observed": rec.observed,
+        "uid": rec.uid,
+        "resource_version": rec.resource_version,
     }
 
 

@@ -26,13 +26,16 @@ from gpuctl.state.idle import DEFAULT_GRACE_S, DEFAULT_THRESHOLD_PCT, DEFAULT_WI
 from gpuctl.state.join import Joiner, JoinInputs, Rows
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import (
+    JobRecord,
     Kind,
     MetricsBatch,
     NamespaceRecord,
     NodeRecord,
+    PdbRecord,
     PodRecord,
     QuotaRecord,
     Record,
+    ReplicaSetRecord,
 )
 
 MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
@@ -43,6 +46,9 @@ _KIND_OF: dict[type, Kind] = {
     PodRecord: Kind.POD,
     QuotaRecord: Kind.QUOTA,
     NamespaceRecord: Kind.NAMESPACE,
+    ReplicaSetRecord: Kind.REPLICASET,
+    JobRecord: Kind.JOB,
+    PdbRecord: Kind.PDB,
 }
 
 
@@ -67,6 +73,7 @@ class ClusterStore:
         self._max_cache_age = timedelta(seconds=refresh_s)
         self._records: dict[Kind, dict[str, Record]] = {kind: {} for kind in Kind}
         self._listed: set[Kind] = set()
+        self._unreadable: frozenset[Kind] = frozenset()
         self._epoch = 0
         self._batch: MetricsBatch | None = None
         self._metrics_source: MetricsSourceName = "none"
@@ -132,6 +139,18 @@ class ClusterStore:
     def listed(self) -> frozenset[Kind]:
         """Kinds that have had at least one full list (`replace`)."""
         return frozenset(self._listed)
+
+    def set_unreadable(self, kinds: Iterable[Kind]) -> None:
+        """Kinds the source may not list (RBAC): their records are missing, not absent."""
+        kinds = frozenset(kinds)
+        if kinds != self._unreadable:
+            self._unreadable = kinds
+            self._changed()
+
+    @property
+    def known(self) -> frozenset[Kind]:
+        """Kinds whose records are the whole truth: listed, and not unreadable."""
+        return frozenset(self._listed) - self._unreadable
 
     @property
     def epoch(self) -> int:
@@ -200,6 +219,10 @@ class ClusterStore:
             pods=self._records[Kind.POD],  # type: ignore[arg-type]
             quotas=self._records[Kind.QUOTA],  # type: ignore[arg-type]
             namespaces=self._records[Kind.NAMESPACE],  # type: ignore[arg-type]
+            replicasets=self._records[Kind.REPLICASET],  # type: ignore[arg-type]
+            jobs=self._records[Kind.JOB],  # type: ignore[arg-type]
+            pdbs=self._records[Kind.PDB],  # type: ignore[arg-type]
+            known=self.known,
             batch=self._batch,
             idle=self._idle,
             pool_order=self._pool_order,
@@ -224,6 +247,7 @@ class ClusterStore:
             pods=joined.pods,
             namespaces=joined.namespaces,
             alerts=self._alerts,
+            pdbs=joined.pdbs,
             metrics=self._metrics_health(now),
             watch=self._watch_health(),
         )

@@ -9,8 +9,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from gpuctl.model import Alert, Changes
-from gpuctl.tui.filtering import Facets, Filter
-from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.query.filter import Facets, Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import ALERT_COLUMNS, alert_cells, alert_key

@@ -30,13 +30,13 @@ from textual.worker import Worker, WorkerCancelled, WorkerError, WorkerFailed
 from gpuctl.config import Settings
 from gpuctl.errors import ConfigError, GpuctlError
 from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
+from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
 from gpuctl.tui.contexts import read_contexts
 from gpuctl.tui.feed import FeedFactory, UpdateFeed
 from gpuctl.tui.filter_bar import FilterBar
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_view import HeatmapView
 from gpuctl.tui.help_screen import HelpScreen

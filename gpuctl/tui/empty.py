@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpuctl.model import Snapshot
-from gpuctl.tui.filtering import Filter
+from gpuctl.query.filter import Filter
 
 
 def empty_reason(snapshot: Snapshot | None, flt: Filter, what: str) -> str:

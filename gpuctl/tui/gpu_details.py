@@ -6,9 +6,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gpuctl.model import Gpu
+from gpuctl.query.fleet import FleetIndex
+from gpuctl.query.states import GpuState, gpu_state
+from gpuctl.render.format import duration, mib, num, pct, sparkline
 from gpuctl.tui.empty import metrics_hint
-from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import duration, mib, num, pct, sparkline
 from gpuctl.tui.heatmap_layout import POOL_PREFIX
 from gpuctl.tui.history import UtilHistory
 
@@ -71,19 +72,20 @@ def _gpu_facts(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) ->
     where = [Text(f"UUID {gpu.uuid or '—'}"), Text(f"pool {gpu.pool}")]
     if node is not None and (node.cordoned or not node.ready):
         where.append(Text("cordoned" if node.cordoned else "NotReady", style="bold yellow"))
+    state = gpu_state(gpu)
     if gpu.pod is None:
         holder = [Text("free (no pod holds it)", style="dim")]
     else:
         pod = Text(f"pod {gpu.pod.namespace}/{gpu.pod.name}")
         if gpu.pod.container:
             pod.append(f" ({gpu.pod.container})", style="dim")
-        if gpu.idle:
-            state = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta")
-        elif gpu.busy:
-            state = Text("busy", style="green")
+        if state is GpuState.IDLE:
+            doing = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta")
+        elif state is GpuState.BUSY:
+            doing = Text("busy", style="green")
         else:
-            state = Text(f"quiet: under {index.snapshot.idle_threshold_pct:g}%, not idle yet", style="yellow")
-        holder = [pod, state]
+            doing = Text(f"quiet: under {index.snapshot.idle_threshold_pct:g}%, not idle yet", style="yellow")
+        holder = [pod, doing]
     metrics = [
         Text(f"util {pct(gpu.util_pct)}"),
         Text(f"mem {mib(gpu.mem_used_mib)}/{mib(gpu.mem_total_mib)} ({pct(gpu.mem_used_pct)})"),

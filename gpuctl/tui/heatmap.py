@@ -23,10 +23,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from gpuctl.model import Changes, Gpu
+from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
+from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import short_model
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
 from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value

@@ -11,8 +11,8 @@ from textual.containers import Container, Vertical
 from textual.widgets import Static
 
 from gpuctl.model import Changes
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.gpu_details import GpuDetails
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.history import UtilHistory

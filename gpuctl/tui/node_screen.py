@@ -11,8 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from gpuctl.tui.fleet_index import FleetIndex
-from gpuctl.tui.format import age, gpu_count, short_model
+from gpuctl.query.fleet import FleetIndex
+from gpuctl.render.format import age, gpu_count, short_model
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import GPU_COLUMNS, POD_COLUMNS, gpu_cells, pod_cells
 from gpuctl.tui.status_bar import StatusBar

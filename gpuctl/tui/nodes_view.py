@@ -6,9 +6,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 
 from gpuctl.model import Changes
+from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.empty import empty_reason
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import NODE_COLUMNS, POOL_COLUMNS, NodeItem, node_cells, pool_cells

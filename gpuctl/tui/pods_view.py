@@ -9,9 +9,9 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from gpuctl.model import Changes, GpuPod
+from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.empty import empty_reason
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import POD_COLUMNS, pod_cells

@@ -8,9 +8,9 @@ from textual.message import Message
 from textual.widgets import Static
 
 from gpuctl.model import Changes
+from gpuctl.query.filter import Facets, Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.empty import empty_reason
-from gpuctl.tui.filtering import Facets, Filter
-from gpuctl.tui.fleet_index import FleetIndex
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.rows import QUOTA_COLUMNS, quota_cells
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gpuctl.model import Alert, Gpu, GpuPod, NamespaceUsage, Node, Pool
-from gpuctl.tui.fleet_index import NodeStats
-from gpuctl.tui.format import age, bar, duration, gpu_count, mib, num, pct, short_model
+from gpuctl.query.fleet import NodeStats
+from gpuctl.query.states import PodState, pod_state
+from gpuctl.render.format import age, bar, duration, gpu_count, mib, num, pct, short_model
 from gpuctl.tui.row_table import Cell, Column, num_sort
 
 IDLE = "bold magenta"
@@ -141,14 +142,17 @@ POD_COLUMNS: tuple[Column[GpuPod], ...] = (
 
 
 def pod_cells(p: GpuPod, now: datetime, threshold: float = 5.0) -> tuple[Cell, ...]:
-    if p.idle:
-        idle = Cell(f"IDLE {duration(p.idle_for_s)}", IDLE)
-    elif p.phase != "Running":
-        idle = Cell(p.phase, "yellow")
-    elif p.util_pct is None:
-        idle = Cell("—", "dim")
-    else:
-        idle = Cell("busy", "dim") if p.util_pct >= threshold else Cell("quiet", "yellow")
+    match pod_state(p, threshold):
+        case PodState.IDLE:
+            idle = Cell(f"IDLE {duration(p.idle_for_s)}", IDLE)
+        case PodState.NOT_RUNNING:
+            idle = Cell(p.phase, "yellow")
+        case PodState.UNMEASURED:
+            idle = Cell("—", "dim")
+        case PodState.BUSY:
+            idle = Cell("busy", "dim")
+        case PodState.QUIET:
+            idle = Cell("quiet", "yellow")
     return (
         Cell(p.namespace),
         Cell(p.name),

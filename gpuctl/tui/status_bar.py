@@ -14,8 +14,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gpuctl.model import Snapshot
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.format import duration
+from gpuctl.query.filter import Filter
+from gpuctl.render.format import duration
 
 
 def retry_text(retry_at: datetime | None, now: datetime | None) -> str:

@@ -23,12 +23,12 @@ from gpuctl.model import Snapshot
 from gpuctl.sim.fleet import Fleet
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.kube.reflector import Reflector, Resource
-from gpuctl.sources.kube.trim import trim_namespace, trim_node, trim_pod, trim_quota
+from gpuctl.sources.kube.trim import trim_job, trim_namespace, trim_node, trim_pdb, trim_pod, trim_quota, trim_replicaset
 from gpuctl.sources.kubernetes import KubernetesSource
 from gpuctl.state.pools import pool_labels
 from gpuctl.state.records import Kind, PodRecord, Record
 from gpuctl.state.store import ClusterStore
-from testbed.controlplane import USER_A, ControlPlane
+from testbed.controlplane import ADMIN, USER_A, ControlPlane, Identity
 from testbed.kube import RestClient, apply_objects
 from testbed.nodes import gpu_node_object
 from testbed.waiting import poll
@@ -41,6 +41,9 @@ TRIM: dict[Kind, tuple[str, Callable[[Any], Record | None]]] = {
     Kind.POD: ("Pod", trim_pod),
     Kind.QUOTA: ("ResourceQuota", trim_quota),
     Kind.NAMESPACE: ("Namespace", trim_namespace),
+    Kind.REPLICASET: ("ReplicaSet", trim_replicaset),
+    Kind.JOB: ("Job", trim_job),
+    Kind.PDB: ("PodDisruptionBudget", trim_pdb),
 }
 
 
@@ -78,9 +81,11 @@ async def eventually(predicate: Callable[[], bool], what: str, *, timeout_s: flo
 
 
 @asynccontextmanager
-async def watching(plane: ControlPlane, *, backoff: Callable[[], Backoff] | None = None) -> AsyncIterator[tuple[KubernetesSource, ClusterStore]]:
+async def watching(
+    plane: ControlPlane, *, backoff: Callable[[], Backoff] | None = None, identity: Identity = ADMIN
+) -> AsyncIterator[tuple[KubernetesSource, ClusterStore]]:
     store = ClusterStore()
-    source = KubernetesSource(kubeconfig=plane.kubeconfig(), backoff=backoff or (lambda: Backoff(base=0.2, cap=2)))
+    source = KubernetesSource(kubeconfig=plane.kubeconfig(identity), backoff=backoff or (lambda: Backoff(base=0.2, cap=2)))
     task = asyncio.create_task(source.run(store))
     try:
         await eventually(lambda: store.listed == frozenset(Kind), "the first list of every kind")
@@ -125,16 +130,19 @@ async def own_node_and_namespace(admin: RestClient, prefix: str) -> tuple[str, s
 
 
 def expected_owner(sim: Any) -> tuple[str | None, str | None]:
-    return ("Deployment", sim.owner_name) if sim.owner_kind == "Deployment" else (sim.ref_kind, sim.ref_name)
+    """The top controller, read from the objects: Deployment above the ReplicaSet, CronJob above the Job."""
+    return sim.owner_kind, sim.owner_name
 
 
 async def test_snapshot_matches_the_loaded_fleet(control_plane: ControlPlane, admin: RestClient, fleet: Fleet) -> None:
     async with watching(control_plane) as (_source, store):
         # Controllers adopt the loaded pods asynchronously; the watch must carry those updates in.
         def adopted() -> bool:
-            pods = store.records(Kind.POD)
+            records, pods = store.records(Kind.POD), {p.key: p for p in store.snapshot().pods}
             return all(
-                (rec := pods.get(sim.key)) is not None and (rec.owner_kind, rec.owner_name) == expected_owner(sim)  # type: ignore[union-attr]
+                (rec := records.get(sim.key)) is not None
+                and (rec.owner_kind, rec.owner_name) == (sim.ref_kind, sim.ref_name)  # type: ignore[union-attr]
+                and (pods[sim.key].owner_kind, pods[sim.key].owner_name) == expected_owner(sim)
                 for sim in fleet.pods
             )
 

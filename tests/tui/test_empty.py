@@ -1,6 +1,6 @@
 from gpuctl.model import MetricsHealth, Snapshot, WatchHealth
+from gpuctl.query.filter import Filter
 from gpuctl.tui.empty import empty_reason, metrics_hint
-from gpuctl.tui.filtering import Filter
 from tests.tui.factory import T0, build_snapshot
 
 

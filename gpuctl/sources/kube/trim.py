@@ -2,8 +2,11 @@
 
 Runs on every watch event, so it reads dicts straight from the API's JSON (no
 generated model classes) and keeps only what gpuctl shows: nvidia.com/*
-resources, GPU/MIG/pool labels, the top-level owner. Objects gpuctl doesn't
-care about (pods without GPUs, nodes without NVIDIA resources, quotas without
+resources, GPU/MIG/pool labels, a pod's own controller (the join follows the
+chain up from there, through the ReplicaSets and Jobs trimmed here too), each
+object's uid and resourceVersion (preconditions for writes). Objects gpuctl doesn't
+care about (pods without GPUs, nodes without NVIDIA resources, ReplicaSets and
+Jobs that lead nowhere, quotas without
 `requests.nvidia.com/*` keys or limited to a scope) trim to None, which the
 watcher turns into a delete: an object that stops matching disappears, one that
 starts matching appears. A malformed quantity is logged and left out, never
@@ -14,13 +17,24 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from gpuctl.model import Taint
-from gpuctl.state.records import NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.records import (
+    NO_LABELS,
+    JobRecord,
+    NamespaceRecord,
+    NodeRecord,
+    PdbRecord,
+    PodRecord,
+    QuotaRecord,
+    ReplicaSetRecord,
+)
+from gpuctl.state.selectors import InvalidSelector, parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +124,8 @@ def trim_node(obj: JSON, keep_labels: Collection[str]) -> NodeRecord | None:
         unschedulable=bool(spec.get("unschedulable")),
         ready=ready,
         created=_time(meta.get("creationTimestamp")),
+        uid=meta.get("uid"),
+        resource_version=meta.get("resourceVersion"),
     )
 
 
@@ -140,17 +156,26 @@ def pod_gpu_requests(spec: JSON, owner: JSON | None = None) -> dict[str, int]:
     return total
 
 
-def top_owner(meta: JSON) -> tuple[str | None, str | None]:
-    """The controller that owns the pod, lifted from ReplicaSet to its Deployment when the names show it."""
+def controller_ref(meta: JSON) -> tuple[str | None, str | None, str | None]:
+    """(kind, name, uid) of the object's controller: its ownerReference marked controller, else its first."""
     refs = meta.get("ownerReferences") or ()
     ref = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
     if ref is None:
-        return None, None
-    kind, name = ref.get("kind"), ref.get("name")
-    template_hash = (meta.get("labels") or {}).get("pod-template-hash")
-    if kind == "ReplicaSet" and template_hash and name and name.endswith(f"-{template_hash}"):
-        return "Deployment", name[: -len(template_hash) - 1]
-    return kind, name
+        return None, None, None
+    return _intern(ref.get("kind")), ref.get("name"), ref.get("uid")
+
+
+def _intern(text: str | None) -> str | None:
+    # Kinds, namespaces and label keys repeat across thousands of records: keep one copy of each.
+    return None if text is None else sys.intern(text)
+
+
+def labels_of(meta: JSON) -> Mapping[str, str]:
+    """All the object's labels, keys and values shared with every other record that has them."""
+    labels = meta.get("labels")
+    if not labels:
+        return NO_LABELS
+    return {sys.intern(k): sys.intern(v) for k, v in labels.items()}
 
 
 def trim_pod(obj: JSON) -> PodRecord | None:
@@ -158,9 +183,9 @@ def trim_pod(obj: JSON) -> PodRecord | None:
     requests = pod_gpu_requests(spec, obj)
     if not requests:
         return None  # not a GPU pod
-    owner_kind, owner_name = top_owner(meta)
+    owner_kind, owner_name, owner_uid = controller_ref(meta)
     return PodRecord(
-        namespace=meta["namespace"],
+        namespace=sys.intern(meta["namespace"]),
         name=meta["name"],
         node=spec.get("nodeName") or None,
         phase=status.get("phase") or "Pending",
@@ -170,6 +195,11 @@ def trim_pod(obj: JSON) -> PodRecord | None:
         priority_class=spec.get("priorityClassName"),
         created=_time(meta.get("creationTimestamp")),
         deleting=meta.get("deletionTimestamp") is not None,
+        uid=meta.get("uid"),
+        resource_version=meta.get("resourceVersion"),
+        labels=labels_of(meta),
+        owner_uid=owner_uid,
+        ready=_condition(status, "Ready"),
     )
 
 
@@ -197,9 +227,77 @@ def trim_quota(obj: JSON) -> QuotaRecord | None:
     hard = _quota_values(status.get("hard"), obj) or _quota_values(spec.get("hard"), obj)
     if not hard:
         return None
-    return QuotaRecord(namespace=meta["namespace"], name=meta["name"], hard=hard, used=_quota_values(status.get("used"), obj))
+    return QuotaRecord(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        hard=hard,
+        used=_quota_values(status.get("used"), obj),
+        uid=meta.get("uid"),
+        resource_version=meta.get("resourceVersion"),
+    )
 
 
 def trim_namespace(obj: JSON) -> NamespaceRecord:
     meta = obj.get("metadata") or {}
     return NamespaceRecord(name=meta["name"], labels=dict(meta.get("labels") or {}))
+
+
+def _condition(status: JSON, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or ())
+
+
+Controller = TypeVar("Controller", ReplicaSetRecord, JobRecord)
+
+
+def _trim_controller(obj: JSON, record: type[Controller]) -> Controller | None:
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    owner_kind, owner_name, owner_uid = controller_ref(meta)
+    if owner_kind is None or owner_name is None:
+        return None  # the top itself: the pod's ownerReference already names it
+    if not pod_gpu_requests((spec.get("template") or {}).get("spec") or {}):
+        return None  # makes no GPU pods
+    return record(
+        namespace=sys.intern(meta["namespace"]),
+        name=meta["name"],
+        uid=meta.get("uid"),
+        owner_kind=owner_kind,
+        owner_name=owner_name,
+        owner_uid=owner_uid,
+    )
+
+
+def trim_replicaset(obj: JSON) -> ReplicaSetRecord | None:
+    """A ReplicaSet of GPU pods with a controller (normally its Deployment); else None."""
+    return _trim_controller(obj, ReplicaSetRecord)
+
+
+def trim_job(obj: JSON) -> JobRecord | None:
+    """A Job of GPU pods with a controller (normally its CronJob); else None."""
+    return _trim_controller(obj, JobRecord)
+
+
+def _int_or_percent(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def trim_pdb(obj: JSON) -> PdbRecord:
+    """Every PodDisruptionBudget: any of them may cover a GPU pod."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    try:
+        selector = parse_selector(spec.get("selector"))
+    except InvalidSelector:
+        selector = None  # the Eviction API lets such a budget match no pod
+    return PdbRecord(
+        namespace=sys.intern(meta["namespace"]),
+        name=meta["name"],
+        selector=selector,
+        min_available=_int_or_percent(spec.get("minAvailable")),
+        max_unavailable=_int_or_percent(spec.get("maxUnavailable")),
+        disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
+        current_healthy=int(status.get("currentHealthy") or 0),
+        desired_healthy=int(status.get("desiredHealthy") or 0),
+        expected_pods=int(status.get("expectedPods") or 0),
+        observed=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0),
+        uid=meta.get("uid"),
+        resource_version=meta.get("resourceVersion"),
+    )

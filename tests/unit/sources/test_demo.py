@@ -107,3 +107,20 @@ async def test_same_seed_same_demo() -> None:
 async def test_without_churn_the_pods_never_change() -> None:
     store, _ = await run_demo(30 * 60, churn=False)
     assert {p.key for p in store.snapshot().pods} == {p.key for p in build_fleet().pods}
+
+
+async def test_demo_pods_show_their_top_controller_and_budgets() -> None:
+    store, _ = await run_demo(0.1, churn=False)
+    fleet = build_fleet(7)
+    pods = {p.key: p for p in store.snapshot().pods}
+    for sim in fleet.pods:
+        pod = pods[sim.key]
+        assert (pod.owner_kind, pod.owner_name) == (sim.owner_kind, sim.owner_name), sim.key
+        if sim.ref_kind and sim.ref_kind != sim.owner_kind:  # a Deployment's or CronJob's pod: two links
+            assert [(o.kind, o.name) for o in pod.owners] == [(sim.ref_kind, sim.ref_name), (sim.owner_kind, sim.owner_name)]
+    budgets = store.snapshot().pdbs
+    assert budgets and {b.key for b in budgets} == {f"{b.namespace}/{b.name}" for b in fleet.pdbs}
+    protected = [p for p in pods.values() if p.pdbs]
+    assert protected and all(p.disruption_allowed is not None for p in pods.values())
+    # minAvailable = running - 1: each budget allows exactly one disruption.
+    assert all(b.disruptions_allowed == 1 for b in budgets) and all(p.disruption_allowed for p in protected)

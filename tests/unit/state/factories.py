@@ -41,7 +41,14 @@ def pod(
     requests = {"nvidia.com/gpu": gpus} if gpus else {}
     requests.update({f"nvidia.com/mig-{k}": v for k, v in (mig or {}).items()})
     return PodRecord(
-        namespace=ns, name=name, node=node_name, phase=phase, gpu_requests=requests, created=created, owner_kind="Job"
+        namespace=ns,
+        name=name,
+        node=node_name,
+        phase=phase,
+        gpu_requests=requests,
+        created=created,
+        owner_kind="Job",
+        owner_name=name,
     )
 
 

@@ -3,6 +3,12 @@
 A verbatim copy of gpuctl/state/join.py at bf118c8 (full join every time, with a
 per-key memo): slow, but obviously right, so the incremental Joiner is checked
 against it on random event sequences. Not used by gpuctl itself.
+
+Kept in step with what a row means since: nodes and pods carry uid and
+resourceVersion; a pod row carries its labels, its owner chain (followed
+through every ReplicaSet and Job record each time, `owners.owner_links`), the
+budgets that apply to it and the eviction verdict (every budget of its
+namespace checked each time, `disruption.py`'s rules); budgets have rows.
 """
 
 from __future__ import annotations
@@ -14,10 +20,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Owner, PodDisruptionBudget, Pool
+from gpuctl.state.disruption import applies, eviction_allowed
 from gpuctl.state.idle import IdleClock
+from gpuctl.state.owners import owner_links
 from gpuctl.state.pools import GPU_PRODUCT_LABEL, pool_for
-from gpuctl.state.records import GpuSample, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.records import (
+    ControllerRecord,
+    GpuSample,
+    Kind,
+    MetricsBatch,
+    NamespaceRecord,
+    NodeRecord,
+    PdbRecord,
+    PodRecord,
+    QuotaRecord,
+)
 from gpuctl.state.resources import NodeGpus, is_terminated, mig_instances, shared_slices, whole_gpus
 
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
@@ -36,6 +54,10 @@ class JoinInputs:
     idle: IdleClock
     pool_order: Sequence[str]
     now: datetime
+    replicasets: Mapping[str, ControllerRecord]
+    jobs: Mapping[str, ControllerRecord]
+    pdbs: Mapping[str, PdbRecord]
+    known: frozenset[Kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +67,7 @@ class Joined:
     pools: tuple[Pool, ...]
     pods: tuple[GpuPod, ...]
     namespaces: tuple[NamespaceUsage, ...]
+    pdbs: tuple[PodDisruptionBudget, ...]
 
 
 M = TypeVar("M")
@@ -80,7 +103,7 @@ class Joiner:
         live_pods = [p for p in inputs.pods.values() if not is_terminated(p.phase)]
         nodes = _nodes(inputs.nodes, live_pods, node_pools, self._nodes)
         gpus = _gpus(inputs, node_pools, self._gpus)
-        pods = _pods(inputs.pods, gpus, self._pods)
+        pods = _pods(inputs, gpus, self._pods)
         for memo in (self._gpus, self._nodes, self._pods):
             memo.roll()
         return Joined(
@@ -89,6 +112,7 @@ class Joiner:
             pools=_pools(nodes, gpus),
             pods=pods,
             namespaces=_namespaces(inputs, live_pods, gpus),
+            pdbs=tuple(_pdb(inputs.pdbs[key]) for key in sorted(inputs.pdbs)),
         )
 
 
@@ -142,6 +166,8 @@ def _node(rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested
         cordoned=rec.unschedulable,
         ready=rec.ready,
         created=rec.created,
+        uid=rec.uid,
+        resource_version=rec.resource_version,
     )
 
 
@@ -209,21 +235,50 @@ def _gpus(inputs: JoinInputs, node_pools: Mapping[str, str], memo: _Reuse) -> tu
     return tuple(gpus)
 
 
-def _pods(records: Mapping[str, PodRecord], gpus: tuple[Gpu, ...], memo: _Reuse) -> tuple[GpuPod, ...]:
+def _pods(inputs: JoinInputs, gpus: tuple[Gpu, ...], memo: _Reuse) -> tuple[GpuPod, ...]:
+    records = inputs.pods
     held: dict[str, list[Gpu]] = defaultdict(list)
     for gpu in gpus:
         if gpu.pod is not None:
             held[gpu.pod.key].append(gpu)
+    controllers = {Kind.REPLICASET: inputs.replicasets, Kind.JOB: inputs.jobs}
     out = []
     for key in sorted(records):
         rec, mine = records[key], tuple(held.get(key, ()))
-        out.append(memo.get(key, (rec, mine), lambda: _pod(rec, mine)))
+        owners = tuple(Owner(kind=k, name=n, uid=u) for k, n, u in owner_links(rec, controllers)[0])
+        budgets = sorted((p for p in inputs.pdbs.values() if p.namespace == rec.namespace and applies(p, rec.labels)),
+                         key=lambda p: p.name)
+        allowed = eviction_allowed(phase=rec.phase, deleting=rec.deleting, ready=rec.ready,
+                                   budgets=budgets if Kind.PDB in inputs.known else None)
+        links = (owners, tuple(p.name for p in budgets), allowed)
+        out.append(memo.get(key, (rec, mine, links), lambda: _pod(rec, mine, links)))
     return tuple(out)
 
 
-def _pod(rec: PodRecord, mine: tuple[Gpu, ...]) -> GpuPod:
+def _pdb(rec: PdbRecord) -> PodDisruptionBudget:
+    return PodDisruptionBudget.model_construct(
+        namespace=rec.namespace,
+        name=rec.name,
+        selector=None if rec.selector is None else str(rec.selector),
+        min_available=rec.min_available,
+        max_unavailable=rec.max_unavailable,
+        disruptions_allowed=rec.disruptions_allowed,
+        current_healthy=rec.current_healthy,
+        desired_healthy=rec.desired_healthy,
+        expected_pods=rec.expected_pods,
+        observed=rec.observed,
+        uid=rec.uid,
+        resource_version=rec.resource_version,
+    )
+
+
+Links = tuple[tuple[Owner, ...], tuple[str, ...], bool | None]  # owner chain, budgets that apply, eviction verdict
+
+
+def _pod(rec: PodRecord, mine: tuple[Gpu, ...], links: Links) -> GpuPod:
     utils = [g.util_pct for g in mine if g.util_pct is not None]
     idle_fors = [g.idle_for_s for g in mine]
+    owners, pdbs, allowed = links
     return GpuPod.model_construct(
         namespace=rec.namespace,
         name=rec.name,
@@ -232,14 +287,21 @@ def _pod(rec: PodRecord, mine: tuple[Gpu, ...]) -> GpuPod:
         gpus=whole_gpus(rec.gpu_requests),
         gpu_slices=shared_slices(rec.gpu_requests),
         mig=mig_instances(rec.gpu_requests),
-        owner_kind=rec.owner_kind,
-        owner_name=rec.owner_name,
+        owner_kind=owners[-1].kind if owners else None,
+        owner_name=owners[-1].name if owners else None,
         priority_class=rec.priority_class,
         created=rec.created,
         gpu_keys=tuple(g.key for g in mine),
         util_pct=sum(utils) / len(utils) if utils else None,
         idle=bool(mine) and all(g.idle for g in mine),
         idle_for_s=min(idle_fors) if mine and None not in idle_fors else None,  # type: ignore[type-var]
+        uid=rec.uid,
+        resource_version=rec.resource_version,
+        labels=rec.labels,
+        ready=rec.ready,
+        owners=owners,
+        pdbs=pdbs,
+        disruption_allowed=allowed,
     )
 
 

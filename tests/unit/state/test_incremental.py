@@ -1,7 +1,9 @@
 """The incremental join and the change log answer exactly what a full join and a full diff answer.
 
-Random sequences of record events, relists, metrics batches (late, failed,
-malformed ones included), idle backfills and clock ticks are fed to one store;
+Random sequences of record events (ReplicaSets, Jobs and disruption budgets
+included, with owner chains that loop or lead to records of another uid),
+relists, kinds turning unreadable, metrics batches (late, failed, malformed
+ones included), idle backfills and clock ticks are fed to one store;
 at random points its snapshot is checked against the original full join
 (`reference_join`) and its hub's Changes against a full `diff`. At the end a
 fresh store fed the same final state must give the same rows.
@@ -24,7 +26,19 @@ from gpuctl.state.changes import diff
 from gpuctl.state.hub import SnapshotHub
 from gpuctl.state.idle import IdleClock
 from gpuctl.state.pools import pool_labels
-from gpuctl.state.records import GpuSample, Kind, MetricsBatch, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
+from gpuctl.state.records import (
+    GpuSample,
+    JobRecord,
+    Kind,
+    MetricsBatch,
+    NamespaceRecord,
+    NodeRecord,
+    PdbRecord,
+    PodRecord,
+    QuotaRecord,
+    ReplicaSetRecord,
+)
+from gpuctl.state.selectors import LabelSelector, Requirement
 from gpuctl.state.store import ClusterStore
 
 from . import reference_join as reference
@@ -100,14 +114,67 @@ def pod_records(draw: st.DrawFn) -> PodRecord:
         if count := draw(st.integers(0, most)):
             requests[resource] = count
     created = draw(st.one_of(st.none(), st.integers(-7200, 900)))  # some "after now": clock skew
+    owner_kind, owner_name = draw(st.sampled_from(OWNERS))
     return PodRecord(
         namespace=namespace,
         name=name,
         node=draw(st.sampled_from([*NODES, "ghost", None])),
         phase=draw(st.sampled_from(["Running", "Running", "Pending", "Succeeded", "Failed"])),
         gpu_requests=requests,
-        owner_kind=draw(st.sampled_from([None, "Job"])),
+        owner_kind=owner_kind,
+        owner_name=owner_name,
         created=None if created is None else T0 + timedelta(seconds=created, microseconds=draw(st.integers(0, 999_999))),
+        deleting=draw(st.booleans()),
+        uid=draw(st.sampled_from([None, "pod-uid"])),
+        resource_version=draw(st.sampled_from([None, "1", "2"])),
+        labels=draw(st.dictionaries(st.sampled_from(["app", "tier", "team"]), st.sampled_from(["a", "b"]), max_size=3)),
+        owner_uid=draw(UIDS),
+        ready=draw(st.booleans()),
+    )
+
+
+OWNERS = [(None, None), ("Job", "j0"), ("Job", "j1"), ("ReplicaSet", "rs0"), ("ReplicaSet", "rs1"), ("StatefulSet", "s")]
+UIDS = st.sampled_from([None, "u1", "u2"])
+
+
+@st.composite
+def controller_records(draw: st.DrawFn, record: type[ReplicaSetRecord] | type[JobRecord], names: list[str]) -> Any:
+    # Owners include Jobs and ReplicaSets, so chains grow past two links and may loop.
+    owner_kind, owner_name = draw(st.sampled_from([("Deployment", "d0"), ("CronJob", "c0"), *OWNERS[1:5]]))
+    return record(
+        namespace=draw(st.sampled_from(NAMESPACES)),
+        name=draw(st.sampled_from(names)),
+        uid=draw(UIDS),
+        owner_kind=owner_kind,
+        owner_name=owner_name,
+        owner_uid=draw(UIDS),
+    )
+
+
+SELECTORS = [
+    None,
+    LabelSelector(),  # empty: every pod of the namespace
+    LabelSelector((Requirement("app", "=", frozenset({"a"})),)),
+    LabelSelector((Requirement("app", "In", frozenset({"a", "b"})), Requirement("tier", "NotIn", frozenset({"b"})))),
+    LabelSelector((Requirement("team", "Exists"),)),
+    LabelSelector((Requirement("team", "DoesNotExist"),)),
+]
+
+
+@st.composite
+def pdb_records(draw: st.DrawFn) -> PdbRecord:
+    return PdbRecord(
+        namespace=draw(st.sampled_from(NAMESPACES)),
+        name=draw(st.sampled_from(["b0", "b1"])),
+        selector=draw(st.sampled_from(SELECTORS)),
+        min_available=draw(st.sampled_from([None, "1", "50%"])),
+        disruptions_allowed=draw(st.integers(-1, 2)),
+        current_healthy=draw(st.integers(0, 2)),
+        desired_healthy=draw(st.integers(0, 2)),
+        expected_pods=draw(st.integers(0, 3)),
+        observed=draw(st.booleans()),
+        uid=draw(UIDS),
+        resource_version=draw(st.sampled_from([None, "7"])),
     )
 
 
@@ -124,7 +191,15 @@ def quota_records(draw: st.DrawFn) -> QuotaRecord:
 
 
 namespace_records = st.builds(NamespaceRecord, name=st.sampled_from([*NAMESPACES, "empty"]))
-RECORDS = {Kind.NODE: node_records(), Kind.POD: pod_records(), Kind.QUOTA: quota_records(), Kind.NAMESPACE: namespace_records}
+RECORDS = {
+    Kind.NODE: node_records(),
+    Kind.POD: pod_records(),
+    Kind.QUOTA: quota_records(),
+    Kind.NAMESPACE: namespace_records,
+    Kind.REPLICASET: controller_records(ReplicaSetRecord, ["rs0", "rs1"]),
+    Kind.JOB: controller_records(JobRecord, ["j0", "j1"]),
+    Kind.PDB: pdb_records(),
+}
 
 
 @st.composite
@@ -162,6 +237,7 @@ OPS = st.one_of(
     st.tuples(st.just("backfill"), st.dictionaries(st.sampled_from([f"{h}/{i}" for h in HOSTS for i in range(4)]),
                                                    st.integers(-3600, 0), max_size=4)),
     st.just(("failed",)),
+    st.tuples(st.just("unreadable"), st.frozensets(st.sampled_from([Kind.QUOTA, Kind.REPLICASET, Kind.JOB, Kind.PDB]))),
     st.tuples(st.just("tick"), st.sampled_from([1, 30, 700])),
     st.just(("snapshot",)),
     st.just(("publish",)),
@@ -172,7 +248,14 @@ OPS = st.one_of(
 
 
 def _rows(snap: Snapshot | reference.Joined) -> dict[str, Sequence[BaseModel]]:
-    return {"nodes": snap.nodes, "gpus": snap.gpus, "pools": snap.pools, "pods": snap.pods, "namespaces": snap.namespaces}
+    return {
+        "nodes": snap.nodes,
+        "gpus": snap.gpus,
+        "pools": snap.pools,
+        "pods": snap.pods,
+        "namespaces": snap.namespaces,
+        "pdbs": snap.pdbs,
+    }
 
 
 def _without_hours(rows: Sequence[BaseModel]) -> list[dict[str, Any]]:
@@ -210,6 +293,7 @@ class Run:
         self.metrics_history: list[tuple[str, Any]] = []
         self.batch_at = T0
         self.published: Snapshot | None = None
+        self.unreadable: frozenset[Kind] = frozenset()
 
     def apply(self, op: tuple[Any, ...]) -> None:
         store = self.store
@@ -234,6 +318,9 @@ class Run:
                 self.metrics_history.append(("backfill", since))
             case ("failed",):
                 store.metrics_failed("connection refused", self.clock.now)
+            case ("unreadable", kinds):
+                store.set_unreadable(kinds)
+                self.unreadable = kinds
             case ("tick", seconds):
                 self.clock.now += timedelta(seconds=seconds)
             case ("snapshot",):
@@ -252,6 +339,10 @@ class Run:
                 idle=self.mirror,
                 pool_order=pool_labels(None),
                 now=now,
+                replicasets=self.store.records(Kind.REPLICASET),  # type: ignore[arg-type]
+                jobs=self.store.records(Kind.JOB),  # type: ignore[arg-type]
+                pdbs=self.store.records(Kind.PDB),  # type: ignore[arg-type]
+                known=self.store.known,
             )
         )
 
@@ -270,7 +361,7 @@ class Run:
         self.published = update.snapshot
 
     def fresh_copy(self) -> ClusterStore:
-        """A new store fed the same final state: the metrics history, then every kind listed once."""
+        """A new store fed the same final state: the metrics history, then each kind as it was: listed or not."""
         store = ClusterStore(clock=self.clock, idle_window_s=WINDOW_S, idle_grace_s=GRACE_S, refresh_s=60)
         for what, value in self.metrics_history:
             if what == "metrics":
@@ -278,7 +369,13 @@ class Run:
             else:
                 store.backfill_idle(value)
         for kind in Kind:
-            store.replace(kind, list(self.store.records(kind).values()))  # the same order: same tie-breaks
+            records = list(self.store.records(kind).values())  # the same order: same tie-breaks
+            if kind in self.store.listed:
+                store.replace(kind, records)
+            else:  # upserted, never listed: not known to be complete (budget verdicts read so)
+                for record in records:
+                    store.upsert(record)
+        store.set_unreadable(self.unreadable)
         return store
 
 

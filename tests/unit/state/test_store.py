@@ -38,6 +38,8 @@ def fleet(store: ClusterStore) -> None:
     )
     store.replace(Kind.QUOTA, [quota("ml", 4, 2), quota("ml", 3, 2, name="tighter")])
     store.replace(Kind.NAMESPACE, [NamespaceRecord("ml"), NamespaceRecord("cv"), NamespaceRecord("empty")])
+    for kind in (Kind.REPLICASET, Kind.JOB, Kind.PDB):
+        store.replace(kind, [])
 
 
 def by_key(snap: Snapshot) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Trimming raw API JSON to records: only GPU things survive, owners lift to their Deployment."""
+"""Trimming raw API JSON to records: only GPU things survive, a pod keeps its own controller (not a guess)."""
 
 from __future__ import annotations
 
@@ -79,12 +79,13 @@ def test_pod_without_gpus_is_dropped() -> None:
     assert trim_pod(pod([{"resources": {"limits": {"nvidia.com/gpu": "0"}}}])) is None
 
 
-def test_owner_is_lifted_to_the_deployment() -> None:
-    ref = {"kind": "ReplicaSet", "name": "server-7d9f8c6b5", "controller": True}
+def test_owner_is_the_pods_own_controller_never_guessed_from_its_name() -> None:
+    ref = {"kind": "ReplicaSet", "name": "server-7d9f8c6b5", "uid": "rs-1", "controller": True}
     rec = trim_pod(
         pod([{"resources": {"limits": {"nvidia.com/gpu": "1"}}}], ownerReferences=[ref], labels={"pod-template-hash": "7d9f8c6b5"})
     )
-    assert rec is not None and (rec.owner_kind, rec.owner_name) == ("Deployment", "server")
+    # The Deployment above it comes from the ReplicaSet's own record, in the join.
+    assert rec is not None and (rec.owner_kind, rec.owner_name, rec.owner_uid) == ("ReplicaSet", "server-7d9f8c6b5", "rs-1")
     job = {"kind": "Job", "name": "train-1", "controller": True}
     rec = trim_pod(pod([{"resources": {"limits": {"nvidia.com/gpu": "1"}}}], ownerReferences=[job], deletionTimestamp="x"))
     assert rec is not None and (rec.owner_kind, rec.owner_name) == ("Job", "train-1") and rec.deleting

@@ -1,4 +1,4 @@
-"""Small, pure formatting helpers shared by every view.
+"""Small, pure formatting helpers shared by every front end (TUI views, CLI summary, chat).
 
 Ages are always measured against the snapshot's `taken_at`, never the wall
 clock: the screen then shows what the data says, and tests render the same
@@ -12,10 +12,10 @@ from datetime import datetime
 _SPARK = "▁▂▃▄▅▆▇█"
 
 
-def duration(seconds: float | None) -> str:
-    """Compact human duration: 45s, 12m, 3h20m, 4d06h; an em dash when unknown."""
+def duration(seconds: float | None, unknown: str = "—") -> str:
+    """Compact human duration: 45s, 12m, 3h20m, 4d06h; `unknown` (an em dash) when None."""
     if seconds is None:
-        return "—"
+        return unknown
     s = max(0, int(seconds))
     if s < 60:
         return f"{s}s"

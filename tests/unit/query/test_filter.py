@@ -1,4 +1,4 @@
-from gpuctl.tui.filtering import Facets, Filter
+from gpuctl.query.filter import Facets, Filter
 
 POD = Facets(namespace="ml-research", pool="h100-train", node="h100-train-node-001", pod="llm-70b-0", model="NVIDIA H100")
 

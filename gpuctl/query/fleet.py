@@ -1,8 +1,9 @@
-"""Lookups derived once per snapshot so that views never scan the whole fleet.
+"""Lookups derived once per snapshot so that front ends never scan the whole fleet.
 
-The snapshot is a flat, immutable picture; views need it grouped (pool -> node
--> GPUs, node -> pods) and summed (busy/idle per node). `FleetIndex` does that
-in one pass per update and is shared by every view.
+The snapshot is a flat, immutable picture; views and answers need it grouped
+(pool -> node -> GPUs, node -> pods) and summed (busy/idle per node).
+`FleetIndex` does that in one pass and is shared by every view of the TUI (and
+by anything else that answers questions about one snapshot).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot
-from gpuctl.tui.filtering import Facets, Filter
+from gpuctl.query.filter import Facets, Filter
+from gpuctl.query.states import GpuState, gpu_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +118,10 @@ def _stats(gpus: list[Gpu]) -> NodeStats:
     for g in gpus:
         if g.util_pct is not None:
             utils.append(g.util_pct)
-        if g.pod is not None:
+        state = gpu_state(g)
+        if state is not GpuState.FREE:
             allocated += 1
-            if g.idle:
-                idle += 1
-            elif g.busy:
-                busy += 1
+            idle += state is GpuState.IDLE
+            busy += state is GpuState.BUSY
     mean = sum(utils) / len(utils) if utils else None
     return NodeStats(gpus=len(gpus), allocated=allocated, busy=busy, idle=idle, util_mean=mean)

@@ -1,4 +1,4 @@
-"""The `/` filter: a tiny query language every view understands.
+"""The `/` filter: a tiny query language every view (and the bot) understands.
 
 `ns:team-a pool:a100 h100` keeps things whose namespace contains "team-a",
 whose pool contains "a100" and where any field contains "h100". Terms are

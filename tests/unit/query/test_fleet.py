@@ -1,6 +1,6 @@
 from gpuctl.model import Node
-from gpuctl.tui.filtering import Filter
-from gpuctl.tui.fleet_index import FleetIndex
+from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
 from tests.tui.factory import build_snapshot
 
 

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from gpuctl.tui.format import age, bar, duration, gpu_count, short_model, sparkline
+from gpuctl.render.format import age, bar, duration, gpu_count, short_model, sparkline
 from tests.tui.factory import T0
 
 
