@@ -139,8 +139,11 @@ def changed_since_plan(now: PodNow | None, target: TargetRef, before: Mapping[st
         current = now.value(field_path)
         if current != planned:
             if field_path == LABELS:
-                return f"{key}'s labels changed since the plan", False
-            return f"{key}'s {field_path} is now {current!r} (planned with {planned!r})", False
+                return f"{key}: its labels changed since the plan", False
+            if field_path.startswith("metadata.annotations["):
+                name = field_path[len("metadata.annotations[") : -1]
+                return f"{key}: annotation {name} is now {current!r} (was {planned!r} when planned)", False
+            return f"{key}: {field_path} is now {current!r} (was {planned!r} when planned)", False
     return None, False
 
 

@@ -37,13 +37,13 @@ def test_what_makes_a_planned_pod_stale() -> None:
     terminating = changed_since_plan(pod_now(meta={"deletionTimestamp": "2026-12-01T12:00:00Z"}), TARGET, BEFORE)
     assert terminating == ("team-a/train-3 is already terminating", True)
     assert changed_since_plan(pod_now(node="node-2"), TARGET, BEFORE) == (
-        "team-a/train-3's spec.nodeName is now 'node-2' (planned with 'node-1')", False)  # fmt: skip
+        "team-a/train-3: spec.nodeName is now 'node-2' (was 'node-1' when planned)", False)  # fmt: skip
     assert changed_since_plan(pod_now(phase="Succeeded"), TARGET, BEFORE) == (
-        "team-a/train-3's status.phase is now 'Succeeded' (planned with 'Running')", False)  # fmt: skip
+        "team-a/train-3: status.phase is now 'Succeeded' (was 'Running' when planned)", False)  # fmt: skip
     relabelled = changed_since_plan(pod_now(meta={"labels": {"app": "train", "gpuctl.io/reclaim": "never"}}), TARGET, BEFORE)
-    assert relabelled == ("team-a/train-3's labels changed since the plan", False)
+    assert relabelled == ("team-a/train-3: its labels changed since the plan", False)
     opted_out = changed_since_plan(pod_now(meta={"annotations": {"gpuctl.io/reclaim": "never"}}), TARGET, BEFORE)
-    assert opted_out == ("team-a/train-3's metadata.annotations[gpuctl.io/reclaim] is now 'never' (planned with None)", False)
+    assert opted_out == ("team-a/train-3: annotation gpuctl.io/reclaim is now 'never' (was None when planned)", False)
     other_annotation = pod_now(meta={"annotations": {"gpuctl.io/reclaim-after": "2026-12-01T12:30:00Z"}})
     assert changed_since_plan(other_annotation, TARGET, BEFORE) == (None, False)  # not one the plan relies on
 
