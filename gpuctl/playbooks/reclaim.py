@@ -244,6 +244,10 @@ class ReclaimLogic:
                 evicts.append(item.evict)
         draft.steps.extend(evicts)  # staged: every notice first, the evictions after the grace period
         draft.warnings.extend(_shared_budgets(request.snapshot, selection.chosen, evicts))
+        bare = [f"{s.target.namespace}/{s.target.name}" for s, c in _chosen_steps(selection.chosen, evicts) if not c.pod.owner_kind]
+        if bare:
+            shown = ", ".join(bare[:5]) + (f" and {len(bare) - 5} more" if len(bare) > 5 else "")
+            draft.warnings.append(f"{len(bare)} planned pod(s) have no controller: once evicted they are not recreated ({shown})")
         if evicts and params.mode == "staged":
             draft.warnings.append(
                 f"staged: {len(evicts)} pod(s) are notified now and evicted after {duration(params.grace_s)} unless "
@@ -314,8 +318,6 @@ class ReclaimLogic:
         if trial.outcome == "pdb_refused":
             budget = budget_named(trial, pod.namespace, pod.pdbs)
             out.warnings.append(f"{budget} allows no disruption now for {pod.key}; eviction will be retried until the deadline")
-        if not pod.owner_kind:
-            out.warnings.append(f"{pod.key} has no controller: once evicted it is not recreated")
         out.evict = Step(action="evict_pods", target=target, gpus=devices(pod), detail=detail, changes=tuple(guards))
         return out
 
@@ -498,12 +500,17 @@ def _more_left_out(labels: Sequence[str]) -> str:
     return f"{len(labels):,} more idle-looking pods left out ({parts}); not listed one by one"
 
 
+def _chosen_steps(chosen: Sequence[Choice], evicts: Sequence[Step]) -> list[tuple[Step, Choice]]:
+    """Each planned eviction with the selection's choice it came from."""
+    by_key = {c.pod.key: c for c in chosen}
+    return [(step, by_key[f"{step.target.namespace}/{step.target.name}"]) for step in evicts]
+
+
 def _shared_budgets(snapshot: Snapshot, chosen: Sequence[Choice], evicts: Sequence[Step]) -> list[str]:
     """A warning per budget that would have to allow more disruptions than it allows now."""
-    planned = {f"{s.target.namespace}/{s.target.name}" for s in evicts}
     wanted: dict[tuple[str, str], int] = {}
-    for choice in chosen:
-        if choice.pod.key in planned and len(choice.pod.pdbs) == 1:
+    for _, choice in _chosen_steps(chosen, evicts):
+        if len(choice.pod.pdbs) == 1:
             budget = (choice.pod.namespace, choice.pod.pdbs[0])
             wanted[budget] = wanted.get(budget, 0) + 1
     allows = {(b.namespace, b.name): b.disruptions_allowed for b in snapshot.pdbs}

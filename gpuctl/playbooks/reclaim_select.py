@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 from gpuctl.model import Gpu, GpuPod, Snapshot
 from gpuctl.playbooks.spec import Guardrails, OptOut, Protected
@@ -75,7 +76,9 @@ class Limits:
         )
 
 
-def _matches(name: str | None, globs: Iterable[str]) -> bool:
+@lru_cache(maxsize=4096)
+def _matches(name: str | None, globs: tuple[str, ...]) -> bool:
+    """Memoized: a fleet has few namespaces and priority classes, and 10,000 pods ask about them."""
     return name is not None and any(fnmatchcase(name, g) for g in globs)
 
 
@@ -133,7 +136,7 @@ def measured_idle(
         gpu = gpus_by_key.get(key)
         if gpu is None:
             return None, f"GPU {key} is not in the metrics"
-        if getattr(gpu, "stale", False):  # Gpu.stale arrives with the metrics-trust branch
+        if gpu.__dict__.get("stale", False):  # Gpu.stale arrives with the metrics-trust branch
             return None, f"metrics for GPU {key} are stale"
         if gpu.busy:
             return None, f"GPU {key} is busy ({pct(gpu.util_pct)})"
@@ -145,8 +148,14 @@ def measured_idle(
 
 def _looks_reclaimable(pod: GpuPod, gpus_by_key: Mapping[str, Gpu]) -> bool:
     """None of its GPUs busy and at least one idle: a pod a person might ask about. Others are not listed."""
-    gpus = [gpus_by_key[k] for k in pod.gpu_keys if k in gpus_by_key]
-    return any(g.idle for g in gpus) and not any(g.busy for g in gpus)
+    idle = False
+    for key in pod.gpu_keys:
+        gpu = gpus_by_key.get(key)
+        if gpu is not None:
+            if gpu.busy:
+                return False
+            idle = idle or gpu.idle
+    return idle
 
 
 def _shared_nodes(snapshot: Snapshot) -> frozenset[str]:

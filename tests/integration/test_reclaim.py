@@ -2,8 +2,9 @@
 
 The live picture is the one thing the tests control: `Live` builds a Snapshot from the pods the
 API server has now (real uids, resourceVersions, labels, nodes), with their GPUs in the states a
-test sets (idle by default, idle 3 h, pods 5 h old). Everything else is real: RBAC through
-impersonation (user-a acts, gpu-viewer reads), the disruption controller, the Eviction API."""
+test sets (idle by default, idle 3 h, pods 5 h old, no controller like the bare pods here).
+Everything else is real: RBAC through impersonation (user-a acts, gpu-viewer reads), the
+disruption controller, the Eviction API."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ class Live:
             state = self.states.get(meta["name"], "idle")
             world.pod(meta["name"], namespace=meta["namespace"], node=spec["nodeName"], gpus=gpus, states=(state,) * gpus,
                       idle_for=3 * HOUR, age=5 * HOUR, uid=meta["uid"], resource_version=meta["resourceVersion"],
-                      labels=meta.get("labels") or {}, phase=obj["status"].get("phase", "Pending"))  # fmt: skip
+                      labels=meta.get("labels") or {}, phase=obj["status"].get("phase", "Pending"), owners=())  # fmt: skip
         return world.snapshot()
 
 
@@ -183,7 +184,12 @@ async def test_the_plan_pins_rereads_and_dry_runs_without_changing_anything(bed:
     assert evict.target.uid == objs["train-1"]["metadata"]["uid"] and evict.gpus == 4
     assert evict.target.resource_version is not None and int(evict.target.resource_version) >= int(
         objs["train-1"]["metadata"]["resourceVersion"])  # fmt: skip
-    assert evict.detail == f"idle 3h00m, 4 GPUs, {ns}/train-1, owner Job/train-1-job"
+    assert evict.detail == f"idle 3h00m, 4 GPUs, {ns}/train-1, no controller: it is not recreated"
+    assert draft.warnings == [
+        f"2 planned pod(s) have no controller: once evicted they are not recreated ({ns}/train-1, {ns}/train-2)",
+        "staged: 2 pod(s) are notified now and evicted after 30m unless busy again; the run's deadline must leave room "
+        "for the grace period",
+    ]
     assert [(s.target.name, s.reason) for s in draft.skipped] == [("keep", "opted out (annotation gpuctl.io/reclaim=never)")]
     assert [str(s) for s in draft.scopes] == [ns]
     assert sorted(lock.name for lock in draft.locks) == sorted(bed.nodes)
