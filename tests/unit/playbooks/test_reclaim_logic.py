@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 from gpuctl.identity import Identity, Requester
+from gpuctl.model import Snapshot
+from gpuctl.playbooks.context import RunContext
 from gpuctl.playbooks.loader import Catalog
 from gpuctl.playbooks.logic import Clients, PlanRequest
 from gpuctl.playbooks.params import validate_params
-from gpuctl.playbooks.plan import TargetRef
+from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.playbooks.reclaim import LABELS, LOGIC, NODE, PHASE, SKIPPED_SHOWN, PodNow, changed_since_plan
 from tests.snapshots import HOUR, T0, World
 
@@ -77,3 +80,28 @@ async def test_left_out_pods_are_listed_then_counted(catalog: Catalog) -> None:
     assert draft.skipped[0].target.name == "young-000" and draft.skipped[0].reason == "1h00m old, younger than 2h00m"
     assert draft.skipped[0].target.uid == world.pods[0].uid
     assert draft.warnings == ["35 more idle-looking pods left out (30 too young, 5 idle too briefly); not listed one by one"]
+
+
+async def test_a_staged_run_whose_deadline_comes_before_the_grace_ends_does_nothing(catalog: Catalog) -> None:
+    steps = (
+        Step(action="annotate_pods", target=TARGET), Step(action="record_pod_event", target=TARGET),
+        Step(action="evict_pods", target=TARGET, gpus=4),
+    )  # fmt: skip
+    args = validate_params(catalog.get("reclaim-idle-gpus"), {"mode": "staged", "grace": "30m"})
+    plan = Plan(playbook="reclaim-idle-gpus", parameters=dict(args), created_at=T0, steps=steps,
+                requester=Requester(identity=Identity(user="user-a"), via="cli"))  # fmt: skip
+    seen: list[object] = []
+
+    async def sink(*item: object) -> None:
+        seen.append(item)
+
+    async def no_snapshot() -> Snapshot:
+        raise AssertionError("a refused run needs no live picture")
+
+    ctx = RunContext(clients=NO_CLIENTS, deadline=T0 + timedelta(minutes=20), on_call=sink, on_progress=sink,
+                     latest_snapshot=no_snapshot, clock=lambda: T0)  # fmt: skip
+    report = await LOGIC.execute(plan, ctx)
+    assert [o.status for o in report.outcomes] == ["refused"] * 3 and seen == []
+    assert report.outcomes[0].message == (
+        "the run's deadline (12:20:00 UTC) comes before the 30m grace period ends: nothing was done")
+    assert report.message == "evicted 0 pod(s) (0 GPUs), 1 refused"
