@@ -1,9 +1,12 @@
 """The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
 `audit` (the audit log).
 
-Exit codes: 0 ok; 1 other gpuctl error; 2 bad arguments or configuration;
-3 cluster unreachable or unauthorised; 5 the audit log is not intact (a record
-edited, removed, reordered or forged: `gpuctl audit verify`); 130 interrupted.
+Exit codes: 0 ok; 1 a source stopped on an unexpected error (SourceStopped: the
+answer would come from frozen data, so nothing is printed but the error), or any
+other gpuctl error; 2 bad arguments or configuration; 3 cluster unreachable or
+unauthorised (also when the first data did not arrive in time); 5 the audit log
+is not intact (a record edited, removed, reordered or forged: `gpuctl audit
+verify`); 130 interrupted.
 Errors print one line (`gpuctl: error: ...`), never a traceback; -v shows the
 sources' logs.
 """
@@ -17,11 +20,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
 from gpuctl.errors import AuditTampered, ClusterError, ConfigError, GpuctlError, NotReady
+
+if TYPE_CHECKING:
+    from gpuctl.sources.base import Source
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TAMPERED = 5
@@ -133,11 +139,11 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO, sources: Sequence[Source] | None = None) -> int:
     from gpuctl.render.summary import render_summary
     from gpuctl.service import open_cluster
 
-    async with open_cluster(settings) as cluster:
+    async with open_cluster(settings, sources=sources) as cluster:
         snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
     out.write(snapshot.model_dump_json(indent=2) + "\n" if as_json else render_summary(snapshot))
     return EXIT_OK
@@ -149,7 +155,14 @@ def run_top(settings: Settings) -> int:
     return int(gpuctl.tui.run(settings))
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    sources: Sequence[Source] | None = None,
+) -> int:
+    """Run one command; returns the exit code. `sources` replaces what the settings ask for (tests)."""
     out, err = out or sys.stdout, err or sys.stderr
     parser = build_parser()
     try:
@@ -176,7 +189,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 
         tune_gc()
         if args.command == "snapshot":
-            return asyncio.run(take_snapshot(settings, as_json=args.json, out=out))
+            return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
         return run_top(settings)
     except ConfigError as e:
         err.write(f"gpuctl: error: {e}\n")

@@ -10,6 +10,7 @@
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
      ├── NotReady               the first data did not arrive in time
+     ├── SourceStopped          a source stopped on an unexpected error: data incomplete (CLI exit 1)
      ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
      ├── AuditError             the audit log cannot be opened, read or written
      │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
@@ -78,6 +79,16 @@ class MetricsUnavailable(GpuctlError):
 
 class NotReady(GpuctlError):
     """The first list or the first metrics did not arrive before the deadline."""
+
+
+class SourceStopped(GpuctlError):
+    """A source stopped on an unexpected error (a bug or an answer gpuctl cannot read, not an
+    outage): what it fed is frozen, so an answer built on it would be incomplete."""
+
+    def __init__(self, source: str, error: str) -> None:
+        super().__init__(f"the {source} source stopped: {error}", hint="a gpuctl bug: please report it with the -v log")
+        self.source = source
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -193,5 +204,6 @@ __all__ = [
     "PlaybookError",
     "PolicyDenied",
     "PolicyError",
+    "SourceStopped",
     "Unauthorized",
 ]

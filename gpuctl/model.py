@@ -55,7 +55,11 @@ class Gpu(Frozen):
     pod: PodRef | None = None
     busy: bool = Field(False, description="held by a pod and at or above the idle threshold in the latest sample")
     idle: bool = Field(False, description="held by a pod and under the idle threshold for the whole idle window")
-    idle_for_s: float | None = Field(None, description="seconds under the idle threshold; None when busy or unknown")
+    idle_for_s: float | None = Field(
+        None,
+        description="measured seconds of the current under-threshold streak (first to latest reading, no gap over the"
+        " grace period); None when busy or unknown",
+    )
 
     @property
     def key(self) -> str:
@@ -264,6 +268,21 @@ class WatchHealth(Frozen):
         "resourcequotas (no quotas), replicasets and jobs (pods show their own controller, not its owner), "
         "poddisruptionbudgets (disruption_allowed is null)",
     )
+    objects_skipped: int = Field(
+        0, description="objects left out because they could not be read (an odd object or a gpuctl bug; logged once each)"
+    )
+
+
+class SourceFailure(Frozen):
+    """A source that stopped on an unexpected error (a bug, not an outage: outages are retried).
+
+    Nothing it feeds moves any more: its part of the picture is frozen as of `since`,
+    and its WatchHealth / MetricsHealth say so (disconnected / stale, with this error).
+    """
+
+    source: str = Field(description="the source's name: kubernetes, prometheus, prometheus-alerts, nvml, demo")
+    error: str = Field(description="what it raised, e.g. \"KeyError: 'name'\"")
+    since: datetime = Field(description="when it stopped")
 
 
 class Alert(Frozen):
@@ -293,6 +312,9 @@ class Snapshot(Frozen):
     pdbs: tuple[PodDisruptionBudget, ...] = Field((), description="every PodDisruptionBudget, by namespace/name")
     metrics: MetricsHealth
     watch: WatchHealth
+    failures: tuple[SourceFailure, ...] = Field(
+        (), description="sources that stopped on an unexpected error; empty when every source runs"
+    )
 
 
 class Changes(Frozen):

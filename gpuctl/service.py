@@ -13,7 +13,8 @@ tasks, and cancels them on exit:
             ...
 
 Sources are imported lazily: the demo needs no Kubernetes client, `--local`
-needs no Prometheus client.
+needs no Prometheus client. Front ends reach Kubernetes and Prometheus only
+through this module (`open_cluster`, `kube_contexts`).
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gpuctl.config import Settings
-from gpuctl.errors import ClusterUnreachable, GpuctlError, NotReady
+from gpuctl.errors import ClusterUnreachable, GpuctlError, NotReady, SourceStopped
 from gpuctl.model import Snapshot
-from gpuctl.sources.base import Source
+from gpuctl.sources.base import Source, describe_crash
 from gpuctl.state.hub import SnapshotHub, Subscription
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
+
+if TYPE_CHECKING:
+    from gpuctl.sources.kube.contexts import KubeContexts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class Cluster:
         self.store = store
         self.hub = hub
         self.sources = list(sources)
+        # Sources that stopped on an unexpected error (also in every snapshot's `failures`).
         self.crashed: list[tuple[str, BaseException]] = []
         # What "ready" means for these sources: which kinds must be listed, whether metrics must arrive.
         self.expected_kinds = ALL_KINDS if settings.mode in ("kubernetes", "demo") else frozenset()
@@ -70,6 +76,11 @@ class Cluster:
                 return source.failure
         return None
 
+    def _raise_if_crashed(self) -> None:
+        if self.crashed:
+            name, error = self.crashed[0]
+            raise SourceStopped(name, describe_crash(error)) from error
+
     async def wait_ready(self, timeout: float | None = None, *, fail_fast: bool = True) -> Snapshot:
         """Wait for the first lists and the first metrics refresh (success or failure).
 
@@ -77,20 +88,21 @@ class Cluster:
         fails (one-shot commands) instead of waiting out retries (the TUI).
         On timeout: returns what there is if the lists are done (metrics just
         late), else raises the cluster error or NotReady.
+        Raises SourceStopped when a source has stopped on an unexpected error, before
+        or at the moment it returns: a one-shot answer never comes from frozen data.
         """
         async def until_ready() -> None:
             async with self.subscribe() as updates:
                 async for _ in updates:
-                    if self.crashed:
-                        name, error = self.crashed[0]
-                        raise GpuctlError(f"the {name} source stopped: {error}") from error
+                    self._raise_if_crashed()
                     if fail_fast and (failure := self._kube_failure()) is not None:
                         raise failure
                     if self.ready:
                         return
 
         try:
-            await asyncio.wait_for(until_ready(), timeout)
+            async with asyncio.timeout(timeout):  # (not wait_for: on 3.11 it can swallow a cancel)
+                await until_ready()
         except TimeoutError:
             if not self.expected_kinds <= self.store.listed:
                 failure = self._kube_failure()
@@ -102,7 +114,17 @@ class Cluster:
                         f"the Kubernetes API did not list {missing} within {timeout:g} s", hint="is it overloaded?"
                     ) from None
                 raise NotReady(f"no data for {missing} within {timeout:g} s") from None
+        self._raise_if_crashed()
         return self.store.snapshot()
+
+
+def kube_contexts(kubeconfig: Path | None) -> KubeContexts:
+    """The contexts of the kubeconfig gpuctl would connect with (a front end's context switcher).
+
+    Reads files only, no connection; blocking, so call it in a thread. Raises ConfigError."""
+    from gpuctl.sources.kube.contexts import read_contexts
+
+    return read_contexts(kubeconfig)
 
 
 def build_sources(settings: Settings) -> list[Any]:
@@ -161,6 +183,11 @@ async def open_cluster(
         refresh_s=settings.refresh_s,
         stale_after_s=settings.stale_after_s,
         pool_label=settings.pool_label,
+        # The grace period: the longest time without a utilisation reading that an idle streak
+        # survives (and a GPU missing from the metrics is remembered). Three refreshes, so one or
+        # two failed refreshes do not reset a streak; at least 5 minutes, so that with a fast refresh
+        # (2 s for --local) a dcgm-exporter restart of a minute or two does not either. A longer gap
+        # restarts the streak (gpuctl.state.idle): time nobody measured never counts as idle.
         idle_grace_s=max(300.0, 3 * settings.refresh_s),
     )
     chosen = list(sources) if sources is not None else build_sources(settings)
@@ -180,7 +207,7 @@ async def open_cluster(
         except Exception as e:  # a bug in a source must not take the others down silently
             log.exception("source %s stopped", name)
             cluster.crashed.append((name, e))
-            hub.mark_dirty()
+            store.source_failed(name, describe_crash(e))  # every consumer sees it in the snapshot
 
     tasks = [asyncio.create_task(hub.run(), name="snapshot-hub")]
     tasks += [asyncio.create_task(supervise(s), name=f"source-{getattr(s, 'name', '?')}") for s in chosen]

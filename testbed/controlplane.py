@@ -141,7 +141,7 @@ class ControlPlane:
         """Kill kube-apiserver and bring it back on the same port (watch-recovery tests)."""
         apiserver = self.components["kube-apiserver"]
         apiserver.stop(grace_s=2)
-        await asyncio.sleep(down_for_s)
+        await asyncio.sleep(down_for_s)  # the outage the test asked for, not a wait for a state
         await apiserver.start(timeout_s=90)
 
     async def compact_etcd(self) -> int:

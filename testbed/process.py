@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from testbed.waiting import poll
+
 ReadinessProbe = Callable[[], Awaitable[bool]]
 
 
@@ -78,15 +80,15 @@ class Component:
         await self.wait_ready(timeout_s=timeout_s)
 
     async def wait_ready(self, *, timeout_s: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
+        async def ready() -> bool:
             if not self.running:
                 raise ComponentFailed(f"{self.name} exited:\n{log_tail(self.log_path)}")
-            if self._ready is None or await self._probe():
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise ComponentFailed(f"{self.name} not ready after {timeout_s:.0f}s:\n{log_tail(self.log_path)}")
-            await asyncio.sleep(0.2)
+            return self._ready is None or await self._probe()
+
+        try:
+            await poll(ready, timeout_s=timeout_s, interval_s=0.2, what=f"{self.name} to be ready")
+        except TimeoutError:
+            raise ComponentFailed(f"{self.name} not ready after {timeout_s:.0f}s:\n{log_tail(self.log_path)}") from None
 
     async def _probe(self) -> bool:
         assert self._ready is not None

@@ -42,6 +42,8 @@ def health_lines(snap: Snapshot) -> list[str]:
     line = f"cluster: {where}, {state}"
     if watch.relists:
         line += f", {watch.relists} re-list(s)"
+    if watch.objects_skipped:
+        line += f", {watch.objects_skipped} object(s) unreadable, left out"
     if watch.error:
         line += f" - {watch.error}"
     m = f"metrics: {metrics.source}"
@@ -53,7 +55,8 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += f" - {metrics.error}"
     if metrics.series_rejected:
         m += f" ({metrics.series_rejected} series rejected)"
-    return [line, m]
+    stopped = [f"STOPPED: {f.source} since {f.since:%H:%M:%S}Z - {f.error}" for f in snap.failures]
+    return [*stopped, line, m]
 
 
 def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:

@@ -3,7 +3,8 @@
 A source feeds a ClusterStore until cancelled: `await source.run(store)`. It
 handles its own retries and never raises for an outage; it records the outage
 in the store (WatchHealth / metrics_failed) so every consumer can show it.
-Programming errors still raise, and CancelledError always propagates.
+Programming errors still raise (the service records them in the snapshot's
+`failures`, see `describe_crash`), and CancelledError always propagates.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ class Source(Protocol):
     name: str
 
     async def run(self, store: ClusterStore) -> None: ...
+
+
+def describe_crash(error: BaseException) -> str:
+    """One line for an unexpected error: "'name' (KeyError)"; a task group's first error, not the group."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    text = " ".join(str(error).split())
+    return f"{text} ({type(error).__name__})" if text else type(error).__name__
 
 
 class Backoff:

@@ -163,18 +163,25 @@ def forbidden(reflector: Reflector) -> bool:
 
 def fold_health(reflectors: Sequence[Reflector], *, context: str | None) -> WatchHealth:
     """One WatchHealth for all reflectors: connected when all are (a forbidden optional one
-    counts as unreadable instead); the first other error; the soonest retry among those
-    backing off (that is when the picture can next improve)."""
+    counts as unreadable instead); the first error (a watcher that crashed first of all:
+    nothing retries it); the soonest retry among those backing off (that is when the
+    picture can next improve); every object left out."""
     unreadable = [r for r in reflectors if forbidden(r)]
     others = [r for r in reflectors if r not in unreadable]
+    crashed = next((r for r in reflectors if r.crashed is not None), None)
     error = next((r.error for r in others if r.error is not None), None)
     retries: list[datetime] = [r.retry_at for r in others if r.retry_at is not None and not r.connected]
+    if crashed is not None:
+        message: str | None = f"the {crashed.resource.plural} watcher stopped: {crashed.crashed}"
+    else:
+        message = str(error) if error is not None else None
     return WatchHealth(
         source="kubernetes",
-        connected=all(r.connected for r in others),
+        connected=crashed is None and all(r.connected for r in others),
         context=context,
         relists=sum(r.relists for r in reflectors),
-        error=str(error) if error is not None else None,
-        retry_at=min(retries) if retries else None,
+        error=message,
+        retry_at=min(retries) if retries and crashed is None else None,
         unreadable=tuple(sorted(r.resource.plural for r in unreadable)),
+        objects_skipped=sum(len(r.skipped) for r in reflectors),
     )

@@ -119,7 +119,7 @@ class NvmlSource:
     def read(self) -> MetricsBatch:
         """One pass over every device (blocking). Raises MetricsUnavailable if NVML stops answering."""
         nvml = self._nvml
-        at = self._now()
+        at = self._now()  # NVML reads the driver now, on this machine: read time is measurement time
         try:
             count = nvml.nvmlDeviceGetCount()
         except nvml.NVMLError as e:

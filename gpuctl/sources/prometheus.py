@@ -135,8 +135,10 @@ class PrometheusSource:
 
     async def fetch(self) -> MetricsBatch:
         """One refresh: a query per quantity, concurrently, merged into samples. Raises FETCH_ERRORS."""
-        at = self._now()
         answers = await asyncio.gather(*(self._query(fields.instant_query(q)) for q in REFRESH_QUANTITIES))
+        # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
+        # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
+        at = evaluation_time(answers) or self._now()
         parsed = fields.parse_results(series for answer in answers for series in answer)
         if parsed.rejected:
             log.debug("rejected %d DCGM series: %s", parsed.rejected, dict(parsed.reasons))
@@ -261,6 +263,20 @@ def _for_holder(by_pod: Mapping[Any, float], sample: GpuSample) -> list[float]:
     if sample.pod in by_pod:
         return [by_pod[sample.pod]]
     return list(by_pod.values()) if sample.pod is None else []
+
+
+def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
+    """When Prometheus evaluated these instant queries: the earliest timestamp its answers carry
+    (every series of an instant query is stamped with its evaluation time); None when they are empty."""
+    earliest: datetime | None = None
+    for answer in answers:
+        for series in answer:
+            try:
+                at = datetime.fromtimestamp(float(series["value"][0]), UTC)
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError, OSError):
+                continue  # a malformed series: parse_results rejects and counts it
+            earliest = at if earliest is None else min(earliest, at)
+    return earliest
 
 
 def _duration(seconds: float) -> str:

@@ -152,8 +152,11 @@ class SnapshotHub:
                 if self._heartbeat is None:
                     await self._dirty.wait()
                 else:
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the
+                    # event fires, and the hub (and whoever awaits it on exit) would run on forever.
                     try:
-                        await asyncio.wait_for(self._dirty.wait(), self._heartbeat)
+                        async with asyncio.timeout(self._heartbeat):
+                            await self._dirty.wait()
                     except TimeoutError:
                         pass
                 if self._closed:

@@ -178,6 +178,6 @@ class GpuSample:
 class MetricsBatch:
     """Everything one metrics refresh returned: a full replacement, not a delta."""
 
-    at: datetime
+    at: datetime  # when the readings were taken, by the source's clock (Prometheus: its evaluation time); the idle clock runs on it
     samples: tuple[GpuSample, ...]
     rejected: int = 0  # series dropped for missing/malformed labels

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from gpuctl.clock import Clock, utcnow
-from gpuctl.model import Alert, Changes, MetricsHealth, Snapshot, WatchHealth
+from gpuctl.model import Alert, Changes, MetricsHealth, Snapshot, SourceFailure, WatchHealth
 from gpuctl.state.changes import ChangeLog, diff
 from gpuctl.state.idle import DEFAULT_GRACE_S, DEFAULT_THRESHOLD_PCT, DEFAULT_WINDOW_S, IdleClock
 from gpuctl.state.join import Joiner, JoinInputs, Rows
@@ -83,6 +83,7 @@ class ClusterStore:
         self._watch = WatchHealth(source="none")
         self._last_event: datetime | None = None
         self._alerts: tuple[Alert, ...] = ()
+        self._failures: tuple[SourceFailure, ...] = ()
         self._generation = 0
         self._cached: Snapshot | None = None
         self._cached_until: datetime | None = None
@@ -199,6 +200,26 @@ class ClusterStore:
             self._metrics_source = name
             self._changed()
 
+    def source_failed(self, source: str, error: str) -> None:
+        """A source stopped on an unexpected error: record it, and mark what it fed as no longer live.
+
+        The watch health (when `source` fed it) turns disconnected and the metrics (when
+        `source` fed them) stale, both with the error and no retry, so a consumer that only
+        reads those still sees the frozen data for what it is."""
+        failure = SourceFailure(source=source, error=error, since=self._clock())
+        self._failures += (failure,)
+        message = f"the {source} source stopped: {error}"
+        if source == self._watch.source:
+            self._watch = self._watch.model_copy(update={"connected": False, "error": message, "retry_at": None})
+        if source == self._metrics_source:
+            self._metrics_error, self._metrics_retry_at = message, None
+        self._changed()
+
+    @property
+    def failures(self) -> tuple[SourceFailure, ...]:
+        """Sources that stopped on an unexpected error, in the order they stopped."""
+        return self._failures
+
     def set_alerts(self, alerts: Sequence[Alert]) -> None:
         alerts = tuple(alerts)
         if alerts != self._alerts:
@@ -250,6 +271,7 @@ class ClusterStore:
             pdbs=joined.pdbs,
             metrics=self._metrics_health(now),
             watch=self._watch_health(),
+            failures=self._failures,
         )
         self._rows = joined.rows
         if joined.fresh:

@@ -34,7 +34,6 @@ from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
-from gpuctl.tui.contexts import read_contexts
 from gpuctl.tui.feed import FeedFactory, UpdateFeed
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
@@ -301,7 +300,9 @@ class GpuctlApp(App[int]):
             self.notify("--in-cluster uses the pod's service account, not a kubeconfig.", title="no contexts")
             return
         try:
-            contexts = await asyncio.to_thread(read_contexts, self.settings.kubeconfig)
+            from gpuctl.service import kube_contexts  # lazily, like the feed: the app imports no cluster code
+
+            contexts = await asyncio.to_thread(kube_contexts, self.settings.kubeconfig)
         except ConfigError as exc:
             self.notify(str(exc), title="no contexts", severity="warning", timeout=8)
             return

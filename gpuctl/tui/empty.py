@@ -13,6 +13,8 @@ def empty_reason(snapshot: Snapshot | None, flt: Filter, what: str) -> str:
         return f"No {what} match the filter '{flt.text}' (/ then esc clears it)."
     watch = snapshot.watch
     if not watch.connected and not snapshot.nodes:
+        if any(f.source == watch.source for f in snapshot.failures):
+            return f"{watch.error}. Nothing retries it: restart gpuctl (and please report the bug)."
         if watch.error is None:
             return "Connecting to the cluster…"
         return f"Not connected to the cluster yet ({watch.error}). Retrying…"
@@ -24,6 +26,8 @@ def metrics_hint(snapshot: Snapshot) -> str | None:
     m = snapshot.metrics
     if m.source == "none":
         return "no metrics source: start gpuctl with --prometheus URL (DCGM exporter) to see utilisation"
+    if any(f.source == m.source for f in snapshot.failures):
+        return f"metrics stopped ({m.error}); showing the last values, which will not change"
     if m.stale:
         return f"metrics are stale ({m.error or 'no fresh data'}); showing the last values"
     return None

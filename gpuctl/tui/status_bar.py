@@ -3,6 +3,11 @@
 Lost connectivity is a state, not an error: a stale metrics feed or a watch
 that is reconnecting shows as a calm yellow badge, with when the next retry
 is, while the last known picture stays on screen.
+
+A source that stopped on an unexpected error is different: nothing retries
+it, and what it fed is frozen. It shows first, in red, for as long as the
+app runs (not as a toast that goes away), and its watch or metrics badge
+says STOPPED instead of counting down to a retry.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ def status_text(
     t = Text(no_wrap=True, overflow="ellipsis")
     ctx = context or (snapshot.watch.context if snapshot else None) or "cluster"
     t.append(f" {ctx} ", style="bold reverse")
+    for failure in snapshot.failures if snapshot is not None else ():
+        # First of all: frozen data must not pass for live, however narrow the terminal.
+        t.append(f" ✕ {failure.source} STOPPED {failure.since:%H:%M:%S}: {failure.error} ", style="bold white on red")
+        t.append(" ·")
     if flt.active:  # first, so a narrow terminal never hides that the views are filtered
         t.append(" filter: ", style="bold")
         t.append(flt.text, style="bold cyan")
@@ -70,9 +79,12 @@ def status_text(
         return t
     m, w = snapshot.metrics, snapshot.watch
     now = now or snapshot.taken_at
+    stopped = {f.source for f in snapshot.failures}
     t.append(" ")
     if m.source == "none":
         t.append("no metrics source", style="yellow")
+    elif m.source in stopped:
+        t.append(f"metrics STOPPED {duration(m.age_s)}", style="bold red")
     elif m.stale:
         t.append(f"metrics STALE {duration(m.age_s)}{retry_text(m.retry_at, now)}", style="bold yellow")
         if m.error:
@@ -80,12 +92,16 @@ def status_text(
     else:
         t.append(f"metrics {duration(m.age_s)}", style="green")
     t.append(" · ")
-    if w.connected:
+    if w.source in stopped:
+        t.append("watch ✕ STOPPED", style="bold red")
+    elif w.connected:
         t.append("watch ●", style="green")
     else:
         t.append(f"watch ○ reconnecting{retry_text(w.retry_at, now)}", style="bold yellow")
     if w.relists:
         t.append(f" {w.relists} relists", style="dim")
+    if w.objects_skipped:
+        t.append(f" {w.objects_skipped} unreadable", style="bold yellow")
     gpus = len(snapshot.gpus)
     alloc = sum(1 for g in snapshot.gpus if g.pod is not None)
     idle = sum(1 for g in snapshot.gpus if g.idle)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
 
 import pytest
 
@@ -18,8 +18,27 @@ async def _pods(admin: RestClient) -> dict[str, dict]:
     return {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in items}
 
 
+# The count each owner's status keeps of the pods it owns (pending and running alike).
+OWNER_COUNT = {"ReplicaSet": "replicas", "StatefulSet": "replicas", "Job": "active"}
+
+
+async def _unsynced_owners(admin: RestClient, fleet: Fleet) -> list[str]:
+    """Owners whose status does not yet count exactly the fleet's pods they should own."""
+    expected = Counter((p.ref_kind, f"{p.namespace}/{p.ref_name}") for p in fleet.pods if p.ref_kind)
+    counted: dict[tuple[str, str], int] = {}
+    for kind, field in OWNER_COUNT.items():
+        for obj in (await admin.list(kind)).body["items"]:
+            meta, status = obj["metadata"], obj.get("status") or {}
+            if kind != "Job" and status.get("observedGeneration") != meta.get("generation"):
+                continue  # not synced since it was created
+            counted[(kind, f"{meta['namespace']}/{meta['name']}")] = status.get(field, 0)
+    return [f"{kind} {key}: {counted.get((kind, key))} of {n}" for (kind, key), n in expected.items() if counted.get((kind, key)) != n]
+
+
 async def test_loaded_fleet_matches_the_simulation_and_owners_adopt_without_churn(admin: RestClient, fleet: Fleet) -> None:
-    await asyncio.sleep(3)  # give the controllers time to (wrongly) add or delete pods
+    # Wait until every controller has synced and counts exactly its adopted pods: from then on it makes
+    # no pods of its own, so any extra pod below is one it (wrongly) made.
+    await poll(lambda: _unsynced_owners(admin, fleet), lambda unsynced: not unsynced, what="every owner to count its pods")
     pods = await _pods(admin)
     sim_pods = {p.key: p for p in fleet.pods}
     assert set(sim_pods) <= set(pods), f"missing pods: {sorted(set(sim_pods) - set(pods))[:5]}"

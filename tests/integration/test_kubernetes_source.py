@@ -192,9 +192,12 @@ async def test_deletes_and_objects_that_start_or_stop_mattering(control_plane: C
         await eventually(lambda: f"{namespace}/trainer" not in store.records(Kind.POD), "the pod delete")
 
         # A node unknown to kwok, patched by hand: no GPUs -> ignored; GPUs appear -> kept; gone again -> dropped.
-        plain = unique("ks-plain")
+        plain, fence = unique("ks-plain"), unique("ks-fence")
         await apply_objects(admin, [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": plain}}])
-        await asyncio.sleep(0.5)
+        # A watch delivers one resource's events in order: once a GPU node created after the plain one
+        # has arrived, the plain one has been seen (and ignored) too.
+        await apply_objects(admin, [gpu_node_object(fence, labels={}, resources={"nvidia.com/gpu": 1})])
+        await eventually(lambda: fence in store.records(Kind.NODE), "a GPU node created after the plain one")
         assert plain not in store.records(Kind.NODE)
         await admin.patch("Node", plain, {"status": {"capacity": {"nvidia.com/gpu": "2"}}}, subresource="status")
         await eventually(lambda: plain in store.records(Kind.NODE), "a node that gained GPUs")
@@ -205,6 +208,7 @@ async def test_deletes_and_objects_that_start_or_stop_mattering(control_plane: C
         await eventually(lambda: node not in store.records(Kind.NODE), "the node delete")
         assert node not in {g.node for g in store.snapshot().gpus}
         await admin.delete("Node", plain)
+        await admin.delete("Node", fence)
         await converged(store, admin)
 
 

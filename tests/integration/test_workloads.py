@@ -126,6 +126,8 @@ async def test_owner_chains_and_budgets_match_the_controllers(control_plane: Con
         solo = gpu_pod("solo", namespace, node)
         solo["metadata"]["labels"] = {"app": "solo", "tier": "gpu"}
         await create(admin, solo)
+        # Ready first: on a pod event the disruption controller recomputes only one of the pod's budgets.
+        await until(store, lambda s: (p := pods_of(store, namespace).get("solo")) is not None and p.ready, "the pod to be Ready")
         # (minAvailable: for a pod without a controller the disruption controller cannot work out maxUnavailable.)
         await create(admin, pdb("solo-app", namespace, {"matchLabels": {"app": "solo"}}, minAvailable=0))
         tier = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu"]}]}

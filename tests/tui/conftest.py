@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest_asyncio
 from textual.pilot import Pilot
 
 from gpuctl.model import Update
+from testbed.waiting import poll
 from tests.tui.demo_fleet import demo_updates
 
 
@@ -15,11 +18,17 @@ async def demo() -> list[Update]:
     return await demo_updates(seed=7, ticks=3)
 
 
+async def until(pilot: Pilot, predicate: Callable[[], bool], what: str, *, timeout_s: float = 10) -> None:
+    """Poll `predicate` between the pilot's own steps (each lets the screen catch up)."""
+
+    async def check() -> bool:
+        await pilot.pause(0)
+        return predicate()
+
+    await poll(check, timeout_s=timeout_s, interval_s=0.01, what=what)
+
+
 async def wait_applied(pilot: Pilot, count: int = 1) -> None:
     app = pilot.app
-    for _ in range(500):
-        if getattr(app, "updates_applied", 0) >= count:
-            break
-        await pilot.pause(0.01)
-    assert app.updates_applied >= count, "the app never applied the update"  # type: ignore[attr-defined]
+    await until(pilot, lambda: getattr(app, "updates_applied", 0) >= count, f"the app to apply {count} update(s)")
     await pilot.pause()

@@ -1,4 +1,4 @@
-from gpuctl.model import MetricsHealth, Snapshot, WatchHealth
+from gpuctl.model import MetricsHealth, Snapshot, SourceFailure, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.tui.empty import empty_reason, metrics_hint
 from tests.tui.factory import T0, build_snapshot
@@ -26,3 +26,16 @@ def test_metrics_hint_explains_missing_numbers() -> None:
     assert "--prometheus" in (metrics_hint(unreachable()) or "")
     assert "stale" in (metrics_hint(build_snapshot(1, metrics_stale=True)) or "")
     assert metrics_hint(build_snapshot(1)) is None
+
+
+def test_a_stopped_source_is_not_said_to_retry() -> None:
+    failure = SourceFailure(source="kubernetes", error="'name' (KeyError)", since=T0)
+    dead = unreachable().model_copy(update={
+        "failures": (failure,),
+        "watch": WatchHealth(source="kubernetes", connected=False, error="the kubernetes source stopped: 'name' (KeyError)"),
+    })
+    reason = empty_reason(dead, Filter(), "GPUs")
+    assert reason.startswith("the kubernetes source stopped: 'name' (KeyError). Nothing retries it") and "Retrying" not in reason
+    snap = build_snapshot(1, metrics_stale=True)
+    snap = snap.model_copy(update={"failures": (failure.model_copy(update={"source": "demo"}),)})
+    assert (metrics_hint(snap) or "").startswith("metrics stopped (")

@@ -26,7 +26,7 @@ from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import cluster_feed
 from gpuctl.tui.status_bar import StatusBar
-from tests.tui.conftest import wait_applied
+from tests.tui.conftest import until, wait_applied
 from tests.tui.factory import build_snapshot, first_update
 
 KUBECONFIG = """\
@@ -97,14 +97,6 @@ def status(app: GpuctlApp) -> str:
 
 def toasts(app: GpuctlApp) -> list[str]:
     return [n.message for n in app._notifications]  # what notify() raised (run_test does not draw toasts)
-
-
-async def until(pilot, predicate, what: str) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(1000):
-        if predicate():
-            return
-        await pilot.pause(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 # -- context switch ------------------------------------------------------------------------------

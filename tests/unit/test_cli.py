@@ -1,4 +1,4 @@
-"""The gpuctl command end to end: output shapes and exit codes (0 ok, 2 config, 3 cluster)."""
+"""The gpuctl command end to end: output shapes and exit codes (0 ok, 1 a source stopped, 2 config, 3 cluster)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gpuctl import __version__
-from gpuctl.cli import main
+from gpuctl.cli import EXIT_ERROR, main
 from gpuctl.model import Snapshot
+from gpuctl.state.records import Kind, MetricsBatch
+from gpuctl.state.store import ClusterStore
 
 
 @pytest.fixture
@@ -108,3 +111,31 @@ def test_env_and_config_file_reach_the_command(env: dict[str, str], tmp_path: Pa
     assert result.returncode == 0, result.stderr
     snap = Snapshot.model_validate_json(result.stdout)
     assert snap.idle_threshold_pct == 7.5 and snap.idle_window_s == 2700
+
+
+class ListsThenStops:
+    """Everything a snapshot needs, then an unexpected error: what gpuctl snapshot sees of a bug in a source."""
+
+    name = "demo"
+
+    async def run(self, store: ClusterStore) -> None:
+        for kind in Kind:
+            store.replace(kind, [])
+        store.set_metrics_source("demo")
+        store.apply_metrics(MetricsBatch(at=datetime.now(UTC), samples=()))
+        raise KeyError("name")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_stopped_source_exits_1_with_one_line_and_prints_no_picture(
+    as_json: bool, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n not in env]:
+        monkeypatch.delenv(name)  # in process: the same clean environment the subprocess tests get
+    monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
+    out, err = io.StringIO(), io.StringIO()
+    args = ["snapshot", "--demo", *(["--json"] if as_json else [])]
+    assert main(args, out=out, err=err, sources=[ListsThenStops()]) == EXIT_ERROR
+    assert out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpuctl: error: the demo source stopped: 'name' (KeyError)")

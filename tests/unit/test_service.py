@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gpuctl.config import Settings
-from gpuctl.errors import ClusterUnreachable, GpuctlError
+from gpuctl.errors import ClusterUnreachable, GpuctlError, SourceStopped
+from gpuctl.model import WatchHealth
 from gpuctl.service import open_cluster
-from gpuctl.state.records import Kind
+from gpuctl.state.records import Kind, MetricsBatch
 from gpuctl.state.store import ClusterStore
 from testbed.waiting import poll
 
@@ -33,8 +35,7 @@ async def test_demo_cluster_is_ready_and_publishes() -> None:
             assert first.changes.everything
         tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith(("source-", "snapshot-hub"))]
         assert tasks
-    await asyncio.sleep(0)
-    assert all(t.done() for t in tasks)  # nothing left running after exit
+    assert all(t.done() for t in tasks)  # nothing left running after exit: open_cluster awaited them all
 
 
 async def test_unreachable_cluster_fails_fast(dead_kubeconfig: Path) -> None:
@@ -81,3 +82,59 @@ async def test_lists_without_metrics_return_on_timeout() -> None:
     async with open_cluster(settings(demo=True), sources=[ListsOnly()]) as cluster:
         snap = await cluster.wait_ready(0.5)  # demo mode expects metrics; they never come: still a snapshot
         assert snap.metrics.stale and not cluster.ready
+
+
+class Feeds:
+    """Lists every kind and feeds one metrics batch as `name`; stops with `error` once `stop` is set."""
+
+    listed, failure = True, None  # what open_cluster asks of a source named "kubernetes"
+
+    def __init__(self, name: str, error: Exception | None = None) -> None:
+        self.name = name
+        self.error = error
+        self.stop = asyncio.Event()
+
+    async def run(self, store: ClusterStore) -> None:
+        if self.name == "kubernetes":
+            store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="test"))
+            for kind in Kind:
+                store.replace(kind, [])
+        else:
+            store.set_metrics_source("prometheus")
+            store.apply_metrics(MetricsBatch(at=datetime.now(UTC), samples=()))
+        await self.stop.wait()
+        if self.error is not None:
+            raise self.error
+
+
+async def test_a_watcher_that_stops_after_ready_shows_in_every_snapshot_and_fails_one_shots() -> None:
+    watch, metrics = Feeds("kubernetes", KeyError("name")), Feeds("prometheus")
+    async with open_cluster(settings(), sources=[watch, metrics]) as cluster:
+        first = await cluster.wait_ready(10)
+        assert first.failures == () and first.watch.connected
+        async with cluster.subscribe() as updates:
+            watch.stop.set()
+            # What every consumer gets: an update that says so (not just a line in the log).
+            update = await poll(lambda: anext(updates), lambda u: bool(u.snapshot.failures), timeout_s=10, interval_s=0,
+                                what="an update with the failure")
+        snap = update.snapshot
+        (failure,) = snap.failures
+        assert (failure.source, failure.error) == ("kubernetes", "'name' (KeyError)")
+        assert not snap.watch.connected and snap.watch.retry_at is None
+        assert snap.watch.error == "the kubernetes source stopped: 'name' (KeyError)"
+        assert not snap.metrics.stale  # the other source still runs
+        with pytest.raises(SourceStopped, match=r"^the kubernetes source stopped: 'name' \(KeyError\)") as info:
+            await cluster.wait_ready(10)
+        assert isinstance(info.value.__cause__, KeyError)
+
+
+async def test_a_stopped_metrics_loop_makes_the_metrics_stale_with_its_error() -> None:
+    watch, metrics = Feeds("kubernetes"), Feeds("prometheus", AttributeError("'NoneType' object has no attribute 'get'"))
+    async with open_cluster(settings(), sources=[watch, metrics]) as cluster:
+        await cluster.wait_ready(10)
+        metrics.stop.set()
+        snap = await poll(cluster.snapshot, lambda s: bool(s.failures), timeout_s=10, what="the failure in the snapshot")
+        assert [f.source for f in snap.failures] == ["prometheus"]
+        assert snap.metrics.stale and snap.metrics.retry_at is None
+        assert snap.metrics.error == "the prometheus source stopped: 'NoneType' object has no attribute 'get' (AttributeError)"
+        assert snap.watch.connected

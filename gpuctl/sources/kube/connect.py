@@ -46,7 +46,7 @@ class HttpError(Exception):
         self.message = message
 
 
-def _kubeconfig_paths(explicit: Path | None) -> str | None:
+def kubeconfig_paths(explicit: Path | None) -> str | None:
     """The kubeconfig search path (KUBECONFIG may list several files), or None if nothing exists."""
     if explicit is not None:
         if not explicit.expanduser().is_file():
@@ -66,7 +66,7 @@ async def connect(*, kubeconfig: Path | None = None, context: str | None = None,
     """
     cfg = Configuration()
     tasks: list[asyncio.Task[None]] = []
-    paths = None if in_cluster else _kubeconfig_paths(kubeconfig)
+    paths = None if in_cluster else kubeconfig_paths(kubeconfig)
     if in_cluster or (paths is None and os.environ.get("KUBERNETES_SERVICE_HOST")):
         try:
             kconfig.load_incluster_config(client_configuration=cfg)

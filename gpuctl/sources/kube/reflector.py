@@ -22,6 +22,11 @@ deserialising V1Pod objects costs more than everything else together):
    met with a relist storm. An expired continue token always waits: the list
    took longer than the server keeps history, and would likely again. While
    it waits, health says disconnected with the retry time; relists are counted.
+
+An object that `trim` cannot read (an unexpected error: an odd object or a bug)
+is left out of the store, logged once with its key and counted in `skipped`;
+the watch goes on. Any other unexpected error stops the reflector: it reports
+itself `crashed` (its health turns disconnected) and raises.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import aiohttp
 
 from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError, Unauthorized
-from gpuctl.sources.base import Backoff
+from gpuctl.sources.base import Backoff, describe_crash
 from gpuctl.sources.kube.connect import HttpError
 from gpuctl.sources.kube.trim import JSON, object_key
 from gpuctl.state.records import Kind, Record
@@ -102,6 +107,9 @@ class Reflector:
         self.lists = 0
         self.events = 0
         self.bookmarks = 0
+        self.crashed: str | None = None  # the unexpected error that stopped run(), as one line
+        self.skipped: set[str] = set()  # keys of objects whose latest version trim could not read
+        self._logged_skips: set[str] = set()  # each such object is logged once, not at every event
 
     @property
     def relists(self) -> int:
@@ -113,7 +121,18 @@ class Reflector:
             self._on_health(self)
 
     async def run(self) -> None:
-        """Until cancelled. Never raises for outages: they become health reports and retries."""
+        """Until cancelled. Never raises for outages: they become health reports and retries.
+
+        An unexpected error (a bug) is reported as `crashed`, disconnected, and raised."""
+        try:
+            await self._run()
+        except Exception as e:
+            self.crashed = describe_crash(e)
+            self.connected, self.retry_at = False, None
+            self._on_health(self)
+            raise
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -181,6 +200,7 @@ class Reflector:
 
     async def _list(self) -> None:
         records: list[Record] = []
+        unreadable: set[str] = set()  # the list says afresh which objects are
         token: str | None = None
         while True:
             params: dict[str, Any] = {
@@ -195,13 +215,16 @@ class Reflector:
             finally:
                 resp.release()
             for obj in body.get("items") or ():
-                record = self.resource.trim(obj)
-                if record is not None:
+                record, readable = self._trim(obj)
+                if not readable:
+                    unreadable.add(_safe_key(obj))
+                elif record is not None:
                     records.append(record)
             meta = body.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
                 break
+        self.skipped = unreadable
         self.store.replace(self.resource.kind, records)
         self.resource_version = meta.get("resourceVersion")
         self.lists += 1
@@ -244,11 +267,44 @@ class Reflector:
             return
         self.events += 1
         if kind == "DELETED":
+            self._set_skipped(obj, False)
             self.store.delete(self.resource.kind, object_key(obj))
         else:
-            record = self.resource.trim(obj)
+            record, readable = self._trim(obj)
+            self._set_skipped(obj, not readable)
             if record is None:
-                self.store.delete(self.resource.kind, object_key(obj))  # stopped matching (or never did)
+                # Stopped matching (or never did), or unreadable now: either way its old record is not the truth.
+                self.store.delete(self.resource.kind, object_key(obj))
             else:
                 self.store.upsert(record)
         self.resource_version = version or self.resource_version
+
+    def _trim(self, obj: JSON) -> tuple[Record | None, bool]:
+        """(`resource.trim(obj)`, True); (None, False) when trim raised, logged once per object."""
+        try:
+            return self.resource.trim(obj), True
+        except Exception as e:  # one odd object (or a trim bug) must neither stop the watch nor pass for an outage
+            key = _safe_key(obj)
+            if key not in self._logged_skips:
+                self._logged_skips.add(key)
+                log.error("%s: left out %s, which gpuctl could not read: %s", self.resource.plural, key, describe_crash(e))
+            return None, False
+
+    def _set_skipped(self, obj: JSON, skipped: bool) -> None:
+        if not skipped and not self.skipped:
+            return  # the common case: nothing skipped, nothing to look up
+        key = _safe_key(obj)
+        if skipped != (key in self.skipped):
+            if skipped:
+                self.skipped.add(key)
+            else:
+                self.skipped.discard(key)
+            self._on_health(self)
+
+
+def _safe_key(obj: Any) -> str:
+    """The object's namespace/name for messages; something printable even for a malformed object."""
+    try:
+        return object_key(obj)
+    except Exception:
+        return f"<unreadable {type(obj).__name__}>"

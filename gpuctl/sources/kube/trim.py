@@ -5,12 +5,11 @@ generated model classes) and keeps only what gpuctl shows: nvidia.com/*
 resources, GPU/MIG/pool labels, a pod's own controller (the join follows the
 chain up from there, through the ReplicaSets and Jobs trimmed here too), each
 object's uid and resourceVersion (preconditions for writes). Objects gpuctl doesn't
-care about (pods without GPUs, nodes without NVIDIA resources, ReplicaSets and
-Jobs that lead nowhere, quotas without
-`requests.nvidia.com/*` keys or limited to a scope) trim to None, which the
-watcher turns into a delete: an object that stops matching disappears, one that
-starts matching appears. A malformed quantity is logged and left out, never
-dropped silently.
+care about (pods without GPUs, nodes without NVIDIA resources, quotas without
+`requests.nvidia.com/*` keys or limited to a scope, ReplicaSets and Jobs that
+lead nowhere) trim to None, which the watcher turns into a delete: an object
+that stops matching disappears, one that starts matching appears. A malformed
+quantity is logged and left out, never dropped silently.
 """
 
 from __future__ import annotations

@@ -60,3 +60,14 @@ def test_summary_of_an_empty_disconnected_cluster() -> None:
 def test_helpers() -> None:
     assert [duration(s) for s in (None, 5, 125, 3 * 3600 + 300, 2 * 86400 + 3600)] == ["-", "5s", "2m", "3h05m", "2d01h"]
     assert table(["a", "n"], [("x", 1), ("long", None)], right=[False, True]) == ["a     n", "x     1", "long  -"]
+
+
+def test_summary_names_a_stopped_source_and_objects_left_out() -> None:
+    store = store_with_an_idle_holder()
+    store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="prod", objects_skipped=2))
+    store.source_failed("kubernetes", "'name' (KeyError)")
+    lines = render_summary(store.snapshot()).splitlines()
+    assert lines[1] == "STOPPED: kubernetes since 03:00:00Z - 'name' (KeyError)"
+    assert lines[2] == (
+        "cluster: context prod, DISCONNECTED, 2 object(s) unreadable, left out - the kubernetes source stopped: 'name' (KeyError)"
+    )

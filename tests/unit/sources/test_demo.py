@@ -27,13 +27,14 @@ class FakeTime:
     async def sleep(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
         self.sleeps += 1
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # not a wait: yield to the test, which drives this fake clock
 
 
 async def run_demo(seconds: float, *, seed: int = 7, churn: bool = True) -> tuple[ClusterStore, FakeTime]:
     time = FakeTime()
     store = ClusterStore(clock=time.clock)
     task = asyncio.create_task(DemoSource(seed=seed, churn=churn, clock=time.clock, sleep=time.sleep).run(store))
+    # Not polling for a state: each yield lets the source run one tick of the fake clock, until `seconds` of it passed.
     while time.now - T0 < timedelta(seconds=seconds):
         await asyncio.sleep(0)
         assert not task.done(), task

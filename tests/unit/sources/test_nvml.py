@@ -22,6 +22,7 @@ import pytest
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.sources.nvml import MIB, NvmlSource, mig_profile_from_name
 from gpuctl.state.store import ClusterStore
+from testbed.waiting import poll
 
 
 def nvml_error(code: int) -> pynvml.NVMLError:
@@ -142,11 +143,8 @@ async def test_no_driver_is_recorded_in_the_store_and_the_source_keeps_running()
     store = ClusterStore()
     task = asyncio.create_task(NvmlSource(hostname="box", refresh_s=0.05, max_backoff_s=0.1).run(store))
     try:
-        for _ in range(200):
-            if store.snapshot().metrics.error:
-                break
-            await asyncio.sleep(0.02)
-        snap = store.snapshot()
+        snap = await poll(store.snapshot, lambda s: s.metrics.error is not None, timeout_s=10, interval_s=0.02,
+                          what="the failed refresh in the store")
         assert snap.metrics.source == "nvml" and snap.metrics.stale
         assert (snap.metrics.error or "").startswith("NVIDIA driver/NVML not found")
         assert not task.done()
@@ -208,11 +206,7 @@ async def test_run_feeds_the_store_and_shuts_nvml_down_when_cancelled() -> None:
     store = ClusterStore()
     task = asyncio.create_task(NvmlSource(nvml=fake, hostname="box", refresh_s=0.05).run(store))
     try:
-        for _ in range(200):
-            if len(store.snapshot().gpus) == 2:
-                break
-            await asyncio.sleep(0.02)
-        snap = store.snapshot()
+        snap = await poll(store.snapshot, lambda s: len(s.gpus) == 2, timeout_s=10, interval_s=0.02, what="both GPUs in the store")
         assert snap.metrics.source == "nvml" and not snap.metrics.stale
         assert {g.key: g.util_pct for g in snap.gpus} == {"box/0": 37.0, "box/1": 90.0}
     finally:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from gpuctl.sources.prometheus import PrometheusSource
 from gpuctl.state.store import ClusterStore
+from testbed.waiting import poll
 
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -21,9 +22,7 @@ async def test_a_failed_refresh_sets_retry_at_one_backoff_ahead() -> None:
     store = ClusterStore()
     task = asyncio.create_task(source.run(store))
     try:
-        async with asyncio.timeout(10):
-            while source.retry_at is None:
-                await asyncio.sleep(0.01)
+        await poll(lambda: source.retry_at is not None, timeout_s=10, interval_s=0.01, what="the first retry time")
         # The first backoff is the refresh interval scaled by 0.5-1.0 of jitter.
         assert T0 + timedelta(seconds=2) <= source.retry_at <= T0 + timedelta(seconds=4)
         assert "cannot connect to Prometheus" in (store.snapshot().metrics.error or "")

@@ -178,3 +178,22 @@ async def test_updates_carry_the_changes_a_full_diff_finds() -> None:
         update = hub.publish()
         assert update is not None and update.changes == diff(previous, update.snapshot)
         previous = update.snapshot
+
+
+@pytest.mark.parametrize("steps", range(6))
+async def test_a_cancel_that_arrives_as_a_change_wakes_the_hub_still_stops_it(steps: int) -> None:
+    """asyncio.wait_for on Python 3.11 swallowed such a cancel (at 1-3 steps): the hub ran on, and
+    open_cluster's exit, which awaits it, never returned."""
+    store = ClusterStore(clock=Clock())
+    gate = Gate()
+    hub = SnapshotHub(store, heartbeat=60, sleep=gate)
+    task = asyncio.create_task(hub.run())
+    await gate.sleeping.wait()
+    hub.mark_dirty()
+    gate.open()
+    for _ in range(steps):
+        await asyncio.sleep(0)  # not a wait: places the cancel at each point of the hub's wake-up
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    hub.close()
+    assert done and task.cancelled()

@@ -51,7 +51,7 @@ def test_join_a_small_fleet() -> None:
     store = make_store(clock)
     store.set_metrics_source("prometheus")
     fleet(store)
-    for t in (0, 600):
+    for t in (0, 300, 600):  # readings no further apart than the grace period (300 s)
         clock.seconds = t
         store.apply_metrics(
             batch(t, sample("n1", 0, 80.0, "ml/busy", mem_used_mib=1000.0, mem_free_mib=3000.0), sample("n1", 1, 1.0, "ml/lazy"))
@@ -261,3 +261,24 @@ def test_metrics_retry_time_is_reported_until_a_refresh_succeeds() -> None:
     store.apply_metrics(batch(4, sample("n1", 0, 50.0, "ml/busy")))
     health = store.snapshot().metrics
     assert not health.stale and health.error is None and health.retry_at is None
+
+
+def test_a_stopped_source_freezes_only_what_it_fed() -> None:
+    clock = Clock(10)
+    store = make_store(clock)
+    store.set_watch_health(WatchHealth(source="demo", connected=True, context="demo", relists=2))
+    store.set_metrics_source("demo")
+    store.apply_metrics(batch(10, sample("n1", 0, 80.0, "ml/a")))
+    store.source_failed("prometheus-alerts", "boom (RuntimeError)")  # feeds neither health
+    snap = store.snapshot()
+    assert snap.watch.connected and not snap.metrics.stale
+    assert [(f.source, f.error, f.since) for f in snap.failures] == [("prometheus-alerts", "boom (RuntimeError)", at(10))]
+
+    clock.seconds = 11
+    store.source_failed("demo", "'name' (KeyError)")  # the demo feeds both
+    snap = store.snapshot()
+    assert [f.source for f in snap.failures] == ["prometheus-alerts", "demo"]
+    assert not snap.watch.connected and snap.watch.relists == 2 and snap.watch.retry_at is None
+    assert snap.watch.error == snap.metrics.error == "the demo source stopped: 'name' (KeyError)"
+    assert snap.metrics.stale and snap.metrics.retry_at is None
+    assert Snapshot.model_validate_json(snap.model_dump_json()) == snap  # and it is in the JSON

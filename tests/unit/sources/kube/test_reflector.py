@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from gpuctl.errors import ClusterError
@@ -25,6 +26,7 @@ from gpuctl.sources.kube.trim import trim_node
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
 from testbed.http import LoopbackServer
+from testbed.waiting import poll
 
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -103,20 +105,11 @@ async def reflecting(
                 await task
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"no {what} within {timeout_s:g} s") from None
-
-
 async def test_a_failed_list_sets_retry_at_and_the_next_list_clears_it() -> None:
     expected_delay = Backoff(base=0.05, rng=random.Random(3)).next()  # the same draw the reflector makes
     server = FlakyApiServer(failures=1, status=503)
     async with reflecting(server, Backoff(base=0.05, rng=random.Random(3))) as (reflector, reports):
-        await until(lambda: reflector.lists == 1, "the second list")
+        await poll(lambda: reflector.lists == 1, timeout_s=10, interval_s=0.01, what="the second list")
         assert reports[0] == (False, T0 + timedelta(seconds=expected_delay))
         assert reports[-1] == (True, None)
         assert reflector.retry_at is None and reflector.error is None
@@ -125,7 +118,7 @@ async def test_a_failed_list_sets_retry_at_and_the_next_list_clears_it() -> None
 async def test_unauthorized_waits_at_least_30_seconds() -> None:
     server = FlakyApiServer(failures=1, status=401)
     async with reflecting(server, Backoff(base=0.05)) as (reflector, reports):
-        await until(lambda: bool(reports), "the failure report")
+        await poll(lambda: bool(reports), timeout_s=10, interval_s=0.01, what="the failure report")
         assert reports == [(False, T0 + timedelta(seconds=30))]
         assert reflector.error is not None and "401" in str(reflector.error)
 
@@ -135,7 +128,28 @@ async def test_a_410_relists_at_once_and_the_next_ones_soon_after_wait_longer() 
     expected = [draws.next(), draws.next()]  # the 2nd and 3rd 410: the 1st relists at once
     server = FlakyApiServer(failures=0, status=200, gone=3)
     async with reflecting(server, Backoff(base=0.01), Backoff(base=0.05, cap=60, rng=random.Random(4))) as (reflector, reports):
-        await until(lambda: reflector.lists == 4 and reflector.connected, "the third relist")
+        await poll(lambda: reflector.lists == 4 and reflector.connected, timeout_s=10, interval_s=0.01, what="the third relist")
         waits = [retry_at for connected, retry_at in reports if not connected and retry_at is not None]
         assert waits == [T0 + timedelta(seconds=d) for d in expected]
         assert reflector.relists == 3 and reflector.error is None and reflector.retry_at is None
+
+
+async def test_an_unexpected_error_stops_the_reflector_and_says_so() -> None:
+    """A bug (not an outage) is not retried as a connection failure: the reflector reports it and raises."""
+
+    async def buggy(**_: object) -> aiohttp.ClientResponse:
+        raise RuntimeError("a bug in the list call")
+
+    reports: list[tuple[bool, str | None]] = []
+    reflector = Reflector(
+        Resource(Kind.NODE, "nodes", buggy, trim_node),
+        ClusterStore(),
+        describe=lambda e, what: AssertionError(f"not an outage: {e}"),  # type: ignore[arg-type,return-value]
+        on_health=lambda r: reports.append((r.connected, r.crashed)),
+        backoff=Backoff(base=0.05),
+        clock=lambda: T0,
+    )
+    with pytest.raises(RuntimeError, match="a bug in the list call"):
+        await reflector.run()
+    assert reports == [(False, "a bug in the list call (RuntimeError)")]
+    assert reflector.retry_at is None and reflector.error is None

@@ -1,6 +1,8 @@
-"""The kubeconfig's contexts, for the context switcher (`x`).
+"""The kubeconfig's contexts, for a context switcher (`gpuctl top`'s `x`).
 
-Read the way the connection reads them (gpuctl.sources.kube.connect): the
+Front ends ask `gpuctl.service.kube_contexts`, never this module: only the
+Kubernetes layer reads kubeconfigs. Read the way the connection reads them
+(gpuctl.sources.kube.connect): the
 --kubeconfig file, else every file on $KUBECONFIG, else ~/.kube/config, merged
 by kubernetes_asyncio's own merger, so the list shows exactly the contexts a
 switch can open.
@@ -15,7 +17,7 @@ import yaml
 from kubernetes_asyncio.config.kube_config import KubeConfigMerger
 
 from gpuctl.errors import ConfigError
-from gpuctl.sources.kube.connect import _kubeconfig_paths  # the one definition of where kubeconfigs are
+from gpuctl.sources.kube.connect import kubeconfig_paths  # the one definition of where kubeconfigs are
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,7 @@ class KubeContexts:
 
 def read_contexts(kubeconfig: Path | None) -> KubeContexts:
     """The contexts of the kubeconfig gpuctl would connect with. Raises ConfigError when there is none."""
-    paths = _kubeconfig_paths(kubeconfig)
+    paths = kubeconfig_paths(kubeconfig)
     if paths is None:
         raise ConfigError("no kubeconfig found ($KUBECONFIG unset or missing, no ~/.kube/config)")
     try:

@@ -1,0 +1,54 @@
+"""The status bar shows a stopped source first, in red, for as long as it is stopped (not as a toast)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gpuctl.model import SourceFailure, Update
+from gpuctl.query.filter import Filter
+from gpuctl.tui.app import GpuctlApp
+from gpuctl.tui.feed import QueueFeed
+from gpuctl.tui.status_bar import StatusBar, pending_retry, status_text
+from tests.tui.conftest import wait_applied
+from tests.tui.factory import T0, build_snapshot, bump, first_update
+
+
+def stopped(update: Update, source: str = "demo") -> Update:
+    """The same update, as a store reports it once `source` (here: the watch and metrics source) stopped."""
+    snap = update.snapshot
+    message = f"the {source} source stopped: 'name' (KeyError)"
+    return update.model_copy(update={"snapshot": snap.model_copy(update={
+        "failures": (SourceFailure(source=source, error="'name' (KeyError)", since=T0 - timedelta(seconds=30)),),
+        "watch": snap.watch.model_copy(update={"connected": False, "error": message}),
+        "metrics": snap.metrics.model_copy(update={"stale": True, "error": message}),
+    })})
+
+
+def test_a_stopped_source_comes_first_in_red_and_its_badges_say_stopped() -> None:
+    snap = stopped(first_update(build_snapshot(1))).snapshot
+    text = status_text(snap, context=None, flt=Filter.parse("pool:l4"), feed_error=None)
+    plain = text.plain
+    assert plain.startswith(" demo  ✕ demo STOPPED 11:59:30: 'name' (KeyError)  · filter: pool:l4")
+    badge = next(span for span in text.spans if plain[span.start : span.end].startswith(" ✕ demo STOPPED"))
+    assert "red" in str(badge.style)
+    assert "watch ✕ STOPPED" in plain and "metrics STOPPED" in plain
+    assert "reconnecting" not in plain and "retry" not in plain and "STALE" not in plain
+    assert not pending_retry(snap)  # nothing will retry it: no countdown
+
+
+def test_objects_left_out_are_counted() -> None:
+    snap = build_snapshot(1)
+    snap = snap.model_copy(update={"watch": snap.watch.model_copy(update={"objects_skipped": 3})})
+    assert "watch ● 3 unreadable" in status_text(snap, context=None, flt=Filter.parse(""), feed_error=None).plain
+
+
+async def test_the_stopped_badge_stays_through_later_updates() -> None:
+    first = stopped(first_update(build_snapshot(1)))
+    feed = QueueFeed([first])
+    app = GpuctlApp(feed)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await wait_applied(pilot)
+        assert "✕ demo STOPPED" in str(app.query_one(StatusBar).render())
+        feed.push(stopped(bump(first.snapshot)))
+        await wait_applied(pilot, 2)
+        assert "✕ demo STOPPED" in str(app.query_one(StatusBar).render())
