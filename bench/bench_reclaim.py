@@ -1,7 +1,7 @@
 """Benchmark planning reclaim-idle-gpus against the real test bed: selection, re-reads, dry runs.
 
     .venv/bin/python bench/bench_reclaim.py [--scale 13] [--pods 1000] [--repeat 5] [--budget 240]
-    .venv/bin/python bench/bench_reclaim.py --full      # --scale 125 --pods 10000: the product's target size
+    .venv/bin/python bench/bench_reclaim.py --full [--repeat 3]   # --scale 125 --pods 10000 (the target size), budget 540 s
 
 Starts its own control plane on loopback (testbed.controlplane), loads the simulated fleet
 topped up to `--pods` GPU pods (bench/_common.filled_fleet) and waits for kwok to run them.
@@ -192,10 +192,12 @@ async def bench(args: argparse.Namespace) -> None:
         fleet = filled_fleet(args.scale, args.pods, seed=args.seed)
         pending = sum(1 for p in fleet.pods if p.node is None)
         async with client_for(plane) as admin:
+            print(f"fleet:   {fleet_summary(fleet)}; control plane up in {plane_s:.1f} s", flush=True)
             t = time.perf_counter()
             await load_fleet(admin, fleet)
             await apply_objects(admin, RECLAIMER)
             load_s = time.perf_counter() - t
+            print(f"setup:   fleet loaded in {load_s:.1f} s", flush=True)
 
             async def not_running() -> int:
                 body = (await admin.list("Pod", fieldSelector="status.phase!=Running")).body
@@ -208,10 +210,8 @@ async def bench(args: argparse.Namespace) -> None:
             t = time.perf_counter()
             snapshot = await live_picture(admin, fleet, args.seed)
             picture_s = time.perf_counter() - t
-            print(f"fleet:   {fleet_summary(fleet)}")
-            print(f"setup:   control plane up in {plane_s:.1f} s, fleet loaded in {load_s:.1f} s, kwok ran the pods in another "
-                  f"{running_s:.1f} s ({left - pending} still not Running), live picture built in {picture_s:.1f} s\n",
-                  flush=True)  # fmt: skip
+            print(f"setup:   kwok ran the pods in another {running_s:.1f} s ({left - pending} still not Running), "
+                  f"live picture built in {picture_s:.1f} s\n", flush=True)  # fmt: skip
             connection = await connect(kubeconfig=plane.kubeconfig(OPERATOR))
             calls: list[ApiCall] = []
             try:
@@ -239,17 +239,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=13, help="simulated fleet multiplier (13 -> 143 nodes; 125 -> 1,375)")
     parser.add_argument("--pods", type=int, default=1000, help="top the fleet up to this many GPU pods")
-    parser.add_argument("--full", action="store_true", help="the product's target size: --scale 125 --pods 10000")
+    parser.add_argument("--full", action="store_true", help="the product's target size: --scale 125 --pods 10000 (budget 540 s)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--idle-for", default="30m", help="the playbook's idle_for parameter")
     parser.add_argument("--max-pods", type=int, default=50)
     parser.add_argument("--max-gpus", type=int, default=128)
     parser.add_argument("--timeout", type=float, default=90.0, help="waiting for kwok to run the pods, seconds")
-    parser.add_argument("--budget", type=float, default=240.0, help="hard limit for the whole run, seconds")
+    parser.add_argument("--budget", type=float, help="hard limit for the whole run, seconds (default 240, 540 with --full)")
     args = parser.parse_args()
     if args.full:
         args.scale, args.pods = 125, 10_000
+    if args.budget is None:
+        args.budget = 540.0 if args.full else 240.0
 
     async def bounded() -> None:
         await asyncio.wait_for(bench(args), args.budget)

@@ -10,7 +10,10 @@ requester; a DELETE is never sent) and sorts the answers:
     PDB refuses (429)    tried again with backoff until the deadline, then refused
     403 / other answers  refused / failed, with the API server's words
 
-Every call goes to `StepCalls` (the run's record and the step's outcome).
+Every answer that comes back as a result goes to `StepCalls` (the run's record
+and the step's outcome). A refusal the ActingClient raises (403, unexpected
+codes) carries no ApiCall: its message goes into the outcome, and the KubeApi's
+own `on_call` sink still sees the call.
 """
 
 from __future__ import annotations
