@@ -216,6 +216,20 @@ async def install_crds(client: RestClient, *paths: Path) -> list[str]:
     return names
 
 
+async def budget_settled(client: RestClient, name: str, namespace: str, *, allowed: int | None = None) -> dict[str, Any]:
+    """A PodDisruptionBudget once the disruption controller has observed its spec (and, if given, allows that many)."""
+
+    async def read() -> dict[str, Any]:
+        return (await client.get("PodDisruptionBudget", name, namespace)).body
+
+    def settled(pdb: dict[str, Any]) -> bool:
+        status = pdb.get("status") or {}
+        observed = status.get("observedGeneration") == pdb["metadata"]["generation"]
+        return observed and (allowed is None or status.get("disruptionsAllowed") == allowed)
+
+    return await poll(read, settled, what=f"the disruption controller to settle {namespace}/{name} (allowing {allowed})")
+
+
 @asynccontextmanager
 async def client_for(plane: ControlPlane, identity: Identity | None = None) -> AsyncIterator[RestClient]:
     from testbed.controlplane import ADMIN
