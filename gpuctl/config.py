@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     audit: str | None = Field(
         None, description="audit log: a SQLite file path or sqlite:///path (default ~/.local/state/gpuctl/audit.sqlite)"
     )
+    gpuctl_namespace: str = Field(
+        "gpuctl",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="gpuctl's own namespace: PlaybookRuns, Leases and the kill switch ConfigMap live there",
+    )
+    playbooks_disabled: bool = Field(
+        False, description="this process's kill switch: refuse to execute any playbook (cluster-wide: the ConfigMap)"
+    )
 
     @model_validator(mode="before")
     @classmethod
