@@ -175,7 +175,7 @@ class PrometheusSource:
         return MetricsBatch(at=at, samples=samples, rejected=parsed.rejected)
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
-        """For fresh GPUs now under the threshold: since when, according to Prometheus (see gpuctl.sources.history)."""
+        """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
         plan, sel = self.history, self.selector
         last_busy, present_since = await asyncio.gather(
             self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
