@@ -42,6 +42,7 @@ class Call:
     method: str  # "chat.postMessage", ... or "response:<id>"
     args: dict[str, Any]
     token: str | None
+    answer: dict[str, Any] = field(default_factory=dict)  # what this stand-in answered
 
 
 class FakeSlack(LoopbackServer):
@@ -90,12 +91,14 @@ class FakeSlack(LoopbackServer):
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
-        self.calls.append(Call(method, args, token))
         if token != self.token:
-            return web.json_response({"ok": False, "error": "invalid_auth"})
-        if method in self.fail:
-            return web.json_response({"ok": False, "error": self.fail[method]})
-        return web.json_response(self._answer(method, args))
+            answer = {"ok": False, "error": "invalid_auth"}
+        elif method in self.fail:
+            answer = {"ok": False, "error": self.fail[method]}
+        else:
+            answer = self._answer(method, args)
+        self.calls.append(Call(method, args, token, answer))
+        return web.json_response(answer)
 
     def _answer(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
         match method:

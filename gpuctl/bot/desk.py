@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from gpuctl.bot import commands as cmd
 from gpuctl.bot.answers import answer, help_reply, problem_reply
@@ -44,6 +44,10 @@ class Asker:
         return Requester(identity=identity, via="slack", detail=f"slack:{self.team_id}/{self.user_id}")
 
 
+class View(Protocol):
+    def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
+
+
 class LiveView:
     """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request)."""
 
@@ -69,7 +73,7 @@ class Answer:
 
 
 class Desk:
-    def __init__(self, *, view: LiveView, resolver: IdentityResolver, policy: Policy, seam: EngineSeam) -> None:
+    def __init__(self, *, view: View, resolver: IdentityResolver, policy: Policy, seam: EngineSeam) -> None:
         self.view = view
         self.resolver = resolver
         self.policy = policy
