@@ -12,6 +12,10 @@ Slack does.
         sender = SlackSender(bot_url, signing_secret="s3cret", slack=slack)
         sent = await sender.command("status", user_id="U1")
         reply = await slack.wait_for_response(sent.response_id)
+
+Socket Mode too: apps.connections.open (with the app token) hands out
+`ws://…/socket`; `send_envelope` pushes an envelope to the connected bot and
+`envelope_acks` shows what it acknowledged.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from testbed.http import LoopbackServer
 from testbed.waiting import poll
 
 BOT_TOKEN = "xoxb-gpuctl-test"
+APP_TOKEN = "xapp-gpuctl-test"
 TEAM_ID = "T0TESTBED"
 
 
@@ -54,8 +59,11 @@ class FakeSlack(LoopbackServer):
         users: Mapping[str, str] | None = None,
         usergroups: Mapping[str, list[str]] | None = None,
         token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
     ) -> None:
         super().__init__()
+        self.app_token = app_token
+        self.sockets: list[web.WebSocketResponse] = []
         self.users = dict(users or {})  # user id -> email
         self.usergroups = {k: list(v) for k, v in (usergroups or {}).items()}  # group id -> member ids
         self.token = token
@@ -76,6 +84,7 @@ class FakeSlack(LoopbackServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{rid}", self._response)
+        app.router.add_get("/socket", self._socket)
 
     async def _args(self, request: web.Request) -> dict[str, Any]:
         args: dict[str, Any] = dict(request.query)
@@ -91,7 +100,7 @@ class FakeSlack(LoopbackServer):
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
-        if token != self.token:
+        if token != (self.app_token if method == "apps.connections.open" else self.token):
             answer = {"ok": False, "error": "invalid_auth"}
         elif method in self.fail:
             answer = {"ok": False, "error": self.fail[method]}
@@ -102,6 +111,8 @@ class FakeSlack(LoopbackServer):
 
     def _answer(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
         match method:
+            case "apps.connections.open":
+                return {"ok": True, "url": f"ws://{self.target}/socket"}
             case "auth.test":
                 return {"ok": True, "url": "https://testbed.slack.invalid/", "team": "testbed", "user": "gpuctl",
                         "team_id": TEAM_ID, "user_id": "UBOT0001", "bot_id": "BBOT0001"}  # fmt: skip
@@ -125,6 +136,28 @@ class FakeSlack(LoopbackServer):
     async def _response(self, request: web.Request) -> web.Response:
         self.calls.append(Call(f"response:{request.match_info['rid']}", await request.json(), None))
         return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1})
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.calls.append(Call("socket:ack", json.loads(message.data), None))
+        return ws
+
+    async def send_envelope(self, kind: str, payload: Mapping[str, Any], *, retry_attempt: int | None = None) -> str:
+        """Push an envelope (`slash_commands`, `interactive`) to the bot's socket; returns its envelope_id."""
+        sockets = await poll(lambda: [ws for ws in self.sockets if not ws.closed], what="the bot's Socket Mode connection")
+        envelope_id = f"env-{next(self._ids)}"
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": dict(payload), "accepts_response_payload": True,
+                    "retry_attempt": retry_attempt or 0, "retry_reason": "timeout" if retry_attempt else ""}  # fmt: skip
+        await sockets[-1].send_json(envelope)
+        return envelope_id
+
+    def envelope_acks(self, envelope_id: str) -> list[dict[str, Any]]:
+        return [c.args for c in self.called("socket:ack") if c.args.get("envelope_id") == envelope_id]
 
     def called(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
