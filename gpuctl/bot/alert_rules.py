@@ -95,15 +95,7 @@ def arguments(rule: Rule, labels: Mapping[str, str], catalog: Catalog) -> Argume
 def load_alert_rules(path: Path, catalog: Catalog, policy: Policy) -> AlertRules:
     """The rules in `path`, checked against the catalog and the policy; BotConfigError naming file, line and field."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise BotConfigError(f"cannot read alert rules {source}: {e.strerror or e}", hint="fix alert_rules") from e
-    try:
-        doc = marked.read(text, source)
-        rules = marked.validate(AlertRules, doc, source)
-    except marked.ProblemsFound as e:
-        marked.raise_as(BotConfigError, f"invalid alert rules {source}", e.problems)
+    rules, doc = marked.load(AlertRules, path, BotConfigError, "alert rules", hint="fix alert_rules")
     problems: list[FileProblem] = []
 
     def problem(index: int, field: str, message: str, *more: str | int) -> None:

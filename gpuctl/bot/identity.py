@@ -69,15 +69,7 @@ def load_identity_map(path: Path | None) -> IdentityMap:
     """The map in `path` (an empty map, everyone unmapped, when None); BotConfigError naming file, line and field."""
     if path is None:
         return IdentityMap()
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise BotConfigError(f"cannot read identity map {source}: {e.strerror or e}", hint="fix slack_identity_map") from e
-    try:
-        return marked.validate(IdentityMap, marked.read(text, source), source)
-    except marked.ProblemsFound as e:
-        marked.raise_as(BotConfigError, f"invalid identity map {source}", e.problems)
+    return marked.load(IdentityMap, path, BotConfigError, "identity map", hint="fix slack_identity_map")[0]
 
 
 # A Web API method as the resolver calls it: keyword arguments in, the response's data out.

@@ -89,3 +89,8 @@ def test_emails_are_compared_without_case(tmp_path: Path) -> None:
     with pytest.raises(BotConfigError, match="listed twice"):
         load_identity_map(path)
     assert load_identity_map(None) == IdentityMap()
+
+
+def test_an_unreadable_map_says_which_setting_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(BotConfigError, match=r"cannot read identity map .*missing.yaml.*fix slack_identity_map"):
+        load_identity_map(tmp_path / "missing.yaml")
