@@ -15,7 +15,8 @@
      ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
      ├── AuditError             the audit log cannot be opened, read or written
      │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
-     └── LockHeld               another playbook run holds the target's Lease
+     ├── LockHeld               another playbook run holds the target's Lease
+     └── MigConfigInvalid       a mig-parted config that cannot be parsed or applied
 
 Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason):
 
@@ -187,6 +188,11 @@ class NotInstalled(ClusterError):
     """The API server does not serve a custom resource gpuctl needs (its CRD is not installed)."""
 
 
+class MigConfigInvalid(GpuctlError):
+    """A mig-parted config file that does not parse, lacks the named config, or
+    asks for MIG devices the node's GPUs cannot hold."""
+
+
 __all__ = [
     "AlreadyExists",
     "ApiRejected",
@@ -203,6 +209,7 @@ __all__ = [
     "GpuctlError",
     "LockHeld",
     "MetricsUnavailable",
+    "MigConfigInvalid",
     "NotFound",
     "NotInstalled",
     "NotReady",

@@ -64,6 +64,13 @@ class ObjectResult(_Result):
         return str(self.object.get("metadata", {}).get("uid", ""))
 
 
+class ListResult(_Result):
+    """The items of a collection as the API server returned them (raw JSON), at the list's resourceVersion."""
+
+    items: tuple[JSON, ...]
+    resource_version: str
+
+
 class EvictionResult(_Result):
     """What the Eviction API decided. Only `evicted` removed anything (and not under dry run)."""
 
@@ -117,6 +124,28 @@ class ActingClient:
     async def get(self, ref: ObjectRef, *, subresource: str | None = None) -> ObjectResult:
         response = await self._request("GET", ref.path(subresource))
         return ObjectResult(call=response.call, object=check(response, what=f"get {ref}"))
+
+    async def list_objects(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> ListResult:
+        """Every object of a collection (in one namespace, or all of them with None), optionally filtered by selectors."""
+        selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        params = {key: value for key, value in selectors.items() if value}
+        path = collection_path(group, version, plural, namespace)
+        response = await self._request("GET", path, params=params)
+        body = check(response, what=f"list {plural}" + (f" in namespace {namespace}" if namespace else ""))
+        return ListResult(
+            call=response.call,
+            items=tuple(body.get("items") or ()),
+            resource_version=str((body.get("metadata") or {}).get("resourceVersion", "")),
+        )
 
     async def patch(
         self,
