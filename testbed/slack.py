@@ -48,6 +48,7 @@ class Call:
     args: dict[str, Any]
     token: str | None
     answer: dict[str, Any] = field(default_factory=dict)  # what this stand-in answered
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
 
 class FakeSlack(LoopbackServer):

@@ -10,6 +10,7 @@ narrows them; every answer ends with how fresh its data is.
 from __future__ import annotations
 
 import difflib
+import heapq
 from collections.abc import Sequence
 
 from gpuctl.bot import commands as cmd
@@ -267,12 +268,13 @@ def _strip(values: list[float]) -> str:
 
 
 def top(snap: Snapshot, index: FleetIndex, n: int, flt: Filter) -> Reply:
-    held = [g for g in index.gpus.values() if g.pod is not None and flt.matches(index.gpu_facets(g))]
-    measured = [g for g in held if g.util_pct is not None]
+    measured = [g for g in index.gpus.values() if g.pod is not None and g.util_pct is not None]
+    if flt.active:
+        measured = [g for g in measured if flt.matches(index.gpu_facets(g))]
     if not measured:
         return Reply(text="No measured GPUs", blocks=[*_warnings(snap), section(f"No held GPU with a utilisation reading{_filter_note(flt)}.")])
-    busiest = sorted(measured, key=lambda g: (-(g.util_pct or 0.0), g.key))[:n]
-    idlest = sorted(measured, key=lambda g: (g.util_pct or 0.0, -(g.idle_for_s or 0.0), g.key))[:n]
+    busiest = heapq.nsmallest(n, measured, key=lambda g: (-(g.util_pct or 0.0), g.key))
+    idlest = heapq.nsmallest(n, measured, key=lambda g: (g.util_pct or 0.0, -(g.idle_for_s or 0.0), g.key))
     by_pool: dict[str, list[float]] = {}
     for g in measured:
         by_pool.setdefault(g.pool, []).append(g.util_pct or 0.0)

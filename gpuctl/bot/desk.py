@@ -11,6 +11,7 @@ logged with a reference the user can quote, never shown as a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
@@ -45,24 +46,29 @@ class Asker:
 
 
 class View(Protocol):
-    def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
+    async def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
 
 
 class LiveView:
-    """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request)."""
+    """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request).
+
+    The index is built in a worker thread: at 10,000 pods it takes a while, and
+    the event loop must stay free to ack other requests meanwhile."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._indexed: tuple[Snapshot, FleetIndex] | None = None
+        self._lock = asyncio.Lock()
 
-    def current(self) -> tuple[Snapshot, FleetIndex] | None:
+    async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         """None until the first lists (and first metrics) are in."""
         if not self.cluster.ready and not self.cluster.crashed:
             return None
-        snap = self.cluster.snapshot()
-        if self._indexed is None or self._indexed[0] is not snap:
-            self._indexed = (snap, FleetIndex(snap))
-        return self._indexed
+        snap = self.cluster.snapshot()  # on the loop: the store is not thread-safe, its snapshots are immutable
+        async with self._lock:
+            if self._indexed is None or self._indexed[0] is not snap:
+                self._indexed = (snap, await asyncio.to_thread(FleetIndex, snap))
+            return self._indexed
 
 
 @dataclass(frozen=True)
@@ -112,10 +118,11 @@ class Desk:
         if not decision.allowed:
             return _not_allowed(asker, identity, decision.reason), "denied"
         if isinstance(parsed, cmd.READ_ONLY):
-            current = self.view.current()
+            current = await self.view.current()
             if current is None:
                 return notice("No data yet", "gpuctl is still reading the cluster; try again in a few seconds."), "unavailable"
-            return answer(parsed, *current), "ok"
+            # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
+            return await asyncio.to_thread(answer, parsed, *current), "ok"
         if isinstance(parsed, cmd.Run):
             if identity is None:
                 return _cannot_act(asker, "run playbooks"), "denied"

@@ -75,7 +75,7 @@ async def ask(bed: Bed, text: str) -> str:
 
 
 async def test_commands_answer_from_the_real_cluster(bed: Bed, fleet: Fleet, control_plane: ControlPlane) -> None:
-    snap, index = bed.bot.desk.view.current() or pytest.fail("no data")
+    snap, index = await bed.bot.desk.view.current() or pytest.fail("no data")
     t = totals(snap)
     status = await ask(bed, "status")
     assert f"{t.gpus} allocatable · {t.allocated} allocated" in status
@@ -100,7 +100,7 @@ async def test_commands_answer_from_the_real_cluster(bed: Bed, fleet: Fleet, con
     used = fleet.quota_used(quota.name)["requests.nvidia.com/gpu"]
     assert f"{used:g} of {quota.gpu_quota_hard:g} used" in answer  # as the real quota controller counts
 
-    holders = idle_holders((bed.bot.desk.view.current() or pytest.fail("no data"))[0])
+    holders = idle_holders((await bed.bot.desk.view.current() or pytest.fail("no data"))[0])
     idle = await ask(bed, "idle")
     assert (holders[0].key in idle) if holders else ("No pod holds an idle GPU" in idle)
 

@@ -23,7 +23,7 @@ class Fixed:
     def __init__(self, snap: Snapshot | None) -> None:
         self.indexed = None if snap is None else (snap, FleetIndex(snap))
 
-    def current(self) -> tuple[Snapshot, FleetIndex] | None:
+    async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         return self.indexed
 
 
@@ -51,7 +51,7 @@ async def test_no_data_yet_is_said_plainly() -> None:
 
 async def test_an_unexpected_error_is_logged_with_a_reference_not_shown(desk: Desk, caplog: pytest.LogCaptureFixture) -> None:
     class Broken(Fixed):
-        def current(self) -> tuple[Snapshot, FleetIndex] | None:
+        async def current(self) -> tuple[Snapshot, FleetIndex] | None:
             raise KeyError("boom")
 
     broken = Desk(view=Broken(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=NoEngine())

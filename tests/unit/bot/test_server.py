@@ -38,7 +38,7 @@ async def reply_to(sender: SlackSender, text: str, user: str = ALICE) -> str:
 
 
 async def test_each_read_command_answers_from_the_live_fleet(bot: RunningBot, sender: SlackSender) -> None:
-    snap, index = bot.desk.view.current() or pytest.fail("no data")
+    snap, index = await bot.desk.view.current() or pytest.fail("no data")
     t = totals(snap)
     assert f"{t.gpus} allocatable" in await reply_to(sender, "status")
     holder = idle_holders(snap)[0]
