@@ -88,21 +88,16 @@ class Desk:
     @staticmethod
     def immediate(text: str) -> Answer | None:
         """The answer when it needs nothing but the text (help, bad input): sent as the ack itself."""
-        parsed = cmd.parse(text)
-        if isinstance(parsed, cmd.Problem):
-            return Answer(problem_reply(parsed), "invalid", "invalid")
-        if isinstance(parsed, cmd.Help):
-            return Answer(help_reply(parsed.topic), "ok", "help")
-        return None
+        return _immediate(cmd.parse(text))
 
     async def command(self, asker: Asker, text: str, *, key: str) -> Answer:
         """The answer to `/gpu <text>`; `key` identifies this request (idempotency key for a run)."""
         parsed = cmd.parse(text)
-        verb = cmd.verb_of(parsed)
-        quick = self.immediate(text)
+        quick = _immediate(parsed)
         if quick is not None:
             return quick
         assert not isinstance(parsed, cmd.Problem | cmd.Help)
+        verb = cmd.verb_of(parsed)
         try:
             reply, outcome = await self._command(asker, parsed, key)
         except GpuctlError as e:
@@ -145,6 +140,14 @@ class Desk:
             return Answer(notice(f"Could not {verb}", esc(e)), "error", verb)
         except Exception:
             return Answer(_unexpected(verb), "error", verb)
+
+
+def _immediate(parsed: cmd.Command | cmd.Problem) -> Answer | None:
+    if isinstance(parsed, cmd.Problem):
+        return Answer(problem_reply(parsed), "invalid", "invalid")
+    if isinstance(parsed, cmd.Help):
+        return Answer(help_reply(parsed.topic), "ok", "help")
+    return None
 
 
 def _unexpected(what: str) -> Reply:

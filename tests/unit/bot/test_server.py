@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from gpuctl.bot.blocks import Reply, notice
 from gpuctl.bot.commands import Run
-from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION, NoEngine
+from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION, NoEngine, review_buttons
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Requester
 from gpuctl.query.fleet import idle_holders, totals
@@ -120,8 +120,10 @@ async def test_unmapped_user_may_read_if_policy_allows_but_never_act(slack: Fake
 
 
 async def test_buttons_of_mapped_users_reach_the_engine_seam(sender: SlackSender, slack: FakeSlack) -> None:
-    for action in (APPROVE_ACTION, DENY_ACTION):
-        click = await sender.click(action, "reclaim-idle-gpus-1", user_id=ONCALL)
+    buttons = review_buttons("reclaim-idle-gpus-1")["elements"]  # what a plan awaiting approval carries
+    assert [b["action_id"] for b in buttons] == [APPROVE_ACTION, DENY_ACTION]
+    for button in buttons:
+        click = await sender.click(button["action_id"], button["value"], user_id=ONCALL)
         assert click.status == 200
         text = blocks_text(await slack.wait_for_response(click.response_id))
         assert "reclaim-idle-gpus-1 was not" in text and "not available yet in this build" in text
