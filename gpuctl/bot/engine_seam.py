@@ -11,7 +11,8 @@ into Block Kit.
 
 `NoEngine` is this build's implementation: the engine is not on main yet, so
 every call answers that playbooks are not available in this build. The engine
-plugs in as another implementation, chosen in `gpuctl.bot.server.build_bot`:
+plugs in as another implementation, passed as `seam` to
+`gpuctl.bot.server.running_bot` (which uses NoEngine when given none):
 
     run(requester, Run, key)     engine.plan(requester, playbook, params, key=key), then
                                  engine.submit(plan, key=key); a reply (in_channel) with the

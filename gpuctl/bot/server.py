@@ -127,7 +127,10 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
     async def slack_events(request: web.Request) -> web.Response:
         start = time.perf_counter()
         assert bolt is not None
-        bolt_request = await to_bolt_request(request)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UnicodeDecodeError:  # Slack sends UTF-8; anything else is not Slack
+            return web.json_response({"error": "the body is not UTF-8"}, status=400)
         response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
         metrics.ack_seconds.observe(time.perf_counter() - start, kind=_request_kind(bolt_request.body))
         return response

@@ -77,6 +77,9 @@ async def test_bad_signature_is_401_and_nothing_happens(sender: SlackSender, sla
     tampered = sender.sign(body)
     assert (await sender.post(body.replace("status", "pools"), tampered))[0] == 401
     assert (await sender.post(body, {}))[0] == 401  # no signature at all
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{sender.bot_url}/slack/events", data=b"\xff\xfe=\x80", headers=sender.sign("x")) as resp:
+            assert resp.status == 400  # not even text
     await fence(sender, user_id=ALICE)
     assert slack.responses(rid) == []
 
