@@ -18,7 +18,8 @@
      ├── LockHeld               another playbook run holds the target's Lease
      └── MigConfigInvalid       a mig-parted config that cannot be parsed or applied
 
-Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason):
+Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason, and
+`.call`, the request's ApiCall, so a refused write is recorded too):
 
     ClusterError
      ├── Unauthorized
@@ -41,6 +42,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpuctl.playbooks.kubeapi import ApiCall
 
 
 class GpuctlError(Exception):
@@ -60,7 +65,14 @@ class ConfigError(GpuctlError):
 
 
 class ClusterError(GpuctlError):
-    """The Kubernetes API could not be used."""
+    """The Kubernetes API could not be used.
+
+    `call`: the request the API server answered with this error, when gpuctl.playbooks made it
+    (kubeapi.refusal sets it), so a playbook records a refused write like any other; else None."""
+
+    def __init__(self, message: str, *, hint: str | None = None, call: ApiCall | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.call = call
 
 
 class ClusterUnreachable(ClusterError):
@@ -70,8 +82,8 @@ class ClusterUnreachable(ClusterError):
 class Unauthorized(ClusterError):
     """The API server answered 401 (who are you?) or 403 (not allowed)."""
 
-    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, status: int, hint: str | None = None, call: ApiCall | None = None) -> None:
+        super().__init__(message, hint=hint, call=call)
         self.status = status
 
 
@@ -154,16 +166,19 @@ class LockHeld(GpuctlError):
 class Forbidden(Unauthorized):
     """403 on a request made as an acting identity: the cluster's RBAC (or admission) said no."""
 
-    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, status=403, hint=hint)
+    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None, call: ApiCall | None = None) -> None:
+        super().__init__(message, status=403, hint=hint, call=call)
         self.reason = reason
 
 
 class ApiStatusError(ClusterError):
-    """An error answer from the API server: its HTTP status and Status `reason` (NotFound, Conflict, Invalid...)."""
+    """An error answer from the API server: its HTTP status, Status `reason` (NotFound, Conflict, Invalid...)
+    and, from a playbook's request, the `call` (see ClusterError)."""
 
-    def __init__(self, message: str, *, status: int, reason: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(
+        self, message: str, *, status: int, reason: str | None = None, hint: str | None = None, call: ApiCall | None = None
+    ) -> None:
+        super().__init__(message, hint=hint, call=call)
         self.status = status
         self.reason = reason
 

@@ -8,35 +8,32 @@ server-side dry run as the requester (`dry_run_steps`): the eviction dry run
 runs the PodDisruptionBudget check too.
 
 Executing: `patch_node` (re-read, uid pinned, applied only to the version read),
-`evict_all` (the Eviction API only; a budget's refusal is retried with backoff
-until the run's deadline, never bypassed; a pod under several budgets is
-reported) and `wait_until_drained` (until no GPU pod is left, refusing a GPU
-pod the plan did not list).
+the evictions themselves (gpuctl.playbooks.evictions) and `wait_until_drained`
+(until no GPU pod is left, refusing a GPU pod the plan did not list).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from gpuctl.errors import Conflict, GpuctlError
+from gpuctl.errors import GpuctlError
 from gpuctl.playbooks.acting import ActingClient, ObjectResult
-from gpuctl.playbooks.context import DeadlinePassed
+from gpuctl.playbooks.evictions import judge_trial
 from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
-from gpuctl.playbooks.logic import ExecContext, StepOutcome
+from gpuctl.playbooks.logic import ExecContext
 from gpuctl.playbooks.plan import Change, Step, TargetRef
 from gpuctl.playbooks.spec import Guardrails, Protected
+from gpuctl.playbooks.stepkit import StepCalls, dry_run, write_on_fresh
 from gpuctl.sources.kube.trim import controller_ref, pod_gpu_requests
 
 # DaemonSet GPU clients that name this label in their nodeSelector are paused by the MIG manager itself (v0.15).
 MIG_PAUSED_CLIENT_LABEL = "nvidia.com/gpu.deploy.client"
 UNSCHEDULABLE_FIELD = "spec.unschedulable"
-_FIRST_RETRY_S = 5.0
-_MAX_RETRY_S = 60.0
 _DRAIN_POLL_S = 2.0
-_CONFLICT_RETRIES = 5
+_CONFLICT_RETRIES = 5  # a node's version moves with every heartbeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +143,9 @@ def node_opt_out(labels: Mapping[str, str], annotations: Mapping[str, str], prot
 # -- steps ------------------------------------------------------------------------
 
 
-def cordon_step(node: TargetRef) -> Step:
-    return Step(action="cordon_node", target=node, changes=(Change(field=UNSCHEDULABLE_FIELD, before=False, after=True),),
-                detail="no new pods while the node changes")  # fmt: skip
+def cordon_step(node: TargetRef, detail: str = "no new pods while the node changes", *, cordoned: bool = False) -> Step:
+    return Step(action="cordon_node", target=node, changes=(Change(field=UNSCHEDULABLE_FIELD, before=cordoned, after=True),),
+                detail=detail)  # fmt: skip
 
 
 def uncordon_step(node: TargetRef, detail: str) -> Step:
@@ -172,8 +169,8 @@ def node_ref(target: TargetRef) -> ObjectRef:
     return ObjectRef(plural="nodes", name=target.name)
 
 
-CORDON: JSON = {"spec": {"unschedulable": True}}
-UNCORDON: JSON = {"spec": {"unschedulable": None}}  # as `kubectl uncordon`: the field removed
+CORDON_PATCH: JSON = {"spec": {"unschedulable": True}}
+UNCORDON_PATCH: JSON = {"spec": {"unschedulable": None}}  # as `kubectl uncordon`: the field removed
 
 
 async def dry_run_steps(
@@ -186,25 +183,17 @@ async def dry_run_steps(
     an eviction now only warns (the run retries it until its deadline)."""
     blocked: list[str] = []
     warnings: list[str] = []
+    patches = {"cordon_node": CORDON_PATCH, "uncordon_node": UNCORDON_PATCH, **(node_patches or {})}
     for step in steps:
-        target = step.target
-        try:
-            if step.action == "evict_pods":
-                result = await acting.evict(target.namespace or "", target.name, uid=target.uid, dry_run=True)
-                if result.outcome == "pdb_refused":
-                    warnings.append(f"{target.namespace}/{target.name}: a PodDisruptionBudget refuses its eviction now "
-                                    f"({result.disruption_budget or result.message}); the run retries until its deadline")  # fmt: skip
-                elif result.outcome == "multiple_pdbs":
-                    blocked.append(f"{target.namespace}/{target.name} is under several PodDisruptionBudgets: the Eviction API "
-                                   "refuses it whatever they allow; fix the budgets first")  # fmt: skip
-                elif result.outcome != "evicted":
-                    blocked.append(f"{target.namespace}/{target.name} changed while planning ({result.message}): plan again")
-                continue
-            patch = {"cordon_node": CORDON, "uncordon_node": UNCORDON, **(node_patches or {})}.get(step.action)
-            if patch is not None:
-                await acting.patch(node_ref(target), patch, resource_version=target.resource_version, dry_run=True)
-        except GpuctlError as e:
-            blocked.append(f"dry run of {step.action} on {target.key}: {e}")
+        target, what = step.target, f"dry run of {step.action} on {step.target.key}"
+        if step.action == "evict_pods":
+            evict = acting.evict(target.namespace or "", target.name, uid=target.uid, dry_run=True)
+            if (result := await dry_run(blocked, evict, what)) is not None:
+                judge_trial(result, f"{target.namespace}/{target.name}", blocked, warnings)
+        elif (patch := patches.get(step.action)) is not None:
+            await dry_run(
+                blocked, acting.patch(node_ref(target), patch, resource_version=target.resource_version, dry_run=True), what
+            )
     return blocked, warnings
 
 
@@ -216,70 +205,19 @@ async def patch_node(
 ) -> ObjectResult:
     """Re-read the node, refuse (GpuctlError) if it is another node or `still_as_planned` objects, and patch
     exactly the version read; a Conflict (the node moved in between: heartbeats, other writers) reads again."""
-    reader, acting = ctx.clients.reader, ctx.clients.acting
     ref = node_ref(target)
-    for attempt in range(_CONFLICT_RETRIES):
-        read = await reader.get(ref)
-        await ctx.record(read.call, step=step)
+
+    def check(read: ObjectResult) -> None:
         if target.uid and read.uid != target.uid:
             raise GpuctlError(f"node {target.name} was replaced since the plan (uid {read.uid}, planned {target.uid})")
         if (why := still_as_planned(read.object)) is not None:
             raise GpuctlError(why)
-        try:
-            result = await acting.patch(ref, patch, resource_version=read.resource_version)
-        except Conflict:
-            if attempt == _CONFLICT_RETRIES - 1:
-                raise
-            continue
-        await ctx.record(result.call, step=step)
-        return result
-    raise AssertionError("unreachable")
 
+    def write(read: ObjectResult) -> Awaitable[ObjectResult]:
+        return ctx.clients.acting.patch(ref, patch, resource_version=read.resource_version)
 
-async def evict_all(ctx: ExecContext, steps: Sequence[tuple[int, Step]]) -> list[StepOutcome]:
-    """Evict each planned pod (uid-pinned) until every one is gone or refused for good, or the deadline comes."""
-    outcomes: list[StepOutcome] = []
-    waiting = list(steps)
-    delay = _FIRST_RETRY_S
-    while waiting:
-        refused: list[tuple[int, Step, str, int | None]] = []
-        for index, step in waiting:
-            pod = step.target
-            try:
-                result = await ctx.clients.acting.evict(pod.namespace or "", pod.name, uid=pod.uid)
-            except GpuctlError as e:
-                outcomes.append(StepOutcome(index=index, status="failed", message=str(e)))
-                continue
-            await ctx.record(result.call, step=index)
-            calls = (result.call,)
-            if result.outcome == "evicted":
-                outcomes.append(StepOutcome(index=index, status="done", message=f"evicted {pod.key}", calls=calls))
-                await ctx.progress(f"evicted {pod.namespace}/{pod.name}", step=index)
-            elif result.outcome in ("gone", "precondition_failed"):
-                gone = "already gone" if result.outcome == "gone" else "replaced by another pod of that name (not evicted)"
-                outcomes.append(StepOutcome(index=index, status="done", message=f"{pod.key}: {gone}", calls=calls))
-            elif result.outcome == "multiple_pdbs":
-                message = f"{pod.key} is under several PodDisruptionBudgets; the Eviction API refuses it: {result.message}"
-                outcomes.append(StepOutcome(index=index, status="failed", message=message, calls=calls))
-            else:
-                refused.append((index, step, result.disruption_budget or result.message, result.retry_after_s))
-        if not refused:
-            break
-        wait_s = max([delay, *(float(r[3]) for r in refused if r[3])])
-        names = ", ".join(f"{s.target.namespace}/{s.target.name}" for _, s, _, _ in refused)
-        await ctx.progress(f"PodDisruptionBudget refused {names}; retrying in {wait_s:.0f} s")
-        try:
-            await ctx.sleep(wait_s)
-        except DeadlinePassed:
-            for index, step, why, _ in refused:
-                message = (
-                    f"{step.target.namespace}/{step.target.name}: a PodDisruptionBudget still refused at the deadline ({why})"
-                )
-                outcomes.append(StepOutcome(index=index, status="refused", message=message))
-            break
-        waiting = [(index, step) for index, step, _, _ in refused]
-        delay = min(delay * 2, _MAX_RETRY_S)
-    return sorted(outcomes, key=lambda o: o.index)
+    read = ctx.clients.reader.get
+    return await write_on_fresh(StepCalls(ctx, step), lambda: read(ref), check, write, attempts=_CONFLICT_RETRIES)
 
 
 async def wait_until_drained(ctx: ExecContext, node: str, planned: set[str], *, step: int) -> str | None:

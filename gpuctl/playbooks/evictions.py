@@ -1,7 +1,8 @@
 """Evicting planned pods through the Eviction API, within the run's deadline, never around a budget.
 
-`evict_planned` sends one uid-pinned eviction per pod (policy/v1, as the
-requester; a DELETE is never sent) and sorts the answers:
+`evict_planned`, the one eviction loop of every playbook (reclaim-idle-gpus,
+relabel-mig, scale-pool), sends one uid-pinned eviction per pod (policy/v1, as
+the requester; a DELETE is never sent) and sorts the answers:
 
     evicted              done
     gone (404)           done: already gone
@@ -10,10 +11,10 @@ requester; a DELETE is never sent) and sorts the answers:
     PDB refuses (429)    tried again with backoff until the deadline, then refused
     403 / other answers  refused / failed, with the API server's words
 
-Every answer that comes back as a result goes to `StepCalls` (the run's record
-and the step's outcome). A refusal the ActingClient raises (403, unexpected
-codes) carries no ApiCall: its message goes into the outcome, and the KubeApi's
-own `on_call` sink still sees the call.
+Every answer goes to `StepCalls` (the run's record and the step's outcome),
+a refusal the ActingClient raises (403, unexpected codes) too: it carries its call.
+
+`judge_trial` reads an eviction's dry run the same way for every plan.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from gpuctl.errors import ClusterError, Forbidden
 from gpuctl.playbooks.acting import EvictionResult
 from gpuctl.playbooks.context import DeadlinePassed
-from gpuctl.playbooks.kubeapi import ApiCall
 from gpuctl.playbooks.logic import ExecContext, StepOutcome
 from gpuctl.playbooks.plan import Step
+from gpuctl.playbooks.stepkit import StepCalls
 
-Status = Literal["done", "skipped", "refused", "failed"]
 # kube-apiserver's cause for a refusing budget: "The disruption budget NAME needs N healthy pods and has M currently".
 _BUDGET = re.compile(r"disruption budget (\S+) needs")
 
@@ -45,21 +44,6 @@ class Backoff:
     first_s: float = 10.0
     max_s: float = 60.0
     last_try_s: float = 1.0
-
-
-class StepCalls:
-    """Every API call of a run, recorded through the context as it happens and kept per step for its outcome."""
-
-    def __init__(self, ctx: ExecContext) -> None:
-        self.ctx = ctx
-        self.by_step: defaultdict[int, list[ApiCall]] = defaultdict(list)
-
-    async def record(self, call: ApiCall, step: int) -> None:
-        self.by_step[step].append(call)
-        await self.ctx.record(call, step=step)
-
-    def outcome(self, step: int, status: Status, message: str) -> StepOutcome:
-        return StepOutcome(index=step, status=status, message=message, calls=tuple(self.by_step[step]))
 
 
 def budget_named(result: EvictionResult, namespace: str, known: Sequence[str] = ()) -> str:
@@ -88,11 +72,11 @@ async def evict_planned(
             attempts[index] += 1
             try:
                 result = await ctx.clients.acting.evict(pod.namespace or "", pod.name, uid=pod.uid)
-            except Forbidden as e:
-                outcomes[index] = calls.outcome(index, "refused", f"{key} not evicted: {e}")
-                continue
             except ClusterError as e:
-                outcomes[index] = calls.outcome(index, "failed", f"{key} not evicted: {e}")
+                await calls.refused(e, index)
+                outcomes[index] = calls.outcome(
+                    index, "refused" if isinstance(e, Forbidden) else "failed", f"{key} not evicted: {e}"
+                )
                 continue
             await calls.record(result.call, index)
             if result.outcome == "evicted":
@@ -137,3 +121,19 @@ async def _waited(ctx: ExecContext, wait_s: float, refused: Sequence[tuple[int, 
     except DeadlinePassed:
         return False
     return True
+
+
+def judge_trial(result: EvictionResult, key: str, blocked: list[str], warnings: list[str]) -> None:
+    """Add what an eviction's dry run of pod `key` means for the plan to `blocked` or `warnings` (nothing if it passed).
+
+    A budget refusing now only warns: the run retries it until its deadline. A pod under several
+    budgets, or replaced or gone while planning, blocks it."""
+    if result.outcome == "pdb_refused":
+        budget = result.disruption_budget or result.message
+        warnings.append(f"{key}: a PodDisruptionBudget refuses its eviction now ({budget}); the run retries until its deadline")
+    elif result.outcome == "multiple_pdbs":
+        blocked.append(
+            f"{key} is under several PodDisruptionBudgets: the Eviction API refuses it whatever they allow; fix the budgets first"
+        )
+    elif result.outcome != "evicted":
+        blocked.append(f"{key} changed while planning ({result.message}): plan again")

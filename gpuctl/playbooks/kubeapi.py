@@ -285,29 +285,36 @@ def check(response: ApiResponse, *, what: str) -> JSON:
 
 
 def refusal(response: ApiResponse, *, what: str) -> ClusterError:
-    """The gpuctl error for an error answer, naming who was refused what and the API server's words."""
+    """The gpuctl error for an error answer, naming who was refused what and the API server's words, carrying the call."""
     call = response.call
     who = str(call.acting_as) if call.acting_as else OWN_IDENTITY
     said = call.message or f"HTTP {call.status}"
     if call.status == 401:
         return Unauthorized(
-            f"the API server rejected the credentials for {what} (401)", status=401, hint="refresh the kubeconfig's credentials"
+            f"the API server rejected the credentials for {what} (401)",
+            status=401,
+            hint="refresh the kubeconfig's credentials",
+            call=call,
         )
     if call.status == 403:
         return Forbidden(
             f"{who} may not {what}: {said}",
             reason=call.reason,
             hint="the cluster's RBAC decides; ask an admin for a Role granting it",
+            call=call,
         )
     if call.status == 404:
-        return NotFound(f"cannot {what}: {said}", status=404, reason=call.reason)
+        return NotFound(f"cannot {what}: {said}", status=404, reason=call.reason, call=call)
     if call.status == 409:
         if call.reason == "AlreadyExists":
-            return AlreadyExists(f"cannot {what}: {said}", status=409, reason=call.reason)
+            return AlreadyExists(f"cannot {what}: {said}", status=409, reason=call.reason, call=call)
         return Conflict(
             f"cannot {what}: it changed since it was read ({said})",
             status=409,
             reason=call.reason,
             hint="read it again and re-plan",
+            call=call,
         )
-    return ApiRejected(f"cannot {what}: the API server answered {call.status}: {said}", status=call.status, reason=call.reason)
+    return ApiRejected(
+        f"cannot {what}: the API server answered {call.status}: {said}", status=call.status, reason=call.reason, call=call
+    )

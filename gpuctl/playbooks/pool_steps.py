@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from gpuctl.playbooks.acting import ActingClient, ObjectResult, ScaleResult
+from gpuctl.playbooks.drain import CORDON_PATCH, UNCORDON_PATCH, UNSCHEDULABLE_FIELD
 from gpuctl.playbooks.kubeapi import JSON, ObjectRef
 from gpuctl.playbooks.plan import Change, Step, TargetRef
 from gpuctl.playbooks.pool_rules import DELETE_MACHINE_ANNOTATION
@@ -32,7 +33,6 @@ MARK = Action.mark_machine_for_deletion.value
 SCALE = Action.scale_machinedeployment.value
 LIMIT = Action.set_nodepool_gpu_limit.value
 
-UNSCHEDULABLE_FIELD = "spec.unschedulable"
 NODE_FIELD = "spec.nodeName"
 MARK_FIELD = f"metadata.annotations[{DELETE_MACHINE_ANNOTATION}]"
 REPLICAS_FIELD = "spec.replicas"
@@ -101,7 +101,7 @@ def write(acting: ActingClient, step: Step, fresh: ObjectResult) -> Awaitable[Ob
         return acting.scale(ref, int(change.after), resource_version=version)
     patch: dict[str, Any]
     if change.field == UNSCHEDULABLE_FIELD:
-        patch = {"spec": {"unschedulable": bool(change.after)}}
+        patch = CORDON_PATCH if change.after else UNCORDON_PATCH
     elif change.field == MARK_FIELD:
         patch = {"metadata": {"annotations": {DELETE_MACHINE_ANNOTATION: change.after}}}
     elif change.field == LIMIT_FIELD:

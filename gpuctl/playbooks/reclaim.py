@@ -29,7 +29,7 @@ from gpuctl.errors import ClusterError, Conflict, Forbidden
 from gpuctl.model import GpuPod, Snapshot
 from gpuctl.playbooks.acting import ActingClient
 from gpuctl.playbooks.context import DeadlinePassed
-from gpuctl.playbooks.evictions import Backoff, Status, StepCalls, budget_named, evict_planned
+from gpuctl.playbooks.evictions import Backoff, budget_named, evict_planned
 from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, StepOutcome, Verification
@@ -37,6 +37,7 @@ from gpuctl.playbooks.plan import Change, Plan, Skipped, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
 from gpuctl.playbooks.reclaim_select import Choice, Limits, describe_opt_out, devices, opted_out, select_idle_pods, spare_reasons
 from gpuctl.playbooks.spec import Guardrails, OptOut
+from gpuctl.playbooks.stepkit import Status, StepCalls
 from gpuctl.render.format import duration
 
 NOTICE_ANNOTATION = "gpuctl.io/reclaim-after"  # when a staged run evicts the pod (RFC 3339, UTC)
@@ -366,6 +367,7 @@ class ReclaimLogic:
         try:
             now, call = await read_pod(ctx.clients.reader, target.namespace or "", target.name)
         except ClusterError as e:
+            await calls.refused(e, index)
             return None, f"cannot re-read {target.namespace}/{target.name}: {e}", False
         await calls.record(call, index)
         why, gone = changed_since_plan(now, target, guards)
@@ -389,13 +391,14 @@ class ReclaimLogic:
             try:
                 if step.action == "annotate_pods":
                     value = ends.strftime("%Y-%m-%dT%H:%M:%SZ")
-                    result = await acting.annotate(ref, {NOTICE_ANNOTATION: value}, resource_version=now.resource_version)
+                    annotate = acting.annotate(ref, {NOTICE_ANNOTATION: value}, resource_version=now.resource_version)
+                    result = await calls.track(annotate, index)
                     regarding = result.object
                     message = f"annotated {ref.namespace}/{ref.name} {NOTICE_ANNOTATION}={value}"
                 elif step.action == "record_pod_event":
                     note = str(step.changes[0].after)
-                    result = await acting.create_event(regarding, reason=EVENT_REASON, note=note, action=EVENT_ACTION,
-                                                       type="Warning")  # fmt: skip
+                    event = acting.create_event(regarding, reason=EVENT_REASON, note=note, action=EVENT_ACTION, type="Warning")
+                    result = await calls.track(event, index)
                     message = f"posted Event {EVENT_REASON} on {ref.namespace}/{ref.name}"
                 else:
                     raise ValueError(f"reclaim-idle-gpus has no action {step.action}")
@@ -404,7 +407,6 @@ class ReclaimLogic:
                 outcomes[index] = calls.outcome(index, status, f"{step.action} on {ref.namespace}/{ref.name}: {e}")
                 outcomes[evict_index] = calls.outcome(evict_index, "skipped", "not evicted: its notice was not given")
                 return outcomes
-            await calls.record(result.call, index)
             outcomes[index] = calls.outcome(index, "done", message)
         return outcomes
 

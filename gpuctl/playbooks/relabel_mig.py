@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from gpuctl.errors import GpuctlError, MigConfigInvalid, NotFound, ParameterError
 from gpuctl.migparted import (
@@ -38,6 +38,7 @@ from gpuctl.migparted import (
 from gpuctl.playbooks import drain
 from gpuctl.playbooks.acting import ActingClient
 from gpuctl.playbooks.context import DeadlinePassed
+from gpuctl.playbooks.evictions import Backoff, evict_planned
 from gpuctl.playbooks.kubeapi import JSON, ObjectRef
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, StepOutcome, Verification
@@ -58,12 +59,13 @@ from gpuctl.playbooks.mig_node import (
 )
 from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
+from gpuctl.playbooks.stepkit import Status, StepCalls
 from gpuctl.render.format import duration
 from gpuctl.sources.kube.reflector import Gone
 from gpuctl.state.pools import pool_for
 
 NAME = "relabel-mig"
-Status = Literal["done", "skipped", "refused", "failed"]
+EVICTION_BACKOFF = Backoff(first_s=5.0)
 
 
 def _label_patch(value: str | None) -> JSON:
@@ -343,15 +345,14 @@ class _Execution:
         cordon = self.indexes.get("cordon_node")
         if cordon is not None:
             try:
-                await drain.patch_node(self.ctx, cordon, self.node, drain.CORDON, still_as_planned=self._labelled(self.old))
+                await drain.patch_node(self.ctx, cordon, self.node, drain.CORDON_PATCH, still_as_planned=self._labelled(self.old))
             except GpuctlError as e:
                 self._set(cordon, "failed", str(e))
                 return f"could not cordon {self.node.name}: {e}"
             self._set(cordon, "done", f"cordoned {self.node.name}")
             await self.ctx.progress(f"cordoned {self.node.name}", step=cordon)
         evictions = [(i, s) for i, s in enumerate(self.plan.steps) if s.action == "evict_pods"]
-        for outcome in await drain.evict_all(self.ctx, evictions):
-            self.outcomes[outcome.index] = outcome
+        self.outcomes.update(await evict_planned(self.ctx, StepCalls(self.ctx), evictions, EVICTION_BACKOFF))
         if any(self.outcomes[i].status != "done" for i, _ in evictions):
             return await self._abandon(f"not every GPU pod on {self.node.name} could be evicted; {MIG_CONFIG_LABEL} not changed")
         try:
@@ -426,7 +427,7 @@ class _Execution:
         if index is None:
             return f"{why}; {self.node.name} stays cordoned, as it was before"
         try:
-            await drain.patch_node(self.ctx, index, self.node, drain.UNCORDON, still_as_planned=lambda obj: None)
+            await drain.patch_node(self.ctx, index, self.node, drain.UNCORDON_PATCH, still_as_planned=lambda obj: None)
         except GpuctlError as e:
             self._set(index, "failed", str(e))
             return f"{why}; uncordoning {self.node.name} failed: {e}"

@@ -22,9 +22,10 @@ live cluster, so its undo is blocked with the plan command that does it.
 from __future__ import annotations
 
 from gpuctl.errors import NotFound
-from gpuctl.playbooks.acting import EvictionResult, ObjectResult
-from gpuctl.playbooks.context import DeadlinePassed
+from gpuctl.playbooks.acting import ObjectResult
 from gpuctl.playbooks.discovery import CLUSTER_API, KARPENTER, served_version
+from gpuctl.playbooks.drain import CORDON_PATCH, UNCORDON_PATCH, cordon_step
+from gpuctl.playbooks.evictions import Backoff, evict_planned, judge_trial
 from gpuctl.playbooks.kubeapi import JSON, ObjectRef
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, Verification
@@ -54,7 +55,6 @@ from gpuctl.playbooks.pool_steps import (
     REPLICAS_FIELD,
     SCALE,
     UNCORDON,
-    UNSCHEDULABLE_FIELD,
     drift,
     inverse,
     object_ref,
@@ -86,7 +86,7 @@ class ScalePool:
     def __init__(self, *, verify_timeout_s: float = 900.0, poll_s: float = 2.0, evict_retry_s: float = 10.0) -> None:
         self.verify_timeout_s = verify_timeout_s  # a cloud takes minutes to provision a node
         self.poll_s = poll_s
-        self.evict_retry_s = evict_retry_s  # when a refusing PodDisruptionBudget sends no Retry-After
+        self.backoff = Backoff(first_s=evict_retry_s)  # between attempts a PodDisruptionBudget refused
 
     # -- plan ---------------------------------------------------------------------------------
     async def plan(self, request: PlanRequest, clients: Clients) -> Draft:
@@ -243,26 +243,15 @@ class ScalePool:
         node = (await clients.reader.get(ObjectRef(plural="nodes", name=str(machine.node)))).object
         target = target_of(node, "Node")
         cordoned = bool((node.get("spec") or {}).get("unschedulable"))
-        cordon = clients.acting.patch(object_ref(target), {"spec": {"unschedulable": True}}, dry_run=True)
+        cordon = clients.acting.patch(object_ref(target), CORDON_PATCH, dry_run=True)
         planning.tried(await dry_run(draft.blocked, cordon))
         pods = f", then evict its {len(machine.gpu_pods)} GPU pods" if machine.gpu_pods else " (no GPU pods)"
-        draft.steps.append(
-            Step(
-                action=CORDON,
-                target=target,
-                changes=(Change(field=UNSCHEDULABLE_FIELD, before=cordoned, after=True),),
-                detail=f"cordon {machine.node}{pods}",
-            )
-        )
+        draft.steps.append(cordon_step(target, f"cordon {machine.node}{pods}", cordoned=cordoned))
         for pod in machine.gpu_pods:
             trial = await dry_run(draft.blocked, clients.acting.evict(pod.namespace, pod.name, uid=pod.uid, dry_run=True))
             planning.tried(trial)
-            if trial is not None and trial.outcome == "pdb_refused":
-                draft.warnings.append(
-                    f"a PodDisruptionBudget refuses evicting {pod.key} now ({trial.message}): the run retries until its deadline"
-                )
-            elif trial is not None and trial.outcome in ("multiple_pdbs", "precondition_failed"):
-                draft.blocked.append(f"pod {pod.key} cannot be evicted: {trial.message}")
+            if trial is not None and trial.outcome != "gone":  # a pod gone by itself needs no eviction
+                judge_trial(trial, pod.key, draft.blocked, draft.warnings)
             draft.steps.append(
                 Step(
                     action=EVICT,
@@ -344,8 +333,7 @@ class ScalePool:
                 calls, lambda: ctx.clients.reader.get(ref), still_planned, lambda fresh: write(ctx.clients.acting, step, fresh)
             )
             if idle and (arrived := await _gpu_pods(ctx, step.target.name)):
-                uncordon = {"spec": {"unschedulable": False}}
-                await calls.track(ctx.clients.acting.patch(ref, uncordon, resource_version=written.resource_version))
+                await calls.track(ctx.clients.acting.patch(ref, UNCORDON_PATCH, resource_version=written.resource_version))
                 raise StepDone(
                     "refused", f"GPU pods arrived since the plan: {arrived}; uncordoned again, the node is not removed"
                 )
@@ -354,25 +342,11 @@ class ScalePool:
         return await run_steps(plan, ctx, apply)
 
     async def _evict(self, step: Step, calls: StepCalls, ctx: ExecContext) -> str:
-        """Evict through the Eviction API, retrying a refusing PodDisruptionBudget until the deadline; then wait until it is gone."""
-        namespace, name, uid = str(step.target.namespace), step.target.name, step.target.uid
-        result: EvictionResult = await calls.track(ctx.clients.acting.evict(namespace, name, uid=uid))
-        while result.outcome == "pdb_refused":
-            wait = float(result.retry_after_s or self.evict_retry_s)
-            await ctx.progress(
-                f"{namespace}/{name}: {result.disruption_budget or result.message}; retrying in {wait:g}s", step=calls.index
-            )
-            try:
-                await ctx.sleep(wait)
-            except DeadlinePassed:
-                raise StepDone(
-                    "refused", f"a PodDisruptionBudget still refused at the run's deadline: {result.message}"
-                ) from None
-            result = await calls.track(ctx.clients.acting.evict(namespace, name, uid=uid))
-        if result.outcome == "gone":
-            raise StepDone("skipped", "the pod is gone already")
-        if result.outcome != "evicted":
-            raise StepDone("refused", f"not evicted ({result.outcome}): {result.message}")
+        """Evict through the Eviction API (a refusing PodDisruptionBudget retried until the deadline), then wait until it is gone."""
+        outcome = (await evict_planned(ctx, calls, [(calls.index, step)], self.backoff))[calls.index]
+        if outcome.status != "done":
+            raise StepDone(outcome.status, outcome.message)
+        uid = step.target.uid
         ref = object_ref(step.target)
 
         async def still_there() -> bool:
@@ -386,7 +360,7 @@ class ScalePool:
         )
         if not gone:
             raise StepDone("refused", "evicted, but still terminating: its node is not removed under it")
-        return f"evicted from {step.changes[0].before}"
+        return f"{outcome.message}; off node {step.changes[0].before}"
 
     # -- verify -------------------------------------------------------------------------------
     async def verify(self, plan: Plan, report: Report, ctx: ExecContext) -> Verification:

@@ -3,6 +3,8 @@
 - `dry_run`: a server-side dry run as the requester, whose refusal becomes a
   reason the plan is blocked (the cluster's RBAC and admission have their say
   before anyone approves).
+- `StepCalls`: every call of a run's steps recorded as it happens (a refused
+  request too: the error carries its call) and kept per step for its outcome.
 - `run_steps`: the plan's steps in order, each by a playbook's own handler;
   every call recorded; a refusal answer mapped to the step's outcome; after a
   step that did not complete, the rest are skipped, never half-run on top.
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol, TypeVar
 
@@ -48,32 +51,53 @@ def changed_since_plan(step: Step, obj: JSON, current: object) -> str | None:
     return None
 
 
-async def dry_run(blocked: list[str], attempt: Awaitable[R]) -> R | None:
-    """The dry run's result, or None with the reason the API server refused it added to `blocked`."""
+async def dry_run(blocked: list[str], attempt: Awaitable[R], what: str | None = None) -> R | None:
+    """The dry run's result, or None with the reason the API server refused it (after `what`, if given) added to `blocked`."""
+    prefix = f"{what}: " if what else ""
     try:
         return await attempt
     except Forbidden as e:
-        blocked.append(f"the cluster refuses it: {e.message}")
+        blocked.append(f"{prefix}the cluster refuses it: {e.message}")
     except Conflict:
-        blocked.append("the target changed while the plan was made: plan again")
+        blocked.append(f"{prefix}the target changed while the plan was made: plan again")
     except (NotFound, ApiRejected) as e:
-        blocked.append(f"the API server refused the dry run: {e.message}")
+        blocked.append(f"{prefix}the API server refused the dry run: {e.message}")
     return None
 
 
 class StepCalls:
-    """The calls one step makes: each recorded through the context as it happens, and kept for its outcome."""
+    """The calls a run's steps make: each recorded through the context as it happens, and kept per step for its outcome.
 
-    def __init__(self, ctx: ExecContext, index: int) -> None:
+    `index` is the step `record` and `track` mean when told none (run_steps makes one per step)."""
+
+    def __init__(self, ctx: ExecContext, index: int = 0) -> None:
         self.ctx = ctx
         self.index = index
-        self.calls: list[ApiCall] = []
+        self.by_step: defaultdict[int, list[ApiCall]] = defaultdict(list)
 
-    async def track(self, request: Awaitable[R]) -> R:
-        result = await request
-        self.calls.append(result.call)
-        await self.ctx.record(result.call, step=self.index)
+    async def record(self, call: ApiCall, step: int | None = None) -> None:
+        step = self.index if step is None else step
+        self.by_step[step].append(call)
+        await self.ctx.record(call, step=step)
+
+    async def track(self, request: Awaitable[R], step: int | None = None) -> R:
+        """The request's result, its call recorded; a refusal's call is recorded before the error propagates."""
+        try:
+            result = await request
+        except ClusterError as e:
+            await self.refused(e, step)
+            raise
+        await self.record(result.call, step)
         return result
+
+    async def refused(self, error: ClusterError, step: int | None = None) -> None:
+        """Record the call an error answer carries, once (none when the API server never answered)."""
+        step = self.index if step is None else step
+        if error.call is not None and all(call is not error.call for call in self.by_step[step]):
+            await self.record(error.call, step)
+
+    def outcome(self, step: int, status: Status, message: str) -> StepOutcome:
+        return StepOutcome(index=step, status=status, message=message, calls=tuple(self.by_step[step]))
 
 
 class StepDone(Exception):
@@ -96,19 +120,21 @@ async def write_on_fresh(
     read: Callable[[], Awaitable[ObjectResult]],
     check: Callable[[ObjectResult], None],
     write: Callable[[ObjectResult], Awaitable[R]],
+    *,
+    attempts: int = WRITE_ATTEMPTS,
 ) -> R:
-    """Read, `check` the plan still holds (it raises StepDone otherwise), write on exactly that version.
+    """Read, `check` the plan still holds (it raises StepDone, or another error, otherwise), write on exactly that version.
 
     A Conflict means something wrote in between: read and check again, so a change that matters
     refuses the step and one that does not (a status update) does not fail it; after
-    WRITE_ATTEMPTS conflicts the Conflict stands."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
+    `attempts` conflicts the Conflict stands. Every call is recorded, the refused ones too."""
+    for attempt in range(1, attempts + 1):
         fresh = await calls.track(read())
         check(fresh)
         try:
             return await calls.track(write(fresh))
         except Conflict:
-            if attempt == WRITE_ATTEMPTS:
+            if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
 
@@ -141,9 +167,10 @@ async def run_steps(plan: Plan, ctx: ExecContext, handler: Handler) -> Report:
         except DeadlinePassed as e:
             status, message = "refused", str(e)
         except ClusterError as e:
+            await calls.refused(e)
             status, message = _refusal(e)
         await ctx.progress(f"{step.action} {step.target.key}: {status}: {message}", step=index)
-        outcomes.append(StepOutcome(index=index, status=status, message=message, calls=tuple(calls.calls)))
+        outcomes.append(calls.outcome(index, status, message))
         if status in ("refused", "failed"):
             stopped = index
     done = sum(o.status == "done" for o in outcomes)

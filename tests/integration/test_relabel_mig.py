@@ -396,7 +396,7 @@ async def test_a_budget_that_never_allows_is_retried_until_the_deadline_then_the
     report = await LOGIC.execute(plan, run.context)
 
     assert _statuses(report) == ["done", "refused", "skipped", "done"]
-    assert "still refused at the deadline" in report.outcomes[1].message
+    assert "still allowed no disruption at the run's deadline" in report.outcomes[1].message
     assert any("retrying in" in line for line, _ in run.progress)
     assert len([c for c, step in run.calls if step == 1 and c.status == 429]) >= 2  # retried, never bypassed
     after = await _read(bed, node)

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
+from gpuctl.playbooks.acting import EvictionResult
 from gpuctl.playbooks.drain import NodePod, eviction_steps, must_leave, node_opt_out, protection, refusals
+from gpuctl.playbooks.evictions import judge_trial
+from gpuctl.playbooks.kubeapi import ApiCall
 from gpuctl.playbooks.loader import load_catalog
 
 GUARDRAILS = load_catalog().get("relabel-mig").guardrails
@@ -85,3 +88,17 @@ def test_eviction_steps_say_what_each_pod_holds() -> None:
         ("evict_pods", "a", "2× gpu, Job"),
         ("evict_pods", "b", "1× mig-3g.40gb, no controller: it will not come back"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "blocks", "warns"),
+    [("evicted", False, False), ("pdb_refused", False, True), ("multiple_pdbs", True, False),
+     ("precondition_failed", True, False), ("gone", True, False)],
+)  # fmt: skip
+def test_an_eviction_dry_run_blocks_or_warns(outcome: str, blocks: bool, warns: bool) -> None:
+    call = ApiCall(method="POST", path="/e", status=200, audit_id="a", acting_as=None, dry_run=True)
+    blocked: list[str] = []
+    warnings: list[str] = []
+    judge_trial(EvictionResult(call=call, outcome=outcome, message="m"), "team-a/p", blocked, warnings)  # type: ignore[arg-type]
+    assert (bool(blocked), bool(warnings)) == (blocks, warns)
+    assert all(line.startswith("team-a/p") for line in blocked + warnings)

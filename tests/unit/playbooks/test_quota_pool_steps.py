@@ -269,3 +269,23 @@ async def test_a_conflict_rereads_and_checks_again_before_writing_again() -> Non
     with pytest.raises(StepDone) as refused:
         await write_on_fresh(calls, read, refuse, always_conflicts)
     assert refused.value.status == "refused"
+
+
+async def test_a_refused_request_is_recorded_with_its_step_once() -> None:
+    recorded: list[tuple[ApiCall, int]] = []
+    refused = _Answer(403).call
+
+    async def forbidden() -> _Answer:
+        raise Forbidden('User "user-b" cannot patch', reason="Forbidden", call=refused)
+
+    async def tracked_refusal(step: Step, tracked: StepCalls) -> str:
+        return str(await tracked.track(forbidden()))  # seen by track, then by run_steps
+
+    async def untracked_refusal(step: Step, tracked: StepCalls) -> str:
+        raise Conflict("cannot patch: it changed", status=409, reason="Conflict", call=_Answer(409).call)
+
+    result = await run_steps(plan("adjust-quota", [quota_step(1, 2)]), _context(recorded, []), tracked_refusal)
+    assert result.outcomes[0].status == "refused" and result.outcomes[0].calls == (refused,)
+    assert recorded == [(refused, 0)]
+    result = await run_steps(plan("adjust-quota", [quota_step(1, 2)]), _context(recorded, []), untracked_refusal)
+    assert [c.status for c in result.outcomes[0].calls] == [409] and len(recorded) == 2
