@@ -200,6 +200,7 @@ class AlertDesk:
                 alert=alert.name,
                 playbook=rule.playbook,
                 arguments=args,
+                text=rule.given(alert.labels),
                 mode=rule.mode,
                 run_as=policy_rule.run_as if policy_rule else None,
             )

@@ -105,7 +105,12 @@ def build_app(desk: Desk, *, client: AsyncWebClient, signing_secret: str, metric
         run_id = str(actions[0].get("value") or "")
         done = await desk.review(asker, run_id, approve=approve)
         metrics.requests.inc(command=done.verb, outcome=done.outcome)
-        await respond(**done.reply.message(), replace_original=False)
+        # A decision replaces the plan message (its buttons go); a refusal goes to the clicker alone.
+        await respond(**done.reply.message(), replace_original=done.reply.replaces)
+        if approve and done.outcome == "ok":
+            ended = await desk.follow(run_id)
+            if ended is not None:
+                await respond(**ended.message(), replace_original=ended.replaces)
 
     @app.action(APPROVE_ACTION)
     async def approve(ack: Any, body: dict[str, Any], respond: Any) -> None:

@@ -113,6 +113,7 @@ class Reply:
     text: str
     blocks: list[Block] = field(default_factory=list)
     in_channel: bool = False  # visible to the channel (plans to approve), else only to the asker
+    replaces: bool = False  # a click's answer that updates the message clicked (else a new one, to the clicker)
 
     def message(self) -> dict[str, Any]:
         """Keyword arguments for Bolt's `respond` / `ack` and for chat.postMessage (minus the channel)."""

@@ -141,6 +141,15 @@ class Desk:
         except Exception:
             return Answer(_unexpected(verb), "error", verb)
 
+    async def follow(self, run_id: str) -> Reply | None:
+        """After an approval: the run's end when it comes (None: nothing to report, or another click follows it)."""
+        try:
+            return await self.seam.follow(run_id)
+        except GpuctlError as e:
+            return notice(f"Lost track of run {esc(run_id)}", esc(e), hint=f"`/gpu audit {run_id}`")
+        except Exception:
+            return _unexpected("follow")
+
 
 def _immediate(parsed: cmd.Command | cmd.Problem) -> Answer | None:
     if isinstance(parsed, cmd.Problem):

@@ -9,21 +9,22 @@ alert parameters; the engine does the rest as that identity (gpuctl's policy,
 then the cluster's RBAC through impersonation) and the seam turns its answers
 into Block Kit.
 
-`NoEngine` is this build's implementation: the engine is not on main yet, so
-every call answers that playbooks are not available in this build. The engine
-plugs in as another implementation, passed as `seam` to
-`gpuctl.bot.server.running_bot` (which uses NoEngine when given none):
+Two implementations: `gpuctl.bot.engine_link.EngineLink` over the engine
+(`gpuctl bot serve` against a cluster), and `NoEngine` (`--demo`: the demo
+fleet has no API server to plan against), which answers that playbooks are not
+available. `gpuctl.bot.server.running_bot` picks one unless given `seam`:
 
     run(requester, Run, key)     engine.plan(requester, playbook, params, key=key), then
                                  engine.submit(plan, key=key); a reply (in_channel) with the
                                  plan and buttons(run_id) when it awaits approval
     runs(viewer)                 engine.runs(), newest first
     audit(viewer, run_id)        the audit log (gpuctl.audit), rendered
-    review(approver, run, yes)   engine.approve / engine.deny as the approver, then execute
-                                 and post progress and the verified result in the thread
-    alert(AlertProposal)         propose: plan as the policy's alert `run_as` and return the
-                                 plan's blocks with buttons; auto: submit and run within the
-                                 policy's max_runs_per_hour, else fall back to propose
+    review(approver, run, yes)   engine.approve / engine.deny as the approver; the clicked
+                                 message is replaced by who decided
+    follow(run)                  after an approval: the run's end (the executor carries it
+                                 out), replacing the message again; None: nothing to wait for
+    alert(AlertProposal)         plan as the policy's alert `run_as`, submit, and return the
+                                 plan's blocks with buttons (`auto` is proposed the same way)
 
 `key` is the idempotency key the engine names the PlaybookRun after: built
 from Slack's trigger_id (a retried request carries the same one) or the
@@ -61,6 +62,7 @@ class AlertProposal:
     alert: str  # alertname
     playbook: str
     arguments: Mapping[str, ParamValue | None]
+    text: Mapping[str, str]  # the same parameters as given (text): what the engine validates again when planning
     mode: Literal["propose", "auto"]
     run_as: Identity | None  # the policy's alert rule for the playbook (None: the policy lets no alert start it)
 
@@ -74,11 +76,14 @@ class EngineSeam(Protocol):
 
     async def review(self, approver: Requester, run_id: str, *, approve: bool) -> Reply: ...
 
+    async def follow(self, run_id: str) -> Reply | None: ...
+
     async def alert(self, proposal: AlertProposal) -> list[Block]: ...
 
 
 UNAVAILABLE = "Playbook runs are not available yet in this build"
-_WHY = "this gpuctl build has no playbook engine, so nothing can be planned, approved, run or audited from Slack yet"
+_WHY = ("a --demo bot has no playbook engine (its simulated fleet has no API server to plan against), so nothing can "
+        "be planned, approved, run or audited from Slack")
 
 
 class NoEngine:
@@ -95,6 +100,9 @@ class NoEngine:
 
     async def review(self, approver: Requester, run_id: str, *, approve: bool) -> Reply:
         return notice(UNAVAILABLE, f"Run {esc(run_id)} was not {'approved' if approve else 'denied'}: {_WHY}.")
+
+    async def follow(self, run_id: str) -> Reply | None:
+        return None
 
     async def alert(self, proposal: AlertProposal) -> list[Block]:
         return [context(f"Not planned: {_WHY}.")]

@@ -117,6 +117,7 @@ class RunningBot:
     url: str
     cluster: Cluster
     desk: Desk
+    seam: EngineSeam
     alerts: AlertDesk
     metrics: BotMetrics
     app: AsyncApp
@@ -182,10 +183,12 @@ async def running_bot(
     sources: Sequence[Source] | None = None,
     seam: EngineSeam | None = None,
 ) -> AsyncIterator[RunningBot]:
-    """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit."""
+    """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
+
+    The seam: `seam` if given, else NoEngine for --demo, else the playbook engine (open_engine) on
+    the bot's own connection settings, planning from the bot's live picture."""
     check_settings(settings, socket_mode=socket_mode)
     files = await asyncio.to_thread(read_files, settings)
-    seam = seam or NoEngine()
     metrics = BotMetrics()
     client = AsyncWebClient(token=_secret(settings, "slack_bot_token"), base_url=settings.slack_api_url or DEFAULT_SLACK_API)
     resolver = IdentityResolver(
@@ -193,7 +196,15 @@ async def running_bot(
         users_info=client.users_info if files.identity_map.emails else None,
         usergroup_members=client.usergroups_users_list if files.identity_map.usergroups else None,
     )
-    async with open_cluster(settings, sources=sources) as cluster:
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = await stack.enter_async_context(open_cluster(settings, sources=sources))
+        if seam is None and settings.demo:
+            seam = NoEngine()
+        elif seam is None:
+            from gpuctl.bot.engine_link import EngineLink  # the engine and the Kubernetes client: not for --demo
+            from gpuctl.playbooks.service import open_engine
+
+            seam = EngineLink(await stack.enter_async_context(open_engine(settings, catalog=files.catalog, cluster=cluster)))
         desk = Desk(view=LiveView(cluster), resolver=resolver, policy=files.policy, seam=seam)
         signing = "" if socket_mode else _secret(settings, "slack_signing_secret")
         bolt = build_app(desk, client=client, signing_secret=signing, metrics=metrics, deliveries=Deliveries(),
@@ -213,7 +224,7 @@ async def running_bot(
                 await socket.connect_async()
             log.info("gpuctl bot serving on %s:%s (%s), Slack API %s", host, port,
                      "socket mode" if socket_mode else f"HTTP at {EVENTS_PATH}", client.base_url)  # fmt: skip
-            yield RunningBot(f"http://{host}:{port}", cluster, desk, alerts, metrics, bolt)
+            yield RunningBot(f"http://{host}:{port}", cluster, desk, seam, alerts, metrics, bolt)
         finally:
             if socket is not None:
                 await socket.close_async()

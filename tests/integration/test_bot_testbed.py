@@ -54,6 +54,7 @@ async def bed(control_plane: ControlPlane, fleet: Fleet, telemetry: Telemetry, t
         settings = bot_settings(
             folder, slack, demo=False, kubeconfig=control_plane.kubeconfig(ADMIN),
             prometheus_url=telemetry.monitoring.prometheus_url, refresh_s=2, alertmanager_token=WEBHOOK_TOKEN,
+            audit=str(folder / "audit.sqlite"),  # the playbook engine's log: the test's, not the home folder's
         )  # fmt: skip
         async with running_bot(settings) as bot, StaticExporter(held(0, "trainer-0")) as exporter:
             await bot.cluster.wait_ready(60)
