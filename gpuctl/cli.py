@@ -1,5 +1,5 @@
 """The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
-`executor` (carries out approved runs), `audit` (the audit log).
+`executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot).
 
 Exit codes:
   0    ok (a run that needs an approval was submitted; a plan with nothing to do)
@@ -62,6 +62,8 @@ _SETTING_FLAGS = {
     "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
     "local": "local", "timeout": "ready_timeout_s", "playbooks_dir": "playbooks_dir", "policy": "policy",
     "audit": "audit", "gpuctl_namespace": "gpuctl_namespace",
+    "host": "bot_host", "port": "bot_port", "identity_map": "slack_identity_map",
+    "alert_rules": "alert_rules", "slack_api_url": "slack_api_url",
 }  # fmt: skip
 
 
@@ -112,7 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     _common(top)
     playbook_parsers(commands)
     _audit_parser(commands)
+    _bot_parser(commands)
     return parser
+
+
+def _bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bot = commands.add_parser("bot", help="the Slack bot: serve")
+    verbs = bot.add_subparsers(dest="bot_command", metavar="VERB", required=True)
+    serve = verbs.add_parser(
+        "serve",
+        help="answer /gpu commands and Alertmanager webhooks",
+        description="Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode) and "
+        "GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.",
+    )
+    _common(serve)
+    slack = serve.add_argument_group("bot")
+    slack.add_argument("--port", type=int, metavar="N", help="HTTP port (default 3000)")
+    slack.add_argument("--host", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
+    slack.add_argument("--socket-mode", action="store_true", help="receive Slack requests over Socket Mode (app token)")
+    slack.add_argument("--identity-map", metavar="FILE", help="Slack users and user groups -> Kubernetes users and groups")
+    slack.add_argument("--alert-rules", metavar="FILE", help="Alertmanager alerts -> playbooks")
+    slack.add_argument("--policy", metavar="FILE", help="gpuctl policy: who may view, run and approve")
+    slack.add_argument("--playbooks-dir", metavar="DIR", help="site playbooks in addition to the built-in ones")
+    slack.add_argument("--slack-api-url", metavar="URL", help="Slack Web API base URL (default https://slack.com/api/)")
 
 
 def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -209,6 +233,11 @@ def main(
         tune_gc()
         if args.command == "snapshot":
             return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
+        if args.command == "bot":
+            from gpuctl.bot.server import serve
+
+            asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out))
+            return EXIT_OK
         return run_top(settings)
     except ConfigError as e:
         err.write(f"gpuctl: error: {e}\n")

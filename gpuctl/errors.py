@@ -4,7 +4,8 @@
      ├── ConfigError            bad flags, environment or config file        (CLI exit 2)
      │    ├── PlaybookError         a playbook file is invalid (file:line: field), names clash, unknown name
      │    ├── ParameterError        a playbook parameter is unknown, missing or invalid (-p k=v, Slack, alert)
-     │    └── PolicyError           the gpuctl policy file is invalid (file:line: field)
+     │    ├── PolicyError           the gpuctl policy file is invalid (file:line: field)
+     │    └── BotConfigError        the bot's identity map or alert rules file is invalid (file:line: field)
      ├── ClusterError           talking to the Kubernetes API failed
      │    ├── ClusterUnreachable    no connection, TLS failure, timeout      (CLI exit 3)
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
@@ -141,6 +142,10 @@ class PolicyError(_FileProblems):
     """The gpuctl policy file is missing or invalid (each problem names file, line and field)."""
 
 
+class BotConfigError(_FileProblems):
+    """The Slack bot's identity map or alert rules file is missing or invalid (each problem names file, line and field)."""
+
+
 class PolicyDenied(GpuctlError):
     """gpuctl's policy does not allow it; the message names the user, the playbook, the scope and the role that fell short."""
 
@@ -229,6 +234,7 @@ __all__ = [
     "ApiStatusError",
     "AuditError",
     "AuditTampered",
+    "BotConfigError",
     "ClusterError",
     "ClusterUnreachable",
     "ConfigError",

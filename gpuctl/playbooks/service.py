@@ -33,16 +33,18 @@ from gpuctl.sources.kube.connect import connect
 
 
 class LiveSnapshots:
-    """The cluster's live picture, started on the first call (planning needs it; many commands never do)."""
+    """The cluster's live picture, started on the first call (planning needs it; many commands never do),
+    or a running `cluster` the caller shares (the bot's), which it keeps running and stops itself."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cluster: Cluster | None = None) -> None:
         self.settings = settings
         self._stack = contextlib.AsyncExitStack()
-        self._cluster: Cluster | None = None
+        self._cluster = cluster
 
     async def __call__(self) -> Snapshot:
         if self._cluster is None:
             self._cluster = await self._stack.enter_async_context(open_cluster(self.settings))
+        if not self._cluster.ready:
             return await self._cluster.wait_ready(self.settings.ready_timeout_s, fail_fast=True)
         return self._cluster.snapshot()
 
@@ -59,16 +61,18 @@ async def open_engine(
     host: str | None = None,
     lock_wait_s: float = 10.0,
     clock: Clock = utcnow,
+    cluster: Cluster | None = None,
 ) -> AsyncIterator[Engine]:
     """An Engine for `settings`; `registry` and `catalog` replace the built-in ones (tests, sites).
 
     `host` names this process in Leases and the audit log (default: the host name); a run whose
-    target another run holds waits up to `lock_wait_s` for it; `clock` is the wall clock (tests)."""
+    target another run holds waits up to `lock_wait_s` for it; `clock` is the wall clock (tests);
+    `cluster`: a running live picture to plan from instead of starting one (the bot shares its own)."""
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.playbooks_dir)
     policy = await asyncio.to_thread(load_policy, settings.policy, playbooks=list(catalog.playbooks))
     connection = await connect(kubeconfig=settings.kubeconfig, context=settings.context, in_cluster=settings.in_cluster)
-    snapshots = LiveSnapshots(settings)
+    snapshots = LiveSnapshots(settings, cluster)
     try:
         api = KubeApi(connection)
         own = await ActingClient(api, None).whoami()
