@@ -1,6 +1,7 @@
-"""gpuctl's own node playbooks end to end against the real API server, from the CLI: scale-pool (a Cluster
-API MachineDeployment) submitted, approved and executed with `gpuctl playbook`, relabel-mig (a MIG node)
-submitted and approved with `gpuctl playbook` and carried out by an executor. Their logic's edge cases are
+"""gpuctl's own playbooks end to end against the real API server, from the CLI: reclaim-idle-gpus (an idle
+pod evicted at once), scale-pool (a Cluster API MachineDeployment) submitted, approved and executed with
+`gpuctl playbook`, relabel-mig (a MIG node) submitted and approved with `gpuctl playbook` and carried out
+by an executor. Their logic's edge cases are
 test_scale_pool.py's and test_relabel_mig.py's; adjust-quota's CLI and executor runs are test_engine.py's
 and test_executor.py's.
 
@@ -10,10 +11,13 @@ user-b (team-b) approves, as the policy in engine_support says."""
 from __future__ import annotations
 
 import asyncio
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import yaml
+from aiohttp import web
 from playbook_kit import clients, cluster_grant, live, operator_api
 from test_scale_pool import POOL_WRITES, machine_deployment
 
@@ -28,7 +32,9 @@ from testbed.fleet_loader import wait_nodes_ready
 from testbed.gpu_operator import mig_node_object
 from testbed.kube import RestClient, apply_objects
 from testbed.mig_manager import MigManagerSim
-from testbed.objects import unique
+from testbed.monitoring import Monitoring, ScrapeJob, StaticExporter, exposition_line
+from testbed.nodes import gpu_node_object
+from testbed.objects import gpu_pod, namespace_object, role, role_binding, rule, unique
 from testbed.waiting import poll
 from tests.integration.engine_support import audit_intact, cli, cli_flags, engine_at, records, settings
 from tests.integration.test_executor import replica
@@ -104,4 +110,76 @@ async def test_relabel_mig_submitted_from_the_cli_and_carried_out_by_the_executo
     assert (labels[MIG_CONFIG_LABEL], labels[MIG_STATE_LABEL]) == ("all-1g.10gb", "success")
     started = [r for r in await records(tmp_path, run) if r.kind.value == "execution_started"]
     assert len(started) == 1 and started[0].actor is not None and started[0].actor.via == "executor"
+    await audit_intact(tmp_path)
+
+
+class IdleGpuExporter(StaticExporter):
+    """One held GPU at 0 % whose power reading changes at every scrape, as a live GPU's does (a frozen one
+    is a hung DCGM: stale, never idle)."""
+
+    def __init__(self, **labels: str) -> None:
+        super().__init__([exposition_line("DCGM_FI_DEV_GPU_UTIL", 0, **labels)])
+        self.labels = labels
+        self.scrapes = 0
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.scrapes += 1
+        power = exposition_line("DCGM_FI_DEV_POWER_USAGE", 60 + self.scrapes % 2, **self.labels)
+        return web.Response(text="\n".join([*self.lines, power]) + "\n", content_type="text/plain")
+
+
+def reclaim_now(directory: Path) -> None:
+    """Site playbook reclaim-idle-gpus-now: the shipped reclaim-idle-gpus for pods and idle streaks of seconds
+    (a test's Prometheus has no 30 minutes of history, and its pods are not 30 minutes old)."""
+    text = (files("gpuctl.playbooks") / "builtin" / "reclaim-idle-gpus.yaml").read_text(encoding="utf-8")
+    now = text.replace("name: reclaim-idle-gpus", "name: reclaim-idle-gpus-now").replace("min: 30m", "min: 1s")
+    now = now.replace("min_pod_age: 30m", "min_pod_age: 1s")
+    assert now.count("1s") == 2
+    (directory / "playbooks" / "reclaim-idle-gpus-now.yaml").write_text(now)
+
+
+async def test_reclaim_idle_gpus_from_the_cli_evicts_an_idle_pod(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    namespace, node = unique("eng-a-reclaim"), unique("reclaim-cli")
+    rules = [
+        rule("", ["pods"], ["patch"]),
+        rule("events.k8s.io", ["events"], ["create"]),
+        rule("", ["pods/eviction"], ["create"]),
+    ]
+    await apply_objects(admin, [
+        namespace_object(namespace),
+        role("reclaimer", namespace, rules),
+        role_binding("team-a-reclaims", namespace, role="reclaimer", group="team-a"),
+        gpu_node_object(node, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8}),
+    ])  # fmt: skip
+    await wait_nodes_ready(admin, {node})
+    pod = gpu_pod("idle-0", namespace, 1, node=node)
+    pod["spec"]["terminationGracePeriodSeconds"] = 0  # evicted, gone at once
+    await apply_objects(admin, [pod])
+    await poll(lambda: admin.get("Pod", "idle-0", namespace), lambda r: r.body.get("status", {}).get("phase") == "Running",
+               what="kwok to run idle-0")  # fmt: skip
+    settings(control_plane.kubeconfig(ADMIN), tmp_path, engine_home)
+    reclaim_now(tmp_path)
+    # The pod's one GPU idle, as the DCGM exporter reports a held GPU, scraped by a Prometheus of its own.
+    labels = {"gpu": "0", "UUID": f"GPU-{node}-0", "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": node,
+              "namespace": namespace, "pod": "idle-0", "container": "main"}  # fmt: skip
+    async with IdleGpuExporter(**labels) as exporter:
+        async with Monitoring(tmp_path / "prometheus", jobs=[ScrapeJob("dcgm-exporter", [exporter.url])]) as monitoring:
+            # Ten seconds of history (scraped every second), twice the idle window below.
+            await poll(lambda: monitoring.query("count_over_time(DCGM_FI_DEV_GPU_UTIL[1m])"),
+                       lambda found: bool(found) and float(found[0]["value"][1]) >= 10, what="ten seconds of history")  # fmt: skip
+            # `gpuctl playbook` plans from the live picture the config file describes (it has no metrics flags).
+            config = tmp_path / "config.yaml"
+            config.write_text(
+                yaml.safe_dump({"prometheus_url": monitoring.prometheus_url, "idle_window_s": "5s", "refresh_s": "1s"})
+            )
+            code, out, err = await gpuctl(
+                control_plane, tmp_path, engine_home, "playbook", "run", "reclaim-idle-gpus-now", "-p", f"namespace={namespace}",
+                "-p", "mode=immediate", "-p", "idle_for=5s", "--yes", "--as", "user-a", "--as-group", "team-a",
+                "--config", str(config),
+            )  # fmt: skip
+    assert code == 0, err
+    assert f"Pod/{namespace}/idle-0" in out and "Succeeded" in out, out
+    await poll(lambda: admin.get("Pod", "idle-0", namespace), lambda r: r.status == 404, what="idle-0 to be gone")
     await audit_intact(tmp_path)
