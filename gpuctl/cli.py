@@ -142,10 +142,19 @@ def _configure_logging(verbosity: int) -> None:
 async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO, sources: Sequence[Source] | None = None) -> int:
     from gpuctl.render.summary import render_summary
     from gpuctl.service import open_cluster
+    from gpuctl.trace import Trace
 
-    async with open_cluster(settings, sources=sources) as cluster:
-        snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
-    out.write(snapshot.model_dump_json(indent=2) + "\n" if as_json else render_summary(snapshot))
+    trace = Trace.open(settings.trace_file)
+    try:
+        async with open_cluster(settings, sources=sources) as cluster:
+            snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
+            trace.event("snapshot_ready", nodes=len(snapshot.nodes), pods=len(snapshot.pods), gpus=len(snapshot.gpus))
+        trace.event("cluster_closed")
+        out.write(snapshot.model_dump_json(indent=2) + "\n" if as_json else render_summary(snapshot))
+        out.flush()
+        trace.event("snapshot_written")
+    finally:
+        trace.close()
     return EXIT_OK
 
 

@@ -34,6 +34,7 @@ from gpuctl.sources.base import Source, describe_crash
 from gpuctl.state.hub import SnapshotHub, Subscription
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
+from gpuctl.trace import Trace, watch_loop
 
 if TYPE_CHECKING:
     from gpuctl.sources.kube.contexts import KubeContexts
@@ -176,6 +177,7 @@ async def open_cluster(
     """Start the sources for `settings` (or the given ones) feeding a fresh store; stop them on exit.
 
     Raises ConfigError before anything starts when credentials can't be loaded.
+    With `settings.trace_file`, publishes and event-loop stalls are traced there (gpuctl.trace).
     """
     store = ClusterStore(
         idle_threshold_pct=settings.idle_threshold_pct,
@@ -195,7 +197,9 @@ async def open_cluster(
         connect = getattr(source, "connect", None)
         if connect is not None:
             await connect()  # bad kubeconfig -> ConfigError now, not a retry loop later
-    hub = SnapshotHub(store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0))
+    trace = Trace.open(settings.trace_file)
+    trace.event("open_cluster")
+    hub = SnapshotHub(store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0), trace=trace)
     cluster = Cluster(settings, store, hub, chosen)
 
     async def supervise(source: Any) -> None:
@@ -211,6 +215,8 @@ async def open_cluster(
 
     tasks = [asyncio.create_task(hub.run(), name="snapshot-hub")]
     tasks += [asyncio.create_task(supervise(s), name=f"source-{getattr(s, 'name', '?')}") for s in chosen]
+    if trace.enabled:
+        tasks.append(asyncio.create_task(watch_loop(trace), name="trace-loop-lag"))
     try:
         yield cluster
     finally:
@@ -224,6 +230,7 @@ async def open_cluster(
                 if asyncio.iscoroutine(result):
                     await result
         hub.close()
+        trace.close()
 
 
 def tune_gc() -> None:

@@ -23,6 +23,7 @@ from types import TracebackType
 from gpuctl.model import Changes, Update
 from gpuctl.state.changes import merge
 from gpuctl.state.store import ClusterStore
+from gpuctl.trace import NO_TRACE, Trace
 
 Sleep = Callable[[float], Awaitable[object]]
 
@@ -85,8 +86,10 @@ class SnapshotHub:
         min_interval: float = 0.25,
         heartbeat: float | None = None,
         sleep: Sleep = asyncio.sleep,
+        trace: Trace = NO_TRACE,
     ) -> None:
         self._store = store
+        self._trace = trace
         self._min_interval = min_interval
         self._heartbeat = heartbeat
         self._sleep = sleep
@@ -127,9 +130,28 @@ class SnapshotHub:
         """Build and hand out an update now, if the snapshot moved. Returns it."""
         started = time.perf_counter()
         try:
-            return self._publish()
+            update = self._publish()
         finally:
             self.last_publish_s = time.perf_counter() - started
+        if update is not None and self._trace.enabled:
+            self._trace_publish(update)
+        return update
+
+    def _trace_publish(self, update: Update) -> None:
+        snapshot, changes = update.snapshot, update.changes
+        self._trace.event(
+            "publish",
+            ms=round(self.last_publish_s * 1000, 2),
+            gpus_changed=len(changes.gpus),
+            pods_changed=len(changes.pods),
+            everything=changes.everything,
+            nodes=len(snapshot.nodes),
+            pods=len(snapshot.pods),
+            gpus=len(snapshot.gpus),
+            readings=sum(1 for g in snapshot.gpus if g.util_pct is not None),
+            listed=sorted(k.value for k in self._store.listed),
+            metrics_at=snapshot.metrics.last_success,
+        )
 
     def _publish(self) -> Update | None:
         snapshot = self._store.snapshot()

@@ -20,12 +20,17 @@ def run(settings: Settings) -> int:
     An error that leaves nothing to show (a ConfigError before the first
     snapshot) is re-raised after the terminal is restored, so the CLI prints it.
     """
+    from gpuctl.trace import Trace
     from gpuctl.tui.app import GpuctlApp
     from gpuctl.tui.service_feed import cluster_feed, logs_as_toasts
 
-    app = GpuctlApp(settings=settings, open_feed=cluster_feed)
-    with logs_as_toasts(app):
-        app.run()
+    trace = Trace.open(settings.trace_file)
+    app = GpuctlApp(settings=settings, open_feed=cluster_feed, trace=trace)
+    try:
+        with logs_as_toasts(app):
+            app.run()
+    finally:
+        trace.close()
     if app.fatal_error is not None:
         raise app.fatal_error
     return app.return_code or 0

@@ -32,6 +32,7 @@ from gpuctl.errors import ConfigError, GpuctlError
 from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
+from gpuctl.trace import NO_TRACE, Trace
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
 from gpuctl.tui.feed import FeedFactory, UpdateFeed
@@ -112,10 +113,13 @@ class GpuctlApp(App[int]):
         context: str | None = None,
         history_depth: int = 120,
         monotonic: Callable[[], float] = time.monotonic,
+        trace: Trace = NO_TRACE,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
-        settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not)."""
+        settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not).
+        trace: where each update's frame is reported once rendered (gpuctl.trace; benchmarks)."""
         super().__init__()
+        self._trace = trace
         if feed is None:
             if settings is None or open_feed is None:
                 raise TypeError("GpuctlApp needs a feed, or settings and open_feed to make one")
@@ -206,6 +210,7 @@ class GpuctlApp(App[int]):
 
     def apply_update(self, update: Update) -> None:
         """Index the snapshot once and hand it to whatever is on screen."""
+        started = time.perf_counter()
         self.index = FleetIndex(update.snapshot)
         self._received_at = self._monotonic()
         self._blank = False
@@ -221,6 +226,26 @@ class GpuctlApp(App[int]):
         self.query_one(TabbedContent).get_tab("alerts").label = f"5 Alerts ({alerts})" if alerts else "5 Alerts"
         if isinstance(self.screen, NodeScreen):
             self.screen.show(self.index)
+        if self._trace.enabled:
+            self.call_after_refresh(self._trace_frame, update, started, time.perf_counter())
+
+    def _trace_frame(self, update: Update, started: float, applied: float) -> None:
+        """The update is on screen: how long that took, and what the frame shows."""
+        snapshot = update.snapshot
+        self._trace.event(
+            "frame",
+            ms=round((time.perf_counter() - started) * 1000, 2),
+            apply_ms=round((applied - started) * 1000, 2),
+            view=self.query_one(TabbedContent).active,
+            gpus_changed=len(update.changes.gpus),
+            everything=update.changes.everything,
+            nodes=len(snapshot.nodes),
+            pods=len(snapshot.pods),
+            gpus=len(snapshot.gpus),
+            readings=sum(1 for g in snapshot.gpus if g.util_pct is not None),
+            quotas=sum(1 for n in snapshot.namespaces if n.gpu_quota_hard is not None or n.mig_quota_hard),
+            metrics_stale=snapshot.metrics.stale,
+        )
 
     def _show_view(self, tab: str, changes: Changes) -> None:
         if self.index is None:
