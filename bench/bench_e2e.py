@@ -285,6 +285,14 @@ def queries_summary(queries: list[LoggedQuery]) -> str:
             f"{' (history)' if longest.history else ''}; total {ms(sum(q.exec_s for q in queries))}")
 
 
+def stall(stalls: list[dict[str, Any]], by: str) -> str:
+    """The longest stall by wall time (`ms`) or by the loop thread's CPU time in it (`cpu_ms`)."""
+    if not stalls:
+        return "none over 20 ms"
+    worst = max(stalls, key=lambda s: s[by])
+    return f"{ms(worst['ms'] / 1000)} ({ms(worst['cpu_ms'] / 1000)} CPU)"
+
+
 def report_long(run: TopRun, reps: list[dict[str, Any]], bed: Bed, args: argparse.Namespace) -> None:
     trace, full = run.trace, run.full_at
     publishes = list(trace.of("publish"))
@@ -325,9 +333,11 @@ def report_long(run: TopRun, reps: list[dict[str, Any]], bed: Bed, args: argpars
         ["publish after a metrics refresh (join + changes, on the loop)", dist([p["ms"] / 1000 for p in refresh_pubs])],
         ["frame after a metrics refresh (apply + render, every reading changed)", dist([f["ms"] / 1000 for f in refresh_frames])],
         ["  of which apply (index, views; before Textual renders)", dist([f["apply_ms"] / 1000 for f in refresh_frames])],
-        ["longest event-loop stall after the full picture", ms(max((s["ms"] for s in steady), default=0) / 1000)],
-        ["  stalls over 100 ms after the full picture", str(sum(1 for s in steady if s["ms"] > 100))],
-        ["longest event-loop stall during start-up", ms(max((s["ms"] for s in startup), default=0) / 1000)],
+        ["longest event-loop stall after the full picture (loop thread's CPU in it)", stall(steady, "ms")],
+        ["  the stall with the most loop-thread CPU after the full picture", stall(steady, "cpu_ms")],
+        ["  stalls over 100 ms after the full picture (of which over 100 ms CPU)",
+         f"{sum(1 for s in steady if s['ms'] > 100)} ({sum(1 for s in steady if s['cpu_ms'] > 100)})"],
+        ["longest event-loop stall during start-up (loop thread's CPU in it)", stall(startup, "ms")],
     ]
     print(f"### gpuctl top, one run: full picture at {ms(run.full_picture_s)}, then {args.settle:g} s"
           f"{f' + {args.churn:g} s of churn' if run.churn_from is not None else ''}; terminal {args.size[0]}x{args.size[1]}\n")

@@ -12,7 +12,10 @@ the line, so a benchmark can follow the file while gpuctl runs.
 
 `watch_loop` is the event-loop lag probe: it sleeps a short interval again and
 again and reports every wake-up that came later than `report_over_s` (the
-loop was busy with something else that long) as a `stall` event.
+loop was busy with something else that long) as a `stall` event, with the
+CPU time the loop's thread used meanwhile (`cpu_ms`): on a shared machine a
+stall much longer than its CPU time is the process waiting for a core (or
+another thread holding the GIL), not the loop doing work.
 
 Nothing here is for production monitoring: it is how bench/bench_e2e.py sees
 inside the real processes it starts.
@@ -24,6 +27,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,14 +65,21 @@ class Trace:
 NO_TRACE = Trace(None)
 
 
-async def watch_loop(trace: Trace, *, interval_s: float = 0.01, report_over_s: float = 0.02) -> None:
-    """Until cancelled: a `stall` event (`ms` late, `at` when it ended) for every wake-up late by over `report_over_s`."""
-    loop = asyncio.get_running_loop()
-    longest = 0.0
+async def watch_loop(
+    trace: Trace,
+    *,
+    interval_s: float = 0.01,
+    report_over_s: float = 0.02,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    cpu_clock: Callable[[], float] = time.thread_time,
+) -> None:
+    """Until cancelled: a `stall` event for every wake-up late by over `report_over_s`.
+
+    `ms`: how late; `cpu_ms`: the loop thread's CPU time in that sleep; the event's `t` is when it ended."""
     while True:
-        before = loop.time()
-        await asyncio.sleep(interval_s)
-        late = loop.time() - before - interval_s
+        before, cpu_before = clock(), cpu_clock()
+        await sleep(interval_s)
+        late = clock() - before - interval_s
         if late > report_over_s:
-            longest = max(longest, late)
-            trace.event("stall", ms=round(late * 1000, 1), longest_ms=round(longest * 1000, 1))
+            trace.event("stall", ms=round(late * 1000, 1), cpu_ms=round((cpu_clock() - cpu_before) * 1000, 1))
