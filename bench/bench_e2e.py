@@ -56,7 +56,9 @@ from _procs import Finished, LoggedQuery, PtyProcess, TraceFile, read_query_log,
 from gpuctl.sources import dcgm_fields
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES
 
-GPUCTL = Path(sys.executable).parent / "gpuctl"
+# The `gpuctl` console script's code path (gpuctl.cli.main), from this checkout (PYTHONPATH below),
+# whichever checkout the virtual environment's editable install points at.
+GPUCTL = [sys.executable, "-m", "gpuctl.cli"]
 CHURN_NS = "bench-churn"
 
 
@@ -88,7 +90,7 @@ class Bed:
 # -- the runs ---------------------------------------------------------------------------------
 
 def gpuctl_argv(bed: Bed, command: str, refresh_s: float) -> list[str]:
-    return [str(GPUCTL), command, "--kubeconfig", str(bed.kubeconfig), "--prometheus", bed.prometheus,
+    return [*GPUCTL, command, "--kubeconfig", str(bed.kubeconfig), "--prometheus", bed.prometheus,
             "--refresh", f"{refresh_s:g}s"]
 
 
@@ -393,6 +395,7 @@ async def bench(args: argparse.Namespace) -> None:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG"))}
             (workdir / "xdg").mkdir()
             env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
+            env["PYTHONPATH"] = str(REPO)
             bed = Bed(
                 kubeconfig=plane.kubeconfig(ADMIN), prometheus=prom, query_log=query_log, workdir=workdir,
                 expected=expected, env=env, admin=admin,
