@@ -199,7 +199,9 @@ async def open_cluster(
             await connect()  # bad kubeconfig -> ConfigError now, not a retry loop later
     trace = Trace.open(settings.trace_file)
     trace.event("open_cluster")
-    hub = SnapshotHub(store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0), trace=trace)
+    hub = SnapshotHub(
+        store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0), trace=trace, join_in_thread=True
+    )
     cluster = Cluster(settings, store, hub, chosen)
 
     async def supervise(source: Any) -> None:

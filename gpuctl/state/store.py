@@ -11,11 +11,22 @@ redoes only what depends on them, and which rows each join replaced, so
 
 Not thread-safe on purpose: everything runs on one event loop. Sync SDKs run in
 threads but hand their results back to the loop before touching the store.
+The one exception is the join itself: `snapshot_in_thread()` hands it a copy
+of what it reads (the record tables, the health as of now) and runs it in a
+worker thread, so that a metrics refresh at 12,500 GPUs does not stop the loop
+from reading watches and drawing; the store's mutators keep working meanwhile
+and what they change waits for the next join. One join runs at a time
+(`snapshot()` waits for a join in a thread to finish). The idle clock is only
+touched by joins: batches and history wait in a queue that the next join
+takes in first (observing 12,500 readings is work for the thread too).
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -40,6 +51,23 @@ from gpuctl.state.records import (
 
 MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
 Listener = Callable[[], None]
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A join about to run: its inputs and what the snapshot takes from the store as of that moment."""
+
+    inputs: JoinInputs
+    idle: list[MetricsBatch | Mapping[str, datetime]]  # for the idle clock first: batches to observe, history
+    mutations: int  # the store's mutation count when the inputs were taken
+    metrics: MetricsHealth
+    watch: WatchHealth
+    alerts: tuple[Alert, ...]
+    failures: tuple[SourceFailure, ...]
+    batch_at: datetime | None
+
+
+# Batches (and history) waiting for a join; past this many, the store feeds the idle clock itself.
+_IDLE_QUEUE_MAX = 4
 
 _KIND_OF: dict[type, Kind] = {
     NodeRecord: Kind.NODE,
@@ -66,7 +94,10 @@ class ClusterStore:
         clock: Clock = utcnow,
     ) -> None:
         self._clock = clock
+        # Touched only by joins (under the join lock): batches and history queue up for the next one.
         self._idle = IdleClock(threshold_pct=idle_threshold_pct, window_s=idle_window_s, grace_s=idle_grace_s)
+        self._idle_queue: list[MetricsBatch | Mapping[str, datetime]] = []
+        self._idle_at: datetime | None = None  # time of the latest batch taken in
         self._pool_order = pool_labels(pool_label)
         self._stale_after = timedelta(seconds=stale_after_s if stale_after_s is not None else 3 * refresh_s)
         # A cached snapshot is rebuilt at least this often, so ages and staleness keep moving.
@@ -88,6 +119,8 @@ class ClusterStore:
         self._cached: Snapshot | None = None
         self._cached_until: datetime | None = None
         self._listeners: list[Listener] = []
+        self._mutations = 0  # counts _changed(): a join's result is cached only if none came meanwhile
+        self._join_lock = threading.Lock()  # one join at a time, on the loop or in a worker thread
         self._joiner = Joiner()
         self._dirty: dict[Kind, set[str]] = {kind: set() for kind in Kind}  # keys touched since the last join
         self._log = ChangeLog()
@@ -101,6 +134,7 @@ class ClusterStore:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def _changed(self) -> None:
+        self._mutations += 1
         self._cached = None
         for listener in tuple(self._listeners):
             listener()
@@ -161,8 +195,16 @@ class ClusterStore:
     # -- metrics ----------------------------------------------------------------------------
 
     def apply_metrics(self, batch: MetricsBatch) -> None:
-        if not self._idle.observe(batch.at, batch.samples):
-            return  # older than what we have: a late answer from a slow refresh
+        if self._idle_at is not None and batch.at < self._idle_at:
+            return  # older than what we have: a late answer from a slow refresh (IdleClock.observe's rule)
+        self._idle_at = batch.at
+        self._idle_queue.append(batch)
+        if len(self._idle_queue) > _IDLE_QUEUE_MAX and self._join_lock.acquire(blocking=False):
+            try:  # nobody takes snapshots: take the batches in now rather than hold them all
+                self._drain_idle_queue(self._idle_queue)
+                self._idle_queue = []
+            finally:
+                self._join_lock.release()
         self._batch = batch
         self._metrics_error = None
         self._metrics_retry_at = None
@@ -176,7 +218,7 @@ class ClusterStore:
         self._changed()
 
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None:
-        self._idle.backfill(idle_since)
+        self._idle_queue.append(dict(idle_since))
         self._changed()
 
     @property
@@ -229,20 +271,65 @@ class ClusterStore:
     # -- snapshot ---------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The joined picture; the same object until something changes (or it gets old)."""
+        """The joined picture; the same object until something changes (or it gets old).
+
+        Joins on the calling thread; waits first for a join running in a thread to finish."""
         now = self._clock()
+        cached = self._fresh_cache(now)
+        if cached is not None:
+            return cached
+        with self._join_lock:
+            pending = self._prepare(now, copy=False)
+            snapshot = self._join(pending)
+        self._adopt(snapshot, pending)
+        return snapshot
+
+    async def snapshot_in_thread(self) -> Snapshot:
+        """`snapshot()`, with the join in a worker thread: the event loop runs on meanwhile.
+
+        The join reads copies taken now, so what the loop changes meanwhile waits for
+        the next join. Only one caller (the hub) should await this; a `snapshot()` on
+        the loop meanwhile waits for it."""
+        now = self._clock()
+        cached = self._fresh_cache(now)
+        if cached is not None:
+            return cached
+        self._join_lock.acquire()  # free: a snapshot() finished before we ran, and the hub awaits its joins
+        try:
+            pending = self._prepare(now, copy=True)
+        except BaseException:
+            self._join_lock.release()
+            raise
+
+        def join() -> Snapshot:
+            try:
+                return self._join(pending)
+            finally:
+                self._join_lock.release()
+
+        snapshot = await asyncio.to_thread(join)
+        self._adopt(snapshot, pending)
+        return snapshot
+
+    def _fresh_cache(self, now: datetime) -> Snapshot | None:
         cached = self._cached
         if cached is not None and self._cached_until is not None and now < self._cached_until:
             return cached
+        return None
+
+    def _prepare(self, now: datetime, *, copy: bool) -> _Pending:
+        """Take the join's inputs (with the join lock held); `copy`: for a join in another thread."""
         dirty, self._dirty = self._dirty, {kind: set() for kind in Kind}
+        idle, self._idle_queue = self._idle_queue, []
+        records = {kind: dict(table) for kind, table in self._records.items()} if copy else self._records
         inputs = JoinInputs(
-            nodes=self._records[Kind.NODE],  # type: ignore[arg-type]
-            pods=self._records[Kind.POD],  # type: ignore[arg-type]
-            quotas=self._records[Kind.QUOTA],  # type: ignore[arg-type]
-            namespaces=self._records[Kind.NAMESPACE],  # type: ignore[arg-type]
-            replicasets=self._records[Kind.REPLICASET],  # type: ignore[arg-type]
-            jobs=self._records[Kind.JOB],  # type: ignore[arg-type]
-            pdbs=self._records[Kind.PDB],  # type: ignore[arg-type]
+            nodes=records[Kind.NODE],  # type: ignore[arg-type]
+            pods=records[Kind.POD],  # type: ignore[arg-type]
+            quotas=records[Kind.QUOTA],  # type: ignore[arg-type]
+            namespaces=records[Kind.NAMESPACE],  # type: ignore[arg-type]
+            replicasets=records[Kind.REPLICASET],  # type: ignore[arg-type]
+            jobs=records[Kind.JOB],  # type: ignore[arg-type]
+            pdbs=records[Kind.PDB],  # type: ignore[arg-type]
             known=self.known,
             batch=self._batch,
             idle=self._idle,
@@ -250,16 +337,30 @@ class ClusterStore:
             now=now,
             dirty=dirty,
         )
+        return _Pending(
+            inputs=inputs,
+            idle=idle,
+            mutations=self._mutations,
+            metrics=self._metrics_health(now),
+            watch=self._watch_health(),
+            alerts=self._alerts,
+            failures=self._failures,
+            batch_at=self._batch.at if self._batch is not None else None,
+        )
+
+    def _join(self, pending: _Pending) -> Snapshot:
+        """Join and record what the join replaced (with the join lock held, on whichever thread)."""
+        self._drain_idle_queue(pending.idle)
         try:
-            joined = self._joiner.join(inputs)
+            joined = self._joiner.join(pending.inputs)
         except BaseException:
             # The join's memory of the last rows is unreliable now: next time, start over.
             self._joiner.reset()
             raise
         self._generation += 1
-        self._cached = Snapshot.model_construct(
+        snapshot = Snapshot.model_construct(
             generation=self._generation,
-            taken_at=now,
+            taken_at=pending.inputs.now,
             idle_threshold_pct=self._idle.threshold_pct,
             idle_window_s=self._idle.window_s,
             nodes=joined.nodes,
@@ -267,21 +368,35 @@ class ClusterStore:
             pools=joined.pools,
             pods=joined.pods,
             namespaces=joined.namespaces,
-            alerts=self._alerts,
+            alerts=pending.alerts,
             pdbs=joined.pdbs,
-            metrics=self._metrics_health(now),
-            watch=self._watch_health(),
-            failures=self._failures,
+            metrics=pending.metrics,
+            watch=pending.watch,
+            failures=pending.failures,
         )
         self._rows = joined.rows
         if joined.fresh:
             self._log.forget()  # its delta starts from nothing, not from the last snapshot
-        self._log.record(self._cached, joined.delta, len(joined.gpus) + len(joined.pods) + len(joined.nodes))
-        self._cached_until = now + self._max_cache_age
-        if self._batch is not None and not self._cached.metrics.stale:
+        self._log.record(snapshot, joined.delta, len(joined.gpus) + len(joined.pods) + len(joined.nodes))
+        return snapshot
+
+    def _drain_idle_queue(self, queue: Iterable[MetricsBatch | Mapping[str, datetime]]) -> None:
+        """Feed the idle clock, in order (with the join lock held)."""
+        for item in queue:
+            if isinstance(item, MetricsBatch):
+                self._idle.observe(item.at, item.samples)
+            else:
+                self._idle.backfill(item)
+
+    def _adopt(self, snapshot: Snapshot, pending: _Pending) -> None:
+        """Cache the snapshot (on the loop) unless something changed, or another join ran, since its inputs were taken."""
+        if self._mutations != pending.mutations or self._generation != snapshot.generation:
+            return
+        self._cached = snapshot
+        self._cached_until = pending.inputs.now + self._max_cache_age
+        if pending.batch_at is not None and not snapshot.metrics.stale:
             # Rebuild the moment the metrics turn stale, not up to a cache age later.
-            self._cached_until = min(self._cached_until, self._batch.at + self._stale_after + timedelta(microseconds=1))
-        return self._cached
+            self._cached_until = min(self._cached_until, pending.batch_at + self._stale_after + timedelta(microseconds=1))
 
     def changes(self, old: Snapshot | None, new: Snapshot, *, everything: bool = False) -> Changes:
         """What differs from `old` to `new`, by key: the same answer as `changes.diff(old, new)`.

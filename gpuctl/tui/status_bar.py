@@ -52,8 +52,10 @@ def status_text(
     refresh_s: float | None = None,
     reopening: str | None = None,
     now: datetime | None = None,
+    held: tuple[int, int] | None = None,
 ) -> Text:
-    """`now` is the snapshot's time moved on by how long it has been on screen (for countdowns)."""
+    """`now` is the snapshot's time moved on by how long it has been on screen (for countdowns);
+    `held`: the snapshot's (allocated, idle) GPU counts when already known (FleetIndex), else counted here."""
     t = Text(no_wrap=True, overflow="ellipsis")
     ctx = context or (snapshot.watch.context if snapshot else None) or "cluster"
     t.append(f" {ctx} ", style="bold reverse")
@@ -103,8 +105,9 @@ def status_text(
     if w.objects_skipped:
         t.append(f" {w.objects_skipped} unreadable", style="bold yellow")
     gpus = len(snapshot.gpus)
-    alloc = sum(1 for g in snapshot.gpus if g.pod is not None)
-    idle = sum(1 for g in snapshot.gpus if g.idle)
+    if held is None:
+        held = (sum(1 for g in snapshot.gpus if g.pod is not None), sum(1 for g in snapshot.gpus if g.idle))
+    alloc, idle = held
     t.append(f" · {len(snapshot.nodes)} nodes · {gpus} GPUs · {alloc} alloc · ")
     t.append(f"{idle} idle", style="bold magenta" if idle else "")
     firing = sum(1 for a in snapshot.alerts if a.state == "firing")
@@ -125,6 +128,7 @@ class StatusBar(Static):
         refresh_s: float | None = None,
         reopening: str | None = None,
         now: datetime | None = None,
+        held: tuple[int, int] | None = None,
     ) -> None:
         self.update(
             status_text(
@@ -135,5 +139,6 @@ class StatusBar(Static):
                 refresh_s=refresh_s,
                 reopening=reopening,
                 now=now,
+                held=held,
             )
         )

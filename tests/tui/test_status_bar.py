@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from gpuctl.model import SourceFailure, Update
 from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.status_bar import StatusBar, pending_retry, status_text
@@ -52,3 +53,11 @@ async def test_the_stopped_badge_stays_through_later_updates() -> None:
         feed.push(stopped(bump(first.snapshot)))
         await wait_applied(pilot, 2)
         assert "✕ demo STOPPED" in str(app.query_one(StatusBar).render())
+
+
+def test_counts_handed_in_say_what_counting_says() -> None:
+    snap = build_snapshot(2)
+    index = FleetIndex(snap)
+    counted = status_text(snap, context=None, flt=Filter(), feed_error=None).plain
+    assert status_text(snap, context=None, flt=Filter(), feed_error=None, held=(index.allocated, index.idle)).plain == counted
+    assert f"{index.allocated} alloc" in counted and f"{index.idle} idle" in counted

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime
 
 import pytest
 
 from gpuctl.model import Alert, Snapshot, WatchHealth
+from gpuctl.state.changes import diff
+from gpuctl.state.join import Joined, JoinInputs
 from gpuctl.state.records import Kind, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
 from gpuctl.state.store import ClusterStore
 
@@ -282,3 +286,71 @@ def test_a_stopped_source_freezes_only_what_it_fed() -> None:
     assert snap.watch.error == snap.metrics.error == "the demo source stopped: 'name' (KeyError)"
     assert snap.metrics.stale and snap.metrics.retry_at is None
     assert Snapshot.model_validate_json(snap.model_dump_json()) == snap  # and it is in the JSON
+
+
+# -- the join in a worker thread ----------------------------------------------------------
+
+
+async def test_a_join_in_a_thread_is_the_same_join() -> None:
+    store, twin = make_store(), make_store()
+    for s in (store, twin):
+        fleet(s)
+        s.apply_metrics(batch(0, sample("n1", 0, 90.0, "ml/busy"), sample("n1", 1, 1.0, "ml/lazy")))
+    threaded = await store.snapshot_in_thread()
+    assert threaded.model_dump() == {**twin.snapshot().model_dump(), "generation": threaded.generation}
+    assert store.snapshot() is threaded  # nothing changed since: cached as snapshot() would be
+
+
+async def test_what_changes_while_a_thread_joins_waits_for_the_next_join() -> None:
+    store = make_store()
+    fleet(store)
+    first = store.snapshot()
+    entered, release = threading.Event(), threading.Event()
+    join = store._joiner.join
+
+    def held_join(inputs: JoinInputs) -> Joined:
+        entered.set()
+        release.wait(10)
+        return join(inputs)
+
+    store._joiner.join = held_join  # type: ignore[method-assign]
+    store.upsert(pod("ml", "early", "n2", 1))
+    running = asyncio.create_task(store.snapshot_in_thread())
+    assert await asyncio.to_thread(entered.wait, 10)
+    store.upsert(pod("ml", "late", "n2", 1))  # the loop runs on: taken in while the thread joins
+    release.set()
+    during = await running
+    assert "ml/early" in {p.key for p in during.pods} and "ml/late" not in {p.key for p in during.pods}
+    assert during.generation == first.generation + 1
+    store._joiner.join = join  # type: ignore[method-assign]
+    after = store.snapshot()  # not the cached result of the join above: that one missed a pod
+    assert after is not during and "ml/late" in {p.key for p in after.pods}
+    assert store.changes(during, after).pods == {"ml/late"}
+
+
+def test_batches_wait_for_a_join_but_not_without_end() -> None:
+    # Nobody takes snapshots: the store feeds the idle clock itself rather than hold every batch.
+    store, twin = make_store(), make_store()
+    for s in (store, twin):
+        fleet(s)
+    for i in range(12):
+        store.apply_metrics(batch(60 * i, sample("n1", 1, 1.0, "ml/lazy")))
+        twin.apply_metrics(batch(60 * i, sample("n1", 1, 1.0, "ml/lazy")))
+        twin.snapshot()
+    assert len(store._idle_queue) <= 5
+    lazy = {g.key: g for g in store.snapshot().gpus}["n1/1"]
+    assert lazy.idle and lazy.idle_for_s == 660 == {g.key: g for g in twin.snapshot().gpus}["n1/1"].idle_for_s
+
+
+def test_the_first_batch_after_placeholders_is_answered_from_the_log() -> None:
+    # A MIG node's placeholders (n1/0, n1/1) give way to instances under other keys: the join
+    # replaces every row and removes as many; the change log still holds it (no full diff).
+    store = make_store()
+    store._log.budget = 0  # as at 12,500 GPUs: the log's size is bounded by the rows, not by the budget
+    store.replace(Kind.NODE, [node("n1", 0, labels={"nvidia.com/gpu.count": "2"}, mig={"1g.10gb": 4})])
+    before = store.snapshot()
+    assert {g.key for g in before.gpus} == {"n1/0", "n1/1"}
+    store.apply_metrics(batch(0, *(sample("n1", i // 2, 10.0, mig_instance=i % 2, mig_profile="1g.10gb") for i in range(4))))
+    after = store.snapshot()
+    assert store._rows is not None and store._log.changes(before, after, store._rows) is not None
+    assert store.changes(before, after) == diff(before, after)
