@@ -1,12 +1,19 @@
 """The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
-`audit` (the audit log).
+`executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot).
 
-Exit codes: 0 ok; 1 a source stopped on an unexpected error (SourceStopped: the
-answer would come from frozen data, so nothing is printed but the error), or any
-other gpuctl error; 2 bad arguments or configuration; 3 cluster unreachable or
-unauthorised (also when the first data did not arrive in time); 5 the audit log
-is not intact (a record edited, removed, reordered or forged: `gpuctl audit
-verify`); 130 interrupted.
+Exit codes:
+  0    ok (a run that needs an approval was submitted; a plan with nothing to do)
+  1    other gpuctl error: a source stopped on an unexpected error (SourceStopped: the answer would
+       come from frozen data, so nothing is printed but the error); a run that executed but failed
+       or did not verify
+  2    bad arguments or configuration (a bad playbook parameter, policy or playbook file)
+  3    cluster unreachable or unauthorised (also when the first data did not arrive in time),
+       a CRD gpuctl needs not installed
+  4    denied: gpuctl's policy (PolicyDenied) or the cluster's RBAC for the acting identity (403)
+  5    the audit log is not intact (a record edited, removed, reordered or forged: `gpuctl audit verify`)
+  6    refused, nothing changed: the kill switch is engaged, a target is locked by another run,
+       the plan is stale or blocked, or the run is in no state to do that (not approved, expired...)
+  130  interrupted
 Errors print one line (`gpuctl: error: ...`), never a traceback; -v shows the
 sources' logs.
 """
@@ -24,13 +31,25 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
-from gpuctl.errors import AuditTampered, ClusterError, ConfigError, GpuctlError, NotReady
+from gpuctl.errors import (
+    AuditTampered,
+    ClusterError,
+    ConfigError,
+    Forbidden,
+    GpuctlError,
+    LockHeld,
+    NotReady,
+    PolicyDenied,
+    RunRefused,
+)
+from gpuctl.playbooks.commands import add_parsers as playbook_parsers
 
 if TYPE_CHECKING:
+    from gpuctl.playbooks.registry import Registry
     from gpuctl.sources.base import Source
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_TAMPERED = 5
+EXIT_DENIED, EXIT_TAMPERED, EXIT_REFUSED = 4, 5, 6
 
 # argparse dest -> Settings field, for the flags shared by every command.
 _SETTING_FLAGS = {
@@ -41,7 +60,9 @@ _SETTING_FLAGS = {
     "refresh": "refresh_s", "idle_threshold": "idle_threshold_pct", "idle_window": "idle_window_s",
     "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
     "local": "local", "timeout": "ready_timeout_s", "playbooks_dir": "playbooks_dir", "policy": "policy",
-    "audit": "audit",
+    "audit": "audit", "gpuctl_namespace": "gpuctl_namespace",
+    "host": "bot_host", "port": "bot_port", "identity_map": "slack_identity_map",
+    "alert_rules": "alert_rules", "slack_api_url": "slack_api_url",
 }  # fmt: skip
 
 
@@ -84,22 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
-    _playbook_parser(commands)
+    playbook_parsers(commands)
     _audit_parser(commands)
+    _bot_parser(commands)
     return parser
 
 
-def _playbook_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    playbook = commands.add_parser("playbook", help="remediation playbooks: list, show")
-    verbs = playbook.add_subparsers(dest="playbook_command", metavar="VERB", required=True)
-    listing = verbs.add_parser("list", help="every playbook: name, description, approval, reversible")
-    show = verbs.add_parser("show", help="one playbook's parameters, guardrails, permissions and actions")
-    show.add_argument("name", metavar="NAME")
-    for verb in (listing, show):
-        verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
-        verb.add_argument("--playbooks-dir", metavar="DIR", help="site playbooks in addition to the built-in ones")
-        verb.add_argument("--json", action="store_true", help="the definitions as JSON (durations in seconds)")
-        verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+def _bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bot = commands.add_parser("bot", help="the Slack bot: serve")
+    verbs = bot.add_subparsers(dest="bot_command", metavar="VERB", required=True)
+    serve = verbs.add_parser(
+        "serve",
+        help="answer /gpu commands and Alertmanager webhooks",
+        description="Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode) and "
+        "GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.",
+    )
+    _common(serve)
+    slack = serve.add_argument_group("bot")
+    slack.add_argument("--port", type=int, metavar="N", help="HTTP port (default 3000)")
+    slack.add_argument("--host", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
+    slack.add_argument("--socket-mode", action="store_true", help="receive Slack requests over Socket Mode (app token)")
+    slack.add_argument("--identity-map", metavar="FILE", help="Slack users and user groups -> Kubernetes users and groups")
+    slack.add_argument("--alert-rules", metavar="FILE", help="Alertmanager alerts -> playbooks")
+    slack.add_argument("--policy", metavar="FILE", help="gpuctl policy: who may view, run and approve")
+    slack.add_argument("--playbooks-dir", metavar="DIR", help="site playbooks in addition to the built-in ones")
+    slack.add_argument("--slack-api-url", metavar="URL", help="Slack Web API base URL (default https://slack.com/api/)")
 
 
 def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -170,8 +200,10 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
     sources: Sequence[Source] | None = None,
+    registry: Registry | None = None,
 ) -> int:
-    """Run one command; returns the exit code. `sources` replaces what the settings ask for (tests)."""
+    """Run one command; returns the exit code. `sources` replaces what the settings ask for, `registry`
+    the playbooks' logic (tests)."""
     out, err = out or sys.stdout, err or sys.stderr
     parser = build_parser()
     try:
@@ -189,7 +221,11 @@ def main(
         if args.command == "playbook":
             from gpuctl.playbooks.commands import run_playbook_command
 
-            return run_playbook_command(args, settings, out=out)
+            return run_playbook_command(args, settings, out=out, registry=registry)
+        if args.command == "executor":
+            from gpuctl.playbooks.commands import run_executor_command
+
+            return run_executor_command(args, settings)
         if args.command == "audit":
             from gpuctl.audit.commands import run_audit_command
 
@@ -199,10 +235,21 @@ def main(
         tune_gc()
         if args.command == "snapshot":
             return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
+        if args.command == "bot":
+            from gpuctl.bot.server import serve
+
+            asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out))
+            return EXIT_OK
         return run_top(settings)
     except ConfigError as e:
         err.write(f"gpuctl: error: {e}\n")
         return EXIT_CONFIG
+    except (PolicyDenied, Forbidden) as e:
+        err.write(f"gpuctl: denied: {e}\n")
+        return EXIT_DENIED
+    except (LockHeld, RunRefused) as e:
+        err.write(f"gpuctl: refused: {e}\n")
+        return EXIT_REFUSED
     except (ClusterError, NotReady) as e:
         err.write(f"gpuctl: error: {e}\n")
         return EXIT_CLUSTER

@@ -52,6 +52,13 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def _http_url(value: str, example: str) -> str:
+    value = value.strip()
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL like {example}")
+    return value
+
+
 def default_config_file() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "gpuctl" / "config.yaml"
@@ -98,6 +105,30 @@ class Settings(BaseSettings):
     audit: str | None = Field(
         None, description="audit log: a SQLite file path or sqlite:///path (default ~/.local/state/gpuctl/audit.sqlite)"
     )
+    gpuctl_namespace: str = Field(
+        "gpuctl",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="gpuctl's own namespace: PlaybookRuns, Leases and the kill switch ConfigMap live there",
+    )
+    playbooks_disabled: bool = Field(
+        False, description="this process's kill switch: refuse to execute any playbook (cluster-wide: the ConfigMap)"
+    )
+
+    # Slack bot (`gpuctl bot serve`)
+    slack_bot_token: SecretStr | None = Field(None, description="the bot's token, xoxb-...")
+    slack_signing_secret: SecretStr | None = Field(None, description="verifies that HTTP requests come from Slack")
+    slack_app_token: SecretStr | None = Field(None, description="xapp-... app-level token, for --socket-mode")
+    slack_api_url: str | None = Field(None, description="Slack Web API base URL (default https://slack.com/api/)")
+    bot_host: str = Field("0.0.0.0", min_length=1, description="address the bot's HTTP server listens on")
+    bot_port: int = Field(3000, ge=0, le=65535, description="port of the bot's HTTP server (0: any free port)")
+    slack_identity_map: Path | None = Field(
+        None, description="YAML file mapping Slack users and user groups to Kubernetes users and groups"
+    )
+    alert_rules: Path | None = Field(None, description="YAML file mapping Alertmanager alerts to playbooks")
+    alertmanager_token: SecretStr | None = Field(
+        None, description="bearer token Alertmanager must send to /alertmanager (its webhook http_config.authorization)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -118,10 +149,14 @@ class Settings(BaseSettings):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip().rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL like http://prometheus:9090")
-        return value
+        return _http_url(value, "http://prometheus:9090").rstrip("/")
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _http_url(value, "https://slack.com/api/").rstrip("/") + "/"  # the Slack SDK appends method names
 
     @field_validator("audit")
     @classmethod
@@ -134,7 +169,8 @@ class Settings(BaseSettings):
         return value.strip()
 
     @field_validator(
-        "kubeconfig", "prometheus_ca_file", "config_file", "playbooks_dir", "policy", "trace_file", mode="after"
+        "kubeconfig", "prometheus_ca_file", "config_file", "playbooks_dir", "policy", "slack_identity_map", "alert_rules",
+        "trace_file", mode="after",
     )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -152,6 +188,10 @@ class Settings(BaseSettings):
             raise ValueError(f"playbooks_dir {str(self.playbooks_dir)!r} is not a directory")
         if self.policy is not None and not self.policy.is_file():
             raise ValueError(f"policy {str(self.policy)!r} does not exist")
+        for name in ("slack_identity_map", "alert_rules"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {str(path)!r} does not exist")
         return self
 
     @property

@@ -4,23 +4,30 @@
      ├── ConfigError            bad flags, environment or config file        (CLI exit 2)
      │    ├── PlaybookError         a playbook file is invalid (file:line: field), names clash, unknown name
      │    ├── ParameterError        a playbook parameter is unknown, missing or invalid (-p k=v, Slack, alert)
-     │    └── PolicyError           the gpuctl policy file is invalid (file:line: field)
+     │    ├── PolicyError           the gpuctl policy file is invalid (file:line: field)
+     │    └── BotConfigError        the bot's identity map or alert rules file is invalid (file:line: field)
      ├── ClusterError           talking to the Kubernetes API failed
      │    ├── ClusterUnreachable    no connection, TLS failure, timeout      (CLI exit 3)
      │    └── Unauthorized          credentials rejected (401) or RBAC (403) (CLI exit 3)
      ├── MetricsUnavailable     Prometheus / NVML gave no metrics
      ├── NotReady               the first data did not arrive in time
      ├── SourceStopped          a source stopped on an unexpected error: data incomplete (CLI exit 1)
-     ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there
+     ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there (CLI exit 4)
      ├── AuditError             the audit log cannot be opened, read or written
      │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
-     └── LockHeld               another playbook run holds the target's Lease
+     ├── LockHeld               another playbook run holds the target's Lease    (CLI exit 6)
+     ├── MigConfigInvalid       a mig-parted config that cannot be parsed or applied
+     ├── RunRefused             a run may not go on now; nothing was changed     (CLI exit 6)
+     │    ├── PlanStale             what the plan acts on changed since it was computed: plan again
+     │    └── PlaybooksDisabled     the kill switch is engaged
+     └── RunFailed              a run executed but failed or did not verify; its record says what was done
 
-Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason):
+Answers to gpuctl.playbooks' writes and reviews (each carries the API's status and reason, and
+`.call`, the request's ApiCall, so a refused write is recorded too):
 
     ClusterError
      ├── Unauthorized
-     │    └── Forbidden         the cluster's RBAC refused the acting identity (403)
+     │    └── Forbidden         the cluster's RBAC refused the acting identity (403)  (CLI exit 4)
      ├── ApiStatusError         another error answer (.status, .reason)
      │    ├── NotFound          the object is not there (404)
      │    ├── Conflict          it changed since it was read: resourceVersion/uid precondition (409)
@@ -39,6 +46,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpuctl.playbooks.kubeapi import ApiCall
 
 
 class GpuctlError(Exception):
@@ -58,7 +69,14 @@ class ConfigError(GpuctlError):
 
 
 class ClusterError(GpuctlError):
-    """The Kubernetes API could not be used."""
+    """The Kubernetes API could not be used.
+
+    `call`: the request the API server answered with this error, when gpuctl.playbooks made it
+    (kubeapi.refusal sets it), so a playbook records a refused write like any other; else None."""
+
+    def __init__(self, message: str, *, hint: str | None = None, call: ApiCall | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.call = call
 
 
 class ClusterUnreachable(ClusterError):
@@ -68,8 +86,8 @@ class ClusterUnreachable(ClusterError):
 class Unauthorized(ClusterError):
     """The API server answered 401 (who are you?) or 403 (not allowed)."""
 
-    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, status: int, hint: str | None = None, call: ApiCall | None = None) -> None:
+        super().__init__(message, hint=hint, call=call)
         self.status = status
 
 
@@ -124,6 +142,10 @@ class PolicyError(_FileProblems):
     """The gpuctl policy file is missing or invalid (each problem names file, line and field)."""
 
 
+class BotConfigError(_FileProblems):
+    """The Slack bot's identity map or alert rules file is missing or invalid (each problem names file, line and field)."""
+
+
 class PolicyDenied(GpuctlError):
     """gpuctl's policy does not allow it; the message names the user, the playbook, the scope and the role that fell short."""
 
@@ -145,19 +167,38 @@ class LockHeld(GpuctlError):
         self.since = since
 
 
+class RunRefused(GpuctlError):
+    """A run may not start or go on now (wrong phase, blocked plan, expired approval...); nothing was changed."""
+
+
+class PlanStale(RunRefused):
+    """A target of the plan changed (or went away) since the plan was computed; the message lists what."""
+
+
+class PlaybooksDisabled(RunRefused):
+    """The kill switch is engaged: no playbook run starts, and running ones stop before their next write."""
+
+
+class RunFailed(GpuctlError):
+    """A run executed but a step failed or verification did not pass; the audit log and the run say what was done."""
+
+
 class Forbidden(Unauthorized):
     """403 on a request made as an acting identity: the cluster's RBAC (or admission) said no."""
 
-    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, status=403, hint=hint)
+    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None, call: ApiCall | None = None) -> None:
+        super().__init__(message, status=403, hint=hint, call=call)
         self.reason = reason
 
 
 class ApiStatusError(ClusterError):
-    """An error answer from the API server: its HTTP status and Status `reason` (NotFound, Conflict, Invalid...)."""
+    """An error answer from the API server: its HTTP status, Status `reason` (NotFound, Conflict, Invalid...)
+    and, from a playbook's request, the `call` (see ClusterError)."""
 
-    def __init__(self, message: str, *, status: int, reason: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(
+        self, message: str, *, status: int, reason: str | None = None, hint: str | None = None, call: ApiCall | None = None
+    ) -> None:
+        super().__init__(message, hint=hint, call=call)
         self.status = status
         self.reason = reason
 
@@ -182,12 +223,18 @@ class NotInstalled(ClusterError):
     """The API server does not serve a custom resource gpuctl needs (its CRD is not installed)."""
 
 
+class MigConfigInvalid(GpuctlError):
+    """A mig-parted config file that does not parse, lacks the named config, or
+    asks for MIG devices the node's GPUs cannot hold."""
+
+
 __all__ = [
     "AlreadyExists",
     "ApiRejected",
     "ApiStatusError",
     "AuditError",
     "AuditTampered",
+    "BotConfigError",
     "ClusterError",
     "ClusterUnreachable",
     "ConfigError",
@@ -197,13 +244,18 @@ __all__ = [
     "GpuctlError",
     "LockHeld",
     "MetricsUnavailable",
+    "MigConfigInvalid",
     "NotFound",
     "NotInstalled",
     "NotReady",
     "ParameterError",
+    "PlanStale",
     "PlaybookError",
+    "PlaybooksDisabled",
     "PolicyDenied",
     "PolicyError",
+    "RunFailed",
+    "RunRefused",
     "SourceStopped",
     "Unauthorized",
 ]

@@ -4,13 +4,11 @@
 #
 #   testbed/build-binaries.sh          # prints the bin directory on its last line
 #
-# Pinned versions live here and nowhere else.
+# Pinned versions live in testbed/versions.env.
 set -euo pipefail
 
-K8S_VERSION=1.34.4
-K8S_STAGING=0.34.4
-ETCD_VERSION=3.6.16
-KWOK_VERSION=0.7.0
+# shellcheck source=versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"

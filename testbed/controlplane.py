@@ -67,10 +67,18 @@ VIEWER = Identity("gpu-viewer", ("gpuctl:viewers",))
 IDENTITIES = (ADMIN, USER_A, USER_B, OPERATOR, VIEWER)
 
 
+def cached_directory(script: Path) -> Path:
+    """Run a test-bed build/fetch script (cached by version: instant when warm);
+    returns the directory it prints on its last line."""
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def build_binaries() -> Path:
     """Build (or find cached) binaries; returns their directory."""
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
-    return Path(done.stdout.strip().splitlines()[-1])
+    return cached_directory(BUILD_SCRIPT)
 
 
 class ControlPlane:
@@ -188,7 +196,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
             log_dir=self.log_dir,
-            ready=lambda: _http_ok(f"{client}/health"),
+            ready=lambda: http_ok(f"{client}/health"),
         )
 
     def _apiserver(self) -> Component:
@@ -244,7 +252,7 @@ class ControlPlane:
                 "--resource-quota-sync-period=10s",
             ],
             log_dir=self.log_dir,
-            ready=lambda: _http_ok(f"https://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"https://127.0.0.1:{port}/healthz"),
         )
 
     def _scheduler(self) -> Component:
@@ -253,7 +261,7 @@ class ControlPlane:
             "kube-scheduler",
             [str(self.bin_dir / "kube-scheduler"), *self._admin_kube_args(port)],
             log_dir=self.log_dir,
-            ready=lambda: _http_ok(f"https://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"https://127.0.0.1:{port}/healthz"),
         )
 
     def _kwok(self) -> Component:
@@ -274,7 +282,7 @@ class ControlPlane:
             log_dir=self.log_dir,
             # kwok also reads ~/.kwok/kwok.yaml: give it a home of its own.
             env={"HOME": str(self.workdir)},
-            ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         )
 
     # -- readiness and bootstrap ----------------------------------------------
@@ -285,7 +293,7 @@ class ControlPlane:
         return context
 
     async def _apiserver_ready(self) -> bool:
-        return await _http_ok(f"{self.server}/readyz", ssl_context=self.admin_ssl())
+        return await http_ok(f"{self.server}/readyz", ssl_context=self.admin_ssl())
 
     async def _bootstrap(self) -> None:
         """Cluster-wide objects every test relies on."""
@@ -329,7 +337,7 @@ class ControlPlane:
             )
 
 
-async def _http_ok(url: str, *, ssl_context: ssl.SSLContext | None = None) -> bool:
+async def http_ok(url: str, *, ssl_context: ssl.SSLContext | None = None) -> bool:
     timeout = aiohttp.ClientTimeout(total=3)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         try:

@@ -8,6 +8,7 @@ and a test can act as any identity (each has its own client certificate).
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "ResourceQuota": ("/api/v1", "resourcequotas", True),
     "ConfigMap": ("/api/v1", "configmaps", True),
+    "Secret": ("/api/v1", "secrets", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
     "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
@@ -44,6 +46,17 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
     "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    # Custom resources of the upstream CRDs the test bed installs (testbed/crds.py).
+    "Cluster": ("/apis/cluster.x-k8s.io/v1beta2", "clusters", True),
+    "MachineDeployment": ("/apis/cluster.x-k8s.io/v1beta2", "machinedeployments", True),
+    "MachineSet": ("/apis/cluster.x-k8s.io/v1beta2", "machinesets", True),
+    "Machine": ("/apis/cluster.x-k8s.io/v1beta2", "machines", True),
+    "ClusterQueue": ("/apis/kueue.x-k8s.io/v1beta2", "clusterqueues", False),
+    "LocalQueue": ("/apis/kueue.x-k8s.io/v1beta2", "localqueues", True),
+    "ResourceFlavor": ("/apis/kueue.x-k8s.io/v1beta2", "resourceflavors", False),
+    "NodePool": ("/apis/karpenter.sh/v1", "nodepools", False),
+    "NodeClaim": ("/apis/karpenter.sh/v1", "nodeclaims", False),
+    "KWOKNodeClass": ("/apis/karpenter.kwok.sh/v1alpha1", "kwoknodeclasses", False),
 }
 
 
@@ -78,7 +91,7 @@ class RestClient:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | list[Any] | None = None,
         *,
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
@@ -115,6 +128,36 @@ class RestClient:
     async def patch(self, kind: str, name: str, patch: Mapping[str, Any], namespace: str | None = None, *, subresource: str = "") -> Response:
         path = object_path(kind, name, namespace) + (f"/{subresource}" if subresource else "")
         return await self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    async def watch(
+        self, kind: str, namespace: str | None = None, *, resource_version: str, timeout_s: int = 60, **params: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One watch request's events (`{"type", "object"}`), from `resource_version`
+        until the server closes the stream after about `timeout_s`. A refused
+        watch yields one ERROR event carrying the Status."""
+        query = {
+            **params,
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+        }
+        # Not under the request semaphore: a watch holds its connection for minutes.
+        async with self._session.get(
+            f"{self.server}{collection_path(kind, namespace)}",
+            params=query,
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30),
+        ) as response:
+            if response.status != 200:
+                yield {"type": "ERROR", "object": await response.json(content_type=None)}
+                return
+            pending = b""
+            async for chunk in response.content.iter_any():
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
 
     async def evict(self, name: str, namespace: str, *, dry_run: bool = False) -> Response:
         """POST an Eviction; `dry_run`: the server checks the budgets and deletes nothing."""
@@ -171,6 +214,20 @@ async def install_crds(client: RestClient, *paths: Path) -> list[str]:
     for name in names:
         await poll(lambda: established(name), what=f"CRD {name} to be established")
     return names
+
+
+async def budget_settled(client: RestClient, name: str, namespace: str, *, allowed: int | None = None) -> dict[str, Any]:
+    """A PodDisruptionBudget once the disruption controller has observed its spec (and, if given, allows that many)."""
+
+    async def read() -> dict[str, Any]:
+        return (await client.get("PodDisruptionBudget", name, namespace)).body
+
+    def settled(pdb: dict[str, Any]) -> bool:
+        status = pdb.get("status") or {}
+        observed = status.get("observedGeneration") == pdb["metadata"]["generation"]
+        return observed and (allowed is None or status.get("disruptionsAllowed") == allowed)
+
+    return await poll(read, settled, what=f"the disruption controller to settle {namespace}/{name} (allowing {allowed})")
 
 
 @asynccontextmanager

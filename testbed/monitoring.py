@@ -86,6 +86,7 @@ class Monitoring:
         tls: tuple[Path, Path] | None = None,
         basic_auth: tuple[str, str] | None = None,
         query_log: Path | None = None,
+        webhook_token: str | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.jobs = list(jobs)
@@ -97,6 +98,7 @@ class Monitoring:
         self.query_log = query_log  # Prometheus logs every query it runs here (JSON lines; benchmarks)
         self.tls = tls  # (cert, key) Prometheus serves HTTPS with
         self.basic_auth = basic_auth  # (user, password) Prometheus requires
+        self.webhook_token = webhook_token  # bearer token Alertmanager sends to the webhook
         self.prometheus_port = free_port()
         self.alertmanager_port = free_port()
         self._prometheus: Component | None = None
@@ -241,7 +243,10 @@ class Monitoring:
     def _alertmanager_config(self) -> dict[str, Any]:
         receiver: dict[str, Any] = {"name": "webhook"}
         if self.webhook_url:
-            receiver["webhook_configs"] = [{"url": self.webhook_url, "send_resolved": True}]
+            webhook: dict[str, Any] = {"url": self.webhook_url, "send_resolved": True}
+            if self.webhook_token:
+                webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": self.webhook_token}}
+            receiver["webhook_configs"] = [webhook]
         return {
             "route": {
                 "receiver": "webhook",

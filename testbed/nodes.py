@@ -7,6 +7,7 @@ from typing import Any
 
 from testbed.controlplane import KWOK_NODE_ANNOTATION
 
+PROVIDER_ID_PREFIX = "gpuctl-testbed://"
 BASE_CAPACITY = {"cpu": "96", "memory": "1536Gi", "pods": "110", "ephemeral-storage": "2Ti"}
 
 
@@ -16,8 +17,14 @@ def gpu_node_object(
     labels: Mapping[str, str],
     resources: Mapping[str, int],
     taints: list[dict[str, str]] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    provider_id: str | None = None,
 ) -> dict[str, Any]:
-    """A Node with NVIDIA labels and GPU (or MIG) capacity, managed by kwok."""
+    """A Node with NVIDIA labels and GPU (or MIG) capacity, managed by kwok.
+
+    Like a cloud node it has a `spec.providerID` (default `PROVIDER_ID_PREFIX` +
+    name): Karpenter does not track a node labelled `karpenter.sh/nodepool`
+    without one, and then never considers its cluster state synced."""
     capacity = {**BASE_CAPACITY, **{key: str(value) for key, value in resources.items()}}
     key, value = KWOK_NODE_ANNOTATION
     return {
@@ -25,7 +32,7 @@ def gpu_node_object(
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {key: value},
+            "annotations": {**(annotations or {}), key: value},
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
@@ -34,6 +41,6 @@ def gpu_node_object(
                 **labels,
             },
         },
-        "spec": {"taints": taints or []},
+        "spec": {"taints": taints or [], "providerID": provider_id or f"{PROVIDER_ID_PREFIX}{name}"},
         "status": {"capacity": capacity, "allocatable": capacity},
     }

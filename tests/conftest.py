@@ -16,6 +16,22 @@
   exporter simulator), `.monitoring` (real Prometheus + Alertmanager:
   `.prometheus_url`, `.alertmanager_url`, `wait_for_series`), `.webhook` (what
   Alertmanager posted).
+- `mig_manager`: testbed.mig_manager.MigManagerSim, NVIDIA's MIG manager
+  simulated on every node labelled `nvidia.com/gpu.deploy.mig-manager=true`
+  (make them with testbed.gpu_operator.mig_node_object), reading
+  `default-mig-parted-config` (testbed.gpu_operator.default_mig_parted_config)
+  or `<node>-mig-config` in namespace `gpu-operator`; `.hang(node)` makes a
+  node's next reconfiguration stick in `pending`.
+- `upstream_crds`: Cluster API, Kueue and Karpenter CRDs from their Go modules,
+  installed and Established (testbed.crds.InstalledCrds).
+- `capi_provider`: testbed.capi_provider.CapiProvider for cluster
+  `CAPI_CLUSTER` in namespace `CAPI_NAMESPACE`: create MachineDeployments
+  there (testbed.capi_provider.machine_deployment_object) and kwok nodes
+  follow their replicas.
+- `karpenter`: the real Karpenter controller with its kwok cloud provider
+  (testbed.karpenter.Karpenter; KWOKNodeClass `default` Ready, GPU instance
+  types testbed.karpenter.GPU_INSTANCE_TYPES): create NodePools
+  (testbed.karpenter.node_pool_object) and pending pods get kwok nodes.
 
 Nothing starts unless a test asks for it, so unit tests stay fast.
 """
@@ -32,9 +48,14 @@ from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.sim.fleet import Fleet, build_fleet
 from gpuctl.sources.kube.connect import KubeConnection, connect
 from testbed.bed import Telemetry
+from testbed.capi_provider import CAPI_CLUSTER, CAPI_NAMESPACE, CapiProvider
 from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane, build_binaries
+from testbed.crds import InstalledCrds, fetch_crds, install_upstream_crds
 from testbed.fleet_loader import load_fleet, wait_nodes_ready
+from testbed.gpu_operator import OPERATOR_NAMESPACE, default_mig_parted_config, mig_config_map
+from testbed.karpenter import Karpenter, build_karpenter
 from testbed.kube import RestClient, apply_objects, client_for, install_crds, load_manifests
+from testbed.mig_manager import MigManagerSim
 from testbed.nodes import gpu_node_object
 from testbed.objects import namespace_object, role_binding, unique
 from testbed.waiting import poll
@@ -122,3 +143,43 @@ async def telemetry(fleet: Fleet, tmp_path_factory) -> AsyncIterator[Telemetry]:
         yield started
     finally:
         await started.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def mig_manager(admin: RestClient) -> AsyncIterator[MigManagerSim]:
+    await apply_objects(admin, [namespace_object(OPERATOR_NAMESPACE), mig_config_map(default_mig_parted_config())])
+    sim = MigManagerSim(admin, namespace=OPERATOR_NAMESPACE)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def upstream_crds(admin: RestClient) -> InstalledCrds:
+    return await install_upstream_crds(admin, await asyncio.to_thread(fetch_crds))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def capi_provider(admin: RestClient, upstream_crds: InstalledCrds) -> AsyncIterator[CapiProvider]:
+    await apply_objects(admin, [namespace_object(CAPI_NAMESPACE)])
+    provider = CapiProvider(admin, cluster=CAPI_CLUSTER, namespace=CAPI_NAMESPACE)
+    await provider.start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def karpenter(
+    control_plane: ControlPlane, admin: RestClient, upstream_crds: InstalledCrds, tmp_path_factory
+) -> AsyncIterator[Karpenter]:
+    bin_dir = await asyncio.to_thread(build_karpenter)
+    controller = Karpenter(control_plane, tmp_path_factory.mktemp("karpenter"), bin_dir)
+    try:
+        await controller.start(admin)
+        yield controller
+    finally:
+        controller.stop()

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from gpuctl.audit.canonical import canonical_bytes, canonical_json, check_integers
-from gpuctl.identity import Requester
+from gpuctl.identity import Identity, Requester
 
 RECORD_VERSION: Final = 1
 GENESIS_HASH = "0" * 64  # the prev_hash of record 1
@@ -102,17 +102,25 @@ TERMINAL_KINDS: frozenset[EventKind] = frozenset(
 )
 
 
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
 class ApiCall(BaseModel):
-    """The payload of an `api_call` record: one request to the API server and its answer."""
+    """One request to the API server, joinable to the cluster's own audit log by `audit_id`.
+
+    The one model for it: gpuctl.playbooks.kubeapi makes one per request, and an `api_call`
+    record's payload is its JSON dump (plus the `step` it belongs to, when the engine knows)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: str = Field(description="HTTP method: GET, POST, PATCH, PUT, DELETE")
-    path: str = Field(description="request path with query, e.g. /api/v1/namespaces/a/pods/p/eviction")
-    status: int = Field(description="HTTP status code the API server answered")
-    audit_id: str | None = Field(description="the API server's Audit-Id response header (None if it sent none)")
-    dry_run: bool = False
-    result: JsonValue = Field(None, description="what came back, trimmed: Status reason/message, resourceVersion")
+    method: HttpMethod
+    path: str = Field(description="path and query string as sent, e.g. /api/v1/namespaces/a/pods/p/eviction?dryRun=All")
+    status: int = Field(description="HTTP status of the answer")
+    audit_id: str | None = Field(description="the API server's Audit-ID response header (None if it sent none)")
+    acting_as: Identity | None = Field(description="the impersonated identity; None = the connection's own credentials")
+    dry_run: bool
+    reason: str | None = Field(None, description="the Status reason of an error answer: Forbidden, Conflict, ...")
+    message: str | None = Field(None, description="the Status message of an error answer")
 
 
 class AuditEvent(BaseModel):

@@ -17,7 +17,7 @@ never falls back to deleting the pod.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -64,6 +64,13 @@ class ObjectResult(_Result):
         return str(self.object.get("metadata", {}).get("uid", ""))
 
 
+class ListResult(_Result):
+    """The items of a collection as the API server returned them (raw JSON), at the list's resourceVersion."""
+
+    items: tuple[JSON, ...]
+    resource_version: str
+
+
 class EvictionResult(_Result):
     """What the Eviction API decided. Only `evicted` removed anything (and not under dry run)."""
 
@@ -104,19 +111,64 @@ class AccessReview(_Result):
         return f"{who} {verdict} {what}{where}" + (f": {because}" if because else "")
 
 
-class ActingClient:
-    """Reads and writes as one identity. Cheap: make one per identity over a shared KubeApi."""
+# The groups every authenticated request carries anyway: never worth impersonating explicitly.
+IMPLICIT_GROUPS = frozenset({"system:authenticated"})
 
-    def __init__(self, api: KubeApi, identity: Identity | None) -> None:
+
+class ActingClient:
+    """Reads and writes as one identity. Cheap: make one per identity over a shared KubeApi.
+
+    `before_write`, when given, is awaited before every request that is not a GET (the engine
+    checks its kill switch and its locks there), and may raise to stop the request."""
+
+    def __init__(
+        self, api: KubeApi, identity: Identity | None, *, before_write: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.api = api
         self.identity = identity
+        self._before_write = before_write
 
     async def _request(self, method: Literal["GET", "POST", "PATCH"], path: str, **kwargs: Any) -> ApiResponse:
+        if method != "GET" and self._before_write is not None:
+            await self._before_write()
         return await self.api.request(method, path, acting_as=self.identity, **kwargs)
+
+    async def whoami(self) -> Identity:
+        """Who the API server takes this client for (a SelfSubjectReview): the kubeconfig's user, or the
+        impersonated identity. `system:authenticated` is left out: every request carries it anyway."""
+        body: JSON = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        response = await self.api.request(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", acting_as=self.identity, body=body
+        )
+        info = check(response, what="create a SelfSubjectReview").get("status", {}).get("userInfo", {})
+        groups = tuple(g for g in info.get("groups") or () if g not in IMPLICIT_GROUPS)
+        return Identity(user=info.get("username") or "system:anonymous", groups=groups)
 
     async def get(self, ref: ObjectRef, *, subresource: str | None = None) -> ObjectResult:
         response = await self._request("GET", ref.path(subresource))
         return ObjectResult(call=response.call, object=check(response, what=f"get {ref}"))
+
+    async def list_objects(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> ListResult:
+        """Every object of a collection (in one namespace, or all of them with None), optionally filtered by selectors."""
+        selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        params = {key: value for key, value in selectors.items() if value}
+        path = collection_path(group, version, plural, namespace)
+        response = await self._request("GET", path, params=params)
+        body = check(response, what=f"list {plural}" + (f" in namespace {namespace}" if namespace else ""))
+        return ListResult(
+            call=response.call,
+            items=tuple(body.get("items") or ()),
+            resource_version=str((body.get("metadata") or {}).get("resourceVersion", "")),
+        )
 
     async def patch(
         self,

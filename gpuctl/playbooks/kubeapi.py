@@ -7,9 +7,9 @@ a CIMultiDict (one `Impersonate-Group` line per group), sent through the
 KubeConnection's own rest client: the same TLS setup, connection pool and
 credentials (exec-plugin tokens refreshed in place) as every other call.
 
-Every request becomes an `ApiCall` (method, path, status, the API server's
-`Audit-ID`, whom it acted as): results carry theirs, and the optional `on_call`
-sink sees every one, refusals included, for the audit log.
+Every request becomes an `ApiCall` (gpuctl.audit.records: method, path, status,
+the API server's `Audit-ID`, whom it acted as): results carry theirs, and the
+optional `on_call` sink sees every one, refusals included, for the audit log.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpuctl.audit.records import ApiCall, HttpMethod
 from gpuctl.errors import (
     AlreadyExists,
     ApiRejected,
@@ -41,7 +42,7 @@ from gpuctl.sources.kube.connect import KubeConnection, describe
 from gpuctl.sources.kube.reflector import Gone
 
 JSON = dict[str, Any]
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+Method = HttpMethod
 
 # Who a request without impersonation acts as, in messages (the kubeconfig's user, or the pod's service account).
 OWN_IDENTITY = "the connection's own identity"
@@ -52,21 +53,6 @@ JSON_PATCH = "application/json-patch+json"
 _NO_ANSWER = (aiohttp.ClientError, OSError, TimeoutError)
 # An HTTP header value we are willing to send: printable ASCII, no CR/LF (no header injection).
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
-
-
-class ApiCall(BaseModel):
-    """One request as the audit log records it: joinable to the cluster's own audit log by `audit_id`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    method: Method
-    path: str = Field(description="path and query string as sent, e.g. /api/v1/namespaces/a/pods/p/eviction?dryRun=All")
-    status: int = Field(description="HTTP status of the answer")
-    audit_id: str | None = Field(description="the API server's Audit-ID response header")
-    acting_as: Identity | None = Field(description="the impersonated identity; None = the connection's own credentials")
-    dry_run: bool
-    reason: str | None = Field(None, description="the Status reason of an error answer: Forbidden, Conflict, ...")
-    message: str | None = Field(None, description="the Status message of an error answer")
 
 
 CallSink = Callable[[ApiCall], None]
@@ -285,29 +271,36 @@ def check(response: ApiResponse, *, what: str) -> JSON:
 
 
 def refusal(response: ApiResponse, *, what: str) -> ClusterError:
-    """The gpuctl error for an error answer, naming who was refused what and the API server's words."""
+    """The gpuctl error for an error answer, naming who was refused what and the API server's words, carrying the call."""
     call = response.call
     who = str(call.acting_as) if call.acting_as else OWN_IDENTITY
     said = call.message or f"HTTP {call.status}"
     if call.status == 401:
         return Unauthorized(
-            f"the API server rejected the credentials for {what} (401)", status=401, hint="refresh the kubeconfig's credentials"
+            f"the API server rejected the credentials for {what} (401)",
+            status=401,
+            hint="refresh the kubeconfig's credentials",
+            call=call,
         )
     if call.status == 403:
         return Forbidden(
             f"{who} may not {what}: {said}",
             reason=call.reason,
             hint="the cluster's RBAC decides; ask an admin for a Role granting it",
+            call=call,
         )
     if call.status == 404:
-        return NotFound(f"cannot {what}: {said}", status=404, reason=call.reason)
+        return NotFound(f"cannot {what}: {said}", status=404, reason=call.reason, call=call)
     if call.status == 409:
         if call.reason == "AlreadyExists":
-            return AlreadyExists(f"cannot {what}: {said}", status=409, reason=call.reason)
+            return AlreadyExists(f"cannot {what}: {said}", status=409, reason=call.reason, call=call)
         return Conflict(
             f"cannot {what}: it changed since it was read ({said})",
             status=409,
             reason=call.reason,
             hint="read it again and re-plan",
+            call=call,
         )
-    return ApiRejected(f"cannot {what}: the API server answered {call.status}: {said}", status=call.status, reason=call.reason)
+    return ApiRejected(
+        f"cannot {what}: the API server answered {call.status}: {said}", status=call.status, reason=call.reason, call=call
+    )

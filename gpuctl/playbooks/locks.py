@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TARGET_ANNOTATION = "gpuctl.io/lock-target"
 
-LockKind = Literal["node", "pool", "namespace"]
+LockKind = Literal["node", "pool", "namespace", "cluster_queue", "executor"]  # executor: the leader Lease
 
 
 class LockTarget(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import yaml
@@ -163,6 +164,21 @@ def _message(err: Mapping[str, Any]) -> str:
     if isinstance(value, str | int | float | bool) and kind not in ("value_error", "assertion_error"):
         text += f" (got {value!r})"
     return text
+
+
+def load(model: type[M], path: Path, error: Callable[..., Exception], what: str, *, hint: str) -> tuple[M, Marked]:
+    """`model` from the YAML file at `path`, with its lines; `error` naming `what`, the file, line and field
+    (or why it cannot be read, with `hint`) otherwise."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"cannot read {what} {source}: {e.strerror or e}", hint=hint) from e
+    try:
+        doc = read(text, source)
+        return validate(model, doc, source), doc
+    except ProblemsFound as e:
+        raise_as(error, f"invalid {what} {source}", e.problems)
 
 
 def raise_as(error: Callable[..., Exception], what: str, problems: Sequence[FileProblem], *, hint: str | None = None) -> NoReturn:

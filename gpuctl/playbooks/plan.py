@@ -9,21 +9,25 @@ parameters, so it cannot do more than the plan showed.
 
 `Plan.fingerprint` hashes what the plan acts on and does (not when or by whom
 it was computed), so an approver approves that exact content and the executor
-can prove it executed the same content.
+can prove it executed the same content. That includes the policy scopes it is
+authorized in and the targets it locks: an approver's policy check reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, computed_field, model_validator
 
+from gpuctl.audit.canonical import canonical_bytes
 from gpuctl.identity import Requester
+from gpuctl.playbooks.locks import LockTarget
+from gpuctl.playbooks.policy import Scope
 
 PLAN_VERSION = 1
+COMPUTED = frozenset({"fingerprint", "gpus_affected"})  # in a plan's JSON, derived from the rest
 
 
 class _Frozen(BaseModel):
@@ -84,6 +88,22 @@ class Plan(_Frozen):
     dry_run: Literal["server", "client", "none"] = Field(
         "none", description="server: every write was accepted by the API server with dryRun=All"
     )
+    scopes: tuple[Scope, ...] = Field((), description="every policy scope the steps touch (each authorized on its own)")
+    locks: tuple[LockTarget, ...] = Field((), description="targets locked while the run executes (one run per target)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_back(cls, data: Any, handler: ModelWrapValidatorHandler[Plan]) -> Plan:
+        """A plan read back from its JSON (a PlaybookRun, the audit log) carries its computed fields:
+        they are dropped, and a fingerprint that does not match the content is refused."""
+        claimed = None
+        if isinstance(data, dict) and COMPUTED.intersection(data):
+            claimed = data.get("fingerprint")
+            data = {key: value for key, value in data.items() if key not in COMPUTED}
+        plan = handler(data)
+        if claimed is not None and claimed != plan.fingerprint:
+            raise ValueError(f"fingerprint {claimed} does not match the plan's content ({plan.fingerprint})")
+        return plan
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -93,7 +113,7 @@ class Plan(_Frozen):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.playbook, self.parameters, self.steps)
+        return fingerprint(self.playbook, self.parameters, self.steps, self.scopes, self.locks)
 
     @property
     def targets(self) -> tuple[TargetRef, ...]:
@@ -107,13 +127,23 @@ class Plan(_Frozen):
         return not self.blocked and bool(self.steps)
 
 
-def fingerprint(playbook: str, parameters: dict[str, Any], steps: tuple[Step, ...]) -> str:
-    """sha256 over the canonical JSON of what the plan does (playbook, parameters, steps)."""
-    body = {
+def fingerprint(
+    playbook: str,
+    parameters: dict[str, Any],
+    steps: tuple[Step, ...],
+    scopes: tuple[Scope, ...] = (),
+    locks: tuple[LockTarget, ...] = (),
+) -> str:
+    """sha256 over the canonical JSON (RFC 8785) of what the plan does (playbook, parameters, steps) and where
+    (scopes, locks). Canonical, so the plan's JSON read back from anywhere hashes the same: the API server
+    gives a PlaybookRun's 600.0 back as 600, and RFC 8785 writes both as 600."""
+    body: dict[str, Any] = {
         "v": PLAN_VERSION,
         "playbook": playbook,
         "parameters": parameters,
         "steps": [step.model_dump(mode="json") for step in steps],
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    if scopes or locks:  # a plan without them hashes as before
+        body["scopes"] = [scope.model_dump(mode="json") for scope in scopes]
+        body["locks"] = [lock.model_dump(mode="json") for lock in locks]
+    return "sha256:" + hashlib.sha256(canonical_bytes(body)).hexdigest()

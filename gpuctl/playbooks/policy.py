@@ -15,6 +15,7 @@ only narrow what someone may do, never widen it.
         namespaces: [team-a, "team-a-*"]         # scopes, globs allowed
         pools: []
         cluster_queues: []
+        act_as: {users: [], groups: []}          # whom holders may act for (`--as`, `--as-group`)
     unmapped: read_only        # users holding no role: read_only (view status and runs) or none
     requester_may_approve: false   # the only value: an approver is never the requester
     alerts:
@@ -27,7 +28,12 @@ see nothing: a remediation tool must be switched on deliberately, and "the
 cluster's RBAC alone" would let every user with write rights fire playbooks
 from Slack or alerts before anyone decided they should.
 
-`decide` and `can_approve` return a Decision whose reason a person can act on
+Acting for someone else (`gpuctl playbook ... --as USER --as-group G`) needs a
+role whose `act_as` matches that user and every one of those groups: the run
+is then authorized, approved and performed as that identity, and the audit
+log names the caller too. (The cluster must also let the caller impersonate.)
+
+`decide`, `can_approve` and `may_act_as` return a Decision whose reason a person can act on
 ("user-b may not run adjust-quota on team-a: role team-b-operator covers
 team-b only"); `Decision.require()` raises PolicyDenied with it.
 """
@@ -51,6 +57,13 @@ RoleName = Annotated[str, StringConstraints(pattern=rf"^{DNS_LABEL}$", max_lengt
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 
 
+class ActAs(Frozen):
+    """Whom a role's holders may act for: user names and groups (globs, matched exactly otherwise)."""
+
+    users: tuple[Subject, ...] = ()
+    groups: tuple[Subject, ...] = ()
+
+
 class Role(Frozen):
     description: str = ""
     users: tuple[Subject, ...] = Field((), description="Kubernetes user names holding this role (exact)")
@@ -60,6 +73,7 @@ class Role(Frozen):
     namespaces: tuple[Glob, ...] = ()
     pools: tuple[Glob, ...] = ()
     cluster_queues: tuple[Glob, ...] = ()
+    act_as: ActAs = Field(ActAs(), description="whom holders may act for with --as/--as-group (users, groups)")
 
     def holds(self, identity: Identity) -> bool:
         return identity.user in self.users or not set(identity.groups).isdisjoint(self.groups)
@@ -203,6 +217,23 @@ def can_approve(policy: Policy, approver: Identity, requester: Identity, playboo
     return Decision(
         allowed=False, reason=f"{approver.user} may not approve {playbook} on {scope}: {_out_of_scope(approvers, scope)}{ask}"
     )
+
+
+def may_act_as(policy: Policy, caller: Identity, target: Identity) -> Decision:
+    """May `caller` act for `target` (its user and every one of its groups)? Acting as oneself always may."""
+    if caller == target:
+        return Decision(allowed=True, reason=f"{caller.user} acts as themselves")
+    held = policy.held_roles(caller)
+    if not held:
+        return Decision(allowed=False, reason=_no_role(policy, caller, "act as", target.user).reason)
+    for name, role in held:
+        if _matches(target.user, role.act_as.users) and all(_matches(g, role.act_as.groups) for g in target.groups):
+            return Decision(allowed=True, reason=f"{caller.user} may act as {target}: role {name}", role=name)
+    what = "; ".join(
+        f"role {n} acts as users {_listed(r.act_as.users) or 'none'}, groups {_listed(r.act_as.groups) or 'none'}"
+        for n, r in held
+    )
+    return Decision(allowed=False, reason=f"{caller.user} may not act as {target}: {what}")
 
 
 def may_view(policy: Policy, identity: Identity) -> Decision:

@@ -81,6 +81,7 @@ class Approval(_Wire):
     decision: Literal["Approved", "Denied"]
     at: datetime
     comment: str | None = None
+    plan_fingerprint: str | None = Field(None, max_length=128, description="the plan the approver saw and decided on")
 
 
 class StepProgress(_Wire):
@@ -122,6 +123,7 @@ class PlaybookRun(BaseModel):
     uid: str
     resource_version: str
     created_at: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
     spec: RunSpec
     status: RunStatus
 
@@ -134,6 +136,7 @@ class PlaybookRun(BaseModel):
             uid=meta["uid"],
             resource_version=meta["resourceVersion"],
             created_at=meta["creationTimestamp"],
+            labels=meta.get("labels") or {},
             spec=RunSpec.model_validate(obj["spec"]),
             status=RunStatus.model_validate(obj.get("status") or {}),
         )
@@ -193,9 +196,9 @@ class PlaybookRuns:
         if not any(r.get("name") == PLURAL for r in resources):
             raise self._not_installed()
 
-    async def create(self, spec: RunSpec, *, dry_run: bool = False) -> PlaybookRun:
+    async def create(self, spec: RunSpec, *, labels: dict[str, str] | None = None, dry_run: bool = False) -> PlaybookRun:
         """Create a run; with an idempotency key a duplicate raises AlreadyExists (nothing created)."""
-        metadata: JSON = {"namespace": self.namespace, "labels": {"gpuctl.io/playbook": spec.playbook}}
+        metadata: JSON = {"namespace": self.namespace, "labels": {**(labels or {}), "gpuctl.io/playbook": spec.playbook}}
         if spec.idempotency_key is not None:
             metadata["name"] = run_name(spec.playbook, spec.idempotency_key)
         else:

@@ -128,6 +128,40 @@ class FleetIndex:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The fleet's GPUs in one line: allocatable, allocated (busy + idle + quiet), free."""
+
+    gpus: int
+    allocated: int
+    busy: int
+    idle: int
+
+    @property
+    def quiet(self) -> int:
+        """Held, neither busy nor idle: under the threshold for less than the window, or unmeasured."""
+        return max(0, self.allocated - self.busy - self.idle)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.gpus - self.allocated)
+
+
+def totals(snapshot: Snapshot) -> Totals:
+    """Pools give allocatable and allocated (whole GPUs, MIG instances, time-slice shares); GPUs give busy and idle."""
+    return Totals(
+        gpus=sum(p.gpus_total for p in snapshot.pools),
+        allocated=sum(p.gpus_allocated for p in snapshot.pools),
+        busy=sum(1 for g in snapshot.gpus if g.busy),
+        idle=sum(1 for g in snapshot.gpus if g.idle),
+    )
+
+
+def idle_holders(snapshot: Snapshot) -> list[GpuPod]:
+    """Pods whose GPUs are idle, the most idle GPU-time first (idle for x GPUs held), then by key."""
+    return sorted((p for p in snapshot.pods if p.idle), key=lambda p: (-(p.idle_for_s or 0) * p.gpus_total, p.key))
+
+
 def _stats(gpus: list[Gpu]) -> NodeStats:
     allocated = busy = idle = 0
     util = mem = temp = power = 0.0

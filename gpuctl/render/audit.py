@@ -71,9 +71,9 @@ def render_run(records: Sequence[AuditRecord]) -> str:
         lines.append(f"#{r.seq:<5} {when(r.time)}  {r.kind.value:<{width}}  {actor_text(r.actor)}")
         headline = _api_call_line(r.payload) if r.kind is EventKind.API_CALL else None
         body: object = r.payload
-        if headline:  # the call on one line, then only what came back
+        if headline:  # the call on one line, then whom it acted as, what came back, and the engine's additions
             lines.append(f"       {headline}")
-            body = {"result": r.payload["result"]} if r.payload.get("result") is not None else None
+            body = _api_call_rest(r.payload)
         if body:
             text = yaml.safe_dump(body, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100)
             lines.extend(f"       {line}" for line in text.rstrip("\n").splitlines())
@@ -93,15 +93,33 @@ def render_verify(result: VerifyResult, location: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _api_call_line(payload: Mapping[str, object], *, audit_id: bool = True) -> str | None:
+def _api_call(payload: Mapping[str, object]) -> ApiCall | None:
+    """The call in an `api_call` payload (its other members, such as `step`, are the engine's)."""
     try:
-        call = ApiCall.model_validate(payload)
+        return ApiCall.model_validate({key: value for key, value in payload.items() if key in ApiCall.model_fields})
     except ValueError:
+        return None
+
+
+def _api_call_line(payload: Mapping[str, object], *, audit_id: bool = True) -> str | None:
+    call = _api_call(payload)
+    if call is None:
         return None
     line = f"{call.method} {call.path} → {call.status}"
     if audit_id and call.audit_id:
         line += f" audit-id {call.audit_id}"
     return line + (" (dry run)" if call.dry_run else "")
+
+
+def _api_call_rest(payload: Mapping[str, object]) -> dict[str, object]:
+    """What the call line leaves out: whom it acted as, the answer's reason and message, the engine's members."""
+    rest: dict[str, object] = {k: v for k, v in payload.items() if k not in ApiCall.model_fields and v is not None}
+    if payload.get("acting_as") is not None:
+        rest["acting_as"] = payload["acting_as"]
+    answer = {key: payload[key] for key in ("reason", "message") if payload.get(key) is not None}
+    if answer:
+        rest["result"] = answer
+    return rest
 
 
 def _brief(value: object) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from gpuctl.model import GpuPod, Node
+
 _SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -99,3 +101,25 @@ def truncate(text: str, width: int) -> str:
     if width <= 0:
         return ""
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def node_status(n: Node) -> str:
+    """'Ready', 'NotReady', 'Ready,Cordoned'."""
+    return ("Ready" if n.ready else "NotReady") + (",Cordoned" if n.cordoned else "")
+
+
+def mig_state(n: Node) -> str:
+    """MIG config/state as the MIG manager labels them ('all-1g.10gb/success'), '—' when not partitioned."""
+    if not (n.mig_config or n.mig_config_state):
+        return "—"
+    return f"{n.mig_config or '?'}/{n.mig_config_state or '?'}"
+
+
+def taints(n: Node) -> str:
+    """'gpu:NoSchedule,dedicated:NoExecute' (nvidia.com/ dropped), '—' when none."""
+    return ",".join(f"{t.key.removeprefix('nvidia.com/')}:{t.effect}" for t in n.taints) or "—"
+
+
+def owner(p: GpuPod) -> str:
+    """The pod's top controller as Kind/name, '—' when it has none."""
+    return f"{p.owner_kind}/{p.owner_name}" if p.owner_kind else "—"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gpuctl.model import Snapshot
+from gpuctl.query.fleet import idle_holders, totals
 from gpuctl.render.format import duration as human_duration
 
 TOP_IDLE = 10
@@ -59,19 +60,18 @@ def health_lines(snap: Snapshot) -> list[str]:
     return [*stopped, line, m]
 
 
+def idle_definition(snap: Snapshot) -> str:
+    return f"idle = held and under {snap.idle_threshold_pct:g}% for {duration(snap.idle_window_s)}"
+
+
 def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
-    total = sum(p.gpus_total for p in snap.pools)
-    allocated = sum(p.gpus_allocated for p in snap.pools)
-    idle = sum(1 for g in snap.gpus if g.idle)
-    busy = sum(1 for g in snap.gpus if g.busy)
+    t = totals(snap)
     out = [
         f"gpuctl snapshot at {snap.taken_at:%Y-%m-%d %H:%M:%S}Z (generation {snap.generation})",
         *health_lines(snap),
         "",
-        f"GPUs: {total} allocatable, {allocated} allocated ({busy} busy, {idle} idle, "
-        f"{max(0, allocated - busy - idle)} quiet or unmeasured), "
-        f"{max(0, total - allocated)} free; idle = held and under {snap.idle_threshold_pct:g}% "
-        f"for {duration(snap.idle_window_s)}",
+        f"GPUs: {t.gpus} allocatable, {t.allocated} allocated ({t.busy} busy, {t.idle} idle, "
+        f"{t.quiet} quiet or unmeasured), {t.free} free; {idle_definition(snap)}",
     ]
     firing = [a for a in snap.alerts if a.state == "firing"]
     if firing:
@@ -102,7 +102,7 @@ def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
     else:
         out.append("(no GPU pods or GPU quotas)")
 
-    holders = sorted((p for p in snap.pods if p.idle), key=lambda p: (-(p.idle_for_s or 0) * p.gpus_total, p.key))
+    holders = idle_holders(snap)
     out += ["", f"TOP IDLE HOLDERS ({len(holders)} pods idle)"]
     if holders:
         out += table(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpuctl.migparted import MIG_MODELS
 from gpuctl.model import Taint
 
 # The node label that names a node's pool. Karpenter's label: what an EKS
@@ -43,26 +44,8 @@ L4 = GpuModel("NVIDIA L4", "ada-lovelace", 23034, (8, 9), 72.0, 16.0, 2040, 6251
 T4 = GpuModel("Tesla T4", "turing", 15360, (7, 5), 70.0, 10.0, 1590, 5001, 76.0, False)
 
 
-@dataclass(frozen=True, slots=True)
-class MigProfile:
-    name: str  # e.g. "1g.10gb"
-    slices: int  # compute slices out of 7
-    mem_mib: int
-
-    @property
-    def resource(self) -> str:
-        return f"nvidia.com/mig-{self.name}"
-
-
-H100_PROFILES = {
-    p.name: p
-    for p in (
-        MigProfile("1g.10gb", 1, 9856),
-        MigProfile("2g.20gb", 2, 19968),
-        MigProfile("3g.40gb", 3, 40320),
-        MigProfile("7g.80gb", 7, 80896),
-    )
-}
+# MIG profiles (compute slices, memory) from the one table gpuctl has of them.
+H100_PROFILES = MIG_MODELS["NVIDIA-H100-80GB-HBM3"].profiles
 
 # mig-parted config name -> (profile, GPU_I_ID) per GPU, in the order nvidia-smi lists them.
 H100_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {

@@ -12,7 +12,20 @@ from datetime import datetime
 from gpuctl.model import Alert, Gpu, GpuPod, NamespaceUsage, Node, Pool
 from gpuctl.query.fleet import NodeStats
 from gpuctl.query.states import PodState, pod_state
-from gpuctl.render.format import age, bar, duration, gpu_count, mib, num, pct, short_model
+from gpuctl.render.format import (
+    age,
+    bar,
+    duration,
+    gpu_count,
+    mib,
+    mig_state,
+    node_status,
+    num,
+    owner,
+    pct,
+    short_model,
+    taints,
+)
 from gpuctl.tui.row_table import Cell, Column, num_sort
 
 IDLE = "bold magenta"
@@ -66,20 +79,6 @@ class NodeItem:
         return self.node.gpu_requested + sum(self.node.mig_requested.values())
 
 
-def _node_status(n: Node) -> str:
-    return ("Ready" if n.ready else "NotReady") + (",Cordoned" if n.cordoned else "")
-
-
-def _mig(n: Node) -> str:
-    if not (n.mig_config or n.mig_config_state):
-        return "—"
-    return f"{n.mig_config or '?'}/{n.mig_config_state or '?'}"
-
-
-def _taints(n: Node) -> str:
-    return ",".join(f"{t.key.removeprefix('nvidia.com/')}:{t.effect}" for t in n.taints) or "—"
-
-
 NODE_COLUMNS: tuple[Column[NodeItem], ...] = (
     Column("node", "node", 24, lambda i: i.node.name),
     Column("pool", "pool", 12, lambda i: (i.node.pool, i.node.name)),
@@ -89,9 +88,9 @@ NODE_COLUMNS: tuple[Column[NodeItem], ...] = (
     Column("busy", "busy", 4, lambda i: i.stats.busy, right=True),
     Column("idle", "idle", 4, lambda i: i.stats.idle, right=True),
     Column("util", "util", 5, lambda i: num_sort(i.stats.util_mean), right=True),
-    Column("mig", "MIG config/state", 22, lambda i: _mig(i.node)),
-    Column("taints", "taints", 22, lambda i: _taints(i.node)),
-    Column("status", "status", 17, lambda i: _node_status(i.node)),
+    Column("mig", "MIG config/state", 22, lambda i: mig_state(i.node)),
+    Column("taints", "taints", 22, lambda i: taints(i.node)),
+    Column("status", "status", 17, lambda i: node_status(i.node)),
 )
 
 
@@ -108,9 +107,9 @@ def node_cells(i: NodeItem) -> tuple[Cell, ...]:
         Cell(str(s.busy)),
         Cell(str(s.idle), IDLE if s.idle else ""),
         Cell(pct(s.util_mean)),
-        Cell(_mig(n), mig_style),
-        Cell(_taints(n)),
-        Cell(_node_status(n), status_style),
+        Cell(mig_state(n), mig_style),
+        Cell(taints(n)),
+        Cell(node_status(n), status_style),
     )
 
 
@@ -124,17 +123,13 @@ def _idle_sort(p: GpuPod) -> float:
     return -1.0 if p.phase != "Running" else -2.0
 
 
-def _owner(p: GpuPod) -> str:
-    return f"{p.owner_kind}/{p.owner_name}" if p.owner_kind else "—"
-
-
 POD_COLUMNS: tuple[Column[GpuPod], ...] = (
     Column("namespace", "namespace", 14, lambda p: (p.namespace, p.name)),
     Column("pod", "pod", 30, lambda p: p.name),
     Column("gpus", "GPUs", 6, lambda p: p.gpus_total, right=True),
     Column("util", "util", 5, lambda p: num_sort(p.util_pct), right=True),
     Column("idle", "idle for", 10, _idle_sort),
-    Column("owner", "owner", 26, _owner),
+    Column("owner", "owner", 26, owner),
     Column("priority", "priority", 18, lambda p: p.priority_class or ""),
     Column("age", "age", 7, lambda p: -_created(p.created), right=True),
     Column("node", "node", 24, lambda p: p.node or ""),
@@ -159,7 +154,7 @@ def pod_cells(p: GpuPod, now: datetime, threshold: float = 5.0) -> tuple[Cell, .
         Cell(gpu_count(p.gpus, sum(p.mig.values()), p.gpu_slices)),
         Cell(pct(p.util_pct)),
         idle,
-        Cell(_owner(p)),
+        Cell(owner(p)),
         Cell(p.priority_class or "—"),
         Cell(age(p.created, now)),
         Cell(p.node or "—"),

@@ -13,10 +13,10 @@ from testbed.waiting import poll
 pytestmark = pytest.mark.testbed
 
 
-def _read_pods_grant(namespace: str, *, group: str) -> list[dict]:
+def _read_grant(namespace: str, *, group: str, resource: str = "pods") -> list[dict]:
     return [
-        role("pod-reader", namespace, [rule("", ["pods"], ["get", "list"])]),
-        role_binding(f"{group}-reads", namespace, role="pod-reader", group=group),
+        role(f"{resource}-reader", namespace, [rule("", [resource], ["get", "list"])]),
+        role_binding(f"{group}-reads-{resource}", namespace, role=f"{resource}-reader", group=group),
     ]
 
 
@@ -28,7 +28,7 @@ async def test_rbac_denies_until_a_role_grants(control_plane: ControlPlane, admi
         assert denied.status == 403
         assert "user-a" in denied.body["message"]
 
-        await apply_objects(admin, _read_pods_grant(team_b, group="team-a"))
+        await apply_objects(admin, _read_grant(team_b, group="team-a"))
 
         async def allowed() -> bool:
             return (await user_a.list("Pod", team_b)).status == 200
@@ -43,20 +43,21 @@ async def test_operator_may_impersonate_but_gains_only_the_impersonated_rights(c
 
     namespace = unique("imp")
     await apply_objects(admin, [namespace_object(namespace)])
+    # Secrets: other tests grant the operator read rights on what playbooks plan from, never on these.
     async with client_for(control_plane, OPERATOR) as operator:
         as_user_a = {"Impersonate-User": "user-a", "Impersonate-Group": "team-a"}
-        response = await operator.list("Pod", namespace, headers=as_user_a)
+        response = await operator.list("Secret", namespace, headers=as_user_a)
         assert response.status == 403
         assert 'User "user-a"' in response.body["message"]
-        assert (await operator.list("Pod", namespace)).status == 403  # nor on its own
+        assert (await operator.list("Secret", namespace)).status == 403  # nor on its own
 
-        await apply_objects(admin, _read_pods_grant(namespace, group="team-a"))
+        await apply_objects(admin, _read_grant(namespace, group="team-a", resource="secrets"))
 
         async def impersonated_list_allowed() -> bool:
-            return (await operator.list("Pod", namespace, headers=as_user_a)).status == 200
+            return (await operator.list("Secret", namespace, headers=as_user_a)).status == 200
 
         await poll(impersonated_list_allowed, timeout_s=10, what="team-a's grant to apply to the impersonated user")
-        assert (await operator.list("Pod", namespace)).status == 403  # the grant is user-a's, not the operator's
+        assert (await operator.list("Secret", namespace)).status == 403  # the grant is user-a's, not the operator's
 
     async with client_for(control_plane, USER_A) as user_a:
         response = await user_a.list("Pod", namespace, headers={"Impersonate-User": "testbed-admin"})

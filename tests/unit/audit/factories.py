@@ -32,7 +32,7 @@ def run_events(run_id: str = "reclaim-7f3a") -> list[AuditEvent]:
     """A typical run, requested to completed."""
     call = ApiCall(
         method="POST", path="/api/v1/namespaces/team-a/pods/train-0/eviction", status=201,
-        audit_id="4f1c1a8e-2c7e-4d7e-9a8e-0d1c2b3a4f5e", result={"reason": "Evicted"},
+        audit_id="4f1c1a8e-2c7e-4d7e-9a8e-0d1c2b3a4f5e", acting_as=None, dry_run=False, reason="Evicted",
     )  # fmt: skip
     return [
         AuditEvent(run_id=run_id, kind=EventKind.REQUESTED, actor=USER_A, payload={"playbook": "reclaim-idle-gpus"}),

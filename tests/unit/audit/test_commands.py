@@ -227,3 +227,35 @@ def test_interrupted_and_system_records_read_well(tmp_path: Path) -> None:
     asyncio.run(write())
     code, out, _ = gpuctl("audit", "show", "mig-1", "--audit", str(path))
     assert code == 0 and "state: interrupted (ended)" in out and "started by gpuctl" in out
+
+
+def test_show_an_engine_api_call_with_its_step_and_identity(tmp_path: Path) -> None:
+    """The engine's api_call payload is the ApiCall's dump plus the step it belongs to."""
+    from gpuctl.audit import ApiCall
+    from gpuctl.identity import Identity
+
+    path = tmp_path / "audit.sqlite"
+    call = ApiCall(method="PATCH", path="/api/v1/namespaces/team-a/resourcequotas/gpus", status=403, audit_id="a-1",
+                   acting_as=Identity(user="user-a", groups=("team-a",)), dry_run=False, reason="Forbidden",
+                   message="resourcequotas \"gpus\" is forbidden")  # fmt: skip
+
+    async def write() -> None:
+        async with open_audit(str(path)) as log:
+            await log.append(AuditEvent(run_id="q-1", kind=EventKind.API_CALL, payload={**call.model_dump(mode="json"), "step": 2}))
+
+    asyncio.run(write())
+    code, out, _ = gpuctl("audit", "show", "q-1", "--audit", str(path))
+    assert code == 0
+    assert out.splitlines()[5:] == [
+        "       PATCH /api/v1/namespaces/team-a/resourcequotas/gpus → 403 audit-id a-1",
+        "       acting_as:",
+        "         groups:",
+        "         - team-a",
+        "         user: user-a",
+        "       result:",
+        "         message: resourcequotas \"gpus\" is forbidden",
+        "         reason: Forbidden",
+        "       step: 2",
+    ]
+    code, out, _ = gpuctl("audit", "list", "--audit", str(path))
+    assert out.splitlines()[1].endswith("PATCH /api/v1/namespaces/team-a/resourcequotas/gpus → 403")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuctl.cli import main
+from gpuctl.cli import build_parser, main
 from gpuctl.config import load_settings
 from gpuctl.errors import ConfigError
 from tests.unit.playbooks.conftest import MINIMAL
@@ -157,3 +157,18 @@ def test_installed_wheel_carries_the_playbooks(tmp_path: Path) -> None:
     assert where.startswith(str(site))
     assert [row["name"] for row in json.loads(listing)] == SHIPPED
     assert all(row["source"].startswith(str(site)) for row in json.loads(listing))
+
+
+def test_engine_verbs_parse_and_json_needs_yes() -> None:
+    code, _, err = run("playbook", "run", "adjust-quota", "-p", "quota=8", "--json")
+    assert code == 2 and "--json prints no prompt: add --yes" in err
+    code, _, err = run("playbook", "approve")
+    assert code == 2
+    args = build_parser().parse_args(["executor", "--name", "executor-0", "--gpuctl-namespace", "ops"])
+    assert (args.command, args.name, args.gpuctl_namespace) == ("executor", "executor-0", "ops")
+
+
+def test_an_unreachable_cluster_exits_3_before_anything_is_planned(dead_kubeconfig: Path) -> None:
+    code, _, err = run("playbook", "plan", "adjust-quota", "-p", "namespace=a", "-p", "quota=1",
+                       "--kubeconfig", str(dead_kubeconfig))  # fmt: skip
+    assert code == 3 and err.startswith("gpuctl: error: ")

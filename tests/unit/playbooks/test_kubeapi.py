@@ -75,8 +75,10 @@ def test_retry_after(value: str | None, seconds: int | None) -> None:
     ],
 )
 def test_refusals_map_to_the_error_tree(status: int, reason: str, error: type[Exception]) -> None:
-    mapped = refusal(_answer(status, {"kind": "Status", "reason": reason, "message": "the API's words"}), what="evict pods a/p")
+    answer = _answer(status, {"kind": "Status", "reason": reason, "message": "the API's words"})
+    mapped = refusal(answer, what="evict pods a/p")
     assert type(mapped) is error
+    assert mapped.call is answer.call  # a playbook records the refused request like any other
     assert "evict pods a/p" in str(mapped)
     if status == 403:
         assert str(mapped).startswith("user-a (team-a, gpu-admins, system:authenticated) may not evict pods a/p: the API's words")

@@ -9,7 +9,7 @@ import pytest
 from gpuctl.errors import ConfigError, PolicyDenied, PolicyError
 from gpuctl.identity import Identity
 from gpuctl.playbooks.loader import Catalog
-from gpuctl.playbooks.policy import Policy, Scope, alert_rule, can_approve, decide, load_policy, may_view
+from gpuctl.playbooks.policy import Policy, Scope, alert_rule, can_approve, decide, load_policy, may_act_as, may_view
 
 EXAMPLE = Path(__file__).parents[3] / "deploy" / "policy.example.yaml"
 
@@ -221,3 +221,34 @@ def test_example_policy_is_valid(catalog: Catalog) -> None:
         "user-b may not run adjust-quota on team-a: role team-b-operator covers team-b only"
     )
     assert example.unmapped == "read_only" and alert_rule(example, "reclaim-idle-gpus") is not None
+
+
+ACTING = """\
+roles:
+  platform:
+    users: [root]
+    act_as: {users: ["user-*"], groups: ["team-*"]}
+  team-a-operator:
+    groups: [team-a]
+    run: [adjust-quota]
+    namespaces: [team-a]
+"""
+
+
+def test_acting_for_others_needs_a_role_covering_the_user_and_every_group(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(ACTING)
+    policy = load_policy(path)
+    root = Identity(user="root")
+    assert may_act_as(policy, root, USER_A).allowed
+    assert may_act_as(policy, root, Identity(user="user-b")).allowed  # no groups: nothing more to cover
+    escalate = may_act_as(policy, root, Identity(user="user-a", groups=("team-a", "system:masters")))
+    assert not escalate.allowed
+    assert escalate.reason == "root may not act as user-a (team-a, system:masters): role platform acts as users user-*, groups team-*"
+    assert not may_act_as(policy, root, Identity(user="alice")).allowed
+    assert may_act_as(policy, USER_A, USER_A).allowed  # yourself, always
+    denied = may_act_as(policy, USER_A, USER_B)
+    assert denied.reason == "user-a may not act as user-b (team-b): role team-a-operator acts as users none, groups none"
+    assert may_act_as(policy, STRANGER, USER_A).reason.startswith("mallory may not act as user-a: mallory (groups contractors) holds no role")
+    with pytest.raises(PolicyDenied):
+        may_act_as(policy, STRANGER, USER_A).require()

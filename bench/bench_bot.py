@@ -1,0 +1,113 @@
+"""Benchmark the Slack bot's ack latency under concurrent slash commands, and its RSS.
+
+    .venv/bin/python bench/bench_bot.py [--scale 20] [--concurrent 50] [--rounds 3]
+
+Runs `running_bot` (as `gpuctl bot serve --demo` does, tune_gc() applied) on
+the simulated fleet at `--scale` (220 is about 10,000 GPU pods) with
+testbed.slack's Web API stand-in in this process. A child process (this script
+with `--load`) then sends, `--rounds` times, `--concurrent` signed `/gpu`
+commands at once (status, idle, top, pools, quota in turn) over real HTTP and
+measures, per command, request sent -> HTTP answer (the ack Slack waits for,
+3 s limit); this process times the reply's arrival on response_url. The demo
+source keeps ticking (a metrics refresh every 2 s) throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, command_line, machine, mib, ms, rss_bytes, table
+
+from gpuctl.bot.server import running_bot
+from gpuctl.config import Settings
+from gpuctl.service import tune_gc
+from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender
+
+SECRET = "bench-signing-secret"
+COMMANDS = ("status", "idle", "top 10", "pools", "quota")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def load(args: argparse.Namespace) -> None:
+    """The child: send the commands, print one JSON line per command {rid, sent (wall), ack (s), immediate}."""
+    slack = FakeSlack()
+    slack.port = args.slack_port  # only to build response_urls pointing at the parent's stand-in
+    sender = SlackSender(args.load, SECRET, slack)
+
+    async def one(text: str) -> dict[str, object]:
+        body, rid, _ = sender.command_body(text, user_id="U0BENCH01")
+        headers = sender.sign(body)
+        sent, start = time.time(), time.perf_counter()
+        status, answer = await sender.post(body, headers)
+        if status != 200:
+            raise RuntimeError(f"{text}: HTTP {status} {answer}")
+        return {"rid": rid, "sent": sent, "ack": time.perf_counter() - start, "immediate": bool(answer)}
+
+    for _ in range(args.rounds):
+        for result in await asyncio.gather(*(one(COMMANDS[i % len(COMMANDS)]) for i in range(args.concurrent))):
+            print(json.dumps(result), flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    tune_gc()
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "config.yaml"
+        config.write_text("{}\n")
+        async with FakeSlack() as slack:
+            settings = Settings(config_file=config, demo=True, demo_scale=args.scale, slack_bot_token=BOT_TOKEN,
+                                slack_signing_secret=SECRET, slack_api_url=slack.api_url, bot_host="127.0.0.1",
+                                bot_port=0)  # fmt: skip
+            rss_start = rss_bytes()
+            async with running_bot(settings) as bot:
+                await bot.cluster.wait_ready(300)
+                snap = bot.cluster.snapshot()
+                await SlackSender(bot.url, SECRET, slack).command("help", user_id="U0BENCH01")  # warm: Bolt's auth.test
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable, __file__, "--load", bot.url, "--slack-port", str(slack.port),
+                    "--concurrent", str(args.concurrent), "--rounds", str(args.rounds),
+                    stdout=asyncio.subprocess.PIPE, cwd=REPO,
+                )  # fmt: skip
+                out, _ = await child.communicate()
+                results = [json.loads(line) for line in out.decode().splitlines()]
+                if child.returncode or len(results) != args.concurrent * args.rounds:
+                    raise RuntimeError(f"load generator failed ({child.returncode}), {len(results)} results")
+                replies = []
+                for r in results:
+                    if r["immediate"]:
+                        continue
+                    (call,) = await slack.wait_for_calls(f"response:{r['rid']}", timeout_s=120)
+                    replies.append(call.at - r["sent"])
+                rss_end = rss_bytes()
+    acks = [r["ack"] for r in results]
+    print(f"# {command_line()}\n# {machine()}")
+    print(f"# demo fleet scale {args.scale}: {len(snap.pods)} GPU pods, {len(snap.gpus)} GPUs, {len(snap.nodes)} nodes")
+    rows = [
+        [name, str(len(values)), ms(statistics.median(values)), ms(percentile(values, 0.99)), ms(max(values))]
+        for name, values in (("ack (HTTP answer)", acks), ("reply on response_url", replies))
+    ]
+    print(table(["", "n", "p50", "p99", "max"], rows))
+    print(f"RSS: {mib(rss_end)} after the run ({mib(rss_start)} before the bot started)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=20)
+    parser.add_argument("--concurrent", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--slack-port", type=int, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    asyncio.run(load(arguments) if arguments.load else main(arguments))

@@ -1,0 +1,14 @@
+"""The Slack bot: `/gpu` commands, approvals and alert posts, a front end to the same live state as `gpuctl top`.
+
+    commands     `/gpu …` text → a typed command (a real parser; user text is never interpolated)
+    answers      read-only commands answered from a snapshot (gpuctl.query + gpuctl.render) as Block Kit
+    blocks       Block Kit pieces: escaping, narrow code blocks, lists cut with a count
+    desk         one request: parse → identity → policy → answer or engine seam
+    identity     Slack user ids, emails and user groups → Kubernetes users and groups
+    engine_seam  the one interface to the playbook engine (`NoEngine` for --demo)
+    engine_link  that interface over the engine: run, approve/deny, follow, runs, audit, alert proposals
+    run_blocks   plans, decisions, outcomes, run lists and audit records as Block Kit
+    alert_rules  alert → playbook rules file;  alerts  Alertmanager webhook → Slack posts
+    metrics      the bot's own Prometheus metrics
+    app          the slack-bolt AsyncApp (listeners, retry dedupe);  server  HTTP routes, Socket Mode, start/stop
+"""

@@ -1,0 +1,235 @@
+"""Alertmanager webhooks (version "4") → one Slack post per firing episode, updated when it resolves.
+
+Alertmanager sends the same alert many times (group_interval, repeat_interval,
+retries after a 5xx), so an alert is keyed on its firing episode: fingerprint +
+startsAt. The first delivery of an episode that matches an alert rule posts
+the alert, the playbook it maps to with its parameters (validated; a bad label
+value is shown, not run) and what the engine seam adds; every later delivery
+of that episode does nothing; `resolved` marks the post resolved and says so
+in its thread. If Slack refuses the post, the episode is forgotten and the
+webhook answers 503, so Alertmanager's retry posts it then.
+
+Episodes live in memory (bounded): after a restart the next repeat of a
+still-firing alert is posted once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gpuctl.bot.alert_rules import AlertRules, Rule, arguments
+from gpuctl.bot.blocks import Block, context, esc, fields, section
+from gpuctl.bot.engine_seam import AlertProposal, EngineSeam
+from gpuctl.errors import ParameterError
+from gpuctl.playbooks.loader import Catalog
+from gpuctl.playbooks.policy import Policy, alert_rule
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # bytes of one webhook body
+MAX_ALERTS = 1000  # alerts in one webhook body
+MAX_EPISODES = 10_000
+POST_WAIT_S = 30.0  # how long a resolution waits for its episode's post to finish
+SHOWN_LABELS = ("severity", "Hostname", "hostname", "gpu", "namespace", "exported_namespace", "pod", "exported_pod")
+
+
+class _Camel(BaseModel):
+    # Unknown fields are ignored: a newer Alertmanager may add some.
+    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+
+class WebhookAlert(_Camel):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = Field("", alias="generatorURL")
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+    @property
+    def episode(self) -> str:
+        return f"{self.fingerprint}@{self.starts_at.isoformat()}"
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "?")
+
+
+class WebhookPayload(_Camel):
+    version: Literal["4"]
+    group_key: str
+    truncated_alerts: int = 0
+    status: Literal["firing", "resolved"]
+    receiver: str
+    group_labels: dict[str, str] = Field(default_factory=dict)
+    common_labels: dict[str, str] = Field(default_factory=dict)
+    common_annotations: dict[str, str] = Field(default_factory=dict)
+    external_url: str = Field("", alias="externalURL")
+    alerts: list[WebhookAlert] = Field(max_length=MAX_ALERTS)
+
+
+class Rejected(Exception):
+    """A webhook body gpuctl will not read: `status` is the HTTP answer, the message says why (logged)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def parse_payload(body: bytes) -> WebhookPayload:
+    """The payload in a webhook body; Rejected (400) naming the first problems when it is not one."""
+    try:
+        return WebhookPayload.model_validate_json(body)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors(include_url=False)[:3]
+        )
+        raise Rejected(400, f"not an Alertmanager version 4 payload: {problems}"[:500]) from None
+
+
+@dataclass
+class Episode:
+    alert: str
+    channel: str
+    blocks: list[Block]
+    text: str
+    ts: str | None = None
+    resolved: bool = False
+    posted: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Outcome:
+    """What one webhook delivery did, alert by alert."""
+
+    posted: int = 0
+    repeats: int = 0
+    resolved: int = 0
+    unmatched: int = 0
+    failed: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+class AlertDesk:
+    def __init__(
+        self, rules: AlertRules | None, catalog: Catalog, policy: Policy, poster: AsyncWebClient, seam: EngineSeam
+    ) -> None:
+        self.rules = rules
+        self.catalog = catalog
+        self.policy = policy
+        self.poster = poster
+        self.seam = seam
+        self.episodes: OrderedDict[str, Episode] = OrderedDict()
+
+    async def handle(self, payload: WebhookPayload) -> Outcome:
+        """Post new firing episodes, resolve posted ones; alerts of one delivery are handled in order."""
+        outcome = Outcome()
+        for alert in payload.alerts:
+            rule = self.rules.match(alert.labels) if self.rules else None
+            if alert.status == "resolved":
+                done = await self._resolve(alert)
+                outcome.resolved += done
+                outcome.repeats += not done and rule is not None
+                outcome.unmatched += rule is None
+            elif rule is None:
+                outcome.unmatched += 1
+            elif alert.episode in self.episodes:
+                outcome.repeats += 1
+            else:
+                posted = await self._post(alert, rule)
+                outcome.posted += posted
+                outcome.failed += not posted
+        return outcome
+
+    def _remember(self, key: str, episode: Episode) -> None:
+        self.episodes[key] = episode
+        while len(self.episodes) > MAX_EPISODES:  # forget the oldest resolved episode, else the oldest
+            oldest = next((k for k, e in self.episodes.items() if e.resolved), next(iter(self.episodes)))
+            del self.episodes[oldest]
+
+    async def _post(self, alert: WebhookAlert, rule: Rule) -> bool:
+        assert self.rules is not None
+        blocks, text = await self._describe(alert, rule)
+        channel = rule.channel or self.rules.channel
+        episode = Episode(alert=alert.name, channel=channel, blocks=blocks, text=text)
+        self._remember(alert.episode, episode)  # before the await: a concurrent delivery sees it
+        try:
+            response = await self.poster.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            episode.channel, episode.ts = response["channel"], response["ts"]
+        except Exception as e:  # Slack refused or is unreachable: forget it, so Alertmanager's retry posts it
+            log.warning("posting alert %s (%s) to %s failed: %s", alert.name, alert.episode, channel, e)
+            self.episodes.pop(alert.episode, None)
+            return False
+        finally:
+            episode.posted.set()
+        return True
+
+    async def _describe(self, alert: WebhookAlert, rule: Rule) -> tuple[list[Block], str]:
+        assert self.rules is not None
+        severity = alert.labels.get("severity")
+        summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+        mention = f"<!subteam^{self.rules.mention}> " if self.rules.mention else ""
+        title = f"{mention}:rotating_light: *{esc(alert.name)}* firing{f' ({esc(severity)})' if severity else ''}"
+        blocks: list[Block] = [section(f"{title}\n{esc(summary)}".rstrip())]
+        shown = [(name, esc(alert.labels[name])) for name in SHOWN_LABELS if alert.labels.get(name)]
+        if shown:
+            blocks.append(fields(shown))
+        try:
+            args = arguments(rule, alert.labels, self.catalog)
+        except ParameterError as e:
+            blocks.append(section(f"Playbook `{rule.playbook}` ({rule.mode}): not proposed, {esc(e)}"))
+        else:
+            given = ", ".join(f"{k}={v}" for k, v in args.items() if v is not None) or "defaults"
+            blocks.append(section(f"Playbook `{rule.playbook}` ({rule.mode}) with {esc(given)}"))
+            policy_rule = alert_rule(self.policy, rule.playbook)
+            proposal = AlertProposal(
+                key=alert.episode,
+                alert=alert.name,
+                playbook=rule.playbook,
+                arguments=args,
+                text=rule.given(alert.labels),
+                mode=rule.mode,
+                run_as=policy_rule.run_as if policy_rule else None,
+            )
+            blocks += await self.seam.alert(proposal)
+        blocks.append(context(esc(f"started {alert.starts_at:%Y-%m-%d %H:%M:%S}Z · fingerprint {alert.fingerprint}")))
+        return blocks, f"{alert.name} firing: {summary}"[:300]
+
+    async def _resolve(self, alert: WebhookAlert) -> bool:
+        """Mark the episode's post resolved and say so in its thread; False when there is nothing (new) to resolve."""
+        episode = self.episodes.get(alert.episode)
+        if episode is None or episode.resolved:
+            return False
+        episode.resolved = True  # before the awaits: a concurrent repeat of the resolution does nothing
+        try:
+            async with asyncio.timeout(POST_WAIT_S):
+                await episode.posted.wait()
+        except TimeoutError:
+            return False
+        if episode.ts is None:
+            return False  # the post failed; nothing to update
+        ended = f"{alert.ends_at:%Y-%m-%d %H:%M:%S}Z" if alert.ends_at else "now"
+        note = section(f":white_check_mark: *{esc(alert.name)}* resolved at {ended}")
+        try:
+            await self.poster.chat_update(
+                channel=episode.channel, ts=episode.ts, text=f"resolved: {episode.text}"[:300], blocks=[note, *episode.blocks]
+            )
+            await self.poster.chat_postMessage(
+                channel=episode.channel, thread_ts=episode.ts, text=f"{alert.name} resolved at {ended}"
+            )
+        except Exception as e:  # the alert is still resolved; the thread just does not say so
+            log.warning("updating the post of alert %s (%s) failed: %s", alert.name, alert.episode, e)
+        return True

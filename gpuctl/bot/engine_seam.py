@@ -1,0 +1,108 @@
+"""The one place the Slack bot meets the playbook engine (gpuctl.playbooks.engine).
+
+The bot never plans, authorizes, approves or executes on its own: `/gpu run`,
+`/gpu runs`, `/gpu audit`, the Approve / Deny buttons and alert-triggered
+playbooks all call an `EngineSeam`. The bot has already checked the signature,
+deduplicated Slack's retries, mapped the Slack user to a Kubernetes identity
+(unmapped users never get here for anything but reading) and validated
+alert parameters; the engine does the rest as that identity (gpuctl's policy,
+then the cluster's RBAC through impersonation) and the seam turns its answers
+into Block Kit.
+
+Two implementations: `gpuctl.bot.engine_link.EngineLink` over the engine
+(`gpuctl bot serve` against a cluster), and `NoEngine` (`--demo`: the demo
+fleet has no API server to plan against), which answers that playbooks are not
+available. `gpuctl.bot.server.running_bot` picks one unless given `seam`:
+
+    run(requester, Run, key)     engine.plan(requester, playbook, params, key=key), then
+                                 engine.submit(plan, key=key); a reply (in_channel) with the
+                                 plan and buttons(run_id) when it awaits approval
+    runs(viewer)                 engine.runs(), newest first
+    audit(viewer, run_id)        the audit log (gpuctl.audit), rendered
+    review(approver, run, yes)   engine.approve / engine.deny as the approver; the clicked
+                                 message is replaced by who decided
+    follow(run)                  after an approval: the run's end (the executor carries it
+                                 out), replacing the message again; None: nothing to wait for
+    alert(AlertProposal)         plan as the policy's alert `run_as`, submit, and return the
+                                 plan's blocks with buttons (`auto` is proposed the same way)
+
+`key` is the idempotency key the engine names the PlaybookRun after: built
+from Slack's trigger_id (a retried request carries the same one) or the
+alert episode, so a duplicate can never start a second run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from gpuctl.bot.blocks import Block, Reply, actions, button, context, esc, notice
+from gpuctl.bot.commands import Run
+from gpuctl.identity import Identity, Requester
+from gpuctl.playbooks.spec import ParamValue
+
+APPROVE_ACTION = "gpuctl_approve"
+DENY_ACTION = "gpuctl_deny"
+
+
+def review_buttons(run_id: str) -> Block:
+    """Approve / Deny for a run awaiting approval; the button's value is the run id."""
+    return actions(
+        button("Approve", APPROVE_ACTION, run_id, style="primary"),
+        button("Deny", DENY_ACTION, run_id, style="danger"),
+    )
+
+
+@dataclass(frozen=True)
+class AlertProposal:
+    """An alert episode matched to a playbook, its parameters already validated against the playbook."""
+
+    key: str  # the episode: fingerprint + startsAt
+    alert: str  # alertname
+    playbook: str
+    arguments: Mapping[str, ParamValue | None]
+    text: Mapping[str, str]  # the same parameters as given (text): what the engine validates again when planning
+    mode: Literal["propose", "auto"]
+    run_as: Identity | None  # the policy's alert rule for the playbook (None: the policy lets no alert start it)
+
+
+class EngineSeam(Protocol):
+    async def run(self, requester: Requester, command: Run, *, key: str) -> Reply: ...
+
+    async def runs(self, viewer: Identity) -> Reply: ...
+
+    async def audit(self, viewer: Identity, run_id: str | None) -> Reply: ...
+
+    async def review(self, approver: Requester, run_id: str, *, approve: bool) -> Reply: ...
+
+    async def follow(self, run_id: str) -> Reply | None: ...
+
+    async def alert(self, proposal: AlertProposal) -> list[Block]: ...
+
+
+UNAVAILABLE = "Playbook runs are not available yet in this build"
+_WHY = ("a --demo bot has no playbook engine (its simulated fleet has no API server to plan against), so nothing can "
+        "be planned, approved, run or audited from Slack")
+
+
+class NoEngine:
+    """The seam without an engine: specific, harmless answers; nothing is planned or run."""
+
+    async def run(self, requester: Requester, command: Run, *, key: str) -> Reply:
+        return notice(UNAVAILABLE, f"`/gpu run {esc(command.playbook)}`: {_WHY}.", hint="`/gpu help` lists what works now")
+
+    async def runs(self, viewer: Identity) -> Reply:
+        return notice(UNAVAILABLE, f"`/gpu runs`: {_WHY}.")
+
+    async def audit(self, viewer: Identity, run_id: str | None) -> Reply:
+        return notice(UNAVAILABLE, f"`/gpu audit`: {_WHY}.")
+
+    async def review(self, approver: Requester, run_id: str, *, approve: bool) -> Reply:
+        return notice(UNAVAILABLE, f"Run {esc(run_id)} was not {'approved' if approve else 'denied'}: {_WHY}.")
+
+    async def follow(self, run_id: str) -> Reply | None:
+        return None
+
+    async def alert(self, proposal: AlertProposal) -> list[Block]:
+        return [context(f"Not planned: {_WHY}.")]

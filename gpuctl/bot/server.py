@@ -1,0 +1,244 @@
+"""`gpuctl bot serve`: the bot's HTTP server, built from settings.
+
+    POST /slack/events   slash commands and interactivity (Bolt, signature checked)
+    POST /alertmanager   Alertmanager webhooks (version 4; bearer token when alertmanager_token is set)
+    GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...]}
+    GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
+
+With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
+public endpoint) and /slack/events is not served; the other routes are.
+`running_bot` starts everything (cluster sources, web server, socket) and
+stops it on exit; tests use it directly, the CLI through `serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gpuctl.bot.alert_rules import AlertRules, load_alert_rules
+from gpuctl.bot.alerts import MAX_BODY, AlertDesk, Rejected, parse_payload
+from gpuctl.bot.app import Deliveries, build_app
+from gpuctl.bot.desk import Desk, LiveView
+from gpuctl.bot.engine_seam import EngineSeam, NoEngine
+from gpuctl.bot.identity import IdentityMap, IdentityResolver, load_identity_map
+from gpuctl.bot.metrics import CONTENT_TYPE, BotMetrics
+from gpuctl.config import Settings
+from gpuctl.errors import ConfigError
+from gpuctl.playbooks.loader import Catalog, load_catalog
+from gpuctl.playbooks.policy import Policy, load_policy
+from gpuctl.service import Cluster, open_cluster
+from gpuctl.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+ALERTS_PATH = "/alertmanager"
+DEFAULT_SLACK_API = "https://slack.com/api/"
+READY_WAIT_S = 60.0  # how long start-up waits for the first data before serving "no data yet" answers
+
+
+@dataclass(frozen=True)
+class Files:
+    """What the bot reads from files at start-up (all checked before anything starts)."""
+
+    catalog: Catalog
+    policy: Policy
+    identity_map: IdentityMap
+    alert_rules: AlertRules | None
+
+
+def _secret(settings: Settings, name: str) -> str:
+    value = getattr(settings, name)
+    if value is None or not value.get_secret_value():
+        raise ConfigError(f"the bot needs {name}", hint=f"set GPUCTL_{name.upper()} or {name} in the config file")
+    return str(value.get_secret_value())
+
+
+def check_settings(settings: Settings, *, socket_mode: bool) -> None:
+    """ConfigError naming the missing secret: HTTP mode needs token + signing secret, Socket Mode token + app token."""
+    _secret(settings, "slack_bot_token")
+    _secret(settings, "slack_app_token" if socket_mode else "slack_signing_secret")
+
+
+def read_files(settings: Settings) -> Files:
+    """Playbooks, policy, identity map and alert rules; ConfigError (file:line: field) for any bad one.
+
+    Without a policy file nobody may act; `--demo` then lets everyone view (a demo
+    has nothing to hide), a real cluster lets nobody (the policy's default)."""
+    catalog = load_catalog(settings.playbooks_dir)
+    if settings.policy is None and settings.demo:
+        policy = Policy(unmapped="read_only")
+    else:
+        policy = load_policy(settings.policy, playbooks=catalog.playbooks)
+    rules = load_alert_rules(settings.alert_rules, catalog, policy) if settings.alert_rules else None
+    return Files(catalog, policy, load_identity_map(settings.slack_identity_map), rules)
+
+
+class _MeasuredSocketMode(AsyncSocketModeHandler):
+    """Socket Mode with the ack latency recorded like HTTP mode's."""
+
+    metrics: BotMetrics
+
+    async def handle(self, client: Any, req: Any) -> None:
+        start = time.perf_counter()
+        await super().handle(client, req)
+        self.metrics.ack_seconds.observe(time.perf_counter() - start, kind=_socket_kind(req.type))
+
+
+def _socket_kind(envelope_type: str) -> str:
+    return {"slash_commands": "command", "interactive": "action"}.get(envelope_type, "other")
+
+
+def _request_kind(body: Any) -> str:
+    if isinstance(body, dict) and "command" in body:
+        return "command"
+    if isinstance(body, dict) and body.get("type") == "block_actions":
+        return "action"
+    return "other"
+
+
+@dataclass
+class RunningBot:
+    """A started bot: where it listens and its parts (tests read them)."""
+
+    url: str
+    cluster: Cluster
+    desk: Desk
+    seam: EngineSeam
+    alerts: AlertDesk
+    metrics: BotMetrics
+    app: AsyncApp
+
+
+def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
+                  alertmanager_token: str | None) -> web.Application:  # fmt: skip
+    async def slack_events(request: web.Request) -> web.Response:
+        start = time.perf_counter()
+        assert bolt is not None
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UnicodeDecodeError:  # Slack sends UTF-8; anything else is not Slack
+            return web.json_response({"error": "the body is not UTF-8"}, status=400)
+        response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        metrics.ack_seconds.observe(time.perf_counter() - start, kind=_request_kind(bolt_request.body))
+        return response
+
+    async def alertmanager(request: web.Request) -> web.Response:
+        try:
+            if alertmanager_token is not None:
+                given = request.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {alertmanager_token}".encode()):
+                    raise Rejected(401, "missing or wrong bearer token")
+            if (request.content_length or 0) > MAX_BODY:
+                raise Rejected(413, f"body of {request.content_length} bytes is over the {MAX_BODY} byte limit")
+            try:
+                body = await request.read()  # the whole body, refused past client_max_size (= MAX_BODY)
+            except web.HTTPRequestEntityTooLarge:
+                raise Rejected(413, f"body is over the {MAX_BODY} byte limit") from None
+            payload = parse_payload(body)
+        except Rejected as e:
+            log.warning("alertmanager webhook from %s rejected (%d): %s", request.remote, e.status, e.reason)
+            metrics.alerts.inc(outcome="rejected")
+            return web.json_response({"error": e.reason}, status=e.status)
+        outcome = await alerts.handle(payload)
+        for name, count in outcome.counts().items():
+            metrics.alerts.inc(count, outcome=name)
+        # A failed post answers 503: Alertmanager retries, and the retry posts what failed (nothing else twice).
+        return web.json_response(outcome.counts(), status=503 if outcome.failed else 200)
+
+    async def healthz(request: web.Request) -> web.Response:
+        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed]}
+        return web.json_response(body)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    if bolt is not None:
+        app.router.add_post(EVENTS_PATH, slack_events)
+    app.router.add_post(ALERTS_PATH, alertmanager)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    settings: Settings,
+    *,
+    socket_mode: bool = False,
+    sources: Sequence[Source] | None = None,
+    seam: EngineSeam | None = None,
+) -> AsyncIterator[RunningBot]:
+    """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
+
+    The seam: `seam` if given, else NoEngine for --demo, else the playbook engine (open_engine) on
+    the bot's own connection settings, planning from the bot's live picture."""
+    check_settings(settings, socket_mode=socket_mode)
+    files = await asyncio.to_thread(read_files, settings)
+    metrics = BotMetrics()
+    client = AsyncWebClient(token=_secret(settings, "slack_bot_token"), base_url=settings.slack_api_url or DEFAULT_SLACK_API)
+    resolver = IdentityResolver(
+        files.identity_map,
+        users_info=client.users_info if files.identity_map.emails else None,
+        usergroup_members=client.usergroups_users_list if files.identity_map.usergroups else None,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = await stack.enter_async_context(open_cluster(settings, sources=sources))
+        if seam is None and settings.demo:
+            seam = NoEngine()
+        elif seam is None:
+            from gpuctl.bot.engine_link import EngineLink  # the engine and the Kubernetes client: not for --demo
+            from gpuctl.playbooks.service import open_engine
+
+            seam = EngineLink(await stack.enter_async_context(open_engine(settings, catalog=files.catalog, cluster=cluster)))
+        desk = Desk(view=LiveView(cluster), resolver=resolver, policy=files.policy, seam=seam)
+        signing = "" if socket_mode else _secret(settings, "slack_signing_secret")
+        bolt = build_app(desk, client=client, signing_secret=signing, metrics=metrics, deliveries=Deliveries(),
+                         verify_requests=not socket_mode)  # fmt: skip
+        alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
+        token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
+        runner = web.AppRunner(build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token), access_log=None)
+        await runner.setup()
+        socket: _MeasuredSocketMode | None = None
+        try:
+            site = web.TCPSite(runner, settings.bot_host, settings.bot_port)
+            await site.start()
+            host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]  # the port chosen for 0
+            if socket_mode:
+                socket = _MeasuredSocketMode(bolt, _secret(settings, "slack_app_token"), web_client=client)
+                socket.metrics = metrics
+                await socket.connect_async()
+            log.info("gpuctl bot serving on %s:%s (%s), Slack API %s", host, port,
+                     "socket mode" if socket_mode else f"HTTP at {EVENTS_PATH}", client.base_url)  # fmt: skip
+            yield RunningBot(f"http://{host}:{port}", cluster, desk, seam, alerts, metrics, bolt)
+        finally:
+            if socket is not None:
+                await socket.close_async()
+            await runner.cleanup()
+
+
+async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO) -> None:
+    """Run the bot until cancelled (Ctrl-C); one line on `out` once it serves."""
+    async with running_bot(settings, socket_mode=socket_mode) as bot:
+        try:
+            await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=False)
+        except Exception as e:  # serve anyway: answers say "no data yet" and /healthz shows it
+            log.warning("no cluster data yet: %s", e)
+        out.write(f"gpuctl bot: serving on {bot.url}\n")
+        out.flush()
+        await asyncio.Event().wait()
+

@@ -1,0 +1,284 @@
+"""reclaim-idle-gpus: which pods to evict, from the live picture (pure; no I/O).
+
+`select_idle_pods` applies the playbook's target selection and guardrails to a
+Snapshot and says, for every pod it left out that looked reclaimable (none of
+its GPUs busy, at least one idle), why. The planner then re-reads the chosen
+pods from the API server (fresh uid, resourceVersion and annotations) before
+the plan is shown.
+
+A pod qualifies only when every device it requested (whole GPUs and MIG
+instances) is measured, fresh and idle, each for at least `idle_for`: an
+unmeasured or stale GPU is never evidence of idleness, and stale metrics block
+the whole plan. Time-sliced GPUs are never reclaimed: the metrics of a shared
+GPU cannot say which of its pods uses it.
+
+`spare_reasons` is the same test at execution time: a pod whose GPUs were
+busy at any moment since the plan is spared (guardrail spare_if_busy_again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from fnmatch import fnmatchcase
+from functools import lru_cache
+
+from gpuctl.model import Gpu, GpuPod, Snapshot
+from gpuctl.playbooks.spec import Guardrails, OptOut, Protected
+from gpuctl.render.format import duration, pct
+
+# Labels of the protections the guardrails declare (protected.on_match applies to these).
+_GUARDRAIL_LABELS = frozenset({"protected namespace", "protected priority class", "opted out"})
+# Controllers whose pods an eviction cannot reclaim: they come straight back on the same node.
+_COMES_BACK = {"DaemonSet": "a DaemonSet pod comes straight back on its node", "Node": "a static pod: its kubelet runs it"}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A pod left out, with the reason a person reads and a short label for counting (e.g. 'too young')."""
+
+    pod: GpuPod
+    reason: str
+    label: str
+    idle_s: float  # its shortest GPU idle time, 0 when unknown: left-out pods are listed longest-idle first
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    pod: GpuPod
+    idle_s: float  # every one of its GPUs has been idle at least this long
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    chosen: tuple[Choice, ...]
+    left_out: tuple[Candidate, ...]  # longest-idle first
+    blocked: tuple[str, ...]  # reasons nothing may be reclaimed at all
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The run's effective limits: each parameter capped by its guardrail."""
+
+    idle_for_s: float
+    min_age_s: float
+    max_pods: int
+    max_gpus: int
+
+    @classmethod
+    def of(cls, guardrails: Guardrails, *, idle_for_s: float, max_pods: int, max_gpus: int) -> Limits:
+        return cls(
+            idle_for_s=idle_for_s,
+            min_age_s=max(idle_for_s, guardrails.min_pod_age or 0.0),
+            max_pods=min(max_pods, guardrails.max_pods or max_pods),
+            max_gpus=min(max_gpus, guardrails.max_gpus or max_gpus),
+        )
+
+
+@lru_cache(maxsize=4096)
+def _matches(name: str | None, globs: tuple[str, ...]) -> bool:
+    """Memoized: a fleet has few namespaces and priority classes, and 10,000 pods ask about them."""
+    return name is not None and any(fnmatchcase(name, g) for g in globs)
+
+
+def opted_out(opt_outs: Iterable[OptOut], labels: Mapping[str, str], annotations: Mapping[str, str]) -> OptOut | None:
+    """The first pod opt-out whose label or annotation carries its value, if any."""
+    for rule in opt_outs:
+        if rule.object != "pod":
+            continue
+        if rule.label is not None and labels.get(rule.label) == rule.value:
+            return rule
+        if rule.annotation is not None and annotations.get(rule.annotation) == rule.value:
+            return rule
+    return None
+
+
+def describe_opt_out(rule: OptOut) -> str:
+    where = f"label {rule.label}" if rule.label else f"annotation {rule.annotation}"
+    return f"opted out ({where}={rule.value})"
+
+
+def protection(pod: GpuPod, protected: Protected) -> tuple[str, str] | None:
+    """(reason, label) when the guardrails or the pod's controller keep it out of reach, else None."""
+    if _matches(pod.namespace, protected.namespaces):
+        return f"namespace {pod.namespace} is protected", "protected namespace"
+    if _matches(pod.priority_class, protected.priority_classes):
+        return f"priority class {pod.priority_class} is protected", "protected priority class"
+    if (rule := opted_out(protected.opt_out, pod.labels, {})) is not None:
+        return describe_opt_out(rule), "opted out"
+    controller = pod.owners[0].kind if pod.owners else None
+    if controller in _COMES_BACK:
+        return _COMES_BACK[controller], f"{controller} pod"
+    return None
+
+
+def devices(pod: GpuPod) -> int:
+    """Whole GPUs and MIG instances requested: what the pod holds once running (time-slices excluded)."""
+    return pod.gpus + sum(pod.mig.values())
+
+
+def measured_idle(
+    pod: GpuPod, gpus_by_key: Mapping[str, Gpu], shared_nodes: frozenset[str], *, idle_window_s: float
+) -> tuple[float | None, str | None]:
+    """(seconds every one of its GPUs has been idle, None) or (None, why that cannot be said).
+
+    Every requested device must be measured (a GPU row attributed to the pod), fresh and idle by
+    gpuctl's definition (under the threshold for the whole idle window)."""
+    if pod.gpu_slices or (pod.node in shared_nodes and pod.gpus):
+        return None, "holds time-sliced GPUs: a shared GPU's metrics cannot say which pod uses it"
+    keys = tuple(dict.fromkeys(pod.gpu_keys))
+    wanted = devices(pod)
+    if len(keys) < wanted:
+        return None, f"only {len(keys)} of its {wanted} GPUs are measured" if keys else f"none of its {wanted} GPUs is measured"
+    shortest: float | None = None
+    for key in keys:
+        gpu = gpus_by_key.get(key)
+        if gpu is None:
+            return None, f"GPU {key} is not in the metrics"
+        if gpu.__dict__.get("stale", False):  # Gpu.stale arrives with the metrics-trust branch
+            return None, f"metrics for GPU {key} are stale"
+        if gpu.busy:
+            return None, f"GPU {key} is busy ({pct(gpu.util_pct)})"
+        if not gpu.idle or gpu.idle_for_s is None:
+            return None, f"GPU {key} has not been idle for the whole idle window ({duration(idle_window_s)}) yet"
+        shortest = gpu.idle_for_s if shortest is None else min(shortest, gpu.idle_for_s)
+    return shortest, None
+
+
+def _looks_reclaimable(pod: GpuPod, gpus_by_key: Mapping[str, Gpu]) -> bool:
+    """None of its GPUs busy and at least one idle: a pod a person might ask about. Others are not listed."""
+    idle = False
+    for key in pod.gpu_keys:
+        gpu = gpus_by_key.get(key)
+        if gpu is not None:
+            if gpu.busy:
+                return False
+            idle = idle or gpu.idle
+    return idle
+
+
+def _shared_nodes(snapshot: Snapshot) -> frozenset[str]:
+    return frozenset(n.name for n in snapshot.nodes if n.gpu_replicas > 1)
+
+
+def select_idle_pods(
+    snapshot: Snapshot,
+    guardrails: Guardrails,
+    limits: Limits,
+    *,
+    namespace: str | None = None,
+    pool: str | None = None,
+    node: str | None = None,
+) -> Selection:
+    """Longest-idle first (then more GPUs, then by key), within max_pods and max_gpus.
+
+    A pod too large for what is left of max_gpus is passed over for smaller ones after it.
+    With `protected.on_match: refuse`, a protected pod that is otherwise reclaimable blocks the plan."""
+    if snapshot.metrics.stale:
+        error = snapshot.metrics.error or "no recent metrics"
+        return Selection((), (), (f"GPU metrics are stale ({error}): an unmeasured GPU is not an idle one; try again later",))
+    gpus_by_key = {g.key: g for g in snapshot.gpus}
+    pools_by_node = {n.name: n.pool for n in snapshot.nodes}
+    shared = _shared_nodes(snapshot)
+    now = snapshot.taken_at
+    blocked: list[str] = []
+    eligible: list[Choice] = []
+    left_out: list[Candidate] = []
+    for pod in snapshot.pods:
+        if (namespace is not None and pod.namespace != namespace) or (node is not None and pod.node != node):
+            continue
+        if pool is not None and pools_by_node.get(pod.node or "") != pool:
+            continue
+        if not _looks_reclaimable(pod, gpus_by_key):
+            continue
+        idle_s, why = _why_not(pod, gpus_by_key, shared, now, limits, guardrails.protected, snapshot.idle_window_s)
+        if why is None and idle_s is not None:
+            eligible.append(Choice(pod, idle_s))
+            continue
+        reason, label = why or ("not idle", "not idle")
+        if label in _GUARDRAIL_LABELS and guardrails.protected.on_match == "refuse":
+            blocked.append(f"{pod.key}: {reason}; this playbook refuses to run while it is in scope")
+        left_out.append(Candidate(pod, reason, label, idle_s or 0.0))
+
+    eligible.sort(key=lambda c: (-c.idle_s, -devices(c.pod), c.pod.key))
+    chosen: list[Choice] = []
+    gpus = 0
+    for choice in eligible:
+        pod = choice.pod
+        if len(chosen) >= limits.max_pods:
+            left_out.append(Candidate(pod, f"over max_pods={limits.max_pods} for one run", "over max_pods", choice.idle_s))
+        elif gpus + devices(pod) > limits.max_gpus:
+            reason = f"its {devices(pod)} GPUs would pass max_gpus={limits.max_gpus} for one run ({gpus} chosen before it)"
+            left_out.append(Candidate(pod, reason, "over max_gpus", choice.idle_s))
+        else:
+            chosen.append(choice)
+            gpus += devices(pod)
+    left_out.sort(key=lambda c: (-c.idle_s, c.pod.key))
+    return Selection(tuple(chosen), tuple(left_out), tuple(blocked))
+
+
+def _why_not(
+    pod: GpuPod,
+    gpus_by_key: Mapping[str, Gpu],
+    shared: frozenset[str],
+    now: datetime,
+    limits: Limits,
+    protected: Protected,
+    idle_window_s: float,
+) -> tuple[float | None, tuple[str, str] | None]:
+    """(idle seconds if measured, None) for an eligible pod, else (idle seconds or None, (reason, label))."""
+    if pod.phase != "Running" or pod.node is None:
+        return None, (f"phase {pod.phase}", "not running")
+    if (kept := protection(pod, protected)) is not None:
+        return None, kept
+    if pod.uid is None:
+        return None, ("no uid (not read from the Kubernetes API): it cannot be evicted safely", "no uid")
+    idle_s, unmeasured = measured_idle(pod, gpus_by_key, shared, idle_window_s=idle_window_s)
+    if idle_s is None:
+        return None, (unmeasured or "not idle", "not measured idle")
+    if idle_s < limits.idle_for_s:
+        return idle_s, (f"idle {duration(idle_s)}, under idle_for={duration(limits.idle_for_s)}", "idle too briefly")
+    age_s = None if pod.created is None else (now - pod.created).total_seconds()
+    if age_s is None:
+        return idle_s, ("its age is unknown", "too young")
+    if age_s < limits.min_age_s:
+        return idle_s, (f"{duration(age_s)} old, younger than {duration(limits.min_age_s)}", "too young")
+    if len(pod.pdbs) > 1:
+        budgets = ", ".join(f"{pod.namespace}/{name}" for name in pod.pdbs)
+        return idle_s, (f"under {len(pod.pdbs)} PodDisruptionBudgets ({budgets}): the Eviction API refuses such pods", "several PDBs")
+    return idle_s, None
+
+
+def spare_reasons(snapshot: Snapshot, pods: Mapping[str, str | None], since: datetime) -> dict[str, str | None]:
+    """For each pod (key → planned uid): why it must be spared now, or None to go ahead.
+
+    Used right before evicting: the pod must still be in the live picture with the same uid, its
+    every GPU measured, fresh and idle, and idle at least since `since` (the plan's time), so a burst
+    of work during a staged run's grace period spares it even if its GPUs are quiet again."""
+    if snapshot.metrics.stale:
+        error = snapshot.metrics.error or "no recent metrics"
+        return dict.fromkeys(pods, f"GPU metrics are stale ({error}): cannot tell whether it is still idle")
+    if snapshot.taken_at < since:
+        taken = f"{snapshot.taken_at:%H:%M:%S} UTC"
+        return dict.fromkeys(pods, f"the live picture ({taken}) is older than the plan: cannot tell whether it is still idle")
+    live = {p.key: p for p in snapshot.pods if p.key in pods}
+    gpus_by_key = {g.key: g for g in snapshot.gpus}
+    shared = _shared_nodes(snapshot)
+    needed = (snapshot.taken_at - since).total_seconds()
+    reasons: dict[str, str | None] = {}
+    for key, uid in pods.items():
+        pod = live.get(key)
+        if pod is None:
+            reasons[key] = "no longer in the live picture (gone, or holding no GPU): not evicted blindly"
+        elif uid is not None and pod.uid != uid:
+            reasons[key] = "replaced by another pod of that name since the plan"
+        else:
+            idle_s, why = measured_idle(pod, gpus_by_key, shared, idle_window_s=snapshot.idle_window_s)
+            if idle_s is None:
+                reasons[key] = f"busy again or no longer measured idle: {why}"
+            elif idle_s < needed:
+                reasons[key] = f"busy again since the plan: its GPUs have been idle only {duration(idle_s)}"
+            else:
+                reasons[key] = None
+    return reasons

@@ -1,0 +1,37 @@
+"""Fixtures for the playbook engine's integration tests (test_engine.py, test_executor.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest_asyncio
+
+from testbed.kube import RestClient, apply_objects
+from testbed.objects import role_binding
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def operator_reads(admin: RestClient, gpuctl_roles: Path) -> None:
+    """The service identity reads cluster-wide (deploy/rbac gpuctl:reader), as an installation binds it."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "gpuctl:reader-operators"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
+    }
+    await apply_objects(admin, [binding])
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine_home(admin: RestClient, gpuctl_namespace: str, playbookrun_crd: Path, operator_reads: None) -> str:
+    """gpuctl's namespace for an engine test: teams a and b may submit runs there, team b may approve them."""
+    await apply_objects(
+        admin,
+        [
+            role_binding("requesters-a", gpuctl_namespace, role="gpuctl:playbookrun-requester", group="team-a", cluster_role=True),
+            role_binding("requesters-b", gpuctl_namespace, role="gpuctl:playbookrun-requester", group="team-b", cluster_role=True),
+            role_binding("approvers-b", gpuctl_namespace, role="gpuctl:playbookrun-approver", group="team-b", cluster_role=True),
+        ],
+    )
+    return gpuctl_namespace
