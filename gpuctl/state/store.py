@@ -66,6 +66,9 @@ class _Pending:
     batch_at: datetime | None
 
 
+# A refresh with fewer GPUs than the last full one divided by this is a gap (MetricsHealth.gpus_missing).
+COVERAGE_DROP = 2
+
 # Batches (and history) waiting for a join; past this many, the store feeds the idle clock itself.
 _IDLE_QUEUE_MAX = 4
 
@@ -111,6 +114,10 @@ class ClusterStore:
         self._metrics_error: str | None = None
         self._metrics_retry_at: datetime | None = None
         self._metrics_attempted = False
+        # The last refresh with enough GPUs in it, while later ones bring too few (see _check_coverage).
+        self._full_batch: MetricsBatch | None = None
+        self._gpus_missing = 0
+        self._missing_since: datetime | None = None
         self._watch = WatchHealth(source="none")
         self._last_event: datetime | None = None
         self._alerts: tuple[Alert, ...] = ()
@@ -198,6 +205,7 @@ class ClusterStore:
         if self._idle_at is not None and batch.at < self._idle_at:
             return  # older than what we have: a late answer from a slow refresh (IdleClock.observe's rule)
         self._idle_at = batch.at
+        self._check_coverage(batch)
         self._idle_queue.append(batch)
         if len(self._idle_queue) > _IDLE_QUEUE_MAX and self._join_lock.acquire(blocking=False):
             try:  # nobody takes snapshots: take the batches in now rather than hold them all
@@ -210,6 +218,26 @@ class ClusterStore:
         self._metrics_retry_at = None
         self._metrics_attempted = True
         self._changed()
+
+    def _check_coverage(self, batch: MetricsBatch) -> None:
+        """A refresh with fewer than half the GPUs of the last full one is a gap in the metrics, not a smaller fleet.
+
+        Counted against the last full refresh, only for GPUs of nodes still listed (a node that
+        went took its GPUs with it); the count stays until a refresh brings enough GPUs again."""
+        full = self._full_batch
+        if full is None or len(batch.samples) * COVERAGE_DROP >= len(full.samples):
+            self._full_batch, self._gpus_missing, self._missing_since = batch, 0, None
+            return
+        nodes = self._records[Kind.NODE]
+        check_nodes = Kind.NODE in self._listed
+        now = {s.key for s in batch.samples}
+        self._gpus_missing = sum(
+            1 for s in full.samples if s.key not in now and (not check_nodes or s.hostname in nodes)
+        )
+        if not self._gpus_missing:  # the nodes went, and their GPUs with them: a smaller fleet
+            self._full_batch, self._missing_since = batch, None
+        elif self._missing_since is None:
+            self._missing_since = batch.at
 
     def metrics_failed(self, error: str, at: datetime, *, retry_at: datetime | None = None) -> None:
         self._metrics_error = error
@@ -422,6 +450,9 @@ class ClusterStore:
             error=self._metrics_error,
             retry_at=self._metrics_retry_at,
             series_rejected=self._batch.rejected if self._batch is not None else 0,
+            gpus_reported=len(self._batch.samples) if self._batch is not None else 0,
+            gpus_missing=self._gpus_missing,
+            missing_since=self._missing_since if self._gpus_missing else None,
         )
 
     def _watch_health(self) -> WatchHealth:

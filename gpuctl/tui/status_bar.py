@@ -2,7 +2,9 @@
 
 Lost connectivity is a state, not an error: a stale metrics feed or a watch
 that is reconnecting shows as a calm yellow badge, with when the next retry
-is, while the last known picture stays on screen.
+is, while the last known picture stays on screen. So does a refresh that
+brought far fewer GPUs than the last full one (a scrape gap, a Prometheus
+restart): PARTIAL and how many are missing, never a fresh fleet without data.
 
 A source that stopped on an unexpected error is different: nothing retries
 it, and what it fed is frozen. It shows first, in red, for as long as the
@@ -29,6 +31,12 @@ def retry_text(retry_at: datetime | None, now: datetime | None) -> str:
         return ""
     left = (retry_at - now).total_seconds()
     return f", retry in {duration(math.ceil(left))}" if left > 0 else ", retrying…"
+
+
+def missing_text(missing: int, since: datetime | None) -> str:
+    """'12500 GPUs missing since 10:31:02' (MetricsHealth.gpus_missing)."""
+    gpus = f"{missing} GPU{'s' if missing != 1 else ''} missing"
+    return f"{gpus} since {since:%H:%M:%S}" if since is not None else gpus
 
 
 def interval(seconds: float) -> str:
@@ -91,8 +99,12 @@ def status_text(
         t.append(f"metrics STALE {duration(m.age_s)}{retry_text(m.retry_at, now)}", style="bold yellow")
         if m.error:
             t.append(f" ({m.error})", style="yellow")
+    elif m.gpus_missing:  # fresh, but a gap: not a fleet without data
+        t.append(f"metrics PARTIAL {duration(m.age_s)}", style="bold yellow")
     else:
         t.append(f"metrics {duration(m.age_s)}", style="green")
+    if m.gpus_missing and m.source not in stopped:
+        t.append(f", {missing_text(m.gpus_missing, m.missing_since)}", style="bold yellow")
     t.append(" · ")
     if w.source in stopped:
         t.append("watch ✕ STOPPED", style="bold red")

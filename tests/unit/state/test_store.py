@@ -354,3 +354,39 @@ def test_the_first_batch_after_placeholders_is_answered_from_the_log() -> None:
     after = store.snapshot()
     assert store._rows is not None and store._log.changes(before, after, store._rows) is not None
     assert store.changes(before, after) == diff(before, after)
+
+
+# -- a refresh with far fewer GPUs: partial, however fresh --------------------------------
+
+
+def test_a_refresh_with_far_fewer_gpus_is_a_gap_not_a_smaller_fleet() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    fleet(store)
+    full = [sample("n1", 0, 90.0, "ml/busy"), sample("n1", 1, 1.0, "ml/lazy"), sample("n2", 0, 0.0), sample("n2", 1, 0.0)]
+    store.apply_metrics(batch(0, *full))
+    health = store.snapshot().metrics
+    assert (health.gpus_reported, health.gpus_missing, health.missing_since) == (4, 0, None)
+    clock.seconds = 15
+    store.apply_metrics(batch(15, full[0]))  # a Prometheus restart: one series of four came back
+    health = store.snapshot().metrics
+    assert not health.stale and (health.gpus_reported, health.gpus_missing, health.missing_since) == (1, 3, at(15))
+    clock.seconds = 30
+    store.apply_metrics(batch(30))  # nothing at all: still counted against the last full refresh
+    health = store.snapshot().metrics
+    assert (health.gpus_reported, health.gpus_missing, health.missing_since) == (0, 4, at(15))
+    clock.seconds = 45
+    store.apply_metrics(batch(45, *full[:2]))  # half of them: enough again
+    health = store.snapshot().metrics
+    assert (health.gpus_reported, health.gpus_missing, health.missing_since) == (2, 0, None)
+
+
+def test_gpus_of_a_node_that_went_are_not_missing() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    fleet(store)
+    store.apply_metrics(batch(0, sample("n1", 0, 90.0, "ml/busy"), sample("n2", 0, 0.0), sample("n2", 1, 0.0)))
+    store.delete(Kind.NODE, "n2")
+    clock.seconds = 15
+    store.apply_metrics(batch(15, sample("n1", 0, 90.0, "ml/busy")))  # a third: n2's GPUs went with n2
+    assert store.snapshot().metrics.gpus_missing == 0
