@@ -29,6 +29,11 @@ sent (the query log: start-up vs per refresh, the longest), the event loop's
 stalls (the trace's loop-lag probe), each publish (join + changes) and each
 frame after a metrics refresh (every reading changed).
 
+`--compare DIR` runs the gpuctl processes of another checkout too (a worktree
+at an older commit: `git worktree add --detach DIR <commit>`), interleaved with
+this one's against the same test bed, so before and after share a test bed,
+a floor and the machine's load: one setup at full scale instead of two.
+
 Loopback only; everything it started is stopped when it ends or fails.
 """
 
@@ -38,26 +43,26 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, command_line, filled_fleet, fleet_summary, machine, mib, ms, table
-from _procs import Finished, LoggedQuery, PtyProcess, TraceFile, read_query_log, run_timed
+from _common import REPO, command_line, filled_fleet, fleet_summary, machine, ms
+from _e2e_report import Repetition, SnapshotRun, TopRun, report_long, report_start
+from _procs import Finished, PtyProcess, TraceFile, read_query_log, run_timed
 
 from gpuctl.sources import dcgm_fields
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES
 
-# The `gpuctl` console script's code path (gpuctl.cli.main), from this checkout (PYTHONPATH below),
-# whichever checkout the virtual environment's editable install points at.
+# The `gpuctl` console script's code path (gpuctl.cli.main), from the checkout named by PYTHONPATH
+# (Checkout.env), whichever one the virtual environment's editable install points at.
 GPUCTL = [sys.executable, "-m", "gpuctl.cli"]
 CHURN_NS = "bench-churn"
 
@@ -75,6 +80,26 @@ class Expected:
         return (e["nodes"], e["pods"], e["readings"], e["quotas"]) == (self.nodes, self.pods, self.devices, self.quotas)
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """A gpuctl source tree whose processes are measured: its name in the tables, and its environment."""
+
+    label: str
+    env: dict[str, str]  # PYTHONPATH names the tree
+
+    @classmethod
+    def of(cls, path: Path, base_env: dict[str, str], *, this: bool) -> Checkout:
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        name = (commit.stdout.strip() or path.name) + ("+changes" if dirty else "")
+        return cls(f"{'this' if this else 'compared'} ({name})", {**base_env, "PYTHONPATH": str(path)})
+
+    @property
+    def slug(self) -> str:
+        return self.label.split(" ", 1)[0]
+
+
 @dataclass
 class Bed:
     kubeconfig: Path
@@ -83,7 +108,7 @@ class Bed:
     query_log: Path
     workdir: Path
     expected: Expected
-    env: dict[str, str]
+    env: dict[str, str]  # for the floor and the peer
     admin: Any  # testbed.kube.RestClient, for churn
 
 
@@ -119,34 +144,31 @@ def picture_of(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_snapshot(bed: Bed, rep: int, refresh_s: float) -> tuple[Finished, dict[str, Any], list[LoggedQuery]]:
-    out, trace = bed.workdir / f"snapshot-{rep}.json", bed.workdir / f"snapshot-{rep}.trace"
-    env = {**bed.env, "GPUCTL_TRACE_FILE": str(trace)}
+async def run_snapshot(bed: Bed, checkout: Checkout, rep: int, args: argparse.Namespace) -> SnapshotRun:
+    name = f"snapshot-{checkout.slug}-{rep}"
+    out, trace = bed.workdir / f"{name}.json", bed.workdir / f"{name}.trace"
+    env = {**checkout.env, "GPUCTL_TRACE_FILE": str(trace)}
+    # --timeout: the wait for the first data; its 20 s default is not what is measured here.
+    argv = [*gpuctl_argv(bed, "snapshot", args.refresh), "--json", "--timeout", f"{args.timeout:g}s"]
     with out.open("w") as f:
-        done = await run_timed([*gpuctl_argv(bed, "snapshot", refresh_s), "--json"], env=env, stdout=f)
-    picture = picture_of(json.loads(out.read_text()))
-    picture["complete"] = bed.expected.complete(picture)
-    queries = [q for q in read_query_log(bed.query_log) if done.spawned_wall <= q.wall <= done.spawned_wall + done.seconds + 1]
-    return done, picture, queries
+        done = await run_timed(argv, env=env, stdout=f)
+    complete = bed.expected.complete(picture_of(json.loads(out.read_text())))
+    steps = {e["event"]: e["t"] for e in map(json.loads, trace.read_text().splitlines())}
+    phases = [
+        steps["open_cluster"] - done.spawned,
+        steps["snapshot_ready"] - steps["open_cluster"],
+        steps["snapshot_written"] - steps["snapshot_ready"],
+        done.spawned + done.seconds - steps["snapshot_written"],
+    ]
+    end_wall = done.spawned_wall + done.seconds + 1
+    queries = [q for q in read_query_log(bed.query_log) if done.spawned_wall <= q.wall <= end_wall]
+    return SnapshotRun(done, complete, phases, queries)
 
 
-@dataclass
-class TopRun:
-    full_picture_s: float
-    trace: TraceFile
-    spawned: float
-    spawned_wall: float
-    full_at: float  # monotonic
-    rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since spawn, bytes)
-    hwm: int = 0
-    churn_from: float | None = None  # seconds since spawn
-    ended_wall: float = 0.0
-    api_requests: dict[str, int] = field(default_factory=dict)
-
-
-async def run_top(bed: Bed, name: str, args: argparse.Namespace, *, stay_s: float = 0.0, churn_s: float = 0.0) -> TopRun:
-    trace = TraceFile(bed.workdir / f"{name}.trace")
-    env = {**bed.env, "GPUCTL_TRACE_FILE": str(trace.path), "TERM": "xterm-256color",
+async def run_top(bed: Bed, checkout: Checkout, name: str, args: argparse.Namespace, *, stay_s: float = 0.0,
+                  churn_s: float = 0.0) -> TopRun:
+    trace = TraceFile(bed.workdir / f"{name}-{checkout.slug}.trace")
+    env = {**checkout.env, "GPUCTL_TRACE_FILE": str(trace.path), "TERM": "xterm-256color",
            "COLUMNS": str(args.size[0]), "LINES": str(args.size[1])}
     before = await prometheus_requests(bed.prometheus)
     top = PtyProcess(gpuctl_argv(bed, "top", args.refresh), env=env, size=args.size)
@@ -164,13 +186,14 @@ async def run_top(bed: Bed, name: str, args: argparse.Namespace, *, stay_s: floa
             if time.monotonic() > deadline:
                 last = list(trace.of("frame"))[-1:]
                 raise TimeoutError(f"gpuctl top: no complete frame in {args.timeout:g}s; expected {bed.expected}, last {last}")
-        run = TopRun(full["t"] - top.spawned, trace, top.spawned, top.spawned_wall, full["t"])
+        opened = next(trace.of("open_cluster"))["t"] - top.spawned
+        run = TopRun(full["t"] - top.spawned, opened, trace, top.spawned, top.spawned_wall, full["t"])
         churn_task = None
         end = time.monotonic() + stay_s
         while time.monotonic() < end + (churn_s if stay_s else 0):
             if churn_s and churn_task is None and time.monotonic() >= end:
                 run.churn_from = time.monotonic() - top.spawned
-                churn_task = asyncio.create_task(churn(bed.admin, bed.expected, churn_s))
+                churn_task = asyncio.create_task(churn(bed.admin, churn_s))
             status = top.status()
             rss.append((time.monotonic() - top.spawned, status["VmRSS"]))
             run.hwm = status["VmHWM"]
@@ -179,16 +202,16 @@ async def run_top(bed: Bed, name: str, args: argparse.Namespace, *, stay_s: floa
             await churn_task
         trace.read()
         run.rss = rss
-        run.hwm = max(run.hwm, top.status()["VmHWM"]) if top.alive() else run.hwm
     finally:
         await top.stop()
     run.ended_wall = time.time()
     after = await prometheus_requests(bed.prometheus)
     run.api_requests = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+    run.queries = [q for q in read_query_log(bed.query_log) if run.spawned_wall <= q.wall <= run.ended_wall + 1]
     return run
 
 
-async def churn(admin: Any, expected: Expected, seconds: float) -> None:
+async def churn(admin: Any, seconds: float) -> None:
     """Pods come and go for `seconds`: 50 created, then deleted, over and over (GPU pods on real nodes)."""
     from testbed.kube import apply_objects
 
@@ -247,114 +270,6 @@ async def wait_running(admin: Any, pending: int, timeout: float) -> float:
     return time.perf_counter() - started
 
 
-# -- reporting --------------------------------------------------------------------------------
-
-def med(values: list[float]) -> str:
-    return f"{ms(statistics.median(values))} ({ms(min(values))}–{ms(max(values))})"
-
-
-def ratio(values: list[float], floors: list[float]) -> str:
-    return f"{statistics.median(a / b for a, b in zip(values, floors)):.2f}×"
-
-
-def report_start(reps: list[dict[str, Any]], kubectl_note: str) -> None:
-    floors = [r["floor"].seconds for r in reps]
-    rows = [["floor: LIST nodes, pods, quotas + the refresh's instant queries, concurrent (own process)",
-             med(floors), "1.00×", mib(max(r["floor"].peak_rss for r in reps)), ""]]
-    if reps[0].get("kubectl"):
-        k = [r["kubectl"].seconds for r in reps]
-        rows.append(["peer: kubectl get pods -A", med(k), ratio(k, floors), mib(max(r["kubectl"].peak_rss for r in reps)),
-                     "pods only, no metrics"])
-    s = [r["snapshot"].seconds for r in reps]
-    complete = all(r["picture"]["complete"] for r in reps)
-    rows.append(["gpuctl snapshot --json: spawn → exit", med(s), ratio(s, floors),
-                 mib(max(r["snapshot"].peak_rss for r in reps)), "JSON complete" if complete else "JSON INCOMPLETE"])
-    t = [r["top"].full_picture_s for r in reps]
-    rows.append(["gpuctl top: spawn → first frame with everything", med(t), ratio(t, floors), "(below)", ""])
-    print(f"### time to the full picture — {len(reps)} repetitions, median (min–max), ÷ the same repetition's floor\n")
-    print(table(["measurement", "time", "÷ floor", "peak RSS", "note"], rows))
-    if kubectl_note:
-        print(f"\n{kubectl_note}")
-    print()
-
-
-def queries_summary(queries: list[LoggedQuery]) -> str:
-    if not queries:
-        return "0"
-    hist = [q for q in queries if q.history]
-    longest = max(queries, key=lambda q: q.exec_s)
-    return (f"{len(queries)} ({len(hist)} history); longest {ms(longest.exec_s)}"
-            f"{' (history)' if longest.history else ''}; total {ms(sum(q.exec_s for q in queries))}")
-
-
-def stall(stalls: list[dict[str, Any]], by: str) -> str:
-    """The longest stall by wall time (`ms`) or by the loop thread's CPU time in it (`cpu_ms`)."""
-    if not stalls:
-        return "none over 20 ms"
-    worst = max(stalls, key=lambda s: s[by])
-    return f"{ms(worst['ms'] / 1000)} ({ms(worst['cpu_ms'] / 1000)} CPU)"
-
-
-def report_long(run: TopRun, reps: list[dict[str, Any]], bed: Bed, args: argparse.Namespace) -> None:
-    trace, full = run.trace, run.full_at
-    publishes = list(trace.of("publish"))
-    frames = list(trace.of("frame"))
-    stalls = list(trace.of("stall"))
-    devices = bed.expected.devices
-    refresh_pubs = [p for p in publishes if p["t"] > full and p["gpus_changed"] >= 0.5 * devices]
-    refresh_frames = [f for f in frames if f["t"] > full and f["gpus_changed"] >= 0.5 * devices]
-    steady = [s for s in stalls if s["t"] > full + 1]
-    startup = [s for s in stalls if s["t"] <= full + 1]
-    settle_end = run.spawned + (run.churn_from if run.churn_from is not None else 1e9)
-    refresh_times = sorted({p["metrics_at"] for p in publishes if p["metrics_at"] and full < p["t"] < settle_end})
-    queries = [q for q in read_query_log(bed.query_log) if run.spawned_wall <= q.wall <= run.ended_wall + 1]
-    full_wall = run.spawned_wall + run.full_picture_s
-    start_q = [q for q in queries if q.wall <= full_wall + 2]
-    steady_q = [q for q in queries if full_wall + 2 < q.wall <= run.spawned_wall + (settle_end - run.spawned)]
-    n_ref = max(1, len(refresh_times))
-    settle_rss = [r for t, r in run.rss if run.churn_from is None or t < run.churn_from]
-    tail = settle_rss[len(settle_rss) * 2 // 3:] or settle_rss
-
-    def dist(values: list[float]) -> str:
-        return f"{ms(statistics.median(values))} median, {ms(max(values))} max ({len(values)})" if values else "—"
-
-    rows = [
-        ["RSS settled (median of the last third of the settle)", mib(statistics.median(tail)) if tail else "—"],
-        ["RSS peak (VmHWM)", mib(run.hwm)],
-    ]
-    if run.churn_from is not None:
-        churned = [r for t, r in run.rss if t >= run.churn_from]
-        rows.append([f"RSS after {args.churn:g} s of churn (start → end of churn)",
-                     f"{mib(churned[0])} → {mib(churned[-1])}" if churned else "—"])
-    rows += [
-        ["Prometheus queries, start (spawn → full picture + 2 s)", queries_summary(start_q)],
-        [f"Prometheus queries, steady ({len(refresh_times)} refreshes)",
-         f"{len(steady_q) / n_ref:.1f} per refresh; " + queries_summary(steady_q)],
-        ["Prometheus API requests, whole run (by handler)", ", ".join(f"{k} {v}" for k, v in sorted(run.api_requests.items()))],
-        ["Prometheus queries per `gpuctl snapshot`", queries_summary(reps[-1]["queries"])],
-        ["publish after a metrics refresh (join + changes, on the loop)", dist([p["ms"] / 1000 for p in refresh_pubs])],
-        ["frame after a metrics refresh (apply + render, every reading changed)", dist([f["ms"] / 1000 for f in refresh_frames])],
-        ["  of which apply (index, views; before Textual renders)", dist([f["apply_ms"] / 1000 for f in refresh_frames])],
-        ["longest event-loop stall after the full picture (loop thread's CPU in it)", stall(steady, "ms")],
-        ["  the stall with the most loop-thread CPU after the full picture", stall(steady, "cpu_ms")],
-        ["  stalls over 100 ms after the full picture (of which over 100 ms CPU)",
-         f"{sum(1 for s in steady if s['ms'] > 100)} ({sum(1 for s in steady if s['cpu_ms'] > 100)})"],
-        ["longest event-loop stall during start-up (loop thread's CPU in it)", stall(startup, "ms")],
-    ]
-    print(f"### gpuctl top, one run: full picture at {ms(run.full_picture_s)}, then {args.settle:g} s"
-          f"{f' + {args.churn:g} s of churn' if run.churn_from is not None else ''}; terminal {args.size[0]}x{args.size[1]}\n")
-    print(table(["measurement", "value"], rows))
-    print()
-    if queries:
-        kinds: dict[str, list[float]] = {}
-        for q in queries:
-            kinds.setdefault(q.query if len(q.query) < 90 else q.query[:87] + "...", []).append(q.exec_s)
-        rows = [[f"`{k}`", str(len(v)), ms(statistics.median(v)), ms(max(v))] for k, v in sorted(kinds.items(), key=lambda kv: -max(kv[1]))]
-        print("#### every query the long run sent (Prometheus query log: execTotalTime)\n")
-        print(table(["query", "count", "median", "max"], rows))
-        print()
-
-
 # -- main -------------------------------------------------------------------------------------
 
 async def bench(args: argparse.Namespace) -> None:
@@ -392,10 +307,10 @@ async def bench(args: argparse.Namespace) -> None:
             expected = Expected(len(fleet.nodes), len(fleet.pods), len(fleet.gpus),
                                 sum(1 for n in fleet.namespaces if n.quota_hard))
             pair = plane.client_cert(ADMIN)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG"))}
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
             (workdir / "xdg").mkdir()
             env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
-            env["PYTHONPATH"] = str(REPO)
+            checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
             bed = Bed(
                 kubeconfig=plane.kubeconfig(ADMIN), prometheus=prom, query_log=query_log, workdir=workdir,
                 expected=expected, env=env, admin=admin,
@@ -406,28 +321,32 @@ async def bench(args: argparse.Namespace) -> None:
             print(f"fleet:   {fleet_summary(fleet)}; {expected.quotas} namespaces with a GPU quota")
             print(f"setup:   control plane up in {plane_s:.1f} s, fleet loaded in {load_s:.1f} s, running in "
                   f"{running_s:.1f} s more; Prometheus (scrape and rules every {args.scrape:g} s) had every device "
-                  f"{prom_s:.1f} s later; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}\n", flush=True)
-            reps: list[dict[str, Any]] = []
+                  f"{prom_s:.1f} s later; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")
+            print(f"gpuctl:  {', '.join(c.label + ' = ' + c.env['PYTHONPATH'] for c in checkouts)}\n", flush=True)
+            reps: list[Repetition] = []
             for rep in range(args.repeat):
-                r: dict[str, Any] = {}
-                r["floor"], r["floor_result"] = await run_floor(bed)
+                r = Repetition(floor=(await run_floor(bed))[0])
                 if kubectl is not None:
-                    r["kubectl"] = await run_kubectl(bed, kubectl)
-                r["snapshot"], r["picture"], r["queries"] = await run_snapshot(bed, rep, args.refresh)
-                r["top"] = await run_top(bed, f"top-{rep}", args)
+                    r.kubectl = await run_kubectl(bed, kubectl)
+                for checkout in checkouts:
+                    r.snapshot[checkout.label] = await run_snapshot(bed, checkout, rep, args)
+                    r.top[checkout.label] = await run_top(bed, checkout, f"top-{rep}", args)
                 reps.append(r)
-                print(f"  repetition {rep + 1}: floor {ms(r['floor'].seconds)}, "
-                      + (f"kubectl {ms(r['kubectl'].seconds)}, " if "kubectl" in r else "")
-                      + f"snapshot {ms(r['snapshot'].seconds)}, top {ms(r['top'].full_picture_s)}", flush=True)
-            long = await run_top(bed, "top-long", args, stay_s=args.settle, churn_s=args.churn)
-            print(f"  long run: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
+                print(f"  repetition {rep + 1}: floor {ms(r.floor.seconds)}"
+                      + (f", kubectl {ms(r.kubectl.seconds)}" if r.kubectl else "")
+                      + "".join(f"; {c.slug}: snapshot {ms(r.snapshot[c.label].done.seconds)}, "
+                                f"top {ms(r.top[c.label].full_picture_s)}" for c in checkouts), flush=True)
+            long = {c.label: await run_top(bed, c, "top-long", args, stay_s=args.settle, churn_s=args.churn)
+                    for c in checkouts}
+            print(f"  long runs: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
                   f"traces and logs in {workdir}\n", flush=True)
     finally:
         if telemetry is not None:
             await telemetry.stop()
         plane.stop()
-    report_start(reps, kubectl_note)
-    report_long(long, reps, bed, args)
+    report_start(reps, [c.label for c in checkouts], kubectl_note)
+    report_long(long, {c.label: reps[-1].snapshot[c.label] for c in checkouts}, devices=expected.devices,
+                settle_s=args.settle, churn_s=args.churn, size=args.size)
     print(f"machine at the end: {machine()}; total run time {time.perf_counter() - started:.0f} s")
 
 
@@ -443,6 +362,8 @@ def main() -> None:
     parser.add_argument("--size", default="200x60", help="top's terminal, WxH")
     parser.add_argument("--timeout", type=float, default=120.0, help="per wait, seconds")
     parser.add_argument("--no-kubectl", action="store_true", help="skip the kubectl peer (no Go build)")
+    parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
+                        help="also run the gpuctl of this checkout (e.g. a worktree at the commit before), interleaved")
     args = parser.parse_args()
     args.size = tuple(int(v) for v in args.size.split("x"))
     asyncio.run(bench(args))

@@ -186,8 +186,9 @@ class GpuctlApp(App[int]):
         error: str | None = None
         try:
             async for update in feed:
+                received = time.perf_counter()
                 index = await asyncio.to_thread(FleetIndex, update.snapshot)
-                self.apply_update(update, index)
+                self.apply_update(update, index, received=received)
         except ConfigError as exc:
             if number == 1 and self.updates_applied == 0:
                 # Nothing to show and nothing will come: leave, and let the CLI print it.
@@ -211,8 +212,10 @@ class GpuctlApp(App[int]):
             self.notify(error, title=f"cannot open {self.context or 'the cluster'}", severity="error", timeout=10)
         self._show_status()
 
-    def apply_update(self, update: Update, index: FleetIndex | None = None) -> None:
-        """Hand the update, indexed once (`index`, or indexed here), to whatever is on screen."""
+    def apply_update(self, update: Update, index: FleetIndex | None = None, *, received: float | None = None) -> None:
+        """Hand the update, indexed once (`index`, or indexed here), to whatever is on screen.
+
+        `received`: when it came off the feed (time.perf_counter), if before this call: the trace's frame time starts there."""
         started = time.perf_counter()
         self.index = index if index is not None else FleetIndex(update.snapshot)
         self._received_at = self._monotonic()
@@ -233,14 +236,16 @@ class GpuctlApp(App[int]):
         if isinstance(self.screen, NodeScreen):
             self.screen.show(self.index)
         if self._trace.enabled:
-            self.call_after_refresh(self._trace_frame, update, started, time.perf_counter())
+            received = started if received is None else received
+            self.call_after_refresh(self._trace_frame, update, received, started, time.perf_counter())
 
-    def _trace_frame(self, update: Update, started: float, applied: float) -> None:
-        """The update is on screen: how long that took, and what the frame shows."""
+    def _trace_frame(self, update: Update, received: float, started: float, applied: float) -> None:
+        """The update is on screen: how long that took (from the feed; indexing; applying), and what the frame shows."""
         snapshot = update.snapshot
         self._trace.event(
             "frame",
-            ms=round((time.perf_counter() - started) * 1000, 2),
+            ms=round((time.perf_counter() - received) * 1000, 2),
+            index_ms=round((started - received) * 1000, 2),
             apply_ms=round((applied - started) * 1000, 2),
             view=self.query_one(TabbedContent).active,
             gpus_changed=len(update.changes.gpus),
