@@ -24,6 +24,35 @@ FeedFactory = Callable[["Settings"], UpdateFeed]
 _CLOSED = object()
 
 
+class StartedFeed:
+    """A feed already running: a task awaits its first update from the moment this is made.
+
+    `gpuctl top` starts the cluster feed before Textual is up, so the lists and the
+    first Prometheus queries are answered while the terminal UI starts, not after.
+    Iterate it once; `aclose()` stops the feed (and the task, if it still waits)."""
+
+    def __init__(self, feed: AsyncIterator[Update]) -> None:
+        self._feed = feed
+        self._first: asyncio.Future[Update] = asyncio.ensure_future(anext(feed))
+
+    async def __aiter__(self) -> AsyncIterator[Update]:
+        try:
+            first = await self._first
+        except StopAsyncIteration:
+            return
+        yield first
+        async for update in self._feed:
+            yield update
+
+    async def aclose(self) -> None:
+        if not self._first.done():
+            self._first.cancel()
+        await asyncio.gather(self._first, return_exceptions=True)
+        aclose = getattr(self._feed, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class QueueFeed:
     """A feed you push updates into; iteration ends after `close()`."""
 
