@@ -57,6 +57,7 @@ _SETTING_FLAGS = {
     "prometheus": "prometheus_url", "prometheus_token": "prometheus_token",
     "prometheus_username": "prometheus_username", "prometheus_password": "prometheus_password",
     "prometheus_ca_file": "prometheus_ca_file", "prometheus_insecure": "prometheus_insecure",
+    "metrics_selector": "metrics_selector", "gpu_stale_after": "gpu_stale_after_s",
     "refresh": "refresh_s", "idle_threshold": "idle_threshold_pct", "idle_window": "idle_window_s",
     "pool_label": "pool_label", "demo": "demo", "demo_seed": "demo_seed", "demo_scale": "demo_scale",
     "local": "local", "timeout": "ready_timeout_s", "playbooks_dir": "playbooks_dir", "policy": "policy",
@@ -84,6 +85,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     prom.add_argument("--prometheus-password", metavar="PASS", help="prefer GPUCTL_PROMETHEUS_PASSWORD")
     prom.add_argument("--prometheus-ca-file", metavar="FILE")
     prom.add_argument("--prometheus-insecure", action="store_true", default=None, help="skip TLS verification")
+    prom.add_argument(
+        "--metrics-selector", metavar="MATCHERS", help='added to every metrics query, e.g. \'cluster="prod-a"\''
+    )
+    prom.add_argument(
+        "--gpu-stale-after", metavar="DURATION", help="a GPU whose readings did not move for this long is stale (default 2m)"
+    )
     tune = parser.add_argument_group("behaviour")
     tune.add_argument("--refresh", metavar="DURATION", help="metrics refresh interval (default 15s)")
     tune.add_argument("--idle-threshold", type=float, metavar="PCT", help="idle below this utilisation (default 5)")

@@ -5,6 +5,7 @@ or `$XDG_CONFIG_HOME/gpuctl/config.yaml`, or `--config` / GPUCTL_CONFIG_FILE):
 
     context: prod-gpu
     prometheus_url: https://prometheus.example.com
+    metrics_selector: cluster="prod-a"
     idle_window_s: 45m
 
 `load_settings()` is the one entry point; it turns every validation problem into
@@ -26,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gpuctl.errors import ConfigError
+from gpuctl.sources.selector import parse_selector
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)", re.ASCII)
@@ -81,10 +83,20 @@ class Settings(BaseSettings):
     prometheus_password: SecretStr | None = None
     prometheus_ca_file: Path | None = None
     prometheus_insecure: bool = False
+    metrics_selector: str | None = Field(
+        None, description='label matchers added to every metrics query, e.g. cluster="prod-a" (one cluster of many)'
+    )
 
     # Behaviour
     refresh_s: float = Field(15.0, gt=0, le=3600, description="metrics refresh interval (demo/local default: 2s)")
     stale_after_s: float | None = Field(None, gt=0, description="metrics stale after (default 3 x refresh_s)")
+    gpu_stale_after_s: float = Field(
+        120.0,
+        gt=0,
+        description="a GPU's readings are stale when its power and temperature did not move, or were not sampled, "
+        "for this long "
+        "(keep it under Prometheus's 5m lookback and over 2 scrape intervals)",
+    )
     idle_threshold_pct: float = Field(5.0, ge=0, le=100)
     idle_window_s: float = Field(1800.0, gt=0, description="how long under the threshold makes a GPU idle; '30m' ok")
     pool_label: str | None = Field(None, description="node label that names the pool")
@@ -139,7 +151,7 @@ class Settings(BaseSettings):
                 data = {**data, "refresh_s": 2.0}
         return data
 
-    @field_validator("refresh_s", "idle_window_s", "stale_after_s", "ready_timeout_s", mode="before")
+    @field_validator("refresh_s", "idle_window_s", "stale_after_s", "gpu_stale_after_s", "ready_timeout_s", mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
         return None if value is None else parse_duration(value)
@@ -157,6 +169,14 @@ class Settings(BaseSettings):
         if value is None:
             return None
         return _http_url(value, "https://slack.com/api/").rstrip("/") + "/"  # the Slack SDK appends method names
+
+    @field_validator("metrics_selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        """Checked now, so a typo is a config error, not a Prometheus 400 on every refresh; kept canonical."""
+        if value is None or not value.strip():
+            return None
+        return parse_selector(value).promql()
 
     @field_validator("audit")
     @classmethod

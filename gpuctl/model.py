@@ -53,12 +53,23 @@ class Gpu(Frozen):
     power_w: float | None = None
     xid: int | None = Field(None, description="last XID error seen (DCGM reports the last value, not a count)")
     pod: PodRef | None = None
-    busy: bool = Field(False, description="held by a pod and at or above the idle threshold in the latest sample")
-    idle: bool = Field(False, description="held by a pod and under the idle threshold for the whole idle window")
+    busy: bool = Field(
+        False, description="held by a pod and at or above the idle threshold in the latest sample; never when stale"
+    )
+    idle: bool = Field(
+        False, description="held by a pod and under the idle threshold for the whole idle window; never when stale"
+    )
     idle_for_s: float | None = Field(
         None,
         description="measured seconds of the current under-threshold streak (first to latest reading, no gap over the"
-        " grace period); None when busy or unknown",
+        " grace period); None when busy, stale or unknown",
+    )
+    stale: bool = Field(
+        False,
+        description="its readings are not recent: no sample, or no power or temperature reading that moved, within "
+        "the stale window "
+        "(a target no longer scraped, a hung DCGM), or no metrics refresh succeeded for a while; "
+        "its values are the last ones seen, and it is neither busy nor idle",
     )
 
     @property
@@ -112,6 +123,7 @@ class Node(Frozen):
     resource_version: str | None = Field(
         None, description="metadata.resourceVersion as this snapshot saw it: the precondition for a conditional write"
     )
+    metrics_stale: bool = Field(False, description="every GPU on it with readings is stale (see Gpu.stale)")
 
     @property
     def gpus_sliced_in_use(self) -> int:
@@ -245,10 +257,12 @@ class PodDisruptionBudget(Frozen):
 
 
 class MetricsHealth(Frozen):
+    """How the metrics feed is doing. `stale` is about the feed as a whole; `Gpu.stale` says which readings are old."""
+
     source: Literal["prometheus", "nvml", "demo", "none"]
     last_success: datetime | None = None
     age_s: float | None = None
-    stale: bool = True
+    stale: bool = Field(True, description="no refresh yet, the last one failed, or it is older than the stale window")
     error: str | None = None
     series_rejected: int = Field(0, description="series dropped for missing or malformed labels in the last refresh")
     gpus_reported: int = Field(0, description="GPUs (MIG instances counted) the last refresh had readings for")
@@ -260,6 +274,16 @@ class MetricsHealth(Frozen):
     )
     missing_since: datetime | None = Field(None, description="the first refresh that brought too few GPUs; None when none is missing")
     retry_at: datetime | None = Field(None, description="when the next refresh is tried after a failure; None when not failing")
+    gpus_stale: int = Field(0, description="GPUs whose readings are stale (Gpu.stale)")
+    unmatched_hosts: int = Field(
+        0, description="hosts in the metrics that match no Kubernetes node (another cluster's series? see --metrics-selector)"
+    )
+    history_error: str | None = Field(
+        None, description="why the idle-history query failed; idle streaks start from gpuctl's own start until it loads"
+    )
+    history_retry_at: datetime | None = Field(
+        None, description="when the failed idle-history query is tried again; None once loaded or when not failing"
+    )
 
 
 class WatchHealth(Frozen):

@@ -128,6 +128,16 @@ def kube_contexts(kubeconfig: Path | None) -> KubeContexts:
     return read_contexts(kubeconfig)
 
 
+def idle_grace_s(settings: Settings) -> float:
+    """The grace period: the longest time without a utilisation reading that an idle streak
+    survives (and a GPU missing from the metrics is remembered). Three refreshes, so one or
+    two failed refreshes do not reset a streak; at least 5 minutes, so that with a fast refresh
+    (2 s for --local) a dcgm-exporter restart of a minute or two does not either. A longer gap
+    restarts the streak (gpuctl.state.idle), in the clock and in the history read at start
+    (gpuctl.sources.history): time nobody measured never counts as idle."""
+    return max(300.0, 3 * settings.refresh_s)
+
+
 def build_sources(settings: Settings) -> list[Any]:
     """The sources `settings` ask for (not started)."""
     if settings.mode == "demo":
@@ -151,6 +161,7 @@ def build_sources(settings: Settings) -> list[Any]:
     if settings.prometheus_url:
         from gpuctl.sources.alerts import PrometheusAlertsSource
         from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
+        from gpuctl.sources.selector import NO_SELECTOR, parse_selector
 
         auth = PrometheusAuth(
             bearer_token=settings.prometheus_token.get_secret_value() if settings.prometheus_token else None,
@@ -164,7 +175,11 @@ def build_sources(settings: Settings) -> list[Any]:
             settings.prometheus_url,
             refresh_s=settings.refresh_s,
             auth=auth,
+            selector=parse_selector(settings.metrics_selector) if settings.metrics_selector else NO_SELECTOR,
             idle_threshold_pct=settings.idle_threshold_pct,
+            idle_window_s=settings.idle_window_s,
+            idle_grace_s=idle_grace_s(settings),
+            stale_window_s=settings.gpu_stale_after_s,
         )
         sources += [prometheus, PrometheusAlertsSource(prometheus, refresh_s=max(settings.refresh_s, 30.0))]
     return sources
@@ -185,12 +200,7 @@ async def open_cluster(
         refresh_s=settings.refresh_s,
         stale_after_s=settings.stale_after_s,
         pool_label=settings.pool_label,
-        # The grace period: the longest time without a utilisation reading that an idle streak
-        # survives (and a GPU missing from the metrics is remembered). Three refreshes, so one or
-        # two failed refreshes do not reset a streak; at least 5 minutes, so that with a fast refresh
-        # (2 s for --local) a dcgm-exporter restart of a minute or two does not either. A longer gap
-        # restarts the streak (gpuctl.state.idle): time nobody measured never counts as idle.
-        idle_grace_s=max(300.0, 3 * settings.refresh_s),
+        idle_grace_s=idle_grace_s(settings),
     )
     chosen = list(sources) if sources is not None else build_sources(settings)
     for source in chosen:

@@ -22,8 +22,17 @@ from the release notes; unverified against a real 4.9 exporter), with the
 DCGM_FI_SYSTEM_DRIVER_VERSION and lowercase `hostname` labels; fields whose
 4.9 names are unknown (clocks, energy, memory temperature) are left out.
 
-Test hooks: `extra_lines` are appended verbatim (malformed series), and
-`fail_status` makes /metrics answer with that HTTP status.
+By default it serves what dcgm-exporter serves on datacenter GPUs with
+profiling metrics on: DCGM_FI_DEV_GPU_UTIL and DCGM_FI_PROF_GR_ENGINE_ACTIVE
+for the same GPU with the same labels.
+
+Test hooks: `extra_lines` are appended verbatim (malformed series),
+`fail_status` makes /metrics answer with that HTTP status, `freeze(node)`
+keeps serving a node's values as of that moment (an exporter whose DCGM
+hangs), and `stop_serving(node)` leaves a node's series out (its exporter is
+gone; Prometheus keeps answering with its last values for its lookback if
+it never saw the series disappear, e.g. across a Prometheus restart) until
+`serve_again(node)`.
 
     python -m testbed.dcgm_exporter --port 9400 [--seed 7] [--scale 1] [--generation classic]
 """
@@ -34,7 +43,7 @@ import argparse
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -160,15 +169,24 @@ def _labels(gpu: SimGpu, s: GpuSample, driver: str, options: Options) -> str:
     return ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
 
 
-def render(fleet: Fleet, samples: list[GpuSample], t: float, options: Options = Options()) -> str:
-    """The /metrics body for these samples (one per device, in fleet order)."""
+def render(
+    fleet: Fleet,
+    samples: list[GpuSample],
+    t: float,
+    options: Options = Options(),
+    *,
+    node_t: Mapping[str, float] | None = None,
+) -> str:
+    """The /metrics body for these samples (one per device, in fleet order); `node_t`: the sim time of
+    nodes whose samples are from another time than `t` (frozen ones), for their counters."""
+    node_t = node_t or {}
     drivers = {p.name: p.driver for p in catalog.POOLS}
     pools = {n.name: n.pool for n in fleet.nodes}
     rows = []
     for s in samples:
         gpu = fleet.gpu_by_key[s.key]
         driver = options.driver_version or drivers[pools[gpu.node]]
-        rows.append((_labels(gpu, s, driver, options), device_values(gpu, s, t, options)))
+        rows.append((_labels(gpu, s, driver, options), device_values(gpu, s, node_t.get(gpu.node, t), options)))
     out: list[str] = []
     for f in FIELDS:
         name = f.name(options.generation)
@@ -205,6 +223,8 @@ class DcgmExporterSim(LoopbackServer):
         self.fail_status: int | None = None
         self.scrapes = 0
         self._nodes = set(nodes) if nodes is not None else None
+        self._hidden: set[str] = set()
+        self._frozen: dict[str, float] = {}  # node -> the sim time its values froze at
         self._clock = clock
         self._start = clock()
         self.seed = seed
@@ -219,12 +239,34 @@ class DcgmExporterSim(LoopbackServer):
     def url(self) -> str:
         return f"http://{self.target}/metrics"
 
+    def freeze(self, *nodes: str) -> None:
+        """Serve these nodes' values as they are now, from now on (a hung DCGM behind a live exporter)."""
+        t = self._clock() - self._start
+        self._frozen.update({node: t for node in nodes})
+
+    def stop_serving(self, *nodes: str) -> None:
+        """Leave these nodes' series out of /metrics from now on."""
+        self._hidden.update(nodes)
+
+    def serve_again(self, *nodes: str) -> None:
+        """Undo stop_serving: the nodes' exporters are back (with a gap in their series)."""
+        self._hidden.difference_update(nodes)
+
     def body(self) -> str:
         t = self._clock() - self._start
         samples = self._telemetry.samples_at(t)
-        if self._nodes is not None:
-            samples = [s for s in samples if s.hostname in self._nodes]
-        text = render(self.fleet, samples, t, self.options)
+        if self._frozen:
+            then = {
+                s.key: s
+                for frozen_t in set(self._frozen.values())
+                for s in self._telemetry.samples_at(frozen_t)
+                if self._frozen.get(s.hostname) == frozen_t
+            }
+            samples = [then.get(s.key, s) for s in samples]
+        samples = [
+            s for s in samples if s.hostname not in self._hidden and (self._nodes is None or s.hostname in self._nodes)
+        ]
+        text = render(self.fleet, samples, t, self.options, node_t=self._frozen)
         return text + "".join(line + "\n" for line in self.extra_lines)
 
     def routes(self, app: web.Application) -> None:

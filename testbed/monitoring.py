@@ -304,6 +304,38 @@ class WebhookReceiver(LoopbackServer):
                 await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
 
 
+class BearerProxy(LoopbackServer):
+    """A reverse proxy on loopback that lets a GET through to `upstream` only with `Authorization: Bearer <token>`.
+
+    What sits in front of a Prometheus that wants bearer tokens (Prometheus itself
+    checks only basic auth): 401 without the token, the upstream's answer with it.
+    `seen` records each request's path and Authorization header.
+    """
+
+    def __init__(self, upstream: str, token: str) -> None:
+        super().__init__()
+        self.upstream = upstream.rstrip("/")
+        self.token = token
+        self.seen: list[tuple[str, str | None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/{path:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization")
+        self.seen.append((request.path, header))
+        if header != f"Bearer {self.token}":
+            return web.Response(status=401, text="missing or wrong bearer token\n")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(f"{self.upstream}{request.path}", params=request.query) as resp:
+                body = await resp.read()
+                return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+
+
 class StaticExporter(LoopbackServer):
     """A /metrics endpoint serving whatever exposition lines a test sets, on loopback.
 

@@ -36,12 +36,6 @@ HOUR = 3600.0
 IDLE_WINDOW_S = 600.0
 
 
-class _StaleGpu(Gpu):
-    """Gpu with the `stale` flag the metrics-trust branch adds (until it lands on this branch)."""
-
-    stale: bool = True
-
-
 def make_gpu(node: str, index: int, pool: str, pod: GpuPod | None, state: str, idle_for: float, *, mig: int | None) -> Gpu:
     fields = {
         "node": node,
@@ -55,9 +49,8 @@ def make_gpu(node: str, index: int, pool: str, pod: GpuPod | None, state: str, i
         "busy": state == "busy",
         "idle": state == "idle",
         "idle_for_s": idle_for if state == "idle" else (120.0 if state == "quiet" else None),
+        "stale": state == "stale",
     }
-    if state == "stale":
-        return Gpu(**fields, stale=True) if "stale" in Gpu.model_fields else _StaleGpu(**fields)
     return Gpu(**fields)
 
 

@@ -136,7 +136,7 @@ def measured_idle(
         gpu = gpus_by_key.get(key)
         if gpu is None:
             return None, f"GPU {key} is not in the metrics"
-        if gpu.__dict__.get("stale", False):  # Gpu.stale arrives with the metrics-trust branch
+        if gpu.stale:
             return None, f"metrics for GPU {key} are stale"
         if gpu.busy:
             return None, f"GPU {key} is busy ({pct(gpu.util_pct)})"

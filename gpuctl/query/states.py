@@ -1,8 +1,9 @@
 """What a pod or a GPU is doing now, in the words every front end uses.
 
 A held GPU is exactly one of busy (at or above the idle threshold in the latest
-sample), idle (under it for the whole idle window) or quiet (neither: under it
-for less than the window, or not measured). A pod reads the same way from the
+sample), idle (under it for the whole idle window), stale (its readings are not
+recent: neither busy nor idle, whatever they say) or quiet (none of those: under
+it for less than the window, or not measured). A pod reads the same way from the
 mean utilisation of the GPUs it holds, once it runs.
 """
 
@@ -25,6 +26,7 @@ class GpuState(StrEnum):
     FREE = "free"  # no pod holds it
     IDLE = "idle"
     BUSY = "busy"
+    STALE = "stale"  # held, but its readings are not recent (Gpu.stale): neither busy nor idle
     QUIET = "quiet"  # held, under the threshold for less than the window, or not measured
 
 
@@ -42,6 +44,8 @@ def pod_state(pod: GpuPod, threshold_pct: float) -> PodState:
 def gpu_state(gpu: Gpu) -> GpuState:
     if gpu.pod is None:
         return GpuState.FREE
+    if gpu.stale:
+        return GpuState.STALE
     if gpu.idle:
         return GpuState.IDLE
     return GpuState.BUSY if gpu.busy else GpuState.QUIET

@@ -59,6 +59,12 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += f" - {metrics.error}"
     if metrics.series_rejected:
         m += f" ({metrics.series_rejected} series rejected)"
+    if metrics.gpus_stale:
+        m += f"; {metrics.gpus_stale} GPU(s) STALE (frozen or no recent sample: neither busy nor idle)"
+    if metrics.unmatched_hosts:
+        m += f"; {metrics.unmatched_hosts} host(s) match no node (another cluster? see --metrics-selector)"
+    if metrics.history_error:
+        m += f"; idle history failed, retry at {metrics.history_retry_at:%H:%M:%S}Z - {metrics.history_error}"
     stopped = [f"STOPPED: {f.source} since {f.since:%H:%M:%S}Z - {f.error}" for f in snap.failures]
     return [*stopped, line, m]
 

@@ -4,7 +4,8 @@ Prometheus is asked, not Alertmanager: it knows pending alerts too and needs
 no extra URL. An alert counts as a GPU alert when it names a GPU host
 (`Hostname`/`hostname`) or a GPU (`gpu`), or is one of the rules gpuctl ships
 (deploy/prometheus/gpuctl-rules.yaml), so the TUI and bot can put it on the
-right GPU, node and pod.
+right GPU, node and pod. With a metrics selector (`--metrics-selector`), only
+alerts whose labels match it count: the same scope as the metric queries.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from gpuctl.model import Alert
 from gpuctl.sources import dcgm_fields as fields
 from gpuctl.sources.prometheus import FETCH_ERRORS, PrometheusSource, describe_error
+from gpuctl.sources.selector import NO_SELECTOR, Selector
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,15 @@ class AlertSink(Protocol):
     def set_alerts(self, alerts: Sequence[Alert]) -> None: ...
 
 
-def gpu_alerts(api_alerts: Iterable[Any]) -> list[Alert]:
-    """The GPU-related alerts in an /api/v1/alerts `data.alerts` list, sorted; junk entries are skipped."""
+def gpu_alerts(api_alerts: Iterable[Any], selector: Selector = NO_SELECTOR) -> list[Alert]:
+    """The GPU-related alerts in an /api/v1/alerts `data.alerts` list whose labels match `selector`, sorted;
+    junk entries are skipped."""
     out: list[Alert] = []
     for raw in api_alerts:
         if not isinstance(raw, Mapping):
+            continue
+        labels = raw.get("labels")
+        if selector and not (isinstance(labels, Mapping) and selector.matches(labels)):
             continue
         alert = _to_alert(raw)
         if alert is not None:
@@ -99,7 +105,7 @@ class PrometheusAlertsSource:
 
     async def fetch(self) -> list[Alert]:
         data = await self.prometheus.api_get("/api/v1/alerts")
-        return gpu_alerts(data.get("alerts", []) if isinstance(data, Mapping) else [])
+        return gpu_alerts(data.get("alerts", []) if isinstance(data, Mapping) else [], self.prometheus.selector)
 
     async def run(self, store: AlertSink) -> None:
         """Keep store.alerts current; on failure keep the last list (the metrics source reports the outage)."""

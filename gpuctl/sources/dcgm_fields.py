@@ -76,22 +76,6 @@ def names_for(quantity: Quantity) -> tuple[str, ...]:
     return tuple(m.name for m in METRICS if m.quantity is quantity)
 
 
-def instant_query(quantity: Quantity) -> str:
-    """One PromQL query for a quantity on every GPU, all its names at once.
-
-    A name selector keeps each series' metric name (needed for the unit) and,
-    unlike `a or b`, keeps every name's series: for a MIG instance, the
-    graphics-engine ratio must win over a GPU_UTIL that some exporter versions
-    report as a constant 0 (merge_readings picks by priority).
-    """
-    return '{__name__=~"' + "|".join(names_for(quantity)) + '"}'
-
-
-def threshold_query(quantity: Quantity, op: str, value: float) -> str:
-    """`name op threshold` for every generation, the threshold in each name's raw unit."""
-    return " or ".join(f"{m.name} {op} {value / m.factor:g}" for m in METRICS if m.quantity is quantity)
-
-
 # Pod label spellings, highest priority first. `exported_*` appears when the scrape
 # target has its own pod/namespace labels and honor_labels is off: then the plain
 # `pod` is the exporter's own pod, and `exported_pod` is the workload's.
@@ -255,7 +239,7 @@ _SPELLING_RANK: Mapping[PodSpelling, int] = {"exported": 0, "plain": 1, "legacy"
 @dataclass(slots=True)
 class _Merging:
     gpu: GpuIdentity
-    values: dict[Quantity, tuple[int, float]] = field(default_factory=dict)  # quantity -> (priority, value)
+    values: dict[Quantity, tuple[int, float, str]] = field(default_factory=dict)  # quantity -> (priority, value, name)
     pod: tuple[int, PodRef] | None = None
 
 
@@ -282,7 +266,7 @@ def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
         priority = _priority(r)
         held = entry.values.get(r.metric.quantity)
         if held is None or priority < held[0]:
-            entry.values[r.metric.quantity] = (priority, r.value)
+            entry.values[r.metric.quantity] = (priority, r.value, r.metric.name)
         if r.pod is not None and r.pod_spelling is not None:
             if r.pod_spelling == "plain" and r.scrape_instance in renamed:
                 continue
@@ -314,6 +298,7 @@ def _to_sample(m: _Merging) -> GpuSample:
     if free is None and used is not None and total is not None:
         free = max(total - used, 0.0)
     xid = value(Quantity.XID)
+    util = m.values.get(Quantity.UTIL)
     return GpuSample(
         hostname=m.gpu.hostname,
         index=m.gpu.index,
@@ -328,4 +313,5 @@ def _to_sample(m: _Merging) -> GpuSample:
         temp_c=value(Quantity.TEMP),
         power_w=value(Quantity.POWER),
         xid=None if xid is None else int(xid),
+        util_metric=None if util is None else util[2],
     )

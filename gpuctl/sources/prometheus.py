@@ -1,9 +1,18 @@
 """DCGM metrics for every GPU in the cluster, read from Prometheus.
 
-Each refresh sends a fixed number of instant queries, one per quantity for all
-GPUs (never one per GPU: at 10,000 GPUs that would be 70,000 requests), and
-hands the merged samples to the store. On start-up one more pair of queries
-looks back over the history so idle streaks survive a gpuctl restart.
+The query budget is fixed whatever the fleet size (never a query per GPU: at
+10,000 GPUs that would be 70,000 requests):
+
+* every refresh: one instant query per quantity for all GPUs, plus one
+  freshness query (queries.freshness) that tells which GPUs' values still
+  move: `REFRESH_QUERIES` (8) queries, sent concurrently;
+* once per start: two subqueries over the idle window plus a margin
+  (gpuctl.sources.history), so idle streaks survive a restart. When they fail
+  they are retried with an exponential, capped backoff, not after every
+  refresh; the snapshot's MetricsHealth says so (history_error, history_retry_at).
+
+Every query carries the metrics selector (`--metrics-selector`), so a
+Prometheus that holds several clusters answers for this one only.
 
 prometheus-api-client is synchronous (requests), so every call runs in a
 worker thread; our own Session carries the auth, and every request has a
@@ -15,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -27,14 +36,19 @@ from urllib3.util.retry import Retry
 from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.sources import dcgm_fields as fields
+from gpuctl.sources import queries
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.dcgm_fields import Quantity
+from gpuctl.sources.history import HistoryPlan, idle_since
+from gpuctl.sources.selector import NO_SELECTOR, Selector
 from gpuctl.state.records import GpuSample, MetricsBatch
 
 log = logging.getLogger(__name__)
 
-# Quantities fetched on every refresh, in this order.
+# Quantities fetched on every refresh, in this order; then the freshness query.
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
+REFRESH_QUERIES = len(REFRESH_QUANTITIES) + 1
+HISTORY_QUERIES = 2
 
 # What a failed query can raise; anything else is a bug and propagates.
 FETCH_ERRORS: tuple[type[Exception], ...] = (
@@ -53,6 +67,7 @@ class MetricsSink(Protocol):
     def apply_metrics(self, batch: MetricsBatch) -> None: ...
     def metrics_failed(self, error: str, at: datetime, *, retry_at: datetime | None = None) -> None: ...
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None: ...
+    def history_failed(self, error: str, *, retry_at: datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,8 @@ class ProbeResult:
 
 
 class PrometheusSource:
+    """DCGM metrics from Prometheus; see the module docstring for the query budget."""
+
     name = "prometheus"
 
     def __init__(
@@ -94,20 +111,29 @@ class PrometheusSource:
         refresh_s: float = 15.0,
         timeout_s: float = 10.0,
         auth: PrometheusAuth | None = None,
+        selector: Selector = NO_SELECTOR,
         idle_threshold_pct: float = 5.0,
-        backfill_s: float = 6 * 3600.0,
+        idle_window_s: float = 1800.0,
+        idle_grace_s: float = 300.0,
+        stale_window_s: float = 120.0,
         max_backoff_s: float = 120.0,
+        history_backoff_s: tuple[float, float] = (60.0, 1800.0),
         now: Clock = utcnow,
     ) -> None:
         self.url = url.rstrip("/")
         self.refresh_s = refresh_s
         self.timeout_s = timeout_s
+        self.selector = selector
         self.idle_threshold_pct = idle_threshold_pct
-        self.backfill_s = backfill_s
+        self.history = HistoryPlan.for_window(idle_window_s, refresh_s, idle_grace_s)
+        self.stale_window_s = stale_window_s
         self.max_backoff_s = max_backoff_s
+        self.history_backoff_s = history_backoff_s  # (first delay, cap) between failed history queries
         self._now = now
         # When the next refresh is tried after a failure; None while refreshes succeed.
         self.retry_at: datetime | None = None
+        # When the idle history is (re)tried; None once it has loaded.
+        self.history_retry_at: datetime | None = None
         self._session = (auth or PrometheusAuth()).session()
         self._client = PrometheusConnect(
             url=self.url,
@@ -125,7 +151,7 @@ class PrometheusSource:
     async def probe(self) -> ProbeResult:
         """Check the URL answers as a Prometheus API and count DCGM utilisation series."""
         try:
-            results = await self._query(fields.instant_query(Quantity.UTIL))
+            results = await self._query(queries.instant(Quantity.UTIL, self.selector))
         except FETCH_ERRORS as e:
             raise MetricsUnavailable(
                 f"Prometheus at {self.url} did not answer a query: {describe_error(e)}",
@@ -134,29 +160,29 @@ class PrometheusSource:
         return ProbeResult(url=self.url, gpu_series=len(results))
 
     async def fetch(self) -> MetricsBatch:
-        """One refresh: a query per quantity, concurrently, merged into samples. Raises FETCH_ERRORS."""
-        answers = await asyncio.gather(*(self._query(fields.instant_query(q)) for q in REFRESH_QUANTITIES))
+        """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS."""
+        *answers, fresh = await asyncio.gather(
+            *(self._query(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES),
+            self._query(queries.freshness(self.stale_window_s, self.selector)),
+        )
         # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
         # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
         at = evaluation_time(answers) or self._now()
         parsed = fields.parse_results(series for answer in answers for series in answer)
         if parsed.rejected:
             log.debug("rejected %d DCGM series: %s", parsed.rejected, dict(parsed.reasons))
-        return MetricsBatch(at=at, samples=fields.merge_readings(parsed.readings), rejected=parsed.rejected)
+        samples = mark_stale(fields.merge_readings(parsed.readings), moving_gpus(fresh))
+        return MetricsBatch(at=at, samples=samples, rejected=parsed.rejected)
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
-        """For GPUs now under the threshold: since when, according to Prometheus's history.
-
-        Two subqueries over the look-back: when each (GPU, pod) series was last at or
-        over the threshold, and when it first appeared. A GPU never busy in the
-        look-back counts as idle since it first appeared (at most the look-back).
-        """
-        span, step = _duration(self.backfill_s), _duration(max(1.0, self.backfill_s / 360))
-        busy = fields.threshold_query(Quantity.UTIL, ">=", self.idle_threshold_pct)
-        last_busy_q = f"max_over_time(timestamp({busy})[{span}:{step}])"
-        first_seen_q = f"min_over_time(timestamp({fields.instant_query(Quantity.UTIL)})[{span}:{step}])"
-        last_busy, first_seen = await asyncio.gather(self._query(last_busy_q), self._query(first_seen_q))
-        return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, first_seen=first_seen, now=self._now())
+        """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
+        plan, sel = self.history, self.selector
+        last_busy, present_since = await asyncio.gather(
+            self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
+            self._query(queries.present_since(plan.lookback_s, plan.step_s, plan.gap_s, sel)),
+        )
+        now = evaluation_time((last_busy, present_since)) or self._now()  # Prometheus's clock, as for the batches
+        return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, present_since=present_since, now=now)
 
     # -- the source loop --------------------------------------------------------------
 
@@ -165,7 +191,8 @@ class PrometheusSource:
         store.set_metrics_source(self.name)
         loop = asyncio.get_running_loop()
         backoff = Backoff(base=self.refresh_s, cap=self.max_backoff_s)
-        backfilled = False
+        history_backoff = Backoff(base=self.history_backoff_s[0], cap=self.history_backoff_s[1])
+        self.history_retry_at = self._now()
         while True:
             started = loop.time()
             try:
@@ -181,19 +208,24 @@ class PrometheusSource:
                 continue
             backoff.reset()
             self.retry_at = None
+            if self.history_retry_at is not None and self._now() >= self.history_retry_at:
+                # Before the batch, so the first snapshot already carries the streaks.
+                await self._load_history(store, batch.samples, history_backoff)
             store.apply_metrics(batch)
-            if not backfilled:
-                backfilled = await self._backfill(store, batch.samples)
             await asyncio.sleep(max(0.0, self.refresh_s - (loop.time() - started)))
 
-    async def _backfill(self, store: MetricsSink, samples: Sequence[GpuSample]) -> bool:
+    async def _load_history(self, store: MetricsSink, samples: Sequence[GpuSample], backoff: Backoff) -> None:
         try:
             history = await self.idle_history(samples)
         except FETCH_ERRORS as e:
-            log.warning("idle history query failed, will retry: %s", describe_error(e))
-            return False
+            message = describe_error(e)
+            self.history_retry_at = self._now() + timedelta(seconds=backoff.next())
+            log.warning("idle history query failed (%d in a row), next try at %s: %s",
+                        backoff.failures, self.history_retry_at.isoformat(timespec="seconds"), message)
+            store.history_failed(message, retry_at=self.history_retry_at)
+            return
+        self.history_retry_at = None
         store.backfill_idle(history)
-        return True
 
     async def api_get(self, path: str) -> Any:
         """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`. Raises FETCH_ERRORS."""
@@ -216,53 +248,23 @@ class PrometheusSource:
         return result
 
 
-def idle_since(
-    samples: Sequence[GpuSample],
-    threshold_pct: float,
-    *,
-    last_busy: Iterable[Any],
-    first_seen: Iterable[Any],
-    now: datetime,
-) -> dict[str, datetime]:
-    """Join the two history subqueries with the current samples (pure; see idle_history)."""
-    busy_at = _timestamps(last_busy, max)
-    seen_at = _timestamps(first_seen, min)
-    out: dict[str, datetime] = {}
-    for sample in samples:
-        if sample.util_pct is None or sample.util_pct >= threshold_pct:
-            continue
-        last = _for_holder(busy_at.get(sample.key, {}), sample)
-        first = _for_holder(seen_at.get(sample.key, {}), sample)
-        since = max(last) if last else (min(first) if first else None)
-        if since is not None:
-            out[sample.key] = min(datetime.fromtimestamp(since, UTC), now)
-    return out
-
-
-def _timestamps(results: Iterable[Any], pick: Callable[[float, float], float]) -> dict[str, dict[Any, float]]:
-    """gpu key -> pod (or None) -> timestamp, from series whose labels name a GPU."""
-    out: dict[str, dict[Any, float]] = {}
+def moving_gpus(results: Iterable[Any]) -> set[str]:
+    """Keys of the GPUs whose values changed in the freshness window (queries.freshness's answer)."""
+    out: set[str] = set()
     for series in results:
         try:
-            labels = series["metric"]
-            gpu = fields.parse_identity(labels)
-            ts = fields.parse_value(series["value"])
+            key = fields.parse_identity(series["metric"]).key
+            changes = fields.parse_value(series["value"])
         except (ValueError, KeyError, TypeError):
             continue
-        pod = fields.parse_pod(labels)
-        holder = pod[0] if pod else None
-        by_pod = out.setdefault(gpu.key, {})
-        by_pod[holder] = pick(by_pod[holder], ts) if holder in by_pod else ts
+        if changes > 0:
+            out.add(key)
     return out
 
 
-def _for_holder(by_pod: Mapping[Any, float], sample: GpuSample) -> list[float]:
-    # The idle clock restarts when a GPU changes hands, so only the current holder's
-    # history counts. An unheld sample may still carry the scrape target's own pod
-    # label in history (see dcgm_fields.merge_readings): then take every series.
-    if sample.pod in by_pod:
-        return [by_pod[sample.pod]]
-    return list(by_pod.values()) if sample.pod is None else []
+def mark_stale(samples: Sequence[GpuSample], moving: Set[str]) -> tuple[GpuSample, ...]:
+    """The samples, those of GPUs not in `moving` flagged stale."""
+    return tuple(s if s.key in moving else replace(s, stale=True) for s in samples)
 
 
 def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
@@ -277,10 +279,6 @@ def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
                 continue  # a malformed series: parse_results rejects and counts it
             earliest = at if earliest is None else min(earliest, at)
     return earliest
-
-
-def _duration(seconds: float) -> str:
-    return f"{max(1, round(seconds))}s"
 
 
 def describe_error(e: BaseException) -> str:

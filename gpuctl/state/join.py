@@ -7,8 +7,9 @@ of the previous join and redoes only what depends on those keys:
 * a pod event rebuilds that pod's row, its node's row and pool, and the
   namespace rows (a handful); GPUs are untouched;
 * a node event rebuilds that node's row, its pool and its GPUs;
-* a metrics batch (or an idle-clock change) rebuilds every GPU row and the
-  rows of the pods whose GPUs moved; nodes are untouched;
+* a metrics batch (or an idle-clock change, or the whole feed turning stale)
+  rebuilds every GPU row and the rows of the pods whose GPUs moved; a node row
+  only when all its GPUs turned stale or one of them stopped being stale;
 * a ReplicaSet, Job or PodDisruptionBudget event rebuilds the rows of the pods
   it concerns (`links.PodLinks` says which) and the budget's own row.
 
@@ -25,12 +26,11 @@ event sequences against the original full join).
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, PodDisruptionBudget, Pool
 from gpuctl.state.changes import Delta, Rows
@@ -73,6 +73,7 @@ from gpuctl.state.rows import (
     pool_row,
     same_row,
 )
+from gpuctl.state.sorted_rows import SortedRows, replace_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class JoinInputs:
     jobs: Mapping[str, ControllerRecord] = field(default_factory=dict)
     pdbs: Mapping[str, PdbRecord] = field(default_factory=dict)
     known: frozenset[Kind] = frozenset(Kind)  # kinds whose records are complete (listed and readable)
+    # The batch itself is older than the store's stale window: every GPU reading is stale.
+    readings_stale: bool = False
 
     @property
     def controllers(self) -> Mapping[Kind, Mapping[str, ControllerRecord]]:
@@ -108,92 +111,13 @@ class Joined:
     delta: Delta  # rows replaced since the previous join
     rows: Rows  # this join's rows by key
     fresh: bool  # joined from scratch: `delta` is relative to nothing, not to the previous join
+    gpus_stale: int  # GPU rows flagged stale
+    unmatched_hosts: frozenset[str]  # hosts in the metrics with no node record
 
 
 def join(inputs: JoinInputs) -> Joined:
     """One-off join from scratch (tests, tools)."""
     return Joiner().join(inputs)
-
-
-M = TypeVar("M")
-
-
-class _SortedRows(Generic[M]):
-    """Rows kept sorted by key, with their tuple remade only when something moved."""
-
-    def __init__(self) -> None:
-        self.by_key: dict[str, M] = {}
-        self._keys: list[str] = []
-        self._rows: list[M] = []
-        self._tuple: tuple[M, ...] = ()
-        self._joined: set[str] = set()
-        self._left: set[str] = set()
-        self._updated: set[str] = set()
-
-    def get(self, key: str) -> M | None:
-        return self.by_key.get(key)
-
-    def set(self, key: str, row: M) -> None:
-        if key not in self.by_key:
-            if key in self._left:
-                self._left.discard(key)
-                self._updated.add(key)
-            else:
-                self._joined.add(key)
-        else:
-            self._updated.add(key)
-        self.by_key[key] = row
-
-    def remove(self, key: str) -> None:
-        del self.by_key[key]
-        if key in self._joined:
-            self._joined.discard(key)
-        else:
-            self._left.add(key)
-        self._updated.discard(key)
-
-    def as_tuple(self) -> tuple[M, ...]:
-        joined, left, updated = self._joined, self._left, self._updated
-        if not (joined or left or updated):
-            return self._tuple
-        keys, rows, by_key = self._keys, self._rows, self.by_key
-        if len(joined) + len(left) > 64:  # many keys came or went (a list): sort once
-            keys[:] = sorted(by_key)
-            rows[:] = [by_key[k] for k in keys]
-        else:
-            for key in left:
-                i = bisect_left(keys, key)
-                del keys[i], rows[i]
-            for key in joined:
-                i = bisect_left(keys, key)
-                keys.insert(i, key)
-                rows.insert(i, by_key[key])
-            if len(updated) > len(keys) // 8:
-                rows[:] = [by_key[k] for k in keys]
-            else:
-                for key in updated:
-                    rows[bisect_left(keys, key)] = by_key[key]
-        joined.clear()
-        left.clear()
-        updated.clear()
-        self._tuple = tuple(rows)
-        return self._tuple
-
-
-def _replace(rows: _SortedRows[Any], key: str, values: dict[str, Any] | None, make: Any, delta: dict[str, Any]) -> Any:
-    """Put the row made of `values` (None: no row) under `key`, keeping the old object if equal."""
-    old = rows.get(key)
-    if values is None:
-        if old is not None:
-            rows.remove(key)
-            delta.setdefault(key, old)
-        return None
-    if old is not None and old.__dict__ == values:
-        return old
-    new = make(values)
-    rows.set(key, new)
-    delta.setdefault(key, old)
-    return new
 
 
 # -- the joiner ---------------------------------------------------------------------------
@@ -202,16 +126,19 @@ def _replace(rows: _SortedRows[Any], key: str, values: dict[str, Any] | None, ma
 class _Segment:
     """One host's GPU rows (a node's, or a metrics hostname's), in snapshot order, and their sums."""
 
-    __slots__ = ("gpus", "held", "idle_pools", "keys", "repeated", "spaces")
+    __slots__ = ("all_stale", "gpus", "held", "idle_pools", "keys", "repeated", "spaces", "stale")
 
-    def __init__(self, gpus: list[Gpu], keys: list[str]) -> None:
+    def __init__(self, gpus: list[Gpu], keys: list[str], measured: int) -> None:
+        """`measured`: how many of the rows come from samples (the rest are placeholders, never stale)."""
         self.gpus = gpus
         self.keys = keys
+        self.stale = 0
         self.held: dict[str, tuple[list[Gpu], list[str]]] = {}  # pod key -> the GPUs it holds here, their keys
         self.idle_pools: dict[str, int] = {}  # pool -> idle GPUs
         self.spaces: dict[str, list[int]] = {}  # namespace -> [busy, idle] GPUs its pods hold
         for key, gpu in zip(keys, gpus):
             row = gpu.__dict__
+            self.stale += row["stale"]
             idle = row["idle"]
             if idle:
                 self.idle_pools[row["pool"]] = self.idle_pools.get(row["pool"], 0) + 1
@@ -229,11 +156,12 @@ class _Segment:
                     if counts is None:
                         counts = self.spaces[pod.namespace] = [0, 0]
                     counts[1 if idle else 0] += 1
+        self.all_stale = measured > 0 and self.stale == measured
         # A key twice (a malformed batch): diff calls it changed every time.
         self.repeated: set[str] = set() if len(set(keys)) == len(keys) else {k for k in keys if keys.count(k) > 1}
 
 
-_NO_SEGMENT = _Segment([], [])
+_NO_SEGMENT = _Segment([], [], 0)
 _UNSET: Any = object()
 
 
@@ -255,6 +183,9 @@ class Joiner:
         # Metrics as last joined, and the GPU rows per host.
         self._batch: MetricsBatch | None = _UNSET
         self._idle_version = -1
+        self._readings_stale = False
+        self._stale_gpus = 0
+        self._unmatched: frozenset[str] = frozenset()
         self._samples: dict[str, list[GpuSample]] = {}
         self._segments: dict[str, _Segment] = {}
         self._hosts: list[str] = []
@@ -264,8 +195,8 @@ class Joiner:
         self._pool_idle: dict[str, int] = {}
         self._gpus: tuple[Gpu, ...] = ()
         # Public rows.
-        self._node_rows: _SortedRows[Node] = _SortedRows()
-        self._pod_rows: _SortedRows[GpuPod] = _SortedRows()
+        self._node_rows: SortedRows[Node] = SortedRows()
+        self._pod_rows: SortedRows[GpuPod] = SortedRows()
         self._pool_members: dict[str, set[str]] = {}
         self._pool_rows: dict[str, Pool] = {}
         self._pools: tuple[Pool, ...] = ()
@@ -273,7 +204,7 @@ class Joiner:
         self._namespaces: tuple[NamespaceUsage, ...] = ()
         # Owner chains and disruption budgets, and the budgets' rows.
         self._links = PodLinks()
-        self._pdb_rows: _SortedRows[PodDisruptionBudget] = _SortedRows()
+        self._pdb_rows: SortedRows[PodDisruptionBudget] = SortedRows()
 
     def join(self, inputs: JoinInputs) -> Joined:
         config = (tuple(inputs.pool_order), inputs.idle, inputs.idle.threshold_pct)
@@ -302,16 +233,23 @@ class Joiner:
         links.apply_known(inputs.known, touched_pods)
         links.apply_controllers(inputs.controllers, dirty, touched_pods)
         for key, pdb in links.apply_pdbs(inputs.pdbs, dirty.get(Kind.PDB, ()), touched_pods):
-            _replace(self._pdb_rows, key, None if pdb is None else pdb_row(pdb), make_pdb, {})  # not in Changes
+            replace_row(self._pdb_rows, key, None if pdb is None else pdb_row(pdb), make_pdb, {})  # not in Changes
         hosts = self._apply_nodes(inputs, dirty.get(Kind.NODE, ()), touched_nodes)
         if dirty.get(Kind.QUOTA):
             self._quotas = self._quota_totals(inputs.quotas)
-        if inputs.batch is not self._batch or inputs.idle.version != self._idle_version:
+        if (
+            inputs.batch is not self._batch
+            or inputs.idle.version != self._idle_version
+            or inputs.readings_stale != self._readings_stale
+        ):
+            if inputs.batch is not self._batch:
+                self._samples = _by_host(inputs.batch)
             self._batch, self._idle_version = inputs.batch, inputs.idle.version
-            self._samples = _by_host(inputs.batch)
+            self._readings_stale = inputs.readings_stale
             hosts = self._segments.keys() | self._samples.keys() | self._nodes.keys()
         if hosts:
-            self._remake_gpus(hosts, inputs, delta.gpus, gpu_pods, touched_pools)
+            self._unmatched = frozenset(host for host in self._samples if host not in self._nodes)
+            self._remake_gpus(hosts, inputs, delta.gpus, gpu_pods, touched_pools, touched_nodes)
         self._remake_nodes(touched_nodes, delta.nodes, touched_pools)
         if touched_pools:
             self._remake_pools(touched_pools)
@@ -334,6 +272,8 @@ class Joiner:
                 repeated_gpus=frozenset(self._repeated),
             ),
             fresh=fresh,
+            gpus_stale=self._stale_gpus,
+            unmatched_hosts=self._unmatched,
         )
 
     # -- records ----------------------------------------------------------------------------
@@ -414,6 +354,7 @@ class Joiner:
         delta: dict[str, Any],
         gpu_pods: set[str],
         touched_pools: set[str],
+        touched_nodes: set[str],
     ) -> None:
         """Remake the hosts' GPU rows; `gpu_pods` gets the pods holding a GPU there, before or now."""
         segments, by_key = self._segments, self._gpu_by_key
@@ -430,6 +371,8 @@ class Joiner:
                 segments.pop(host, None)
             self._count(old, -1, touched_pools)
             self._count(new, +1, touched_pools)
+            if old.all_stale != new.all_stale and host in self._nodes:
+                touched_nodes.add(host)  # its metrics_stale flag moved
             for key, before, gpu in made:
                 delta.setdefault(key, before)
                 by_key[key] = gpu
@@ -466,6 +409,7 @@ class Joiner:
         idle = inputs.idle
         reading = idle.reading
         threshold = idle.threshold_pct
+        all_stale = self._readings_stale
         previous = self._gpu_by_key
         made: list[tuple[str, Gpu | None, Gpu]] = []
         keys: list[str] = []
@@ -476,7 +420,7 @@ class Joiner:
             pool = node_pool if node_pool is not None else self._fallback_pool(sample.model, inputs.pool_order)
             key = sample.key
             is_idle, idle_for = reading(key, sample.pod is not None)
-            values = gpu_row(sample, pool, is_idle, idle_for, threshold)
+            values = gpu_row(sample, pool, is_idle, idle_for, threshold, all_stale or sample.stale)
             before = previous.get(key)
             if before is not None and same_row(before.__dict__, values, "util_pct"):
                 gpu = before
@@ -511,7 +455,7 @@ class Joiner:
             keys, gpus = [keys[i] for i in ranked], [gpus[i] for i in ranked]
         if not made and not old.repeated and keys == old.keys:
             return old, made  # (with a key twice, rows reused by key may not be the rows in order)
-        return _Segment(gpus, keys), made
+        return _Segment(gpus, keys, len(samples)), made
 
     def _fallback_pool(self, model: str | None, order: Sequence[str]) -> str:
         """Pool of a GPU whose host has no Node (local NVML mode, lagging watch): by product."""
@@ -521,7 +465,8 @@ class Joiner:
         return pool
 
     def _count(self, segment: _Segment, sign: int, touched_pools: set[str]) -> None:
-        """Add (or take away) a segment's idle GPUs per pool and busy/idle GPUs per namespace."""
+        """Add (or take away) a segment's idle GPUs per pool, busy/idle GPUs per namespace, stale GPUs."""
+        self._stale_gpus += sign * segment.stale
         pool_idle = self._pool_idle
         for pool, n in segment.idle_pools.items():
             pool_idle[pool] = pool_idle.get(pool, 0) + sign * n
@@ -540,7 +485,7 @@ class Joiner:
         for key in keys:
             pod = pods.get(key)
             if pod is None:
-                _replace(rows, key, None, make_pod, delta)
+                replace_row(rows, key, None, make_pod, delta)
                 continue
             owners, budgets, allowed = self._links.links(key, pod.rec, controllers)
             mine, mine_keys = self._held(key)
@@ -597,8 +542,9 @@ class Joiner:
                     demand.whole if demand is not None else 0,
                     demand.slices if demand is not None else 0,
                     demand.mig_requested() if demand is not None else {},
+                    self._segments.get(name, _NO_SEGMENT).all_stale,
                 )
-            new = _replace(self._node_rows, name, values, make_node, delta)
+            new = replace_row(self._node_rows, name, values, make_node, delta)
             if new is old:
                 continue
             if old is not None:

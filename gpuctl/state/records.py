@@ -167,6 +167,9 @@ class GpuSample:
     temp_c: float | None = None
     power_w: float | None = None
     xid: int | None = None
+    util_metric: str | None = None  # the metric util_pct came from (Prometheus), for its history
+    # The source found these readings stale: no sample in its stale window, or none that moved.
+    stale: bool = False
 
     @property
     def key(self) -> str:

@@ -68,8 +68,11 @@ class PodCounts:
         self.created_us = micros(rec.created) if rec.node is not None and rec.created is not None else None
 
 
-def node_row(rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested: dict[str, int]) -> dict[str, Any]:
-    """`requested`: nvidia.com/gpu its live pods request; `slices`: their nvidia.com/gpu.shared."""
+def node_row(
+    rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested: dict[str, int], metrics_stale: bool
+) -> dict[str, Any]:
+    """`requested`: nvidia.com/gpu its live pods request; `slices`: their nvidia.com/gpu.shared;
+    `metrics_stale`: every GPU reading on the node is stale."""
     labels = rec.labels
     gpus = NodeGpus.of(labels, rec.capacity, rec.allocatable)
     if gpus.gpu_is_shared:
@@ -95,6 +98,7 @@ def node_row(rec: NodeRecord, pool: str, requested: int, slices: int, mig_reques
         "created": rec.created,
         "uid": rec.uid,
         "resource_version": rec.resource_version,
+        "metrics_stale": metrics_stale,
     }
 
 
@@ -106,7 +110,10 @@ def physical_gpus(rec: NodeRecord) -> int:
         return NodeGpus.of(rec.labels, rec.capacity, rec.allocatable).capacity
 
 
-def gpu_row(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> dict[str, Any]:
+def gpu_row(
+    sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float, stale: bool
+) -> dict[str, Any]:
+    """`stale`: the sample's own flag, or the whole feed is old; a stale GPU is neither busy nor idle."""
     mem_total = None
     if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
         mem_total = sample.mem_used_mib + sample.mem_free_mib
@@ -126,10 +133,11 @@ def gpu_row(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, th
         "power_w": sample.power_w,
         "xid": sample.xid,
         "pod": sample.pod,
-        # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
-        "busy": sample.pod is not None and util is not None and util >= threshold_pct,
-        "idle": idle,
-        "idle_for_s": idle_for,
+        # Held GPUs are busy, idle, or neither: quiet for less than the window, unmeasured, or stale.
+        "busy": not stale and sample.pod is not None and util is not None and util >= threshold_pct,
+        "idle": idle and not stale,
+        "idle_for_s": None if stale else idle_for,
+        "stale": stale,
     }
 
 
@@ -152,6 +160,7 @@ def placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict
         "busy": False,
         "idle": False,
         "idle_for_s": None,
+        "stale": False,
     }
 
 

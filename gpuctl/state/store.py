@@ -24,6 +24,7 @@ takes in first (observing 12,500 readings is work for the thread too).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from gpuctl.state.records import (
     ReplicaSetRecord,
 )
 
+log = logging.getLogger(__name__)
+
 MetricsSourceName = Literal["prometheus", "nvml", "demo", "none"]
 Listener = Callable[[], None]
 
@@ -60,6 +63,7 @@ class _Pending:
     idle: list[MetricsBatch | Mapping[str, datetime]]  # for the idle clock first: batches to observe, history
     mutations: int  # the store's mutation count when the inputs were taken
     metrics: MetricsHealth
+    nodes_listed: bool
     watch: WatchHealth
     alerts: tuple[Alert, ...]
     failures: tuple[SourceFailure, ...]
@@ -114,6 +118,9 @@ class ClusterStore:
         self._metrics_error: str | None = None
         self._metrics_retry_at: datetime | None = None
         self._metrics_attempted = False
+        self._history_error: str | None = None
+        self._history_retry_at: datetime | None = None
+        self._warned_unmatched = False
         # The last refresh with enough GPUs in it, while later ones bring too few (see _check_coverage).
         self._full_batch: MetricsBatch | None = None
         self._gpus_missing = 0
@@ -246,7 +253,16 @@ class ClusterStore:
         self._changed()
 
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None:
+        """Idle streaks from history (a source's start); clears a history failure."""
         self._idle_queue.append(dict(idle_since))
+        self._history_error = None
+        self._history_retry_at = None
+        self._changed()
+
+    def history_failed(self, error: str, *, retry_at: datetime) -> None:
+        """The idle-history query failed; the source tries again at `retry_at`."""
+        self._history_error = error
+        self._history_retry_at = retry_at
         self._changed()
 
     @property
@@ -350,6 +366,7 @@ class ClusterStore:
         dirty, self._dirty = self._dirty, {kind: set() for kind in Kind}
         idle, self._idle_queue = self._idle_queue, []
         records = {kind: dict(table) for kind, table in self._records.items()} if copy else self._records
+        batch = self._batch
         inputs = JoinInputs(
             nodes=records[Kind.NODE],  # type: ignore[arg-type]
             pods=records[Kind.POD],  # type: ignore[arg-type]
@@ -364,12 +381,14 @@ class ClusterStore:
             pool_order=self._pool_order,
             now=now,
             dirty=dirty,
+            readings_stale=batch is not None and now - batch.at > self._stale_after,
         )
         return _Pending(
             inputs=inputs,
             idle=idle,
             mutations=self._mutations,
-            metrics=self._metrics_health(now),
+            metrics=self._metrics_health(now),  # its gpus_stale and unmatched_hosts come from the join
+            nodes_listed=Kind.NODE in self._listed,
             watch=self._watch_health(),
             alerts=self._alerts,
             failures=self._failures,
@@ -398,7 +417,9 @@ class ClusterStore:
             namespaces=joined.namespaces,
             alerts=pending.alerts,
             pdbs=joined.pdbs,
-            metrics=pending.metrics,
+            metrics=pending.metrics.model_copy(
+                update={"gpus_stale": joined.gpus_stale, "unmatched_hosts": self._unmatched(joined.unmatched_hosts, pending)}
+            ),
             watch=pending.watch,
             failures=pending.failures,
         )
@@ -412,7 +433,10 @@ class ClusterStore:
         """Feed the idle clock, in order (with the join lock held)."""
         for item in queue:
             if isinstance(item, MetricsBatch):
-                self._idle.observe(item.at, item.samples)
+                samples = item.samples
+                if any(s.stale for s in samples):
+                    samples = tuple(s for s in samples if not s.stale)  # stale readings are no evidence, idle or busy
+                self._idle.observe(item.at, samples)
             else:
                 self._idle.backfill(item)
 
@@ -438,6 +462,20 @@ class ClusterStore:
                 return found
         return diff(old, new, everything=everything)
 
+    def _unmatched(self, hosts: frozenset[str], pending: _Pending) -> int:
+        """Hosts in the metrics without a node, once nodes are listed (never in --local mode); warns once."""
+        if not pending.nodes_listed or not hosts:
+            return 0
+        if not self._warned_unmatched:
+            self._warned_unmatched = True
+            log.warning(
+                "%d host(s) in the metrics match no node of this cluster (e.g. %s): another cluster's series? "
+                "Scope the queries with --metrics-selector",
+                len(hosts),
+                ", ".join(sorted(hosts)[:3]),
+            )
+        return len(hosts)
+
     def _metrics_health(self, now: datetime) -> MetricsHealth:
         last = self._batch.at if self._batch is not None else None
         age = (now - last).total_seconds() if last is not None else None
@@ -450,6 +488,8 @@ class ClusterStore:
             error=self._metrics_error,
             retry_at=self._metrics_retry_at,
             series_rejected=self._batch.rejected if self._batch is not None else 0,
+            history_error=self._history_error,
+            history_retry_at=self._history_retry_at,
             gpus_reported=len(self._batch.samples) if self._batch is not None else 0,
             gpus_missing=self._gpus_missing,
             missing_since=self._missing_since if self._gpus_missing else None,

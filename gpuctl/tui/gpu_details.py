@@ -88,7 +88,9 @@ def _gpu_facts(index: FleetIndex, history: UtilHistory, gpu: Gpu, width: int) ->
         pod = Text(f"pod {gpu.pod.namespace}/{gpu.pod.name}")
         if gpu.pod.container:
             pod.append(f" ({gpu.pod.container})", style="dim")
-        if state is GpuState.IDLE:
+        if state is GpuState.STALE:
+            doing = Text("STALE: no recent reading that moved; neither busy nor idle", style="bold yellow")
+        elif state is GpuState.IDLE:
             doing = Text(f"IDLE for {duration(gpu.idle_for_s)}", style="bold magenta")
         elif state is GpuState.BUSY:
             doing = Text("busy", style="green")

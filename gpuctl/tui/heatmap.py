@@ -49,6 +49,8 @@ def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
         return "!", XID_BG
     if gpu.pod is not None and gpu.idle:
         return "z", IDLE_BG
+    if gpu.stale:  # old readings: greyed like missing ones, so nobody reads them as current
+        return "~", NO_DATA_BG
     value = metric_value(gpu, metric)
     if value is None:
         return "?", NO_DATA_BG

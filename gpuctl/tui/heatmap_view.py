@@ -30,7 +30,13 @@ def legend_text(metric: Metric, dense: bool) -> Text:
     for _, colour in ramp:
         t.append(" ", style=cell_style(colour))
     t.append(f" {spec.high:.0f}  ")
-    states = (("z", IDLE_BG, "idle"), ("·", ramp[0][1], "free"), ("?", NO_DATA_BG, "no data"), ("!", XID_BG, "XID"))
+    states = (
+        ("z", IDLE_BG, "idle"),
+        ("·", ramp[0][1], "free"),
+        ("?", NO_DATA_BG, "no data"),
+        ("~", NO_DATA_BG, "stale"),
+        ("!", XID_BG, "XID"),
+    )
     for glyph, bg, label in states:
         t.append(glyph if dense else glyph * 2, style=cell_style(bg))
         t.append(f" {label}  ")

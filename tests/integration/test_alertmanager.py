@@ -1,7 +1,9 @@
-"""Shipped rules -> real Prometheus -> real Alertmanager -> webhook, and alerts into the store."""
+"""Shipped rules -> real Prometheus -> real Alertmanager -> webhook, and the alerts source feeding the store."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -97,14 +99,20 @@ async def test_firing_gpu_alerts_land_in_the_store(bed) -> None:
     mon, exporter, _ = bed
     exporter.set([*gpu(0, xid=48, pod=("ml", "trainer-0")), *gpu(1, xid=0)])
     prometheus = PrometheusSource(mon.prometheus_url, timeout_s=5)
-    source = PrometheusAlertsSource(prometheus, refresh_s=0.5)
     store = ClusterStore()
+    task = asyncio.create_task(PrometheusAlertsSource(prometheus, refresh_s=0.5).run(store))  # the real source loop
     try:
-        alerts = await poll(source.fetch, lambda a: any(x.name == "GpuXidCritical" for x in a), what="XID alert")
-        store.set_alerts(alerts)
+        snap = await poll(
+            store.snapshot,
+            lambda s: any(a.name == "GpuXidCritical" and a.summary and "XID 48" in a.summary for a in s.alerts),
+            what="XID 48 alert in the store",
+        )
     finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         prometheus.close()
-    critical = next(a for a in store.snapshot().alerts if a.name == "GpuXidCritical")
+    critical = next(a for a in snap.alerts if a.name == "GpuXidCritical")
     assert (critical.state, critical.severity, critical.node, critical.gpu) == ("firing", "critical", "node-x", "node-x/0")
     assert (critical.namespace, critical.pod) == ("ml", "trainer-0")
     assert critical.summary == "GPU 0 on node-x hit hardware XID 48: drain the node"

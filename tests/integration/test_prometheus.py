@@ -22,11 +22,12 @@ import pytest_asyncio
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.model import Gpu, PodRef, Snapshot
 from gpuctl.sim.fleet import build_fleet
-from gpuctl.sources.dcgm_fields import MIB, Quantity, instant_query
+from gpuctl.sources.dcgm_fields import MIB, Quantity
 from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
+from gpuctl.sources.queries import instant
 from gpuctl.state.store import ClusterStore
 from testbed.dcgm_exporter import DcgmExporterSim, Options
-from testbed.monitoring import SHIPPED_RULES, Monitoring, ScrapeJob, StaticExporter, exposition_line
+from testbed.monitoring import SHIPPED_RULES, BearerProxy, Monitoring, ScrapeJob, StaticExporter, exposition_line
 from testbed.pki import CertificateAuthority
 from testbed.process import free_port
 from testbed.waiting import poll
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.testbed
 
 A100 = "NVIDIA A100-SXM4-80GB"
 H100 = "NVIDIA H100 80GB HBM3"
-UTIL_ANY = instant_query(Quantity.UTIL)
+UTIL_ANY = instant(Quantity.UTIL)
 
 
 def classic(node: str, gpu: int, *, util: float, used: float = 1000, free: float = 80000, pod: tuple[str, str] | None = None, **extra: str) -> list[str]:
@@ -208,7 +209,7 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
     static.set(static_fleet(a1_util=1))
     try:
         await monitoring.wait_for_series('DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"} < 5')
-        source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, backfill_s=300)
+        source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1)
         try:
             batch = await source.fetch()
             since = await source.idle_history(batch.samples)
@@ -301,10 +302,24 @@ async def test_tls_and_basic_auth_against_a_protected_prometheus(tmp_path: Path,
             await probe(PrometheusAuth(basic=("gpuctl", "s3cret")))  # the system CAs don't know the test bed's
 
 
-def test_bearer_token_goes_on_every_request() -> None:
+async def test_bearer_token_goes_on_every_request(monitoring: Monitoring) -> None:
     # Prometheus itself only checks basic auth; a bearer token is for the proxy in front of it.
-    session = PrometheusAuth(bearer_token="t0ken").session()
-    assert session.headers["Authorization"] == "Bearer t0ken"
+    async with BearerProxy(monitoring.prometheus_url, token="t0ken") as proxy:
+        right = PrometheusSource(proxy.url, auth=PrometheusAuth(bearer_token="t0ken"), timeout_s=5)
+        wrong = PrometheusSource(proxy.url, auth=PrometheusAuth(bearer_token="stolen"), timeout_s=5)
+        try:
+            assert (await right.probe()).gpu_series == 11  # through the proxy to the real Prometheus
+            batch = await right.fetch()
+            await right.api_get("/api/v1/alerts")
+            with pytest.raises(MetricsUnavailable, match="rejected the credentials"):
+                await wrong.probe()
+        finally:
+            right.close()
+            wrong.close()
+    assert {s.key for s in batch.samples} == EXPECTED_GPUS
+    paths = {path for path, header in proxy.seen if header == "Bearer t0ken"}
+    assert paths == {"/api/v1/query", "/api/v1/alerts"}
+    assert len([p for p, h in proxy.seen if h == "Bearer t0ken"]) == 1 + len(Quantity) + 1 + 1  # probe, refresh, alerts
 
 
 def test_shipped_rules_pass_promtool_check() -> None:

@@ -84,6 +84,7 @@ def test_kubeconfig_from_environment(env: dict[str, str], dead_kubeconfig: Path)
         (["snapshot", "--demo", "--local"], "one of --demo and --local"),
         (["top", "--demo", "--refresh", "-5"], "refresh_s"),
         (["snapshot", "--config", "/nonexistent/gpuctl.yaml"], "config file /nonexistent/gpuctl.yaml does not exist"),
+        (["snapshot", "--demo", "--metrics-selector", "cluster=prod-a"], "metrics_selector='cluster=prod-a': expected a quoted"),
     ],
 )
 def test_bad_configuration_exits_2(env: dict[str, str], args: list[str], needle: str) -> None:

@@ -108,6 +108,23 @@ def test_bad_config_files(tmp_path: Path) -> None:
         load_settings(config_file=tmp_path / "missing.yaml")
 
 
+def test_metrics_selector_from_flag_env_and_file_is_checked_and_canonical(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert load_settings().metrics_selector is None
+    assert load_settings(metrics_selector="{ cluster = 'prod-a' }").metrics_selector == 'cluster="prod-a"'
+    monkeypatch.setenv("GPUCTL_METRICS_SELECTOR", 'cluster=~"prod-.*"')
+    assert load_settings().metrics_selector == 'cluster=~"prod-.*"'
+    monkeypatch.delenv("GPUCTL_METRICS_SELECTOR")
+    config = write(tmp_path / "c.yaml", 'metrics_selector: \'cluster="prod-b"\'\ngpu_stale_after_s: 90s\n')
+    s = load_settings(config_file=config)
+    assert (s.metrics_selector, s.gpu_stale_after_s) == ('cluster="prod-b"', 90)
+    with pytest.raises(ConfigError, match=r"metrics_selector='cluster=~\"\(\"': cluster=~: '\(' is not a valid regular"):
+        load_settings(metrics_selector='cluster=~"("')
+    with pytest.raises(ConfigError, match="gpu_stale_after_s"):
+        load_settings(gpu_stale_after_s="0s")
+
+
 def test_secrets_are_not_printed() -> None:
     s = load_settings(prometheus_token="s3cret", prometheus_url="http://p:9090/")
     assert "s3cret" not in repr(s) and s.prometheus_url == "http://p:9090"

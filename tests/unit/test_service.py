@@ -138,3 +138,29 @@ async def test_a_stopped_metrics_loop_makes_the_metrics_stale_with_its_error() -
         assert snap.metrics.stale and snap.metrics.retry_at is None
         assert snap.metrics.error == "the prometheus source stopped: 'NoneType' object has no attribute 'get' (AttributeError)"
         assert snap.watch.connected
+
+
+def test_prometheus_sources_get_the_metrics_settings(dead_kubeconfig: Path) -> None:
+    from gpuctl.service import build_sources
+    from gpuctl.sources.alerts import PrometheusAlertsSource
+    from gpuctl.sources.prometheus import PrometheusSource
+    from gpuctl.sources.selector import parse_selector
+
+    sources = build_sources(
+        settings(
+            kubeconfig=dead_kubeconfig,
+            prometheus_url="http://127.0.0.1:1",
+            metrics_selector='cluster="prod-a"',
+            idle_window_s=600,
+            refresh_s=10,
+            gpu_stale_after_s=90,
+        )
+    )
+    (prometheus,) = [s for s in sources if isinstance(s, PrometheusSource)]
+    (alerts,) = [s for s in sources if isinstance(s, PrometheusAlertsSource)]
+    try:
+        assert prometheus.selector == parse_selector('cluster="prod-a"') and alerts.prometheus is prometheus
+        assert (prometheus.history.lookback_s, prometheus.history.step_s) == (640, 10)  # the window, not 6 hours
+        assert prometheus.stale_window_s == 90
+    finally:
+        prometheus.close()

@@ -24,3 +24,9 @@ def test_gpu_states() -> None:
     assert gpu_state(Gpu(node="n", pool="p", index=0, pod=held, idle=True)) is GpuState.IDLE
     assert gpu_state(Gpu(node="n", pool="p", index=0, pod=held, busy=True, util_pct=90)) is GpuState.BUSY
     assert gpu_state(Gpu(node="n", pool="p", index=0, pod=held, util_pct=1)) is GpuState.QUIET
+
+
+def test_a_stale_gpu_is_stale_whatever_its_last_reading_says() -> None:
+    held = PodRef(namespace="ml", name="p")
+    assert gpu_state(Gpu(node="n", pool="p", index=0, pod=held, util_pct=90, stale=True)) is GpuState.STALE
+    assert gpu_state(Gpu(node="n", pool="p", index=0, pod=held, util_pct=0, stale=True)) is GpuState.STALE

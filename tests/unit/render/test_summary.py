@@ -62,6 +62,28 @@ def test_helpers() -> None:
     assert table(["a", "n"], [("x", 1), ("long", None)], right=[False, True]) == ["a     n", "x     1", "long  -"]
 
 
+def test_summary_names_stale_gpus_other_clusters_and_a_failed_history() -> None:
+    store = store_with_an_idle_holder()
+    now = T0 + timedelta(hours=3)
+    ref = PodRef(namespace="ml", name="notebook")
+    store.apply_metrics(
+        MetricsBatch(
+            at=now,
+            samples=(
+                GpuSample("gpu-1", 0, pod=ref, util_pct=0.5, stale=True),
+                GpuSample("gpu-1", 1, pod=ref, util_pct=1.5),
+                GpuSample("other-cluster-node", 0, util_pct=3.0),
+            ),
+        )
+    )
+    store.history_failed("Prometheus query failed: HTTP Status Code 422", retry_at=now + timedelta(minutes=1))
+    text = render_summary(store.snapshot())
+    assert "1 GPU(s) STALE (frozen or no recent sample: neither busy nor idle)" in text
+    assert "1 host(s) match no node (another cluster? see --metrics-selector)" in text
+    assert "idle history failed, retry at 03:01:00Z - Prometheus query failed: HTTP Status Code 422" in text
+    assert "(0 busy, 1 idle," in text  # the stale one is not counted idle
+
+
 def test_summary_names_a_stopped_source_and_objects_left_out() -> None:
     store = store_with_an_idle_holder()
     store.set_watch_health(WatchHealth(source="kubernetes", connected=True, context="prod", objects_skipped=2))

@@ -205,6 +205,31 @@ async def test_http_server_serves_scrapes_fails_and_restarts(fleet: Fleet) -> No
         await sim.stop()
 
 
+def test_a_frozen_node_serves_the_same_values_and_a_stopped_one_none(fleet: Fleet) -> None:
+    clock = Clock()
+    sim = DcgmExporterSim(fleet, seed=7, clock=clock)
+    frozen, gone = fleet.nodes[0].name, fleet.nodes[1].name
+
+    def values(body: str) -> dict[str, dict[tuple[str, str], float]]:
+        out: dict[str, dict[tuple[str, str], float]] = {}
+        for name, labels, value in parse(body):
+            out.setdefault(labels["Hostname"], {})[(name, device_key(labels))] = value
+        return out
+
+    clock.now += T
+    before = values(sim.body())
+    sim.freeze(frozen)
+    sim.stop_serving(gone)
+    clock.now += 37
+    after = values(sim.body())
+    assert after[frozen] == before[frozen]  # every field, the energy counter included
+    assert gone not in after
+    others = [n.name for n in fleet.nodes[2:]]
+    assert all(after[n] != before[n] for n in others)  # the rest keep moving (power at least)
+    sim.serve_again(gone)
+    assert gone in values(sim.body())
+
+
 async def test_one_exporter_per_node_in_either_generation(fleet: Fleet) -> None:
     node = fleet.nodes[0].name
     async with DcgmExporterSim(fleet, nodes=[node], generation="4.9") as sim:

@@ -25,17 +25,6 @@ def test_every_quantity_has_a_classic_and_a_49_name() -> None:
         assert generations == {"classic", "4.9"}, q
 
 
-def test_instant_query_selects_every_name_of_a_quantity() -> None:
-    assert f.instant_query(Quantity.FB_USED) == '{__name__=~"DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_USED_BYTES"}'
-    assert f.instant_query(Quantity.UTIL).startswith('{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_GPU_UTIL_RATIO|')
-
-
-def test_threshold_query_uses_each_generations_raw_unit() -> None:
-    q = f.threshold_query(Quantity.UTIL, ">=", 5)
-    assert "DCGM_FI_DEV_GPU_UTIL >= 5 or" in q
-    assert "DCGM_FI_DEV_GPU_UTIL_RATIO >= 0.05" in q
-
-
 @pytest.mark.parametrize(
     ("name", "raw", "quantity", "expected"),
     [

@@ -1,4 +1,4 @@
-"""PrometheusSource records when it retries after a failed refresh (a port nobody listens on).
+"""PrometheusSource records when it retries: a failed refresh (a port nobody listens on), a failed history query.
 
 That it clears `retry_at` on recovery is checked against a real Prometheus in
 tests/integration/test_prometheus.py (test_outage_is_recorded_and_the_source_recovers).
@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from prometheus_api_client import PrometheusApiClientException
+
 from gpuctl.sources.prometheus import PrometheusSource
+from gpuctl.state.records import GpuSample, MetricsBatch
 from gpuctl.state.store import ClusterStore
 from testbed.waiting import poll
 
@@ -26,6 +30,75 @@ async def test_a_failed_refresh_sets_retry_at_one_backoff_ahead() -> None:
         # The first backoff is the refresh interval scaled by 0.5-1.0 of jitter.
         assert T0 + timedelta(seconds=2) <= source.retry_at <= T0 + timedelta(seconds=4)
         assert "cannot connect to Prometheus" in (store.snapshot().metrics.error or "")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        source.close()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class _HistoryFails(PrometheusSource):
+    """The real run loop; refreshes and history replaced at their seam, so only the schedule is under test
+    (the queries themselves run against a real Prometheus in tests/integration/test_prometheus.py)."""
+
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__("http://127.0.0.1:1", refresh_s=0.005, history_backoff_s=(10.0, 40.0), now=clock)
+        self.refreshes = 0
+        self.history_calls = 0
+        self.history_ok = False
+
+    async def fetch(self) -> MetricsBatch:
+        self.refreshes += 1
+        return MetricsBatch(at=self._now(), samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
+
+    async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
+        self.history_calls += 1
+        if not self.history_ok:
+            raise PrometheusApiClientException("HTTP Status Code 422 (b'vector cannot contain metrics')")
+        return {}
+
+
+async def test_a_failing_history_query_backs_off_instead_of_following_every_refresh() -> None:
+    clock = _Clock()
+    source = _HistoryFails(clock)
+    store = ClusterStore(clock=clock)
+    task = asyncio.create_task(source.run(store))
+
+    async def refreshes_after(n: int) -> None:
+        target = source.refreshes + n
+        await poll(lambda: source.refreshes, lambda r: r >= target, interval_s=0.01, what=f"{n} refreshes")
+
+    try:
+        await refreshes_after(20)
+        assert source.history_calls == 1  # once, not after each of 20 refreshes
+        health = store.snapshot().metrics
+        assert "422" in (health.history_error or "")
+        assert health.history_retry_at == source.history_retry_at
+        assert T0 + timedelta(seconds=5) <= health.history_retry_at <= T0 + timedelta(seconds=10)  # type: ignore[operator]
+
+        first_retry = source.history_retry_at
+        assert first_retry is not None
+        clock.now = first_retry
+        await poll(lambda: source.history_calls, lambda n: n == 2, interval_s=0.01, what="second try")
+        await refreshes_after(20)
+        assert source.history_calls == 2
+        second_retry = store.snapshot().metrics.history_retry_at
+        assert second_retry is not None and 10 <= (second_retry - first_retry).total_seconds() <= 20  # doubled
+
+        source.history_ok = True
+        clock.now = second_retry
+        await poll(lambda: store.snapshot().metrics.history_error, lambda e: e is None, interval_s=0.01, what="loaded")
+        await refreshes_after(20)
+        assert source.history_calls == 3 and source.history_retry_at is None  # loaded: never again
+        assert store.snapshot().metrics.history_retry_at is None
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

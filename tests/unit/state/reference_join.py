@@ -9,6 +9,7 @@ resourceVersion; a pod row carries its labels, its owner chain (followed
 through every ReplicaSet and Job record each time, `owners.owner_links`), the
 budgets that apply to it and the eviction verdict (every budget of its
 namespace checked each time, `disruption.py`'s rules); budgets have rows.
+Since then also per-GPU staleness (Gpu.stale, Node.metrics_stale), written the obvious way.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class JoinInputs:
     jobs: Mapping[str, ControllerRecord]
     pdbs: Mapping[str, PdbRecord]
     known: frozenset[Kind]
+    readings_stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +103,8 @@ class Joiner:
     def join(self, inputs: JoinInputs) -> Joined:
         node_pools = {name: pool_for(rec.labels, inputs.pool_order) for name, rec in inputs.nodes.items()}
         live_pods = [p for p in inputs.pods.values() if not is_terminated(p.phase)]
-        nodes = _nodes(inputs.nodes, live_pods, node_pools, self._nodes)
         gpus = _gpus(inputs, node_pools, self._gpus)
+        nodes = _nodes(inputs.nodes, live_pods, node_pools, self._nodes, _all_stale(gpus))
         pods = _pods(inputs, gpus, self._pods)
         for memo in (self._gpus, self._nodes, self._pods):
             memo.roll()
@@ -121,8 +123,24 @@ def join(inputs: JoinInputs) -> Joined:
     return Joiner().join(inputs)
 
 
+def _all_stale(gpus: tuple[Gpu, ...]) -> set[str]:
+    """Nodes whose GPUs with readings (not placeholders) are all stale."""
+    measured: dict[str, list[Gpu]] = defaultdict(list)
+    for gpu in gpus:
+        if gpu.model_fields_set != PLACEHOLDER_FIELDS:
+            measured[gpu.node].append(gpu)
+    return {node for node, mine in measured.items() if all(g.stale for g in mine)}
+
+
+PLACEHOLDER_FIELDS = {"node", "pool", "index", "model"}
+
+
 def _nodes(
-    records: Mapping[str, NodeRecord], live_pods: list[PodRecord], pools: Mapping[str, str], memo: _Reuse
+    records: Mapping[str, NodeRecord],
+    live_pods: list[PodRecord],
+    pools: Mapping[str, str],
+    memo: _Reuse,
+    all_stale: set[str],
 ) -> tuple[Node, ...]:
     requested: dict[str, int] = defaultdict(int)
     slices: dict[str, int] = defaultdict(int)
@@ -138,11 +156,14 @@ def _nodes(
     for name in sorted(records):
         rec, pool, req, sl = records[name], pools[name], requested.get(name, 0), slices.get(name, 0)
         mig_req = dict(mig_requested[name]) if name in mig_requested else {}
-        out.append(memo.get(name, (rec, pool, req, sl, mig_req), lambda: _node(rec, pool, req, sl, mig_req)))
+        stale = name in all_stale
+        out.append(
+            memo.get(name, (rec, pool, req, sl, mig_req, stale), lambda: _node(rec, pool, req, sl, mig_req, stale))
+        )
     return tuple(out)
 
 
-def _node(rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested: dict[str, int]) -> Node:
+def _node(rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested: dict[str, int], stale: bool) -> Node:
     labels = rec.labels
     gpus = NodeGpus.of(labels, rec.capacity, rec.allocatable)
     if gpus.gpu_is_shared:  # nvidia.com/gpu is time-sliced here: its requests are slices
@@ -168,6 +189,7 @@ def _node(rec: NodeRecord, pool: str, requested: int, slices: int, mig_requested
         created=rec.created,
         uid=rec.uid,
         resource_version=rec.resource_version,
+        metrics_stale=stale,
     )
 
 
@@ -178,7 +200,9 @@ def _physical_gpus(rec: NodeRecord) -> int:
         return NodeGpus.of(rec.labels, rec.capacity, rec.allocatable).capacity
 
 
-def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float) -> Gpu:
+def _gpu_from_sample(
+    sample: GpuSample, pool: str, idle: bool, idle_for: float | None, threshold_pct: float, stale: bool
+) -> Gpu:
     mem_total = None
     if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
         mem_total = sample.mem_used_mib + sample.mem_free_mib
@@ -198,9 +222,10 @@ def _gpu_from_sample(sample: GpuSample, pool: str, idle: bool, idle_for: float |
         xid=sample.xid,
         pod=sample.pod,
         # Held GPUs are busy, idle, or neither: quiet for less than the window, or unmeasured.
-        busy=sample.pod is not None and sample.util_pct is not None and sample.util_pct >= threshold_pct,
-        idle=idle,
-        idle_for_s=idle_for,
+        busy=not stale and sample.pod is not None and sample.util_pct is not None and sample.util_pct >= threshold_pct,
+        idle=idle and not stale,
+        idle_for_s=None if stale else idle_for,
+        stale=stale,
     )
 
 
@@ -215,8 +240,13 @@ def _gpus(inputs: JoinInputs, node_pools: Mapping[str, str], memo: _Reuse) -> tu
             key = sample.key
             idle = sample.pod is not None and inputs.idle.is_idle(key)
             idle_for = inputs.idle.idle_for(key)
+            stale = sample.stale or inputs.readings_stale
             gpus.append(
-                memo.get(key, (sample, pool, idle, idle_for), lambda: _gpu_from_sample(sample, pool, idle, idle_for, inputs.idle.threshold_pct))
+                memo.get(
+                    key,
+                    (sample, pool, idle, idle_for, stale),
+                    lambda: _gpu_from_sample(sample, pool, idle, idle_for, inputs.idle.threshold_pct, stale),
+                )
             )
             seen.add((sample.hostname, sample.index))
     # GPUs the node advertises but metrics don't cover still get an entry, so they show up (greyed) in views.

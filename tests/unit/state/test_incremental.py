@@ -46,6 +46,7 @@ from . import reference_join as reference
 from .factories import T0, at, batch, node, pod, sample
 
 WINDOW_S, GRACE_S = 600.0, 900.0
+STALE_AFTER = timedelta(seconds=3 * 60)  # the stores below: refresh_s=60, stale after 3 refreshes
 NODES = ("n0", "n1", "n2", "m0")
 HOSTS = (*NODES, "ghost")  # "ghost": metrics for a host with no Node
 NAMESPACES = ("ml", "cv", "batch")
@@ -222,6 +223,7 @@ def samples(draw: st.DrawFn) -> GpuSample:
         temp_c=draw(st.sampled_from([None, 40.0, 41.0])),
         power_w=draw(st.sampled_from([None, 300.0])),
         xid=draw(st.sampled_from([None, 79])),
+        stale=draw(st.sampled_from([False, False, True])),
     )
 
 
@@ -310,7 +312,7 @@ class Run:
                 self.batch_at += timedelta(seconds=step)
                 new = MetricsBatch(at=self.batch_at, samples=tuple(samples_))
                 store.apply_metrics(new)
-                if self.mirror.observe(new.at, new.samples):
+                if self.mirror.observe(new.at, [s for s in new.samples if not s.stale]):  # as the store does
                     self.batch = new
                 self.metrics_history.append(("metrics", new))
             case ("backfill", offsets):
@@ -348,12 +350,18 @@ class Run:
                 jobs=self.store.records(Kind.JOB),  # type: ignore[arg-type]
                 pdbs=self.store.records(Kind.PDB),  # type: ignore[arg-type]
                 known=self.store.known,
+                readings_stale=self.batch is not None and now - self.batch.at > STALE_AFTER,
             )
         )
 
     def check(self) -> Snapshot:
         snap = self.store.snapshot()  # cached up to refresh_s: its time, not the clock's
         assert_matches_reference(snap, self.reference(snap.taken_at))
+        # The counts kept on the side, against the rows they count.
+        assert snap.metrics.gpus_stale == sum(g.stale for g in snap.gpus)
+        hosts = {s.hostname for s in self.batch.samples} if self.batch is not None else set()
+        listed = Kind.NODE in self.store.listed
+        assert snap.metrics.unmatched_hosts == (len(hosts - self.store.records(Kind.NODE).keys()) if listed else 0)
         return snap
 
     def check_publish(self) -> None:

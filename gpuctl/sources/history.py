@@ -1,0 +1,98 @@
+"""Idle streaks from Prometheus's history, so they survive a gpuctl restart.
+
+Two subqueries (queries.last_busy, queries.present_since) look back over the
+idle window plus a margin; this module sizes them and joins their answers with
+the current samples. A GPU now under the threshold has been under it since its
+last busy step or since its samples last resumed after a gap over the idle
+clock's grace period, whichever is later: the idle clock's own rule
+(gpuctl.state.idle), so history never vouches for time nobody measured. Only
+the utilisation metric its current reading came from counts (the one
+merge_readings chose by priority: for a MIG instance the profiling ratio, not a
+GPU_UTIL of 0), and only the current holder's series (the idle clock restarts
+when a GPU changes hands).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gpuctl.sources import dcgm_fields as fields
+from gpuctl.sources.queries import NAME_LABEL
+from gpuctl.state.records import GpuSample
+
+STEPS_PER_WINDOW = 120  # resolution of the subqueries: under 1 % of the idle window
+MARGIN_STEPS = 4  # look back this many steps past the window, so a GPU idle for longer reads as idle
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPlan:
+    """How far back and how finely to look: enough to tell whether a GPU has been idle for the window."""
+
+    lookback_s: float
+    step_s: float
+    gap_s: float  # the idle clock's grace period: a longer gap between samples ends a streak
+
+    @classmethod
+    def for_window(cls, idle_window_s: float, refresh_s: float, grace_s: float) -> HistoryPlan:
+        """Step: the refresh interval, or window/120 when that is coarser, but at most half the
+        grace period (so no gap over it goes unseen) and never under 1 s; look-back: the window
+        plus four steps."""
+        step = float(max(1, math.ceil(min(max(refresh_s, idle_window_s / STEPS_PER_WINDOW), grace_s / 2))))
+        return cls(lookback_s=idle_window_s + MARGIN_STEPS * step, step_s=step, gap_s=grace_s)
+
+
+def idle_since(
+    samples: Sequence[GpuSample],
+    threshold_pct: float,
+    *,
+    last_busy: Iterable[Any],
+    present_since: Iterable[Any],
+    now: datetime,
+) -> dict[str, datetime]:
+    """GPU key -> under the threshold since, for GPUs under it now (pure; see the module doc).
+
+    Stale samples get an answer too: the store, not this join, decides that they
+    are no idle evidence (it drops their seeds with the samples)."""
+    busy_at = _timestamps(last_busy, max)
+    present_at = _timestamps(present_since, max)
+    out: dict[str, datetime] = {}
+    for sample in samples:
+        if sample.util_pct is None or sample.util_pct >= threshold_pct or sample.util_metric is None:
+            continue
+        name = sample.util_metric
+        present = _for_holder(present_at.get((sample.key, name), {}), sample)
+        if not present:
+            continue  # no history of this holder on this metric
+        since = max(present + _for_holder(busy_at.get((sample.key, name), {}), sample))
+        out[sample.key] = min(datetime.fromtimestamp(since, UTC), now)
+    return out
+
+
+def _timestamps(results: Iterable[Any], pick: Callable[[float, float], float]) -> dict[tuple[str, str], dict[Any, float]]:
+    """(gpu key, metric name) -> pod (or None) -> timestamp, from series whose labels name a GPU."""
+    out: dict[tuple[str, str], dict[Any, float]] = {}
+    for series in results:
+        try:
+            labels = series["metric"]
+            name = labels[NAME_LABEL]
+            gpu = fields.parse_identity(labels)
+            ts = fields.parse_value(series["value"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        pod = fields.parse_pod(labels)
+        holder = pod[0] if pod else None
+        by_pod = out.setdefault((gpu.key, name), {})
+        by_pod[holder] = pick(by_pod[holder], ts) if holder in by_pod else ts
+    return out
+
+
+def _for_holder(by_pod: Mapping[Any, float], sample: GpuSample) -> list[float]:
+    # An unheld sample may still carry the scrape target's own pod label in history
+    # (see dcgm_fields.merge_readings): then take every series.
+    if sample.pod in by_pod:
+        return [by_pod[sample.pod]]
+    return list(by_pod.values()) if sample.pod is None else []

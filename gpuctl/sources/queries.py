@@ -1,0 +1,119 @@
+"""Every PromQL query the Prometheus source sends, built in one place and scoped by the metrics selector.
+
+Why the shapes are what they are:
+
+* dcgm-exporter serves DCGM_FI_DEV_GPU_UTIL and DCGM_FI_PROF_GR_ENGINE_ACTIVE
+  (and, mid-upgrade, their 4.9 names) for the same GPU with the same labels.
+  A name selector (`{__name__=~"A|B"}`) keeps each series' name, so both
+  survive and `merge_readings` picks by priority. Functions (`timestamp`,
+  `changes`, `max_over_time`) drop the name: over both names at once they
+  fail with 422 "vector cannot contain metrics with the same labelset", and
+  `a or b` silently keeps only `a`'s series. So every function is applied to
+  one name at a time, and the name is put back as the `gpuctl_metric` label
+  (`label_replace`) before the names are combined with `or`.
+* Queries are per metric name, never per GPU: the count is fixed whatever the
+  fleet size (see `REFRESH_QUERIES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from gpuctl.sources.dcgm_fields import METRICS, MetricName, Quantity, names_for
+from gpuctl.sources.selector import NO_SELECTOR, Selector
+
+NAME_LABEL = "gpuctl_metric"  # carries the metric name through functions that drop it
+# Labels that name a GPU (see dcgm_fields.parse_identity): what the freshness query keeps.
+IDENTITY_LABELS = ("Hostname", "hostname", "gpu", "GPU_I_ID")
+# Readings that move on every live GPU, busy or idle: power (in mW steps) and temperature.
+# Both are dcgm-exporter default counters; an exporter without either makes every GPU stale.
+# (Utilisation and memory sit still on an idle GPU, and would triple the query's cost.)
+LIVENESS: tuple[Quantity, ...] = (Quantity.POWER, Quantity.TEMP)
+
+
+def instant(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
+    """One query for a quantity on every GPU, all its names at once, each series keeping its name.
+
+    Unlike `a or b`, the name selector keeps every name's series: for a MIG
+    instance, the graphics-engine ratio must win over a GPU_UTIL that some
+    exporter versions report as a constant 0 (merge_readings picks by priority).
+    """
+    scope = f",{selector.promql()}" if selector else ""
+    return '{__name__=~"' + "|".join(names_for(quantity)) + '"' + scope + "}"
+
+
+def freshness(window_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """Per GPU: how many times its power and temperature readings changed in the window.
+
+    A GPU missing from the answer has no sample in the window (its target is
+    no longer scraped, though an instant query still returns its last values
+    for Prometheus's 5-minute lookback); a GPU at 0 serves frozen values (a hung
+    DCGM behind a live exporter). Both are stale.
+    """
+    window = duration(window_s)
+    names = [m for q in LIVENESS for m in METRICS if m.quantity is q]
+    union = _union(names, lambda m, sel: f"changes({m.name}{sel}[{window}])", selector)
+    return f"sum by ({', '.join(IDENTITY_LABELS)}) ({union})"
+
+
+def last_busy(threshold_pct: float, lookback_s: float, step_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """Per (GPU, pod, utilisation name): the end of the last step in which any sample was at or over the threshold.
+
+    `max_over_time(name[step])` at each step sees every raw sample once, so a
+    busy burst between two steps is not missed; the result is at most one step
+    late, which makes idle streaks shorter, never longer. The steps of a
+    subquery end before "now": the part after the last one is covered by the
+    same expression evaluated now, which wins when present (`now or history`).
+    """
+    step = duration(step_s)
+
+    def busy(m: MetricName, sel: str) -> str:
+        return f"max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
+
+    union = _union(_util_names(), busy, selector)
+    return f"timestamp({union}) or max_over_time(timestamp({union})[{duration(lookback_s)}:{step}])"
+
+
+def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """Per (GPU, pod, utilisation name): since when its samples have come without a gap over `gap_s`.
+
+    A run of samples starts where one arrives with none in the `gap_s` before
+    it: `present(t) unless present(t - step)`, with `present` = a sample in
+    the last `gap_s - step` (so a gap a little shorter than `gap_s` may count
+    too, never a longer one missed). The latest such start, at most one step
+    late; for a series present without such a gap for the whole look-back, the
+    first step it was seen in (about the look-back's start). As in last_busy,
+    the part after the subquery's last step is covered by evaluating now.
+    """
+    step, window = duration(step_s), duration(max(step_s, gap_s - step_s))
+
+    def present(m: MetricName, sel: str) -> str:
+        return f"max_over_time({m.name}{sel}[{window}])"
+
+    def run_start(m: MetricName, sel: str) -> str:
+        return f"{present(m, sel)} unless max_over_time({m.name}{sel}[{window}] offset {step})"
+
+    starts = _union(_util_names(), run_start, selector)
+    seen = _union(_util_names(), present, selector)
+    span = duration(lookback_s)
+    return (
+        f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}])"
+        f" or min_over_time(timestamp({seen})[{span}:{step}])"
+    )
+
+
+def duration(seconds: float) -> str:
+    """A PromQL duration in whole seconds (at least 1s)."""
+    return f"{max(1, round(seconds))}s"
+
+
+def _util_names() -> list[MetricName]:
+    return [m for m in METRICS if m.quantity is Quantity.UTIL]
+
+
+def _union(names: Sequence[MetricName], expr: Callable[[MetricName, str], str], selector: Selector) -> str:
+    """`expr` for each name, tagged with its name, combined with `or` (the tags keep every series)."""
+    sel = f"{{{selector.promql()}}}" if selector else ""
+    return " or ".join(
+        f'label_replace({expr(m, sel)}, "{NAME_LABEL}", "{m.name}", "__name__", ".*")' for m in names
+    )

@@ -1,0 +1,78 @@
+"""The PromQL gpuctl sends: every name of a quantity, each generation's raw unit, the selector everywhere.
+
+Whether Prometheus accepts these queries and answers them as intended is checked
+against a real Prometheus in tests/integration/test_prometheus.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gpuctl.sources import queries
+from gpuctl.sources.dcgm_fields import METRICS, Quantity
+from gpuctl.sources.history import HistoryPlan
+from gpuctl.sources.selector import parse_selector
+
+CLUSTER = parse_selector('cluster="prod-a"')
+
+
+def test_instant_query_selects_every_name_of_a_quantity() -> None:
+    assert queries.instant(Quantity.FB_USED) == '{__name__=~"DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_USED_BYTES"}'
+    assert queries.instant(Quantity.UTIL).startswith('{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_GPU_UTIL_RATIO|')
+
+
+def test_busy_threshold_uses_each_generations_raw_unit() -> None:
+    q = queries.last_busy(5, lookback_s=1860, step_s=15)
+    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL[15s]) >= 5," in q
+    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL_RATIO[15s]) >= 0.05," in q
+    assert "max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[15s]) >= 0.05," in q
+
+
+def test_functions_never_see_two_metric_names_at_once() -> None:
+    # timestamp()/changes() drop the name: each name is tagged before names are combined.
+    for q in (queries.last_busy(5, 1860, 15), queries.present_since(1860, 15, 300), queries.freshness(120)):
+        assert "__name__=~" not in q
+        for name in re.findall(r"(DCGM_\w+)[\[{]", q):
+            assert 'label_replace(' in q and f'"{queries.NAME_LABEL}", "{name}"' in q
+
+
+def test_the_freshness_query_covers_the_values_that_move_on_a_live_gpu() -> None:
+    q = queries.freshness(120)
+    names = {m.name for m in METRICS if m.quantity in queries.LIVENESS}
+    assert set(re.findall(r"changes\((DCGM_\w+)\[120s\]\)", q)) == names
+    assert q.startswith("sum by (Hostname, hostname, gpu, GPU_I_ID) (")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        queries.instant(Quantity.UTIL, CLUSTER),
+        queries.freshness(120, CLUSTER),
+        queries.last_busy(5, 1860, 15, CLUSTER),
+        queries.present_since(1860, 15, 300, CLUSTER),
+    ],
+)
+def test_the_selector_scopes_every_series_a_query_reads(query: str) -> None:
+    selectors = re.findall(r"(?:DCGM_\w+)?\{[^}]*\}", query)
+    assert selectors and all('cluster="prod-a"' in s for s in selectors)
+    # and no metric is read without them (a name in quotes is label_replace's tag, not a read)
+    assert set(re.findall(r"DCGM_\w+([^\w])", query)) <= {"{", '"', "|"}
+
+
+def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution() -> None:
+    default = HistoryPlan.for_window(idle_window_s=1800, refresh_s=15, grace_s=300)
+    assert (default.step_s, default.lookback_s, default.gap_s) == (15, 1800 + 4 * 15, 300)
+    # A long window with a fast refresh: steps of window/120, not thousands of points.
+    long = HistoryPlan.for_window(idle_window_s=4 * 3600, refresh_s=2, grace_s=300)
+    assert (long.step_s, long.lookback_s) == (120, 4 * 3600 + 480)
+    # Never coarser than half the grace period: a gap over it must fall on a step.
+    assert HistoryPlan.for_window(idle_window_s=12 * 3600, refresh_s=15, grace_s=300).step_s == 150
+    assert HistoryPlan.for_window(idle_window_s=3, refresh_s=0.25, grace_s=300).step_s == 1  # PromQL steps are whole seconds
+
+
+def test_a_run_of_samples_starts_after_a_gap_a_step_shorter_than_the_grace_period() -> None:
+    q = queries.present_since(1860, 15, 300)
+    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL[285s]) unless max_over_time(DCGM_FI_DEV_GPU_UTIL[285s] offset 15s)" in q
+    assert q.count("[1860s:15s]") == 2  # the latest run start, else the first step seen in the look-back
