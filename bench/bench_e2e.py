@@ -58,7 +58,7 @@ from _common import REPO, command_line, filled_fleet, fleet_summary, machine, ms
 from _e2e_report import Repetition, SnapshotRun, TopRun, report_long, report_start
 from _procs import Finished, PtyProcess, TraceFile, read_query_log, run_timed
 
-from gpuctl.sources import dcgm_fields
+from gpuctl.sources import queries
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES
 
 # The `gpuctl` console script's code path (gpuctl.cli.main), from the checkout named by PYTHONPATH
@@ -316,7 +316,7 @@ async def bench(args: argparse.Namespace) -> None:
                 expected=expected, env=env, admin=admin,
                 floor_args={"server": plane.server, "ca": str(plane.ca.pair.cert), "cert": str(pair.cert),
                             "key": str(pair.key), "prometheus": prom,
-                            "queries": [dcgm_fields.instant_query(q) for q in REFRESH_QUANTITIES]},
+                            "queries": [queries.instant(q) for q in REFRESH_QUANTITIES]},
             )
             print(f"fleet:   {fleet_summary(fleet)}; {expected.quotas} namespaces with a GPU quota")
             print(f"setup:   control plane up in {plane_s:.1f} s, fleet loaded in {load_s:.1f} s, running in "
