@@ -5,14 +5,15 @@
 #
 #   bench/build-kubectl.sh        # prints the kubectl path on its last line
 #
-# The version is the test bed's (testbed/build-binaries.sh pins it). Like the
+# The version is the test bed's (testbed/versions.env pins it). Like the
 # control plane, k8s.io/kubernetes/cmd/kubectl is built through a wrapper
 # module that pins every staging module to its published tag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' testbed/build-binaries.sh)
-K8S_STAGING=$(sed -n 's/^K8S_STAGING=//p' testbed/build-binaries.sh)
+# shellcheck source=../testbed/versions.env
+source testbed/versions.env
+[[ -n "${K8S_VERSION:-}" && -n "${K8S_STAGING:-}" ]] || { echo "no K8S_VERSION/K8S_STAGING in testbed/versions.env" >&2; exit 1; }
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 OUT="$CACHE_ROOT/kubectl-$K8S_VERSION/bin/kubectl"
 if [[ -x "$OUT" ]]; then echo "$OUT"; exit 0; fi

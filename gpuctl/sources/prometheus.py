@@ -25,7 +25,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -47,6 +47,7 @@ from gpuctl.state.records import GpuSample, MetricsBatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+HistoryAnswers = tuple[list[Any], list[Any]]  # last_busy, present_since (queries.py)
 
 # Quantities fetched on every refresh, in this order; then the freshness query.
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
@@ -189,12 +190,21 @@ class PrometheusSource:
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
+        return await asyncio.to_thread(self.history_from, samples, await self.history_answers())
+
+    async def history_answers(self) -> HistoryAnswers:
+        """The two history subqueries' answers (they do not depend on the samples: run() sends them with a refresh)."""
         plan, sel = self.history, self.selector
         last_busy, present_since = await asyncio.gather(
             self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
             self._query(queries.present_since(plan.lookback_s, plan.step_s, plan.gap_s, sel)),
         )
-        now = evaluation_time((last_busy, present_since)) or self._now()  # Prometheus's clock, as for the batches
+        return last_busy, present_since
+
+    def history_from(self, samples: Sequence[GpuSample], answers: HistoryAnswers) -> dict[str, datetime]:
+        """Join the history's answers with the current samples (pure, and thread-safe)."""
+        last_busy, present_since = answers
+        now = evaluation_time(answers) or self._now()  # Prometheus's clock, as for the batches
         return idle_since(samples, self.idle_threshold_pct, last_busy=last_busy, present_since=present_since, now=now)
 
     # -- the source loop --------------------------------------------------------------
@@ -208,9 +218,15 @@ class PrometheusSource:
         self.history_retry_at = self._now()
         while True:
             started = loop.time()
+            # When due, the history's queries go out with the refresh's (they need no samples): the first
+            # snapshot waits for the slower of the two, not for both one after the other.
+            due = self.history_retry_at is not None and self._now() >= self.history_retry_at
+            history = asyncio.ensure_future(self.history_answers()) if due else None
             try:
                 batch = await self.fetch()
             except FETCH_ERRORS as e:
+                if history is not None:
+                    await asyncio.gather(history, return_exceptions=True)  # tried again with the next refresh
                 message = describe_error(e)
                 log.warning("Prometheus refresh failed (%d in a row): %s", backoff.failures + 1, message)
                 delay = backoff.next()
@@ -221,15 +237,17 @@ class PrometheusSource:
                 continue
             backoff.reset()
             self.retry_at = None
-            if self.history_retry_at is not None and self._now() >= self.history_retry_at:
+            if history is not None:
                 # Before the batch, so the first snapshot already carries the streaks.
-                await self._load_history(store, batch.samples, history_backoff)
+                await self._load_history(store, batch.samples, history_backoff, history)
             store.apply_metrics(batch)
             await asyncio.sleep(max(0.0, self.refresh_s - (loop.time() - started)))
 
-    async def _load_history(self, store: MetricsSink, samples: Sequence[GpuSample], backoff: Backoff) -> None:
+    async def _load_history(
+        self, store: MetricsSink, samples: Sequence[GpuSample], backoff: Backoff, answers: Awaitable[HistoryAnswers]
+    ) -> None:
         try:
-            history = await self.idle_history(samples)
+            history = await asyncio.to_thread(self.history_from, samples, await answers)
         except FETCH_ERRORS as e:
             message = describe_error(e)
             self.history_retry_at = self._now() + timedelta(seconds=backoff.next())
