@@ -61,7 +61,7 @@ from _procs import Finished, PtyProcess, TraceFile, read_query_log, run_timed
 from gpuctl.sources import queries
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES
 
-# The `gpuctl` console script's code path (gpuctl.cli.main), from the checkout named by PYTHONPATH
+# The `gpuctl` console script (gpuctl.cli.run), from the checkout named by PYTHONPATH
 # (Checkout.env), whichever one the virtual environment's editable install points at.
 GPUCTL = [sys.executable, "-m", "gpuctl.cli"]
 CHURN_NS = "bench-churn"
