@@ -20,13 +20,14 @@ from typing import Literal, Protocol
 from gpuctl.bot import commands as cmd
 from gpuctl.bot.answers import answer, help_reply, problem_reply
 from gpuctl.bot.blocks import Reply, esc, notice
-from gpuctl.bot.engine_seam import EngineSeam
+from gpuctl.bot.engine_seam import EngineSeam, EngineUnavailable
 from gpuctl.bot.identity import IdentityResolver
 from gpuctl.errors import GpuctlError
 from gpuctl.identity import Identity, Requester
 from gpuctl.model import Snapshot
 from gpuctl.playbooks.policy import Policy, may_view
 from gpuctl.query.fleet import FleetIndex
+from gpuctl.render.summary import health_lines
 from gpuctl.service import Cluster
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Asker:
 class View(Protocol):
     async def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
 
+    def waiting_for(self) -> str: ...
+
 
 class LiveView:
     """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request).
@@ -59,6 +62,10 @@ class LiveView:
         self.cluster = cluster
         self._indexed: tuple[Snapshot, FleetIndex] | None = None
         self._lock = asyncio.Lock()
+
+    def waiting_for(self) -> str:
+        """While there is no data: what the sources say (e.g. the API server refusing connections, next retry)."""
+        return " · ".join(health_lines(self.cluster.snapshot()))
 
     async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         """None until the first lists (and first metrics) are in."""
@@ -100,6 +107,8 @@ class Desk:
         verb = cmd.verb_of(parsed)
         try:
             reply, outcome = await self._command(asker, parsed, key)
+        except EngineUnavailable as e:
+            reply, outcome = notice("Playbooks not available yet", esc(e)), "unavailable"
         except GpuctlError as e:
             reply, outcome = notice("Could not answer", esc(e)), "error"
         except Exception:
@@ -115,7 +124,8 @@ class Desk:
         if isinstance(parsed, cmd.READ_ONLY):
             current = await self.view.current()
             if current is None:
-                return notice("No data yet", "gpuctl is still reading the cluster; try again in a few seconds."), "unavailable"
+                body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(self.view.waiting_for())}"
+                return notice("No data yet", body), "unavailable"
             # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
             return await asyncio.to_thread(answer, parsed, *current), "ok"
         if isinstance(parsed, cmd.Run):
@@ -136,6 +146,8 @@ class Desk:
             if identity is None:
                 return Answer(_cannot_act(asker, f"{verb} runs"), "denied", verb)
             return Answer(await self.seam.review(asker.requester(identity), run_id, approve=approve), "ok", verb)
+        except EngineUnavailable as e:
+            return Answer(notice(f"Could not {verb} yet", esc(e)), "unavailable", verb)
         except GpuctlError as e:
             return Answer(notice(f"Could not {verb}", esc(e)), "error", verb)
         except Exception:

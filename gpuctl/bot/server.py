@@ -2,13 +2,16 @@
 
     POST /slack/events   slash commands and interactivity (Bolt, signature checked)
     POST /alertmanager   Alertmanager webhooks (version 4; bearer token when alertmanager_token is set)
-    GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...]}
+    GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...],
+                         "engine": "connected" | "not connected: why" | "none (--demo)"}
     GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
 
 With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
 public endpoint) and /slack/events is not served; the other routes are.
 `running_bot` starts everything (cluster sources, web server, socket) and
-stops it on exit; tests use it directly, the CLI through `serve`.
+stops it on exit; tests use it directly, the CLI through `serve`. Nothing in
+it waits for the API server: the cluster sources retry on their own, and the
+playbook engine is opened in the background (gpuctl.bot.lazy_engine).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -41,6 +44,9 @@ from gpuctl.playbooks.loader import Catalog, load_catalog
 from gpuctl.playbooks.policy import Policy, load_policy
 from gpuctl.service import Cluster, open_cluster
 from gpuctl.sources.base import Source
+
+if TYPE_CHECKING:
+    from gpuctl.playbooks.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +129,11 @@ class RunningBot:
     app: AsyncApp
 
 
+def _engine_state(seam: EngineSeam) -> str:
+    state = getattr(seam, "state", None)  # LazyEngine says how it stands; other seams are there or absent
+    return state if isinstance(state, str) else "none (--demo)" if isinstance(seam, NoEngine) else "connected"
+
+
 def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
                   alertmanager_token: str | None) -> web.Application:  # fmt: skip
     async def slack_events(request: web.Request) -> web.Response:
@@ -160,7 +171,8 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
         return web.json_response(outcome.counts(), status=503 if outcome.failed else 200)
 
     async def healthz(request: web.Request) -> web.Response:
-        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed]}
+        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed],
+                "engine": _engine_state(alerts.seam)}  # fmt: skip
         return web.json_response(body)
 
     async def metrics_page(request: web.Request) -> web.Response:
@@ -185,8 +197,9 @@ async def running_bot(
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
 
-    The seam: `seam` if given, else NoEngine for --demo, else the playbook engine (open_engine) on
-    the bot's own connection settings, planning from the bot's live picture."""
+    The seam: `seam` if given, else NoEngine for --demo, else a LazyEngine opening the playbook
+    engine (open_engine) in the background on the bot's own connection settings, planning from the
+    bot's live picture (`await bot.seam.connected(timeout_s)` waits for it)."""
     check_settings(settings, socket_mode=socket_mode)
     files = await asyncio.to_thread(read_files, settings)
     metrics = BotMetrics()
@@ -201,15 +214,19 @@ async def running_bot(
         if seam is None and settings.demo:
             seam = NoEngine()
         elif seam is None:
-            from gpuctl.bot.engine_link import EngineLink  # the engine and the Kubernetes client: not for --demo
+            from gpuctl.bot.lazy_engine import LazyEngine  # the engine and the Kubernetes client: not for --demo
             from gpuctl.playbooks.service import open_engine
 
-            seam = EngineLink(await stack.enter_async_context(open_engine(settings, catalog=files.catalog, cluster=cluster)))
+            def opener() -> contextlib.AbstractAsyncContextManager[Engine]:
+                return open_engine(settings, catalog=files.catalog, cluster=cluster)
+
+            seam = await stack.enter_async_context(LazyEngine(opener, runs=metrics.runs))
         desk = Desk(view=LiveView(cluster), resolver=resolver, policy=files.policy, seam=seam)
         signing = "" if socket_mode else _secret(settings, "slack_signing_secret")
         bolt = build_app(desk, client=client, signing_secret=signing, metrics=metrics, deliveries=Deliveries(),
                          verify_requests=not socket_mode)  # fmt: skip
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
+        stack.push_async_callback(alerts.aclose)  # auto runs in flight stop before the engine closes
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
         runner = web.AppRunner(build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token), access_log=None)
         await runner.setup()

@@ -26,6 +26,9 @@ class Fixed:
     async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         return self.indexed
 
+    def waiting_for(self) -> str:
+        return "cluster: DISCONNECTED - connection refused"
+
 
 POLICY = Policy(roles={"viewers": Role(groups=("team-a",))}, unmapped="none")
 MAP = IdentityMap(users={"U0ALICE01": Mapped(user="alice", groups=("team-a",)), "U0NOROLE1": Mapped(user="norole")})
@@ -46,7 +49,8 @@ async def test_a_mapped_user_without_a_role_gets_the_policy_reason(desk: Desk) -
 async def test_no_data_yet_is_said_plainly() -> None:
     desk = Desk(view=Fixed(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=NoEngine())
     done = await desk.command(Asker("U0ALICE01"), "status", key="k")
-    assert done.outcome == "unavailable" and "still reading the cluster" in blocks_text(done.reply.message())
+    shown = blocks_text(done.reply.message())
+    assert done.outcome == "unavailable" and "still reading the cluster" in shown and "connection refused" in shown
 
 
 async def test_an_unexpected_error_is_logged_with_a_reference_not_shown(desk: Desk, caplog: pytest.LogCaptureFixture) -> None:

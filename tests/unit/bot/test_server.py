@@ -183,7 +183,8 @@ async def get(url: str) -> tuple[int, str]:
 async def test_healthz_and_metrics(bot: RunningBot, sender: SlackSender) -> None:
     await reply_to(sender, "pools")
     status, body = await get(f"{bot.url}/healthz")
-    assert status == 200 and json.loads(body) == {"ok": True, "cluster_ready": True, "stopped_sources": []}
+    assert status == 200 and json.loads(body) == {"ok": True, "cluster_ready": True, "stopped_sources": [],
+                                        "engine": "none (--demo)"}
     status, text = await get(f"{bot.url}/metrics")
     assert status == 200
     assert 'gpuctl_bot_requests_total{command="pools",outcome="ok"}' in text
