@@ -205,7 +205,6 @@ class AlertDesk:
 
     async def _execute(self, episode: Episode, proposal: AlertProposal, run_id: str) -> None:
         """An auto run: say so in the thread, execute it, put the verified outcome in the post and the thread."""
-        assert episode.ts is not None
         await self._say(episode, f"Running `{run_id}` now as {proposal.requester.identity} (auto mode, alert {episode.alert}).")
         try:
             reply = await self.seam.execute_alert(proposal, run_id)
@@ -216,6 +215,7 @@ class AlertDesk:
             reply = notice(f"Run {esc(run_id)} failed unexpectedly", "the error is in gpuctl's log", hint=f"`/gpu audit {run_id}`")
         episode.blocks = [*episode.blocks[: episode.head], *reply.blocks]
         try:
+            assert episode.ts is not None  # executed only after the post is out
             await self.poster.chat_update(channel=episode.channel, ts=episode.ts, text=reply.text[:300], blocks=episode.blocks)
         except Exception as e:
             log.warning("updating the post of auto run %s failed: %s", run_id, e)
