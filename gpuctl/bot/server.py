@@ -251,9 +251,9 @@ async def running_bot(
 async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO) -> None:
     """Run the bot until cancelled (Ctrl-C); one line on `out` once it serves."""
     async with running_bot(settings, socket_mode=socket_mode) as bot:
-        try:
-            await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=False)
-        except Exception as e:  # serve anyway: answers say "no data yet" and /healthz shows it
+        try:  # the first data, briefly; an unreachable API server is said at its first refusal, not waited out
+            await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=True)
+        except Exception as e:  # serve anyway: answers say "no data yet" and why, /healthz shows it; sources retry
             log.warning("no cluster data yet: %s", e)
         out.write(f"gpuctl bot: serving on {bot.url}\n")
         out.flush()
