@@ -80,10 +80,10 @@ def _phase_outcome(phase: str) -> str:
 class EngineLink:
     """The EngineSeam with a real engine behind it (see the module docstring)."""
 
-    def __init__(self, engine: Engine, *, follow_s: float = FOLLOW_S, runs: Counter | None = None) -> None:
+    def __init__(self, engine: Engine, *, runs: Counter, follow_s: float = FOLLOW_S) -> None:
         self.engine = engine
         self.follow_s = follow_s
-        self.counted = runs or Counter("gpuctl_bot_runs_total", "runs by source and outcome", ("source", "outcome"))
+        self.counted = runs  # BotMetrics.runs: by source and outcome
         self._following: set[str] = set()
         self._budgets: dict[str, asyncio.Lock] = {}  # per playbook: one budget check-and-submit at a time
 

@@ -50,6 +50,7 @@ async def test_the_bot_serves_without_an_api_server(slack: FakeSlack, tmp_path: 
         assert "Traceback" not in said
         assert bot.metrics.requests.get(command="run", outcome="unavailable") == 1
         assert bot.metrics.runs.get(source="slack", outcome="unavailable") == 1
+        assert 'gpuctl_bot_runs_total{source="slack",outcome="unavailable"} 1' in (await get(f"{bot.url}/metrics"))[1]
 
         # An alert that would be planned waits for the engine: 503, so Alertmanager sends it again; nothing posted.
         before = len(slack.called("chat.postMessage"))
