@@ -30,6 +30,7 @@ from _common import REPO, command_line, machine, mib, ms, rss_bytes, table
 from gpuctl.bot.server import running_bot
 from gpuctl.config import Settings
 from gpuctl.service import tune_gc
+from gpuctl.sources.demo import DemoSource
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender
 
 SECRET = "bench-signing-secret"
@@ -67,11 +68,12 @@ async def main(args: argparse.Namespace) -> None:
         config = Path(folder) / "config.yaml"
         config.write_text("{}\n")
         async with FakeSlack() as slack:
-            settings = Settings(config_file=config, demo=True, demo_scale=args.scale, slack_bot_token=BOT_TOKEN,
-                                slack_signing_secret=SECRET, slack_api_url=slack.api_url, bot_host="127.0.0.1",
-                                bot_port=0)  # fmt: skip
+            settings = Settings(config_file=config, demo=True, slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET,
+                                slack_api_url=slack.api_url, bot_host="127.0.0.1", bot_port=0)  # fmt: skip
+            # The source directly: the demo_scale setting stops at 100 (a laptop's demo), the bench goes past it.
+            fleet = DemoSource(seed=settings.demo_seed, scale=args.scale, tick_s=settings.refresh_s)
             rss_start = rss_bytes()
-            async with running_bot(settings) as bot:
+            async with running_bot(settings, sources=[fleet]) as bot:
                 await bot.cluster.wait_ready(300)
                 snap = bot.cluster.snapshot()
                 await SlackSender(bot.url, SECRET, slack).command("help", user_id="U0BENCH01")  # warm: Bolt's auth.test

@@ -53,10 +53,12 @@ class View(Protocol):
 
 
 class LiveView:
-    """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request).
+    """The cluster's latest published snapshot and its FleetIndex, built once per snapshot (not once per request).
 
-    The index is built in a worker thread: at 10,000 pods it takes a while, and
-    the event loop must stay free to ack other requests meanwhile."""
+    The snapshot is the one the hub published last (the hub joins at its own
+    pace), not a fresh join at request time: at 10,000 pods a join takes
+    seconds, and a request must never be the one that runs it on the event
+    loop. The index is built in a worker thread for the same reason."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -71,11 +73,35 @@ class LiveView:
         """None until the first lists (and first metrics) are in."""
         if not self.cluster.ready and not self.cluster.crashed:
             return None
-        snap = self.cluster.snapshot()  # on the loop: the store is not thread-safe, its snapshots are immutable
+        latest = self.cluster.hub.latest
+        snap = latest.snapshot if latest is not None else self.cluster.snapshot()  # (before the hub's first publish)
         async with self._lock:
             if self._indexed is None or self._indexed[0] is not snap:
                 self._indexed = (snap, await asyncio.to_thread(FleetIndex, snap))
             return self._indexed
+
+
+class Replies:
+    """Replies to read-only commands for one snapshot: each computed once, in a worker thread.
+
+    A burst of `/gpu status` from an on-call channel is one computation, and
+    fewer threads compete with the event loop (which acks) for the GIL."""
+
+    MAX = 256  # distinct commands remembered per snapshot
+
+    def __init__(self) -> None:
+        self._snap: Snapshot | None = None
+        self._replies: dict[cmd.Command, asyncio.Future[Reply]] = {}
+
+    async def get(self, command: cmd.Command, snap: Snapshot, index: FleetIndex) -> Reply:
+        if snap is not self._snap:
+            self._snap, self._replies = snap, {}
+        reply = self._replies.get(command)
+        if reply is None:
+            reply = asyncio.ensure_future(asyncio.to_thread(answer, command, snap, index))
+            if len(self._replies) < self.MAX:
+                self._replies[command] = reply
+        return await asyncio.shield(reply)  # a cancelled asker leaves it computing for the others
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,7 @@ class Desk:
         self.resolver = resolver
         self.policy = policy
         self.seam = seam
+        self.replies = Replies()
 
     @staticmethod
     def immediate(text: str) -> Answer | None:
@@ -127,7 +154,7 @@ class Desk:
                 body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(self.view.waiting_for())}"
                 return notice("No data yet", body), "unavailable"
             # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
-            return await asyncio.to_thread(answer, parsed, *current), "ok"
+            return await self.replies.get(parsed, *current), "ok"
         if isinstance(parsed, cmd.Run):
             if identity is None:
                 return _cannot_act(asker, "run playbooks"), "denied"
