@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -80,3 +83,21 @@ async def test_any_text_gets_an_answer_never_an_exception(desk: Desk, text: str)
     assert done.outcome in ("ok", "invalid", "unavailable") and done.reply.blocks
     assert "Traceback" not in shown and "<!channel>" not in shown
     assert done.verb == c.verb_of(c.parse(text))
+
+
+async def test_a_burst_of_one_command_is_answered_from_one_computation(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuctl.bot import desk as module
+
+    computed: list[c.Command] = []
+    answer = module.answer
+
+    def counted(command: c.Command, snap: Snapshot, index: FleetIndex) -> Any:
+        computed.append(command)
+        return answer(command, snap, index)
+
+    monkeypatch.setattr(module, "answer", counted)
+    desk.replies = module.Replies()
+    burst = await asyncio.gather(*(desk.command(Asker("U0ALICE01"), text, key=f"k{i}")
+                                   for i, text in enumerate(["status"] * 10 + ["pools"] * 5)))  # fmt: skip
+    assert {d.outcome for d in burst} == {"ok"} and len({blocks_text(d.reply.message()) for d in burst}) == 2
+    assert sorted(map(type, computed), key=str) == [c.Pools, c.Status]
