@@ -13,17 +13,20 @@ table rights, so gpuctl's user may be limited to SELECT and INSERT.
 Rows are the SQLite backend's (stored.py), so records, exports and verification
 are the same; tables, the append-only trigger and the schema version are in
 pg_schema.py, the run locks in pg_holds.py, connections and errors in
-pg_connect.py. One connection serves this backend, one call at a time; a
-connection that broke (the server restarted) is replaced on the next call.
+pg_connect.py. One connection serves this backend, one call at a time. A
+connection that broke (the server restarted, a failover) is replaced and the
+call tried once more when nothing can have been written: a read, or an append
+whose first statement failed. An append that fails later is not retried (it
+may have committed); it raises AuditUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 
@@ -39,6 +42,11 @@ from gpuctl.errors import AuditError
 TABLE = "gpuctl_audit_records"
 INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+T = TypeVar("T")
+
+
+class _NothingWritten(Exception):
+    """The connection failed before the call changed anything: safe to try again on a new one."""
 
 
 class PostgresBackend:
@@ -90,16 +98,26 @@ class PostgresBackend:
         return await self._append(event, only_if_open=True)
 
     async def _append(self, event: AuditEvent, *, only_if_open: bool) -> AuditRecord | None:
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", APPEND_LOCK)  # then the head: no one appends between
-            if only_if_open and not await _run_is_open(conn, event.run_id):
-                return None
-            cur = await conn.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
-            head = await cur.fetchone()
-            seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS_HASH)
-            record = AuditRecord.seal(event, seq=seq, time=self._clock(), prev_hash=prev)
-            await conn.execute(INSERT, stored_row(record))
-        return record
+        async def append(conn: Connection) -> AuditRecord | None:
+            committing = False
+            try:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", APPEND_LOCK)  # then the head
+                    if only_if_open and not await _run_is_open(conn, event.run_id):
+                        return None
+                    cur = await conn.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
+                    head = await cur.fetchone()
+                    seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS_HASH)
+                    record = AuditRecord.seal(event, seq=seq, time=self._clock(), prev_hash=prev)
+                    await conn.execute(INSERT, stored_row(record))
+                    committing = True  # from here a lost connection leaves it unknown whether it committed
+            except psycopg.OperationalError as e:
+                if committing:
+                    raise
+                raise _NothingWritten from e
+            return record
+
+        return await self._call(append)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -123,9 +141,14 @@ class PostgresBackend:
         return await self._select(*select_records(TABLE, "%s", after_seq=after_seq, limit=limit))
 
     async def _select(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        async with self._connection() as conn:
-            cur = await conn.execute(sql, params)
-            return [decode(row) for row in await cur.fetchall()]
+        async def select(conn: Connection) -> list[dict[str, Any]]:
+            try:
+                cur = await conn.execute(sql, params)
+                return [decode(row) for row in await cur.fetchall()]
+            except psycopg.OperationalError as e:
+                raise _NothingWritten from e
+
+        return await self._call(select)
 
     # --- runs in flight ----------------------------------------------------------------------------
 
@@ -139,20 +162,31 @@ class PostgresBackend:
 
     # --- connection --------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        """The backend's connection for one call (reconnected if it broke), the driver's errors as AuditError."""
+    async def _call(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """`fn` on the backend's connection, alone; once more on a new connection if the old one had
+        broken before anything was written. The driver's errors become AuditError."""
         self._check_open()
         async with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                broken, self._conn = self._conn, None
-                if broken is not None:
-                    await broken.close()
-                self._conn = await self._target.connect()
-            try:
-                yield self._conn
-            except psycopg.Error as e:
-                raise self._target.failure(e) from e
+            for attempt in (1, 2):
+                conn = await self._live()
+                try:
+                    return await fn(conn)
+                except _NothingWritten as e:
+                    cause = e.__cause__
+                    assert isinstance(cause, psycopg.Error)
+                    if attempt == 2 or not conn.broken:
+                        raise self._target.failure(cause) from cause
+                except psycopg.Error as e:
+                    raise self._target.failure(e) from e
+        raise AssertionError("unreachable")
+
+    async def _live(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            broken, self._conn = self._conn, None
+            if broken is not None:
+                await broken.close()
+            self._conn = await self._target.connect()
+        return self._conn
 
     def _check_open(self) -> None:
         if not self._opened:
