@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,15 +159,15 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "(an unreadable URL)"
-    netloc = parts.netloc
+    shown = url
     if parts.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:***@{hostport}", 1)
     query = parse_qsl(parts.query, keep_blank_values=True)
     if any(key == "password" for key, _ in query):
-        query = [(key, "***" if key == "password" else value) for key, value in query]
-        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*/")))
-    return urlunsplit(parts._replace(netloc=netloc))
+        hidden = urlencode([(key, "***" if key == "password" else value) for key, value in query], safe="*/")
+        shown = shown.replace("?" + parts.query, "?" + hidden, 1)
+    return shown
 
 
 def open_audit(location: str | None, *, create: bool = True, clock: Clock = utcnow) -> AuditBackend:
