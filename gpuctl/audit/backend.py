@@ -140,10 +140,10 @@ def postgres_url(location: str | None) -> str | None:
     try:
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
     except ValueError:
-        raise ValueError(f"{redact_url(text)}: the port is not a number from 1 to 65535") from None
+        raise ValueError("the port is not a number from 1 to 65535") from None
     query = dict(parse_qsl(parts.query))
     if not parts.path.strip("/") and "dbname" not in query:
-        raise ValueError(f"{redact_url(text)} names no database: give {_ACCEPTED}")
+        raise ValueError(f"names no database: give {_ACCEPTED}")
     return text
 
 
