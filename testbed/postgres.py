@@ -51,7 +51,7 @@ class Postgres:
         self.password = password  # both roles'; deliberately one that needs quoting in a URL
         self.port = free_port()
         self.bin_dir = postgres_bin_dir()
-        self._system_user = SUPERUSER if os.geteuid() == 0 else None
+        self._system_user = _unprivileged_user() if os.geteuid() == 0 else None
         self._home: Path | None = None
         self._server: Component | None = None
 
@@ -93,6 +93,7 @@ class Postgres:
             log_dir=self.work_dir,
             ready=self._accepts_logins,
             user=self._system_user,
+            cwd=home,
             stop_signal=signal.SIGINT,  # "fast" shutdown: SIGTERM would wait for every client to leave
         )  # fmt: skip
         await self._server.start(timeout_s=timeout_s)
@@ -102,15 +103,17 @@ class Postgres:
     def _initdb(self, home: Path) -> None:
         pwfile = home / "pwfile"
         pwfile.write_text(self.password + "\n")
+        as_user: dict[str, Any] = {}
         if self._system_user:
             entry = pwd.getpwnam(self._system_user)
             os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         argv = [
             str(self.bin_dir / "initdb"), "-D", str(home / "data"), "-U", SUPERUSER, f"--pwfile={pwfile}",
             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
         ]  # fmt: skip
         with (self.work_dir / "initdb.log").open("wb") as log:
-            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, user=self._system_user, check=False)
+            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=home, check=False, **as_user)
         pwfile.unlink()
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{(self.work_dir / 'initdb.log').read_text()}")
@@ -151,6 +154,15 @@ class Postgres:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _unprivileged_user() -> str:
+    """Who runs the server when the tests run as root: Debian's `postgres` user, else `nobody`."""
+    try:
+        pwd.getpwnam(SUPERUSER)
+    except KeyError:
+        return "nobody"
+    return SUPERUSER
 
 
 def _literal(text: str) -> str:

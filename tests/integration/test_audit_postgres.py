@@ -14,10 +14,21 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gpuctl.audit import GENESIS_HASH, AuditEvent, AuditRecord, EventKind, ProblemKind, mark_interrupted, open_audit, verify
+from gpuctl.audit import (
+    GENESIS_HASH,
+    AuditBackend,
+    AuditEvent,
+    AuditRecord,
+    EventKind,
+    ProblemKind,
+    mark_interrupted,
+    open_audit,
+    verify,
+)
 from gpuctl.audit.postgres import PostgresBackend
 from gpuctl.errors import AuditError
 from testbed.postgres import SUPERUSER, Postgres
+from testbed.waiting import poll
 from tests.unit.audit.factories import T0, USER_A, run_events, ticking
 
 pytestmark = pytest.mark.testbed
@@ -181,13 +192,11 @@ async def test_a_killed_holder_leaves_its_run_interrupted(postgres_audit_url: st
             pass
 
 
-async def _interrupted_once_the_server_notices(log: PostgresBackend | object) -> list[AuditRecord]:
-    from testbed.waiting import poll
-
+async def _interrupted_once_the_server_notices(log: AuditBackend) -> list[AuditRecord]:
     found: list[AuditRecord] = []
 
     async def marked() -> bool:
-        found.extend(await mark_interrupted(log))  # type: ignore[arg-type]
+        found.extend(await mark_interrupted(log))
         return bool(found)
 
     await poll(marked, timeout_s=30, what="the dead holder's session to end")
