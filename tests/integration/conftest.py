@@ -23,7 +23,7 @@ async def operator_reads(admin: RestClient, gpuctl_roles: Path) -> None:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
     }
     mig_configs = role_binding(
-        "gpuctl:mig-config-reader", OPERATOR_NAMESPACE, role="gpuctl:mig-config-reader", group="gpuctl:operators", cluster_role=True
+        "gpuctl:mig-config-reader-operators", OPERATOR_NAMESPACE, role="gpuctl:mig-config-reader", group="gpuctl:operators", cluster_role=True
     )
     await apply_objects(admin, [binding, namespace_object(OPERATOR_NAMESPACE), mig_configs])
 
