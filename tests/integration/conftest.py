@@ -22,9 +22,8 @@ async def operator_reads(admin: RestClient, gpuctl_roles: Path) -> None:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:reader"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
     }
-    mig_configs = role_binding(
-        "gpuctl:mig-config-reader-operators", OPERATOR_NAMESPACE, role="gpuctl:mig-config-reader", group="gpuctl:operators", cluster_role=True
-    )
+    mig_configs = role_binding("gpuctl:mig-config-reader-operators", OPERATOR_NAMESPACE, role="gpuctl:mig-config-reader",
+                               group="gpuctl:operators", cluster_role=True)  # fmt: skip
     await apply_objects(admin, [binding, namespace_object(OPERATOR_NAMESPACE), mig_configs])
 
 
