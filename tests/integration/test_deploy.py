@@ -5,8 +5,9 @@ kustomize renders them), and so does a site overlay on top of one (policy replac
 Deployment's pod passes the `restricted` Pod Security Standard its namespace enforces; a token from
 the TokenRequest API lets `gpuctl snapshot` read everything it watches, and `gpuctl playbook run`
 act for a mapped user through impersonation (the cluster refuses a user without RBAC); access
-reviews show what the ServiceAccount can NOT do. Pods do not really run on kwok nodes, so
-`gpuctl` runs here as a local process holding the ServiceAccount's token.
+reviews show what the ServiceAccount can NOT do, and `gpuctl executor` with that token carries out an
+approved run. Pods do not really run on kwok nodes, so `gpuctl` runs here as a local process holding
+the ServiceAccount's token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from gpuctl.playbooks.runs import run_name
 from testbed.controlplane import ADMIN, REPO_ROOT, ControlPlane
 from testbed.gpu_operator import OPERATOR_NAMESPACE
 from testbed.kube import RestClient, apply_objects
@@ -44,8 +47,8 @@ SELECTOR = "app.kubernetes.io/name=gpuctl,app.kubernetes.io/component=serve"
 SITE_POLICY: dict[str, Any] = {
     "roles": {
         "service": {"users": [SA_USER], "act_as": {"users": ["user-*"], "groups": ["team-*"]}},
-        "team-a": {"groups": ["team-a"], "run": [NOW], "namespaces": ["dep-*"]},
-        "team-b": {"groups": ["team-b"], "run": [NOW], "namespaces": ["dep-*"]},
+        "team-a": {"groups": ["team-a"], "run": [NOW, "adjust-quota"], "namespaces": ["dep-*"]},
+        "team-b": {"groups": ["team-b"], "run": [NOW], "approve": ["adjust-quota"], "namespaces": ["dep-*"]},
     },
     "unmapped": "none",
 }
@@ -239,12 +242,21 @@ async def test_gpuctl_snapshot_as_the_service_account_reads_everything_it_watche
     assert gpu_node in {n["name"] for n in snapshot["nodes"]}
 
 
-async def test_a_playbook_run_as_a_mapped_user_succeeds_and_one_without_rbac_is_refused_by_the_cluster(
-    admin: RestClient, sa_kubeconfig: Path, tmp_path: Path
-) -> None:
-    """The ServiceAccount plans and executes adjust-quota-now (no approval) for user-a, whose team may
-    edit the quota: the write is made as user-a. For user-b, whom gpuctl's policy allows but the
-    cluster's RBAC does not, the cluster refuses and nothing changes."""
+@dataclass(frozen=True)
+class Team:
+    """A dep-a-… namespace whose GPU quota (4) team-a may patch, and the gpuctl flags that act there as the
+    ServiceAccount (the site policy, a fresh audit log, the site playbook adjust-quota-now)."""
+
+    namespace: str
+    flags: list[str]
+    audit: Path
+
+    async def hard(self, admin: RestClient) -> str:
+        return str((await admin.get("ResourceQuota", "gpus", self.namespace)).body["spec"]["hard"][QUOTA_KEY])
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def team(admin: RestClient, sa_kubeconfig: Path, tmp_path: Path) -> Team:
     namespace = unique("dep-a")
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "gpus", "namespace": namespace},
              "spec": {"hard": {QUOTA_KEY: "4"}}}  # fmt: skip
@@ -252,38 +264,85 @@ async def test_a_playbook_run_as_a_mapped_user_succeeds_and_one_without_rbac_is_
         namespace_object(namespace), quota,
         role("quota-editor", namespace, [rule("", ["resourcequotas"], ["get", "list", "patch"])]),
         role_binding("team-a-edits-quotas", namespace, role="quota-editor", group="team-a"),
-        # The site lets both teams submit runs (they are created as the requester).
+        # The site lets both teams submit runs (created as the requester), and team b approve them.
         role_binding("requesters-a", NAMESPACE, role="gpuctl:playbookrun-requester", group="team-a", cluster_role=True),
         role_binding("requesters-b", NAMESPACE, role="gpuctl:playbookrun-requester", group="team-b", cluster_role=True),
+        role_binding("approvers-b", NAMESPACE, role="gpuctl:playbookrun-approver", group="team-b", cluster_role=True),
     ])  # fmt: skip
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(SITE_POLICY))
-    flags = ["--kubeconfig", str(sa_kubeconfig), "--policy", str(tmp_path / "policy.yaml"), "--audit",
-             str(tmp_path / "audit.sqlite"), "--gpuctl-namespace", NAMESPACE, "--playbooks-dir", str(write_playbooks(tmp_path))]  # fmt: skip
-
-    async def hard() -> str:
-        return str((await admin.get("ResourceQuota", "gpus", namespace)).body["spec"]["hard"][QUOTA_KEY])
-
-    async def run_as(user: str, group: str, value: str) -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(gpuctl, "playbook", "run", NOW, "-p", f"namespace={namespace}", "-p", f"quota={value}",
-                                       "--yes", "--as", user, "--as-group", group, *flags)  # fmt: skip
-
+    audit = tmp_path / "audit.sqlite"
+    flags = ["--kubeconfig", str(sa_kubeconfig), "--policy", str(tmp_path / "policy.yaml"), "--audit", str(audit),
+             "--gpuctl-namespace", NAMESPACE, "--playbooks-dir", str(write_playbooks(tmp_path))]  # fmt: skip
     # RBAC caches: wait until user-a may patch the quota, as the cluster sees it.
     review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
         "user": "user-a", "groups": ["team-a"],
         "resourceAttributes": {"verb": "patch", "resource": "resourcequotas", "namespace": namespace}}}  # fmt: skip
     await poll(lambda: admin.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review),
                lambda r: r.body["status"].get("allowed") is True, what="team-a's quota grant to reach RBAC")  # fmt: skip
+    return Team(namespace, flags, audit)
 
-    done = await run_as("user-a", "team-a", "8")
+
+async def _run(admin: RestClient, name: str) -> dict[str, Any]:
+    got = await admin.request("GET", f"/apis/gpuctl.io/v1alpha1/namespaces/{NAMESPACE}/playbookruns/{name}")
+    assert got.status == 200, got.body
+    return got.body
+
+
+async def _audit_intact(audit: Path) -> None:
+    verified = await asyncio.to_thread(gpuctl, "audit", "verify", "--audit", str(audit))
+    assert verified.returncode == 0, verified.stderr
+
+
+async def test_a_playbook_run_as_a_mapped_user_succeeds_and_one_without_rbac_is_refused_by_the_cluster(
+    admin: RestClient, team: Team
+) -> None:
+    """The ServiceAccount plans and executes adjust-quota-now (no approval) for user-a, whose team may
+    edit the quota: the write is made as user-a. For user-b, whom gpuctl's policy allows but the
+    cluster's RBAC does not, the cluster refuses and nothing changes."""
+
+    async def run_as(user: str, group: str, value: str, key: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(gpuctl, "playbook", "run", NOW, "-p", f"namespace={team.namespace}",
+                                       "-p", f"quota={value}", "--yes", "--key", key, "--as", user, "--as-group", group,
+                                       *team.flags)  # fmt: skip
+
+    done = await run_as("user-a", "team-a", "8", key := unique("deploy-now"))
     assert done.returncode == 0, done.stderr
-    assert await hard() == "8"
-    runs = (await admin.request("GET", f"/apis/gpuctl.io/v1alpha1/namespaces/{NAMESPACE}/playbookruns")).body["items"]
-    (run,) = [r for r in runs if r["spec"]["parameters"].get("namespace") == namespace]
+    assert await team.hard(admin) == "8"
+    run = await _run(admin, run_name(NOW, key))
     assert run["status"]["phase"] == "Succeeded" and run["spec"]["requester"]["user"] == "user-a"
 
-    refused = await run_as("user-b", "team-b", "6")
+    refused = await run_as("user-b", "team-b", "6", unique("deploy-now"))
     assert refused.returncode == 6, refused.stderr  # refused, nothing changed: the plan's dry run, made as user-b
     assert "the cluster refuses it" in refused.stderr and 'User "user-b" cannot patch' in refused.stderr, refused.stderr
-    assert await hard() == "8"
-    audit = await asyncio.to_thread(gpuctl, "audit", "verify", "--audit", str(tmp_path / "audit.sqlite"))
-    assert audit.returncode == 0, audit.stderr
+    assert await team.hard(admin) == "8"
+    await _audit_intact(team.audit)
+
+
+async def test_gpuctl_executor_as_the_service_account_carries_out_an_approved_run(admin: RestClient, team: Team) -> None:
+    """user-a submits the shipped adjust-quota (approval required) and user-b approves it, both through
+    the ServiceAccount; `gpuctl executor` holding the ServiceAccount's token leads (its Lease), claims the
+    run (its status), and writes the quota as user-a."""
+    key = unique("deploy-approved")
+    submitted = await asyncio.to_thread(gpuctl, "playbook", "run", "adjust-quota", "-p", f"namespace={team.namespace}",
+                                        "-p", "quota=6", "--yes", "--key", key, "--as", "user-a", "--as-group", "team-a",
+                                        *team.flags)  # fmt: skip
+    assert submitted.returncode == 0 and "awaiting approval" in submitted.stdout, submitted.stderr
+    run = run_name("adjust-quota", key)
+    approved = await asyncio.to_thread(gpuctl, "playbook", "approve", run, "--as", "user-b", "--as-group", "team-b", *team.flags)
+    assert approved.returncode == 0, approved.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUCTL_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpuctl", "executor", "--name", "deploy-executor", *team.flags, cwd=REPO_ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        done = await poll(lambda: _run(admin, run), lambda r: r["status"].get("phase") in ("Succeeded", "Failed"),
+                          timeout_s=60, what=f"the executor to carry out {run}")  # fmt: skip
+    finally:
+        process.terminate()  # SIGTERM: it gives up leadership and exits once nothing is in progress
+        _, stderr = await process.communicate()
+    assert done["status"]["phase"] == "Succeeded", stderr.decode()
+    assert done["status"]["result"]["executedBy"] == f"deploy-executor/{run}"
+    assert process.returncode == 0, stderr.decode()
+    assert await team.hard(admin) == "6"
+    await _audit_intact(team.audit)
