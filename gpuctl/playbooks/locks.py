@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TARGET_ANNOTATION = "gpuctl.io/lock-target"
 
-LockKind = Literal["node", "pool", "namespace", "cluster_queue", "executor"]  # executor: the leader Lease
+LockKind = Literal["node", "pool", "namespace", "cluster_queue", "executor"]  # executor: the leader Lease (leader.py)
 
 
 class LockTarget(BaseModel):
@@ -48,7 +48,10 @@ class LockTarget(BaseModel):
 
     @property
     def lease_name(self) -> str:
-        """A valid, stable Lease name for any target name (a readable slug plus a hash that keeps names distinct)."""
+        """A valid, stable Lease name for any target name (a readable slug plus a hash that keeps names distinct);
+        the leader's is plainly gpuctl-<name> (operators look for it by name)."""
+        if self.kind == "executor":
+            return f"gpuctl-{self.name}"
         slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")[:32]
         digest = hashlib.sha256(f"{self.kind}/{self.name}".encode()).hexdigest()[:10]
         return f"gpuctl-{self.kind}-{slug}-{digest}" if slug else f"gpuctl-{self.kind}-{digest}"
@@ -70,6 +73,7 @@ class HeldLock(BaseModel):
     acquired_at: datetime
     renewed_at: datetime
     duration_s: int
+    transitions: int = 0
 
     @property
     def expires_at(self) -> datetime:
@@ -131,6 +135,7 @@ class LeaseLocks:
             acquired_at=datetime.fromisoformat(spec["acquireTime"]),
             renewed_at=datetime.fromisoformat(spec["renewTime"]),
             duration_s=spec["leaseDurationSeconds"],
+            transitions=spec.get("leaseTransitions") or 0,
         )
 
     def _held_by_other(self, target: LockTarget, lease: JSON | None) -> LockHeld:
@@ -180,7 +185,8 @@ class LeaseLocks:
             if not self._free(lease):
                 raise self._held_by_other(target, lease)
             # Expired (or released): take it over, only if nobody else wrote it since we read it.
-            transitions = int(lease["spec"].get("leaseTransitions") or 0) + 1
+            changed = lease["spec"].get("holderIdentity") != self.holder  # ours from before a restart: no transition
+            transitions = int(lease["spec"].get("leaseTransitions") or 0) + changed
             version = lease["metadata"]["resourceVersion"]
             body = self._lease(target, acquired=now, renewed=now, transitions=transitions, version=version)
             taken = await self.api.request("PUT", f"{self._collection}/{target.lease_name}", body=body)
@@ -216,6 +222,18 @@ class LeaseLocks:
             log.warning("lock on %s was no longer ours to release (%s)", lock.target, response.call.message)
             return
         check(response, what=f"release the lock on {lock.target}")
+
+    async def vacate(self, lock: HeldLock) -> None:
+        """Give the Lease up but keep it (holderIdentity cleared, only if it is still the one we hold), so
+        its leaseTransitions count goes on: how a leader steps down."""
+        patch: JSON = {"metadata": {"resourceVersion": lock.resource_version}, "spec": {"holderIdentity": None}}
+        response = await self.api.request(
+            "PATCH", f"{self._collection}/{lock.target.lease_name}", body=patch, content_type=MERGE_PATCH
+        )
+        if response.call.status in (404, 409):
+            log.warning("lease %s was no longer ours to give up (%s)", lock.target.lease_name, response.call.message)
+            return
+        check(response, what=f"give up the lease {lock.target.lease_name}")
 
     @contextlib.asynccontextmanager
     async def hold(self, target: LockTarget) -> AsyncIterator[Hold]:
