@@ -21,6 +21,7 @@ from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import RunRefused
 from gpuctl.playbooks.engine import Engine
 from gpuctl.playbooks.executor import Executor
+from gpuctl.playbooks.leader import Election
 from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane
 from testbed.kube import RestClient
 from testbed.waiting import poll
@@ -58,7 +59,7 @@ async def replica(
 ) -> AsyncIterator[Replica]:
     """An executor replica in this process (its own connection and engine), stopped on exit."""
     async with engine_at(plane, directory, namespace, host=name, real=True, clock=clock) as engine:
-        executor = Executor(engine, name=name, lease_s=3)
+        executor = Executor(engine, name=name, election=Election(lease_s=3, renew_deadline_s=2, retry_s=0.5))
         running = Replica(executor, asyncio.create_task(executor.run(), name=name))
         try:
             yield running

@@ -1,0 +1,202 @@
+"""Two `gpuctl serve` replicas (real processes, real signals) against the real API server.
+
+Each replica runs the bot (Slack: testbed.slack's stand-in) and the executor; the Lease
+`gpuctl-leader` in gpuctl's namespace elects one. Only the leader executes an approved run and
+takes Alertmanager webhooks; the follower answers /alertmanager with 503. The leader is SIGKILLed
+in the middle of a run (serve_child holds every run before its second write): the other replica
+takes the Lease over, recognises the run as abandoned from the cluster alone (Running, claimed by
+the dead replica, its target Lease expired), marks it Interrupted, never executes it again, and
+executes the next run. SIGTERM then makes the last leader vacate the Lease and exit 0.
+
+The audit log: each replica writes its own SQLite file, because the shared PostgreSQL backend
+(branch audit-postgres) has not landed yet; so the dead leader's records and the new leader's
+`interrupted` record are in two logs, each a valid chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gpuctl.audit.records import EventKind
+from gpuctl.errors import RunRefused
+from gpuctl.playbooks.leader import LEADER
+from gpuctl.playbooks.runs import PlaybookRun
+from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane
+from testbed.kube import RestClient
+from testbed.slack import BOT_TOKEN, FakeSlack
+from testbed.waiting import poll
+from tests.integration.engine_support import (
+    APPROVED,
+    USER_A,
+    USER_B,
+    audit_intact,
+    engine_at,
+    hard,
+    key,
+    kinds,
+    records,
+    team_namespace,
+)
+from tests.unit.bot.conftest import SECRET
+
+pytestmark = pytest.mark.testbed
+
+LEASE_S = 3  # the leader Lease and the runs' target Leases: short, so takeover and recovery come quickly
+
+
+@dataclass
+class Replica:
+    name: str
+    process: asyncio.subprocess.Process
+    bot_url: str
+    health_url: str
+    folder: Path  # its audit log
+
+    async def health(self) -> dict[str, Any]:
+        return (await _get(f"{self.health_url}/healthz"))[1]
+
+    async def alert(self) -> int:
+        body = {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "gpuctl", "alerts": []}
+        async with aiohttp.ClientSession() as session, session.post(f"{self.bot_url}/alertmanager", json=body) as resp:
+            return resp.status
+
+
+async def _get(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+@contextlib.asynccontextmanager
+async def replica(name: str, plane: ControlPlane, home: Path, namespace: str, slack: FakeSlack) -> AsyncIterator[Replica]:
+    """`gpuctl serve --name NAME` in its own process (its own audit log under home/NAME); killed on exit."""
+    folder = home / name
+    folder.mkdir()
+    (config := folder / "config.yaml").write_text("{}\n")
+    args = [
+        "--config", str(config), "--kubeconfig", str(plane.kubeconfig(OPERATOR)), "--name", name,
+        "--policy", str(home / "policy.yaml"), "--playbooks-dir", str(home / "playbooks"),
+        "--audit", str(folder / "audit.sqlite"), "--gpuctl-namespace", namespace,
+        "--host", "127.0.0.1", "--port", "0", "--health-port", "0", "--slack-api-url", slack.api_url,
+        "--leader-lease", str(LEASE_S), "--leader-renew-deadline", "2", "--leader-retry", "0.5",
+        "--lock-lease", str(LEASE_S), "-v",
+    ]  # fmt: skip
+    env = {**os.environ, "GPUCTL_SLACK_BOT_TOKEN": BOT_TOKEN, "GPUCTL_SLACK_SIGNING_SECRET": SECRET}
+    with (folder / "stderr.log").open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.integration.serve_child", *args,
+            cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+        )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(90):
+            line = (await process.stdout.readline()).decode()
+        assert line.startswith(f"gpuctl serve: {name} serving (bot on http://"), (line, (folder / "stderr.log").read_text())
+        bot_url = line.split("bot on ", 1)[1].split(",", 1)[0]
+        health_url = line.rsplit("health on ", 1)[1].strip()
+        yield Replica(name, process, bot_url, health_url, folder)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _run(engine: Any, run: str) -> PlaybookRun:
+    return await engine.store.get(run)
+
+
+async def _approved(engine: Any, namespace: str, quota: str) -> str:
+    plan = await engine.plan(USER_A, APPROVED, {"namespace": namespace, "quota": quota}, key=(k := key()))
+    run = (await engine.submit(plan, key=k)).run_id
+    await engine.approve(USER_B, run)
+    return run
+
+
+async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_never_repeated(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    async with engine_at(control_plane, tmp_path, engine_home) as front, FakeSlack() as slack:  # front: the CLI, say
+        held_ns = await team_namespace(admin, front, "a", quotas=2)  # two quotas: held before its second write
+        async with (
+            replica("serve-0", control_plane, tmp_path, engine_home, slack) as first,
+            replica("serve-1", control_plane, tmp_path, engine_home, slack) as second,
+        ):
+            states = await poll(lambda: asyncio.gather(first.health(), second.health()),
+                                lambda hs: sorted(h["role"] for h in hs) == ["follower", "leader"] and hs[0]["leader"] == hs[1]["leader"],
+                                timeout_s=60, what="one leader, one follower")  # fmt: skip
+            leader, follower = (first, second) if states[0]["role"] == "leader" else (second, first)
+            assert all(h["ready"] and h["cluster_reachable"] and h["bot"] == "serving" for h in states)
+            assert all(h["lease"] == f"{engine_home}/gpuctl-leader" for h in states)
+            lease = (await admin.get("Lease", LEADER.lease_name, engine_home)).body
+            assert lease["spec"]["holderIdentity"] == leader.name and lease["spec"]["leaseDurationSeconds"] == LEASE_S
+            transitions = lease["spec"].get("leaseTransitions", 0)
+
+            # Alerts are the leader's: the follower sends Alertmanager elsewhere (503), the leader takes them.
+            assert await follower.alert() == 503
+            assert await leader.alert() == 200
+
+            # An approved run: the leader executes it, the follower does not; held after its first write.
+            run = await _approved(front, held_ns, "8")
+            await poll(lambda: records(leader.folder, run), lambda found: "api_call" in kinds(found), timeout_s=60,
+                       what="the leader's first write")  # fmt: skip
+            running = await _run(front, run)
+            assert running.status.phase == "Running"
+            assert any(c.message == f"executed by {leader.name}/{run}" for c in running.status.conditions)
+            assert await records(follower.folder, run) == []
+            assert (await leader.health())["executing"] == [run]
+
+            leader.process.send_signal(signal.SIGKILL)
+            assert await leader.process.wait() == -signal.SIGKILL
+
+            # The follower takes the Lease over (one more transition) and leads.
+            await poll(follower.health, lambda h: h["role"] == "leader" and h["leader"] == follower.name,
+                       timeout_s=60, what=f"{follower.name} to take over")  # fmt: skip
+            lease = (await admin.get("Lease", LEADER.lease_name, engine_home)).body
+            assert lease["spec"]["holderIdentity"] == follower.name
+            assert lease["spec"]["leaseTransitions"] == transitions + 1
+
+            # The dead leader's run is judged from the cluster: Interrupted, recorded once, never executed again.
+            done = await poll(lambda: _run(front, run), lambda r: r.status.phase == "Interrupted", timeout_s=60,
+                              what=f"{run} to be marked Interrupted")  # fmt: skip
+            executing = next(c for c in done.status.conditions if c.type == "Executing")
+            assert executing.reason == "Interrupted" and f"{leader.name}/{run}" in executing.message
+            found_new = await records(follower.folder, run)
+            assert kinds(found_new) == ["interrupted"]
+            assert found_new[0].payload["holder"] == f"{leader.name}/{run}"
+            assert found_new[0].actor is not None and found_new[0].actor.detail == follower.name
+            found_old = await records(leader.folder, run)
+            assert kinds(found_old).count("execution_started") == 1 and kinds(found_old)[-1] in ("api_call", "step")
+            assert [await hard(admin, held_ns, f"gpus-{i}") for i in (0, 1)] == ["8", "4"]  # half done, and said so
+            with pytest.raises(RunRefused):
+                await front.execute(run, by=USER_A)
+
+            # The new leader executes the next run (one quota: nothing holds it).
+            next_ns = await team_namespace(admin, front, "a")
+            second_run = await _approved(front, next_ns, "2")
+            finished = await poll(lambda: _run(front, second_run), lambda r: r.status.phase == "Succeeded", timeout_s=60,
+                                  what="the next run under the new leader")  # fmt: skip
+            assert finished.status.result is not None
+            assert finished.status.result["executedBy"] == f"{follower.name}/{second_run}"
+            assert await hard(admin, next_ns) == "2"
+            assert EventKind.EXECUTION_STARTED.value in kinds(await records(follower.folder, second_run))
+            assert await records(leader.folder, second_run) == []
+
+            # SIGTERM: the last leader vacates the Lease (no one waits for it to expire) and exits 0.
+            follower.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(60):
+                assert await follower.process.wait() == 0
+            lease = (await admin.get("Lease", LEADER.lease_name, engine_home)).body
+            assert not lease["spec"].get("holderIdentity")
+            assert await _run(front, run) == done  # the interrupted run was never touched again
+    for name in ("serve-0", "serve-1"):
+        await audit_intact(tmp_path / name)
