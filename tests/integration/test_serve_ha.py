@@ -154,6 +154,8 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             assert any(c.message == f"executed by {leader.name}/{run}" for c in running.status.conditions)
             assert await records(follower.folder, run) == []
             assert (await leader.health())["executing"] == [run]
+            assert not await front.interrupt_abandoned(running)  # its executor holds its target: not abandoned
+            assert (await _run(front, run)).status.phase == "Running"
 
             leader.process.send_signal(signal.SIGKILL)
             assert await leader.process.wait() == -signal.SIGKILL
