@@ -542,8 +542,12 @@ class Engine:
             why = f"its executor {holder} stopped holding its targets' Leases without finishing the run"
             if not await self._interrupt(run.name, why, run=run, holder=holder):
                 return False
-            await self._record(run.name, EventKind.INTERRUPTED, by, {"reason": why, "holder": holder,
-                                                                     "steps": [s.wire() for s in run.status.steps]})  # fmt: skip
+            payload = {"reason": why, "holder": holder, "steps": [s.wire() for s in run.status.steps]}
+            event = AuditEvent(run_id=run.name, kind=EventKind.INTERRUPTED, actor=by, payload=payload)
+            if await self.audit.records(run_id=run.name, limit=1):
+                await self.audit.append_if_open(event)  # a shared log: not after another process recorded its end
+            else:
+                await self.audit.append(event)  # a log that never saw the run (each replica with its own)
         return True
 
     async def _interrupt(self, name: str, why: str, *, run: PlaybookRun | None = None, holder: str | None = None) -> bool:

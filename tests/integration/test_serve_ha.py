@@ -1,12 +1,13 @@
 """Two `gpuctl serve` replicas (real processes, real signals) against the real API server.
 
 Each replica runs the bot (Slack: testbed.slack's stand-in) and the executor; the Lease
-`gpuctl-leader` in gpuctl's namespace elects one. Only the leader executes an approved run and
-takes Alertmanager webhooks; the follower answers /alertmanager with 503. The leader is SIGKILLed
-in the middle of a run (serve_child holds every run before its second write): the other replica
-takes the Lease over, recognises the run as abandoned from the cluster alone (Running, claimed by
-the dead replica, its target Lease expired), marks it Interrupted, never executes it again, and
-executes the next run. SIGTERM then makes the last leader vacate the Lease and exit 0.
+`gpuctl-leader` in gpuctl's namespace elects one. A Slack approval clicked on the follower's bot
+is executed by the leader alone; the follower answers /alertmanager with 503, the leader takes it.
+The leader is SIGKILLed in the middle of that run (serve_child holds every run before its second
+write): the other replica takes the Lease over, recognises the run as abandoned from the cluster
+alone (Running, claimed by the dead replica, its target Lease expired), marks it Interrupted (and
+the approver's Slack message says so), never executes it again, and executes the next run.
+SIGTERM then makes the last leader vacate the Lease and exit 0.
 
 The audit log: each replica writes its own SQLite file, because the shared PostgreSQL backend
 (branch audit-postgres) has not landed yet; so the dead leader's records and the new leader's
@@ -29,12 +30,13 @@ import aiohttp
 import pytest
 
 from gpuctl.audit.records import EventKind
+from gpuctl.bot.engine_seam import APPROVE_ACTION
 from gpuctl.errors import RunRefused
 from gpuctl.playbooks.leader import LEADER
 from gpuctl.playbooks.runs import PlaybookRun
 from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane
 from testbed.kube import RestClient
-from testbed.slack import BOT_TOKEN, FakeSlack
+from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 from tests.integration.engine_support import (
     APPROVED,
@@ -53,6 +55,7 @@ from tests.unit.bot.conftest import SECRET
 pytestmark = pytest.mark.testbed
 
 LEASE_S = 3  # the leader Lease and the runs' target Leases: short, so takeover and recovery come quickly
+SLACK_B = "U0USERB01"  # user-b (team-b): approves team a's adjust-quota runs
 
 
 @dataclass
@@ -83,12 +86,13 @@ async def replica(name: str, plane: ControlPlane, home: Path, namespace: str, sl
     folder = home / name
     folder.mkdir()
     (config := folder / "config.yaml").write_text("{}\n")
+    (identities := folder / "slack-users.yaml").write_text(f"users:\n  {SLACK_B}: {{user: user-b, groups: [team-b]}}\n")
     args = [
         "--config", str(config), "--kubeconfig", str(plane.kubeconfig(OPERATOR)), "--name", name,
         "--policy", str(home / "policy.yaml"), "--playbooks-dir", str(home / "playbooks"),
         "--audit", str(folder / "audit.sqlite"), "--gpuctl-namespace", namespace,
         "--host", "127.0.0.1", "--port", "0", "--health-port", "0", "--slack-api-url", slack.api_url,
-        "--leader-lease", str(LEASE_S), "--leader-renew-deadline", "2", "--leader-retry", "0.5",
+        "--identity-map", str(identities), "--leader-lease", str(LEASE_S), "--leader-renew-deadline", "2", "--leader-retry", "0.5",
         "--lock-lease", str(LEASE_S), "-v",
     ]  # fmt: skip
     env = {**os.environ, "GPUCTL_SLACK_BOT_TOKEN": BOT_TOKEN, "GPUCTL_SLACK_SIGNING_SECRET": SECRET}
@@ -115,11 +119,9 @@ async def _run(engine: Any, run: str) -> PlaybookRun:
     return await engine.store.get(run)
 
 
-async def _approved(engine: Any, namespace: str, quota: str) -> str:
+async def _submitted(engine: Any, namespace: str, quota: str) -> str:
     plan = await engine.plan(USER_A, APPROVED, {"namespace": namespace, "quota": quota}, key=(k := key()))
-    run = (await engine.submit(plan, key=k)).run_id
-    await engine.approve(USER_B, run)
-    return run
+    return str((await engine.submit(plan, key=k)).run_id)
 
 
 async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_never_repeated(
@@ -145,14 +147,17 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             assert await follower.alert() == 503
             assert await leader.alert() == 200
 
-            # An approved run: the leader executes it, the follower does not; held after its first write.
-            run = await _approved(front, held_ns, "8")
+            # user-b approves in Slack, through the follower's bot: the leader executes it, held after its first write.
+            run = await _submitted(front, held_ns, "8")
+            click = await SlackSender(follower.bot_url, SECRET, slack).click(APPROVE_ACTION, run, user_id=SLACK_B)
+            approved = await slack.wait_for_response(click.response_id)
+            assert "*Approved*: approved by user-b" in blocks_text(approved)
             await poll(lambda: records(leader.folder, run), lambda found: "api_call" in kinds(found), timeout_s=60,
                        what="the leader's first write")  # fmt: skip
             running = await _run(front, run)
             assert running.status.phase == "Running"
             assert any(c.message == f"executed by {leader.name}/{run}" for c in running.status.conditions)
-            assert await records(follower.folder, run) == []
+            assert kinds(await records(follower.folder, run)) == ["approved"]  # the follower approved, never executed
             assert (await leader.health())["executing"] == [run]
             assert not await front.interrupt_abandoned(running)  # its executor holds its target: not abandoned
             assert (await _run(front, run)).status.phase == "Running"
@@ -173,18 +178,21 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             executing = next(c for c in done.status.conditions if c.type == "Executing")
             assert executing.reason == "Interrupted" and f"{leader.name}/{run}" in executing.message
             found_new = await records(follower.folder, run)
-            assert kinds(found_new) == ["interrupted"]
-            assert found_new[0].payload["holder"] == f"{leader.name}/{run}"
-            assert found_new[0].actor is not None and found_new[0].actor.detail == follower.name
+            assert kinds(found_new) == ["approved", "interrupted"]
+            assert found_new[-1].payload["holder"] == f"{leader.name}/{run}"
+            assert found_new[-1].actor is not None and found_new[-1].actor.detail == follower.name
             found_old = await records(leader.folder, run)
             assert kinds(found_old).count("execution_started") == 1 and kinds(found_old)[-1] in ("api_call", "step")
+            await poll(lambda: [r for r in slack.responses(click.response_id) if "*Interrupted*" in blocks_text(r)],
+                       what="the approver's message to say Interrupted")  # fmt: skip
             assert [await hard(admin, held_ns, f"gpus-{i}") for i in (0, 1)] == ["8", "4"]  # half done, and said so
             with pytest.raises(RunRefused):
                 await front.execute(run, by=USER_A)
 
             # The new leader executes the next run (one quota: nothing holds it).
             next_ns = await team_namespace(admin, front, "a")
-            second_run = await _approved(front, next_ns, "2")
+            second_run = await _submitted(front, next_ns, "2")
+            await front.approve(USER_B, second_run)
             finished = await poll(lambda: _run(front, second_run), lambda r: r.status.phase == "Succeeded", timeout_s=60,
                                   what="the next run under the new leader")  # fmt: skip
             assert finished.status.result is not None
