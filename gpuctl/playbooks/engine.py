@@ -528,8 +528,7 @@ class Engine:
         Interrupted (a compare-and-swap: one replica wins) and that one appends `interrupted` to its
         audit log. A run without targets, or one still held, is left alone (False)."""
         holder = claimed_by(run)
-        plan = self._plan_of(run)
-        if run.status.phase != "Running" or holder is None or not plan.locks:
+        if run.status.phase != "Running" or holder is None or not (plan := self._plan_of(run)).locks:
             return False
         locks = LeaseLocks(self.api, self.store.namespace, holder_of(self.runner.host, f"recover-{run.name}"),
                            duration_s=self.runner.lock_duration_s, clock=self.clock)  # fmt: skip
