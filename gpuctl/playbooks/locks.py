@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Literal
@@ -238,7 +239,8 @@ class LeaseLocks:
     @contextlib.asynccontextmanager
     async def hold(self, target: LockTarget) -> AsyncIterator[Hold]:
         """Acquire, renew every third of the duration in the background, release on exit."""
-        hold = Hold(await self.acquire(target))
+        sent = time.monotonic()
+        hold = Hold(await self.acquire(target), valid_s=self.duration_s * 2 / 3, since=sent)
         renewing = asyncio.create_task(self._keep(hold))
         try:
             yield hold
@@ -252,8 +254,9 @@ class LeaseLocks:
     async def _keep(self, hold: Hold) -> None:
         while True:
             await asyncio.sleep(self.duration_s / 3)
+            sent = time.monotonic()
             try:
-                hold.lock = await self.renew(hold.lock)
+                hold.renewed(await self.renew(hold.lock), since=sent)
             except LockHeld as lost:
                 hold.lost = lost
                 log.error("lost the lock on %s: %s", hold.lock.target, lost)
@@ -263,13 +266,32 @@ class LeaseLocks:
 
 
 class Hold:
-    """A lock being held by `LeaseLocks.hold`: call `check()` before each step of the run."""
+    """A lock being held by `LeaseLocks.hold`: call `check()` before each step of the run.
 
-    def __init__(self, lock: HeldLock) -> None:
+    It is good for `valid_s` (two thirds of the lease) after the last renewal that succeeded, counted
+    from when that renewal was sent on the monotonic clock: others may take the Lease only a whole
+    lease after its renewTime, so a holder that was paused or cut off stops before anyone else can
+    have it (given clocks that run at about the same rate)."""
+
+    def __init__(self, lock: HeldLock, *, valid_s: float, since: float) -> None:
         self.lock = lock
         self.lost: LockHeld | None = None
+        self._valid_s = valid_s
+        self._valid_until = since + valid_s
+
+    def renewed(self, lock: HeldLock, *, since: float) -> None:
+        """A renewal sent at monotonic time `since` succeeded."""
+        self.lock = lock
+        self._valid_until = since + self._valid_s
 
     def check(self) -> None:
-        """Raise LockHeld if the lease was lost (renewals failed until it expired and someone took it)."""
+        """Raise LockHeld if the lease was lost, or not renewed for valid_s (it may have expired and been taken)."""
         if self.lost is not None:
             raise self.lost
+        if time.monotonic() >= self._valid_until:
+            raise LockHeld(
+                f"the lock on {self.lock.target} was not renewed for {self._valid_s:g} s: it may have expired and "
+                "been taken over",
+                holder=self.lock.holder,
+                since=self.lock.acquired_at,
+            )

@@ -1,11 +1,15 @@
 """Leader election (gpuctl.playbooks.leader) against the real API server: one leader of many, fencing by
-the renew deadline, losing the Lease to a takeover, stepping down; and a run whose executor loses the
-leadership stops before its next write."""
+the renew deadline, losing the Lease to a takeover, stepping down; a run whose executor loses the
+leadership stops before its next write; and a run judged abandoned while its executor was paused
+stops too, and stays Interrupted."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,13 +18,14 @@ import pytest
 
 from gpuctl.clock import utcnow
 from gpuctl.errors import NotLeading
+from gpuctl.playbooks.engine import Engine
 from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.playbooks.leader import LEADER, Election, Leadership
 from gpuctl.sources.kube.connect import KubeConnection
-from testbed.controlplane import ControlPlane
+from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane
 from testbed.kube import RestClient
 from testbed.waiting import poll
-from tests.integration.engine_support import APPROVED, USER_A, USER_B, engine_at, hard, key, records, team_namespace
+from tests.integration.engine_support import APPROVED, USER_A, USER_B, engine_at, hard, key, kinds, records, team_namespace
 
 pytestmark = pytest.mark.testbed
 
@@ -153,3 +158,57 @@ async def test_a_run_whose_executor_loses_the_leadership_stops_before_its_next_w
         found = await records(tmp_path, run)
         assert [r.payload.get("step") for r in found if r.kind.value == "api_call"] == [0]  # one write, never the second
     assert [await hard(admin, namespace, f"gpus-{i}") for i in (0, 1)] == ["8", "4"]
+
+
+async def test_a_run_judged_abandoned_while_its_executor_was_paused_stops_and_stays_interrupted(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    """An executor process paused (SIGSTOP) mid-run past its target Lease: another replica judges the run
+    abandoned and marks it Interrupted; resumed (SIGCONT), the executor writes nothing more, and its end
+    does not overwrite the judgement."""
+    async with engine_at(control_plane, tmp_path, engine_home) as front:
+        namespace = await team_namespace(admin, front, "a", quotas=2)
+        plan = await front.plan(USER_A, APPROVED, {"namespace": namespace, "quota": "8"}, key=(k := key()))
+        run = (await front.submit(plan, key=k)).run_id
+        await front.approve(USER_B, run)
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.integration.engine_child",
+        str(control_plane.kubeconfig(OPERATOR)), str(tmp_path), engine_home, run, "3",
+        cwd=REPO_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        await poll(lambda: records(tmp_path, run), lambda found: "api_call" in kinds(found), timeout_s=60,
+                   what="the child's first write")  # fmt: skip
+        child.send_signal(signal.SIGSTOP)
+
+        (elsewhere := tmp_path / "elsewhere").mkdir()
+        async with engine_at(control_plane, elsewhere, engine_home, host="judge") as judge:  # another replica
+            await poll(lambda: _judged(judge, run), timeout_s=60,
+                       what="the paused executor's Lease to expire and the run to be judged abandoned")  # fmt: skip
+            assert not await judge.interrupt_abandoned(await judge.store.get(run))  # once
+
+            child.stdin.write(b"go on\n")
+            await child.stdin.drain()
+            child.send_signal(signal.SIGCONT)
+            async with asyncio.timeout(60):
+                out, _ = await child.communicate()
+            assert child.returncode == 0
+            outcome = json.loads(out.decode().strip().splitlines()[-1])
+            assert outcome["phase"] == "Failed" and "stopped before a write" in outcome["message"]
+
+            ended = await judge.store.get(run)
+            assert ended.status.phase == "Interrupted"  # the child's end did not overwrite the judgement
+            assert f"its executor child/{run}" in (ended.status.result or {})["message"]
+            assert kinds(await records(elsewhere, run)) == ["interrupted"]
+        assert [r.payload.get("step") for r in await records(tmp_path, run) if r.kind.value == "api_call"] == [0]
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert [await hard(admin, namespace, f"gpus-{i}") for i in (0, 1)] == ["8", "4"]
+
+
+async def _judged(judge: Engine, run: str) -> bool:
+    return await judge.interrupt_abandoned(await judge.store.get(run))
