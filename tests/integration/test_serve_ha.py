@@ -9,9 +9,9 @@ alone (Running, claimed by the dead replica, its target Lease expired), marks it
 the approver's Slack message says so), never executes it again, and executes the next run.
 SIGTERM then makes the last leader vacate the Lease and exit 0.
 
-The audit log: each replica writes its own SQLite file, because the shared PostgreSQL backend
-(branch audit-postgres) has not landed yet; so the dead leader's records and the new leader's
-`interrupted` record are in two logs, each a valid chain.
+The audit log is the installation's one PostgreSQL database (the test bed's server), written by
+both replicas and the submitting engine: the run has one execution_started (the dead leader's)
+and one interrupted (the new leader's), and the chain is intact.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gpuctl.audit.records import EventKind
+from gpuctl.audit import open_audit
+from gpuctl.audit.records import AuditRecord, EventKind
 from gpuctl.bot.engine_seam import APPROVE_ACTION
 from gpuctl.errors import RunRefused
 from gpuctl.playbooks.leader import LEADER
@@ -42,12 +43,11 @@ from tests.integration.engine_support import (
     APPROVED,
     USER_A,
     USER_B,
-    audit_intact,
+    cli,
     engine_at,
     hard,
     key,
     kinds,
-    records,
     team_namespace,
 )
 from tests.unit.bot.conftest import SECRET
@@ -64,7 +64,6 @@ class Replica:
     process: asyncio.subprocess.Process
     bot_url: str
     health_url: str
-    folder: Path  # its audit log
 
     async def health(self) -> dict[str, Any]:
         return (await _get(f"{self.health_url}/healthz"))[1]
@@ -81,8 +80,10 @@ async def _get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def replica(name: str, plane: ControlPlane, home: Path, namespace: str, slack: FakeSlack) -> AsyncIterator[Replica]:
-    """`gpuctl serve --name NAME` in its own process (its own audit log under home/NAME); killed on exit."""
+async def replica(
+    name: str, plane: ControlPlane, home: Path, namespace: str, slack: FakeSlack, audit: str
+) -> AsyncIterator[Replica]:
+    """`gpuctl serve --name NAME` in its own process (its files under home/NAME), writing to `audit`; killed on exit."""
     folder = home / name
     folder.mkdir()
     (config := folder / "config.yaml").write_text("{}\n")
@@ -90,7 +91,7 @@ async def replica(name: str, plane: ControlPlane, home: Path, namespace: str, sl
     args = [
         "--config", str(config), "--kubeconfig", str(plane.kubeconfig(OPERATOR)), "--name", name,
         "--policy", str(home / "policy.yaml"), "--playbooks-dir", str(home / "playbooks"),
-        "--audit", str(folder / "audit.sqlite"), "--gpuctl-namespace", namespace,
+        "--audit", audit, "--gpuctl-namespace", namespace,
         "--host", "127.0.0.1", "--port", "0", "--health-port", "0", "--slack-api-url", slack.api_url,
         "--identity-map", str(identities), "--leader-lease", str(LEASE_S), "--leader-renew-deadline", "2", "--leader-retry", "0.5",
         "--lock-lease", str(LEASE_S), "-v",
@@ -108,11 +109,16 @@ async def replica(name: str, plane: ControlPlane, home: Path, namespace: str, sl
         assert line.startswith(f"gpuctl serve: {name} serving (bot on http://"), (line, (folder / "stderr.log").read_text())
         bot_url = line.split("bot on ", 1)[1].split(",", 1)[0]
         health_url = line.rsplit("health on ", 1)[1].strip()
-        yield Replica(name, process, bot_url, health_url, folder)
+        yield Replica(name, process, bot_url, health_url)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def log(audit: str, run: str) -> list[AuditRecord]:
+    async with open_audit(audit, create=False) as opened:
+        return await opened.records(run_id=run)
 
 
 async def _run(engine: Any, run: str) -> PlaybookRun:
@@ -125,13 +131,14 @@ async def _submitted(engine: Any, namespace: str, quota: str) -> str:
 
 
 async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_never_repeated(
-    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path, postgres_audit_url: str
 ) -> None:
-    async with engine_at(control_plane, tmp_path, engine_home) as front, FakeSlack() as slack:  # front: the CLI, say
+    audit = postgres_audit_url
+    async with engine_at(control_plane, tmp_path, engine_home, audit=audit) as front, FakeSlack() as slack:  # front: the CLI, say
         held_ns = await team_namespace(admin, front, "a", quotas=2)  # two quotas: held before its second write
         async with (
-            replica("serve-0", control_plane, tmp_path, engine_home, slack) as first,
-            replica("serve-1", control_plane, tmp_path, engine_home, slack) as second,
+            replica("serve-0", control_plane, tmp_path, engine_home, slack, audit) as first,
+            replica("serve-1", control_plane, tmp_path, engine_home, slack, audit) as second,
         ):
             states = await poll(lambda: asyncio.gather(first.health(), second.health()),
                                 lambda hs: sorted(h["role"] for h in hs) == ["follower", "leader"] and hs[0]["leader"] == hs[1]["leader"],
@@ -152,12 +159,16 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             click = await SlackSender(follower.bot_url, SECRET, slack).click(APPROVE_ACTION, run, user_id=SLACK_B)
             approved = await slack.wait_for_response(click.response_id)
             assert "*Approved*: approved by user-b" in blocks_text(approved)
-            await poll(lambda: records(leader.folder, run), lambda found: "api_call" in kinds(found), timeout_s=60,
+            await poll(lambda: log(audit, run), lambda found: "api_call" in kinds(found), timeout_s=60,
                        what="the leader's first write")  # fmt: skip
             running = await _run(front, run)
             assert running.status.phase == "Running"
             assert any(c.message == f"executed by {leader.name}/{run}" for c in running.status.conditions)
-            assert kinds(await records(follower.folder, run)) == ["approved"]  # the follower approved, never executed
+            found = await log(audit, run)
+            approved_by = next(r for r in found if r.kind is EventKind.APPROVED)
+            assert approved_by.actor is not None and approved_by.actor.identity == USER_B.identity
+            started = [r for r in found if r.kind is EventKind.EXECUTION_STARTED]
+            assert [r.payload["by"] for r in started] == [f"{leader.name}/{run}"]  # the leader, and only it
             assert (await leader.health())["executing"] == [run]
             assert not await front.interrupt_abandoned(running)  # its executor holds its target: not abandoned
             assert (await _run(front, run)).status.phase == "Running"
@@ -177,12 +188,11 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
                               what=f"{run} to be marked Interrupted")  # fmt: skip
             executing = next(c for c in done.status.conditions if c.type == "Executing")
             assert executing.reason == "Interrupted" and f"{leader.name}/{run}" in executing.message
-            found_new = await records(follower.folder, run)
-            assert kinds(found_new) == ["approved", "interrupted"]
-            assert found_new[-1].payload["holder"] == f"{leader.name}/{run}"
-            assert found_new[-1].actor is not None and found_new[-1].actor.detail == follower.name
-            found_old = await records(leader.folder, run)
-            assert kinds(found_old).count("execution_started") == 1 and kinds(found_old)[-1] in ("api_call", "step")
+            found = await log(audit, run)
+            assert kinds(found).count("execution_started") == 1 and kinds(found).count("interrupted") == 1
+            assert kinds(found)[-2] in ("api_call", "step") and found[-1].kind is EventKind.INTERRUPTED
+            assert found[-1].payload["holder"] == f"{leader.name}/{run}"
+            assert found[-1].actor is not None and found[-1].actor.detail == follower.name
             await poll(lambda: [r for r in slack.responses(click.response_id) if "*Interrupted*" in blocks_text(r)],
                        what="the approver's message to say Interrupted")  # fmt: skip
             assert [await hard(admin, held_ns, f"gpus-{i}") for i in (0, 1)] == ["8", "4"]  # half done, and said so
@@ -198,8 +208,8 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             assert finished.status.result is not None
             assert finished.status.result["executedBy"] == f"{follower.name}/{second_run}"
             assert await hard(admin, next_ns) == "2"
-            assert EventKind.EXECUTION_STARTED.value in kinds(await records(follower.folder, second_run))
-            assert await records(leader.folder, second_run) == []
+            started = [r for r in await log(audit, second_run) if r.kind is EventKind.EXECUTION_STARTED]
+            assert [r.payload["by"] for r in started] == [f"{follower.name}/{second_run}"]
 
             # SIGTERM: the last leader vacates the Lease (no one waits for it to expire) and exits 0.
             follower.process.send_signal(signal.SIGTERM)
@@ -208,5 +218,6 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             lease = (await admin.get("Lease", LEADER.lease_name, engine_home)).body
             assert not lease["spec"].get("holderIdentity")
             assert await _run(front, run) == done  # the interrupted run was never touched again
-    for name in ("serve-0", "serve-1"):
-        await audit_intact(tmp_path / name)
+            assert kinds(await log(audit, run)).count("execution_started") == 1
+    code, out, err = await asyncio.to_thread(cli, "audit", "verify", "--audit", audit)
+    assert code == 0 and out.startswith("intact:"), err
