@@ -54,7 +54,9 @@ from tests.unit.bot.conftest import SECRET
 
 pytestmark = pytest.mark.testbed
 
-LEASE_S = 3  # the leader Lease and the runs' target Leases: short, so takeover and recovery come quickly
+# Short leases, so takeover and recovery come quickly; not so short that a loaded machine loses a lease.
+LEASE_S, RENEW_DEADLINE_S, RETRY_S = 6, 4, 1  # the leader Lease
+LOCK_LEASE_S = 4  # the runs' target Leases
 SLACK_B = "U0USERB01"  # user-b (team-b): approves team a's adjust-quota runs
 
 
@@ -93,8 +95,8 @@ async def replica(
         "--policy", str(home / "policy.yaml"), "--playbooks-dir", str(home / "playbooks"),
         "--audit", audit, "--gpuctl-namespace", namespace,
         "--host", "127.0.0.1", "--port", "0", "--health-port", "0", "--slack-api-url", slack.api_url,
-        "--identity-map", str(identities), "--leader-lease", str(LEASE_S), "--leader-renew-deadline", "2", "--leader-retry", "0.5",
-        "--lock-lease", str(LEASE_S), "-v",
+        "--identity-map", str(identities), "--leader-lease", str(LEASE_S),
+        "--leader-renew-deadline", str(RENEW_DEADLINE_S), "--leader-retry", str(RETRY_S), "--lock-lease", str(LOCK_LEASE_S), "-v",
     ]  # fmt: skip
     env = {**os.environ, "GPUCTL_SLACK_BOT_TOKEN": BOT_TOKEN, "GPUCTL_SLACK_SIGNING_SECRET": SECRET}
     with (folder / "stderr.log").open("wb") as stderr:
