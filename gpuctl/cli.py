@@ -139,7 +139,8 @@ HTTP: the bot on --port (default 3000): POST /slack/events, POST /alertmanager,
 GET /healthz, GET /metrics. Probes on --health-port (default 8081): GET /healthz
 (liveness: 200 while the process serves) and GET /readyz (readiness: 503 until
 the API server answers and the bot serves); both say the role (leader,
-follower), the leader's name and whether the cluster is reachable.
+follower), the leader's name and whether the cluster is reachable. GET /metrics
+there: gpuctl_serve_leader, gpuctl_serve_ready, gpuctl_serve_runs_executing.
 
 Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode)
 and GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.

@@ -2,6 +2,8 @@
 
     GET /healthz   liveness: 200 while the process serves, with the state below
     GET /readyz    readiness: 200 when ready, else 503, with the same state
+    GET /metrics   gpuctl_serve_leader (1 while this replica leads), gpuctl_serve_ready,
+                   gpuctl_serve_runs_executing: Prometheus text format 0.0.4 (the pod names the replica)
 
     {"replica": "gpuctl-5d9c-x2x", "ready": true, "role": "leader" | "follower" | "off",
      "leader": "gpuctl-5d9c-x2x" | null, "lease": "gpuctl/gpuctl-leader", "cluster_reachable": true,
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
+
+from gpuctl.bot.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:  # the bot (Slack SDKs) loads only when it is on
     from gpuctl.bot.server import RunningBot
@@ -69,9 +73,20 @@ def health_app(state: ReplicaState) -> web.Application:
         body = state.report()
         return web.json_response(body, status=200 if body["ready"] else 503)
 
+    async def metrics(request: web.Request) -> web.Response:
+        body = state.report()
+        gauges = (
+            ("gpuctl_serve_leader", "1 while this replica leads (holds the leader Lease), else 0.", body["role"] == "leader"),
+            ("gpuctl_serve_ready", "1 while /readyz answers 200, else 0.", body["ready"]),
+            ("gpuctl_serve_runs_executing", "Playbook runs this replica is executing now.", len(body["executing"])),
+        )
+        text = "".join(f"# HELP {name} {text}\n# TYPE {name} gauge\n{name} {int(value)}\n" for name, text, value in gauges)
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

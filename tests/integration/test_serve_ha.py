@@ -152,6 +152,10 @@ async def test_only_the_leader_executes_and_a_killed_leaders_run_is_interrupted_
             assert lease["spec"]["holderIdentity"] == leader.name and lease["spec"]["leaseDurationSeconds"] == LEASE_S
             transitions = lease["spec"].get("leaseTransitions", 0)
 
+            for one, leads in ((leader, 1), (follower, 0)):
+                async with aiohttp.ClientSession() as session, session.get(f"{one.health_url}/metrics") as resp:
+                    assert f"\ngpuctl_serve_leader {leads}\n" in await resp.text()
+
             # Alerts are the leader's: the follower sends Alertmanager elsewhere (503), the leader takes them.
             assert await follower.alert() == 503
             assert await leader.alert() == 200
