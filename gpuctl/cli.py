@@ -136,15 +136,23 @@ service account needs get, create, update, patch and delete on leases in that
 namespace (leader and per-target run Leases).
 
 HTTP: the bot on --port (default 3000): POST /slack/events, POST /alertmanager,
-GET /healthz, GET /metrics. Probes on --health-port (default 8081): GET /healthz
-(liveness: 200 while the process serves) and GET /readyz (readiness: 503 until
-the API server answers and the bot serves); both say the role (leader,
-follower), the leader's name and whether the cluster is reachable. GET /metrics
-there: gpuctl_serve_leader, gpuctl_serve_ready, gpuctl_serve_runs_executing.
+GET /healthz, GET /metrics. Probes on --health-port (default 8081; same --host):
+GET /healthz (liveness: 200 while the process serves) and GET /readyz
+(readiness: 503 until the API server answers and the bot serves); both say the
+role (leader, follower), the leader's name and whether the cluster is
+reachable. GET /metrics there: gpuctl_serve_leader, gpuctl_serve_ready,
+gpuctl_serve_runs_executing.
+
+Timing: --leader-lease 15s, --leader-renew-deadline 10s, --leader-retry 2s
+(GPUCTL_LEADER_LEASE_S, _RENEW_DEADLINE_S, _RETRY_S); a replica that could not
+renew for the renew deadline stops executing before the Lease can expire.
+--lock-lease 60 (GPUCTL_LOCK_LEASE_S): a run whose replica died is marked
+Interrupted by the leader once its target Leases expire, never executed again.
 
 Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode)
 and GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.
-Every flag has a GPUCTL_* variable and a config file key (gpuctl/config.py).
+The other flags but --no-bot, --no-executor and --socket-mode have a GPUCTL_*
+variable and a config file key (gpuctl/config.py).
 SIGTERM: no new runs, runs in progress finish, the Lease is vacated, exit 0.
 """
 

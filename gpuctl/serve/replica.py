@@ -97,6 +97,7 @@ def _follower_gate(state: ReplicaState) -> AlertsGate:
         if state.role == "leader":
             return None
         leader = state.executor.leadership.leader if state.executor is not None else None
-        return f"{state.name} is not the leader ({leader or 'none yet'} is): alerts are handled by the leader"
+        now = f"{leader} leads" if leader else "no replica leads yet"
+        return f"{state.name} is not the leader ({now}): alerts are handled by the leader; retry"
 
     return gate
