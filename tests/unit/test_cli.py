@@ -151,5 +151,5 @@ def test_serve_help_names_what_a_deployment_must_match(env: dict[str, str]) -> N
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     for fact in ('Lease "gpuctl-leader"', "GPUCTL_REPLICA_NAME", "GPUCTL_GPUCTL_NAMESPACE", "GET /healthz", "GET /readyz",
-                 "--health-port (default 8081)", "POST /alertmanager", "--no-bot", "--no-executor"):  # fmt: skip
+                 "--health-port (default 8081;", "POST /alertmanager", "--no-bot", "--no-executor"):  # fmt: skip
         assert fact in text, fact
