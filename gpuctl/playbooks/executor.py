@@ -45,7 +45,6 @@ class Executor:
         self.leadership = Leadership(engine.api, engine.store.namespace, name, self.election, clock=engine.clock)
         self.by = Requester(identity=engine.own, via="executor", detail=name)
         self.executed: list[Outcome] = []  # what this process carried out, newest last
-        self.interrupted: list[str] = []  # runs this process found abandoned and marked Interrupted, oldest first
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
 
@@ -153,7 +152,6 @@ class Executor:
                 continue
             try:
                 if await self.engine.interrupt_abandoned(run, by=self.by):
-                    self.interrupted.append(run.name)
                     log.warning("run %s was left mid-execution by its executor: marked Interrupted", run.name)
             except GpuctlError as e:
                 log.warning("could not judge whether run %s was abandoned: %s", run.name, e)
