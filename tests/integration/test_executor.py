@@ -90,6 +90,7 @@ async def test_only_the_leader_executes_and_another_takes_over(
 
             run = await approved_run(front, team_a, "8")
             done = await poll(lambda: front.store.get(run), lambda r: r.status.phase == "Succeeded", what=f"{run} to succeed")
+            await poll(lambda: leader.executed, what="the outcome (the status is written before execute returns)")
             assert done.status.result and done.status.result["executedBy"] == f"{leader.name}/{run}"
             assert [o.run_id for o in leader.executed] == [run] and follower.executed == []
             assert await hard(admin, team_a) == "8"
@@ -103,6 +104,7 @@ async def test_only_the_leader_executes_and_another_takes_over(
             await poll(follower.leading.is_set, what=f"{follower.name} to take over")
             second_run = await approved_run(front, team_a, "2")
             await poll(lambda: front.store.get(second_run), lambda r: r.status.phase == "Succeeded", what="the second run")
+            await poll(lambda: follower.executed, what="the second run's outcome")
             assert [o.run_id for o in follower.executed] == [second_run]
             assert [o.run_id for o in leader.executed] == [run]
     assert await hard(admin, team_a) == "2"
