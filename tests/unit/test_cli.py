@@ -153,3 +153,10 @@ def test_serve_help_names_what_a_deployment_must_match(env: dict[str, str]) -> N
     for fact in ('Lease "gpuctl-leader"', "GPUCTL_REPLICA_NAME", "GPUCTL_GPUCTL_NAMESPACE", "GET /healthz", "GET /readyz",
                  "--health-port (default 8081;", "POST /alertmanager", "--no-bot", "--no-executor"):  # fmt: skip
         assert fact in text, fact
+
+
+def test_serve_without_a_reachable_cluster_exits_3_with_one_line(env: dict[str, str], dead_kubeconfig: Path) -> None:
+    result = gpuctl("serve", "--no-bot", "--kubeconfig", str(dead_kubeconfig), "--health-port", "0", "--host", "127.0.0.1",
+                    env=env)  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("gpuctl: error: ") and len(result.stderr.strip().splitlines()) == 1
