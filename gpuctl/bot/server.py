@@ -6,6 +6,10 @@
                          "engine": "connected" | "not connected: why" | "none (--demo)"}
     GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
 
+`alerts_gate` (gpuctl serve): while it returns a reason, /alertmanager answers
+503 with it and handles nothing (a follower replica: Alertmanager retries, and
+the retry may reach the leader).
+
 With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
 public endpoint) and /slack/events is not served; the other routes are.
 `running_bot` starts everything (cluster sources, web server, socket) and
@@ -21,7 +25,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -54,6 +58,8 @@ EVENTS_PATH = "/slack/events"
 ALERTS_PATH = "/alertmanager"
 DEFAULT_SLACK_API = "https://slack.com/api/"
 READY_WAIT_S = 60.0  # how long start-up waits for the first data before serving "no data yet" answers
+
+AlertsGate = Callable[[], str | None]  # None: handle alerts here; else why not (503)
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ def _engine_state(seam: EngineSeam) -> str:
 
 
 def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
-                  alertmanager_token: str | None) -> web.Application:  # fmt: skip
+                  alertmanager_token: str | None, alerts_gate: AlertsGate | None = None) -> web.Application:  # fmt: skip
     async def slack_events(request: web.Request) -> web.Response:
         start = time.perf_counter()
         assert bolt is not None
@@ -148,6 +154,8 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
         return response
 
     async def alertmanager(request: web.Request) -> web.Response:
+        if alerts_gate is not None and (elsewhere := alerts_gate()) is not None:
+            return web.json_response({"error": elsewhere}, status=503)
         try:
             if alertmanager_token is not None:
                 given = request.headers.get("Authorization", "")
@@ -194,6 +202,7 @@ async def running_bot(
     socket_mode: bool = False,
     sources: Sequence[Source] | None = None,
     seam: EngineSeam | None = None,
+    alerts_gate: AlertsGate | None = None,
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
 
@@ -228,7 +237,8 @@ async def running_bot(
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
         stack.push_async_callback(alerts.aclose)  # auto runs in flight stop before the engine closes
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-        runner = web.AppRunner(build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token), access_log=None)
+        web_app = build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token, alerts_gate)
+        runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         socket: _MeasuredSocketMode | None = None
         try:
