@@ -32,6 +32,7 @@ from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Identity
 from gpuctl.playbooks.engine import Engine
 from gpuctl.playbooks.executor import Executor
+from gpuctl.playbooks.leader import Election
 from gpuctl.playbooks.runs import run_name
 from testbed.controlplane import OPERATOR, ControlPlane
 from testbed.fleet_loader import wait_nodes_ready
@@ -269,7 +270,7 @@ async def test_an_idle_gpu_alert_ends_with_one_approval_in_the_pod_evicted_and_a
             policy=write(tmp_path, "oncall-policy.yaml", yaml.safe_dump(ONCALL_POLICY)),
             alert_rules=write(tmp_path, "oncall-alert-rules.yaml", yaml.safe_dump(ONCALL_RULES)),
         ) as bed:  # fmt: skip
-            executor = Executor(bed.engine, name="oncall-executor", lease_s=3)
+            executor = Executor(bed.engine, name="oncall-executor", election=Election(lease_s=3, renew_deadline_s=2, retry_s=0.5))
             carrying_out = asyncio.create_task(executor.run())
             try:
                 await flow(bed, admin, namespace)
