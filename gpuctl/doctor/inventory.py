@@ -22,7 +22,6 @@ from gpuctl.config import Settings
 from gpuctl.doctor.rules import Rule, parse_api_rules, read_rule_file
 from gpuctl.model import Snapshot
 
-
 JSON = Mapping[str, Any]
 PAGE = "500"
 
