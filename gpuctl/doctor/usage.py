@@ -81,7 +81,7 @@ def find(inv: Inventory, options: DoctorOptions) -> Iterable[Finding]:
         if p.node and p.phase == "Running":
             holders[p.node].append(p.key)
     for n in snapshot.nodes:
-        gpus = by_node.get(n.name, [])
+        gpus = [g for g in by_node.get(n.name, ()) if has_readings(g)]
         if not gpus:
             if is_gpu_node(n):
                 yield finding(NO_DCGM, "no DCGM series name this node", node(n.name))
@@ -95,6 +95,11 @@ def find(inv: Inventory, options: DoctorOptions) -> Iterable[Finding]:
             pods = sorted(holders[n.name])
             detail = f"{len(fresh)} device(s) report no pod while {len(pods)} GPU pod(s) run there: {', '.join(pods)}"
             yield finding(NO_POD_LABELS, detail, node(n.name), *(_pod(k) for k in pods))
+
+
+def has_readings(gpu: Gpu) -> bool:
+    """Whether any DCGM series named this device (the join lists a GPU node's devices even without any)."""
+    return any(v is not None for v in (gpu.util_pct, gpu.mem_used_mib, gpu.temp_c, gpu.power_w))
 
 
 def _pod(key: str) -> Involved:

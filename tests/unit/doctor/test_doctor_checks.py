@@ -173,9 +173,11 @@ def test_idle_pods_are_reported_and_quiet_stale_or_unmeasured_ones_are_not() -> 
 
 
 def test_gpu_nodes_without_any_dcgm_series() -> None:
-    nodes = [node("measured"), node("dark"), node("cpu", gpu_capacity=0, taints=())]
-    gpus = [_gpu(0, node="measured", util_pct=10)]
-    assert found(inventory(snapshot(nodes, gpus=gpus))) == {"metrics.no-dcgm": [["Node/dark"]]}
+    nodes = [node("measured"), node("dark"), node("listed"), node("cpu", gpu_capacity=0, taints=())]
+    # The join lists a GPU node's devices even when no series names them: rows without any reading.
+    gpus = [_gpu(0, node="measured", util_pct=10), _gpu(0, node="listed"), _gpu(1, node="listed")]
+    got = found(inventory(snapshot(nodes, gpus=gpus)))
+    assert got == {"metrics.no-dcgm": [["Node/dark"], ["Node/listed"]]}
 
 
 def test_no_metrics_source_means_no_metrics_findings() -> None:
