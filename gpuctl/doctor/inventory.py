@@ -16,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuctl.config import Settings
 from gpuctl.doctor.rules import Rule, parse_api_rules, read_rule_file
 from gpuctl.model import Snapshot
+
+if TYPE_CHECKING:
+    from gpuctl.service import Cluster
 
 JSON = Mapping[str, Any]
 PAGE = "500"
@@ -50,19 +53,26 @@ LISTS: tuple[tuple[str, str], ...] = (
 
 
 async def gather(settings: Settings, *, rule_files: Sequence[Path] = ()) -> Inventory:
-    """The snapshot, the extra lists and the rules for `settings`. Raises the core's errors
+    """Start the core's sources for `settings`, wait for the first data, and gather. Raises the core's errors
     (ConfigError, ClusterError, NotReady, SourceStopped) when the cluster itself cannot be read."""
     from gpuctl.service import open_cluster
 
-    skipped: list[str] = []
-    file_rules = [rule for path in rule_files for rule in read_rule_file(path)]  # bad file: ConfigError first
+    file_rules = [rule for path in rule_files for rule in read_rule_file(path)]  # a bad file: ConfigError first
     async with open_cluster(settings) as cluster:
-        snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
-        prometheus = next((s for s in cluster.sources if getattr(s, "name", "") == "prometheus"), None)
-        api_rules = await _prometheus_rules(prometheus, skipped)
+        await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
+        return await gather_live(cluster, file_rules=file_rules, rule_files_given=bool(rule_files))
+
+
+async def gather_live(cluster: Cluster, *, file_rules: Sequence[Rule] = (), rule_files_given: bool = False) -> Inventory:
+    """Gather around a running cluster's latest snapshot (the bot's and the TUI's): only the one-shot
+    lists and Prometheus's rules are read."""
+    settings, snapshot = cluster.settings, cluster.snapshot()
+    skipped: list[str] = []
+    prometheus = next((s for s in cluster.sources if getattr(s, "name", "") == "prometheus"), None)
+    api_rules = await _prometheus_rules(prometheus, skipped)
     if prometheus is not None and snapshot.metrics.last_success is None:
         skipped.append(f"Prometheus gave no metrics ({snapshot.metrics.error}): the DCGM and idle checks did not run")
-    rules = None if api_rules is None and not rule_files else [*(api_rules or ()), *file_rules]
+    rules = None if api_rules is None and not rule_files_given else [*(api_rules or ()), *file_rules]
     if settings.mode != "kubernetes":
         skipped.append(f"{settings.mode} mode has no Kubernetes API: only the snapshot's checks ran")
         return Inventory(snapshot=snapshot, rules=rules, skipped=tuple(skipped))

@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from gpuctl.config import Settings
 from gpuctl.doctor import alerting, jobs, namespaces, partitioning, priority, scheduling, usage
 from gpuctl.doctor.findings import Check, Finding, Report
-from gpuctl.doctor.inventory import Inventory, gather
+from gpuctl.doctor.inventory import Inventory, gather, gather_live
 from gpuctl.doctor.options import DoctorOptions
 from gpuctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpuctl.service import Cluster
 
 # One module per family of practices; each has CHECKS and find(inventory, options).
 FAMILIES: tuple[ModuleType, ...] = (scheduling, namespaces, jobs, priority, usage, partitioning, alerting)
@@ -51,6 +55,11 @@ def _in_namespace(f: Finding, namespace: str | None) -> bool:
     if namespace is None:
         return True
     return any(o.namespace == namespace or (o.kind == "Namespace" and o.name == namespace) for o in f.objects)
+
+
+async def examine_live(cluster: Cluster, options: DoctorOptions = DEFAULTS) -> Report:
+    """Diagnose a running cluster (the bot's, the TUI's) from its latest snapshot plus one-shot reads."""
+    return diagnose(await gather_live(cluster), options)
 
 
 async def examine(settings: Settings, options: DoctorOptions = DEFAULTS, *, rule_files: Sequence[Path] = ()) -> Report:
