@@ -69,9 +69,13 @@ async def gather_live(cluster: Cluster, *, file_rules: Sequence[Rule] = (), rule
     settings, snapshot = cluster.settings, cluster.snapshot()
     skipped: list[str] = []
     prometheus = next((s for s in cluster.sources if getattr(s, "name", "") == "prometheus"), None)
-    api_rules = await _prometheus_rules(prometheus, skipped)
-    if prometheus is not None and snapshot.metrics.last_success is None:
-        skipped.append(f"Prometheus gave no metrics ({snapshot.metrics.error}): the DCGM and idle checks did not run")
+    if prometheus is None and snapshot.metrics.source == "none":
+        skipped.append("no metrics (no --prometheus): the DCGM and idle checks did not run")
+    elif snapshot.metrics.last_success is None:
+        skipped.append(f"no metrics arrived ({snapshot.metrics.error}): the DCGM and idle checks did not run")
+    api_rules = None if prometheus is None else await _prometheus_rules(prometheus, skipped)
+    if prometheus is None and not rule_files_given:
+        skipped.append("no Prometheus and no --rules file: the alert-rule check did not run")
     rules = None if api_rules is None and not rule_files_given else [*(api_rules or ()), *file_rules]
     if settings.mode != "kubernetes":
         skipped.append(f"{settings.mode} mode has no Kubernetes API: only the snapshot's checks ran")
@@ -129,9 +133,6 @@ async def _read_lists(settings: Settings, skipped: list[str]) -> dict[str, list[
 
 async def _prometheus_rules(prometheus: Any, skipped: list[str]) -> list[Rule] | None:
     """Prometheus's loaded rules (/api/v1/rules), or None with a reason in `skipped`."""
-    if prometheus is None:
-        skipped.append("no Prometheus URL: the DCGM, idle and alert-rule checks did not run")
-        return None
     from gpuctl.sources.prometheus import FETCH_ERRORS, describe_error
 
     try:

@@ -2,7 +2,7 @@
 idle threshold for the whole idle window; a stale or unmeasured GPU is never idle. Missing measurements are
 findings of their own: a GPU node with no DCGM series, series without pod labels, readings that stopped moving.
 
-These checks need metrics: with no Prometheus, or none that ever answered, they say nothing (the report's
+These checks need metrics: with no metrics source, or one that never answered, they say nothing (the report's
 `skipped` says why).
 """
 
@@ -57,8 +57,8 @@ CHECKS = (IDLE, NO_DCGM, NO_POD_LABELS, STALE)
 
 
 def measured(snapshot: Snapshot) -> bool:
-    """Whether metrics came from Prometheus at least once: without that, no metrics finding means anything."""
-    return snapshot.metrics.source == "prometheus" and snapshot.metrics.last_success is not None
+    """Whether metrics arrived at least once: without that, no metrics finding means anything."""
+    return snapshot.metrics.source != "none" and snapshot.metrics.last_success is not None
 
 
 def find(inv: Inventory, options: DoctorOptions) -> Iterable[Finding]:
