@@ -13,7 +13,7 @@ that need it say nothing rather than guess.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gpuctl.config import Settings
 from gpuctl.doctor.rules import Rule, parse_api_rules, read_rule_file
 from gpuctl.model import Snapshot
+from gpuctl.sources.kube.trim import pod_gpu_requests
 
 if TYPE_CHECKING:
     from gpuctl.service import Cluster
@@ -80,15 +81,22 @@ async def gather_live(cluster: Cluster, *, file_rules: Sequence[Rule] = (), rule
     if settings.mode != "kubernetes":
         skipped.append(f"{settings.mode} mode has no Kubernetes API: only the snapshot's checks ran")
         return Inventory(snapshot=snapshot, rules=rules, skipped=tuple(skipped))
-    lists = await _read_lists(settings, skipped)
     gpu_nodes = {n.name for n in snapshot.nodes}
     gpu_pods = {p.key for p in snapshot.pods}
+    job_owners = {f"{p.namespace}/{o.name}" for p in snapshot.pods for o in p.owners if o.kind == "Job"}
+    # Only what a check reads is kept, page by page: a 10,000-pod cluster's pod list is not held whole.
+    keep: dict[str, Callable[[JSON], bool]] = {
+        "nodes": lambda n: _name(n) in gpu_nodes,
+        "pods": lambda p: _key(p) in gpu_pods,
+        "jobs": lambda j: _key(j) in job_owners or bool(pod_gpu_requests(_template(j))),
+    }
+    lists = await _read_lists(settings, skipped, keep)
     nodes, pods = lists.get("nodes"), lists.get("pods")
     return Inventory(
         snapshot=snapshot,
         context=snapshot.watch.context,
-        nodes=None if nodes is None else {n["metadata"]["name"]: n for n in nodes if n["metadata"]["name"] in gpu_nodes},
-        pods=None if pods is None else {k: p for p in pods if (k := _key(p)) in gpu_pods},
+        nodes=None if nodes is None else {_name(n): n for n in nodes},
+        pods=None if pods is None else {_key(p): p for p in pods},
         jobs=lists.get("jobs"),
         limit_ranges=lists.get("limitranges"),
         priority_classes=lists.get("priorityclasses"),
@@ -97,12 +105,24 @@ async def gather_live(cluster: Cluster, *, file_rules: Sequence[Rule] = (), rule
     )
 
 
+def _name(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("name"))
+
+
+def _template(job: JSON) -> JSON:
+    return ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
 def _key(obj: JSON) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
-async def _read_lists(settings: Settings, skipped: list[str]) -> dict[str, list[JSON]]:
+async def _read_lists(
+    settings: Settings, skipped: list[str], keep: Mapping[str, Callable[[JSON], bool]]
+) -> dict[str, list[JSON]]:
+    """Each of LISTS, page by page, keeping the items `keep[what]` accepts (all when it has no entry); a list
+    RBAC forbids is left out with a line in `skipped`, any other refusal raises."""
     from gpuctl.playbooks.kubeapi import KubeApi, refusal
     from gpuctl.sources.kube.connect import connect
 
@@ -121,7 +141,8 @@ async def _read_lists(settings: Settings, skipped: list[str]) -> dict[str, list[
                     break
                 if not response.ok:
                     raise refusal(response, what=f"list {what}")
-                items += response.body.get("items") or ()
+                accept = keep.get(what)
+                items += (i for i in response.body.get("items") or () if accept is None or accept(i))
                 token = (response.body.get("metadata") or {}).get("continue") or ""
                 if not token:
                     out[what] = items

@@ -128,3 +128,9 @@ def test_schema_needs_no_cluster() -> None:
 def test_raw_objects_missing_from_the_inventory_do_not_break_checks() -> None:
     inv = inventory(snapshot([node("n", gpu_replicas=4)]), nodes={"other": raw("other")})
     assert diagnose(inv).findings == ()  # no raw node: the note cannot be read, so nothing is said
+
+
+def test_an_unreachable_cluster_keeps_its_exit_code(dead_kubeconfig: Path) -> None:
+    err = io.StringIO()
+    code = main(["doctor", "--kubeconfig", str(dead_kubeconfig), "--fail-on", "info", "--timeout", "5s"], out=io.StringIO(), err=err)
+    assert code == 3 and "cannot connect" in err.getvalue()
