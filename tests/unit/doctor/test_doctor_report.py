@@ -134,3 +134,9 @@ def test_an_unreachable_cluster_keeps_its_exit_code(dead_kubeconfig: Path) -> No
     err = io.StringIO()
     code = main(["doctor", "--kubeconfig", str(dead_kubeconfig), "--fail-on", "info", "--timeout", "5s"], out=io.StringIO(), err=err)
     assert code == 3 and "cannot connect" in err.getvalue()
+
+
+def test_the_user_guide_lists_every_check_with_its_severity() -> None:
+    guide = (REPO / "docs" / "doctor.md").read_text()
+    for check in ALL_CHECKS:
+        assert f"| `{check.id}` | {check.severity.value} |" in guide
