@@ -28,7 +28,7 @@ Diagnose = Callable[["Settings"], Awaitable[Report]]
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
 FINDING_COLUMNS: tuple[Column[Finding], ...] = (
-    Column("severity", "severity", 8, lambda f: (-f.severity.rank, f.check)),
+    Column("severity", "severity", 9, lambda f: (-f.severity.rank, f.check)),
     Column("check", "check", 30, lambda f: f.check),
     Column("objects", "objects", 40, lambda f: [o.key for o in f.objects]),
     Column("detail", "detail", 60, lambda f: f.detail),
@@ -66,6 +66,10 @@ def detail(f: Finding | None) -> Text:
 
 
 class DoctorScreen(Screen[None]):
+    DEFAULT_CSS = """
+    #doctor-summary { height: auto; max-height: 3; padding: 0 1; background: $surface; }
+    #doctor-detail { height: auto; max-height: 8; padding: 0 1; border-top: solid $panel; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,backspace", "app.pop_screen", "Back", id="doctor.back", tooltip="Back to the previous view"),
         Binding("u", "check", "Check again", id="doctor.again", tooltip="Run every check again"),
