@@ -31,7 +31,7 @@ CHECKS = (FINISHED_HOLDING, NO_TTL)
 
 
 def finished(job: Mapping[str, Any]) -> str | None:
-    """"Complete" or "Failed" for a finished Job, else None."""
+    """The condition that finished the Job (Complete or Failed), or None while it runs."""
     for condition in (job.get("status") or {}).get("conditions") or ():
         if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
             return str(condition["type"])
