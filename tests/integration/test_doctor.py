@@ -39,16 +39,17 @@ from gpuctl.config import Settings
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.options import DoctorOptions
 from gpuctl.doctor.run import examine
-from testbed.controlplane import ADMIN, ControlPlane, build_binaries
+from testbed.controlplane import ADMIN, REPO_ROOT, USER_A, ControlPlane, build_binaries
 from testbed.dcgm_exporter import DcgmExporterSim, Options
 from testbed.fleet_loader import wait_nodes_ready
 from testbed.gpu_operator import OPERATOR_NAMESPACE, default_mig_parted_config, mig_config_map
-from testbed.kube import RestClient, apply_objects, client_for
+from testbed.kube import RestClient, apply_objects, client_for, load_manifests
 from testbed.mig_manager import MigManagerSim
 from testbed.monitoring import Monitoring, ScrapeJob
 from testbed.objects import namespace_object
 from testbed.waiting import poll
 
+GPUCTL_ROLES = REPO_ROOT / "deploy" / "rbac" / "playbookruns.yaml"
 SEEDED = {
     "nodes.gpu-taint": [["Node/seed-a100-bare"]],
     "pods.gpu-toleration": [["Pod/seed-open/untolerated-0"]],
@@ -203,6 +204,31 @@ async def test_fail_on_sets_the_exit_code_and_json_is_the_report(seeded: DoctorB
     assert code == 0  # no --fail-on: findings are reported, not failed on
     report = Report.model_validate(json.loads(text))
     assert found(report) == {k: v for k, v in SEEDED.items() if k.startswith("mig.")}
+
+
+async def test_lists_rbac_forbids_are_skipped_and_said(seeded: DoctorBed) -> None:
+    """As an identity bound to deploy/rbac's gpuctl:reader only (no limitranges, no priorityclasses): the
+    checks that need those lists say nothing, the report says why, everything else is found as before."""
+    roles = load_manifests(GPUCTL_ROLES)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "doctor-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER_A.name}],
+    }  # fmt: skip
+    await apply_objects(seeded.admin, [*roles, binding])
+    settings = seeded.settings().model_copy(update={"kubeconfig": seeded.plane.kubeconfig(USER_A)})
+    options = DoctorOptions(mig_pending_after_s=0)
+
+    async def diagnose() -> Report:
+        return await examine(settings, options, rule_files=[seeded.rule_file])
+
+    report = await poll(diagnose, lambda r: len(r.skipped) == 2, what="the reader's RBAC in force")
+    assert report.skipped == (
+        "not allowed to list limitranges: the checks that need them did not run",
+        "not allowed to list priorityclasses: the checks that need them did not run",
+    )
+    assert found(report) == {k: v for k, v in SEEDED.items() if k not in ("namespaces.limit-range", "priority.low-preempts")}
 
 
 async def test_no_priority_classes_at_all(seeded: DoctorBed) -> None:
