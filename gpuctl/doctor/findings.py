@@ -87,9 +87,6 @@ class Report(_Frozen):
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
-    def worst(self) -> Severity | None:
-        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
-
     def fails(self, threshold: Severity) -> bool:
         return any(f.severity.at_least(threshold) for f in self.findings)
 

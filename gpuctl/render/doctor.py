@@ -41,8 +41,3 @@ def _check_block(check: str, findings: list[Finding]) -> list[str]:
 def _wrap(text: str, first: str, rest: str) -> str:
     return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
 
-
-def one_line(f: Finding) -> str:
-    """A finding in one line, for chat and the TUI's list."""
-    objects = ", ".join(o.key for o in f.objects) or "cluster"
-    return f"[{f.severity.value}] {f.check}: {objects}: {f.detail}"
