@@ -139,3 +139,18 @@ def test_the_user_guide_lists_every_check_with_its_severity() -> None:
     guide = (REPO / "docs" / "doctor.md").read_text()
     for check in ALL_CHECKS:
         assert f"| `{check.id}` | {check.severity.value} |" in guide
+
+
+def test_prometheus_api_rules_are_read_and_junk_skipped() -> None:
+    from gpuctl.doctor.rules import parse_api_rules
+
+    data = {
+        "groups": [
+            {"name": "g", "rules": [{"name": "A", "query": "up == 0", "type": "alerting"}, {"name": "B"}, "junk"]},
+            {"name": "h", "rules": None},
+            "junk",
+        ]
+    }
+    rules = parse_api_rules(data, source="http://prom")
+    assert [(r.name, r.expr, r.group, r.source) for r in rules] == [("A", "up == 0", "g", "http://prom")]
+    assert parse_api_rules(None, source="x") == []
