@@ -39,17 +39,16 @@ from gpuctl.config import Settings
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.options import DoctorOptions
 from gpuctl.doctor.run import examine
-from testbed.controlplane import ADMIN, REPO_ROOT, USER_A, ControlPlane, build_binaries
+from testbed.controlplane import ADMIN, USER_A, ControlPlane, build_binaries
 from testbed.dcgm_exporter import DcgmExporterSim, Options
 from testbed.fleet_loader import wait_nodes_ready
 from testbed.gpu_operator import OPERATOR_NAMESPACE, default_mig_parted_config, mig_config_map
-from testbed.kube import RestClient, apply_objects, client_for, load_manifests
+from testbed.kube import RestClient, apply_objects, client_for
 from testbed.mig_manager import MigManagerSim
 from testbed.monitoring import Monitoring, ScrapeJob
 from testbed.objects import namespace_object
 from testbed.waiting import poll
 
-GPUCTL_ROLES = REPO_ROOT / "deploy" / "rbac" / "playbookruns.yaml"
 SEEDED = {
     "nodes.gpu-taint": [["Node/seed-a100-bare"]],
     "pods.gpu-toleration": [["Pod/seed-open/untolerated-0"]],
@@ -207,16 +206,25 @@ async def test_fail_on_sets_the_exit_code_and_json_is_the_report(seeded: DoctorB
 
 
 async def test_lists_rbac_forbids_are_skipped_and_said(seeded: DoctorBed) -> None:
-    """As an identity bound to deploy/rbac's gpuctl:reader only (no limitranges, no priorityclasses): the
+    """As an identity that may read what `gpuctl snapshot` reads but no LimitRanges or PriorityClasses: the
     checks that need those lists say nothing, the report says why, everything else is found as before."""
-    roles = load_manifests(GPUCTL_ROLES)
+    read = ["get", "list", "watch"]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "doctor-snapshot-reader"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces", "resourcequotas"], "verbs": read},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": read},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": read},
+            {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": read},
+        ],
+    }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "doctor-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:reader"},
+        "metadata": {"name": "doctor-snapshot-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "doctor-snapshot-reader"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER_A.name}],
     }  # fmt: skip
-    await apply_objects(seeded.admin, [*roles, binding])
+    await apply_objects(seeded.admin, [role, binding])
     settings = seeded.settings().model_copy(update={"kubeconfig": seeded.plane.kubeconfig(USER_A)})
     options = DoctorOptions(mig_pending_after_s=0)
 
