@@ -20,8 +20,11 @@ from typing import Literal, Protocol
 from gpuctl.bot import commands as cmd
 from gpuctl.bot.answers import answer, help_reply, problem_reply
 from gpuctl.bot.blocks import Reply, esc, notice
+from gpuctl.bot.doctor_reply import doctor_reply
 from gpuctl.bot.engine_seam import EngineSeam, EngineUnavailable
 from gpuctl.bot.identity import IdentityResolver
+from gpuctl.doctor.findings import Report
+from gpuctl.doctor.options import DoctorOptions
 from gpuctl.errors import GpuctlError
 from gpuctl.identity import Identity, Requester
 from gpuctl.model import Snapshot
@@ -51,6 +54,8 @@ class View(Protocol):
 
     def waiting_for(self) -> str: ...
 
+    async def doctor(self, options: DoctorOptions) -> Report | None: ...
+
 
 class LiveView:
     """The cluster's latest published snapshot and its FleetIndex, built once per snapshot (not once per request).
@@ -79,6 +84,14 @@ class LiveView:
             if self._indexed is None or self._indexed[0] is not snap:
                 self._indexed = (snap, await asyncio.to_thread(FleetIndex, snap))
             return self._indexed
+
+    async def doctor(self, options: DoctorOptions) -> Report | None:
+        """`gpuctl doctor` on the live cluster (its snapshot plus one-shot reads); None until it is ready."""
+        if not self.cluster.ready:
+            return None
+        from gpuctl.doctor.run import examine_live
+
+        return await examine_live(self.cluster, options)
 
 
 class Replies:
@@ -151,10 +164,14 @@ class Desk:
         if isinstance(parsed, cmd.READ_ONLY):
             current = await self.view.current()
             if current is None:
-                body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(self.view.waiting_for())}"
-                return notice("No data yet", body), "unavailable"
+                return self._no_data(), "unavailable"
             # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
             return await self.replies.get(parsed, *current), "ok"
+        if isinstance(parsed, cmd.Doctor):
+            report = await self.view.doctor(DoctorOptions(namespace=parsed.namespace))
+            if report is None:
+                return self._no_data(), "unavailable"
+            return doctor_reply(report, parsed.namespace), "ok"
         if isinstance(parsed, cmd.Run):
             if identity is None:
                 return _cannot_act(asker, "run playbooks"), "denied"
@@ -164,6 +181,10 @@ class Desk:
         if isinstance(parsed, cmd.Audit):
             return await self.seam.audit(viewer, parsed.run), "ok"
         raise AssertionError(f"unhandled command {parsed!r}")
+
+    def _no_data(self) -> Reply:
+        body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(self.view.waiting_for())}"
+        return notice("No data yet", body)
 
     async def review(self, asker: Asker, run_id: str, *, approve: bool) -> Answer:
         """An Approve or Deny click on `run_id`, as the clicker's mapped identity."""
