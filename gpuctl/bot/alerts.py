@@ -115,6 +115,10 @@ class Episode:
     resolved: bool = False
     posted: asyncio.Event = field(default_factory=asyncio.Event)
     head: int = 0  # how many of `blocks` describe the alert (the rest: what the seam said)
+    resolved_note: Block | None = None  # shown above the blocks once the alert resolved
+
+    def shown(self) -> list[Block]:
+        return [self.resolved_note, *self.blocks] if self.resolved_note else list(self.blocks)
 
 
 @dataclass
@@ -216,7 +220,7 @@ class AlertDesk:
         episode.blocks = [*episode.blocks[: episode.head], *reply.blocks]
         try:
             assert episode.ts is not None  # executed only after the post is out
-            await self.poster.chat_update(channel=episode.channel, ts=episode.ts, text=reply.text[:300], blocks=episode.blocks)
+            await self.poster.chat_update(channel=episode.channel, ts=episode.ts, text=reply.text[:300], blocks=episode.shown())
         except Exception as e:
             log.warning("updating the post of auto run %s failed: %s", run_id, e)
         await self._say(episode, reply.text)
@@ -281,10 +285,10 @@ class AlertDesk:
         if episode.ts is None:
             return False  # the post failed; nothing to update
         ended = f"{alert.ends_at:%Y-%m-%d %H:%M:%S}Z" if alert.ends_at else "now"
-        note = section(f":white_check_mark: *{esc(alert.name)}* resolved at {ended}")
+        episode.resolved_note = section(f":white_check_mark: *{esc(alert.name)}* resolved at {ended}")
         try:
             await self.poster.chat_update(
-                channel=episode.channel, ts=episode.ts, text=f"resolved: {episode.text}"[:300], blocks=[note, *episode.blocks]
+                channel=episode.channel, ts=episode.ts, text=f"resolved: {episode.text}"[:300], blocks=episode.shown()
             )
             await self.poster.chat_postMessage(
                 channel=episode.channel, thread_ts=episode.ts, text=f"{alert.name} resolved at {ended}"

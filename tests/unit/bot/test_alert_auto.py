@@ -73,3 +73,19 @@ async def test_an_auto_run_is_executed_once_after_its_post_and_reported(slack: F
         last = [c for c in slack.called("chat.update") if c.args["ts"] == ts][-1]
         assert "resolved at" in blocks_text(last.args) and "*Succeeded* run-a1a1a1a1" in blocks_text(last.args)
         assert bot.alerts.running == set()
+
+
+async def test_an_alert_resolved_while_its_auto_run_executes_keeps_both_in_its_post(slack: FakeSlack, tmp_path: Path) -> None:
+    seam = AutoSeam()
+    policy = write(tmp_path, "auto-policy.yaml", POLICY + AUTO_POLICY)
+    rules = write(tmp_path, "auto-rules.yaml", ALERT_RULES.replace("    fixed: {max_pods: \"2\"}", "    fixed: {max_pods: \"2\"}\n    mode: auto"))
+    async with running_bot(bot_settings(tmp_path, slack, policy=policy, alert_rules=rules), seam=seam) as bot:
+        assert (await post_alerts(bot, payload(alert("b2b2b2b2", exported_namespace="team-a"))))[0] == 200
+        (post,) = [c for c in slack.called("chat.postMessage") if "b2b2b2b2" in blocks_text(c.args)]
+        await poll(lambda: seam.executed, what="the run to start")
+        resolved = payload(alert("b2b2b2b2", "resolved", exported_namespace="team-a"), status="resolved")
+        assert (await post_alerts(bot, resolved))[0] == 200
+        seam.release.set()
+        await poll(lambda: bot.alerts.running, lambda running: not running, what="the run to end")
+        last = [c for c in slack.called("chat.update") if c.args["ts"] == post.answer["ts"]][-1]
+        assert "resolved at" in blocks_text(last.args) and "*Succeeded* run-b2b2b2b2" in blocks_text(last.args)
