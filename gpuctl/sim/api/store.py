@@ -1,0 +1,143 @@
+"""Objects the simulated API keeps as they were written: PlaybookRuns, Leases, ConfigMaps, Events.
+
+What gpuctl relies on of the API server, it gets here too: a create of an
+existing name is 409 AlreadyExists (`generateName` picks a free one); an
+update or patch carrying a resourceVersion other than the stored one is 409
+Conflict; a delete's preconditions (uid, resourceVersion) are checked; the
+status subresource changes only status, the main resource never does; and a
+PlaybookRun's spec cannot change after creation (the CRD's CEL rule).
+Objects are deep-copied in and out (through JSON), as if sent over a wire.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from gpuctl.sim.api.status import JSON, already_exists, bad_request, conflict, invalid, not_found
+from gpuctl.sim.revisions import Revisions
+
+RUNS = "playbookruns.gpuctl.io"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Fields of a kind that only its status subresource writes (and that creating it ignores), and immutable spec.
+_STATUS_KINDS = frozenset({RUNS})
+_IMMUTABLE_SPEC = frozenset({RUNS})
+
+
+def _copy(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+class ObjectStore:
+    def __init__(self, revisions: Revisions, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC), seed: int = 7) -> None:
+        self.revisions = revisions
+        self._objects: dict[str, dict[str, JSON]] = {}  # resource -> key -> object
+        self._deleted: dict[tuple[str, str], JSON] = {}  # the last state of deleted objects, for watch events
+        self._clock = clock
+        self._rng = random.Random(f"store-{seed}")
+
+    def get(self, resource: str, namespace: str | None, name: str) -> JSON:
+        found = self._objects.get(resource, {}).get(_key(namespace, name))
+        if found is None:
+            raise not_found(resource, name)
+        return _copy(found)
+
+    def items(self, resource: str, namespace: str | None) -> Iterator[JSON]:
+        for obj in self._objects.get(resource, {}).values():
+            if namespace in (None, obj["metadata"].get("namespace")):
+                yield _copy(obj)
+
+    def deleted(self, resource: str, key: str) -> JSON | None:
+        """The object as it was when deleted (what a watch's DELETED event carries)."""
+        found = self._deleted.get((resource, key))
+        return None if found is None else _copy(found)
+
+    def create(self, resource: str, namespace: str | None, obj: JSON, *, dry_run: bool) -> JSON:
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if namespace is not None:
+            meta["namespace"] = namespace
+        objects = self._objects.setdefault(resource, {})
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise invalid(resource, "", "metadata.name: Required value: name or generateName is required")
+            while _key(namespace, name := prefix + "".join(self._rng.choice(_ALPHABET) for _ in range(5))) in objects:
+                pass
+            meta["name"] = name
+        key = _key(namespace, meta["name"])
+        if key in objects:
+            raise already_exists(resource, meta["name"])
+        if resource in _STATUS_KINDS:
+            obj.pop("status", None)
+        meta |= {"uid": str(uuid.uuid4()), "creationTimestamp": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"), "generation": 1}
+        if dry_run:
+            meta["resourceVersion"] = self.revisions.version(resource, key)
+            return _copy(obj)
+        meta["resourceVersion"] = self.revisions.bump(resource, key, "ADDED")
+        objects[key] = _copy(obj)
+        return _copy(obj)
+
+    def replace(
+        self, resource: str, namespace: str | None, name: str, obj: JSON, *, subresource: str | None, dry_run: bool
+    ) -> JSON:
+        """PUT: the whole object (or, for `status`, its status) at the resourceVersion it carries, if any."""
+        current = self.get(resource, namespace, name)
+        meta = obj.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+        if (version := meta.get("resourceVersion")) and version != current["metadata"]["resourceVersion"]:
+            raise conflict(resource, name)
+        if subresource == "status":
+            updated = {**current, "status": obj.get("status") or {}}
+        else:
+            updated = {**obj, "metadata": {**current["metadata"], **_user_meta(meta)}}
+            if resource in _STATUS_KINDS:
+                updated["status"] = current.get("status")
+        return self._store(resource, namespace, name, current, updated, dry_run=dry_run)
+
+    def write(self, resource: str, namespace: str | None, name: str, current: JSON, updated: JSON, *, dry_run: bool) -> JSON:
+        """A patched object (the caller applied the patch to `current`): stored if its resourceVersion still holds."""
+        version = (updated.get("metadata") or {}).get("resourceVersion")
+        if version != current["metadata"]["resourceVersion"]:
+            raise conflict(resource, name)
+        return self._store(resource, namespace, name, current, updated, dry_run=dry_run)
+
+    def _store(self, resource: str, namespace: str | None, name: str, current: JSON, updated: JSON, *, dry_run: bool) -> JSON:
+        if resource in _IMMUTABLE_SPEC and updated.get("spec") != current.get("spec"):
+            raise invalid(resource, name, "spec: Invalid value: the spec of a PlaybookRun is immutable")
+        for field in ("uid", "creationTimestamp", "namespace", "name"):
+            updated["metadata"][field] = current["metadata"].get(field)
+        if updated == current or dry_run:
+            return _copy(updated)
+        key = _key(namespace, name)
+        updated["metadata"]["resourceVersion"] = self.revisions.bump(resource, key)
+        self._objects[resource][key] = _copy(updated)
+        return _copy(updated)
+
+    def delete(self, resource: str, namespace: str | None, name: str, options: JSON, *, dry_run: bool) -> JSON:
+        current = self.get(resource, namespace, name)
+        preconditions = options.get("preconditions") or {}
+        for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            if (wanted := preconditions.get(field)) is not None and wanted != current["metadata"].get(field):
+                why = f"Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {current['metadata'].get(field)}"
+                raise conflict(resource, name, why)
+        if not dry_run:
+            key = _key(namespace, name)
+            self._deleted[(resource, key)] = self._objects[resource].pop(key)
+            self.revisions.bump(resource, key, "DELETED")
+        return current
+
+
+def _key(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _user_meta(meta: JSON) -> JSON:
+    """The metadata a client may set on update."""
+    return {k: v for k, v in meta.items() if k in ("labels", "annotations", "ownerReferences", "finalizers", "resourceVersion")}
