@@ -38,6 +38,7 @@ from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPdb, SimPod, new_n
 from gpuctl.sim.revisions import Revisions
 
 OPERATOR_NAMESPACE = "gpu-operator"
+MIG_MANAGER_LABEL = "nvidia.com/gpu.deploy.mig-manager"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 # The objects the fleet backs, as the simulated API names their resources.
@@ -104,6 +105,7 @@ class SimWorld:
         mig_reconfigure_s: float = 4.0,
         node_launch_s: float = 6.0,
     ) -> None:
+        fleet = replace(fleet, nodes=tuple(_operated(n) for n in fleet.nodes))
         self.churn = FleetChurn(fleet, seed, mean_gap_s=mean_gap_s)
         self.revisions = Revisions()
         self.t = 0.0
@@ -194,7 +196,7 @@ class SimWorld:
 
     def _launch(self, pool: str) -> str:
         taken = {n.name for n in self.fleet.nodes}
-        node = new_node(catalog.POOLS_BY_NAME[pool], self._rng, taken, created_t=self.t)
+        node = _operated(new_node(catalog.POOLS_BY_NAME[pool], self._rng, taken, created_t=self.t))
         self.churn.set_node(node)
         return node.name
 
@@ -276,6 +278,13 @@ class SimWorld:
         full = replace(change, namespaces=frozenset(namespaces))
         for listener in self._listeners:
             listener(full)
+
+
+def _operated(node: SimNode) -> SimNode:
+    """The GPU operator runs its MIG manager on MIG-capable nodes (the label relabel-mig checks for)."""
+    if node.labels.get("nvidia.com/mig.capable") != "true":
+        return node
+    return replace(node, labels={**node.labels, MIG_MANAGER_LABEL: "true"})
 
 
 def _physical(node: SimNode) -> int:

@@ -58,10 +58,9 @@ class FleetObjects:
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, resource: str, namespace: str | None, name: str) -> JSON:
-        key = f"{namespace}/{name}" if namespace else name
         found = next((obj for obj in self.items(resource, namespace) if obj["metadata"]["name"] == name), None)
         if found is None:
-            raise not_found(resource, key if resource == PODS else name)
+            raise not_found(resource, name)
         return found
 
     def items(self, resource: str, namespace: str | None) -> Iterator[JSON]:
