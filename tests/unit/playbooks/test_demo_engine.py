@@ -6,6 +6,7 @@ real API server are tests/integration (test_engine, test_reclaim, test_relabel_m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ async def test_the_demo_engine_defaults_to_the_demo_policy_and_a_temporary_audit
     async with open_cluster(settings) as cluster, open_engine_for(settings, cluster) as engine:
         assert engine.own == DEMO_USER
         location = Path(engine.audit.path)  # type: ignore[attr-defined]
-        assert location.parent.name.startswith("gpuctl-demo-") and location.exists()
+        assert location.parent.name.startswith("gpuctl-demo-") and await asyncio.to_thread(location.exists)
         plan = await engine.plan(ME, "adjust-quota", {"namespace": "team-b", "quota": "20"}, key="k")
         assert (await engine.submit(plan, key="k")).approvers == ("role demo-lead (user demo-lead, group demo:leads)",)
-    assert not location.parent.exists()
+    assert not await asyncio.to_thread(location.parent.exists)
