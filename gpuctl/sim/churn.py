@@ -113,6 +113,13 @@ class FleetChurn:
         self._dirty.add(pod.pool)
         self._publish()
 
+    def pod(self, key: str) -> SimPod | None:
+        return self._pods.get(key)
+
+    def fits_somewhere(self, pod: SimPod) -> bool:
+        """Whether a schedulable node of the pod's pool has the devices it asks for free now."""
+        return self._alloc.first_fit(self._schedulable(pod.pool), pod.gpu_requests) is not None
+
     def replace_pod(self, pod: SimPod) -> None:
         """The same pod with other metadata (annotations)."""
         self._pods[pod.key] = pod

@@ -131,7 +131,7 @@ class SimWorld:
 
     # -- reading -----------------------------------------------------------------------------
     def pod(self, key: str) -> SimPod | None:
-        return next((p for p in self.fleet.pods if p.key == key), None)
+        return self.churn.pod(key)
 
     def node(self, name: str) -> SimNode | None:
         return self.fleet.node_by_name.get(name)
@@ -184,9 +184,9 @@ class SimWorld:
         self.churn.set_node(mig.relaid(node, config, layout))
 
     def _provision(self) -> None:
-        """Karpenter: start one node for a pool whose pending pods fit nowhere, within its GPU limit
-        (nothing shows until the node is ready)."""
-        pending = [p for p in self.fleet.pods if p.node is None]
+        """Karpenter: start one node for a pool with a pending pod no node can take now, within the pool's
+        GPU limit (nothing shows until the node is ready)."""
+        pending = [p for p in self.fleet.pods if p.node is None and not self.churn.fits_somewhere(p)]
         for pool, limit in self.pool_limits.items():
             if pool in self._launching or not any(p.pool == pool for p in pending):
                 continue

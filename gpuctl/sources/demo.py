@@ -5,6 +5,12 @@ source would: records after a "list", a metrics batch every tick, pod
 changes as jobs finish and arrive. Everything comes from `gpuctl.sim`, so a
 seed gives the same cluster and the same story every time; the clock and
 the sleep are injectable so tests run it without waiting.
+
+The cluster is a `SimWorld` (gpuctl.sim.world), which the demo's simulated
+API (gpuctl.sim.api, what the playbook engine talks to in `--demo`) changes
+too: every change to it, whoever made it, reaches the store at once as the
+records a watcher would deliver, with the uid and resourceVersion that API
+serves.
 """
 
 from __future__ import annotations

@@ -58,7 +58,19 @@ class FleetObjects:
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, resource: str, namespace: str | None, name: str) -> JSON:
-        found = next((obj for obj in self.items(resource, namespace) if obj["metadata"]["name"] == name), None)
+        world = self.world
+        found: JSON | None = None
+        if resource == PODS:
+            found = self.pod(pod) if (pod := world.pod(f"{namespace}/{name}")) is not None else None
+        elif resource == NODES:
+            found = self.node(node) if (node := world.node(name)) is not None else None
+        elif resource == NAMESPACES:
+            found = self.namespace(ns) if (ns := world.namespace(name)) is not None else None
+        elif resource == QUOTAS:
+            ns = world.namespace(str(namespace))
+            found = self.quota(ns) if ns is not None and ns.quota_hard and name == QUOTA_NAME else None
+        else:  # few of them
+            found = next((obj for obj in self.items(resource, namespace) if obj["metadata"]["name"] == name), None)
         if found is None:
             raise not_found(resource, name)
         return found
