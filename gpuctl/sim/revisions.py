@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 FIRST = 1  # the revision of every object the simulation starts with
@@ -24,6 +24,7 @@ class Change:
     resource: str  # e.g. "nodes", "playbookruns.gpuctl.io"
     key: str  # "namespace/name" or "name"
     type: EventType
+    object: dict[str, Any] | None = None  # the object as this change left it, when its keeper records that
 
 
 class TooOld(Exception):
@@ -40,14 +41,16 @@ class Revisions:
     def version(self, resource: str, key: str) -> str:
         return str(self._versions.get((resource, key), FIRST))
 
-    def bump(self, resource: str, key: str, type: EventType = "MODIFIED") -> str:
-        """Record a change to an object; its new resourceVersion."""
+    def bump(self, resource: str, key: str, type: EventType = "MODIFIED", object: dict[str, Any] | None = None) -> str:
+        """Record a change to an object (with its state then, if given: `object`'s resourceVersion is set); its new resourceVersion."""
         self.current += 1
         if type == "DELETED":
             self._versions.pop((resource, key), None)
         else:
             self._versions[(resource, key)] = self.current
-        self._log.append(Change(self.current, resource, key, type))
+        if object is not None:
+            object["metadata"]["resourceVersion"] = str(self.current)
+        self._log.append(Change(self.current, resource, key, type, object))
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

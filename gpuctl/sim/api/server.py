@@ -43,7 +43,7 @@ from gpuctl.sim.api.status import (
     success,
 )
 from gpuctl.sim.api.store import ObjectStore
-from gpuctl.sim.revisions import TooOld
+from gpuctl.sim.revisions import Change, TooOld
 from gpuctl.sim.world import NODEPOOLS, NODES, OPERATOR_NAMESPACE, PODS, QUOTAS, SimWorld
 
 # group/version -> plural -> Kind (what discovery lists, and all that is served)
@@ -315,27 +315,29 @@ class SimApiServer:
                         yield {"type": "ERROR", "object": ApiError(410, "Expired", str(e)).status()}
                         return
                     for change in changes:
-                        event = self._event(route, change.key, change.revision, change.type)
+                        event = self._event(route, change)
                         if event is not None and wanted(event["object"]):
                             yield event
                     revision = seen  # changes made while the consumer held an event come next round
                     if revisions.current == seen:
                         await revisions.wait()
 
-    def _event(self, route: Route, key: str, revision: int, type: str) -> JSON | None:
-        namespace, _, name = key.rpartition("/")
+    def _event(self, route: Route, change: Change) -> JSON | None:
+        namespace, _, name = change.key.rpartition("/")
         if route.namespace is not None and namespace != route.namespace:
             return None
-        if type == "DELETED":
-            last = self.store.deleted(route.resource, key) or {"metadata": {"name": name, "namespace": namespace or None}}
-            return {"type": "DELETED", "object": {**last, "metadata": {**last["metadata"], "resourceVersion": str(revision)}}}
-        try:
+        if change.object is not None:  # a kept object: this version of it
+            return {"type": change.type, "object": json.loads(json.dumps(change.object))}
+        if change.type == "DELETED":
+            return {
+                "type": "DELETED",
+                "object": {"metadata": {"name": name, "namespace": namespace or None, "resourceVersion": str(change.revision)}},
+            }
+        try:  # a fleet object: rendered now, so a version changed again since is left to that later change
             obj = self._get(Route(route.group, route.version, route.plural, namespace or None, name, None))
         except ApiError:
             return None
-        if obj["metadata"]["resourceVersion"] != str(revision):
-            return None  # changed again since: that later change delivers it
-        return {"type": type, "object": obj}
+        return {"type": change.type, "object": obj} if obj["metadata"]["resourceVersion"] == str(change.revision) else None
 
 
 def _patched(current: JSON, body: Any, content_type: str) -> JSON:

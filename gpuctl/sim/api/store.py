@@ -6,7 +6,9 @@ update or patch carrying a resourceVersion other than the stored one is 409
 Conflict; a delete's preconditions (uid, resourceVersion) are checked; the
 status subresource changes only status, the main resource never does; and a
 PlaybookRun's spec cannot change after creation (the CRD's CEL rule).
-Objects are deep-copied in and out (through JSON), as if sent over a wire.
+Objects are deep-copied in and out (through JSON), as if sent over a wire;
+each change's state goes into the revision log, so a watch delivers every
+version, as the API server's does.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ class ObjectStore:
     def __init__(self, revisions: Revisions, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC), seed: int = 7) -> None:
         self.revisions = revisions
         self._objects: dict[str, dict[str, JSON]] = {}  # resource -> key -> object
-        self._deleted: dict[tuple[str, str], JSON] = {}  # the last state of deleted objects, for watch events
         self._clock = clock
         self._rng = random.Random(f"store-{seed}")
 
@@ -50,11 +51,6 @@ class ObjectStore:
         for obj in self._objects.get(resource, {}).values():
             if namespace in (None, obj["metadata"].get("namespace")):
                 yield _copy(obj)
-
-    def deleted(self, resource: str, key: str) -> JSON | None:
-        """The object as it was when deleted (what a watch's DELETED event carries)."""
-        found = self._deleted.get((resource, key))
-        return None if found is None else _copy(found)
 
     def create(self, resource: str, namespace: str | None, obj: JSON, *, dry_run: bool) -> JSON:
         meta = obj.setdefault("metadata", {})
@@ -79,9 +75,9 @@ class ObjectStore:
         if dry_run:
             meta["resourceVersion"] = self.revisions.version(resource, key)
             return _copy(obj)
-        meta["resourceVersion"] = self.revisions.bump(resource, key, "ADDED")
-        objects[key] = _copy(obj)
-        return _copy(obj)
+        stored = objects[key] = _copy(obj)
+        self.revisions.bump(resource, key, "ADDED", stored)
+        return _copy(stored)
 
     def replace(
         self, resource: str, namespace: str | None, name: str, obj: JSON, *, subresource: str | None, dry_run: bool
@@ -116,9 +112,9 @@ class ObjectStore:
         if updated == current or dry_run:
             return _copy(updated)
         key = _key(namespace, name)
-        updated["metadata"]["resourceVersion"] = self.revisions.bump(resource, key)
-        self._objects[resource][key] = _copy(updated)
-        return _copy(updated)
+        stored = self._objects[resource][key] = _copy(updated)
+        self.revisions.bump(resource, key, "MODIFIED", stored)
+        return _copy(stored)
 
     def delete(self, resource: str, namespace: str | None, name: str, options: JSON, *, dry_run: bool) -> JSON:
         current = self.get(resource, namespace, name)
@@ -129,8 +125,7 @@ class ObjectStore:
                 raise conflict(resource, name, why)
         if not dry_run:
             key = _key(namespace, name)
-            self._deleted[(resource, key)] = self._objects[resource].pop(key)
-            self.revisions.bump(resource, key, "DELETED")
+            self.revisions.bump(resource, key, "DELETED", _copy(self._objects[resource].pop(key)))
         return current
 
 

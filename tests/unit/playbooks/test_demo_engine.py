@@ -177,3 +177,21 @@ async def test_the_demo_engine_defaults_to_the_demo_policy_and_a_temporary_audit
         plan = await engine.plan(ME, "adjust-quota", {"namespace": "team-b", "quota": "20"}, key="k")
         assert (await engine.submit(plan, key="k")).approvers == ("role demo-lead (user demo-lead, group demo:leads)",)
     assert not await asyncio.to_thread(location.parent.exists)
+
+
+async def test_a_runs_view_follows_runs_live_through_a_watch(tmp_path: Path) -> None:
+    async with demo(tmp_path) as d:
+        runs = d.engine.store.runs
+        listed = await runs.list()
+        assert listed.runs == ()
+        plan = await d.engine.plan(ME, "adjust-quota", {"namespace": "team-b", "quota": "20"}, key="watched")
+        submitted = await d.engine.submit(plan, key="watched")
+        await d.engine.approve(LEAD, submitted.run_id)
+        seen: list[tuple[str, str | None]] = []
+        async with runs.watch(listed.resource_version, timeout_s=5) as events:
+            async for event in events:
+                assert event.run is not None and event.run.name == submitted.run_id
+                seen.append((event.type, event.run.status.phase))
+                if event.run.status.phase == "Approved":
+                    break
+        assert seen == [("ADDED", None), ("MODIFIED", "AwaitingApproval"), ("MODIFIED", "Approved")]
