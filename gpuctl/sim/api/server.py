@@ -327,7 +327,7 @@ class SimApiServer:
         if route.namespace is not None and namespace != route.namespace:
             return None
         if change.object is not None:  # a kept object: this version of it
-            return {"type": change.type, "object": json.loads(json.dumps(change.object))}
+            return {"type": change.type, "object": change.object}
         if change.type == "DELETED":
             return {
                 "type": "DELETED",

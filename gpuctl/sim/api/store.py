@@ -6,19 +6,19 @@ update or patch carrying a resourceVersion other than the stored one is 409
 Conflict; a delete's preconditions (uid, resourceVersion) are checked; the
 status subresource changes only status, the main resource never does; and a
 PlaybookRun's spec cannot change after creation (the CRD's CEL rule).
-Objects are deep-copied in and out (through JSON), as if sent over a wire;
-each change's state goes into the revision log, so a watch delivers every
-version, as the API server's does.
+A stored object is never changed in place: every write stores a new version
+(sharing the parts it did not change), so what a reader or the revision log
+holds stays as it was; each version goes into the log, so a watch delivers
+every one, as the API server's does. Bodies cross the transport as JSON
+bytes, as over a wire.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from gpuctl.sim.api.status import JSON, already_exists, bad_request, conflict, invalid, not_found
 from gpuctl.sim.revisions import Revisions
@@ -28,10 +28,6 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Fields of a kind that only its status subresource writes (and that creating it ignores), and immutable spec.
 _STATUS_KINDS = frozenset({RUNS})
 _IMMUTABLE_SPEC = frozenset({RUNS})
-
-
-def _copy(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
 
 
 class ObjectStore:
@@ -45,12 +41,12 @@ class ObjectStore:
         found = self._objects.get(resource, {}).get(_key(namespace, name))
         if found is None:
             raise not_found(resource, name)
-        return _copy(found)
+        return found
 
     def items(self, resource: str, namespace: str | None) -> Iterator[JSON]:
         for obj in self._objects.get(resource, {}).values():
             if namespace in (None, obj["metadata"].get("namespace")):
-                yield _copy(obj)
+                yield obj
 
     def create(self, resource: str, namespace: str | None, obj: JSON, *, dry_run: bool) -> JSON:
         meta = obj.setdefault("metadata", {})
@@ -74,10 +70,10 @@ class ObjectStore:
         meta |= {"uid": str(uuid.uuid4()), "creationTimestamp": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ"), "generation": 1}
         if dry_run:
             meta["resourceVersion"] = self.revisions.version(resource, key)
-            return _copy(obj)
-        stored = objects[key] = _copy(obj)
-        self.revisions.bump(resource, key, "ADDED", stored)
-        return _copy(stored)
+            return obj
+        objects[key] = obj  # the request's own, freshly parsed body
+        self.revisions.bump(resource, key, "ADDED", obj)
+        return obj
 
     def replace(
         self, resource: str, namespace: str | None, name: str, obj: JSON, *, subresource: str | None, dry_run: bool
@@ -107,14 +103,14 @@ class ObjectStore:
     def _store(self, resource: str, namespace: str | None, name: str, current: JSON, updated: JSON, *, dry_run: bool) -> JSON:
         if resource in _IMMUTABLE_SPEC and updated.get("spec") != current.get("spec"):
             raise invalid(resource, name, "spec: Invalid value: the spec of a PlaybookRun is immutable")
-        for field in ("uid", "creationTimestamp", "namespace", "name"):
-            updated["metadata"][field] = current["metadata"].get(field)
+        kept = {field: current["metadata"].get(field) for field in ("uid", "creationTimestamp", "namespace", "name")}
+        updated = {**updated, "metadata": {**(updated.get("metadata") or {}), **kept}}  # a new version, never the old one changed
         if updated == current or dry_run:
-            return _copy(updated)
+            return updated
         key = _key(namespace, name)
-        stored = self._objects[resource][key] = _copy(updated)
-        self.revisions.bump(resource, key, "MODIFIED", stored)
-        return _copy(stored)
+        self._objects[resource][key] = updated
+        self.revisions.bump(resource, key, "MODIFIED", updated)
+        return updated
 
     def delete(self, resource: str, namespace: str | None, name: str, options: JSON, *, dry_run: bool) -> JSON:
         current = self.get(resource, namespace, name)
@@ -125,7 +121,8 @@ class ObjectStore:
                 raise conflict(resource, name, why)
         if not dry_run:
             key = _key(namespace, name)
-            self.revisions.bump(resource, key, "DELETED", _copy(self._objects[resource].pop(key)))
+            gone = self._objects[resource].pop(key)
+            self.revisions.bump(resource, key, "DELETED", {**gone, "metadata": dict(gone["metadata"])})
         return current
 
 
