@@ -186,12 +186,11 @@ class SimWorld:
     def _provision(self) -> None:
         """Karpenter: start one node for a pool with a pending pod no node can take now, within the pool's
         GPU limit (nothing shows until the node is ready)."""
-        pending = [p for p in self.fleet.pods if p.node is None and not self.churn.fits_somewhere(p)]
         for pool, limit in self.pool_limits.items():
-            if pool in self._launching or not any(p.pool == pool for p in pending):
-                continue
             spec = catalog.POOLS_BY_NAME.get(pool)
-            if spec is not None and self.pool_gpus(pool) + spec.gpus_per_node <= limit:
+            if pool in self._launching or spec is None or self.pool_gpus(pool) + spec.gpus_per_node > limit:
+                continue
+            if any(p.pool == pool and p.node is None and not self.churn.fits_somewhere(p) for p in self.fleet.pods):
                 self._launching[pool] = _Pending(self.t + self.node_launch_s)
 
     def _launch(self, pool: str) -> str:
