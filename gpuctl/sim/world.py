@@ -126,8 +126,10 @@ class SimWorld:
     def fleet(self) -> Fleet:
         return self.churn.fleet
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every change from now on; returns what stops that."""
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     # -- reading -----------------------------------------------------------------------------
     def pod(self, key: str) -> SimPod | None:

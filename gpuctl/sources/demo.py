@@ -23,7 +23,7 @@ from gpuctl.clock import Clock, utcnow
 from gpuctl.model import WatchHealth
 from gpuctl.sim.catalog import POOL_LABEL
 from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPdb, SimPod, build_fleet, object_uid
-from gpuctl.sim.revisions import FIRST
+from gpuctl.sim.revisions import FIRST, Revisions
 from gpuctl.sim.telemetry import FleetTelemetry
 from gpuctl.sim.world import NODES, PODS, QUOTA_CREATED_T, QUOTA_NAME, QUOTAS, SimWorld, WorldChange, budget
 from gpuctl.state.records import (
@@ -81,24 +81,30 @@ class DemoSource:
         telemetry = FleetTelemetry(world.fleet, self.seed)
         store.set_metrics_source("demo")
         store.set_watch_health(WatchHealth(source="demo", connected=True, context="demo", last_event=start))
-        load_fleet(store, world.fleet, start)
-        world.subscribe(lambda change: apply_change(store, change, world, start))
-        while True:
-            now = self._clock()
-            t = (now - start).total_seconds()
-            world.advance(t, churn=self.churn)
-            if telemetry.fleet is not world.fleet:
-                telemetry = telemetry.rebind(world.fleet)
-            store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
-            await self._sleep(self.tick_s)
+        load_fleet(store, world.fleet, start, world.revisions)
+        unsubscribe = world.subscribe(lambda change: apply_change(store, change, world, start))
+        try:
+            while True:
+                now = self._clock()
+                t = (now - start).total_seconds()
+                world.advance(t, churn=self.churn)
+                if telemetry.fleet is not world.fleet:
+                    telemetry = telemetry.rebind(world.fleet)
+                store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
+                await self._sleep(self.tick_s)
+        finally:
+            unsubscribe()
 
 
-def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime) -> None:
-    """What a first list of every kind would give, plus the idle history a restart would backfill."""
+def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Revisions | None = None) -> None:
+    """What a first list of every kind would give, plus the idle history a restart would backfill.
+
+    `revisions`: the objects' resourceVersions (None: a fresh world, where every object is at FIRST)."""
+    version = (revisions or Revisions()).version
     store.replace(Kind.NAMESPACE, [namespace_record(ns) for ns in fleet.namespaces])
-    store.replace(Kind.NODE, [node_record(n, start) for n in fleet.nodes])
-    store.replace(Kind.POD, [pod_record(p, start) for p in fleet.pods])  # every object starts at version FIRST
-    store.replace(Kind.QUOTA, [q for ns in fleet.namespaces if (q := quota_record(ns, fleet))])
+    store.replace(Kind.NODE, [node_record(n, start, version(NODES, n.name)) for n in fleet.nodes])
+    store.replace(Kind.POD, [pod_record(p, start, version(PODS, p.key)) for p in fleet.pods])
+    store.replace(Kind.QUOTA, [q for ns in fleet.namespaces if (q := quota_record(ns, fleet, version(QUOTAS, f"{ns.name}/{QUOTA_NAME}")))])
     controllers = {rec.key: rec for p in fleet.pods if (rec := controller_record(p)) is not None}
     store.replace(Kind.REPLICASET, [r for r in controllers.values() if isinstance(r, ReplicaSetRecord)])
     store.replace(Kind.JOB, [r for r in controllers.values() if isinstance(r, JobRecord)])
