@@ -172,7 +172,7 @@ async def test_the_demo_engine_defaults_to_the_demo_policy_and_a_temporary_audit
     settings = Settings(config_file=config, demo=True, refresh_s=2.0)
     async with open_cluster(settings) as cluster, open_engine_for(settings, cluster) as engine:
         assert engine.own == DEMO_USER
-        location = Path(engine.audit.path)  # type: ignore[attr-defined]
+        location = Path(engine.audit.location)
         assert location.parent.name.startswith("gpuctl-demo-") and await asyncio.to_thread(location.exists)
         plan = await engine.plan(ME, "adjust-quota", {"namespace": "team-b", "quota": "20"}, key="k")
         assert (await engine.submit(plan, key="k")).approvers == ("role demo-lead (user demo-lead, group demo:leads)",)
