@@ -38,6 +38,7 @@ from gpuctl.query.fleet import idle_holders
 from gpuctl.service import tune_gc
 from gpuctl.sources.demo import DemoSource
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
+from testbed.waiting import poll
 
 SECRET = "bench-signing-secret"
 COMMANDS = ("status", "idle", "top 10", "pools", "quota")
@@ -91,7 +92,9 @@ async def main(args: argparse.Namespace) -> None:
             async with running_bot(settings, sources=[fleet]) as bot:
                 await bot.cluster.wait_ready(300)
                 await bot.seam.connected(300)  # type: ignore[attr-defined]  # the demo's engine
-                snap = bot.cluster.snapshot()
+                # The demo's idle streaks come with its first metrics ticks: wait for idle pods to reclaim.
+                snap = await poll(bot.cluster.snapshot, lambda s: args.no_run or bool(idle_holders(s)), timeout_s=300,
+                                  what="idle pods in the demo fleet")  # fmt: skip
                 idle = Counter(p.namespace for p in idle_holders(snap))
                 most = ",".join(ns for ns, _ in idle.most_common(args.rounds))
                 target = [] if args.no_run or not idle else ["--run", most]
