@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -92,10 +93,13 @@ async def main(args: argparse.Namespace) -> None:
             async with running_bot(settings, sources=[fleet]) as bot:
                 await bot.cluster.wait_ready(300)
                 await bot.seam.connected(300)  # type: ignore[attr-defined]  # the demo's engine
-                # The demo's idle streaks come with its first metrics ticks: wait for idle pods to reclaim.
-                snap = await poll(bot.cluster.snapshot, lambda s: args.no_run or bool(idle_holders(s)), timeout_s=300,
-                                  what="idle pods in the demo fleet")  # fmt: skip
-                idle = Counter(p.namespace for p in idle_holders(snap))
+                # The demo's idle streaks come with its first metrics ticks: wait a while for idle pods to reclaim;
+                # without any, the run still plans over the namespaces with the most GPU pods (and finds nothing).
+                with contextlib.suppress(TimeoutError):
+                    await poll(bot.cluster.snapshot, lambda s: args.no_run or bool(idle_holders(s)), timeout_s=60,
+                               what="idle pods in the demo fleet")  # fmt: skip
+                snap = bot.cluster.snapshot()
+                idle = Counter(p.namespace for p in idle_holders(snap)) or Counter(p.namespace for p in snap.pods)
                 most = ",".join(ns for ns, _ in idle.most_common(args.rounds))
                 target = [] if args.no_run or not idle else ["--run", most]
                 await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's auth.test
