@@ -9,10 +9,10 @@ alert parameters; the engine does the rest as that identity (gpuctl's policy,
 then the cluster's RBAC through impersonation) and the seam turns its answers
 into Block Kit.
 
-Two implementations: `gpuctl.bot.engine_link.EngineLink` over the engine
-(`gpuctl bot serve` against a cluster), and `NoEngine` (`--demo`: the demo
-fleet has no API server to plan against), which answers that playbooks are not
-available. `gpuctl.bot.server.running_bot` picks one unless given `seam`:
+The implementation is `gpuctl.bot.engine_link.EngineLink` over the engine, behind
+`gpuctl.bot.lazy_engine.LazyEngine` (which opens it in the background) — against a
+cluster, and in `--demo` against the demo's simulated API, the same way.
+`gpuctl.bot.server.running_bot` builds it unless given `seam`:
 
     run(requester, Run, key)     engine.plan(requester, playbook, params, key=key), then
                                  engine.submit(plan, key=key); a reply (in_channel) with the
@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from gpuctl.bot.blocks import Block, Reply, actions, button, context, esc, notice
+from gpuctl.bot.blocks import Block, Reply, actions, button
 from gpuctl.bot.commands import Run
 from gpuctl.errors import GpuctlError
 from gpuctl.identity import Identity, Requester
@@ -109,33 +109,3 @@ class EngineSeam(Protocol):
     async def alert(self, proposal: AlertProposal) -> AlertAnswer: ...
 
     async def execute_alert(self, proposal: AlertProposal, run_id: str) -> Reply: ...
-
-
-UNAVAILABLE = "Playbook runs are not available yet in this build"
-_WHY = ("a --demo bot has no playbook engine (its simulated fleet has no API server to plan against), so nothing can "
-        "be planned, approved, run or audited from Slack")
-
-
-class NoEngine:
-    """The seam without an engine: specific, harmless answers; nothing is planned or run."""
-
-    async def run(self, requester: Requester, command: Run, *, key: str) -> Reply:
-        return notice(UNAVAILABLE, f"`/gpu run {esc(command.playbook)}`: {_WHY}.", hint="`/gpu help` lists what works now")
-
-    async def runs(self, viewer: Identity) -> Reply:
-        return notice(UNAVAILABLE, f"`/gpu runs`: {_WHY}.")
-
-    async def audit(self, viewer: Identity, run_id: str | None) -> Reply:
-        return notice(UNAVAILABLE, f"`/gpu audit`: {_WHY}.")
-
-    async def review(self, approver: Requester, run_id: str, *, approve: bool) -> Reply:
-        return notice(UNAVAILABLE, f"Run {esc(run_id)} was not {'approved' if approve else 'denied'}: {_WHY}.")
-
-    async def follow(self, run_id: str) -> Reply | None:
-        return None
-
-    async def alert(self, proposal: AlertProposal) -> AlertAnswer:
-        return AlertAnswer([context(f"Not planned: {_WHY}.")])
-
-    async def execute_alert(self, proposal: AlertProposal, run_id: str) -> Reply:
-        return notice(UNAVAILABLE, f"Run {esc(run_id)} was not executed: {_WHY}.")

@@ -3,7 +3,7 @@
     POST /slack/events   slash commands and interactivity (Bolt, signature checked)
     POST /alertmanager   Alertmanager webhooks (version 4; bearer token when alertmanager_token is set)
     GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...],
-                         "engine": "connected" | "not connected: why" | "none (--demo)"}
+                         "engine": "connected" | "not connected: why"}
     GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
 
 `alerts_gate` (gpuctl serve): while it returns a reason, /alertmanager answers
@@ -39,7 +39,7 @@ from gpuctl.bot.alert_rules import AlertRules, load_alert_rules
 from gpuctl.bot.alerts import MAX_BODY, AlertDesk, Rejected, parse_payload
 from gpuctl.bot.app import Deliveries, build_app
 from gpuctl.bot.desk import Desk, LiveView
-from gpuctl.bot.engine_seam import EngineSeam, NoEngine
+from gpuctl.bot.engine_seam import EngineSeam
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, load_identity_map
 from gpuctl.bot.metrics import CONTENT_TYPE, BotMetrics
 from gpuctl.config import Settings
@@ -88,13 +88,16 @@ def check_settings(settings: Settings, *, socket_mode: bool) -> None:
 def read_files(settings: Settings) -> Files:
     """Playbooks, policy, identity map and alert rules; ConfigError (file:line: field) for any bad one.
 
-    Without a policy file nobody may act; `--demo` then lets everyone view (a demo
-    has nothing to hide), a real cluster lets nobody (the policy's default)."""
+    Without a policy file nobody may act and nobody may view on a real cluster (the
+    policy's default); `--demo` uses the demo's policy, as its engine does (everyone
+    views; demo-user runs, demo-lead approves, alerts run reclaims as demo-alerts)."""
     catalog = load_catalog(settings.playbooks_dir)
-    if settings.policy is None and settings.demo:
-        policy = Policy(unmapped="read_only")
-    else:
-        policy = load_policy(settings.policy, playbooks=catalog.playbooks)
+    path = settings.policy
+    if path is None and settings.demo:
+        from gpuctl.sim.api.connect import DEMO_POLICY
+
+        path = DEMO_POLICY
+    policy = load_policy(path, playbooks=catalog.playbooks)
     rules = load_alert_rules(settings.alert_rules, catalog, policy) if settings.alert_rules else None
     return Files(catalog, policy, load_identity_map(settings.slack_identity_map), rules)
 
@@ -137,7 +140,7 @@ class RunningBot:
 
 def _engine_state(seam: EngineSeam) -> str:
     state = getattr(seam, "state", None)  # LazyEngine says how it stands; other seams are there or absent
-    return state if isinstance(state, str) else "none (--demo)" if isinstance(seam, NoEngine) else "connected"
+    return state if isinstance(state, str) else "connected"
 
 
 def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
@@ -206,9 +209,10 @@ async def running_bot(
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
 
-    The seam: `seam` if given, else NoEngine for --demo, else a LazyEngine opening the playbook
-    engine (open_engine) in the background on the bot's own connection settings, planning from the
-    bot's live picture (`await bot.seam.connected(timeout_s)` waits for it)."""
+    The seam: `seam` if given, else a LazyEngine opening the playbook engine (open_engine) in the
+    background on the bot's own connection settings (with --demo: the demo's simulated API over the
+    bot's demo cluster), planning from the bot's live picture (`await bot.seam.connected(timeout_s)`
+    waits for it)."""
     check_settings(settings, socket_mode=socket_mode)
     files = await asyncio.to_thread(read_files, settings)
     metrics = BotMetrics()
@@ -220,10 +224,8 @@ async def running_bot(
     )
     async with contextlib.AsyncExitStack() as stack:
         cluster = await stack.enter_async_context(open_cluster(settings, sources=sources))
-        if seam is None and settings.demo:
-            seam = NoEngine()
-        elif seam is None:
-            from gpuctl.bot.lazy_engine import LazyEngine  # the engine and the Kubernetes client: not for --demo
+        if seam is None:
+            from gpuctl.bot.lazy_engine import LazyEngine
             from gpuctl.playbooks.service import open_engine
 
             def opener() -> contextlib.AbstractAsyncContextManager[Engine]:

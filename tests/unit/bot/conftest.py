@@ -97,6 +97,7 @@ async def bot(slack: FakeSlack, tmp_path_factory) -> AsyncIterator[RunningBot]:
     demo = DemoSource(seed=7, tick_s=2.0, churn=False)
     async with running_bot(bot_settings(tmp_path_factory.mktemp("bot"), slack), sources=[demo]) as running:
         await running.cluster.wait_ready(30)
+        await running.seam.connected(30)  # type: ignore[attr-defined]  # the demo's engine (a LazyEngine)
         # Answers come from the hub's published picture: wait until it has the demo's idle pods (history in).
         await poll(running.desk.view.current, lambda current: current is not None and bool(idle_holders(current[0])),
                    what="the published picture to show idle pods")  # fmt: skip

@@ -11,11 +11,12 @@ import asyncio
 from pathlib import Path
 
 from gpuctl.bot.blocks import Reply, section
-from gpuctl.bot.engine_seam import AlertAnswer, AlertProposal, NoEngine
+from gpuctl.bot.engine_seam import AlertAnswer, AlertProposal
 from gpuctl.bot.server import running_bot
 from testbed.slack import FakeSlack, blocks_text
 from testbed.waiting import poll
 from tests.unit.bot.conftest import ALERT_RULES, POLICY, bot_settings, write
+from tests.unit.bot.seams import Unexpected
 from tests.unit.bot.test_server import alert, payload, post_alerts
 
 AUTO_POLICY = """\
@@ -26,7 +27,7 @@ alerts:
 """
 
 
-class AutoSeam(NoEngine):
+class AutoSeam(Unexpected):
     """Lets every alert run on its own; the run ends when the test releases it."""
 
     def __init__(self) -> None:

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from gpuctl.bot import commands as c
 from gpuctl.bot.desk import Asker, Desk
-from gpuctl.bot.engine_seam import NoEngine
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, Mapped
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.inventory import Inventory
@@ -22,6 +21,7 @@ from gpuctl.playbooks.policy import Policy, Role
 from gpuctl.query.fleet import FleetIndex
 from testbed.slack import blocks_text
 from tests.tui.demo_fleet import demo_snapshots
+from tests.unit.bot.seams import Answering
 
 
 class Fixed:
@@ -47,7 +47,7 @@ MAP = IdentityMap(users={"U0ALICE01": Mapped(user="alice", groups=("team-a",)), 
 @pytest.fixture(scope="module")
 async def desk() -> Desk:
     snap = (await demo_snapshots(ticks=2))[-1]
-    return Desk(view=Fixed(snap), resolver=IdentityResolver(MAP), policy=POLICY, seam=NoEngine())
+    return Desk(view=Fixed(snap), resolver=IdentityResolver(MAP), policy=POLICY, seam=Answering())
 
 
 async def test_a_mapped_user_without_a_role_gets_the_policy_reason(desk: Desk) -> None:
@@ -57,7 +57,7 @@ async def test_a_mapped_user_without_a_role_gets_the_policy_reason(desk: Desk) -
 
 
 async def test_no_data_yet_is_said_plainly() -> None:
-    desk = Desk(view=Fixed(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=NoEngine())
+    desk = Desk(view=Fixed(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=Answering())
     done = await desk.command(Asker("U0ALICE01"), "status", key="k")
     shown = blocks_text(done.reply.message())
     assert done.outcome == "unavailable" and "still reading the cluster" in shown and "connection refused" in shown
@@ -77,7 +77,7 @@ async def test_an_unexpected_error_is_logged_with_a_reference_not_shown(desk: De
         async def current(self) -> tuple[Snapshot, FleetIndex] | None:
             raise KeyError("boom")
 
-    broken = Desk(view=Broken(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=NoEngine())
+    broken = Desk(view=Broken(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=Answering())
     with caplog.at_level("ERROR", logger="gpuctl.bot.desk"):
         done = await broken.command(Asker("U0ALICE01"), "pools", key="k")
     shown = blocks_text(done.reply.message())
