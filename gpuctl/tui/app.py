@@ -29,12 +29,13 @@ from textual.worker import Worker, WorkerCancelled, WorkerError, WorkerFailed
 
 from gpuctl.config import Settings
 from gpuctl.errors import ConfigError, GpuctlError
+from gpuctl.identity import Identity
 from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
-from gpuctl.tui.feed import FeedFactory, UpdateFeed
+from gpuctl.tui.feed import FeedFactory, UpdateFeed, running_cluster
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_view import HeatmapView
@@ -43,6 +44,10 @@ from gpuctl.tui.history import UtilHistory
 from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.nodes_view import NodesView
+from gpuctl.tui.playbooks.audit_screen import AuditScreen
+from gpuctl.tui.playbooks.desk import Desk, EngineOpener, open_engine_for
+from gpuctl.tui.playbooks.flow import act_on, selection_of
+from gpuctl.tui.playbooks.runs_screen import RunsScreen
 from gpuctl.tui.pods_view import PodsView
 from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
@@ -84,6 +89,12 @@ class GpuctlApp(App[int]):
         ),
         Binding("t", "toggle_theme", "Theme", id="app.theme", tooltip="Switch between the dark and light theme"),
         Binding(
+            "a", "act", "Act", id="app.act",
+            tooltip="Playbooks for the marked rows, or the row under the cursor (space marks, * marks all shown)",
+        ),
+        Binding("R", "runs", "Runs", show=False, id="app.runs", tooltip="Playbook runs, live: approve or deny them"),
+        Binding("L", "audit", "Audit", show=False, id="app.audit", tooltip="The audit log, filterable, verified"),
+        Binding(
             "x", "switch_context", "Context", show=False, id="app.context",
             tooltip="Switch to another kubeconfig context (reconnects)",
         ),
@@ -112,9 +123,14 @@ class GpuctlApp(App[int]):
         context: str | None = None,
         history_depth: int = 120,
         monotonic: Callable[[], float] = time.monotonic,
+        open_engine: EngineOpener = open_engine_for,
+        act_as: Identity | None = None,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
-        settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not)."""
+        settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not).
+        open_engine: how the playbook engine is opened for `a`, `R`, `L` (with settings; the default is
+        `open_engine(settings, cluster=the feed's running cluster)`); act_as: whom playbooks run as
+        (the policy's act_as decides; default: whom the kubeconfig authenticates as)."""
         super().__init__()
         if feed is None:
             if settings is None or open_feed is None:
@@ -138,6 +154,9 @@ class GpuctlApp(App[int]):
         self._ticker: Timer | None = None
         self._feeds = 0
         self._feed_worker: Worker[None] | None = None
+        self._open_engine = open_engine
+        self._act_as = act_as
+        self.desk: Desk | None = None  # the playbook engine, opened on first use
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -339,6 +358,7 @@ class GpuctlApp(App[int]):
         until it answers. Otherwise (a new interval) the picture stays meanwhile.
         """
         assert self.open_feed is not None
+        self._close_desk()  # its engine talks to the old cluster
         self.settings = settings
         self.context = context_name(settings)
         self.feed_error = None
@@ -364,6 +384,41 @@ class GpuctlApp(App[int]):
         self._blank = True
         self._stale.update(tab for tab, _ in TABS)
         self._show_view(self.query_one(TabbedContent).active, Changes(everything=True))
+
+    # -- playbooks: every action through the engine (gpuctl.tui.playbooks) ------------------------
+
+    def _desk(self) -> Desk | None:
+        if self.settings is None:
+            self.notify("This feed was handed in ready-made: there are no settings to open the playbook engine with.",
+                        title="no playbooks", timeout=6)  # fmt: skip
+            return None
+        if self.desk is None:
+            self.desk = Desk(self.settings, cluster=lambda: running_cluster(self.feed), opener=self._open_engine,
+                             act_as=self._act_as)  # fmt: skip
+        return self.desk
+
+    def _close_desk(self) -> None:
+        if self.desk is not None:
+            self.run_worker(self.desk.aclose(), name="engine-close", group="engine-close")
+            self.desk = None
+
+    def action_act(self) -> None:
+        if self.index is None or (desk := self._desk()) is None:
+            return
+        view = self.query_one(f"#{self.query_one(TabbedContent).active}-view")
+        selection = selection_of(view, self.index)
+        if not selection:
+            self.notify("Nothing selected: move to a row (or mark some with space) first.", timeout=4)
+            return
+        self.run_worker(act_on(self, desk, selection), name="act", group="act")
+
+    def action_runs(self) -> None:
+        if (desk := self._desk()) is not None:
+            self.push_screen(RunsScreen(desk))
+
+    def action_audit(self) -> None:
+        if (desk := self._desk()) is not None:
+            self.push_screen(AuditScreen(desk))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
@@ -419,6 +474,8 @@ class GpuctlApp(App[int]):
 
 def help_sections() -> list[tuple[str, list[BindingType]]]:
     from gpuctl.tui.heatmap_view import HeatmapView
+    from gpuctl.tui.playbooks.plan_screen import PlanScreen
+    from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 
     return [
         ("Everywhere", list(GpuctlApp.BINDINGS)),
@@ -427,4 +484,8 @@ def help_sections() -> list[tuple[str, list[BindingType]]]:
         ("Filter bar", [Binding("enter", "", "Keep the filter and go back"), *FilterBar.BINDINGS]),
         ("Context list (x)", [Binding("enter", "", "Connect to the highlighted context"), *ContextScreen.BINDINGS]),
         ("Node screen", list(NodeScreen.BINDINGS)),
+        ("Plan screen (a, then enter on a playbook)", list(PlanScreen.BINDINGS)),
+        ("Run progress", list(ProgressScreen.BINDINGS)),
+        ("Runs (R)", [Binding("enter", "", "Open the run"), *RunsScreen.BINDINGS]),
+        ("Audit log (L)", [Binding("enter", "", "Open the record's run"), *AuditScreen.BINDINGS]),
     ]
