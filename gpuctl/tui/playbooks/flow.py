@@ -39,7 +39,7 @@ def _picked(table: RowTable[Any], *, fallback: bool) -> Sequence[Any]:
 
 
 def _present(names: Sequence[str | None], known: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(dict.fromkeys(known[n] for n in names if n is not None and n in known))
+    return tuple(known[n] for n in dict.fromkeys(names) if n is not None and n in known)
 
 
 def selection_of(view: object, index: FleetIndex) -> Selection:
