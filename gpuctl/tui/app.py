@@ -402,6 +402,10 @@ class GpuctlApp(App[int]):
             self.run_worker(self.desk.aclose(), name="engine-close", group="engine-close")
             self.desk = None
 
+    async def on_unmount(self) -> None:
+        if self.desk is not None:  # closes the engine once the runs this process executes have ended
+            await self.desk.aclose()
+
     def action_act(self) -> None:
         if self.index is None or (desk := self._desk()) is None:
             return

@@ -13,8 +13,9 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
+from test_playbooks_cli import IdleGpuExporter, reclaim_now
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, Select
 
 from gpuctl.clock import utcnow
 from gpuctl.config import Settings
@@ -29,13 +30,21 @@ from gpuctl.tui.playbooks.actions_screen import ActionsScreen
 from gpuctl.tui.playbooks.plan_screen import PlanScreen
 from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 from gpuctl.tui.playbooks.runs_screen import RunsScreen
+from gpuctl.tui.row_table import RowTable
+from gpuctl.tui.service_feed import cluster_feed
 from testbed.controlplane import ADMIN, ControlPlane
-from testbed.kube import RestClient
+from testbed.fleet_loader import wait_nodes_ready
+from testbed.kube import RestClient, apply_objects
+from testbed.monitoring import Monitoring, ScrapeJob
+from testbed.nodes import gpu_node_object
+from testbed.objects import gpu_pod, namespace_object, role, role_binding, rule, unique
+from testbed.waiting import poll
 from tests.integration.engine_support import (
     APPROVED,
     NOW,
     USER_A,
     USER_B,
+    audit_intact,
     engine_at,
     hard,
     kinds,
@@ -214,3 +223,64 @@ async def test_submitted_for_approval_approved_by_another_identity_then_executed
         assert done.outcome is not None and done.outcome.ok
     assert await hard(admin, team_a) == "7"
     assert {"approved", "completed"} <= set(kinds(await records(tmp_path, run_id)))
+
+
+async def test_reclaim_an_idle_pod_from_the_pods_view_evicts_it_and_lands_in_the_audit_log(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    """The whole thing as `gpuctl top` runs it: the live cluster feed (Kubernetes and a Prometheus scraping an
+    idle GPU), the engine opened on that running cluster, the real reclaim logic, and the pod really evicted."""
+    namespace, node = unique("eng-a-tui"), unique("tui-reclaim")
+    rules = [rule("", ["pods"], ["patch"]), rule("events.k8s.io", ["events"], ["create"]), rule("", ["pods/eviction"], ["create"])]
+    await apply_objects(admin, [
+        namespace_object(namespace),
+        role("reclaimer", namespace, rules),
+        role_binding("team-a-reclaims", namespace, role="reclaimer", group="team-a"),
+        gpu_node_object(node, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8}),
+    ])  # fmt: skip
+    await wait_nodes_ready(admin, {node})
+    pod = gpu_pod("idle-0", namespace, 1, node=node)
+    pod["spec"]["terminationGracePeriodSeconds"] = 0  # evicted, gone at once
+    await apply_objects(admin, [pod])
+    await poll(lambda: admin.get("Pod", "idle-0", namespace), lambda r: r.body.get("status", {}).get("phase") == "Running",
+               what="kwok to run idle-0")  # fmt: skip
+    labels = {"gpu": "0", "UUID": f"GPU-{node}-0", "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": node,
+              "namespace": namespace, "pod": "idle-0", "container": "main"}  # fmt: skip
+    key = f"{namespace}/idle-0"
+    async with IdleGpuExporter(**labels) as exporter:
+        async with Monitoring(tmp_path / "prometheus", jobs=[ScrapeJob("dcgm-exporter", [exporter.url])]) as monitoring:
+            config = settings(control_plane.kubeconfig(ADMIN), tmp_path, engine_home,
+                              prometheus_url=monitoring.prometheus_url, idle_window_s=5, refresh_s=1)  # fmt: skip
+            reclaim_now(tmp_path)
+            app = GpuctlApp(settings=config, open_feed=cluster_feed, act_as=USER_A.identity)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.index is not None and key in app.index.pods and app.index.pods[key].idle,
+                            "idle-0 shown idle", timeout_s=90)  # fmt: skip
+                await pilot.press("3")
+                table: RowTable = app.query_one("#pods-table", RowTable)
+                table.cursor_key = key
+                await pilot.press("space")
+                assert table.marked == {key}
+                await pilot.press("a")
+                await until(pilot, lambda: app_is(pilot, ActionsScreen) and app.screen.answered, "the engine's answers",
+                            timeout_s=60)  # fmt: skip
+                screen = app.screen
+                assert isinstance(screen, ActionsScreen)
+                assert reasons(screen)["reclaim-idle-gpus-now"] is None
+                plan_screen = await choose(pilot, screen, "reclaim-idle-gpus-now")
+                assert plan_screen.offer.params["namespace"] == namespace and plan_screen.offer.params["max_pods"] == "1"
+                plan_screen.query_one("#param-mode", Select).value = "immediate"
+                await pilot.press("ctrl+p")
+                await until(pilot, lambda: plan_screen.plan is not None and not plan_screen.busy, "the plan", timeout_s=60)
+                assert plan_screen.plan is not None
+                assert [s.target.key for s in plan_screen.plan.steps if s.action == "evict_pods"] == [f"Pod/{key}"]
+                await pilot.press("ctrl+y")
+                done = await progress(pilot, "Succeeded", ended=True)
+                assert done.outcome is not None and done.outcome.ok, done.outcome
+                run_id = done.run_id
+    await poll(lambda: admin.get("Pod", "idle-0", namespace), lambda r: r.status == 404, what="idle-0 to be gone")
+    found = await records(tmp_path, run_id)
+    assert kinds(found)[-1] == "completed"
+    assert any(r.kind.value == "api_call" and str(r.payload.get("path", "")).endswith("/pods/idle-0/eviction")
+               and r.payload.get("status") == 201 for r in found)  # fmt: skip
+    await audit_intact(tmp_path)

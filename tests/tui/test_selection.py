@@ -5,8 +5,6 @@ flows themselves are tests/integration/test_tui_playbooks.py's)."""
 
 from __future__ import annotations
 
-from textual.pilot import Pilot
-
 from gpuctl.model import Alert, Update
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed

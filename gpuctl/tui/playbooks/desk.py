@@ -127,9 +127,12 @@ class Desk:
 
     async def check(self, offers: Sequence[Offer]) -> list[Checked]:
         """Each offer with the reason the user may not run it: gpuctl's policy for the scope the
-        parameters name, then the cluster (a SelfSubjectAccessReview as the user for each write the
-        playbook always performs there). Writes that depend on the plan (which kind of pool, which
-        namespaces a drain touches) are authorized when the plan is submitted."""
+        parameters name, then the cluster: a SelfSubjectAccessReview as the user for each write the
+        playbook declares that can be asked before planning (cluster-scoped ones, and namespaced ones
+        in the namespace the offer names). Which of them a run needs depends on its plan (a staged
+        reclaim posts Events, an immediate one does not; a pool is a MachineDeployment or a NodePool),
+        so the offer is greyed out only when the cluster refuses every one; the plan's exact writes
+        are authorized when it is submitted."""
         engine = await self.engine()
         who = self.requester(engine).identity
         return list(await asyncio.gather(*(self._check(engine, who, offer) for offer in offers)))
@@ -145,16 +148,15 @@ class Desk:
             if not decision.allowed:
                 return Checked(offer, f"gpuctl policy: {decision.reason}")
         acting = engine.acting_client(who)
-        for perm in playbook.permissions:
-            namespace = offer.scope_namespace if perm.namespaced else None
-            if perm.namespaced and namespace is None:
-                continue  # which namespaces, only the plan knows
-            if not perm.namespaced and (perm.group or playbook.target.select.value != "node"):
-                continue  # scale-pool writes one of two kinds of pool: the plan says which
-            review = await acting.can_i(perm.verb, perm.resource, namespace=namespace,
-                                        subresource=perm.subresource or "", group=perm.group)  # fmt: skip
-            if not review.allowed:
-                return Checked(offer, f"the cluster (SelfSubjectAccessReview): {review.explain()}")
+        askable = [p for p in playbook.permissions if not p.namespaced or offer.scope_namespace is not None]
+        reviews = await asyncio.gather(*(
+            acting.can_i(p.verb, p.resource, namespace=offer.scope_namespace if p.namespaced else None,
+                         subresource=p.subresource or "", group=p.group)
+            for p in askable
+        ))  # fmt: skip
+        if reviews and not any(r.allowed for r in reviews):
+            more = f" (and {len(reviews) - 1} more it may need)" if len(reviews) > 1 else ""
+            return Checked(offer, f"the cluster (SelfSubjectAccessReview): {reviews[0].explain()}{more}")
         return Checked(offer)
 
     # -- running ----------------------------------------------------------------------------------
