@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
-from test_playbooks_cli import IdleGpuExporter, reclaim_now
+from test_playbooks_cli import IdleGpuExporter, idle_pod, reclaim_now
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select
 
@@ -33,11 +33,9 @@ from gpuctl.tui.playbooks.runs_screen import RunsScreen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import cluster_feed
 from testbed.controlplane import ADMIN, ControlPlane
-from testbed.fleet_loader import wait_nodes_ready
-from testbed.kube import RestClient, apply_objects
+from testbed.kube import RestClient
 from testbed.monitoring import Monitoring, ScrapeJob
-from testbed.nodes import gpu_node_object
-from testbed.objects import gpu_pod, namespace_object, role, role_binding, rule, unique
+from testbed.objects import unique
 from testbed.waiting import poll
 from tests.integration.engine_support import (
     APPROVED,
@@ -230,22 +228,8 @@ async def test_reclaim_an_idle_pod_from_the_pods_view_evicts_it_and_lands_in_the
 ) -> None:
     """The whole thing as `gpuctl top` runs it: the live cluster feed (Kubernetes and a Prometheus scraping an
     idle GPU), the engine opened on that running cluster, the real reclaim logic, and the pod really evicted."""
-    namespace, node = unique("eng-a-tui"), unique("tui-reclaim")
-    rules = [rule("", ["pods"], ["patch"]), rule("events.k8s.io", ["events"], ["create"]), rule("", ["pods/eviction"], ["create"])]
-    await apply_objects(admin, [
-        namespace_object(namespace),
-        role("reclaimer", namespace, rules),
-        role_binding("team-a-reclaims", namespace, role="reclaimer", group="team-a"),
-        gpu_node_object(node, labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, resources={"nvidia.com/gpu": 8}),
-    ])  # fmt: skip
-    await wait_nodes_ready(admin, {node})
-    pod = gpu_pod("idle-0", namespace, 1, node=node)
-    pod["spec"]["terminationGracePeriodSeconds"] = 0  # evicted, gone at once
-    await apply_objects(admin, [pod])
-    await poll(lambda: admin.get("Pod", "idle-0", namespace), lambda r: r.body.get("status", {}).get("phase") == "Running",
-               what="kwok to run idle-0")  # fmt: skip
-    labels = {"gpu": "0", "UUID": f"GPU-{node}-0", "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": node,
-              "namespace": namespace, "pod": "idle-0", "container": "main"}  # fmt: skip
+    namespace = unique("eng-a-tui")
+    labels = await idle_pod(admin, namespace, unique("tui-reclaim"))
     key = f"{namespace}/idle-0"
     async with IdleGpuExporter(**labels) as exporter:
         async with Monitoring(tmp_path / "prometheus", jobs=[ScrapeJob("dcgm-exporter", [exporter.url])]) as monitoring:

@@ -128,21 +128,23 @@ class ProgressScreen(Screen[None]):
     @work(exclusive=True, group="progress-follow")
     async def _follow(self, desk: Desk) -> None:
         engine = await desk.engine()
-        shared = self.submitted.shared if self.submitted else True
+        try:
+            shared = self.submitted.shared if self.submitted else await engine.store.installed()
+        except GpuctlError:
+            shared = False  # no PlaybookRuns to read: the audit log alone tells
         while True:
             after = self.records[-1].seq if self.records else None
+            new: list[AuditRecord] = []
             try:
                 new = await engine.audit.records(run_id=self.run_id, after_seq=after)
-                if shared and await engine.store.installed():
+                if shared:
                     run = await engine.store.get(self.run_id)
                     self.phase = run.status.phase or "Pending"
             except NotFound:
-                shared = False
+                shared = False  # a local run: only in the audit log
             except GpuctlError as e:
                 self.error = str(e)
-                new = []
-            if new or self.error:
-                self.records += new
+            self.records += new
             self._redraw()
             if self.outcome is not None or (self.phase in ENDED and self.execution is None and self._ended_in_log()):
                 return
