@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_playbooks_cli import IdleGpuExporter, idle_pod, reclaim_now
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, Select
+from textual.widgets import Input, OptionList, Select, Static
 
 from gpuctl.clock import utcnow
 from gpuctl.config import Settings
@@ -27,6 +27,7 @@ from gpuctl.service import Cluster
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.playbooks.actions_screen import ActionsScreen
+from gpuctl.tui.playbooks.audit_screen import AuditScreen
 from gpuctl.tui.playbooks.plan_screen import PlanScreen
 from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 from gpuctl.tui.playbooks.runs_screen import RunsScreen
@@ -156,6 +157,18 @@ async def test_greyed_out_with_the_reason_then_plan_confirm_progress_result_and_
         await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.run_id != run_id, "the undo run")
         undo = await progress(pilot, "Succeeded", ended=True)
         assert await hard(admin, team_a) == "4"
+        # The audit view: both runs, filterable, the chain verified.
+        await pilot.press("L")
+        await until(pilot, lambda: app_is(pilot, AuditScreen) and any(r.run_id == undo.run_id for r in app.screen.records),
+                    "the audit view to list the undo", timeout_s=30)  # fmt: skip
+        audit = app.screen
+        assert isinstance(audit, AuditScreen)
+        await until(pilot, lambda: str(audit.query_one("#audit-verdict", Static).render()).startswith("intact:"),
+                    "the chain verified")  # fmt: skip
+        audit.query_one("#audit-filter", Input).value = f"{undo.run_id} completed"
+        await pilot.pause()
+        shown = [audit.records_by_seq[k] for k in audit.query_one(RowTable).shown_keys]
+        assert [(r.run_id, r.kind.value) for r in shown] == [(undo.run_id, "completed")]
     assert "completed" in kinds(await records(tmp_path, run_id))
     assert kinds(await records(tmp_path, run_id))[-1] == "undone"
     assert "completed" in kinds(await records(tmp_path, undo.run_id))

@@ -127,10 +127,14 @@ class AuditScreen(Screen[None]):
             verdict.update(Text(f"NOT INTACT: {problem} ({result.records_checked} records verified before that)",
                                 style="bold red"))  # fmt: skip
 
+    @property
+    def records_by_seq(self) -> dict[str, AuditRecord]:
+        return {str(r.seq): r for r in self.records}
+
     @on(RowTable.RowChosen)
     def _open(self, event: RowTable.RowChosen) -> None:
         event.stop()
-        record = next((r for r in self.records if str(r.seq) == event.key), None)
+        record = self.records_by_seq.get(event.key)
         if record is not None:
             self.app.push_screen(ProgressScreen(record.run_id, self.desk))
 
