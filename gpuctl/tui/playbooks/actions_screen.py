@@ -20,10 +20,10 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from gpuctl.errors import GpuctlError
 from gpuctl.playbooks.spec import Playbook
 from gpuctl.tui.playbooks.desk import Checked, Desk
 from gpuctl.tui.playbooks.offers import Offer, Selection, offers_for
+from gpuctl.tui.playbooks.reported import describe
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class ActionsScreen(ModalScreen[Chosen | None]):
         try:
             engine = await desk.engine()
         except Exception as e:  # the engine is a boundary: say what failed, keep the UI
-            self._note(f"cannot open the playbook engine: {e}", "bold red")
+            self._note(f"cannot open the playbook engine: {describe(e)}", "bold red")
             self.answered = True
             return
         self.playbooks = dict(engine.catalog.playbooks)
@@ -96,8 +96,8 @@ class ActionsScreen(ModalScreen[Chosen | None]):
         self._note("checking what you may run (gpuctl policy, then the cluster)…")
         try:
             self.checked = await desk.check(offers)
-        except GpuctlError as e:
-            self.checked = [Checked(c.offer, f"not checked: {e}") for c in self.checked]
+        except Exception as e:  # unchecked is not allowed: each says why it is greyed out
+            self.checked = [Checked(c.offer, f"not checked: {describe(e)}") for c in self.checked]
         self._note("enter plans the highlighted playbook; greyed out: you may not run it here (the reason below it)", "")
         self.answered = True
         options.clear_options()

@@ -22,10 +22,10 @@ from textual.widgets import Footer, Input, Static
 
 from gpuctl.audit.records import AuditRecord
 from gpuctl.audit.verify import verify
-from gpuctl.errors import GpuctlError
 from gpuctl.render.audit import actor_text, payload_summary, when
 from gpuctl.tui.playbooks.desk import Desk
 from gpuctl.tui.playbooks.progress_screen import ProgressScreen
+from gpuctl.tui.playbooks.reported import describe
 from gpuctl.tui.row_table import Cell, Column, RowTable
 
 LIMIT = 500
@@ -100,8 +100,8 @@ class AuditScreen(Screen[None]):
             try:
                 engine = await desk.engine()
                 newest = await engine.audit.records(limit=LIMIT, newest_first=True)
-            except GpuctlError as e:
-                self.query_one("#audit-verdict", Static).update(Text(str(e), style="bold red"))
+            except Exception as e:  # the engine is a boundary: say why there is no list
+                self.query_one("#audit-verdict", Static).update(Text(describe(e), style="bold red"))
                 return
             if [r.seq for r in newest] != [r.seq for r in self.records]:
                 self.records = newest
@@ -115,8 +115,8 @@ class AuditScreen(Screen[None]):
         try:
             engine = await self.desk.engine()
             result = await verify(engine.audit)
-        except GpuctlError as e:
-            verdict.update(Text(f"cannot verify: {e}", style="bold red"))
+        except Exception as e:  # AuditTampered on an unreadable row among them
+            verdict.update(Text(f"cannot verify: {describe(e)}", style="bold red"))
             return
         if result.ok:
             head = f", head {result.head.seq}:{result.head.hash[:12]}…" if result.head else ""

@@ -22,7 +22,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Select, Static
 
-from gpuctl.errors import GpuctlError
 from gpuctl.playbooks.engine import Submitted
 from gpuctl.playbooks.plan import Plan
 from gpuctl.playbooks.spec import Playbook
@@ -30,6 +29,7 @@ from gpuctl.render.plan import render_plan
 from gpuctl.tui.playbooks.desk import Desk
 from gpuctl.tui.playbooks.offers import Offer
 from gpuctl.tui.playbooks.param_form import ParamForm
+from gpuctl.tui.playbooks.reported import describe
 
 
 class PlanScreen(Screen[Submitted | None]):
@@ -49,7 +49,7 @@ class PlanScreen(Screen[Submitted | None]):
         self.desk = desk
         self.key = key or f"tui:{uuid.uuid4()}"
         self.plan: Plan | None = plan
-        self._initial = plan
+        self._planned_for: dict[str, str] | None = None  # the form's values the plan shown was computed for
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -101,7 +101,10 @@ class PlanScreen(Screen[Submitted | None]):
     @on(Input.Changed)
     @on(Select.Changed)
     def _edited(self) -> None:
-        if self.plan is not None and not self.busy and self.plan is not self._initial:
+        """A field now differs from what the plan shown was computed for: withdraw it (shown dimmed)."""
+        if self.plan is None or self.busy or self._planned_for is None:
+            return
+        if self.query_one(ParamForm).values() != self._planned_for:
             self.query_one("#plan-text", Static).update(Text(render_plan(self.plan), style="dim"))
             self._withdraw("The parameters changed: ctrl+p to plan again.")
 
@@ -122,7 +125,6 @@ class PlanScreen(Screen[Submitted | None]):
         if self.desk is None:
             self._withdraw("No playbook engine here.", "bold red")
             return
-        self._initial = None
         self._compute(self.desk, form.values())
 
     @work(exclusive=True, group="plan")
@@ -132,14 +134,12 @@ class PlanScreen(Screen[Submitted | None]):
         try:
             engine = await desk.engine()
             plan = await engine.plan(desk.requester(engine), self.playbook.name, values, key=self.key)
-        except GpuctlError as e:
-            self._withdraw(f"{type(e).__name__}: {e}" + (f" ({e.hint})" if getattr(e, "hint", None) else ""), "bold red")
-            return
-        except Exception as e:  # the engine is a boundary: say what failed, keep the UI
-            self._withdraw(f"{type(e).__name__}: {e}", "bold red")
+        except Exception as e:  # the engine is a boundary: say what failed (a denial, a bad parameter), keep the UI
+            self._withdraw(describe(e), "bold red")
             return
         finally:
             self.busy = False
+        self._planned_for = values
         self._show(plan)
 
     # -- confirming ---------------------------------------------------------------------------
@@ -157,9 +157,9 @@ class PlanScreen(Screen[Submitted | None]):
         try:
             engine = await desk.engine()
             submitted = await engine.submit(plan, key=self.key)
-        except GpuctlError as e:
+        except Exception as e:  # the engine is a boundary: a denial at submission is said here
             self.busy = False
-            self._status(f"Not submitted: {e}", "bold red")
+            self._status(f"Not submitted: {describe(e)}", "bold red")
             return
         self.busy = False
         self.dismiss(submitted)

@@ -25,12 +25,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gpuctl.audit.records import AuditRecord, EventKind
-from gpuctl.errors import GpuctlError, NotFound
+from gpuctl.errors import NotFound
 from gpuctl.playbooks.engine import Submitted
 from gpuctl.playbooks.execution import Outcome
 from gpuctl.playbooks.runs import RunPhase
 from gpuctl.render.audit import actor_text, payload_summary
 from gpuctl.tui.playbooks.desk import Desk
+from gpuctl.tui.playbooks.reported import describe, reported
 
 FOLLOW_S = 0.5  # how often the audit log and the run's phase are read while the screen shows
 ENDED: frozenset[str] = frozenset({"Succeeded", "Failed", "Interrupted", "Cancelled", "Undone", "Denied", "Expired"})
@@ -127,11 +128,13 @@ class ProgressScreen(Screen[None]):
 
     @work(exclusive=True, group="progress-follow")
     async def _follow(self, desk: Desk) -> None:
-        engine = await desk.engine()
         try:
+            engine = await desk.engine()
             shared = self.submitted.shared if self.submitted else await engine.store.installed()
-        except GpuctlError:
-            shared = False  # no PlaybookRuns to read: the audit log alone tells
+        except Exception as e:  # the engine is a boundary: say why nothing follows
+            self.error = describe(e)
+            self._redraw()
+            return
         while True:
             after = self.records[-1].seq if self.records else None
             new: list[AuditRecord] = []
@@ -142,8 +145,10 @@ class ProgressScreen(Screen[None]):
                     self.phase = run.status.phase or "Pending"
             except NotFound:
                 shared = False  # a local run: only in the audit log
-            except GpuctlError as e:
-                self.error = str(e)
+            except Exception as e:  # an outage: say so and keep following
+                self.error = describe(e)
+            else:
+                self.error = None
             self.records += new
             self._redraw()
             if self.outcome is not None or (self.phase in ENDED and self.execution is None and self._ended_in_log()):
@@ -158,14 +163,13 @@ class ProgressScreen(Screen[None]):
         try:
             self.outcome = await asyncio.shield(task)
             self.phase = self.outcome.phase
-        except GpuctlError as e:  # refused before anything was done (locked, stale, kill switch)
-            self.error = f"{type(e).__name__}: {e}"
-        except Exception as e:  # the engine is a boundary
-            self.error = f"{type(e).__name__}: {e}"
+        except Exception as e:  # refused before anything was done (locked, stale, kill switch), or worse
+            self.error = describe(e)
         if self.desk is not None:
-            engine = await self.desk.engine()
-            after = self.records[-1].seq if self.records else None
-            self.records += await engine.audit.records(run_id=self.run_id, after_seq=after)
+            with reported(self, "cannot read the audit log"):
+                engine = await self.desk.engine()
+                after = self.records[-1].seq if self.records else None
+                self.records += await engine.audit.records(run_id=self.run_id, after_seq=after)
         self._redraw()
 
     # -- drawing ------------------------------------------------------------------------------
@@ -204,8 +208,11 @@ class ProgressScreen(Screen[None]):
     async def action_execute(self) -> None:
         if self.desk is None:
             return
-        engine = await self.desk.engine()
-        self.execution = self.desk.execute_named(engine, self.run_id)
+        with reported(self, "not executed"):
+            engine = await self.desk.engine()
+            self.execution = self.desk.execute_named(engine, self.run_id)
+        if self.execution is None:
+            return
         self._redraw()
         self._await_outcome(self.execution)
         self._follow(self.desk)
@@ -214,11 +221,11 @@ class ProgressScreen(Screen[None]):
     async def action_undo(self) -> None:
         if self.desk is None:
             return
-        try:
+        submitted = None
+        with reported(self, "no undo"):
             engine = await self.desk.engine()
             submitted = await engine.undo(self.desk.requester(engine), self.run_id)
-        except GpuctlError as e:
-            self.notify(str(e), title="no undo", severity="error", timeout=8)
+        if submitted is None:
             return
         task = None if submitted.needs_approval or submitted.duplicate else self.desk.execute(engine, submitted)
         await self.app.push_screen(ProgressScreen(submitted.run_id, self.desk, submitted=submitted, task=task,

@@ -11,6 +11,7 @@ once approved, undo once finished).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -24,15 +25,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gpuctl.clock import utcnow
-from gpuctl.errors import GpuctlError
 from gpuctl.playbooks.runs import PlaybookRun
 from gpuctl.render.format import duration
 from gpuctl.sources.kube.reflector import Gone
 from gpuctl.tui.playbooks.desk import Desk
 from gpuctl.tui.playbooks.progress_screen import ProgressScreen
+from gpuctl.tui.playbooks.reported import describe, reported
 from gpuctl.tui.row_table import Cell, Column, RowTable
 
 WATCH_S = 60  # one watch request; listed and watched again after it
+RETRY_S = 5.0  # after a failed list or watch
 _PHASE_STYLE = {
     "AwaitingApproval": "bold yellow", "Approved": "green", "Running": "bold cyan", "Succeeded": "green",
     "Failed": "bold red", "Denied": "red", "Expired": "dim", "Cancelled": "dim", "Interrupted": "red", "Undone": "dim",
@@ -94,15 +96,15 @@ class RunsScreen(Screen[None]):
         try:
             engine = await desk.engine()
             await engine.store.require("listing runs")
-        except GpuctlError as e:
-            self._show(f"{e}")
+        except Exception as e:  # the engine is a boundary: say why there is no list
+            self._show(describe(e))
             return
         runs = engine.store.runs
         while True:
-            listed = await runs.list()
-            self.runs = {r.name: r for r in listed.runs}
-            self._show()
             try:
+                listed = await runs.list()
+                self.runs = {r.name: r for r in listed.runs}
+                self._show()
                 async with runs.watch(listed.resource_version, timeout_s=WATCH_S) as events:
                     async for event in events:
                         if event.run is None:
@@ -114,6 +116,9 @@ class RunsScreen(Screen[None]):
                         self._show()
             except Gone:
                 continue  # too old to watch from: list again
+            except Exception as e:  # an outage: say so, keep the last list, try again
+                self._show(f"not live: {describe(e)} (retrying in {RETRY_S:g} s)")
+                await asyncio.sleep(RETRY_S)
 
     def _current(self) -> PlaybookRun | None:
         table: RowTable[PlaybookRun] = self.query_one(RowTable)
@@ -124,16 +129,12 @@ class RunsScreen(Screen[None]):
         run = self._current()
         if run is None:
             return
-        try:
+        updated = None
+        with reported(self, "not approved" if approve else "not denied"):
             engine = await self.desk.engine()
             who = self.desk.requester(engine)
-            if approve:
-                updated = await engine.approve(who, run.name)
-            else:
-                updated = await engine.deny(who, run.name)
-        except GpuctlError as e:
-            self.notify(str(e), title="not approved" if approve else "not denied",
-                        severity="error", timeout=10)  # fmt: skip
+            updated = await (engine.approve(who, run.name) if approve else engine.deny(who, run.name))
+        if updated is None:
             return
         self.runs[updated.name] = updated
         self._show()
@@ -149,11 +150,12 @@ class RunsScreen(Screen[None]):
 
     @work(group="runs-open")
     async def _open_run(self, run: PlaybookRun) -> None:
-        engine = await self.desk.engine()
-        playbook = engine.catalog.playbooks.get(run.spec.playbook)
-        task = self.desk.executions.get(run.name)
-        await self.app.push_screen(ProgressScreen(run.name, self.desk, task=task, phase=run.status.phase or "Pending",
-                                                  reversible=bool(playbook and playbook.reversible)))  # fmt: skip
+        with reported(self, "cannot open the run"):
+            engine = await self.desk.engine()
+            playbook = engine.catalog.playbooks.get(run.spec.playbook)
+            task = self.desk.executions.get(run.name)
+            await self.app.push_screen(ProgressScreen(run.name, self.desk, task=task, phase=run.status.phase or "Pending",
+                                                      reversible=bool(playbook and playbook.reversible)))  # fmt: skip
 
     def action_back(self) -> None:
         self.dismiss(None)
