@@ -47,6 +47,7 @@ from gpuctl.tui.nodes_view import NodesView
 from gpuctl.tui.playbooks.audit_screen import AuditScreen
 from gpuctl.tui.playbooks.desk import Desk, EngineOpener, open_engine_for
 from gpuctl.tui.playbooks.flow import act_on, selection_of
+from gpuctl.tui.playbooks.offers import Selection
 from gpuctl.tui.playbooks.runs_screen import RunsScreen
 from gpuctl.tui.pods_view import PodsView
 from gpuctl.tui.quotas_view import QuotasView
@@ -409,19 +410,23 @@ class GpuctlApp(App[int]):
     def action_act(self) -> None:
         if self.index is None or (desk := self._desk()) is None:
             return
-        view = self.query_one(f"#{self.query_one(TabbedContent).active}-view")
-        selection = selection_of(view, self.index)
+        if isinstance(self.screen, NodeScreen):  # the node on screen
+            selection = Selection(nodes=tuple(n for n in (self.index.nodes.get(self.screen.node),) if n is not None))
+        elif self.screen is self.screen_stack[0]:
+            selection = selection_of(self.query_one(f"#{self.query_one(TabbedContent).active}-view"), self.index)
+        else:
+            return  # a playbook screen is open: finish there first
         if not selection:
             self.notify("Nothing selected: move to a row (or mark some with space) first.", timeout=4)
             return
         self.run_worker(act_on(self, desk, selection), name="act", group="act")
 
     def action_runs(self) -> None:
-        if (desk := self._desk()) is not None:
+        if not isinstance(self.screen, RunsScreen) and (desk := self._desk()) is not None:
             self.push_screen(RunsScreen(desk))
 
     def action_audit(self) -> None:
-        if (desk := self._desk()) is not None:
+        if not isinstance(self.screen, AuditScreen) and (desk := self._desk()) is not None:
             self.push_screen(AuditScreen(desk))
 
     def action_toggle_theme(self) -> None:
