@@ -154,7 +154,7 @@ def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     export = verbs.add_parser("export", help="every record as JSON lines, with all it takes to re-verify offline")
     head = verbs.add_parser("head", help="SEQ:HASH of the last record, to keep somewhere else")
     for verb in (listing, show, check, export, head):
-        verb.add_argument("--audit", metavar="PATH|URL", help="the log (default ~/.local/state/gpuctl/audit.sqlite)")
+        verb.add_argument("--audit", metavar="PATH|URL", help="the log: a SQLite file, or postgresql://user@host/db for a shared one (default ~/.local/state/gpuctl/audit.sqlite)")
         verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
         verb.add_argument("--json", action="store_true", help="records as JSON lines (export form); verify: the verdict")
         verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")

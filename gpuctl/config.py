@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     playbooks_dir: Path | None = Field(None, description="site playbooks (*.yaml) in addition to the built-in ones")
     policy: Path | None = Field(None, description="gpuctl policy file (roles, approvers, alerts); none: nobody may act")
     audit: str | None = Field(
-        None, description="audit log: a SQLite file path or sqlite:///path (default ~/.local/state/gpuctl/audit.sqlite)"
+        None, description="audit log: a SQLite file path, sqlite:///path, or postgresql://user@host/db for a shared log (default ~/.local/state/gpuctl/audit.sqlite)"
     )
     gpuctl_namespace: str = Field(
         "gpuctl",
@@ -180,9 +180,9 @@ class Settings(BaseSettings):
     def _audit_location(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from gpuctl.audit.backend import sqlite_path
+        from gpuctl.audit.backend import check_location
 
-        sqlite_path(value)  # refuses what no backend reads, saying what works
+        check_location(value)  # refuses what no backend reads, saying what works
         return value.strip()
 
     @field_validator(
@@ -281,5 +281,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     if err.get("type") == "extra_forbidden":
         return f"unknown setting {where}"
     value = err.get("input")
+    if isinstance(value, str) and "://" in value:
+        from gpuctl.audit.backend import redact_url
+
+        value = redact_url(value)  # a URL may carry a password: never print it
     shown = "" if value is None or isinstance(value, Mapping) else f"={value!r}"
     return f"{where}{shown}: {message}"

@@ -50,7 +50,7 @@ def _cluster_flags(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--context", help="kubeconfig context")
     verb.add_argument("--in-cluster", action="store_true", default=None, help="use the pod's service account")
     verb.add_argument("--policy", metavar="FILE", help="gpuctl policy (roles, approvers); without one nobody may act")
-    verb.add_argument("--audit", metavar="PATH|URL", help="the audit log (default ~/.local/state/gpuctl/audit.sqlite)")
+    verb.add_argument("--audit", metavar="PATH|URL", help="the audit log: a SQLite file, or postgresql://user@host/db for a shared one (default ~/.local/state/gpuctl/audit.sqlite)")
     verb.add_argument("--gpuctl-namespace", metavar="NS", help="where PlaybookRuns, Leases and the kill switch live")
 
 

@@ -69,7 +69,8 @@ class RunStore:
         if not await self.installed():
             raise NotInstalled(
                 f"{why} needs the PlaybookRun custom resource, which this cluster does not serve",
-                hint="kubectl apply -f deploy/crds/ -f deploy/rbac/ (playbooks that need no approval run locally without it)",
+                hint="kubectl apply --server-side -k deploy/crds && kubectl apply --server-side -k deploy/rbac "
+                "(playbooks that need no approval run locally without it)",
             )
 
     async def create(

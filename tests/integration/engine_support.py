@@ -176,14 +176,14 @@ def write_policy(directory: Path) -> Path:
     return path
 
 
-def settings(kubeconfig: Path, directory: Path, namespace: str, **more: Any) -> Settings:
+def settings(kubeconfig: Path, directory: Path, namespace: str, *, audit: str | None = None, **more: Any) -> Settings:
     """Settings for an engine on the test bed: its kubeconfig, and in `directory` the test policy, the
-    site playbook adjust-quota-now and the audit log."""
+    site playbook adjust-quota-now and the audit log (unless `audit` names another, e.g. PostgreSQL)."""
     return load_settings(
         kubeconfig=kubeconfig,
         policy=write_policy(directory),
         playbooks_dir=write_playbooks(directory),
-        audit=str(directory / "audit.sqlite"),
+        audit=audit or str(directory / "audit.sqlite"),
         gpuctl_namespace=namespace,
         **more,
     )
@@ -224,11 +224,11 @@ async def hard(admin: RestClient, namespace: str, name: str = "gpus-0") -> str:
 @contextlib.asynccontextmanager
 async def engine_at(
     plane: ControlPlane, directory: Path, namespace: str, *, gate: Gate | None = None, host: str = "test",
-    identity: Cert = OPERATOR, real: bool = False, clock: Clock = utcnow,
+    identity: Cert = OPERATOR, real: bool = False, clock: Clock = utcnow, audit: str | None = None,
 ) -> AsyncIterator[Engine]:  # fmt: skip
-    """An engine as `identity` (the service identity by default), its audit log and policy in `directory`;
-    the playbooks' logic is QuotaLogic, or with `real` gpuctl's own modules."""
-    config = settings(plane.kubeconfig(identity), directory, namespace)
+    """An engine as `identity` (the service identity by default), its audit log (or `audit`) and policy in
+    `directory`; the playbooks' logic is QuotaLogic, or with `real` gpuctl's own modules."""
+    config = settings(plane.kubeconfig(identity), directory, namespace, audit=audit)
     logic = Registry() if real else registry(gate)
     async with open_engine(config, registry=logic, host=host, lock_wait_s=1.0, clock=clock) as engine:
         yield engine

@@ -86,7 +86,7 @@ def test_demo_and_local_refresh_faster_unless_told(monkeypatch: pytest.MonkeyPat
         ({"demo": True, "local": True}, "one of --demo and --local"),
         ({"prometheus_username": "u"}, "both prometheus_username and prometheus_password"),
         ({"prometheus_ca_file": "/nonexistent/ca.pem"}, "does not exist"),
-        ({"audit": "postgresql://db/audit"}, "audit='postgresql://db/audit': a PostgreSQL audit backend is not available"),
+        ({"audit": "postgresql://gpuctl:pw@db:x/audit"}, "audit='postgresql://gpuctl:***@db:x/audit': the port is not a number"),
         ({"audit": "s3://bucket/audit"}, "unknown audit backend 's3'"),
     ],
 )
@@ -136,6 +136,7 @@ def test_audit_location(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> Non
     monkeypatch.setenv("GPUCTL_AUDIT", "/var/lib/gpuctl/audit.sqlite")
     assert load_settings().audit == "/var/lib/gpuctl/audit.sqlite"
     assert load_settings(audit="sqlite:///srv/audit.sqlite").audit == "sqlite:///srv/audit.sqlite"
+    assert load_settings(audit="postgresql://gpuctl@db/audit").audit == "postgresql://gpuctl@db/audit"
     monkeypatch.delenv("GPUCTL_AUDIT")
     write(clean_env / "gpuctl" / "config.yaml", "audit: ~/audit.sqlite\n")
     assert load_settings().audit == "~/audit.sqlite"
