@@ -28,6 +28,7 @@ from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.playbooks.actions_screen import ActionsScreen
 from gpuctl.tui.playbooks.audit_screen import AuditScreen
+from gpuctl.tui.playbooks.identity_screen import IdentityScreen
 from gpuctl.tui.playbooks.plan_screen import PlanScreen
 from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 from gpuctl.tui.playbooks.runs_screen import RunsScreen
@@ -281,3 +282,35 @@ async def test_reclaim_an_idle_pod_from_the_pods_view_evicts_it_and_lands_in_the
     assert any(r.kind.value == "api_call" and str(r.payload.get("path", "")).endswith("/pods/idle-0/eviction")
                and r.payload.get("status") == 201 for r in found)  # fmt: skip
     await audit_intact(tmp_path)
+
+
+async def test_approve_as_someone_the_policy_lets_you_act_for_from_the_runs_view(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path, home: Settings
+) -> None:
+    """`Y`: the CLI's `--as` for an approval. testbed-admin (the kubeconfig) may act for user-* in team-*
+    groups (the policy's platform role), so user-a's TUI approves as user-b; as mallory, the policy says no."""
+    async with engine_at(control_plane, tmp_path, engine_home) as engine:
+        team_a = await team_namespace(admin, engine, "a")
+        k = f"tui:{unique('approve-as')}"
+        plan = await engine.plan(USER_A, APPROVED, {"namespace": team_a, "quota": "5"}, key=k)
+        run_id = (await engine.submit(plan, key=k)).run_id
+    async with app_as(home, USER_A.identity, team_a).run_test(size=SIZE) as pilot:
+        await wait_applied(pilot)
+        await pilot.press("R")
+        await until(pilot, lambda: app_is(pilot, RunsScreen) and run_id in pilot.app.screen.runs, "the run listed", timeout_s=60)
+        runs = pilot.app.screen
+        assert isinstance(runs, RunsScreen)
+        runs.query_one("#runs-table", RowTable).cursor_key = run_id
+        await pilot.press("y")  # one's own run: refused, with the reason
+        await until(pilot, lambda: any("their own run" in n.message for n in pilot.app._notifications), "the refusal")
+        for who, said, phase in (
+            ("mallory", "may not act as mallory", "AwaitingApproval"),  # the policy's act_as says no: unchanged
+            ("user-b team-b", "is Approved now", "Approved"),
+        ):
+            await pilot.press("Y")
+            await until(pilot, lambda: app_is(pilot, IdentityScreen), "the identity prompt")
+            await pilot.press(*who, "enter")
+            await until(pilot, lambda: any(said in n.message for n in pilot.app._notifications), f"{said!r}", timeout_s=30)
+            assert runs.runs[run_id].status.phase == phase
+        approval = runs.runs[run_id].status.approvals[-1]
+        assert (approval.user, approval.via) == ("user-b", "tui")

@@ -118,10 +118,17 @@ class Desk:
     # -- who asks ---------------------------------------------------------------------------------
 
     def requester(self, engine: Engine) -> Requester:
+        """Who asks: `act_as` when given, else whom the connection authenticates as."""
+        return self.requester_as(engine, self.act_as)
+
+    def requester_as(self, engine: Engine, identity: Identity | None) -> Requester:
+        """`identity` as the requester (PolicyDenied unless the policy's act_as lets the connection's own
+        identity act for them, as the CLI's --as); None or the connection's own identity: itself."""
         host = socket.gethostname()
-        if self.act_as is None or self.act_as == engine.own:
+        if identity is None or identity == engine.own:
             return Requester(identity=engine.own, via="tui", detail=host)
-        return Requester(identity=self.act_as, via="tui", detail=f"--as by {engine.own.user} on {host}")
+        engine.check_acting_for(engine.own, identity)
+        return Requester(identity=identity, via="tui", detail=f"--as by {engine.own.user} on {host}")
 
     # -- may the user run it? ---------------------------------------------------------------------
 

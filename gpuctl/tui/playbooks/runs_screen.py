@@ -5,7 +5,9 @@ row), so a run another person submits, approves or executes shows as it
 happens. `y` approves and `n` denies the run under the cursor as the user
 (`engine.approve`/`deny`: never one's own run; gpuctl's policy and the `approve`
 verb decide, and a refusal is shown with its reason); denying one's own run
-withdraws it. Enter opens the run on the progress screen (its steps, execute
+withdraws it. `Y`/`N` do the same as someone the gpuctl policy lets you act for
+(act_as, as the CLI's `--as`): in `--demo`, demo-user approves as demo-lead.
+Enter opens the run on the progress screen (its steps, execute
 once approved, undo once finished).
 """
 
@@ -25,10 +27,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gpuctl.clock import utcnow
+from gpuctl.identity import Identity
 from gpuctl.playbooks.runs import PlaybookRun
 from gpuctl.render.format import duration
 from gpuctl.sources.kube.reflector import Gone
 from gpuctl.tui.playbooks.desk import Desk
+from gpuctl.tui.playbooks.identity_screen import IdentityScreen
 from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 from gpuctl.tui.playbooks.reported import describe, reported
 from gpuctl.tui.row_table import Cell, Column, RowTable
@@ -66,6 +70,8 @@ class RunsScreen(Screen[None]):
         Binding("escape", "back", "Back", id="runs.back"),
         Binding("y", "review(True)", "Approve", id="runs.approve", tooltip="Approve the run under the cursor (not your own)"),
         Binding("n", "review(False)", "Deny", id="runs.deny", tooltip="Deny the run (withdraw it, if it is yours)"),
+        Binding("Y", "review_as(True)", "Approve as…", id="runs.approve_as", tooltip="Approve as someone (policy act_as)"),
+        Binding("N", "review_as(False)", "Deny as…", id="runs.deny_as", show=False, tooltip="Deny as someone (policy act_as)"),
     ]
 
     def __init__(self, desk: Desk, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -126,13 +132,23 @@ class RunsScreen(Screen[None]):
 
     @work(group="runs-review")
     async def action_review(self, approve: bool) -> None:
+        await self._review(approve, None)
+
+    @work(group="runs-review")
+    async def action_review_as(self, approve: bool) -> None:
+        identity = await self.app.push_screen_wait(IdentityScreen("approve" if approve else "deny"))
+        if identity is not None:
+            await self._review(approve, identity)
+
+    async def _review(self, approve: bool, identity: Identity | None) -> None:
+        """Approve or deny the run under the cursor as the user (or `identity`, if the policy lets them act for it)."""
         run = self._current()
         if run is None:
             return
         updated = None
         with reported(self, "not approved" if approve else "not denied"):
             engine = await self.desk.engine()
-            who = self.desk.requester(engine)
+            who = self.desk.requester_as(engine, identity) if identity else self.desk.requester(engine)
             updated = await (engine.approve(who, run.name) if approve else engine.deny(who, run.name))
         if updated is None:
             return
