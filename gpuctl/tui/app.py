@@ -9,6 +9,11 @@ Given settings and a feed factory (settings -> feed), the app can also reopen
 its feed: another kubeconfig context (`x`) or another refresh interval (`+`,
 `-`). The old feed's worker is cancelled, which closes its cluster, before the
 new one opens; a failure to open shows in the status bar and as a toast.
+
+`a` (playbooks for the marked rows), `R` (runs) and `L` (audit log) open the
+screens of gpuctl.tui.playbooks; they reach the playbook engine through one
+`Desk`, opened on first use on the feed's running cluster and closed with the
+app or when the feed is reopened for another cluster.
 """
 
 from __future__ import annotations
