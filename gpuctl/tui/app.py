@@ -163,6 +163,7 @@ class GpuctlApp(App[int]):
         self._open_engine = open_engine
         self._act_as = act_as
         self.desk: Desk | None = None  # the playbook engine, opened on first use
+        self._quit_warned: set[str] = set()  # the runs `q` warned about: a second `q` quits while they execute
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -409,8 +410,19 @@ class GpuctlApp(App[int]):
             self.desk = None
 
     async def on_unmount(self) -> None:
-        if self.desk is not None:  # closes the engine once the runs this process executes have ended
-            await self.desk.aclose()
+        if self.desk is not None:  # runs still executing are left to the process's end (see action_quit)
+            await self.desk.aclose(wait=False)
+
+    async def action_quit(self) -> None:
+        """Quit; while this process executes a run, only on a second `q` (the run is then interrupted)."""
+        running = self.desk.running() if self.desk is not None else []
+        if running and set(running) != self._quit_warned:
+            self._quit_warned = set(running)
+            self.notify(f"Executing {', '.join(running)}. q again quits anyway: the run stops where it is and is "
+                        "recorded as interrupted when gpuctl next opens the engine.",
+                        title="a run is executing", severity="warning", timeout=10)  # fmt: skip
+            return
+        self.exit()
 
     def action_act(self) -> None:
         if self.index is None or (desk := self._desk()) is None:

@@ -9,6 +9,7 @@ engine_support's QuotaLogic (adjust-quota on namespace ResourceQuotas)."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -314,3 +315,36 @@ async def test_approve_as_someone_the_policy_lets_you_act_for_from_the_runs_view
             assert runs.runs[run_id].status.phase == phase
         approval = runs.runs[run_id].status.approvals[-1]
         assert (approval.user, approval.via) == ("user-b", "tui")
+
+
+async def test_quitting_while_a_run_executes_asks_first(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path, home: Settings
+) -> None:
+    """The run is held before its first write (QuotaLogic's gate): `q` warns and keeps the app; once the run
+    has ended, `q` quits."""
+    release = asyncio.Event()
+
+    async def gate(step: int) -> None:
+        await release.wait()
+
+    def held(settings: Settings, cluster: Cluster | None) -> AbstractAsyncContextManager[Engine]:
+        return open_engine(settings, registry=registry(gate), cluster=cluster, host="tui-test", lock_wait_s=1.0)
+
+    async with engine_at(control_plane, tmp_path, engine_home) as engine:
+        team_a = await team_namespace(admin, engine, "a")
+    app = GpuctlApp(QueueFeed([picture(team_a)]), settings=home, open_engine=held, act_as=USER_A.identity)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_applied(pilot)
+        plan_screen = await choose(pilot, await actions(pilot), NOW)
+        await replan(pilot, plan_screen, "3")
+        await pilot.press("ctrl+y")
+        running = await progress(pilot, "Running")
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running and app.screen is running
+        assert any("q again quits anyway" in n.message for n in app._notifications)
+        release.set()
+        await progress(pilot, "Succeeded", ended=True)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, "the app to quit")
+    assert await hard(admin, team_a) == "3"

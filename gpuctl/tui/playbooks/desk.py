@@ -104,8 +104,17 @@ class Desk:
     def is_open(self) -> bool:
         return self._ready is not None and self._ready.done() and self._ready.exception() is None
 
-    async def aclose(self) -> None:
-        """Close the engine once the runs this process executes have ended (they are never cut short)."""
+    def running(self) -> list[str]:
+        """The runs this process is executing now."""
+        return [run_id for run_id, task in self.executions.items() if not task.done()]
+
+    async def aclose(self, *, wait: bool = True) -> None:
+        """Close the engine once the runs this process executes have ended (they are never cut short).
+
+        wait=False (the app quits anyway): with runs still executing the engine is left as it is; the
+        process's end interrupts them, and the next engine start records them as interrupted."""
+        if self.running() and not wait:
+            return
         for task in list(self.executions.values()):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
