@@ -1,5 +1,6 @@
 """The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
-`executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot).
+`executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot), `serve`
+(the in-cluster process: bot + executor, leader-elected).
 
 Exit codes:
   0    ok (a run that needs an approval was submitted; a plan with nothing to do)
@@ -43,6 +44,7 @@ from gpuctl.errors import (
     RunRefused,
 )
 from gpuctl.playbooks.commands import add_parsers as playbook_parsers
+from gpuctl.playbooks.commands import add_replica_flags
 
 if TYPE_CHECKING:
     from gpuctl.playbooks.registry import Registry
@@ -64,6 +66,8 @@ _SETTING_FLAGS = {
     "audit": "audit", "gpuctl_namespace": "gpuctl_namespace",
     "host": "bot_host", "port": "bot_port", "identity_map": "slack_identity_map",
     "alert_rules": "alert_rules", "slack_api_url": "slack_api_url",
+    "replica_name": "replica_name", "leader_lease": "leader_lease_s", "leader_renew_deadline": "leader_renew_deadline_s",
+    "leader_retry": "leader_retry_s", "lock_lease": "lock_lease_s", "health_port": "health_port",
 }  # fmt: skip
 
 
@@ -115,7 +119,59 @@ def build_parser() -> argparse.ArgumentParser:
     playbook_parsers(commands)
     _audit_parser(commands)
     _bot_parser(commands)
+    _serve_parser(commands)
     return parser
+
+
+SERVE_HELP = """\
+The bot and the executor in one process (either can be switched off). Every
+replica answers Slack and the probes; only the leader executes runs and handles
+Alertmanager webhooks (a follower answers /alertmanager with 503).
+
+Leader election: the coordination.k8s.io/v1 Lease "gpuctl-leader" in gpuctl's
+namespace (--gpuctl-namespace / GPUCTL_GPUCTL_NAMESPACE; in a pod set it from
+metadata.namespace), holderIdentity = --name / GPUCTL_REPLICA_NAME (default the
+host name, which in a pod is the pod's name; set it from metadata.name). The
+service account needs get, create, update, patch and delete on leases in that
+namespace (leader and per-target run Leases).
+
+HTTP: the bot on --port (default 3000): POST /slack/events, POST /alertmanager,
+GET /healthz, GET /metrics. Probes on --health-port (default 8081; same --host):
+GET /healthz (liveness: 200 while the process serves) and GET /readyz
+(readiness: 503 until the API server answers and the bot serves); both say the
+role (leader, follower), the leader's name and whether the cluster is
+reachable. GET /metrics there: gpuctl_serve_leader, gpuctl_serve_ready,
+gpuctl_serve_runs_executing.
+
+Timing: --leader-lease 15s, --leader-renew-deadline 10s, --leader-retry 2s
+(GPUCTL_LEADER_LEASE_S, _RENEW_DEADLINE_S, _RETRY_S); a replica that could not
+renew for the renew deadline stops executing before the Lease can expire.
+--lock-lease 60 (GPUCTL_LOCK_LEASE_S): a run whose replica died is marked
+Interrupted by the leader once its target Leases expire, never executed again.
+
+Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode)
+and GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.
+The other flags but --no-bot, --no-executor and --socket-mode have a GPUCTL_*
+variable and a config file key (gpuctl/config.py).
+SIGTERM: no new runs, runs in progress finish, the Lease is vacated, exit 0.
+"""
+
+
+def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="the in-cluster process: Slack bot + executor, leader-elected",
+        description=SERVE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    _common(serve)
+    parts = serve.add_argument_group("parts")
+    parts.add_argument("--no-bot", dest="bot", action="store_false", help="no Slack bot (executor and probes only)")
+    parts.add_argument("--no-executor", dest="executor", action="store_false",
+                       help="no executor and no election: the bot handles alerts itself (run one such replica)")  # fmt: skip
+    _bot_flags(serve)
+    serve.add_argument("--audit", metavar="PATH|URL", help="the audit log (default ~/.local/state/gpuctl/audit.sqlite)")
+    serve.add_argument("--gpuctl-namespace", metavar="NS", help="where PlaybookRuns, Leases and the kill switch live")
+    serve.add_argument("--health-port", type=int, metavar="N", help="port of /healthz and /readyz (default 8081)")
+    add_replica_flags(serve)
 
 
 def _bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,6 +184,10 @@ def _bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.",
     )
     _common(serve)
+    _bot_flags(serve)
+
+
+def _bot_flags(serve: argparse.ArgumentParser) -> None:
     slack = serve.add_argument_group("bot")
     slack.add_argument("--port", type=int, metavar="N", help="HTTP port (default 3000)")
     slack.add_argument("--host", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
@@ -237,6 +297,14 @@ def main(
             from gpuctl.bot.server import serve
 
             asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out))
+            return EXIT_OK
+        if args.command == "serve":
+            from gpuctl.serve.replica import serve as serve_replica
+
+            if not args.bot and not args.executor:
+                raise ConfigError("--no-bot and --no-executor leave nothing to serve")
+            asyncio.run(serve_replica(settings, bot=args.bot, executor=args.executor, socket_mode=args.socket_mode,
+                                      out=out, registry=registry))  # fmt: skip
             return EXIT_OK
         return run_top(settings)
     except ConfigError as e:

@@ -177,6 +177,10 @@ class RunRefused(GpuctlError):
     """A run may not start or go on now (wrong phase, blocked plan, expired approval...); nothing was changed."""
 
 
+class NotLeading(RunRefused):
+    """This replica does not (or no longer) hold the leader Lease: it may not write for a run."""
+
+
 class PlanStale(RunRefused):
     """A target of the plan changed (or went away) since the plan was computed; the message lists what."""
 

@@ -79,7 +79,8 @@ async def open_engine(
         async with open_audit(settings.audit) as audit:
             switch = KillSwitch(api, settings.gpuctl_namespace, disabled_here=settings.playbooks_disabled)
             runner = Runner(api, audit, namespace=settings.gpuctl_namespace, check_switch=switch.check,
-                            snapshots=snapshots, host=host, lock_wait_s=lock_wait_s, clock=clock)  # fmt: skip
+                            snapshots=snapshots, host=host, lock_wait_s=lock_wait_s, clock=clock,
+                            lock_duration_s=settings.lock_lease_s)  # fmt: skip
             engine = Engine(
                 api=api, own=own, catalog=catalog, policy=policy, registry=registry or Registry(), audit=audit,
                 namespace=settings.gpuctl_namespace, snapshots=snapshots, runner=runner, clock=clock,

@@ -224,11 +224,11 @@ async def hard(admin: RestClient, namespace: str, name: str = "gpus-0") -> str:
 @contextlib.asynccontextmanager
 async def engine_at(
     plane: ControlPlane, directory: Path, namespace: str, *, gate: Gate | None = None, host: str = "test",
-    identity: Cert = OPERATOR, real: bool = False, clock: Clock = utcnow, audit: str | None = None,
+    identity: Cert = OPERATOR, real: bool = False, clock: Clock = utcnow, audit: str | None = None, **more: Any,
 ) -> AsyncIterator[Engine]:  # fmt: skip
     """An engine as `identity` (the service identity by default), its audit log (or `audit`) and policy in
-    `directory`; the playbooks' logic is QuotaLogic, or with `real` gpuctl's own modules."""
-    config = settings(plane.kubeconfig(identity), directory, namespace, audit=audit)
+    `directory`; the playbooks' logic is QuotaLogic, or with `real` gpuctl's own modules; `more`: other settings."""
+    config = settings(plane.kubeconfig(identity), directory, namespace, audit=audit, **more)
     logic = Registry() if real else registry(gate)
     async with open_engine(config, registry=logic, host=host, lock_wait_s=1.0, clock=clock) as engine:
         yield engine
