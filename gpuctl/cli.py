@@ -1,12 +1,13 @@
 """The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
 `executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot), `serve`
-(the in-cluster process: bot + executor, leader-elected).
+(the in-cluster process: bot + executor, leader-elected), `doctor` (check the cluster against GPU practices).
 
 Exit codes:
-  0    ok (a run that needs an approval was submitted; a plan with nothing to do)
-  1    other gpuctl error: a source stopped on an unexpected error (SourceStopped: the answer would
-       come from frozen data, so nothing is printed but the error); a run that executed but failed
-       or did not verify
+  0    ok (a run that needs an approval was submitted; a plan with nothing to do; doctor: no finding
+       at or above --fail-on)
+  1    `gpuctl doctor --fail-on SEVERITY`: findings at or above it; other gpuctl error: a source
+       stopped on an unexpected error (SourceStopped: the answer would come from frozen data, so
+       nothing is printed but the error); a run that executed but failed or did not verify
   2    bad arguments or configuration (a bad playbook parameter, policy or playbook file)
   3    cluster unreachable or unauthorised (also when the first data did not arrive in time),
        a CRD gpuctl needs not installed
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
+from gpuctl.doctor.commands import add_flags as doctor_flags
 from gpuctl.errors import (
     AuditTampered,
     ClusterError,
@@ -116,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
+    doctor = commands.add_parser("doctor", help="check the cluster against GPU practices (read-only)")
+    _common(doctor)
+    doctor_flags(doctor)
     playbook_parsers(commands)
     _audit_parser(commands)
     _bot_parser(commands)
@@ -291,6 +296,10 @@ def main(
         from gpuctl.service import tune_gc
 
         tune_gc()
+        if args.command == "doctor":
+            from gpuctl.doctor.commands import run_doctor_command
+
+            return run_doctor_command(args, settings, out=out)
         if args.command == "snapshot":
             return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
         if args.command == "bot":

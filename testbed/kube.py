@@ -31,6 +31,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Pod": ("/api/v1", "pods", True),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "ResourceQuota": ("/api/v1", "resourcequotas", True),
+    "LimitRange": ("/api/v1", "limitranges", True),
     "ConfigMap": ("/api/v1", "configmaps", True),
     "Secret": ("/api/v1", "secrets", True),
     "Service": ("/api/v1", "services", True),
@@ -176,7 +177,7 @@ class ApplyFailed(RuntimeError):
 # admission consults (quotas, roles), then everything else.
 _APPLY_RANK = {
     "Namespace": 0, "PriorityClass": 0, "ClusterRole": 0, "CustomResourceDefinition": 0,
-    "ResourceQuota": 1, "Role": 1, "ServiceAccount": 1,
+    "ResourceQuota": 1, "LimitRange": 1, "Role": 1, "ServiceAccount": 1,
 }  # fmt: skip
 
 

@@ -20,10 +20,11 @@ def run(settings: Settings) -> int:
     An error that leaves nothing to show (a ConfigError before the first
     snapshot) is re-raised after the terminal is restored, so the CLI prints it.
     """
+    from gpuctl.doctor.run import examine
     from gpuctl.tui.app import GpuctlApp
     from gpuctl.tui.service_feed import cluster_feed, logs_as_toasts
 
-    app = GpuctlApp(settings=settings, open_feed=cluster_feed)
+    app = GpuctlApp(settings=settings, open_feed=cluster_feed, diagnose=examine)
     with logs_as_toasts(app):
         app.run()
     if app.fatal_error is not None:

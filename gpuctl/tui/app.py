@@ -40,6 +40,7 @@ from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
+from gpuctl.tui.doctor_screen import Diagnose, DoctorScreen
 from gpuctl.tui.feed import FeedFactory, UpdateFeed, running_cluster
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
@@ -94,6 +95,7 @@ class GpuctlApp(App[int]):
             "slash", "filter", "Filter", id="app.filter", tooltip="Filter every view (ns: pool: node: pod: model:)"
         ),
         Binding("t", "toggle_theme", "Theme", id="app.theme", tooltip="Switch between the dark and light theme"),
+        Binding("D", "doctor", "Doctor", show=False, id="app.doctor", tooltip="Check the cluster against GPU practices"),
         Binding(
             "a", "act", "Act", id="app.act",
             tooltip="Playbooks for the marked rows, or the row under the cursor (space marks, * marks all shown)",
@@ -129,11 +131,13 @@ class GpuctlApp(App[int]):
         context: str | None = None,
         history_depth: int = 120,
         monotonic: Callable[[], float] = time.monotonic,
+        diagnose: Diagnose | None = None,
         open_engine: EngineOpener = open_engine_for,
         act_as: Identity | None = None,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
         settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not).
+        diagnose: what `D` runs on the settings (absent: the key explains why not).
         open_engine: how the playbook engine is opened for `a`, `R`, `L` (with settings; the default is
         `open_engine(settings, cluster=the feed's running cluster)`); act_as: whom playbooks run as
         (the policy's act_as decides; default: whom the kubeconfig authenticates as)."""
@@ -147,6 +151,7 @@ class GpuctlApp(App[int]):
         self.open_feed = open_feed
         self.context = context if context is not None else (context_name(settings) if settings else None)
         self.history = UtilHistory(history_depth)
+        self.diagnose = diagnose
         self.index: FleetIndex | None = None
         self.filter = Filter()
         self.updates_applied = 0
@@ -391,6 +396,13 @@ class GpuctlApp(App[int]):
         self._blank = True
         self._stale.update(tab for tab, _ in TABS)
         self._show_view(self.query_one(TabbedContent).active, Changes(everything=True))
+
+    def action_doctor(self) -> None:
+        if self.diagnose is None or self.settings is None:
+            self.notify("The doctor needs a cluster to check (gpuctl top started without settings).", timeout=5)
+            return
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen(self.diagnose, self.settings))
 
     # -- playbooks: every action through the engine (gpuctl.tui.playbooks) ------------------------
 

@@ -160,6 +160,9 @@ MAY: dict[Attrs, bool] = {
     ("list", "nodepools", "", "karpenter.sh", "", ""): True,
     ("get", "clusterqueues", "", "kueue.x-k8s.io", "", "cq"): True,
     ("get", "configmaps", "", "", OPERATOR_NAMESPACE, "default-mig-parted-config"): True,
+    ("list", "limitranges", "", "", "", ""): True,  # gpuctl doctor
+    ("list", "priorityclasses", "", "scheduling.k8s.io", "", ""): True,
+    ("create", "priorityclasses", "", "scheduling.k8s.io", "", ""): False,
     # ... its own Leases, run status and the kill switch, in its namespace only ...
     ("create", "leases", "", "coordination.k8s.io", NAMESPACE, ""): True,
     ("update", "playbookruns", "status", "gpuctl.io", NAMESPACE, "r"): True,
