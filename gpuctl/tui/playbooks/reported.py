@@ -16,11 +16,8 @@ from gpuctl.errors import GpuctlError
 
 
 def describe(error: Exception) -> str:
-    """What a person reads: a gpuctl error's own message (and hint), else the exception's type and text."""
-    if isinstance(error, GpuctlError):
-        hint = getattr(error, "hint", None)
-        return f"{error}" + (f" ({hint})" if hint else "")
-    return f"{type(error).__name__}: {error}"
+    """What a person reads: a gpuctl error's own text (its message and hint), else the exception's type and text."""
+    return str(error) if isinstance(error, GpuctlError) else f"{type(error).__name__}: {error}"
 
 
 @contextlib.contextmanager
