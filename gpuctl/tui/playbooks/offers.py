@@ -11,7 +11,9 @@ playbooks are offered like the built-in ones:
     quota (adjust-quota)                a namespace, its current quota as the new value
 
 Parameters are filled in only where the selection decides them; the rest keep the
-playbook's defaults on the plan screen. A playbook that applies but cannot act on this
+playbook's defaults on the plan screen. reclaim-idle-gpus chooses its pods itself (by
+namespace, pool, node, idle time): the offer narrows it to the marked pods as far as
+those allow and remembers them, and the plan screen says when the plan differs. A playbook that applies but cannot act on this
 selection (no idle pod among those marked) is offered with `unavailable` saying why.
 Whether the user may run it is asked of the engine (desk.py), not decided here.
 """
@@ -59,6 +61,7 @@ class Offer:
     params: dict[str, str] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a parameter's values to pick from
     unavailable: str | None = None  # why this selection gives it nothing to do
+    marked: tuple[str, ...] = ()  # the pods (namespace/name) it was offered for: the plan screen compares
 
     @property
     def scope_namespace(self) -> str | None:
@@ -118,7 +121,9 @@ def _reclaim(playbook: Playbook, sel: Selection) -> Offer | None:
         limit = playbook.parameters.get("max_pods")
         max_pods = str(len(idle)) if limit is not None else None
         values = {"namespace": namespace, "node": node, "max_pods": max_pods, "idle_for": _idle_for(playbook, idle)}
-        return Offer(playbook.name, f"reclaim {_count(len(idle), 'idle pod')}{where}", _declared(playbook, values))
+        # The playbook selects by namespace, pool and node, not by name: the plan may pick other idle pods.
+        title = f"reclaim {_count(len(idle), 'idle pod')}{where}" if where else f"reclaim up to {_count(len(idle), 'idle pod')}"
+        return Offer(playbook.name, title, _declared(playbook, values), marked=tuple(p.key for p in idle))
     if len(sel.nodes) == 1:
         name = sel.nodes[0].name
         return Offer(playbook.name, f"reclaim idle GPUs on node {name}", _declared(playbook, {"node": name}))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from gpuctl.identity import Identity, Requester
 from gpuctl.model import GpuPod, NamespaceUsage, Node
 from gpuctl.playbooks.loader import load_catalog
 from gpuctl.playbooks.params import validate_params
+from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.tui.playbooks.offers import Offer, Selection, mig_profiles, offers_for
+from gpuctl.tui.playbooks.plan_screen import marked_difference
 
 CATALOG = load_catalog()
 T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -88,3 +91,21 @@ def test_a_pool_offers_scale_pool_and_nothing_selected_offers_nothing() -> None:
     assert offers_for(Selection(), CATALOG) == []
     assert not Selection()
     assert Selection(pods=(pod("a"),), pools=("x", "y")).describe() == "1 pod, 2 pools"
+
+
+def test_the_plan_screen_says_when_the_plan_takes_other_pods_than_those_marked() -> None:
+    offer = offers_for(Selection(pods=(pod("a", idle_h=3), pod("b", namespace="team-b", node="h100-1"))), CATALOG)[0]
+    assert offer.title == "reclaim up to 2 idle pods"  # two namespaces: the playbook picks within its bounds
+    assert offer.marked == ("team-a/a", "team-b/b")
+    requester = Requester(identity=Identity(user="u"), via="tui")
+
+    def plan_of(*keys: str) -> Plan:
+        steps = tuple(Step(action="evict_pods", target=TargetRef(kind="Pod", namespace=k.split("/")[0], name=k.split("/")[1]))
+                      for k in keys)  # fmt: skip
+        return Plan(playbook="reclaim-idle-gpus", requester=requester, created_at=T0, steps=steps)
+
+    assert marked_difference(plan_of("team-a/a", "team-b/b"), offer.marked) is None
+    said = marked_difference(plan_of("team-a/a", "team-c/c"), offer.marked)
+    assert said == ("the plan also takes pods you did not mark: team-c/c; it leaves out marked pods: team-b/b "
+                    "(see why under 'left out') — narrow it with namespace, node or max_pods")  # fmt: skip
+    assert marked_difference(plan_of("team-c/c"), ()) is None  # not offered for marked pods: nothing to compare
