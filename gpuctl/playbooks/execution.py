@@ -207,7 +207,7 @@ class Runner:
             await self._record(job, EventKind.UNDO_STARTED, {"undo_run": job.run_id}, run_id=job.undo_of)
 
         unrecorded: list[ApiCall] = []  # writes the logic has not recorded (yet)
-        run_api = KubeApi(self.api.connection, on_call=lambda call: unrecorded.append(call) if call.method != "GET" else None)
+        run_api = self.api.with_sink(lambda call: unrecorded.append(call) if call.method != "GET" else None)
         guard = _Guard(self.check_switch, (*holds, *job.fences), deadline, self.clock)
         clients = Clients(acting=ActingClient(run_api, job.acting_as, before_write=guard), reader=ActingClient(self.api, None))
 

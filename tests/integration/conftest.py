@@ -9,6 +9,7 @@ import pytest_asyncio
 from testbed.gpu_operator import OPERATOR_NAMESPACE
 from testbed.kube import RestClient, apply_objects
 from testbed.objects import namespace_object, role_binding
+from tests.integration.engine_support import run_grants
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -30,12 +31,5 @@ async def operator_reads(admin: RestClient, gpuctl_roles: Path) -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def engine_home(admin: RestClient, gpuctl_namespace: str, playbookrun_crd: Path, operator_reads: None) -> str:
     """gpuctl's namespace for an engine test: teams a and b may submit runs there, team b may approve them."""
-    await apply_objects(
-        admin,
-        [
-            role_binding("requesters-a", gpuctl_namespace, role="gpuctl:playbookrun-requester", group="team-a", cluster_role=True),
-            role_binding("requesters-b", gpuctl_namespace, role="gpuctl:playbookrun-requester", group="team-b", cluster_role=True),
-            role_binding("approvers-b", gpuctl_namespace, role="gpuctl:playbookrun-approver", group="team-b", cluster_role=True),
-        ],
-    )
+    await apply_objects(admin, run_grants(gpuctl_namespace))
     return gpuctl_namespace

@@ -5,9 +5,11 @@ kustomize renders them), and so does a site overlay on top of one (policy replac
 Deployment's pod passes the `restricted` Pod Security Standard its namespace enforces; a token from
 the TokenRequest API lets `gpuctl snapshot` read everything it watches, and `gpuctl playbook run`
 act for a mapped user through impersonation (the cluster refuses a user without RBAC); access
-reviews show what the ServiceAccount can NOT do, and `gpuctl executor` with that token carries out an
-approved run. Pods do not really run on kwok nodes, so `gpuctl` runs here as a local process holding
-the ServiceAccount's token.
+reviews show what the ServiceAccount can NOT do; `gpuctl serve` (the Deployment's process) with that
+token carries out an approved run, and two of them carry a Slack approval through a leader kill
+(serve_support.leader_kill, the scenario test_serve_ha runs as the test bed's service identity) with
+nothing but the overlay's RBAC. Pods do not really run on kwok nodes, so `gpuctl` runs here as a local
+process holding the ServiceAccount's token.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -26,14 +29,17 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from gpuctl.playbooks.leader import LEADER
 from gpuctl.playbooks.runs import run_name
 from testbed.controlplane import ADMIN, REPO_ROOT, ControlPlane
 from testbed.gpu_operator import OPERATOR_NAMESPACE
 from testbed.kube import RestClient, apply_objects
 from testbed.kubectl import Kubectl, build_kubectl
 from testbed.objects import namespace_object, role, role_binding, rule, unique
+from testbed.slack import FakeSlack
 from testbed.waiting import poll
-from tests.integration.engine_support import NOW, QUOTA_KEY, write_playbooks
+from tests.integration.engine_support import NOW, QUOTA_KEY, engine_at, run_grants, write_playbooks
+from tests.integration.serve_support import leader_kill, replica
 
 pytestmark = pytest.mark.testbed
 
@@ -214,14 +220,18 @@ MAY: dict[Attrs, bool] = {
 }
 
 
-async def _allowed(admin: RestClient, attrs: Attrs) -> bool:
-    fields = ("verb", "resource", "subresource", "group", "namespace", "name")
-    resource_attributes: Mapping[str, str] = {k: v for k, v in zip(fields, attrs) if v}
+async def _allowed_to(admin: RestClient, user: str, groups: list[str], attributes: Mapping[str, str]) -> bool:
+    """Whether the cluster's RBAC lets `user` in `groups` do `attributes` (a SubjectAccessReview)."""
     review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-              "spec": {"user": SA_USER, "groups": SA_GROUPS, "resourceAttributes": resource_attributes}}  # fmt: skip
+              "spec": {"user": user, "groups": groups, "resourceAttributes": attributes}}  # fmt: skip
     answer = await admin.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
     assert answer.status == 201, answer.body
     return bool(answer.body["status"].get("allowed"))
+
+
+async def _allowed(admin: RestClient, attrs: Attrs) -> bool:
+    fields = ("verb", "resource", "subresource", "group", "namespace", "name")
+    return await _allowed_to(admin, SA_USER, SA_GROUPS, {k: v for k, v in zip(fields, attrs) if v})
 
 
 async def test_access_reviews_show_what_the_service_account_may_and_may_not_do(admin: RestClient, sa_kubeconfig: Path) -> None:
@@ -258,8 +268,16 @@ class Team:
         return str((await admin.get("ResourceQuota", "gpus", self.namespace)).body["spec"]["hard"][QUOTA_KEY])
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def runs_granted(admin: RestClient, site: list[dict[str, Any]]) -> None:
+    """The site lets both teams submit runs (created as the requester), and team b approve them."""
+    await apply_objects(admin, run_grants(NAMESPACE))
+    approve = {"verb": "approve", "resource": "playbookruns", "group": "gpuctl.io", "namespace": NAMESPACE}
+    await poll(lambda: _allowed_to(admin, "user-b", ["team-b"], approve), what="team-b's approver grant to reach RBAC")
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def team(admin: RestClient, sa_kubeconfig: Path, tmp_path: Path) -> Team:
+async def team(admin: RestClient, sa_kubeconfig: Path, runs_granted: None, tmp_path: Path) -> Team:
     namespace = unique("dep-a")
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "gpus", "namespace": namespace},
              "spec": {"hard": {QUOTA_KEY: "4"}}}  # fmt: skip
@@ -267,21 +285,14 @@ async def team(admin: RestClient, sa_kubeconfig: Path, tmp_path: Path) -> Team:
         namespace_object(namespace), quota,
         role("quota-editor", namespace, [rule("", ["resourcequotas"], ["get", "list", "patch"])]),
         role_binding("team-a-edits-quotas", namespace, role="quota-editor", group="team-a"),
-        # The site lets both teams submit runs (created as the requester), and team b approve them.
-        role_binding("requesters-a", NAMESPACE, role="gpuctl:playbookrun-requester", group="team-a", cluster_role=True),
-        role_binding("requesters-b", NAMESPACE, role="gpuctl:playbookrun-requester", group="team-b", cluster_role=True),
-        role_binding("approvers-b", NAMESPACE, role="gpuctl:playbookrun-approver", group="team-b", cluster_role=True),
     ])  # fmt: skip
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(SITE_POLICY))
     audit = tmp_path / "audit.sqlite"
     flags = ["--kubeconfig", str(sa_kubeconfig), "--policy", str(tmp_path / "policy.yaml"), "--audit", str(audit),
              "--gpuctl-namespace", NAMESPACE, "--playbooks-dir", str(write_playbooks(tmp_path))]  # fmt: skip
     # RBAC caches: wait until user-a may patch the quota, as the cluster sees it.
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
-        "user": "user-a", "groups": ["team-a"],
-        "resourceAttributes": {"verb": "patch", "resource": "resourcequotas", "namespace": namespace}}}  # fmt: skip
-    await poll(lambda: admin.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review),
-               lambda r: r.body["status"].get("allowed") is True, what="team-a's quota grant to reach RBAC")  # fmt: skip
+    patch = {"verb": "patch", "resource": "resourcequotas", "namespace": namespace}
+    await poll(lambda: _allowed_to(admin, "user-a", ["team-a"], patch), what="team-a's quota grant to reach RBAC")
     return Team(namespace, flags, audit)
 
 
@@ -321,10 +332,13 @@ async def test_a_playbook_run_as_a_mapped_user_succeeds_and_one_without_rbac_is_
     await _audit_intact(team.audit)
 
 
-async def test_gpuctl_executor_as_the_service_account_carries_out_an_approved_run(admin: RestClient, team: Team) -> None:
+async def test_gpuctl_serve_as_the_service_account_carries_out_an_approved_run(
+    admin: RestClient, team: Team, sa_kubeconfig: Path, tmp_path: Path
+) -> None:
     """user-a submits the shipped adjust-quota (approval required) and user-b approves it, both through
-    the ServiceAccount; `gpuctl executor` holding the ServiceAccount's token leads (its Lease), claims the
-    run (its status), and writes the quota as user-a."""
+    the ServiceAccount; `gpuctl serve` (bot and executor, the shipped playbook logic) holding the
+    ServiceAccount's token is ready and leads (its Lease), claims the run (its status), and writes the
+    quota as user-a; SIGTERM: it vacates the Lease and exits 0."""
     key = unique("deploy-approved")
     submitted = await asyncio.to_thread(gpuctl, "playbook", "run", "adjust-quota", "-p", f"namespace={team.namespace}",
                                         "-p", "quota=6", "--yes", "--key", key, "--as", "user-a", "--as-group", "team-a",
@@ -333,19 +347,32 @@ async def test_gpuctl_executor_as_the_service_account_carries_out_an_approved_ru
     run = run_name("adjust-quota", key)
     approved = await asyncio.to_thread(gpuctl, "playbook", "approve", run, "--as", "user-b", "--as-group", "team-b", *team.flags)
     assert approved.returncode == 0, approved.stderr
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUCTL_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gpuctl", "executor", "--name", "deploy-executor", *team.flags, cwd=REPO_ROOT, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
+    async with (
+        FakeSlack() as slack,
+        replica("deploy-serve", sa_kubeconfig, tmp_path, NAMESPACE, slack, str(team.audit), module="gpuctl") as serving,
+    ):
+        health = await poll(serving.health, lambda h: h["role"] == "leader", what="gpuctl serve to lead")
+        assert health["ready"] and health["cluster_reachable"] and health["bot"] == "serving", health
         done = await poll(lambda: _run(admin, run), lambda r: r["status"].get("phase") in ("Succeeded", "Failed"),
-                          timeout_s=60, what=f"the executor to carry out {run}")  # fmt: skip
-    finally:
-        process.terminate()  # SIGTERM: it gives up leadership and exits once nothing is in progress
-        _, stderr = await process.communicate()
-    assert done["status"]["phase"] == "Succeeded", stderr.decode()
-    assert done["status"]["result"]["executedBy"] == f"deploy-executor/{run}"
-    assert process.returncode == 0, stderr.decode()
+                          timeout_s=60, what=f"gpuctl serve to carry out {run}")  # fmt: skip
+        serving.process.send_signal(signal.SIGTERM)  # it gives up leadership and exits once nothing is in progress
+        async with asyncio.timeout(60):
+            code = await serving.process.wait()
+    stderr = (tmp_path / "deploy-serve" / "stderr.log").read_text()
+    assert done["status"]["phase"] == "Succeeded", stderr
+    assert done["status"]["result"]["executedBy"] == f"deploy-serve/{run}"
+    assert code == 0, stderr
+    assert not (await admin.get("Lease", LEADER.lease_name, NAMESPACE)).body["spec"].get("holderIdentity")
     assert await team.hard(admin) == "6"
     await _audit_intact(team.audit)
+
+
+async def test_two_gpuctl_serve_replicas_as_the_service_account_carry_a_slack_approval_through_a_leader_kill(
+    admin: RestClient, control_plane: ControlPlane, sa_kubeconfig: Path, runs_granted: None, tmp_path: Path,
+    postgres_audit_url: str,
+) -> None:  # fmt: skip
+    """serve_support.leader_kill with nothing but the applied overlay's RBAC: the ServiceAccount serves,
+    elects a leader in namespace gpuctl, executes the Slack approval as the requester (impersonated),
+    takes over from the killed leader and marks its run Interrupted, never executing it twice."""
+    async with engine_at(control_plane, tmp_path, NAMESPACE, kubeconfig=sa_kubeconfig, audit=postgres_audit_url) as front:
+        await leader_kill(admin, front, sa_kubeconfig, tmp_path, NAMESPACE, postgres_audit_url)

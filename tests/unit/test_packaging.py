@@ -79,6 +79,9 @@ def test_the_installed_console_script_runs_from_the_wheel(installed: Path, tmp_p
     assert version.returncode == 0 and version.stdout.strip() == f"gpuctl {__version__}", version.stderr
     help_ = run(installed, "bot", "serve", "--help", cwd=tmp_path)
     assert help_.returncode == 0 and "--socket-mode" in help_.stdout, help_.stderr
+    serve = run(installed, "serve", "--help", cwd=tmp_path)  # the image's command (Dockerfile CMD, deploy/base)
+    assert serve.returncode == 0, serve.stderr
+    assert all(flag in serve.stdout for flag in ("--no-executor", "--leader-lease", "--health-port", "--socket-mode"))
 
 
 def test_the_wheel_carries_everything_gpuctl_loads_at_run_time(installed: Path, tmp_path: Path) -> None:
