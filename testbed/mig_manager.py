@@ -30,6 +30,8 @@ pkg/mig/reconfigure/reconfigure.go), on every node labelled
   as when operand pods never go away (the real one then returns without
   setting a state, NVIDIA/gpu-operator#2833): state stays `pending`, operands
   paused, GPUs unallocatable, until a later label change finds it released.
+  Whether one hangs is decided as it starts, before its first write: a node
+  seen `pending` is not released by `hang(node, False)` half-way through.
 
 Not simulated: draining or evicting pods (the real one does neither), reboots
 (`WITH_REBOOT`, state `rebooting`), host systemd GPU clients, validator pods,
@@ -117,7 +119,7 @@ class MigManagerSim:
         self._task: asyncio.Task[None] | None = None
 
     def hang(self, node: str, hung: bool = True) -> None:
-        """Make reconfigurations of `node` stop in `pending` (or stop doing so)."""
+        """Make the reconfigurations of `node` that start from now on stop in `pending` (or stop doing so)."""
         (self._hung.add if hung else self._hung.discard)(node)
 
     async def start(self) -> None:
@@ -189,6 +191,7 @@ class MigManagerSim:
 
     # -- one reconfiguration -----------------------------------------------------------
     async def _reconfigure(self, node: _Node, selected: str) -> None:
+        hangs = node.name in self._hung  # before any write, so what a watcher sees cannot race hang()
         response = await self.client.get("Node", node.name)
         if response.status != 200:
             return
@@ -212,7 +215,7 @@ class MigManagerSim:
         await self._patch_labels(node.name, {label: "false" if v == "false" else PAUSED for label, v in deploy.items()})
         strategy = self._strategy(labels)
         await self._publish_resources(node, node.layout, strategy, allocatable=False)
-        if node.name in self._hung:
+        if hangs:
             log.info("node %s: hanging in pending (operands never shut down)", node.name)
             return
         await asyncio.sleep(self.reconfigure_s)

@@ -159,6 +159,8 @@ async def test_a_quota_granted_for_a_while_is_reverted_by_the_executor(
 
         later[0] = timedelta(minutes=11)
         await poll(lambda: front.store.get(run), lambda r: r.status.phase == "Undone", what=f"{run} to be reverted")
+        # The revert's execute() marks the original Undone before it returns and the executor records the outcome.
+        await poll(lambda: executor.executor.executed, lambda done: len(done) == 2, what="the revert's outcome")
         undo = front.store.runs  # the revert is a run of its own, approved by the grant's approval
         reverts = [r for r in (await undo.list()).runs if r.labels.get("gpuctl.io/undo-of") == run]
         assert len(reverts) == 1 and reverts[0].status.phase == "Succeeded"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gpuctl.migparted import MIG_CONFIG_LABEL, MIG_STATE_LABEL, node_config_map
+from testbed.fleet_loader import wait_nodes_ready
 from testbed.gpu_operator import OPERAND_DEPLOY_LABELS, OPERATOR_NAMESPACE, PAUSED, mig_config_map, mig_node_object
 from testbed.informer import History, history
 from testbed.kube import RestClient, apply_objects
@@ -25,6 +26,9 @@ A100_80GB = "NVIDIA-A100-SXM4-80GB"
 async def _node(admin: RestClient, **kwargs: Any) -> str:
     name = unique("mig")
     await apply_objects(admin, [mig_node_object(name, **kwargs)])
+    # kwok's node-initialize stage writes the whole status, allocatable included, as it read it: let it be
+    # done before the simulator changes the GPUs (as test_relabel_mig's nodes do).
+    await wait_nodes_ready(admin, {name})
     return name
 
 
@@ -146,17 +150,26 @@ async def test_a_hung_reconfiguration_stays_pending_until_released(admin: RestCl
     mig_manager.hang(node)
     try:
         async with history(admin, "Node", node) as recorded:
-            await _relabel(admin, node, {MIG_CONFIG_LABEL: "all-3g.40gb"})
-            stuck = await poll(
-                lambda: recorded.versions[-1]["metadata"]["labels"],
-                lambda labels: (
+            before = _gpu_resources(recorded.versions[0], "allocatable")
+
+            def wedged(version: dict[str, Any]) -> bool:
+                # The GPUs going from the status (the device plugin gone) is the hung reconfiguration's last
+                # write, after the labels: a version with only the labels is not yet the wedge.
+                labels = version["metadata"]["labels"]
+                return (
                     labels.get(MIG_STATE_LABEL) == "pending"
                     and all(labels.get(label) == PAUSED for label in OPERAND_DEPLOY_LABELS)
-                ),
-                what="the node to sit in pending with its operands paused",
+                    and _gpu_resources(version, "allocatable") != before
+                )
+
+            await _relabel(admin, node, {MIG_CONFIG_LABEL: "all-3g.40gb"})
+            stuck = await poll(
+                lambda: recorded.versions[-1],
+                wedged,
+                what="the node to sit in pending with its operands paused and its GPUs' allocatable changed",
             )
-            assert stuck[MIG_CONFIG_LABEL] == "all-3g.40gb"
-            assert _gpu_resources(recorded.versions[-1], "allocatable") == {"nvidia.com/gpu": "0"}  # the known wedge
+            assert stuck["metadata"]["labels"][MIG_CONFIG_LABEL] == "all-3g.40gb"
+            assert _gpu_resources(stuck, "allocatable") == {"nvidia.com/gpu": "0"}  # the known wedge
 
             mig_manager.hang(node, False)
             await _relabel(admin, node, {MIG_CONFIG_LABEL: "all-7g.80gb"})
