@@ -36,6 +36,19 @@ def demo_app(tmp_path: Path, *, act_as: Identity | None = None) -> GpuctlApp:
     return GpuctlApp(settings=settings, open_feed=cluster_feed, act_as=act_as)
 
 
+async def demo_on_screen(pilot: Pilot) -> None:
+    """The demo's first picture with its records and readings: the app's first update may come before them."""
+    app = pilot.app
+    assert isinstance(app, GpuctlApp)
+
+    def shown() -> bool:
+        index = app.index
+        return index is not None and bool(index.snapshot.pods) and index.snapshot.metrics.last_success is not None
+
+    await wait_applied(pilot)
+    await until(pilot, shown, "the demo's pods and readings on screen")
+
+
 async def plan_for(pilot: Pilot, playbook: str) -> PlanScreen:
     """`a`, then enter on `playbook` once the engine has said it may run; the plan screen with its first plan."""
     app = pilot.app
@@ -97,7 +110,7 @@ async def approve_and_execute(pilot: Pilot, run_id: str) -> ProgressScreen:
 async def test_reclaim_the_idle_notebooks_in_the_demo(tmp_path: Path) -> None:
     app = demo_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_applied(pilot)
+        await demo_on_screen(pilot)
         assert app.index is not None
         idle = sorted(p.key for p in app.index.snapshot.pods if p.idle and p.namespace == "sandbox")
         assert idle
@@ -121,7 +134,7 @@ async def test_reclaim_the_idle_notebooks_in_the_demo(tmp_path: Path) -> None:
 async def test_relabel_a_mig_node_approved_by_the_lead_in_the_demo(tmp_path: Path) -> None:
     app = demo_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_applied(pilot)
+        await demo_on_screen(pilot)
         assert app.index is not None
         node = min((n for n in app.index.snapshot.nodes if n.pool == "a100-train" and n.mig_config == "all-disabled"),
                    key=lambda n: (len(app.index.pods_by_node.get(n.name, [])), n.name))  # fmt: skip
@@ -148,7 +161,7 @@ async def test_relabel_a_mig_node_approved_by_the_lead_in_the_demo(tmp_path: Pat
 async def test_adjust_a_quota_and_undo_it_in_the_demo(tmp_path: Path) -> None:
     app = demo_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_applied(pilot)
+        await demo_on_screen(pilot)
         assert app.index is not None
         before = app.index.namespaces["team-a"].gpu_quota_hard
         assert before is not None
@@ -181,7 +194,7 @@ async def test_what_the_policy_does_not_allow_is_greyed_out_with_the_reason_in_t
     """As demo-alerts (who may only reclaim), a namespace offers adjust-quota greyed out, saying why."""
     app = demo_app(tmp_path, act_as=Identity(user="demo-alerts"))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_applied(pilot)
+        await demo_on_screen(pilot)
         await pilot.press("4")
         app.query_one("#quotas-table", RowTable).cursor_key = "sandbox"
         await pilot.press("a")
