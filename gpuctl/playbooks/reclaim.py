@@ -33,9 +33,10 @@ from gpuctl.playbooks.evictions import Backoff, budget_named, evict_planned
 from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, StepOutcome, Verification
+from gpuctl.playbooks.node_pods import describe_opt_out, opted_out
 from gpuctl.playbooks.plan import Change, Plan, Skipped, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
-from gpuctl.playbooks.reclaim_select import Choice, Limits, describe_opt_out, devices, opted_out, select_idle_pods, spare_reasons
+from gpuctl.playbooks.reclaim_select import Choice, Limits, devices, select_idle_pods, spare_reasons
 from gpuctl.playbooks.spec import Guardrails, OptOut
 from gpuctl.playbooks.stepkit import Status, StepCalls
 from gpuctl.render.format import duration
