@@ -198,6 +198,29 @@ async def test_drain_evicts_gpu_pods_before_the_node_goes(
     assert [n["metadata"]["name"] for n in remaining] == [nodes[0]]
 
 
+async def test_a_protected_pod_on_a_node_that_would_go_refuses_the_drain(
+    admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
+) -> None:
+    pool, nodes = await machine_deployment(admin, live, 2)
+    namespace = unique("keep")
+    await apply_objects(admin, [namespace_object(namespace)])
+    await running_gpu_pod(admin, nodes[0], namespace, "big-0")
+    await running_gpu_pod(admin, nodes[0], namespace, "big-1")
+    await running_gpu_pod(admin, nodes[1], namespace, "kept")
+    await admin.patch("Pod", "kept", {"metadata": {"annotations": {"gpuctl.io/evict": "never"}}}, namespace)
+    requester = pool_operator.acting.identity
+    assert requester is not None
+
+    request = plan_request("scale-pool", {"pool": pool, "replicas": "1", "drain": "true"}, requester, live.snapshot())
+    draft = await LOGIC.plan(request, pool_operator)
+    # The words relabel-mig's drain uses too (gpuctl.playbooks.node_pods).
+    assert draft.blocked == [
+        f"pod {namespace}/kept on node {nodes[1]} cannot be evicted: opted out (annotation gpuctl.io/evict=never)"
+    ]
+    assert (await _md(admin, pool))["spec"]["replicas"] == 2
+    assert not (await admin.get("Node", nodes[1])).body["spec"].get("unschedulable")
+
+
 async def test_a_gpu_pod_arriving_after_the_plan_stops_the_removal(
     admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
 ) -> None:
