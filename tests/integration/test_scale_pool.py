@@ -123,6 +123,17 @@ async def test_scale_up_within_the_autoscaler_bounds(
     assert undo is not None and f"-p pool={pool} -p replicas=2" in undo.blocked[0]
 
 
+async def two_busy_nodes(admin: RestClient, live: ClusterStore, single: str) -> tuple[str, list[str], str]:
+    """A pool of two nodes: big-0 and big-1 on the first, `single` on the second (the least busy); pool, nodes, namespace."""
+    pool, nodes = await machine_deployment(admin, live, 2)
+    namespace = unique("train")
+    await apply_objects(admin, [namespace_object(namespace)])
+    await running_gpu_pod(admin, nodes[0], namespace, "big-0")
+    await running_gpu_pod(admin, nodes[0], namespace, "big-1")
+    await running_gpu_pod(admin, nodes[1], namespace, single)
+    return pool, nodes, namespace
+
+
 async def test_scale_down_removes_idle_nodes_never_busy_ones(
     admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
 ) -> None:
@@ -169,12 +180,7 @@ async def test_scale_down_removes_idle_nodes_never_busy_ones(
 async def test_drain_evicts_gpu_pods_before_the_node_goes(
     admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
 ) -> None:
-    pool, nodes = await machine_deployment(admin, live, 2)
-    namespace = unique("train")
-    await apply_objects(admin, [namespace_object(namespace)])
-    await running_gpu_pod(admin, nodes[0], namespace, "big-0")
-    await running_gpu_pod(admin, nodes[0], namespace, "big-1")
-    await running_gpu_pod(admin, nodes[1], namespace, "small")
+    pool, nodes, namespace = await two_busy_nodes(admin, live, "small")
     requester = pool_operator.acting.identity
     assert requester is not None
 
@@ -201,12 +207,7 @@ async def test_drain_evicts_gpu_pods_before_the_node_goes(
 async def test_a_protected_pod_on_a_node_that_would_go_refuses_the_drain(
     admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
 ) -> None:
-    pool, nodes = await machine_deployment(admin, live, 2)
-    namespace = unique("keep")
-    await apply_objects(admin, [namespace_object(namespace)])
-    await running_gpu_pod(admin, nodes[0], namespace, "big-0")
-    await running_gpu_pod(admin, nodes[0], namespace, "big-1")
-    await running_gpu_pod(admin, nodes[1], namespace, "kept")
+    pool, nodes, namespace = await two_busy_nodes(admin, live, "kept")
     await admin.patch("Pod", "kept", {"metadata": {"annotations": {"gpuctl.io/evict": "never"}}}, namespace)
     requester = pool_operator.acting.identity
     assert requester is not None
