@@ -5,8 +5,10 @@
     blocks       Block Kit pieces: escaping, narrow code blocks, lists cut with a count
     desk         one request: parse → identity → policy → answer or engine seam
     identity     Slack user ids, emails and user groups → Kubernetes users and groups
-    engine_seam  the one interface to the playbook engine (`NoEngine` for --demo)
-    engine_link  that interface over the engine: run, approve/deny, follow, runs, audit, alert proposals
+    engine_seam  the one interface to the playbook engine
+    engine_link  that interface over the engine: run, approve/deny, follow, runs, audit, alert proposals,
+                 alert auto runs within the policy's hourly budget
+    lazy_engine  the engine opened in the background, retried until the API server answers
     run_blocks   plans, decisions, outcomes, run lists and audit records as Block Kit
     alert_rules  alert → playbook rules file;  alerts  Alertmanager webhook → Slack posts
     metrics      the bot's own Prometheus metrics

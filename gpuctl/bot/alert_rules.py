@@ -9,7 +9,7 @@
         params:                              # parameter: the label(s) its value comes from, first present wins
           namespace: [exported_namespace, namespace]
         fixed: {mode: staged, max_pods: "2"} # parameter: value, the same for every alert of the rule
-        mode: propose                        # propose (post the plan with buttons) or auto
+        mode: propose                        # propose (post the plan with buttons) or auto (run it, see below)
         channel: C0999ZZZZ                   # optional: another channel for this rule
 
 The first rule that matches an alert applies. Checked whole at start-up
@@ -18,6 +18,11 @@ parameter named is one of its parameters and every fixed value is valid for
 it, and `auto` needs the policy to let alerts start that playbook (its
 `alerts:` entry names the identity and the hourly budget). Values taken from
 labels are validated for each alert (`validate_params`), like any user input.
+
+`auto` runs a playbook that needs no approval as the policy's run_as, at most
+the entry's max_runs_per_hour times in a sliding hour for that playbook (all
+rules starting it share the budget); beyond it, or for a playbook that needs
+approval, the alert is proposed instead (gpuctl.bot.engine_link).
 """
 
 from __future__ import annotations

@@ -6,11 +6,18 @@ startsAt. The first delivery of an episode that matches an alert rule posts
 the alert, the playbook it maps to with its parameters (validated; a bad label
 value is shown, not run) and what the engine seam adds; every later delivery
 of that episode does nothing; `resolved` marks the post resolved and says so
-in its thread. If Slack refuses the post, the episode is forgotten and the
-webhook answers 503, so Alertmanager's retry posts it then.
+in its thread. If Slack refuses the post, or the playbook engine is not
+connected yet, the episode is forgotten and the webhook answers 503, so
+Alertmanager's retry posts it then.
+
+An `auto` rule's run, when the seam lets it run (the policy's hourly budget;
+see engine_link), is executed in the background once the post is out: the
+thread says it started, then the post is replaced by the verified outcome and
+the thread says how it ended.
 
 Episodes live in memory (bounded): after a restart the next repeat of a
-still-firing alert is posted once more.
+still-firing alert is posted once more, but never runs or proposes a second
+run: the engine finds the episode's run by its idempotency key.
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ from pydantic.alias_generators import to_camel
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gpuctl.bot.alert_rules import AlertRules, Rule, arguments
-from gpuctl.bot.blocks import Block, context, esc, fields, section
-from gpuctl.bot.engine_seam import AlertProposal, EngineSeam
-from gpuctl.errors import ParameterError
+from gpuctl.bot.blocks import Block, context, esc, fields, notice, section
+from gpuctl.bot.engine_seam import AlertAnswer, AlertProposal, EngineSeam, EngineUnavailable
+from gpuctl.errors import GpuctlError, ParameterError
 from gpuctl.playbooks.loader import Catalog
 from gpuctl.playbooks.policy import Policy, alert_rule
 
@@ -107,6 +114,11 @@ class Episode:
     ts: str | None = None
     resolved: bool = False
     posted: asyncio.Event = field(default_factory=asyncio.Event)
+    head: int = 0  # how many of `blocks` describe the alert (the rest: what the seam said)
+    resolved_note: Block | None = None  # shown above the blocks once the alert resolved
+
+    def shown(self) -> list[Block]:
+        return [self.resolved_note, *self.blocks] if self.resolved_note else list(self.blocks)
 
 
 @dataclass
@@ -133,6 +145,13 @@ class AlertDesk:
         self.poster = poster
         self.seam = seam
         self.episodes: OrderedDict[str, Episode] = OrderedDict()
+        self.running: set[asyncio.Task[None]] = set()  # auto runs being executed
+
+    async def aclose(self) -> None:
+        """Cancel auto runs still executing (the engine records them as interrupted at its next start)."""
+        for task in self.running:
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
 
     async def handle(self, payload: WebhookPayload) -> Outcome:
         """Post new firing episodes, resolve posted ones; alerts of one delivery are handled in order."""
@@ -162,10 +181,17 @@ class AlertDesk:
 
     async def _post(self, alert: WebhookAlert, rule: Rule) -> bool:
         assert self.rules is not None
-        blocks, text = await self._describe(alert, rule)
         channel = rule.channel or self.rules.channel
-        episode = Episode(alert=alert.name, channel=channel, blocks=blocks, text=text)
-        self._remember(alert.episode, episode)  # before the await: a concurrent delivery sees it
+        episode = Episode(alert=alert.name, channel=channel, blocks=[], text="")
+        self._remember(alert.episode, episode)  # before the awaits: a concurrent delivery sees it
+        try:
+            proposal, answer = await self._describe(alert, rule, episode)
+        except EngineUnavailable as e:  # 503: Alertmanager sends it again, by when the engine may be there
+            log.warning("alert %s (%s) not posted: %s", alert.name, alert.episode, e)
+            self.episodes.pop(alert.episode, None)
+            episode.posted.set()
+            return False
+        blocks, text = episode.blocks, episode.text
         try:
             response = await self.poster.chat_postMessage(channel=channel, text=text, blocks=blocks)
             episode.channel, episode.ts = response["channel"], response["ts"]
@@ -175,9 +201,41 @@ class AlertDesk:
             return False
         finally:
             episode.posted.set()
+        if proposal is not None and answer is not None and answer.execute and answer.run_id is not None:
+            task = asyncio.create_task(self._execute(episode, proposal, answer.run_id), name=f"auto-{answer.run_id}")
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
         return True
 
-    async def _describe(self, alert: WebhookAlert, rule: Rule) -> tuple[list[Block], str]:
+    async def _execute(self, episode: Episode, proposal: AlertProposal, run_id: str) -> None:
+        """An auto run: say so in the thread, execute it, put the verified outcome in the post and the thread."""
+        await self._say(episode, f"Running `{run_id}` now as {proposal.requester.identity} (auto mode, alert {episode.alert}).")
+        try:
+            reply = await self.seam.execute_alert(proposal, run_id)
+        except GpuctlError as e:
+            reply = notice(f"Run {esc(run_id)} did not run", esc(e), hint=f"`/gpu audit {run_id}`")
+        except Exception:
+            log.exception("auto run %s of alert %s failed", run_id, episode.alert)
+            reply = notice(f"Run {esc(run_id)} failed unexpectedly", "the error is in gpuctl's log", hint=f"`/gpu audit {run_id}`")
+        episode.blocks = [*episode.blocks[: episode.head], *reply.blocks]
+        try:
+            assert episode.ts is not None  # executed only after the post is out
+            await self.poster.chat_update(channel=episode.channel, ts=episode.ts, text=reply.text[:300], blocks=episode.shown())
+        except Exception as e:
+            log.warning("updating the post of auto run %s failed: %s", run_id, e)
+        await self._say(episode, reply.text)
+
+    async def _say(self, episode: Episode, text: str) -> None:
+        """A line in the episode's thread (a failure is logged: the post itself stands)."""
+        try:
+            await self.poster.chat_postMessage(channel=episode.channel, thread_ts=episode.ts, text=text[:3000])
+        except Exception as e:
+            log.warning("posting in the thread of alert %s failed: %s", episode.alert, e)
+
+    async def _describe(
+        self, alert: WebhookAlert, rule: Rule, episode: Episode
+    ) -> tuple[AlertProposal | None, AlertAnswer | None]:
+        """Fill the episode's blocks and text; the proposal and what the seam made of it (None: bad parameters)."""
         assert self.rules is not None
         severity = alert.labels.get("severity")
         summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
@@ -187,6 +245,7 @@ class AlertDesk:
         shown = [(name, esc(alert.labels[name])) for name in SHOWN_LABELS if alert.labels.get(name)]
         if shown:
             blocks.append(fields(shown))
+        proposal = answer = None
         try:
             args = arguments(rule, alert.labels, self.catalog)
         except ParameterError as e:
@@ -203,10 +262,14 @@ class AlertDesk:
                 text=rule.given(alert.labels),
                 mode=rule.mode,
                 run_as=policy_rule.run_as if policy_rule else None,
+                max_runs_per_hour=policy_rule.max_runs_per_hour if policy_rule else 0,
             )
-            blocks += await self.seam.alert(proposal)
+            answer = await self.seam.alert(proposal)
         blocks.append(context(esc(f"started {alert.starts_at:%Y-%m-%d %H:%M:%S}Z · fingerprint {alert.fingerprint}")))
-        return blocks, f"{alert.name} firing: {summary}"[:300]
+        episode.head = len(blocks)
+        episode.blocks = [*blocks, *(answer.blocks if answer else ())]
+        episode.text = f"{alert.name} firing: {summary}"[:300]
+        return proposal, answer
 
     async def _resolve(self, alert: WebhookAlert) -> bool:
         """Mark the episode's post resolved and say so in its thread; False when there is nothing (new) to resolve."""
@@ -222,10 +285,10 @@ class AlertDesk:
         if episode.ts is None:
             return False  # the post failed; nothing to update
         ended = f"{alert.ends_at:%Y-%m-%d %H:%M:%S}Z" if alert.ends_at else "now"
-        note = section(f":white_check_mark: *{esc(alert.name)}* resolved at {ended}")
+        episode.resolved_note = section(f":white_check_mark: *{esc(alert.name)}* resolved at {ended}")
         try:
             await self.poster.chat_update(
-                channel=episode.channel, ts=episode.ts, text=f"resolved: {episode.text}"[:300], blocks=[note, *episode.blocks]
+                channel=episode.channel, ts=episode.ts, text=f"resolved: {episode.text}"[:300], blocks=episode.shown()
             )
             await self.poster.chat_postMessage(
                 channel=episode.channel, thread_ts=episode.ts, text=f"{alert.name} resolved at {ended}"

@@ -21,7 +21,7 @@ from gpuctl.bot import commands as cmd
 from gpuctl.bot.answers import answer, help_reply, problem_reply
 from gpuctl.bot.blocks import Reply, esc, notice
 from gpuctl.bot.doctor_reply import doctor_reply
-from gpuctl.bot.engine_seam import EngineSeam
+from gpuctl.bot.engine_seam import EngineSeam, EngineUnavailable
 from gpuctl.bot.identity import IdentityResolver
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.options import DoctorOptions
@@ -30,6 +30,7 @@ from gpuctl.identity import Identity, Requester
 from gpuctl.model import Snapshot
 from gpuctl.playbooks.policy import Policy, may_view
 from gpuctl.query.fleet import FleetIndex
+from gpuctl.render.summary import health_lines
 from gpuctl.service import Cluster
 
 log = logging.getLogger(__name__)
@@ -51,25 +52,34 @@ class Asker:
 class View(Protocol):
     async def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
 
+    def waiting_for(self) -> str: ...
+
     async def doctor(self, options: DoctorOptions) -> Report | None: ...
 
 
 class LiveView:
-    """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request).
+    """The cluster's latest published snapshot and its FleetIndex, built once per snapshot (not once per request).
 
-    The index is built in a worker thread: at 10,000 pods it takes a while, and
-    the event loop must stay free to ack other requests meanwhile."""
+    The snapshot is the one the hub published last (the hub joins at its own
+    pace), not a fresh join at request time: at 10,000 pods a join takes
+    seconds, and a request must never be the one that runs it on the event
+    loop. The index is built in a worker thread for the same reason."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._indexed: tuple[Snapshot, FleetIndex] | None = None
         self._lock = asyncio.Lock()
 
+    def waiting_for(self) -> str:
+        """While there is no data: what the sources say (e.g. the API server refusing connections, next retry)."""
+        return " · ".join(health_lines(self.cluster.snapshot()))
+
     async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         """None until the first lists (and first metrics) are in."""
         if not self.cluster.ready and not self.cluster.crashed:
             return None
-        snap = self.cluster.snapshot()  # on the loop: the store is not thread-safe, its snapshots are immutable
+        latest = self.cluster.hub.latest
+        snap = latest.snapshot if latest is not None else self.cluster.snapshot()  # (before the hub's first publish)
         async with self._lock:
             if self._indexed is None or self._indexed[0] is not snap:
                 self._indexed = (snap, await asyncio.to_thread(FleetIndex, snap))
@@ -82,6 +92,29 @@ class LiveView:
         from gpuctl.doctor.run import examine_live
 
         return await examine_live(self.cluster, options)
+
+
+class Replies:
+    """Replies to read-only commands for one snapshot: each computed once, in a worker thread.
+
+    A burst of `/gpu status` from an on-call channel is one computation, and
+    fewer threads compete with the event loop (which acks) for the GIL."""
+
+    MAX = 256  # distinct commands remembered per snapshot
+
+    def __init__(self) -> None:
+        self._snap: Snapshot | None = None
+        self._replies: dict[cmd.Command, asyncio.Future[Reply]] = {}
+
+    async def get(self, command: cmd.Command, snap: Snapshot, index: FleetIndex) -> Reply:
+        if snap is not self._snap:
+            self._snap, self._replies = snap, {}
+        reply = self._replies.get(command)
+        if reply is None:
+            reply = asyncio.ensure_future(asyncio.to_thread(answer, command, snap, index))
+            if len(self._replies) < self.MAX:
+                self._replies[command] = reply
+        return await asyncio.shield(reply)  # a cancelled asker leaves it computing for the others
 
 
 @dataclass(frozen=True)
@@ -97,6 +130,7 @@ class Desk:
         self.resolver = resolver
         self.policy = policy
         self.seam = seam
+        self.replies = Replies()
 
     @staticmethod
     def immediate(text: str) -> Answer | None:
@@ -113,6 +147,8 @@ class Desk:
         verb = cmd.verb_of(parsed)
         try:
             reply, outcome = await self._command(asker, parsed, key)
+        except EngineUnavailable as e:
+            reply, outcome = notice("Playbooks not available yet", esc(e)), "unavailable"
         except GpuctlError as e:
             reply, outcome = notice("Could not answer", esc(e)), "error"
         except Exception:
@@ -128,13 +164,13 @@ class Desk:
         if isinstance(parsed, cmd.READ_ONLY):
             current = await self.view.current()
             if current is None:
-                return notice("No data yet", "gpuctl is still reading the cluster; try again in a few seconds."), "unavailable"
+                return self._no_data(), "unavailable"
             # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
-            return await asyncio.to_thread(answer, parsed, *current), "ok"
+            return await self.replies.get(parsed, *current), "ok"
         if isinstance(parsed, cmd.Doctor):
             report = await self.view.doctor(DoctorOptions(namespace=parsed.namespace))
             if report is None:
-                return notice("No data yet", "gpuctl is still reading the cluster; try again in a few seconds."), "unavailable"
+                return self._no_data(), "unavailable"
             return doctor_reply(report, parsed.namespace), "ok"
         if isinstance(parsed, cmd.Run):
             if identity is None:
@@ -146,6 +182,10 @@ class Desk:
             return await self.seam.audit(viewer, parsed.run), "ok"
         raise AssertionError(f"unhandled command {parsed!r}")
 
+    def _no_data(self) -> Reply:
+        body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(self.view.waiting_for())}"
+        return notice("No data yet", body)
+
     async def review(self, asker: Asker, run_id: str, *, approve: bool) -> Answer:
         """An Approve or Deny click on `run_id`, as the clicker's mapped identity."""
         verb = "approve" if approve else "deny"
@@ -154,6 +194,8 @@ class Desk:
             if identity is None:
                 return Answer(_cannot_act(asker, f"{verb} runs"), "denied", verb)
             return Answer(await self.seam.review(asker.requester(identity), run_id, approve=approve), "ok", verb)
+        except EngineUnavailable as e:
+            return Answer(notice(f"Could not {verb} yet", esc(e)), "unavailable", verb)
         except GpuctlError as e:
             return Answer(notice(f"Could not {verb}", esc(e)), "error", verb)
         except Exception:

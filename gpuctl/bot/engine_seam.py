@@ -9,10 +9,10 @@ alert parameters; the engine does the rest as that identity (gpuctl's policy,
 then the cluster's RBAC through impersonation) and the seam turns its answers
 into Block Kit.
 
-Two implementations: `gpuctl.bot.engine_link.EngineLink` over the engine
-(`gpuctl bot serve` against a cluster), and `NoEngine` (`--demo`: the demo
-fleet has no API server to plan against), which answers that playbooks are not
-available. `gpuctl.bot.server.running_bot` picks one unless given `seam`:
+The implementation is `gpuctl.bot.engine_link.EngineLink` over the engine, behind
+`gpuctl.bot.lazy_engine.LazyEngine` (which opens it in the background) — against a
+cluster, and in `--demo` against the demo's simulated API, the same way.
+`gpuctl.bot.server.running_bot` builds it unless given `seam`:
 
     run(requester, Run, key)     engine.plan(requester, playbook, params, key=key), then
                                  engine.submit(plan, key=key); a reply (in_channel) with the
@@ -23,8 +23,15 @@ available. `gpuctl.bot.server.running_bot` picks one unless given `seam`:
                                  message is replaced by who decided
     follow(run)                  after an approval: the run's end (the executor carries it
                                  out), replacing the message again; None: nothing to wait for
-    alert(AlertProposal)         plan as the policy's alert `run_as`, submit, and return the
-                                 plan's blocks with buttons (`auto` is proposed the same way)
+    alert(AlertProposal)         plan as the policy's alert `run_as` and submit: an AlertAnswer
+                                 with the plan's blocks, and buttons when it awaits approval;
+                                 `auto` within the playbook's hourly budget: `execute` is set
+    execute_alert(answer)        an `auto` answer's run, executed as run_as (in the background,
+                                 once its post is out); the outcome as a Reply
+
+A seam whose engine is not connected yet (`gpuctl.bot.lazy_engine`) raises
+EngineUnavailable: the desk answers with it, the alert desk answers 503 so
+Alertmanager sends the alert again later.
 
 `key` is the idempotency key the engine names the PlaybookRun after: built
 from Slack's trigger_id (a retried request carries the same one) or the
@@ -37,8 +44,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from gpuctl.bot.blocks import Block, Reply, actions, button, context, esc, notice
+from gpuctl.bot.blocks import Block, Reply, actions, button
 from gpuctl.bot.commands import Run
+from gpuctl.errors import GpuctlError
 from gpuctl.identity import Identity, Requester
 from gpuctl.playbooks.spec import ParamValue
 
@@ -65,6 +73,26 @@ class AlertProposal:
     text: Mapping[str, str]  # the same parameters as given (text): what the engine validates again when planning
     mode: Literal["propose", "auto"]
     run_as: Identity | None  # the policy's alert rule for the playbook (None: the policy lets no alert start it)
+    max_runs_per_hour: int = 0  # the policy's hourly budget of auto runs for the playbook (0: none)
+
+    @property
+    def requester(self) -> Requester:
+        """Who an alert's run is requested and executed as: run_as, via the alert (name and episode in detail)."""
+        assert self.run_as is not None
+        return Requester(identity=self.run_as, via="alert", detail=f"{self.alert} {self.key}")
+
+
+@dataclass(frozen=True)
+class AlertAnswer:
+    """What the seam made of an alert: blocks for its post and, for an auto run, the run to execute."""
+
+    blocks: list[Block]
+    run_id: str | None = None  # a run submitted for this episode
+    execute: bool = False  # auto within budget: the alert desk executes run_id once the post is out
+
+
+class EngineUnavailable(GpuctlError):
+    """The playbook engine is not connected (yet): the message says why and when it is tried again."""
 
 
 class EngineSeam(Protocol):
@@ -78,31 +106,6 @@ class EngineSeam(Protocol):
 
     async def follow(self, run_id: str) -> Reply | None: ...
 
-    async def alert(self, proposal: AlertProposal) -> list[Block]: ...
+    async def alert(self, proposal: AlertProposal) -> AlertAnswer: ...
 
-
-UNAVAILABLE = "Playbook runs are not available yet in this build"
-_WHY = ("a --demo bot has no playbook engine (its simulated fleet has no API server to plan against), so nothing can "
-        "be planned, approved, run or audited from Slack")
-
-
-class NoEngine:
-    """The seam without an engine: specific, harmless answers; nothing is planned or run."""
-
-    async def run(self, requester: Requester, command: Run, *, key: str) -> Reply:
-        return notice(UNAVAILABLE, f"`/gpu run {esc(command.playbook)}`: {_WHY}.", hint="`/gpu help` lists what works now")
-
-    async def runs(self, viewer: Identity) -> Reply:
-        return notice(UNAVAILABLE, f"`/gpu runs`: {_WHY}.")
-
-    async def audit(self, viewer: Identity, run_id: str | None) -> Reply:
-        return notice(UNAVAILABLE, f"`/gpu audit`: {_WHY}.")
-
-    async def review(self, approver: Requester, run_id: str, *, approve: bool) -> Reply:
-        return notice(UNAVAILABLE, f"Run {esc(run_id)} was not {'approved' if approve else 'denied'}: {_WHY}.")
-
-    async def follow(self, run_id: str) -> Reply | None:
-        return None
-
-    async def alert(self, proposal: AlertProposal) -> list[Block]:
-        return [context(f"Not planned: {_WHY}.")]
+    async def execute_alert(self, proposal: AlertProposal, run_id: str) -> Reply: ...

@@ -5,8 +5,14 @@
     gpuctl_bot_alerts_total{outcome}               Alertmanager alerts: posted, repeats, resolved, unmatched,
                                                    failed, rejected (bodies refused)
     gpuctl_bot_duplicates_total                    Slack deliveries answered without acting (retries, repeats)
+    gpuctl_bot_runs_total{source, outcome}         playbook runs the bot asked the engine for, by where they
+                                                   came from (slack, alert, auto, approval) and how that ended:
+                                                   succeeded, failed, awaiting_approval, approved, rejected,
+                                                   denied (policy or RBAC), refused (kill switch, locked,
+                                                   stale, blocked), duplicate, started (auto), proposed
+                                                   (auto that needs approval), over_budget, error
 
-Small and dependency-free: three counters and one histogram, owned by the bot
+Small and dependency-free: four counters and one histogram, owned by the bot
 (no process-global registry).
 """
 
@@ -94,7 +100,9 @@ class BotMetrics:
                                      ("kind",))  # fmt: skip
         self.alerts = Counter("gpuctl_bot_alerts_total", "Alertmanager alerts by what the bot did with them.", ("outcome",))
         self.duplicates = Counter("gpuctl_bot_duplicates_total", "Slack deliveries answered without acting again.")
+        self.runs = Counter("gpuctl_bot_runs_total", "Playbook runs the bot asked the engine for, by source and outcome.",
+                            ("source", "outcome"))  # fmt: skip
 
     def render(self) -> str:
-        families = (self.requests, self.ack_seconds, self.alerts, self.duplicates)
+        families = (self.requests, self.ack_seconds, self.alerts, self.duplicates, self.runs)
         return "\n".join(line for family in families for line in family.render()) + "\n"

@@ -2,17 +2,20 @@
 
     POST /slack/events   slash commands and interactivity (Bolt, signature checked)
     POST /alertmanager   Alertmanager webhooks (version 4; bearer token when alertmanager_token is set)
-    GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...]}
+    GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...],
+                         "engine": "connected" | "not connected: why"}
+    GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
 
 `alerts_gate` (gpuctl serve): while it returns a reason, /alertmanager answers
 503 with it and handles nothing (a follower replica: Alertmanager retries, and
 the retry may reach the leader).
-    GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
 
 With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
 public endpoint) and /slack/events is not served; the other routes are.
 `running_bot` starts everything (cluster sources, web server, socket) and
-stops it on exit; tests use it directly, the CLI through `serve`.
+stops it on exit; tests use it directly, the CLI through `serve`. Nothing in
+it waits for the API server: the cluster sources retry on their own, and the
+playbook engine is opened in the background (gpuctl.bot.lazy_engine).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -36,7 +39,7 @@ from gpuctl.bot.alert_rules import AlertRules, load_alert_rules
 from gpuctl.bot.alerts import MAX_BODY, AlertDesk, Rejected, parse_payload
 from gpuctl.bot.app import Deliveries, build_app
 from gpuctl.bot.desk import Desk, LiveView
-from gpuctl.bot.engine_seam import EngineSeam, NoEngine
+from gpuctl.bot.engine_seam import EngineSeam
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, load_identity_map
 from gpuctl.bot.metrics import CONTENT_TYPE, BotMetrics
 from gpuctl.config import Settings
@@ -45,6 +48,9 @@ from gpuctl.playbooks.loader import Catalog, load_catalog
 from gpuctl.playbooks.policy import Policy, load_policy
 from gpuctl.service import Cluster, open_cluster
 from gpuctl.sources.base import Source
+
+if TYPE_CHECKING:
+    from gpuctl.playbooks.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +88,16 @@ def check_settings(settings: Settings, *, socket_mode: bool) -> None:
 def read_files(settings: Settings) -> Files:
     """Playbooks, policy, identity map and alert rules; ConfigError (file:line: field) for any bad one.
 
-    Without a policy file nobody may act; `--demo` then lets everyone view (a demo
-    has nothing to hide), a real cluster lets nobody (the policy's default)."""
+    Without a policy file nobody may act and nobody may view on a real cluster (the
+    policy's default); `--demo` uses the demo's policy, as its engine does (everyone
+    views; demo-user runs, demo-lead approves, alerts run reclaims as demo-alerts)."""
     catalog = load_catalog(settings.playbooks_dir)
-    if settings.policy is None and settings.demo:
-        policy = Policy(unmapped="read_only")
-    else:
-        policy = load_policy(settings.policy, playbooks=catalog.playbooks)
+    path = settings.policy
+    if path is None and settings.demo:
+        from gpuctl.sim.api.connect import DEMO_POLICY
+
+        path = DEMO_POLICY
+    policy = load_policy(path, playbooks=catalog.playbooks)
     rules = load_alert_rules(settings.alert_rules, catalog, policy) if settings.alert_rules else None
     return Files(catalog, policy, load_identity_map(settings.slack_identity_map), rules)
 
@@ -127,6 +136,11 @@ class RunningBot:
     alerts: AlertDesk
     metrics: BotMetrics
     app: AsyncApp
+
+
+def _engine_state(seam: EngineSeam) -> str:
+    state = getattr(seam, "state", None)  # LazyEngine says how it stands; other seams are there or absent
+    return state if isinstance(state, str) else "connected"
 
 
 def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
@@ -168,7 +182,8 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
         return web.json_response(outcome.counts(), status=503 if outcome.failed else 200)
 
     async def healthz(request: web.Request) -> web.Response:
-        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed]}
+        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed],
+                "engine": _engine_state(alerts.seam)}  # fmt: skip
         return web.json_response(body)
 
     async def metrics_page(request: web.Request) -> web.Response:
@@ -194,8 +209,10 @@ async def running_bot(
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
 
-    The seam: `seam` if given, else NoEngine for --demo, else the playbook engine (open_engine) on
-    the bot's own connection settings, planning from the bot's live picture."""
+    The seam: `seam` if given, else a LazyEngine opening the playbook engine (open_engine) in the
+    background on the bot's own connection settings (with --demo: the demo's simulated API over the
+    bot's demo cluster), planning from the bot's live picture (`await bot.seam.connected(timeout_s)`
+    waits for it)."""
     check_settings(settings, socket_mode=socket_mode)
     files = await asyncio.to_thread(read_files, settings)
     metrics = BotMetrics()
@@ -207,18 +224,20 @@ async def running_bot(
     )
     async with contextlib.AsyncExitStack() as stack:
         cluster = await stack.enter_async_context(open_cluster(settings, sources=sources))
-        if seam is None and settings.demo:
-            seam = NoEngine()
-        elif seam is None:
-            from gpuctl.bot.engine_link import EngineLink  # the engine and the Kubernetes client: not for --demo
+        if seam is None:
+            from gpuctl.bot.lazy_engine import LazyEngine
             from gpuctl.playbooks.service import open_engine
 
-            seam = EngineLink(await stack.enter_async_context(open_engine(settings, catalog=files.catalog, cluster=cluster)))
+            def opener() -> contextlib.AbstractAsyncContextManager[Engine]:
+                return open_engine(settings, catalog=files.catalog, cluster=cluster)
+
+            seam = await stack.enter_async_context(LazyEngine(opener, runs=metrics.runs))
         desk = Desk(view=LiveView(cluster), resolver=resolver, policy=files.policy, seam=seam)
         signing = "" if socket_mode else _secret(settings, "slack_signing_secret")
         bolt = build_app(desk, client=client, signing_secret=signing, metrics=metrics, deliveries=Deliveries(),
                          verify_requests=not socket_mode)  # fmt: skip
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
+        stack.push_async_callback(alerts.aclose)  # auto runs in flight stop before the engine closes
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
         web_app = build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token, alerts_gate)
         runner = web.AppRunner(web_app, access_log=None)
@@ -244,9 +263,9 @@ async def running_bot(
 async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO) -> None:
     """Run the bot until cancelled (Ctrl-C); one line on `out` once it serves."""
     async with running_bot(settings, socket_mode=socket_mode) as bot:
-        try:
-            await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=False)
-        except Exception as e:  # serve anyway: answers say "no data yet" and /healthz shows it
+        try:  # the first data, briefly; an unreachable API server is said at its first refusal, not waited out
+            await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=True)
+        except Exception as e:  # serve anyway: answers say "no data yet" and why, /healthz shows it; sources retry
             log.warning("no cluster data yet: %s", e)
         out.write(f"gpuctl bot: serving on {bot.url}\n")
         out.flush()

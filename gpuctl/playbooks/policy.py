@@ -90,7 +90,9 @@ class AlertRule(Frozen):
 
     playbook: PlaybookName
     run_as: Identity = Field(description="the identity alert-started runs are authorized and performed as")
-    max_runs_per_hour: StrictInt = Field(ge=1, le=60)
+    max_runs_per_hour: StrictInt = Field(
+        ge=1, le=60, description="auto runs of the playbook alerts may start in any sliding hour (then they are proposed)"
+    )
 
 
 class Policy(Frozen):

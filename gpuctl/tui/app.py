@@ -9,6 +9,11 @@ Given settings and a feed factory (settings -> feed), the app can also reopen
 its feed: another kubeconfig context (`x`) or another refresh interval (`+`,
 `-`). The old feed's worker is cancelled, which closes its cluster, before the
 new one opens; a failure to open shows in the status bar and as a toast.
+
+`a` (playbooks for the marked rows), `R` (runs) and `L` (audit log) open the
+screens of gpuctl.tui.playbooks; they reach the playbook engine through one
+`Desk`, opened on first use on the feed's running cluster and closed with the
+app or when the feed is reopened for another cluster.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from textual.worker import Worker, WorkerCancelled, WorkerError, WorkerFailed
 
 from gpuctl.config import Settings
 from gpuctl.errors import ConfigError, GpuctlError
+from gpuctl.identity import Identity
 from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
 from gpuctl.tui.doctor_screen import Diagnose, DoctorScreen
-from gpuctl.tui.feed import FeedFactory, UpdateFeed
+from gpuctl.tui.feed import FeedFactory, UpdateFeed, running_cluster
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_view import HeatmapView
@@ -44,6 +50,11 @@ from gpuctl.tui.history import UtilHistory
 from gpuctl.tui.messages import NodeChosen
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.nodes_view import NodesView
+from gpuctl.tui.playbooks.audit_screen import AuditScreen
+from gpuctl.tui.playbooks.desk import Desk, EngineOpener, open_engine_for
+from gpuctl.tui.playbooks.flow import act_on, selection_of
+from gpuctl.tui.playbooks.offers import Selection
+from gpuctl.tui.playbooks.runs_screen import RunsScreen
 from gpuctl.tui.pods_view import PodsView
 from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
@@ -86,6 +97,12 @@ class GpuctlApp(App[int]):
         Binding("t", "toggle_theme", "Theme", id="app.theme", tooltip="Switch between the dark and light theme"),
         Binding("D", "doctor", "Doctor", show=False, id="app.doctor", tooltip="Check the cluster against GPU practices"),
         Binding(
+            "a", "act", "Act", id="app.act",
+            tooltip="Playbooks for the marked rows, or the row under the cursor (space marks, * marks all shown)",
+        ),
+        Binding("R", "runs", "Runs", show=False, id="app.runs", tooltip="Playbook runs, live: approve or deny them"),
+        Binding("L", "audit", "Audit", show=False, id="app.audit", tooltip="The audit log, filterable, verified"),
+        Binding(
             "x", "switch_context", "Context", show=False, id="app.context",
             tooltip="Switch to another kubeconfig context (reconnects)",
         ),
@@ -115,10 +132,15 @@ class GpuctlApp(App[int]):
         history_depth: int = 120,
         monotonic: Callable[[], float] = time.monotonic,
         diagnose: Diagnose | None = None,
+        open_engine: EngineOpener = open_engine_for,
+        act_as: Identity | None = None,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
         settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not).
-        diagnose: what `D` runs on the settings (absent: the key explains why not)."""
+        diagnose: what `D` runs on the settings (absent: the key explains why not).
+        open_engine: how the playbook engine is opened for `a`, `R`, `L` (with settings; the default is
+        `open_engine(settings, cluster=the feed's running cluster)`); act_as: whom playbooks run as
+        (the policy's act_as decides; default: whom the kubeconfig authenticates as)."""
         super().__init__()
         if feed is None:
             if settings is None or open_feed is None:
@@ -143,6 +165,10 @@ class GpuctlApp(App[int]):
         self._ticker: Timer | None = None
         self._feeds = 0
         self._feed_worker: Worker[None] | None = None
+        self._open_engine = open_engine
+        self._act_as = act_as
+        self.desk: Desk | None = None  # the playbook engine, opened on first use
+        self._quit_warned: set[str] = set()  # the runs `q` warned about: a second `q` quits while they execute
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -344,6 +370,7 @@ class GpuctlApp(App[int]):
         until it answers. Otherwise (a new interval) the picture stays meanwhile.
         """
         assert self.open_feed is not None
+        self._close_desk()  # its engine talks to the old cluster
         self.settings = settings
         self.context = context_name(settings)
         self.feed_error = None
@@ -376,6 +403,60 @@ class GpuctlApp(App[int]):
             return
         if not isinstance(self.screen, DoctorScreen):
             self.push_screen(DoctorScreen(self.diagnose, self.settings))
+
+    # -- playbooks: every action through the engine (gpuctl.tui.playbooks) ------------------------
+
+    def _desk(self) -> Desk | None:
+        if self.settings is None:
+            self.notify("This feed was handed in ready-made: there are no settings to open the playbook engine with.",
+                        title="no playbooks", timeout=6)  # fmt: skip
+            return None
+        if self.desk is None:
+            self.desk = Desk(self.settings, cluster=lambda: running_cluster(self.feed), opener=self._open_engine,
+                             act_as=self._act_as)  # fmt: skip
+        return self.desk
+
+    def _close_desk(self) -> None:
+        if self.desk is not None:
+            self.run_worker(self.desk.aclose(), name="engine-close", group="engine-close")
+            self.desk = None
+
+    async def on_unmount(self) -> None:
+        if self.desk is not None:  # runs still executing are left to the process's end (see action_quit)
+            await self.desk.aclose(wait=False)
+
+    async def action_quit(self) -> None:
+        """Quit; while this process executes a run, only on a second `q` (the run is then interrupted)."""
+        running = self.desk.running() if self.desk is not None else []
+        if running and set(running) != self._quit_warned:
+            self._quit_warned = set(running)
+            self.notify(f"Executing {', '.join(running)}. q again quits anyway: the run stops where it is and is "
+                        "recorded as interrupted when gpuctl next opens the engine.",
+                        title="a run is executing", severity="warning", timeout=10)  # fmt: skip
+            return
+        self.exit()
+
+    def action_act(self) -> None:
+        if self.index is None or (desk := self._desk()) is None:
+            return
+        if isinstance(self.screen, NodeScreen):  # the node on screen
+            selection = Selection(nodes=tuple(n for n in (self.index.nodes.get(self.screen.node),) if n is not None))
+        elif self.screen is self.screen_stack[0]:
+            selection = selection_of(self.query_one(f"#{self.query_one(TabbedContent).active}-view"), self.index)
+        else:
+            return  # a playbook screen is open: finish there first
+        if not selection:
+            self.notify("Nothing selected: move to a row (or mark some with space) first.", timeout=4)
+            return
+        self.run_worker(act_on(self, desk, selection), name="act", group="act")
+
+    def action_runs(self) -> None:
+        if not isinstance(self.screen, RunsScreen) and (desk := self._desk()) is not None:
+            self.push_screen(RunsScreen(desk))
+
+    def action_audit(self) -> None:
+        if not isinstance(self.screen, AuditScreen) and (desk := self._desk()) is not None:
+            self.push_screen(AuditScreen(desk))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
@@ -431,6 +512,8 @@ class GpuctlApp(App[int]):
 
 def help_sections() -> list[tuple[str, list[BindingType]]]:
     from gpuctl.tui.heatmap_view import HeatmapView
+    from gpuctl.tui.playbooks.plan_screen import PlanScreen
+    from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 
     return [
         ("Everywhere", list(GpuctlApp.BINDINGS)),
@@ -439,4 +522,8 @@ def help_sections() -> list[tuple[str, list[BindingType]]]:
         ("Filter bar", [Binding("enter", "", "Keep the filter and go back"), *FilterBar.BINDINGS]),
         ("Context list (x)", [Binding("enter", "", "Connect to the highlighted context"), *ContextScreen.BINDINGS]),
         ("Node screen", list(NodeScreen.BINDINGS)),
+        ("Plan screen (a, then enter on a playbook)", list(PlanScreen.BINDINGS)),
+        ("Run progress", list(ProgressScreen.BINDINGS)),
+        ("Runs (R)", [Binding("enter", "", "Open the run"), *RunsScreen.BINDINGS]),
+        ("Audit log (L)", [Binding("enter", "", "Open the record's run"), *AuditScreen.BINDINGS]),
     ]

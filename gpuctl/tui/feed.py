@@ -16,12 +16,20 @@ from gpuctl.model import Update
 
 if TYPE_CHECKING:
     from gpuctl.config import Settings
+    from gpuctl.service import Cluster
 
 UpdateFeed = AsyncIterable[Update]
 # Makes the feed for a settings object: `cluster_feed` for real, anything else in tests.
 FeedFactory = Callable[["Settings"], UpdateFeed]
 
 _CLOSED = object()
+
+
+def running_cluster(feed: UpdateFeed) -> Cluster | None:
+    """The running cluster a feed reads (`ClusterFeed.cluster`), for the playbook engine to plan from;
+    None for a feed without one (tests' QueueFeed: the engine then starts a live picture of its own)."""
+    cluster = getattr(feed, "cluster", None)
+    return cluster if cluster is not None else None
 
 
 class QueueFeed:

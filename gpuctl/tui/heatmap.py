@@ -66,8 +66,10 @@ class Heatmap(ScrollView, can_focus=True):
             tooltip="Open the node under the cursor, or fold a pool header",
         ),
         Binding(
-            "space", "toggle_pool", "Fold pool", show=False, tooltip="Collapse or expand the pool under the cursor"
+            "space", "mark", "Mark", show=False,
+            tooltip="Mark the node under the cursor (on a pool header, the pool); a acts on what is marked",
         ),
+        Binding("asterisk", "mark_all", "Mark all", show=False, tooltip="Mark every node shown, or unmark them all"),
     ]
 
     metric: reactive[Metric] = reactive(Metric.UTIL)
@@ -82,7 +84,6 @@ class Heatmap(ScrollView, can_focus=True):
             super().__init__()
             self.target = target
 
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.index: FleetIndex | None = None
@@ -93,6 +94,7 @@ class Heatmap(ScrollView, can_focus=True):
         self._signature: tuple[object, ...] = ()
         self._strips: dict[int, Strip] = {}
         self._pool_summary: dict[str, str] = {}
+        self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -254,7 +256,8 @@ class Heatmap(ScrollView, can_focus=True):
         models = ""
         if self.index and (pool := self.index.pools.get(line.pool)) and pool.gpu_models:
             models = "  " + ", ".join(map(short_model, pool.gpu_models))
-        text = f"{'▸' if folded else '▾'} {line.pool}{models}  {self._pool_summary.get(line.pool, '')}"
+        mark = "● " if POOL_PREFIX + line.pool in self.marked else ""
+        text = f"{'▸' if folded else '▾'} {mark}{line.pool}{models}  {self._pool_summary.get(line.pool, '')}"
         return Strip([Segment(text, style)]).crop_extend(0, self.layout_.width, style)
 
     def _render_cells(self, line: Line, base: Style) -> Strip:
@@ -262,7 +265,8 @@ class Heatmap(ScrollView, can_focus=True):
         segs: list[Segment] = []
         lw = self.layout_.label_width
         if lw:
-            label = line.label if len(line.label) <= lw else line.label[: lw - 1] + "…"
+            label = ("●" + line.label) if line.label and line.label in self.marked else line.label
+            label = label if len(label) <= lw else label[: lw - 1] + "…"
             segs.append(Segment(label.ljust(lw + 1), base + self.get_component_rich_style("heatmap--label")))
         x = lw + 1 if lw else 0
         gpus = self.index.gpus
@@ -293,6 +297,35 @@ class Heatmap(ScrollView, can_focus=True):
             self.toggle_pool(self.cursor.removeprefix(POOL_PREFIX))
         elif self.index and (gpu := self.index.gpus.get(self.cursor)):
             self.post_message(NodeChosen(gpu.node))
+
+    def _target(self) -> str | None:
+        """What space marks: the pool of a header line, else the node of the GPU under the cursor."""
+        if self.cursor is None or self.cursor.startswith(POOL_PREFIX):
+            return self.cursor
+        gpu = self.index.gpus.get(self.cursor) if self.index else None
+        return gpu.node if gpu else None
+
+    def selection(self) -> tuple[list[str], list[str]]:
+        """(nodes, pools) `a` acts on: those marked and still shown, else what is under the cursor."""
+        shown = set(self._visible)
+        pools = {p for p, nodes in (self.index.nodes_by_pool.items() if self.index else ()) if shown & set(nodes)}
+        marked = [m for m in self.marked if (m.removeprefix(POOL_PREFIX) in pools if m.startswith(POOL_PREFIX) else m in shown)]
+        if not marked and (target := self._target()):
+            marked = [target]
+        nodes = sorted(m for m in marked if not m.startswith(POOL_PREFIX))
+        return nodes, sorted(m.removeprefix(POOL_PREFIX) for m in marked if m.startswith(POOL_PREFIX))
+
+    def action_mark(self) -> None:
+        if (target := self._target()) is not None:
+            self.marked.symmetric_difference_update({target})
+            self._strips.clear()
+            self.refresh()
+
+    def action_mark_all(self) -> None:
+        shown = set(self._visible)
+        self.marked = set() if self.marked >= shown else shown
+        self._strips.clear()
+        self.refresh()
 
     def action_toggle_pool(self) -> None:
         if pool := self.cursor_pool():

@@ -91,6 +91,14 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         ),
         Binding("s", "cycle_sort", "Sort", id="table.sort", tooltip="Sort by the next column"),
         Binding("r", "reverse_sort", "Reverse", id="table.reverse", tooltip="Reverse the sort order"),
+        Binding(
+            "space", "mark", "Mark", show=False, id="table.mark",
+            tooltip="Mark or unmark the row (a acts on the marked rows)",
+        ),
+        Binding(
+            "asterisk", "mark_all", "Mark all", show=False, id="table.mark_all",
+            tooltip="Mark every row the filter shows, or unmark them all",
+        ),
     ]
 
     cursor_key: reactive[str | None] = reactive(None, always_update=True)
@@ -139,6 +147,7 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         self._row_of: dict[str, int] = {}
         self._strips: dict[str, Strip] = {}
         self._width = sum(c.width + 2 * PAD for c in self.columns)
+        self.marked: set[str] = set()  # keys marked with space; kept only while their rows are shown
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -153,6 +162,7 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
             self.empty_text = empty
         self._items = items
         self._cells = cells
+        self.marked.intersection_update(items)  # a row the filter hides is no longer part of the selection
         self._strips.clear()  # ages and values move every update; only visible rows get redrawn
         self._resort()
 
@@ -166,6 +176,12 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
 
     def item(self, key: str) -> T | None:
         return self._items.get(key)
+
+    @property
+    def selection(self) -> list[T]:
+        """What `a` acts on: the marked rows in table order, else the row under the cursor."""
+        keys = [k for k in self._order if k in self.marked] or ([self.cursor_key] if self.cursor_key else [])
+        return [self._items[k] for k in keys if k in self._items]
 
     def _resort(self) -> None:
         column = self._by_key[self.sort_by]
@@ -261,6 +277,8 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
             for c, cell in zip(self.columns, self._cells(self._items[key]), strict=False):
                 pad = Segment(" " * PAD)
                 segs += [pad, Segment(_fit(cell.text, c.width, c.right), _style(cell.style)), pad]
+            if key in self.marked:  # a mark in the first column's padding: unmarked rows draw as before
+                segs[0] = Segment("●", _style("bold"))
             strip = self._strips[key] = Strip(segs).extend_cell_length(self._width)
         if key == self.cursor_key:
             cls = "row-table--cursor" if self.has_focus else "row-table--cursor-blurred"
@@ -295,6 +313,20 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
     def action_choose(self) -> None:
         if self.cursor_key is not None and self.open_label is not None:
             self.post_message(self.RowChosen(self, self.cursor_key))
+
+    def action_mark(self) -> None:
+        key = self.cursor_key
+        if key is None:
+            return
+        self.marked.symmetric_difference_update({key})
+        self._strips.pop(key, None)
+        self.refresh_line(self._row_of[key] + 1)
+        self.action_move(1)  # space, space, space marks a run of rows
+
+    def action_mark_all(self) -> None:
+        self.marked = set() if self.marked >= set(self._order) else set(self._order)
+        self._strips.clear()
+        self.refresh()
 
     def action_cycle_sort(self) -> None:
         keys = [c.key for c in self.columns]

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.notifications import SeverityLevel
@@ -21,13 +21,32 @@ from textual.notifications import SeverityLevel
 from gpuctl.config import Settings
 from gpuctl.model import Update
 
+if TYPE_CHECKING:
+    from gpuctl.service import Cluster
 
-async def cluster_feed(settings: Settings) -> AsyncIterator[Update]:
-    from gpuctl.service import open_cluster
 
-    async with open_cluster(settings) as cluster, cluster.subscribe() as updates:
-        async for update in updates:
-            yield update
+class ClusterFeed:
+    """The hub subscription of a cluster opened for `settings`, and that running cluster while it
+    runs (`cluster`): the playbook engine plans from the same live picture the app shows."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cluster: Cluster | None = None
+
+    async def __aiter__(self) -> AsyncIterator[Update]:
+        from gpuctl.service import open_cluster
+
+        async with open_cluster(self.settings) as cluster, cluster.subscribe() as updates:
+            self.cluster = cluster
+            try:
+                async for update in updates:
+                    yield update
+            finally:
+                self.cluster = None
+
+
+def cluster_feed(settings: Settings) -> ClusterFeed:
+    return ClusterFeed(settings)
 
 
 def context_name(settings: Settings) -> str | None:

@@ -19,6 +19,7 @@ import pytest_asyncio
 from gpuctl.bot.desk import Asker
 from gpuctl.bot.engine_link import EngineLink
 from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION, AlertProposal
+from gpuctl.bot.lazy_engine import LazyEngine
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Identity, Requester
 from gpuctl.playbooks.runs import run_name
@@ -69,8 +70,10 @@ async def bed(control_plane: ControlPlane, engine_home: str, tmp_path: Path) -> 
         )  # fmt: skip
         async with running_bot(settings) as bot:
             await bot.cluster.wait_ready(60)
-            assert isinstance(bot.seam, EngineLink)  # not --demo: the real engine
-            yield Bed(bot, bot.seam.engine, slack, SlackSender(bot.url, SECRET, slack), tmp_path)
+            assert isinstance(bot.seam, LazyEngine)  # not --demo: the real engine, opened in the background
+            link = await bot.seam.connected(60)
+            assert isinstance(link, EngineLink)
+            yield Bed(bot, link.engine, slack, SlackSender(bot.url, SECRET, slack), tmp_path)
 
 
 async def ask(bed: Bed, text: str, user: str) -> dict[str, Any]:
@@ -174,8 +177,9 @@ async def test_an_alert_proposal_is_planned_as_run_as_and_posted_with_buttons_on
     )  # fmt: skip
     first, repeat = await bed.bot.seam.alert(proposal), await bed.bot.seam.alert(proposal)
     run = run_name(APPROVED, f"alert:{proposal.key}")
-    shown = blocks_text({"blocks": first})
+    shown = blocks_text({"blocks": first.blocks})
     assert "user-a (team-a) via alert" in shown and "4 → 6" in shown and "Awaiting approval" in shown
-    assert buttons({"blocks": first}) == buttons({"blocks": repeat}) == {APPROVE_ACTION: run, DENY_ACTION: run}
+    assert buttons({"blocks": first.blocks}) == buttons({"blocks": repeat.blocks}) == {APPROVE_ACTION: run, DENY_ACTION: run}
+    assert first.run_id == repeat.run_id == run and not first.execute
     assert [r.name for r in await bed.engine.runs() if r.spec.idempotency_key == f"alert:{proposal.key}"] == [run]
     assert kinds(await records(bed.folder, run)).count("requested") == 1

@@ -138,10 +138,9 @@ def reclaim_now(directory: Path) -> None:
     (directory / "playbooks" / "reclaim-idle-gpus-now.yaml").write_text(now)
 
 
-async def test_reclaim_idle_gpus_from_the_cli_evicts_an_idle_pod(
-    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
-) -> None:
-    namespace, node = unique("eng-a-reclaim"), unique("reclaim-cli")
+async def idle_pod(admin: RestClient, namespace: str, node: str) -> dict[str, str]:
+    """Namespace `namespace` where team-a may reclaim, GPU node `node`, and pod idle-0 running there (gone at once
+    when evicted); returns the DCGM exporter labels of its one GPU."""
     rules = [
         rule("", ["pods"], ["patch"]),
         rule("events.k8s.io", ["events"], ["create"]),
@@ -159,11 +158,18 @@ async def test_reclaim_idle_gpus_from_the_cli_evicts_an_idle_pod(
     await apply_objects(admin, [pod])
     await poll(lambda: admin.get("Pod", "idle-0", namespace), lambda r: r.body.get("status", {}).get("phase") == "Running",
                what="kwok to run idle-0")  # fmt: skip
+    return {"gpu": "0", "UUID": f"GPU-{node}-0", "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": node,
+            "namespace": namespace, "pod": "idle-0", "container": "main"}  # fmt: skip
+
+
+async def test_reclaim_idle_gpus_from_the_cli_evicts_an_idle_pod(
+    admin: RestClient, control_plane: ControlPlane, engine_home: str, tmp_path: Path
+) -> None:
+    namespace, node = unique("eng-a-reclaim"), unique("reclaim-cli")
+    labels = await idle_pod(admin, namespace, node)
     settings(control_plane.kubeconfig(ADMIN), tmp_path, engine_home)
     reclaim_now(tmp_path)
     # The pod's one GPU idle, as the DCGM exporter reports a held GPU, scraped by a Prometheus of its own.
-    labels = {"gpu": "0", "UUID": f"GPU-{node}-0", "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": node,
-              "namespace": namespace, "pod": "idle-0", "container": "main"}  # fmt: skip
     async with IdleGpuExporter(**labels) as exporter:
         async with Monitoring(tmp_path / "prometheus", jobs=[ScrapeJob("dcgm-exporter", [exporter.url])]) as monitoring:
             # Ten seconds of history (scraped every second), twice the idle window below.

@@ -10,8 +10,10 @@ import pytest_asyncio
 
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.config import Settings
+from gpuctl.query.fleet import idle_holders
 from gpuctl.sources.demo import DemoSource
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender
+from testbed.waiting import poll
 
 SECRET = "8f14e45fceea167a5a36dedd4bea2543"  # the test signing secret
 
@@ -95,6 +97,10 @@ async def bot(slack: FakeSlack, tmp_path_factory) -> AsyncIterator[RunningBot]:
     demo = DemoSource(seed=7, tick_s=2.0, churn=False)
     async with running_bot(bot_settings(tmp_path_factory.mktemp("bot"), slack), sources=[demo]) as running:
         await running.cluster.wait_ready(30)
+        await running.seam.connected(30)  # type: ignore[attr-defined]  # the demo's engine (a LazyEngine)
+        # Answers come from the hub's published picture: wait until it has the demo's idle pods (history in).
+        await poll(running.desk.view.current, lambda current: current is not None and bool(idle_holders(current[0])),
+                   what="the published picture to show idle pods")  # fmt: skip
         yield running
 
 

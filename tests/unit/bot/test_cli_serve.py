@@ -10,11 +10,12 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gpuctl.cli import main
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
-from tests.unit.bot.conftest import ALICE, SECRET
+from tests.unit.bot.conftest import ALICE, IDENTITY_MAP, POLICY, SECRET, write
 
 STARTUP_S = 60.0
 
@@ -50,6 +51,36 @@ async def test_serve_demo_answers_signed_commands_and_stops_on_interrupt(slack: 
     assert "gpuctl bot serving on 127.0.0.1:" in log  # -vv logs
     assert BOT_TOKEN not in log and SECRET not in log
     assert "Traceback" not in log
+
+
+async def test_serve_starts_and_answers_with_the_api_server_down(slack: FakeSlack, tmp_path: Path, dead_kubeconfig: Path) -> None:
+    env = environment(tmp_path, slack.api_url, GPUCTL_AUDIT=str(tmp_path / "audit.sqlite"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpuctl", "bot", "serve", "--kubeconfig", str(dead_kubeconfig), "--host", "127.0.0.1",
+        "--port", "0", "-v", "--identity-map", str(write(tmp_path, "ids.yaml", IDENTITY_MAP)),
+        "--policy", str(write(tmp_path, "policy.yaml", POLICY)), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        async with asyncio.timeout(STARTUP_S):
+            line = (await process.stdout.readline()).decode()
+        match = re.search(r"serving on (http://\S+)", line)
+        assert match, line
+        async with aiohttp.ClientSession() as session, session.get(f"{match.group(1)}/healthz") as resp:
+            health = await resp.json()
+        assert resp.status == 200 and health["cluster_ready"] is False and health["engine"].startswith("not connected")
+        sender = SlackSender(match.group(1), SECRET, slack)
+        sent = await sender.command("status", user_id=ALICE)
+        assert "No data yet" in blocks_text(await slack.wait_for_response(sent.response_id))
+        sent = await sender.command("runs", user_id=ALICE)
+        said = blocks_text(await slack.wait_for_response(sent.response_id))
+        assert "Playbooks not available yet" in said and "not connected yet" in said
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await process.communicate()
+    assert process.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode() and "playbook engine not connected" in err.decode()
 
 
 @pytest.mark.parametrize(

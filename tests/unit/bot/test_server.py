@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 
 from gpuctl.bot.blocks import Reply, notice
 from gpuctl.bot.commands import Run
-from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION, NoEngine, review_buttons
+from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION, review_buttons
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Requester
 from gpuctl.query.fleet import idle_holders, totals
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text, fence
 from tests.unit.bot.conftest import ALICE, BOB, NOBODY, ONCALL, SECRET, bot_settings
+from tests.unit.bot.seams import Unexpected
 
 
 async def reply_to(sender: SlackSender, text: str, user: str = ALICE) -> str:
@@ -64,10 +65,9 @@ async def test_help_and_bad_input_are_answered_in_the_ack(sender: SlackSender) -
     assert "Usage: `/gpu idle" in text
 
 
-@pytest.mark.parametrize("text", ["runs", "run reclaim-idle-gpus namespace=team-a", "audit", "audit some-run"])
-async def test_engine_commands_say_they_are_not_in_this_build(sender: SlackSender, text: str) -> None:
-    answer = await reply_to(sender, text)
-    assert "not available yet in this build" in answer and "playbook engine" in answer
+async def test_engine_commands_reach_the_demo_engine(sender: SlackSender) -> None:
+    assert "Playbook runs" in await reply_to(sender, "runs")  # the demo's engine (test_demo_engine.py runs playbooks)
+    assert "No audit records for run `some-run`" in await reply_to(sender, "audit some-run")
 
 
 async def test_bad_signature_is_401_and_nothing_happens(sender: SlackSender, slack: FakeSlack) -> None:
@@ -129,7 +129,7 @@ async def test_buttons_of_mapped_users_reach_the_engine_seam(sender: SlackSender
         click = await sender.click(button["action_id"], button["value"], user_id=ONCALL)
         assert click.status == 200
         text = blocks_text(await slack.wait_for_response(click.response_id))
-        assert "reclaim-idle-gpus-1 was not" in text and "not available yet in this build" in text
+        assert "Could not" in text and "reclaim-idle-gpus-1" in text  # the demo's engine has no such run
 
 
 async def test_a_slack_retry_never_acts_twice(bot: RunningBot, sender: SlackSender, slack: FakeSlack) -> None:
@@ -144,7 +144,7 @@ async def test_a_slack_retry_never_acts_twice(bot: RunningBot, sender: SlackSend
     assert bot.metrics.duplicates.get() == duplicates + 1
 
 
-class SlowEngine(NoEngine):
+class SlowEngine(Unexpected):
     """An engine seam that answers only when the test lets it: shows the ack does not wait for the work."""
 
     def __init__(self) -> None:
@@ -183,7 +183,8 @@ async def get(url: str) -> tuple[int, str]:
 async def test_healthz_and_metrics(bot: RunningBot, sender: SlackSender) -> None:
     await reply_to(sender, "pools")
     status, body = await get(f"{bot.url}/healthz")
-    assert status == 200 and json.loads(body) == {"ok": True, "cluster_ready": True, "stopped_sources": []}
+    assert status == 200 and json.loads(body) == {"ok": True, "cluster_ready": True, "stopped_sources": [],
+                                        "engine": "connected"}
     status, text = await get(f"{bot.url}/metrics")
     assert status == 200
     assert 'gpuctl_bot_requests_total{command="pools",outcome="ok"}' in text
@@ -230,7 +231,7 @@ async def test_alert_posts_once_per_episode_and_resolves_in_its_thread(bot: Runn
     text = blocks_text(post.args)
     assert "<!subteam^S0ONCALL1>" in text and "*GpuIdleWhileAllocated* firing (warning)" in text
     assert "Playbook `reclaim-idle-gpus` (propose) with" in text and "namespace=team-a" in text and "max_pods=2" in text
-    assert "Not planned" in text and "no playbook engine" in text
+    assert "Not planned" in text and "no alert rule in the gpuctl policy lets alerts start this playbook" in text
 
     resolved = payload(alert("aaaa1111", "resolved", exported_namespace="team-a"), status="resolved")
     assert (await post_alerts(bot, resolved))[0] == 200
@@ -296,6 +297,7 @@ async def test_a_chunked_body_over_the_limit_is_refused_too(bot: RunningBot) -> 
 
 async def test_a_bearer_token_guards_the_webhook_when_set(slack: FakeSlack, tmp_path) -> None:
     async with running_bot(bot_settings(tmp_path, slack, alertmanager_token="am-secret")) as running:
+        await running.seam.connected(30)  # type: ignore[attr-defined]  # the demo's engine plans the alert
         firing = payload(alert("dddd4444", exported_namespace="team-a"))
         assert (await post_alerts(running, firing))[0] == 401
         assert (await post_alerts(running, firing, {"Authorization": "Bearer nope"}))[0] == 401
