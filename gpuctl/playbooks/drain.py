@@ -1,11 +1,11 @@
-"""Emptying a node of its GPU pods, for playbooks that must (relabel-mig; a scale-down that drains).
+"""Emptying a node of its GPU pods for relabel-mig, and the cordon patches scale-pool shares.
 
-Planning: `gpu_pods_on` reads the node's GPU pods fresh from the API server
-(uid and resourceVersion to pin them), `must_leave` says which ones have to
-go, `protection` which the playbook's guardrails protect, and `node_steps` /
-`eviction_steps` build cordon, evict and uncordon steps, each tried as a
-server-side dry run as the requester (`dry_run_steps`): the eviction dry run
-runs the PodDisruptionBudget check too.
+Planning: the node's GPU pods come from `node_pods.gpu_pods_on` (uid and
+resourceVersion to pin them), `must_leave` says which ones have to go,
+`refusals` why they cannot (node_pods' protection rules, shared with every
+playbook), and `cordon_step` / `eviction_steps` / `uncordon_step` build the
+steps, each tried as a server-side dry run as the requester
+(`dry_run_steps`): the eviction dry run runs the PodDisruptionBudget check too.
 
 Executing: `patch_node` (re-read, uid pinned, applied only to the version read),
 the evictions themselves (gpuctl.playbooks.evictions) and `wait_until_drained`
@@ -15,19 +15,15 @@ the evictions themselves (gpuctl.playbooks.evictions) and `wait_until_drained`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Any
 
 from gpuctl.errors import GpuctlError
 from gpuctl.playbooks.acting import ActingClient, ObjectResult
-from gpuctl.playbooks.evictions import judge_trial
-from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
+from gpuctl.playbooks.kubeapi import JSON, ObjectRef
 from gpuctl.playbooks.logic import ExecContext
+from gpuctl.playbooks.node_pods import NodePod, drain_refusals, gpu_pods_on, opted_out, try_eviction
 from gpuctl.playbooks.plan import Change, Step, TargetRef
 from gpuctl.playbooks.spec import Guardrails, Protected
 from gpuctl.playbooks.stepkit import StepCalls, dry_run, write_on_fresh
-from gpuctl.sources.kube.trim import controller_ref, pod_gpu_requests
 
 # DaemonSet GPU clients that name this label in their nodeSelector are paused by the MIG manager itself (v0.15).
 MIG_PAUSED_CLIENT_LABEL = "nvidia.com/gpu.deploy.client"
@@ -36,81 +32,9 @@ _DRAIN_POLL_S = 2.0
 _CONFLICT_RETRIES = 5  # a node's version moves with every heartbeat
 
 
-@dataclass(frozen=True, slots=True)
-class NodePod:
-    """A GPU pod bound to the node, as read."""
-
-    namespace: str
-    name: str
-    uid: str
-    resource_version: str
-    gpus: Mapping[str, int]
-    owner_kind: str | None
-    priority_class: str | None
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    node_selector: Mapping[str, str]
-
-    @classmethod
-    def read(cls, obj: Mapping[str, Any]) -> NodePod:
-        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-        return cls(
-            namespace=meta.get("namespace", ""),
-            name=meta.get("name", ""),
-            uid=meta.get("uid", ""),
-            resource_version=meta.get("resourceVersion", ""),
-            gpus=pod_gpu_requests(spec, obj),
-            owner_kind=controller_ref(meta)[0],
-            priority_class=spec.get("priorityClassName"),
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-            node_selector=dict(spec.get("nodeSelector") or {}),
-        )
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def gpu_count(self) -> int:
-        return sum(self.gpus.values())
-
-    @property
-    def target(self) -> TargetRef:
-        return TargetRef(
-            kind="Pod", namespace=self.namespace, name=self.name, uid=self.uid, resource_version=self.resource_version
-        )
-
-
 def must_leave(pod: NodePod) -> bool:
     """A GPU pod that holds the node's GPUs until it is gone (the MIG manager pauses its own clients)."""
     return bool(pod.gpus) and MIG_PAUSED_CLIENT_LABEL not in pod.node_selector
-
-
-async def gpu_pods_on(reader: ActingClient, node: str) -> tuple[list[NodePod], ApiCall]:
-    """The node's non-terminated pods that request GPUs (whole, shared or MIG), fresh from the API server."""
-    params = {"fieldSelector": f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"}
-    response = await reader.api.request("GET", "/api/v1/pods", acting_as=reader.identity, params=params)
-    body = check(response, what=f"list the pods on node {node}")
-    pods = [NodePod.read(obj) for obj in body.get("items") or ()]
-    return [pod for pod in pods if pod.gpus], response.call
-
-
-def protection(pod: NodePod, protected: Protected) -> str | None:
-    """Why the guardrails keep this pod from being evicted, or None."""
-    if any(fnmatchcase(pod.namespace, glob) for glob in protected.namespaces):
-        return f"namespace {pod.namespace} is protected"
-    if pod.priority_class and any(fnmatchcase(pod.priority_class, glob) for glob in protected.priority_classes):
-        return f"priority class {pod.priority_class} is protected"
-    for rule in protected.opt_out:
-        if rule.object != "pod":
-            continue
-        carried = pod.labels.get(rule.label) if rule.label else pod.annotations.get(rule.annotation or "")
-        if carried == rule.value:
-            return f"it opted out ({rule})"
-    if pod.owner_kind == "DaemonSet":
-        return "a DaemonSet pod comes back on a cordoned node"
-    return None
 
 
 def refusals(node: str, leaving: Sequence[NodePod], *, drain: bool, guardrails: Guardrails) -> list[str]:
@@ -121,23 +45,13 @@ def refusals(node: str, leaving: Sequence[NodePod], *, drain: bool, guardrails: 
     if not drain:
         listed = ", ".join(f"{p.key} ({p.gpu_count} GPU)" for p in leaving)
         return [f"node {node} runs GPU pods: {listed}; plan with drain=true to evict them first"]
-    reasons = [f"{p.key} cannot be evicted: {why}" for p in leaving if (why := protection(p, guardrails.protected))]
-    if guardrails.max_pods is not None and len(leaving) > guardrails.max_pods:
-        reasons.append(
-            f"draining node {node} evicts {len(leaving)} GPU pods, more than the {guardrails.max_pods} allowed per run"
-        )
-    return reasons
+    return drain_refusals([(node, pod) for pod in leaving], guardrails.protected, guardrails.max_pods)
 
 
 def node_opt_out(labels: Mapping[str, str], annotations: Mapping[str, str], protected: Protected) -> str | None:
     """The node opt-out the node carries (`{object: node, ...}`), as text, or None."""
-    for rule in protected.opt_out:
-        if rule.object != "node":
-            continue
-        carried = labels.get(rule.label) if rule.label else annotations.get(rule.annotation or "")
-        if carried == rule.value:
-            return str(rule)
-    return None
+    rule = opted_out(protected.opt_out, labels, annotations, of="node")
+    return None if rule is None else str(rule)
 
 
 # -- steps ------------------------------------------------------------------------
@@ -187,9 +101,7 @@ async def dry_run_steps(
     for step in steps:
         target, what = step.target, f"dry run of {step.action} on {step.target.key}"
         if step.action == "evict_pods":
-            evict = acting.evict(target.namespace or "", target.name, uid=target.uid, dry_run=True)
-            if (result := await dry_run(blocked, evict, what)) is not None:
-                judge_trial(result, f"{target.namespace}/{target.name}", blocked, warnings)
+            await try_eviction(acting, target, blocked, warnings)
         elif (patch := patches.get(step.action)) is not None:
             await dry_run(
                 blocked, acting.patch(node_ref(target), patch, resource_version=target.resource_version, dry_run=True), what

@@ -1,6 +1,6 @@
 """scale-pool's reads (as gpuctl's own identity): the provider object behind a
-pool (see pool_rules for the mapping), a MachineDeployment's Machines, the GPU
-pods running on a node."""
+pool (see pool_rules for the mapping), a MachineDeployment's Machines (a
+node's GPU pods: gpuctl.playbooks.node_pods)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,12 @@ from gpuctl.playbooks.kubeapi import JSON
 from gpuctl.playbooks.pool_rules import (
     CLUSTER_NAME_LABEL,
     DEPLOYMENT_NAME_LABEL,
-    PodInfo,
     Provider,
     by_name,
     choose_provider,
     machine_of,
-    protection,
     providers_of,
 )
-from gpuctl.playbooks.spec import Protected
-from gpuctl.sources.kube.trim import trim_pod
-from gpuctl.state.resources import is_terminated
 
 
 @dataclass(slots=True)
@@ -81,19 +76,3 @@ async def machines_of(reader: ActingClient, version: str, machine_deployment: JS
         selector += f",{CLUSTER_NAME_LABEL}={cluster}"
     listed = await reader.list_objects(CLUSTER_API, version, "machines", namespace=meta["namespace"], label_selector=selector)
     return listed.items
-
-
-async def gpu_pods_on(reader: ActingClient, node: str, protected: Protected | None = None) -> tuple[PodInfo, ...]:
-    """The pods holding GPUs on `node` that have not finished (terminating ones included: they still hold them),
-    each with the reason `protected` keeps it from eviction."""
-    listed = await reader.list_objects("", "v1", "pods", field_selector=f"spec.nodeName={node}")
-    pods: list[PodInfo] = []
-    for obj in listed.items:
-        record = trim_pod(obj)
-        if record is None or is_terminated(record.phase):
-            continue
-        meta = obj["metadata"]
-        gpus = sum(record.gpu_requests.values())
-        why = protection(obj, protected) if protected is not None else None
-        pods.append(PodInfo(record.namespace, record.name, str(meta.get("uid", "")), gpus, why))
-    return tuple(sorted(pods, key=lambda p: p.key))

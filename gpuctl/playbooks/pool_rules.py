@@ -1,6 +1,7 @@
 """scale-pool's decisions, without I/O: which provider object a pool is, the
 autoscaler's bounds, what a ClusterClass topology owns, which Machines a
-scale-down removes, which pods may be drained, a NodePool limit's effect.
+scale-down removes, a NodePool limit's effect (which pods may be drained:
+gpuctl.playbooks.node_pods).
 
 How a pool maps to its provider (decided here, documented in docs/playbooks.md):
 a pool is what gpuctl shows (gpuctl.state.pools: a node label, e.g.
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from gpuctl.playbooks.spec import Protected
+from gpuctl.playbooks.node_pods import NodePod
 
 JSON = Mapping[str, Any]
 
@@ -188,25 +188,12 @@ def gpus_per_node(annotations: Mapping[str, str], node_gpus: Iterable[int]) -> i
 
 
 @dataclass(frozen=True, slots=True)
-class PodInfo:
-    namespace: str
-    name: str
-    uid: str
-    gpus: int
-    protected: str | None = None  # why gpuctl may not evict it (None: it may)
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
 class MachineInfo:
     name: str
     uid: str
     node: str | None  # None while it has no node yet
     marked: bool  # carries cluster.x-k8s.io/delete-machine already
-    gpu_pods: tuple[PodInfo, ...] = ()
+    gpu_pods: tuple[NodePod, ...] = ()
 
     @property
     def busy(self) -> bool:
@@ -257,25 +244,6 @@ def choose_victims(machines: Sequence[MachineInfo], remove: int, *, drain: bool)
                 f" the others run GPU pods: {listed}; pass drain=true to evict them first (PodDisruptionBudgets respected)"
             )
     return Victims(tuple(marked + chosen), tuple(blocked))
-
-
-def protection(pod: JSON, protected: Protected) -> str | None:
-    """Why the playbook's guardrails keep this pod from being evicted (None: they don't)."""
-    meta, spec = _meta(pod), pod.get("spec") or {}
-    namespace, priority = str(meta.get("namespace")), spec.get("priorityClassName")
-    if any(fnmatchcase(namespace, glob) for glob in protected.namespaces):
-        return f"namespace {namespace} is protected"
-    if priority and any(fnmatchcase(priority, glob) for glob in protected.priority_classes):
-        return f"priority class {priority} is protected"
-    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    for rule in protected.opt_out:
-        if rule.object != "pod":
-            continue
-        if rule.label is not None and labels.get(rule.label) == rule.value:
-            return f"opted out (label {rule.label}={rule.value})"
-        if rule.annotation is not None and annotations.get(rule.annotation) == rule.value:
-            return f"opted out (annotation {rule.annotation}={rule.value})"
-    return None
 
 
 # -- Karpenter NodePool limits ------------------------------------------------------------------

@@ -11,8 +11,10 @@ plan     select from the live picture (reclaim_select: guardrails, caps, order),
 stale    a planned pod gone, replaced (uid), terminating, moved, finished, relabelled or opted out.
 execute  staged: the notices now, then the grace period (deadline-aware); then, both modes,
          spare every pod not idle all along since the plan (the live picture) and every pod that
-         changed or opted out (re-read), and evict the rest through the Eviction API only, uid-
-         pinned (gpuctl.playbooks.evictions: 429 retried with backoff until the deadline).
+         changed or opted out (re-read), taking back the notice of a spared pod that still
+         carries this run's (as the requester, on the version read); evict the rest through the
+         Eviction API only, uid-pinned (gpuctl.playbooks.evictions: 429 retried with backoff
+         until the deadline).
 verify   each evicted pod gone or terminating, and no longer holding GPUs in the live picture.
 undo     none: an evicted pod cannot be put back.
 """
@@ -27,17 +29,18 @@ from typing import Any, TypeVar
 
 from gpuctl.errors import ClusterError, Conflict, Forbidden
 from gpuctl.model import GpuPod, Snapshot
-from gpuctl.playbooks.acting import ActingClient
+from gpuctl.playbooks.acting import ActingClient, ObjectResult
 from gpuctl.playbooks.context import DeadlinePassed
 from gpuctl.playbooks.evictions import Backoff, budget_named, evict_planned
 from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, StepOutcome, Verification
+from gpuctl.playbooks.node_pods import describe_opt_out, opted_out
 from gpuctl.playbooks.plan import Change, Plan, Skipped, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
-from gpuctl.playbooks.reclaim_select import Choice, Limits, describe_opt_out, devices, opted_out, select_idle_pods, spare_reasons
+from gpuctl.playbooks.reclaim_select import Choice, Limits, devices, select_idle_pods, spare_reasons
 from gpuctl.playbooks.spec import Guardrails, OptOut
-from gpuctl.playbooks.stepkit import Status, StepCalls
+from gpuctl.playbooks.stepkit import Status, StepCalls, StepDone, write_on_fresh
 from gpuctl.render.format import duration
 
 NOTICE_ANNOTATION = "gpuctl.io/reclaim-after"  # when a staged run evicts the pod (RFC 3339, UTC)
@@ -337,8 +340,10 @@ class ReclaimLogic:
         calls = StepCalls(ctx)
         pods = _by_pod(plan.steps)
         outcomes: dict[int, StepOutcome] = {}
+        notice: str | None = None  # the reclaim-after value this run's notices carry
         if params.mode == "staged":
             ends = ctx.now() + timedelta(seconds=params.grace_s)
+            notice = _notice_value(ends)
             if ends >= ctx.deadline:
                 why = (f"the run's deadline ({ctx.deadline:%H:%M:%S} UTC) comes before the {duration(params.grace_s)} grace "
                        "period ends: nothing was done")  # fmt: skip
@@ -355,7 +360,7 @@ class ReclaimLogic:
                         outcomes[pod.evict[0]] = calls.outcome(pod.evict[0], "refused", f"not evicted: {e}")
                 return _report(plan, outcomes.values())
         ready = [pod.evict for pod in pods.values() if pod.evict and pod.evict[0] not in outcomes]
-        outcomes.update(await self._spare(ctx, calls, plan, ready))
+        outcomes.update(await self._spare(ctx, calls, plan, ready, notice))
         ready = [(index, step) for index, step in ready if index not in outcomes]
         outcomes.update(await evict_planned(ctx, calls, ready, self.backoff))
         return _report(plan, outcomes.values())
@@ -390,7 +395,7 @@ class ReclaimLogic:
         for index, step in pod.notices:
             try:
                 if step.action == "annotate_pods":
-                    value = ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    value = _notice_value(ends)
                     annotate = acting.annotate(ref, {NOTICE_ANNOTATION: value}, resource_version=now.resource_version)
                     result = await calls.track(annotate, index)
                     regarding = result.object
@@ -411,9 +416,11 @@ class ReclaimLogic:
         return outcomes
 
     async def _spare(
-        self, ctx: ExecContext, calls: StepCalls, plan: Plan, ready: Sequence[tuple[int, Step]]
+        self, ctx: ExecContext, calls: StepCalls, plan: Plan, ready: Sequence[tuple[int, Step]], notice: str | None
     ) -> dict[int, StepOutcome]:
-        """Outcomes for the pods not to evict: not idle all along since the plan, changed, or opted out."""
+        """Outcomes for the pods not to evict: not idle all along since the plan, changed, or opted out.
+
+        A spared pod that carries this run's notice (`notice`, staged mode) has it removed."""
         outcomes: dict[int, StepOutcome] = {}
         if not ready:
             return outcomes
@@ -429,10 +436,34 @@ class ReclaimLogic:
                 _, why, gone = await self._recheck(ctx, calls, index, step, guards_of(step))
             if why is None:
                 continue
+            if notice is not None and not gone:
+                why += await self._withdraw_notice(ctx, calls, index, step, notice)
             outcomes[index] = calls.outcome(index, "done" if gone else "skipped", why)
             if not gone:
                 await ctx.progress(why, step=index)
         return outcomes
+
+    async def _withdraw_notice(self, ctx: ExecContext, calls: StepCalls, index: int, step: Step, notice: str) -> str:
+        """Remove this run's notice from a pod it spares, as the requester, on the version just read (a Conflict
+        reads again); a notice another run has put there since is left alone. What happened, for the outcome."""
+        target = step.target
+        ref = ObjectRef(plural="pods", namespace=target.namespace, name=target.name)
+
+        def still_ours(fresh: ObjectResult) -> None:
+            value = (fresh.object["metadata"].get("annotations") or {}).get(NOTICE_ANNOTATION)
+            if fresh.uid != target.uid or value != notice:
+                raise StepDone("skipped", f"its {NOTICE_ANNOTATION} is {value!r} now, not this run's: left as it is")
+
+        def remove(fresh: ObjectResult) -> Awaitable[ObjectResult]:
+            return ctx.clients.acting.annotate(ref, {NOTICE_ANNOTATION: None}, resource_version=fresh.resource_version)
+
+        try:
+            await write_on_fresh(calls, lambda: ctx.clients.reader.get(ref), still_ours, remove, step=index)
+        except StepDone as e:
+            return f"; {e.message}"
+        except ClusterError as e:
+            return f"; its {NOTICE_ANNOTATION} notice could not be removed: {e}"
+        return f"; its {NOTICE_ANNOTATION} notice was removed"
 
     # -- verify, undo -----------------------------------------------------------------------
 
@@ -557,6 +588,10 @@ def _gone_check(key: str, target: TargetRef, now: PodNow | None) -> Check:
         deleted = now.object["metadata"].get("deletionTimestamp")
         return Check(name=f"{key} gone", ok=True, detail=f"terminating since {deleted}")
     return Check(name=f"{key} gone", ok=False, detail=f"still there, phase {now.phase}, not terminating")
+
+
+def _notice_value(ends: datetime) -> str:
+    return ends.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _report(plan: Plan, outcomes: Iterable[StepOutcome]) -> Report:

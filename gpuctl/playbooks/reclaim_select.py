@@ -18,20 +18,15 @@ busy at any moment since the plan is spared (guardrail spare_if_busy_again).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from fnmatch import fnmatchcase
-from functools import lru_cache
 
 from gpuctl.model import Gpu, GpuPod, Snapshot
-from gpuctl.playbooks.spec import Guardrails, OptOut, Protected
+from gpuctl.playbooks.node_pods import GUARDRAIL_LABELS
+from gpuctl.playbooks.node_pods import protection as kept_by
+from gpuctl.playbooks.spec import Guardrails, Protected
 from gpuctl.render.format import duration, pct
-
-# Labels of the protections the guardrails declare (protected.on_match applies to these).
-_GUARDRAIL_LABELS = frozenset({"protected namespace", "protected priority class", "opted out"})
-# Controllers whose pods an eviction cannot reclaim: they come straight back on the same node.
-_COMES_BACK = {"DaemonSet": "a DaemonSet pod comes straight back on its node", "Node": "a static pod: its kubelet runs it"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,41 +71,19 @@ class Limits:
         )
 
 
-@lru_cache(maxsize=4096)
-def _matches(name: str | None, globs: tuple[str, ...]) -> bool:
-    """Memoized: a fleet has few namespaces and priority classes, and 10,000 pods ask about them."""
-    return name is not None and any(fnmatchcase(name, g) for g in globs)
-
-
-def opted_out(opt_outs: Iterable[OptOut], labels: Mapping[str, str], annotations: Mapping[str, str]) -> OptOut | None:
-    """The first pod opt-out whose label or annotation carries its value, if any."""
-    for rule in opt_outs:
-        if rule.object != "pod":
-            continue
-        if rule.label is not None and labels.get(rule.label) == rule.value:
-            return rule
-        if rule.annotation is not None and annotations.get(rule.annotation) == rule.value:
-            return rule
-    return None
-
-
-def describe_opt_out(rule: OptOut) -> str:
-    where = f"label {rule.label}" if rule.label else f"annotation {rule.annotation}"
-    return f"opted out ({where}={rule.value})"
-
-
 def protection(pod: GpuPod, protected: Protected) -> tuple[str, str] | None:
-    """(reason, label) when the guardrails or the pod's controller keep it out of reach, else None."""
-    if _matches(pod.namespace, protected.namespaces):
-        return f"namespace {pod.namespace} is protected", "protected namespace"
-    if _matches(pod.priority_class, protected.priority_classes):
-        return f"priority class {pod.priority_class} is protected", "protected priority class"
-    if (rule := opted_out(protected.opt_out, pod.labels, {})) is not None:
-        return describe_opt_out(rule), "opted out"
-    controller = pod.owners[0].kind if pod.owners else None
-    if controller in _COMES_BACK:
-        return _COMES_BACK[controller], f"{controller} pod"
-    return None
+    """(reason, label) when the guardrails or the pod's controller keep it out of reach (node_pods.protection), else None.
+
+    The snapshot carries no annotations: the chosen pods' annotations are checked when they are read again."""
+    kept = kept_by(
+        protected,
+        namespace=pod.namespace,
+        priority_class=pod.priority_class,
+        controller=pod.owners[0].kind if pod.owners else None,
+        labels=pod.labels,
+        annotations={},
+    )
+    return None if kept is None else (kept.reason, kept.label)
 
 
 def devices(pod: GpuPod) -> int:
@@ -197,7 +170,7 @@ def select_idle_pods(
             eligible.append(Choice(pod, idle_s))
             continue
         reason, label = why or ("not idle", "not idle")
-        if label in _GUARDRAIL_LABELS and guardrails.protected.on_match == "refuse":
+        if label in GUARDRAIL_LABELS and guardrails.protected.on_match == "refuse":
             blocked.append(f"{pod.key}: {reason}; this playbook refuses to run while it is in scope")
         left_out.append(Candidate(pod, reason, label, idle_s or 0.0))
 

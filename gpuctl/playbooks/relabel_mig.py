@@ -57,6 +57,7 @@ from gpuctl.playbooks.mig_node import (
     stuck_report,
     what_to_check,
 )
+from gpuctl.playbooks.node_pods import gpu_pods_on
 from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
 from gpuctl.playbooks.stepkit import Status, StepCalls
@@ -161,7 +162,7 @@ class RelabelMig:
             draft.blocked.append(target)
             return draft
 
-        pods, _ = await drain.gpu_pods_on(clients.reader, node_name)
+        pods, _ = await gpu_pods_on(clients.reader, node_name)
         leaving = [pod for pod in pods if drain.must_leave(pod)]
         draft.blocked.extend(drain.refusals(node_name, leaving, drain=drain_pods, guardrails=guardrails))
 
@@ -218,7 +219,7 @@ class RelabelMig:
             reasons.append(f"node {target.name} was cordoned since the plan; the run would uncordon it at the end")
         if not cordons and not node.unschedulable:
             reasons.append(f"node {target.name} was uncordoned since the plan, which counted on it staying cordoned")
-        pods, _ = await drain.gpu_pods_on(clients.reader, target.name)
+        pods, _ = await gpu_pods_on(clients.reader, target.name)
         now = {pod.uid: pod.key for pod in pods if drain.must_leave(pod)}
         planned = {s.target.uid: s.target.key.removeprefix("Pod/") for s in plan.steps if s.action == "evict_pods"}
         if arrived := [key for uid, key in now.items() if uid not in planned]:

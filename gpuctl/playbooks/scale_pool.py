@@ -25,13 +25,14 @@ from gpuctl.errors import NotFound
 from gpuctl.playbooks.acting import ObjectResult
 from gpuctl.playbooks.discovery import CLUSTER_API, KARPENTER, served_version
 from gpuctl.playbooks.drain import CORDON_PATCH, UNCORDON_PATCH, cordon_step
-from gpuctl.playbooks.evictions import Backoff, evict_planned, judge_trial
+from gpuctl.playbooks.evictions import Backoff, evict_planned
 from gpuctl.playbooks.kubeapi import JSON, ObjectRef
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, Verification
+from gpuctl.playbooks.node_pods import drain_refusals, gpu_pods_on, try_eviction
 from gpuctl.playbooks.plan import Change, Plan, Step, TargetRef
 from gpuctl.playbooks.policy import Scope
-from gpuctl.playbooks.pool_lookup import gpu_pods_on, machines_of, resolve_pool
+from gpuctl.playbooks.pool_lookup import machines_of, resolve_pool
 from gpuctl.playbooks.pool_rules import (
     DELETE_MACHINE_ANNOTATION,
     MachineInfo,
@@ -201,7 +202,7 @@ class ScalePool:
         machines = {m["metadata"]["name"]: m for m in await machines_of(clients.reader, version, md)}
         for name, machine_obj in machines.items():
             node = ((machine_obj.get("status") or {}).get("nodeRef") or {}).get("name")
-            pods = await gpu_pods_on(clients.reader, node, guard.protected) if node else ()
+            pods = tuple((await gpu_pods_on(clients.reader, node))[0]) if node else ()
             marked = DELETE_MACHINE_ANNOTATION in (machine_obj["metadata"].get("annotations") or {})
             infos.append(MachineInfo(name, machine_obj["metadata"].get("uid", ""), node, marked, pods))
         victims = choose_victims(infos, remove, drain=drain)
@@ -211,14 +212,8 @@ class ScalePool:
             draft.warnings.append(
                 f"{len(victims.machines)} Machines are marked for deletion ({names}): Cluster API removes {remove} of them"
             )
-        evicted = [(m.node, p) for m in victims.machines for p in m.gpu_pods]
-        for node, pod in evicted:
-            if pod.protected:
-                draft.blocked.append(f"pod {pod.key} on node {node} must not be evicted: {pod.protected}")
-        if guard.max_pods is not None and len(evicted) > guard.max_pods:
-            draft.blocked.append(
-                f"draining would evict {len(evicted)} pods, more than this playbook's max_pods ({guard.max_pods})"
-            )
+        evicted = [(str(m.node), p) for m in victims.machines for p in m.gpu_pods]
+        draft.blocked += drain_refusals(evicted, guard.protected, guard.max_pods)
         for machine in victims.machines:
             if machine.node is not None:
                 await self._plan_cordon(planning, clients, machine)
@@ -248,16 +243,14 @@ class ScalePool:
         pods = f", then evict its {len(machine.gpu_pods)} GPU pods" if machine.gpu_pods else " (no GPU pods)"
         draft.steps.append(cordon_step(target, f"cordon {machine.node}{pods}", cordoned=cordoned))
         for pod in machine.gpu_pods:
-            trial = await dry_run(draft.blocked, clients.acting.evict(pod.namespace, pod.name, uid=pod.uid, dry_run=True))
-            planning.tried(trial)
-            if trial is not None and trial.outcome != "gone":  # a pod gone by itself needs no eviction
-                judge_trial(trial, pod.key, draft.blocked, draft.warnings)
+            target = TargetRef(kind="Pod", name=pod.name, namespace=pod.namespace, uid=pod.uid)
+            planning.tried(await try_eviction(clients.acting, target, draft.blocked, draft.warnings))
             draft.steps.append(
                 Step(
                     action=EVICT,
-                    target=TargetRef(kind="Pod", name=pod.name, namespace=pod.namespace, uid=pod.uid),
+                    target=target,
                     changes=(Change(field=NODE_FIELD, before=machine.node, after=None),),
-                    detail=f"evict {pod.key} ({pod.gpus} GPUs) from {machine.node}",
+                    detail=f"evict {pod.key} ({pod.gpu_count} GPUs) from {machine.node}",
                 )
             )
 
@@ -291,7 +284,7 @@ class ScalePool:
     async def _unplanned_pods(self, plan: Plan, clients: Clients, node: str, drained: set[str]) -> list[str]:
         """GPU pods on a node that goes which the plan does not evict."""
         planned = {step.target.key for step in plan.steps if step.action == EVICT}
-        pods = [p for p in await gpu_pods_on(clients.reader, node) if f"Pod/{p.key}" not in planned]
+        pods = [p for p in (await gpu_pods_on(clients.reader, node))[0] if f"Pod/{p.key}" not in planned]
         if not pods:
             return []
         listed = ", ".join(p.key for p in pods)
@@ -441,7 +434,7 @@ class ScalePool:
 
 async def _gpu_pods(ctx: ExecContext, node: str) -> str:
     """The GPU pods on a node now, listed for a message ('' when none)."""
-    return ", ".join(p.key for p in await gpu_pods_on(ctx.clients.reader, node))
+    return ", ".join(p.key for p in (await gpu_pods_on(ctx.clients.reader, node))[0])
 
 
 def _drained_nodes(plan: Plan) -> set[str]:

@@ -122,17 +122,19 @@ async def write_on_fresh(
     write: Callable[[ObjectResult], Awaitable[R]],
     *,
     attempts: int = WRITE_ATTEMPTS,
+    step: int | None = None,
 ) -> R:
     """Read, `check` the plan still holds (it raises StepDone, or another error, otherwise), write on exactly that version.
 
     A Conflict means something wrote in between: read and check again, so a change that matters
     refuses the step and one that does not (a status update) does not fail it; after
-    `attempts` conflicts the Conflict stands. Every call is recorded, the refused ones too."""
+    `attempts` conflicts the Conflict stands. Every call is recorded (for `step`, default the
+    calls' own), the refused ones too."""
     for attempt in range(1, attempts + 1):
-        fresh = await calls.track(read())
+        fresh = await calls.track(read(), step)
         check(fresh)
         try:
-            return await calls.track(write(fresh))
+            return await calls.track(write(fresh), step)
         except Conflict:
             if attempt == attempts:
                 raise

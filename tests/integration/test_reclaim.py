@@ -296,15 +296,25 @@ async def test_staged_mode_notifies_then_spares_a_pod_that_became_busy(bed: Bed)
     assert by_step[("evict_pods", "nb-idle")].status == "done"
     spared = by_step[("evict_pods", "nb-wakes")]
     assert spared.status == "skipped" and spared.message.startswith(f"spared {ns}/nb-wakes: busy again")
+    assert spared.message.endswith(f"; its {NOTICE_ANNOTATION} notice was removed")
     assert any(p.startswith(f"spared {ns}/nb-wakes") for p in run.progress)
     answered = by_step[("evict_pods", "nb-answers")]
     assert answered.status == "skipped"
-    assert answered.message == f"{ns}/nb-answers: annotation gpuctl.io/reclaim is now 'never' (was None when planned)"
+    assert answered.message == (f"{ns}/nb-answers: annotation gpuctl.io/reclaim is now 'never' (was None when planned); "
+                                f"its {NOTICE_ANNOTATION} notice was removed")  # fmt: skip
     assert report.message == "evicted 1 pod(s) (1 GPUs), 2 spared"
+    # A spared pod's notice is taken back as the requester, on the version just read, and the outcome carries the calls.
+    for name in ("nb-wakes", "nb-answers"):
+        outcome = by_step[("evict_pods", name)]
+        patches = [c for c in outcome.calls if c.method == "PATCH"]
+        assert len(patches) == 1 and patches[0].acting_as == USER_A and patches[0].path.split("?")[0].endswith(f"/pods/{name}")
+        assert all((c, outcome.index) in run.calls for c in outcome.calls)  # recorded for the audit log as they happened
 
     woke = await bed.pod("nb-wakes")
     assert woke is not None and woke["metadata"]["uid"] == objs["nb-wakes"]["metadata"]["uid"]
-    assert NOTICE_ANNOTATION in woke["metadata"]["annotations"]
+    assert NOTICE_ANNOTATION not in (woke["metadata"].get("annotations") or {})
+    answers = await bed.pod("nb-answers")
+    assert answers is not None and answers["metadata"]["annotations"] == {"gpuctl.io/reclaim": "never"}
     events = (await bed.admin.request("GET", f"/apis/events.k8s.io/v1/namespaces/{ns}/events")).body["items"]
     noticed = {e["regarding"]["name"]: e for e in events if e.get("reason") == "GpuReclaimScheduled"}
     assert set(noticed) == set(objs)
@@ -314,6 +324,28 @@ async def test_staged_mode_notifies_then_spares_a_pod_that_became_busy(bed: Bed)
     verification = await LOGIC.verify(plan, report, run.context(bed.clients(), live, seconds=40))
     assert verification.ok and [c.name for c in verification.checks] == [f"{ns}/nb-idle gone", f"{ns}/nb-idle GPUs released"]
     await poll(lambda: bed.pod("nb-idle"), lambda pod: pod is None, what="kwok to finish the eviction")
+
+
+async def test_a_spared_pod_keeps_a_notice_that_is_not_this_runs(bed: Bed) -> None:
+    ns = bed.namespace
+    objs = await bed.pods(gpu_pod("nb-renoticed", ns, 1, node=bed.nodes[0]))
+    live = Live(bed, objs)
+    request = plan_request(await live.snapshot(), mode="staged", grace_s=1.0)
+    plan = seal(await LOGIC.plan(request, bed.clients()), request)
+    later = "2099-01-01T00:00:00Z"
+
+    async def during_grace(message: str) -> None:
+        if message.startswith("notified 1 pod(s)"):  # busy again, and another run has given its own notice since
+            live.states["nb-renoticed"] = "busy"
+            await bed.admin.patch("Pod", "nb-renoticed", {"metadata": {"annotations": {NOTICE_ANNOTATION: later}}}, ns)
+
+    report = await LOGIC.execute(plan, Run(react=during_grace).context(bed.clients(), live, seconds=30))
+    spared = next(o for o in report.outcomes if plan.steps[o.index].action == "evict_pods")
+    assert spared.status == "skipped" and spared.message.startswith(f"spared {ns}/nb-renoticed: busy again")
+    assert spared.message.endswith(f"; its {NOTICE_ANNOTATION} is '{later}' now, not this run's: left as it is")
+    assert [c.method for c in spared.calls] == ["GET"]  # read, nothing written
+    pod = await bed.pod("nb-renoticed")
+    assert pod is not None and pod["metadata"]["annotations"][NOTICE_ANNOTATION] == later
 
 
 async def test_immediate_mode_evicts_through_the_eviction_api_only(bed: Bed) -> None:

@@ -123,6 +123,17 @@ async def test_scale_up_within_the_autoscaler_bounds(
     assert undo is not None and f"-p pool={pool} -p replicas=2" in undo.blocked[0]
 
 
+async def two_busy_nodes(admin: RestClient, live: ClusterStore, single: str) -> tuple[str, list[str], str]:
+    """A pool of two nodes: big-0 and big-1 on the first, `single` on the second (the least busy); pool, nodes, namespace."""
+    pool, nodes = await machine_deployment(admin, live, 2)
+    namespace = unique("train")
+    await apply_objects(admin, [namespace_object(namespace)])
+    await running_gpu_pod(admin, nodes[0], namespace, "big-0")
+    await running_gpu_pod(admin, nodes[0], namespace, "big-1")
+    await running_gpu_pod(admin, nodes[1], namespace, single)
+    return pool, nodes, namespace
+
+
 async def test_scale_down_removes_idle_nodes_never_busy_ones(
     admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
 ) -> None:
@@ -169,12 +180,7 @@ async def test_scale_down_removes_idle_nodes_never_busy_ones(
 async def test_drain_evicts_gpu_pods_before_the_node_goes(
     admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
 ) -> None:
-    pool, nodes = await machine_deployment(admin, live, 2)
-    namespace = unique("train")
-    await apply_objects(admin, [namespace_object(namespace)])
-    await running_gpu_pod(admin, nodes[0], namespace, "big-0")
-    await running_gpu_pod(admin, nodes[0], namespace, "big-1")
-    await running_gpu_pod(admin, nodes[1], namespace, "small")
+    pool, nodes, namespace = await two_busy_nodes(admin, live, "small")
     requester = pool_operator.acting.identity
     assert requester is not None
 
@@ -196,6 +202,24 @@ async def test_drain_evicts_gpu_pods_before_the_node_goes(
     assert (await admin.get("Pod", "big-0", namespace)).status == 200
     remaining = (await admin.list("Node", labelSelector=f"gpuctl.io/pool={pool}")).body["items"]
     assert [n["metadata"]["name"] for n in remaining] == [nodes[0]]
+
+
+async def test_a_protected_pod_on_a_node_that_would_go_refuses_the_drain(
+    admin: RestClient, capi_provider: CapiProvider, pool_operator: Clients, live: ClusterStore
+) -> None:
+    pool, nodes, namespace = await two_busy_nodes(admin, live, "kept")
+    await admin.patch("Pod", "kept", {"metadata": {"annotations": {"gpuctl.io/evict": "never"}}}, namespace)
+    requester = pool_operator.acting.identity
+    assert requester is not None
+
+    request = plan_request("scale-pool", {"pool": pool, "replicas": "1", "drain": "true"}, requester, live.snapshot())
+    draft = await LOGIC.plan(request, pool_operator)
+    # The words relabel-mig's drain uses too (gpuctl.playbooks.node_pods).
+    assert draft.blocked == [
+        f"pod {namespace}/kept on node {nodes[1]} cannot be evicted: opted out (annotation gpuctl.io/evict=never)"
+    ]
+    assert (await _md(admin, pool))["spec"]["replicas"] == 2
+    assert not (await admin.get("Node", nodes[1])).body["spec"].get("unschedulable")
 
 
 async def test_a_gpu_pod_arriving_after_the_plan_stops_the_removal(

@@ -1,4 +1,4 @@
-"""Which GPU pods must leave a node, which the guardrails protect, and when a drain is refused."""
+"""Which GPU pods must leave a node for relabel-mig, and when its drain is refused (the shared rules: test_node_pods)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from gpuctl.playbooks.acting import EvictionResult
-from gpuctl.playbooks.drain import NodePod, eviction_steps, must_leave, node_opt_out, protection, refusals
+from gpuctl.playbooks.drain import eviction_steps, must_leave, node_opt_out, refusals
 from gpuctl.playbooks.evictions import judge_trial
 from gpuctl.playbooks.kubeapi import ApiCall
 from gpuctl.playbooks.loader import load_catalog
+from gpuctl.playbooks.node_pods import NodePod
 
 GUARDRAILS = load_catalog().get("relabel-mig").guardrails
 
@@ -39,26 +40,6 @@ def test_pods_that_need_not_leave() -> None:
     assert not must_leave(pod(spec={"nodeSelector": {"nvidia.com/gpu.deploy.client": "true"}}))
 
 
-@pytest.mark.parametrize(
-    ("read", "why"),
-    [
-        (pod(namespace="gpu-operator"), "namespace gpu-operator is protected"),
-        (pod(spec={"priorityClassName": "system-node-critical"}), "priority class system-node-critical is protected"),
-        (pod(annotations={"gpuctl.io/evict": "never"}), "opted out (pod annotation gpuctl.io/evict=never)"),
-        (pod(annotations={"karpenter.sh/do-not-disrupt": "true"}), "opted out (pod annotation karpenter.sh/do-not-disrupt=true)"),
-        (pod(ownerReferences=[{"kind": "DaemonSet", "name": "ds", "controller": True}]), "DaemonSet pod comes back"),
-        (pod(annotations={"gpuctl.io/evict": "later"}), None),
-        (pod(ownerReferences=[{"kind": "Job", "name": "j", "controller": True}]), None),
-    ],
-)
-def test_protection(read: NodePod, why: str | None) -> None:
-    found = protection(read, GUARDRAILS.protected)
-    if why is None:
-        assert found is None
-    else:
-        assert found is not None and why in found
-
-
 def test_node_opt_out() -> None:
     assert node_opt_out({"gpuctl.io/mig-relabel": "never"}, {}, GUARDRAILS.protected) == "node label gpuctl.io/mig-relabel=never"
     assert node_opt_out({}, {"gpuctl.io/mig-relabel": "never"}, GUARDRAILS.protected) is None  # a label, not an annotation
@@ -72,7 +53,7 @@ def test_refusals() -> None:
     ]
     assert refusals("n1", [a], drain=True, guardrails=GUARDRAILS) == []
     assert refusals("n1", [a, b], drain=True, guardrails=GUARDRAILS) == [
-        "team-a/b cannot be evicted: it opted out (pod annotation gpuctl.io/evict=never)"
+        "pod team-a/b on node n1 cannot be evicted: opted out (annotation gpuctl.io/evict=never)"
     ]
     many = [pod(f"p{i}") for i in range(33)]
     assert refusals("n1", many, drain=True, guardrails=GUARDRAILS) == [

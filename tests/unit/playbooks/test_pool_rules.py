@@ -1,4 +1,4 @@
-"""scale-pool's pure decisions: pool → provider, autoscaler bounds, topology, which Machines go, protection, limits."""
+"""scale-pool's pure decisions: pool → provider, autoscaler bounds, topology, which Machines go, limits (protection: test_node_pods)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from gpuctl.playbooks.node_pods import NodePod
 from gpuctl.playbooks.pool_rules import (
     MAX_SIZE_ANNOTATION,
     MIN_SIZE_ANNOTATION,
     MachineInfo,
-    PodInfo,
     Provider,
     autoscaler_bounds,
     by_name,
@@ -18,12 +18,10 @@ from gpuctl.playbooks.pool_rules import (
     choose_victims,
     gpus_per_node,
     limit_checks,
-    protection,
     providers_of,
     size_checks,
     topology_warning,
 )
-from gpuctl.playbooks.spec import OptOut, Protected
 
 
 def node(
@@ -114,8 +112,9 @@ def test_gpus_per_node() -> None:
     assert gpus_per_node({}, []) == 0
 
 
-def pod(name: str) -> PodInfo:
-    return PodInfo("team-a", name, f"uid-{name}", 1)
+def pod(name: str) -> NodePod:
+    meta = {"name": name, "namespace": "team-a", "uid": f"uid-{name}"}
+    return NodePod.read({"metadata": meta, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "1"}}}]}})
 
 
 def machine(name: str, *, node: str | None = "n", marked: bool = False, pods: int = 0) -> MachineInfo:
@@ -152,24 +151,6 @@ def test_machines_marked_already_go_first_and_must_be_idle() -> None:
     assert names(victims.machines) == ["a", "b"]
     assert "already marked for deletion" in victims.blocked[0] and "Machine b" in victims.blocked[0]
     assert not choose_victims(busy_marked, 1, drain=True).blocked
-
-
-def test_protection_by_namespace_priority_and_opt_out() -> None:
-    protected = Protected(
-        namespaces=("kube-system", "gpu-*"),
-        priority_classes=("system-*-critical",),
-        opt_out=(OptOut(object="pod", annotation="karpenter.sh/do-not-disrupt", value="true"),),
-    )
-
-    def obj(namespace: str = "team-a", priority: str | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-        spec = {"priorityClassName": priority} if priority else {}
-        return {"metadata": {"name": "p", "namespace": namespace, "annotations": annotations or {}}, "spec": spec}
-
-    assert protection(obj(), protected) is None
-    assert protection(obj("gpu-operator"), protected) == "namespace gpu-operator is protected"
-    assert protection(obj(priority="system-node-critical"), protected) == "priority class system-node-critical is protected"
-    opted = protection(obj(annotations={"karpenter.sh/do-not-disrupt": "true"}), protected)
-    assert opted == "opted out (annotation karpenter.sh/do-not-disrupt=true)"
 
 
 @pytest.mark.parametrize(
