@@ -36,12 +36,12 @@ class Finished:
 
 
 async def run_timed(argv: Sequence[str], *, env: Mapping[str, str], stdout: IO[Any] | int = subprocess.DEVNULL,
-                    timeout: float = 300.0) -> Finished:
+                    timeout: float = 300.0, cwd: Path | None = None) -> Finished:
     """Run to completion; the wall time from spawn to exit and the peak RSS (wait4's rusage)."""
     errors = tempfile.TemporaryFile()
     wall, spawned = time.time(), time.monotonic()
     # Popen, not asyncio.create_subprocess_exec: reaped below by wait4 (in a thread) for its rusage.
-    proc = subprocess.Popen(list(argv), env=dict(env), stdout=stdout, stderr=errors)  # noqa: ASYNC220
+    proc = subprocess.Popen(list(argv), env=dict(env), stdout=stdout, stderr=errors, cwd=cwd)  # noqa: ASYNC220
 
     def reap() -> tuple[int, int, float]:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -74,13 +74,13 @@ def proc_status(pid: int) -> dict[str, int]:
 class PtyProcess:
     """A program on a pseudo-terminal of a given size, its output drained (and the tail kept) by a thread."""
 
-    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], size: tuple[int, int]) -> None:
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], size: tuple[int, int], cwd: Path | None = None) -> None:
         columns, rows = size
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.spawned_wall, self.spawned = time.time(), time.monotonic()
         self.proc = subprocess.Popen(list(argv), env=dict(env), stdin=slave, stdout=slave, stderr=slave,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=cwd)
         os.close(slave)
         self._master = master
         self.tail = b""

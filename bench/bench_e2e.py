@@ -62,7 +62,7 @@ from gpuctl.sources import queries
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES
 
 # The `gpuctl` console script (gpuctl.cli.run), from the checkout named by PYTHONPATH
-# (Checkout.env), whichever one the virtual environment's editable install points at.
+# and working directory of a Checkout, whichever one the virtual environment's editable install points at.
 GPUCTL = [sys.executable, "-m", "gpuctl.cli"]
 CHURN_NS = "bench-churn"
 
@@ -82,18 +82,25 @@ class Expected:
 
 @dataclass(frozen=True)
 class Checkout:
-    """A gpuctl source tree whose processes are measured: its name in the tables, and its environment."""
+    """A gpuctl source tree whose processes are measured: its name in the tables, where its gpuctl runs from."""
 
     label: str
-    env: dict[str, str]  # PYTHONPATH names the tree
+    path: Path  # the working directory (`python -m` puts it first on sys.path) and PYTHONPATH
+    env: dict[str, str]
 
     @classmethod
     def of(cls, path: Path, base_env: dict[str, str], *, this: bool) -> Checkout:
+        path = path.resolve()
         commit = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
         dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
         name = (commit.stdout.strip() or path.name) + ("+changes" if dirty else "")
-        return cls(f"{'this' if this else 'compared'} ({name})", {**base_env, "PYTHONPATH": str(path)})
+        checkout = cls(f"{'this' if this else 'compared'} ({name})", path, {**base_env, "PYTHONPATH": str(path)})
+        imported = subprocess.run([sys.executable, "-c", "import gpuctl; print(gpuctl.__file__)"], env=checkout.env,
+                                  cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+        if not Path(imported).is_relative_to(path):
+            raise RuntimeError(f"{checkout.label}: gpuctl imports from {imported}, not from {path}")
+        return checkout
 
     @property
     def slug(self) -> str:
@@ -151,7 +158,7 @@ async def run_snapshot(bed: Bed, checkout: Checkout, rep: int, args: argparse.Na
     # --timeout: the wait for the first data; its 20 s default is not what is measured here.
     argv = [*gpuctl_argv(bed, "snapshot", args.refresh), "--json", "--timeout", f"{args.timeout:g}s"]
     with out.open("w") as f:
-        done = await run_timed(argv, env=env, stdout=f)
+        done = await run_timed(argv, env=env, stdout=f, cwd=checkout.path)
     complete = bed.expected.complete(picture_of(json.loads(out.read_text())))
     steps = {e["event"]: e["t"] for e in map(json.loads, trace.read_text().splitlines())}
     phases = [
@@ -171,7 +178,7 @@ async def run_top(bed: Bed, checkout: Checkout, name: str, args: argparse.Namesp
     env = {**checkout.env, "GPUCTL_TRACE_FILE": str(trace.path), "TERM": "xterm-256color",
            "COLUMNS": str(args.size[0]), "LINES": str(args.size[1])}
     before = await prometheus_requests(bed.prometheus)
-    top = PtyProcess(gpuctl_argv(bed, "top", args.refresh), env=env, size=args.size)
+    top = PtyProcess(gpuctl_argv(bed, "top", args.refresh), env=env, size=args.size, cwd=checkout.path)
     rss: list[tuple[float, int]] = []
     try:
         deadline = time.monotonic() + args.timeout

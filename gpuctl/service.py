@@ -242,6 +242,7 @@ async def open_cluster(
                 if asyncio.iscoroutine(result):
                     await result
         hub.close()
+        store.close()
         trace.close()
 
 

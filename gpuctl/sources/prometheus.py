@@ -44,6 +44,7 @@ from gpuctl.sources.dcgm_fields import Quantity
 from gpuctl.sources.history import HistoryPlan, idle_since
 from gpuctl.sources.selector import NO_SELECTOR, Selector
 from gpuctl.state.records import GpuSample, MetricsBatch
+from gpuctl.workers import Workers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,6 +140,9 @@ class PrometheusSource:
         # When the idle history is (re)tried; None once it has loaded.
         self.history_retry_at: datetime | None = None
         self._session = (auth or PrometheusAuth()).session()
+        # Every request, and the parsing after it, on threads of its own (gpuctl.workers): a refresh and the
+        # history are ten queries at once; four threads keep at most four answers' JSON in memory.
+        self._workers = Workers("gpuctl-prometheus", 4)
         self._client = PrometheusConnect(
             url=self.url,
             session=self._session,
@@ -148,6 +152,7 @@ class PrometheusSource:
         )
 
     def close(self) -> None:
+        self._workers.close()
         self._client.close()
 
     # -- one-shot calls --------------------------------------------------------------
@@ -174,7 +179,7 @@ class PrometheusSource:
         )
         freshness = self._query(queries.freshness(self.stale_window_s, self.selector), then=moving_gpus)
         parsed, moving = await asyncio.gather(instants, freshness)
-        return await asyncio.to_thread(self._batch_of, parsed, moving)
+        return await self._workers.run(self._batch_of, parsed, moving)
 
     def _batch_of(self, answers: Sequence[tuple[datetime | None, fields.ParsedResults]], moving: Set[str]) -> MetricsBatch:
         # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
@@ -190,7 +195,7 @@ class PrometheusSource:
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
-        return await asyncio.to_thread(self.history_from, samples, await self.history_answers())
+        return await self._workers.run(self.history_from, samples, await self.history_answers())
 
     async def history_answers(self) -> HistoryAnswers:
         """The two history subqueries' answers (they do not depend on the samples: run() sends them with a refresh)."""
@@ -247,7 +252,7 @@ class PrometheusSource:
         self, store: MetricsSink, samples: Sequence[GpuSample], backoff: Backoff, answers: Awaitable[HistoryAnswers]
     ) -> None:
         try:
-            history = await asyncio.to_thread(self.history_from, samples, await answers)
+            history = await self._workers.run(self.history_from, samples, await answers)
         except FETCH_ERRORS as e:
             message = describe_error(e)
             self.history_retry_at = self._now() + timedelta(seconds=backoff.next())
@@ -269,7 +274,7 @@ class PrometheusSource:
                 raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:200]!r})")
             return resp.json()["data"]
 
-        return await asyncio.to_thread(get)
+        return await self._workers.run(get)
 
     @overload
     async def _query(self, promql: str) -> list[Any]: ...
@@ -286,7 +291,7 @@ class PrometheusSource:
                 raise TypeError("Prometheus answer has no result list")
             return result if then is None else then(result)
 
-        return await asyncio.to_thread(query)
+        return await self._workers.run(query)
 
 
 def _parse_answer(answer: list[Any]) -> tuple[datetime | None, fields.ParsedResults]:

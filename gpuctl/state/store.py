@@ -23,7 +23,6 @@ takes in first (observing 12,500 readings is work for the thread too).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,6 +48,7 @@ from gpuctl.state.records import (
     Record,
     ReplicaSetRecord,
 )
+from gpuctl.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class ClusterStore:
         self._listeners: list[Listener] = []
         self._mutations = 0  # counts _changed(): a join's result is cached only if none came meanwhile
         self._join_lock = threading.Lock()  # one join at a time, on the loop or in a worker thread
+        self._workers = Workers("gpuctl-join", 1)
         self._joiner = Joiner()
         self._dirty: dict[Kind, set[str]] = {kind: set() for kind in Kind}  # keys touched since the last join
         self._log = ChangeLog()
@@ -351,9 +352,13 @@ class ClusterStore:
             finally:
                 self._join_lock.release()
 
-        snapshot = await asyncio.to_thread(join)
+        snapshot = await self._workers.run(join)
         self._adopt(snapshot, pending)
         return snapshot
+
+    def close(self) -> None:
+        """Let the join's worker thread go (a join running finishes on its own)."""
+        self._workers.close()
 
     def _fresh_cache(self, now: datetime) -> Snapshot | None:
         cached = self._cached

@@ -51,6 +51,7 @@ from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import context_name
 from gpuctl.tui.status_bar import StatusBar, interval, pending_retry
+from gpuctl.workers import Workers
 
 TABS: tuple[tuple[str, str], ...] = (
     ("heatmap", "Heatmap"),
@@ -144,6 +145,7 @@ class GpuctlApp(App[int]):
         self._ticker: Timer | None = None
         self._feeds = 0
         self._feed_worker: Worker[None] | None = None
+        self._indexer = Workers("gpuctl-index", 1)  # FleetIndex of each update, off the event loop
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -159,6 +161,9 @@ class GpuctlApp(App[int]):
             return HeatmapView(self.history, id="heatmap-view")
         cls = {"nodes": NodesView, "pods": PodsView, "quotas": QuotasView, "alerts": AlertsView}[tab]
         return cls(id=f"{tab}-view")
+
+    def on_unmount(self) -> None:
+        self._indexer.close()
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
@@ -187,7 +192,7 @@ class GpuctlApp(App[int]):
         try:
             async for update in feed:
                 received = time.perf_counter()
-                index = await asyncio.to_thread(FleetIndex, update.snapshot)
+                index = await self._indexer.run(FleetIndex, update.snapshot)
                 self.apply_update(update, index, received=received)
         except ConfigError as exc:
             if number == 1 and self.updates_applied == 0:
