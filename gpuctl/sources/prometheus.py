@@ -123,6 +123,7 @@ class PrometheusSource:
         stale_window_s: float = 120.0,
         max_backoff_s: float = 120.0,
         history_backoff_s: tuple[float, float] = (60.0, 1800.0),
+        history_first: bool = True,
         now: Clock = utcnow,
     ) -> None:
         self.url = url.rstrip("/")
@@ -134,6 +135,9 @@ class PrometheusSource:
         self.stale_window_s = stale_window_s
         self.max_backoff_s = max_backoff_s
         self.history_backoff_s = history_backoff_s  # (first delay, cap) between failed history queries
+        # True: a refresh's batch waits for the history sent with it, so the first snapshot carries the streaks
+        # (one-shot answers); False: the batch first, the streaks when the history answers (a live view).
+        self.history_first = history_first
         self._now = now
         # When the next refresh is tried after a failure; None while refreshes succeed.
         self.retry_at: datetime | None = None
@@ -242,10 +246,12 @@ class PrometheusSource:
                 continue
             backoff.reset()
             self.retry_at = None
-            if history is not None:
+            if history is not None and self.history_first:
                 # Before the batch, so the first snapshot already carries the streaks.
                 await self._load_history(store, batch.samples, history_backoff, history)
             store.apply_metrics(batch)
+            if history is not None and not self.history_first:
+                await self._load_history(store, batch.samples, history_backoff, history)
             await asyncio.sleep(max(0.0, self.refresh_s - (loop.time() - started)))
 
     async def _load_history(

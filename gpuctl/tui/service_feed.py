@@ -25,7 +25,8 @@ from gpuctl.model import Update
 async def cluster_feed(settings: Settings) -> AsyncIterator[Update]:
     from gpuctl.service import open_cluster
 
-    async with open_cluster(settings) as cluster, cluster.subscribe() as updates:
+    # The picture first, idle streaks when the history answers: a live view need not wait for them.
+    async with open_cluster(settings, history_first=False) as cluster, cluster.subscribe() as updates:
         async for update in updates:
             yield update
 

@@ -111,10 +111,12 @@ class _Gated(PrometheusSource):
     def __init__(self) -> None:
         super().__init__("http://127.0.0.1:1", refresh_s=60.0, now=lambda: T0)
         self.fetching, self.querying_history, self.release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.fetched = asyncio.Event()
 
     async def fetch(self) -> MetricsBatch:
         self.fetching.set()
         await self.release.wait()
+        self.fetched.set()  # the run loop goes on from here without yielding, to apply or to wait
         return MetricsBatch(at=T0, samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
 
     async def history_answers(self) -> HistoryAnswers:
@@ -138,3 +140,40 @@ async def test_the_history_queries_go_out_with_the_first_refresh_not_after_it() 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         source.close()
+
+
+class _SlowHistory(_Gated):
+    """The refresh answers at once; the history only when the test says so."""
+
+    def __init__(self, *, history_first: bool) -> None:
+        super().__init__()
+        self.history_first = history_first
+        self.release.set()
+        self.history_release = asyncio.Event()
+
+    async def history_answers(self) -> HistoryAnswers:
+        self.querying_history.set()
+        await self.history_release.wait()
+        return [], []
+
+
+async def test_a_live_view_shows_the_batch_before_the_history_answers() -> None:
+    for history_first in (False, True):
+        source = _SlowHistory(history_first=history_first)
+        store = ClusterStore(clock=lambda: T0)
+        task = asyncio.create_task(source.run(store))
+        try:
+            await asyncio.wait_for(asyncio.gather(source.querying_history.wait(), source.fetched.wait()), 10)
+            if history_first:  # one-shot answers: the batch waits for the history sent with it
+                assert not store.metrics_attempted
+            else:
+                await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the batch, history pending")
+                assert source.history_retry_at is not None  # not loaded yet
+            source.history_release.set()
+            await poll(lambda: source.history_retry_at is None and store.metrics_attempted, timeout_s=10,
+                       interval_s=0.01, what="history loaded, batch applied")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            source.close()
