@@ -20,7 +20,7 @@ undo     none: an evicted pod cannot be put back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -417,7 +417,8 @@ class ReclaimLogic:
         outcomes: dict[int, StepOutcome] = {}
         if not ready:
             return outcomes
-        snapshot = await ctx.snapshot()
+        # Immediate mode executes moments after planning: wait for a picture taken since (one refresh away).
+        snapshot = await self._live(ctx, lambda snapshot: snapshot.taken_at >= plan.created_at)
         spare = spare_reasons(snapshot, {f"{s.target.namespace}/{s.target.name}": s.target.uid for _, s in ready}, plan.created_at)
         for index, step in ready:
             key = f"{step.target.namespace}/{step.target.name}"
@@ -460,10 +461,14 @@ class ReclaimLogic:
 
     async def _released(self, ctx: ExecContext, uids: set[str]) -> Snapshot:
         """The live picture once no evicted pod is in it any more, or the last one seen within verify_wait_s."""
+        return await self._live(ctx, lambda snapshot: not any(p.uid in uids for p in snapshot.pods))
+
+    async def _live(self, ctx: ExecContext, ready: Callable[[Snapshot], bool]) -> Snapshot:
+        """The live picture once `ready` says so, or the last one seen within verify_wait_s (or the deadline)."""
         waited = 0.0
         while True:
             snapshot = await ctx.snapshot()
-            if not any(p.uid in uids for p in snapshot.pods) or waited >= self.verify_wait_s:
+            if ready(snapshot) or waited >= self.verify_wait_s:
                 return snapshot
             try:
                 await ctx.sleep(self.poll_s)

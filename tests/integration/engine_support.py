@@ -154,12 +154,16 @@ def registry(gate: Gate | None = None) -> Registry:
     return Registry(logics={APPROVED: QuotaLogic(APPROVED, gate), NOW: QuotaLogic(NOW, gate)})
 
 
-# Test namespaces are named eng-a-… and eng-b-…: the policy scopes the teams by those prefixes.
+# Test namespaces are named eng-a-… and eng-b-…: the policy scopes the teams by those prefixes (and pools not at all).
 POLICY: dict[str, Any] = {
     "roles": {
         "team-a-operator": {"groups": ["team-a"], "run": ["adjust-quota*"], "namespaces": ["eng-a-*"]},
         "team-b-operator": {"groups": ["team-b"], "run": ["adjust-quota*"], "namespaces": ["eng-b-*"]},
         "team-b-approver": {"groups": ["team-b"], "approve": ["adjust-quota*"], "namespaces": ["eng-a-*", "eng-b-*"]},
+        "team-a-reclaimer": {"groups": ["team-a"], "run": ["reclaim-idle-gpus*"], "namespaces": ["eng-a-*"]},
+        # The node playbooks (tests/integration/test_playbooks_cli.py): team a resizes and repartitions, team b approves.
+        "team-a-pools": {"groups": ["team-a"], "run": ["relabel-mig", "scale-pool"], "pools": ["*"]},
+        "team-b-pool-approver": {"groups": ["team-b"], "approve": ["relabel-mig", "scale-pool"], "pools": ["*"]},
         "platform": {"users": ["testbed-admin"], "act_as": {"users": ["user-*"], "groups": ["team-*"]}},
     },
     "unmapped": "read_only",
