@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
@@ -28,13 +28,21 @@ class Workers:
         self._executor: ThreadPoolExecutor | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` on one of these threads; the awaiting coroutine is free meanwhile."""
+        """`fn(*args)` on one of these threads; the awaiting coroutine is free meanwhile.
+
+        Cancelling the awaiting coroutine drops `fn` if it has not started yet."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """`fn(*args)` queued for one of these threads now (from any thread): its concurrent future."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=self.name)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+        return self._executor.submit(partial(fn, *args))
 
-    def close(self) -> None:
-        """No new work; what runs finishes on its own (nobody waits for it), what waits is dropped."""
+    def close(self, *, drop_waiting: bool = True) -> None:
+        """No new work (the next use starts new threads); what runs finishes on its own (nobody waits for it).
+
+        `drop_waiting`: work queued but not started is dropped (its futures cancelled); False lets it run."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False, cancel_futures=drop_waiting)
             self._executor = None

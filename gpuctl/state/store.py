@@ -11,18 +11,29 @@ redoes only what depends on them, and which rows each join replaced, so
 
 Not thread-safe on purpose: everything runs on one event loop. Sync SDKs run in
 threads but hand their results back to the loop before touching the store.
-The one exception is the join itself: `snapshot_in_thread()` hands it a copy
-of what it reads (the record tables, the health as of now) and runs it in a
-worker thread, so that a metrics refresh at 12,500 GPUs does not stop the loop
-from reading watches and drawing; the store's mutators keep working meanwhile
-and what they change waits for the next join. One join runs at a time
-(`snapshot()` waits for a join in a thread to finish). The idle clock is only
-touched by joins: batches and history wait in a queue that the next join
-takes in first (observing 12,500 readings is work for the thread too).
+The one exception is the join itself (`snapshot_in_thread()`, what the running
+hub uses), so that a metrics refresh at 12,500 GPUs does not stop the loop
+from reading watches and drawing. The store's state is split in two:
+
+* the loop's: the record tables, dirty keys, health, alerts, the idle queue
+  and the cache, touched only on the loop;
+* the join's: the Joiner's rows, the idle clock, the change log, the
+  generation, touched only with the join lock held, by one join at a time.
+
+A join's inputs are taken on the loop, with the lock held, in one go (no
+await): copies of the record tables (records themselves are frozen), the
+dirty keys and queued batches handed over, the health as of that moment. So
+the thread reads nothing the loop mutates, and its snapshot is the store as
+of one instant, never a mix; what the loop changes meanwhile waits for the
+next join. Batches and history reach the idle clock through a queue that the
+next join takes in first. A join started in a thread always runs to its end
+(its rows are what the next join builds on), and its result is cached only if
+nothing changed meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -136,6 +147,7 @@ class ClusterStore:
         self._mutations = 0  # counts _changed(): a join's result is cached only if none came meanwhile
         self._join_lock = threading.Lock()  # one join at a time, on the loop or in a worker thread
         self._workers = Workers("gpuctl-join", 1)
+        self._in_thread: asyncio.Future[Snapshot] | None = None  # the join running in the worker thread
         self._joiner = Joiner()
         self._dirty: dict[Kind, set[str]] = {kind: set() for kind in Kind}  # keys touched since the last join
         self._log = ChangeLog()
@@ -318,7 +330,8 @@ class ClusterStore:
     def snapshot(self) -> Snapshot:
         """The joined picture; the same object until something changes (or it gets old).
 
-        Joins on the calling thread; waits first for a join running in a thread to finish."""
+        Joins on the calling thread (the loop's); if a join is running in the worker
+        thread, blocks until it ends first."""
         now = self._clock()
         cached = self._fresh_cache(now)
         if cached is not None:
@@ -330,35 +343,45 @@ class ClusterStore:
         return snapshot
 
     async def snapshot_in_thread(self) -> Snapshot:
-        """`snapshot()`, with the join in a worker thread: the event loop runs on meanwhile.
+        """`snapshot()`, with the join in the worker thread: the event loop runs on meanwhile.
 
-        The join reads copies taken now, so what the loop changes meanwhile waits for
-        the next join. Only one caller (the hub) should await this; a `snapshot()` on
-        the loop meanwhile waits for it."""
+        The join reads what was taken on the loop when it started (see the module doc),
+        so what the loop changes meanwhile waits for the next join. A caller that comes
+        while a join runs in the thread waits for it without blocking the loop, then
+        joins anew. Cancelling the caller does not stop a join once queued: it runs to
+        its end and lets go of the lock itself."""
+        while (running := self._in_thread) is not None and not running.done():
+            await asyncio.wait([running])
         now = self._clock()
         cached = self._fresh_cache(now)
         if cached is not None:
             return cached
-        self._join_lock.acquire()  # free: a snapshot() finished before we ran, and the hub awaits its joins
+        # Free: joins on the loop end before they return, the one in the thread has ended (the
+        # thread lets go before its future is done), and nothing else holds it across an await.
+        if not self._join_lock.acquire(blocking=False):
+            raise RuntimeError("ClusterStore: the join lock is held outside a join")
         try:
             pending = self._prepare(now, copy=True)
+            # Queued now, from here: from this point the thread owns the lock and always releases it.
+            queued = self._workers.submit(self._join_and_release, pending)
         except BaseException:
             self._join_lock.release()
             raise
-
-        def join() -> Snapshot:
-            try:
-                return self._join(pending)
-            finally:
-                self._join_lock.release()
-
-        snapshot = await self._workers.run(join)
+        running = self._in_thread = asyncio.wrap_future(queued)
+        snapshot = await asyncio.shield(running)  # a cancelled caller must not cancel the queued join
         self._adopt(snapshot, pending)
         return snapshot
 
+    def _join_and_release(self, pending: _Pending) -> Snapshot:
+        """The worker thread's part: `_join`, then the lock `snapshot_in_thread` took goes."""
+        try:
+            return self._join(pending)
+        finally:
+            self._join_lock.release()
+
     def close(self) -> None:
-        """Let the join's worker thread go (a join running finishes on its own)."""
-        self._workers.close()
+        """Let the join's worker thread go (a join queued or running still finishes, and releases the lock)."""
+        self._workers.close(drop_waiting=False)
 
     def _fresh_cache(self, now: datetime) -> Snapshot | None:
         cached = self._cached
@@ -459,10 +482,12 @@ class ClusterStore:
         """What differs from `old` to `new`, by key: the same answer as `changes.diff(old, new)`.
 
         Cheap (rows that changed, from the joins' log) when both are recent snapshots of
-        this store and `new` is the latest; otherwise a full diff.
+        this store and `new` is the latest; otherwise a full diff. Reads the join's state:
+        with the join lock (uncontended when the hub asks, right after its own join).
         """
-        if old is not None and self._rows is not None:
-            found = self._log.changes(old, new, self._rows, everything=everything)
+        if old is not None:
+            with self._join_lock:
+                found = self._log.changes(old, new, self._rows, everything=everything) if self._rows is not None else None
             if found is not None:
                 return found
         return diff(old, new, everything=everything)

@@ -328,6 +328,70 @@ async def test_what_changes_while_a_thread_joins_waits_for_the_next_join() -> No
     assert store.changes(during, after).pods == {"ml/late"}
 
 
+async def test_a_cancelled_caller_leaves_its_join_to_finish_and_let_go_of_the_lock() -> None:
+    store = make_store()
+    fleet(store)
+    store.snapshot()
+    busy = threading.Event()
+    store._workers.submit(busy.wait, 10)  # the join thread is busy: the next join waits in its queue
+    store.upsert(pod("ml", "early", "n2", 1))
+    caller = asyncio.create_task(store.snapshot_in_thread())
+    await asyncio.sleep(0)
+    caller.cancel()
+    await asyncio.gather(caller, return_exceptions=True)
+    assert caller.cancelled()
+    store.upsert(pod("ml", "late", "n2", 1))
+    busy.set()
+    # The queued join still ran (its rows are what the next one builds on) and let go of the
+    # lock: joins in the thread and on the loop both work after it, and see everything.
+    threaded = await asyncio.wait_for(store.snapshot_in_thread(), 10)
+    assert {"ml/early", "ml/late"} <= {p.key for p in threaded.pods}
+    store.upsert(pod("ml", "later", "n2", 1))
+    assert "ml/later" in {p.key for p in store.snapshot().pods}
+
+
+async def test_a_second_caller_waits_for_the_join_in_the_thread_without_blocking_the_loop() -> None:
+    store = make_store()
+    fleet(store)
+    store.snapshot()
+    entered, release = threading.Event(), threading.Event()
+    join = store._joiner.join
+
+    def held_join(inputs: JoinInputs) -> Joined:
+        entered.set()
+        release.wait(10)
+        return join(inputs)
+
+    store._joiner.join = held_join  # type: ignore[method-assign]
+    store.upsert(pod("ml", "early", "n2", 1))
+    first = asyncio.create_task(store.snapshot_in_thread())
+    assert await asyncio.to_thread(entered.wait, 10)
+    store.upsert(pod("ml", "late", "n2", 1))
+    second = asyncio.create_task(store.snapshot_in_thread())
+    await asyncio.sleep(0)  # the second caller waits for the first join; the loop runs on:
+    store.upsert(pod("ml", "later", "n2", 1))
+    release.set()
+    one, two = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert "ml/late" not in {p.key for p in one.pods}
+    assert {"ml/late", "ml/later"} <= {p.key for p in two.pods} and two.generation == one.generation + 1
+    assert store.changes(one, two).pods == {"ml/late", "ml/later"}
+
+
+async def test_closing_the_store_while_a_join_waits_for_its_thread_still_lets_go_of_the_lock() -> None:
+    store = make_store()
+    fleet(store)
+    busy = threading.Event()
+    store._workers.submit(busy.wait, 10)
+    caller = asyncio.create_task(store.snapshot_in_thread())
+    await asyncio.sleep(0)  # the join is queued behind the busy thread
+    caller.cancel()
+    store.close()
+    busy.set()
+    await asyncio.gather(caller, return_exceptions=True)
+    snap = await asyncio.wait_for(asyncio.to_thread(store.snapshot), 10)  # would hang on a lock never let go
+    assert {n.name for n in snap.nodes} == {"n1", "n2"}
+
+
 def test_batches_wait_for_a_join_but_not_without_end() -> None:
     # Nobody takes snapshots: the store feeds the idle clock itself rather than hold every batch.
     store, twin = make_store(), make_store()
