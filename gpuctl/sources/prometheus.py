@@ -234,8 +234,9 @@ class PrometheusSource:
             try:
                 batch = await self.fetch()
             except FETCH_ERRORS as e:
-                if history is not None:
-                    await asyncio.gather(history, return_exceptions=True)  # tried again with the next refresh
+                if history is not None:  # no samples to join it with: asked again with the next refresh
+                    history.cancel()
+                    await asyncio.gather(history, return_exceptions=True)
                 message = describe_error(e)
                 log.warning("Prometheus refresh failed (%d in a row): %s", backoff.failures + 1, message)
                 delay = backoff.next()
@@ -244,6 +245,10 @@ class PrometheusSource:
                 store.metrics_failed(message, now, retry_at=self.retry_at)
                 await asyncio.sleep(delay)
                 continue
+            except BaseException:  # cancelled, or a crash: the history's queries go too
+                if history is not None:
+                    history.cancel()
+                raise
             backoff.reset()
             self.retry_at = None
             if history is not None and self.history_first:
@@ -251,6 +256,8 @@ class PrometheusSource:
                 await self._load_history(store, batch.samples, history_backoff, history)
             store.apply_metrics(batch)
             if history is not None and not self.history_first:
+                # After it, but before the next batch: the history speaks for these samples, and must reach
+                # the idle clock before a later batch does (a GPU that changed hands since would inherit it).
                 await self._load_history(store, batch.samples, history_backoff, history)
             await asyncio.sleep(max(0.0, self.refresh_s - (loop.time() - started)))
 
