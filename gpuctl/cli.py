@@ -1,11 +1,13 @@
 """The `gpuctl` command: `snapshot` (one-shot), `top` (the live TUI), `playbook` (remediation playbooks),
-`executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot).
+`executor` (carries out approved runs), `audit` (the audit log), `bot serve` (the Slack bot), `serve`
+(the in-cluster process: bot + executor, leader-elected), `doctor` (check the cluster against GPU practices).
 
 Exit codes:
-  0    ok (a run that needs an approval was submitted; a plan with nothing to do)
-  1    other gpuctl error: a source stopped on an unexpected error (SourceStopped: the answer would
-       come from frozen data, so nothing is printed but the error); a run that executed but failed
-       or did not verify
+  0    ok (a run that needs an approval was submitted; a plan with nothing to do; doctor: no finding
+       at or above --fail-on)
+  1    `gpuctl doctor --fail-on SEVERITY`: findings at or above it; other gpuctl error: a source
+       stopped on an unexpected error (SourceStopped: the answer would come from frozen data, so
+       nothing is printed but the error); a run that executed but failed or did not verify
   2    bad arguments or configuration (a bad playbook parameter, policy or playbook file)
   3    cluster unreachable or unauthorised (also when the first data did not arrive in time),
        a CRD gpuctl needs not installed
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from gpuctl import __version__
 from gpuctl.config import Settings, load_settings
+from gpuctl.doctor.commands import add_flags as doctor_flags
 from gpuctl.errors import (
     AuditTampered,
     ClusterError,
@@ -43,6 +46,7 @@ from gpuctl.errors import (
     RunRefused,
 )
 from gpuctl.playbooks.commands import add_parsers as playbook_parsers
+from gpuctl.playbooks.commands import add_replica_flags
 
 if TYPE_CHECKING:
     from gpuctl.playbooks.registry import Registry
@@ -64,6 +68,8 @@ _SETTING_FLAGS = {
     "audit": "audit", "gpuctl_namespace": "gpuctl_namespace",
     "host": "bot_host", "port": "bot_port", "identity_map": "slack_identity_map",
     "alert_rules": "alert_rules", "slack_api_url": "slack_api_url",
+    "replica_name": "replica_name", "leader_lease": "leader_lease_s", "leader_renew_deadline": "leader_renew_deadline_s",
+    "leader_retry": "leader_retry_s", "lock_lease": "lock_lease_s", "health_port": "health_port",
 }  # fmt: skip
 
 
@@ -112,10 +118,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = commands.add_parser("top", help="the live terminal UI")
     _common(top)
+    doctor = commands.add_parser("doctor", help="check the cluster against GPU practices (read-only)")
+    _common(doctor)
+    doctor_flags(doctor)
     playbook_parsers(commands)
     _audit_parser(commands)
     _bot_parser(commands)
+    _serve_parser(commands)
     return parser
+
+
+SERVE_HELP = """\
+The bot and the executor in one process (either can be switched off). Every
+replica answers Slack and the probes; only the leader executes runs and handles
+Alertmanager webhooks (a follower answers /alertmanager with 503).
+
+Leader election: the coordination.k8s.io/v1 Lease "gpuctl-leader" in gpuctl's
+namespace (--gpuctl-namespace / GPUCTL_GPUCTL_NAMESPACE; in a pod set it from
+metadata.namespace), holderIdentity = --name / GPUCTL_REPLICA_NAME (default the
+host name, which in a pod is the pod's name; set it from metadata.name). The
+service account needs get, create, update, patch and delete on leases in that
+namespace (leader and per-target run Leases).
+
+HTTP: the bot on --port (default 3000): POST /slack/events, POST /alertmanager,
+GET /healthz, GET /metrics. Probes on --health-port (default 8081; same --host):
+GET /healthz (liveness: 200 while the process serves) and GET /readyz
+(readiness: 503 until the API server answers and the bot serves); both say the
+role (leader, follower), the leader's name and whether the cluster is
+reachable. GET /metrics there: gpuctl_serve_leader, gpuctl_serve_ready,
+gpuctl_serve_runs_executing.
+
+Timing: --leader-lease 15s, --leader-renew-deadline 10s, --leader-retry 2s
+(GPUCTL_LEADER_LEASE_S, _RENEW_DEADLINE_S, _RETRY_S); a replica that could not
+renew for the renew deadline stops executing before the Lease can expire.
+--lock-lease 60 (GPUCTL_LOCK_LEASE_S): a run whose replica died is marked
+Interrupted by the leader once its target Leases expire, never executed again.
+
+Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode)
+and GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.
+The other flags but --no-bot, --no-executor and --socket-mode have a GPUCTL_*
+variable and a config file key (gpuctl/config.py).
+SIGTERM: no new runs, runs in progress finish, the Lease is vacated, exit 0.
+"""
+
+
+def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="the in-cluster process: Slack bot + executor, leader-elected",
+        description=SERVE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    _common(serve)
+    parts = serve.add_argument_group("parts")
+    parts.add_argument("--no-bot", dest="bot", action="store_false", help="no Slack bot (executor and probes only)")
+    parts.add_argument("--no-executor", dest="executor", action="store_false",
+                       help="no executor and no election: the bot handles alerts itself (run one such replica)")  # fmt: skip
+    _bot_flags(serve)
+    serve.add_argument("--audit", metavar="PATH|URL", help="the audit log (default ~/.local/state/gpuctl/audit.sqlite)")
+    serve.add_argument("--gpuctl-namespace", metavar="NS", help="where PlaybookRuns, Leases and the kill switch live")
+    serve.add_argument("--health-port", type=int, metavar="N", help="port of /healthz and /readyz (default 8081)")
+    add_replica_flags(serve)
 
 
 def _bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,6 +189,10 @@ def _bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.",
     )
     _common(serve)
+    _bot_flags(serve)
+
+
+def _bot_flags(serve: argparse.ArgumentParser) -> None:
     slack = serve.add_argument_group("bot")
     slack.add_argument("--port", type=int, metavar="N", help="HTTP port (default 3000)")
     slack.add_argument("--host", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
@@ -154,7 +219,7 @@ def _audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     export = verbs.add_parser("export", help="every record as JSON lines, with all it takes to re-verify offline")
     head = verbs.add_parser("head", help="SEQ:HASH of the last record, to keep somewhere else")
     for verb in (listing, show, check, export, head):
-        verb.add_argument("--audit", metavar="PATH|URL", help="the log (default ~/.local/state/gpuctl/audit.sqlite)")
+        verb.add_argument("--audit", metavar="PATH|URL", help="the log: a SQLite file, or postgresql://user@host/db for a shared one (default ~/.local/state/gpuctl/audit.sqlite)")
         verb.add_argument("--config", metavar="FILE", help="config file (default ~/.config/gpuctl/config.yaml)")
         verb.add_argument("--json", action="store_true", help="records as JSON lines (export form); verify: the verdict")
         verb.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
@@ -240,12 +305,24 @@ def main(
         from gpuctl.service import tune_gc
 
         tune_gc()
+        if args.command == "doctor":
+            from gpuctl.doctor.commands import run_doctor_command
+
+            return run_doctor_command(args, settings, out=out)
         if args.command == "snapshot":
             return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
         if args.command == "bot":
             from gpuctl.bot.server import serve
 
             asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out))
+            return EXIT_OK
+        if args.command == "serve":
+            from gpuctl.serve.replica import serve as serve_replica
+
+            if not args.bot and not args.executor:
+                raise ConfigError("--no-bot and --no-executor leave nothing to serve")
+            asyncio.run(serve_replica(settings, bot=args.bot, executor=args.executor, socket_mode=args.socket_mode,
+                                      out=out, registry=registry))  # fmt: skip
             return EXIT_OK
         return run_top(settings)
     except ConfigError as e:

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     playbooks_dir: Path | None = Field(None, description="site playbooks (*.yaml) in addition to the built-in ones")
     policy: Path | None = Field(None, description="gpuctl policy file (roles, approvers, alerts); none: nobody may act")
     audit: str | None = Field(
-        None, description="audit log: a SQLite file path or sqlite:///path (default ~/.local/state/gpuctl/audit.sqlite)"
+        None, description="audit log: a SQLite file path, sqlite:///path, or postgresql://user@host/db for a shared log (default ~/.local/state/gpuctl/audit.sqlite)"
     )
     gpuctl_namespace: str = Field(
         "gpuctl",
@@ -126,6 +126,19 @@ class Settings(BaseSettings):
     playbooks_disabled: bool = Field(
         False, description="this process's kill switch: refuse to execute any playbook (cluster-wide: the ConfigMap)"
     )
+    lock_lease_s: int = Field(
+        60, ge=3, le=3600, description="leaseDurationSeconds of a run's per-target Leases (renewed every third of it)"
+    )
+
+    # `gpuctl serve` / `gpuctl executor` replicas (leader election: gpuctl.playbooks.leader)
+    replica_name: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="this replica's name: the leader Lease's holderIdentity (default: the host name, a pod's name)",
+    )  # fmt: skip
+    leader_lease_s: int = Field(15, ge=2, le=3600, description="leaseDurationSeconds of the leader Lease")
+    leader_renew_deadline_s: float = Field(10.0, gt=0, description="a leader that could not renew for this long stops")
+    leader_retry_s: float = Field(2.0, gt=0, description="how often the leader renews and followers try to take over")
+    health_port: int = Field(8081, ge=0, le=65535, description="port of `gpuctl serve`'s /healthz and /readyz (0: any)")
 
     # Slack bot (`gpuctl bot serve`)
     slack_bot_token: SecretStr | None = Field(None, description="the bot's token, xoxb-...")
@@ -151,7 +164,10 @@ class Settings(BaseSettings):
                 data = {**data, "refresh_s": 2.0}
         return data
 
-    @field_validator("refresh_s", "idle_window_s", "stale_after_s", "gpu_stale_after_s", "ready_timeout_s", mode="before")
+    @field_validator(
+        "refresh_s", "idle_window_s", "stale_after_s", "gpu_stale_after_s", "ready_timeout_s", "leader_renew_deadline_s",
+        "leader_retry_s", "leader_lease_s", "lock_lease_s", mode="before",
+    )
     @classmethod
     def _durations(cls, value: object) -> object:
         return None if value is None else parse_duration(value)
@@ -183,9 +199,9 @@ class Settings(BaseSettings):
     def _audit_location(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from gpuctl.audit.backend import sqlite_path
+        from gpuctl.audit.backend import check_location
 
-        sqlite_path(value)  # refuses what no backend reads, saying what works
+        check_location(value)  # refuses what no backend reads, saying what works
         return value.strip()
 
     @field_validator(
@@ -208,6 +224,11 @@ class Settings(BaseSettings):
             raise ValueError(f"playbooks_dir {str(self.playbooks_dir)!r} is not a directory")
         if self.policy is not None and not self.policy.is_file():
             raise ValueError(f"policy {str(self.policy)!r} does not exist")
+        if not self.leader_retry_s < self.leader_renew_deadline_s < self.leader_lease_s:
+            raise ValueError(
+                f"leader election needs leader_retry_s ({self.leader_retry_s:g}) < leader_renew_deadline_s "
+                f"({self.leader_renew_deadline_s:g}) < leader_lease_s ({self.leader_lease_s})"
+            )
         for name in ("slack_identity_map", "alert_rules"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
@@ -284,5 +305,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     if err.get("type") == "extra_forbidden":
         return f"unknown setting {where}"
     value = err.get("input")
+    if isinstance(value, str) and "://" in value:
+        from gpuctl.audit.backend import redact_url
+
+        value = redact_url(value)  # a URL may carry a password: never print it
     shown = "" if value is None or isinstance(value, Mapping) else f"={value!r}"
     return f"{where}{shown}: {message}"

@@ -13,7 +13,8 @@
      ├── NotReady               the first data did not arrive in time
      ├── SourceStopped          a source stopped on an unexpected error: data incomplete (CLI exit 1)
      ├── PolicyDenied           gpuctl's policy does not let this identity run or approve that playbook there (CLI exit 4)
-     ├── AuditError             the audit log cannot be opened, read or written
+     ├── AuditError             the audit log cannot be opened, read or written              (CLI exit 1)
+     │    ├── AuditUnavailable      its database cannot be reached: refused, timed out, login rejected (CLI exit 1)
      │    └── AuditTampered         a record was edited, removed, reordered or forged (CLI exit 5)
      ├── LockHeld               another playbook run holds the target's Lease    (CLI exit 6)
      ├── MigConfigInvalid       a mig-parted config that cannot be parsed or applied
@@ -154,6 +155,11 @@ class AuditError(GpuctlError):
     """The audit log cannot be opened, read or written (path, permissions, not a gpuctl log)."""
 
 
+class AuditUnavailable(AuditError):
+    """The audit log's database server (PostgreSQL) cannot be reached or refused the login: nothing was
+    read or written. The message names the server by its URL without the password."""
+
+
 class AuditTampered(AuditError):
     """The audit log's hash chain is broken: a record was edited, removed, reordered or forged."""
 
@@ -169,6 +175,10 @@ class LockHeld(GpuctlError):
 
 class RunRefused(GpuctlError):
     """A run may not start or go on now (wrong phase, blocked plan, expired approval...); nothing was changed."""
+
+
+class NotLeading(RunRefused):
+    """This replica does not (or no longer) hold the leader Lease: it may not write for a run."""
 
 
 class PlanStale(RunRefused):
@@ -234,6 +244,7 @@ __all__ = [
     "ApiStatusError",
     "AuditError",
     "AuditTampered",
+    "AuditUnavailable",
     "BotConfigError",
     "ClusterError",
     "ClusterUnreachable",

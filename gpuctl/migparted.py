@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, ValidationError, field_validator
@@ -309,3 +309,30 @@ def advertised_resources(layout: Sequence[GpuLayout], strategy: MigStrategy) -> 
         profile = single_strategy_profile(layout)
         return {GPU_RESOURCE: instances[profile] if profile else 0}
     return {GPU_RESOURCE: full, **{f"{MIG_RESOURCE_PREFIX}{name}": count for name, count in sorted(instances.items())}}
+
+
+def default_mig_parted_config() -> str:
+    """config.yaml of a `default-mig-parted-config` for the models gpuctl knows,
+    shaped like NVIDIA/gpu-operator's: all-disabled, all-enabled, one
+    `all-<profile>` per profile (device-filtered where models differ in how many
+    fit, unfiltered otherwise, so applying it to a model without that profile
+    fails, as with the operator's), and a device-filtered all-balanced."""
+    configs: dict[str, list[dict[str, Any]]] = {
+        "all-disabled": [{"devices": "all", "mig-enabled": False}],
+        "all-enabled": [{"devices": "all", "mig-enabled": True, "mig-devices": {}}],
+    }
+    by_profile: dict[str, dict[int, list[str]]] = {}
+    for model in MIG_MODELS.values():
+        for profile in model.profiles.values():
+            by_profile.setdefault(profile.name, {}).setdefault(profile.max_count, []).extend(model.device_ids)
+    for name, counts in by_profile.items():
+        entries: list[dict[str, Any]] = []
+        for count, device_ids in counts.items():
+            entry: dict[str, Any] = {"devices": "all", "mig-enabled": True, "mig-devices": {name: count}}
+            entries.append({"device-filter": device_ids, **entry} if len(counts) > 1 else entry)
+        configs[f"all-{name}"] = entries
+    configs["all-balanced"] = [
+        {"device-filter": list(model.device_ids), "devices": "all", "mig-enabled": True, "mig-devices": dict(model.balanced)}
+        for model in MIG_MODELS.values()
+    ]
+    return yaml.safe_dump({"version": "v1", "mig-configs": configs}, sort_keys=False)

@@ -102,7 +102,14 @@ class ControlPlane:
         return self.workdir / "kubeconfigs" / f"{name}.yaml"
 
     def _write_kubeconfig(self, identity: Identity, pair: KeyPair) -> None:
-        path = self.kubeconfig(identity)
+        self._kubeconfig_for(identity.name, {"client-certificate": str(pair.cert), "client-key": str(pair.key)})
+
+    def token_kubeconfig(self, name: str, token: str) -> Path:
+        """A kubeconfig that authenticates with a bearer token (a ServiceAccount's, from the TokenRequest API)."""
+        return self._kubeconfig_for(name, {"token": token})
+
+    def _kubeconfig_for(self, name: str, user: dict[str, str]) -> Path:
+        path = self.kubeconfig(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {
             "apiVersion": "v1",
@@ -110,15 +117,12 @@ class ControlPlane:
             "clusters": [
                 {"name": "gpuctl-testbed", "cluster": {"server": self.server, "certificate-authority": str(self.ca.pair.cert)}}
             ],
-            "users": [
-                {"name": identity.name, "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)}}
-            ],
-            "contexts": [
-                {"name": f"testbed-{identity.name}", "context": {"cluster": "gpuctl-testbed", "user": identity.name}}
-            ],
-            "current-context": f"testbed-{identity.name}",
+            "users": [{"name": name, "user": user}],
+            "contexts": [{"name": f"testbed-{name}", "context": {"cluster": "gpuctl-testbed", "user": name}}],
+            "current-context": f"testbed-{name}",
         }
         path.write_text(yaml.safe_dump(config))
+        return path
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:

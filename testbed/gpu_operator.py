@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from gpuctl.migparted import (
     CONFIG_KEY,
     DEFAULT_CONFIG_MAP,
@@ -33,6 +31,7 @@ from gpuctl.migparted import (
     MigStrategy,
     advertised_resources,
     apply_config,
+    default_mig_parted_config,
     mig_instances,
     single_strategy_profile,
 )
@@ -108,33 +107,6 @@ def resource_patch(current: Mapping[str, str], wanted: Mapping[str, int]) -> dic
     """A merge patch from a node's `current` capacity to the device plugin's GPU resources."""
     gone = {key: None for key in current if key.startswith(MIG_RESOURCE_PREFIX) and key not in wanted}
     return {**gone, **{key: str(value) for key, value in wanted.items()}}
-
-
-def default_mig_parted_config() -> str:
-    """config.yaml of a `default-mig-parted-config` for the models gpuctl knows,
-    shaped like NVIDIA/gpu-operator's: all-disabled, all-enabled, one
-    `all-<profile>` per profile (device-filtered where models differ in how many
-    fit, unfiltered otherwise, so applying it to a model without that profile
-    fails, as with the operator's), and a device-filtered all-balanced."""
-    configs: dict[str, list[dict[str, Any]]] = {
-        "all-disabled": [{"devices": "all", "mig-enabled": False}],
-        "all-enabled": [{"devices": "all", "mig-enabled": True, "mig-devices": {}}],
-    }
-    by_profile: dict[str, dict[int, list[str]]] = {}
-    for model in MIG_MODELS.values():
-        for profile in model.profiles.values():
-            by_profile.setdefault(profile.name, {}).setdefault(profile.max_count, []).extend(model.device_ids)
-    for name, counts in by_profile.items():
-        entries: list[dict[str, Any]] = []
-        for count, device_ids in counts.items():
-            entry: dict[str, Any] = {"devices": "all", "mig-enabled": True, "mig-devices": {name: count}}
-            entries.append({"device-filter": device_ids, **entry} if len(counts) > 1 else entry)
-        configs[f"all-{name}"] = entries
-    configs["all-balanced"] = [
-        {"device-filter": list(model.device_ids), "devices": "all", "mig-enabled": True, "mig-devices": dict(model.balanced)}
-        for model in MIG_MODELS.values()
-    ]
-    return yaml.safe_dump({"version": "v1", "mig-configs": configs}, sort_keys=False)
 
 
 def mig_config_map(text: str, *, name: str = DEFAULT_CONFIG_MAP, namespace: str = OPERATOR_NAMESPACE) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -19,6 +20,10 @@ from pathlib import Path
 from testbed.waiting import poll
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
+
+
+def _primary_group(user: str) -> int:
+    return pwd.getpwnam(user).pw_gid
 
 
 class ComponentFailed(RuntimeError):
@@ -48,6 +53,8 @@ class Component:
         ready: ReadinessProbe | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        user: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -55,6 +62,8 @@ class Component:
         self._ready = ready
         self._env = env
         self._cwd = cwd
+        self._user = user  # run as this system user (PostgreSQL refuses to run as root)
+        self._stop_signal = stop_signal
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +83,9 @@ class Component:
                 env={**os.environ, **(self._env or {})},
                 cwd=self._cwd,
                 start_new_session=True,
+                user=self._user,
+                group=None if self._user is None else _primary_group(self._user),
+                extra_groups=None if self._user is None else [],
             )
         finally:
             log.close()
@@ -102,7 +114,7 @@ class Component:
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, self._stop_signal)
         try:
             process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:

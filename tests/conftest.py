@@ -32,6 +32,13 @@
   (testbed.karpenter.Karpenter; KWOKNodeClass `default` Ready, GPU instance
   types testbed.karpenter.GPU_INSTANCE_TYPES): create NodePools
   (testbed.karpenter.node_pool_object) and pending pods get kwok nodes.
+- `postgres`: Debian's PostgreSQL (testbed.postgres.Postgres), one server per
+  session on a loopback port (password logins) and a Unix socket (trusted):
+  `await postgres.create_database()` makes an empty database owned by role
+  `gpuctl`, `postgres.url(db)` is its URL for gpuctl (`--audit`),
+  `postgres.superuser(db)` a connection that may do anything to it.
+- `postgres_audit_url`: a fresh empty database's URL on that server, for a
+  gpuctl audit log (`open_audit(postgres_audit_url)`, `--audit URL`).
 
 Nothing starts unless a test asks for it, so unit tests stay fast.
 """
@@ -58,6 +65,7 @@ from testbed.kube import RestClient, apply_objects, client_for, install_crds, lo
 from testbed.mig_manager import MigManagerSim
 from testbed.nodes import gpu_node_object
 from testbed.objects import namespace_object, role_binding, unique
+from testbed.postgres import Postgres
 from testbed.waiting import poll
 
 
@@ -183,3 +191,15 @@ async def karpenter(
         yield controller
     finally:
         controller.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres(tmp_path_factory) -> AsyncIterator[Postgres]:
+    async with Postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def postgres_audit_url(postgres: Postgres) -> str:
+    """A fresh, empty database for an audit log: its URL as role gpuctl, with the password, over TCP."""
+    return postgres.url(await postgres.create_database())

@@ -1,7 +1,8 @@
 """The tamper-evident audit log every playbook step lands in.
 
 Append-only records, each sealed with the hash of the one before it, kept in
-SQLite by default (`open_audit(settings.audit)`). `verify()` walks the chain;
+SQLite by default or in PostgreSQL for a log several hosts share
+(`open_audit(settings.audit)`: a `postgresql://` URL picks it). `verify()` walks the chain;
 `mark_interrupted()` records the runs a dead process left in flight.
 
     async with open_audit(settings.audit) as log:

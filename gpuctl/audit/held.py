@@ -67,13 +67,13 @@ class RunLocks:
             except BlockingIOError:
                 os.close(fd)
                 raise AuditError(
-                    f"run {run_id} is already being recorded ({_describe(_read(path))})",
+                    f"run {run_id} is already being recorded ({describe_holder(_read(path))})",
                     hint="wait for it to finish; a run is recorded by one process at a time",
                 ) from None
             if _same_file(fd, path):
                 break
             os.close(fd)  # its holder let go and removed it between our open and lock: take a fresh one
-        holder = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
+        holder = holder_info(run_id)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         return HeldLock(run_id, path, fd, holder)
@@ -130,7 +130,13 @@ def _read(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _describe(holder: dict[str, Any]) -> str:
+def holder_info(run_id: str) -> dict[str, Any]:
+    """What a holder writes about itself: the run, its pid and host, and since when."""
+    return {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    """Who holds a run, for messages: "pid 4242 on host-1 since 2026-11-30T12:00:00+00:00"."""
     if "pid" not in holder:
         return "holder unknown"
     return f"pid {holder['pid']} on {holder.get('host', '?')} since {holder.get('since', '?')}"

@@ -15,7 +15,6 @@ recording) are files beside the database: `<file>.runs/`.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,21 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from pydantic import ValidationError
-
 from gpuctl.audit.backend import Orphan
-from gpuctl.audit.canonical import canonical_json
 from gpuctl.audit.held import HeldLock, RunLocks
-from gpuctl.audit.records import GENESIS_HASH, TERMINAL_KINDS, AuditEvent, AuditRecord, format_time
+from gpuctl.audit.records import GENESIS_HASH, AuditEvent, AuditRecord
+from gpuctl.audit.stored import COLUMNS, ENDING_KINDS, decode, select_records, stored_row, to_record
 from gpuctl.clock import Clock, utcnow
-from gpuctl.errors import AuditError, AuditTampered
+from gpuctl.errors import AuditError
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-COLUMNS = ("version", "seq", "time", "run_id", "kind", "actor", "payload", "prev_hash", "hash")
 INSERT = f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_ENDING_KINDS = tuple(sorted(k.value for k in TERMINAL_KINDS))
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -127,40 +122,20 @@ class SqliteBackend:
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[AuditRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if after_seq is not None:
-            where.append("seq > ?")
-            params.append(after_seq)
-        if since is not None:
-            where.append("time >= ?")
-            params.append(format_time(since))
-        rows = await self._call(self._select, where, params, limit, newest_first)
-        return [_record(row) for row in rows]
+        query = select_records(
+            "audit_records", "?", run_id=run_id, after_seq=after_seq, since=since, limit=limit, newest_first=newest_first
+        )
+        return [to_record(row) for row in await self._call(self._select, *query)]
 
     async def head(self) -> AuditRecord | None:
-        rows = await self._call(self._select, [], [], 1, True)
-        return _record(rows[0]) if rows else None
+        rows = await self._call(self._select, *select_records("audit_records", "?", limit=1, newest_first=True))
+        return to_record(rows[0]) if rows else None
 
     async def rows(self, *, after_seq: int | None = None, limit: int) -> list[dict[str, Any]]:
-        if after_seq is None:
-            return await self._call(self._select, [], [], limit, False)
-        return await self._call(self._select, ["seq > ?"], [after_seq], limit, False)
+        return await self._call(self._select, *select_records("audit_records", "?", after_seq=after_seq, limit=limit))
 
-    def _select(
-        self, conn: sqlite3.Connection, where: list[str], params: list[Any], limit: int | None, newest_first: bool
-    ) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(COLUMNS)} FROM audit_records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params = [*params, limit]
-        return [_decode(dict(zip(COLUMNS, row))) for row in conn.execute(sql, params)]
+    def _select(self, conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        return [decode(row) for row in conn.execute(sql, params)]
 
     # --- runs in flight ----------------------------------------------------------------------------
 
@@ -245,38 +220,5 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
 
 def _run_is_open(conn: sqlite3.Connection, run_id: str) -> bool:
     last = conn.execute("SELECT kind FROM audit_records WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)).fetchone()
-    return last is not None and last[0] not in _ENDING_KINDS
+    return last is not None and last[0] not in ENDING_KINDS
 
-
-def stored_row(record: AuditRecord) -> tuple[Any, ...]:
-    """The column values of a record, in COLUMNS order (JSON columns as canonical text)."""
-    data = record.model_dump(mode="json")
-    for name in ("actor", "payload"):
-        data[name] = None if data[name] is None else canonical_json(data[name])
-    return tuple(data[name] for name in COLUMNS)
-
-
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row in the export form: the JSON columns parsed (left as text if they do not parse)."""
-    for name in ("actor", "payload"):
-        text = row[name]
-        if isinstance(text, str):
-            try:
-                row[name] = json.loads(text, parse_constant=_no_constants)
-            except ValueError:
-                pass  # verify reports it as unreadable
-    return row
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _record(row: dict[str, Any]) -> AuditRecord:
-    try:
-        return AuditRecord.model_validate(row)
-    except ValidationError as e:
-        raise AuditTampered(
-            f"record {row.get('seq')} of the audit log is unreadable ({e.errors()[0]['msg']})",
-            hint="run `gpuctl audit verify`",
-        ) from e

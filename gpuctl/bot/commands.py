@@ -16,6 +16,7 @@ Problem (a hypothesis test holds it to that).
     runs                          playbook runs
     run PLAYBOOK [key=value …]    plan a playbook run, posted for approval
     audit [RUN]                   the audit log (of one run)
+    doctor [NAMESPACE]            the cluster checked against GPU practices: findings, why, fix
     help [COMMAND]
 """
 
@@ -45,6 +46,7 @@ USAGE: dict[str, tuple[str, str]] = {
     "runs": ("runs", "playbook runs and where each stands"),
     "run": ("run PLAYBOOK [key=value …]", "plan a playbook run and post it for approval"),
     "audit": ("audit [RUN]", "the audit log, or one run's records"),
+    "doctor": ("doctor [namespace]", "the cluster checked against GPU practices: findings, why and how to fix"),
     "help": ("help [command]", "this list, or one command"),
 }
 
@@ -109,6 +111,11 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Doctor:
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     topic: str | None = None
 
@@ -121,7 +128,7 @@ class Problem:
     verb: str | None = None  # the command it was meant as, for its usage line
 
 
-Command = Status | Idle | Quota | Pools | NodeInfo | PodInfo | Top | Runs | Run | Audit | Help
+Command = Status | Idle | Quota | Pools | NodeInfo | PodInfo | Top | Runs | Run | Audit | Doctor | Help
 _Parser = Callable[[list[str]], Command | Problem]
 READ_ONLY = (Status, Idle, Quota, Pools, NodeInfo, PodInfo, Top)
 
@@ -177,12 +184,22 @@ def _idle(args: list[str]) -> Command | Problem:
     return flt if isinstance(flt, Problem) else Idle(flt)
 
 
-def _quota(args: list[str]) -> Command | Problem:
+def _namespace_arg(verb: str, args: list[str]) -> str | Problem | None:
     if len(args) > 1:
-        return Problem("quota takes at most one namespace", "quota")
+        return Problem(f"{verb} takes at most one namespace", verb)
     if args and not _NAMESPACE.fullmatch(args[0]):
-        return Problem(f"{_shown(args[0])} is not a namespace name (lower-case letters, digits and '-')", "quota")
-    return Quota(args[0] if args else None)
+        return Problem(f"{_shown(args[0])} is not a namespace name (lower-case letters, digits and '-')", verb)
+    return args[0] if args else None
+
+
+def _quota(args: list[str]) -> Command | Problem:
+    namespace = _namespace_arg("quota", args)
+    return namespace if isinstance(namespace, Problem) else Quota(namespace)
+
+
+def _doctor(args: list[str]) -> Command | Problem:
+    namespace = _namespace_arg("doctor", args)
+    return namespace if isinstance(namespace, Problem) else Doctor(namespace)
 
 
 def _node(args: list[str]) -> Command | Problem:
@@ -257,9 +274,10 @@ _PARSERS: dict[str, _Parser] = {
     "runs": _no_args("runs", Runs()),
     "run": _run,
     "audit": _audit,
+    "doctor": _doctor,
     "help": _help,
 }
 _VERBS: dict[type, str] = {
     Status: "status", Idle: "idle", Quota: "quota", Pools: "pools", NodeInfo: "node", PodInfo: "pod",
-    Top: "top", Runs: "runs", Run: "run", Audit: "audit", Help: "help",
+    Top: "top", Runs: "runs", Run: "run", Audit: "audit", Doctor: "doctor", Help: "help",
 }  # fmt: skip

@@ -20,8 +20,11 @@ from typing import Literal, Protocol
 from gpuctl.bot import commands as cmd
 from gpuctl.bot.answers import answer, help_reply, problem_reply
 from gpuctl.bot.blocks import Reply, esc, notice
+from gpuctl.bot.doctor_reply import doctor_reply
 from gpuctl.bot.engine_seam import EngineSeam
 from gpuctl.bot.identity import IdentityResolver
+from gpuctl.doctor.findings import Report
+from gpuctl.doctor.options import DoctorOptions
 from gpuctl.errors import GpuctlError
 from gpuctl.identity import Identity, Requester
 from gpuctl.model import Snapshot
@@ -48,6 +51,8 @@ class Asker:
 class View(Protocol):
     async def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
 
+    async def doctor(self, options: DoctorOptions) -> Report | None: ...
+
 
 class LiveView:
     """The cluster's latest snapshot and its FleetIndex, built once per snapshot (not once per request).
@@ -69,6 +74,14 @@ class LiveView:
             if self._indexed is None or self._indexed[0] is not snap:
                 self._indexed = (snap, await asyncio.to_thread(FleetIndex, snap))
             return self._indexed
+
+    async def doctor(self, options: DoctorOptions) -> Report | None:
+        """`gpuctl doctor` on the live cluster (its snapshot plus one-shot reads); None until it is ready."""
+        if not self.cluster.ready:
+            return None
+        from gpuctl.doctor.run import examine_live
+
+        return await examine_live(self.cluster, options)
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,11 @@ class Desk:
                 return notice("No data yet", "gpuctl is still reading the cluster; try again in a few seconds."), "unavailable"
             # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
             return await asyncio.to_thread(answer, parsed, *current), "ok"
+        if isinstance(parsed, cmd.Doctor):
+            report = await self.view.doctor(DoctorOptions(namespace=parsed.namespace))
+            if report is None:
+                return notice("No data yet", "gpuctl is still reading the cluster; try again in a few seconds."), "unavailable"
+            return doctor_reply(report, parsed.namespace), "ok"
         if isinstance(parsed, cmd.Run):
             if identity is None:
                 return _cannot_act(asker, "run playbooks"), "denied"

@@ -3,6 +3,10 @@
     POST /slack/events   slash commands and interactivity (Bolt, signature checked)
     POST /alertmanager   Alertmanager webhooks (version 4; bearer token when alertmanager_token is set)
     GET  /healthz        200 while serving: {"ok": true, "cluster_ready": ..., "stopped_sources": [...]}
+
+`alerts_gate` (gpuctl serve): while it returns a reason, /alertmanager answers
+503 with it and handles nothing (a follower replica: Alertmanager retries, and
+the retry may reach the leader).
     GET  /metrics        the bot's own metrics (gpuctl.bot.metrics)
 
 With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
@@ -18,7 +22,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -48,6 +52,8 @@ EVENTS_PATH = "/slack/events"
 ALERTS_PATH = "/alertmanager"
 DEFAULT_SLACK_API = "https://slack.com/api/"
 READY_WAIT_S = 60.0  # how long start-up waits for the first data before serving "no data yet" answers
+
+AlertsGate = Callable[[], str | None]  # None: handle alerts here; else why not (503)
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ class RunningBot:
 
 
 def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
-                  alertmanager_token: str | None) -> web.Application:  # fmt: skip
+                  alertmanager_token: str | None, alerts_gate: AlertsGate | None = None) -> web.Application:  # fmt: skip
     async def slack_events(request: web.Request) -> web.Response:
         start = time.perf_counter()
         assert bolt is not None
@@ -137,6 +143,8 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
         return response
 
     async def alertmanager(request: web.Request) -> web.Response:
+        if alerts_gate is not None and (elsewhere := alerts_gate()) is not None:
+            return web.json_response({"error": elsewhere}, status=503)
         try:
             if alertmanager_token is not None:
                 given = request.headers.get("Authorization", "")
@@ -182,6 +190,7 @@ async def running_bot(
     socket_mode: bool = False,
     sources: Sequence[Source] | None = None,
     seam: EngineSeam | None = None,
+    alerts_gate: AlertsGate | None = None,
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
 
@@ -211,7 +220,8 @@ async def running_bot(
                          verify_requests=not socket_mode)  # fmt: skip
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-        runner = web.AppRunner(build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token), access_log=None)
+        web_app = build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token, alerts_gate)
+        runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         socket: _MeasuredSocketMode | None = None
         try:

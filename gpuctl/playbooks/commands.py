@@ -50,7 +50,7 @@ def _cluster_flags(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--context", help="kubeconfig context")
     verb.add_argument("--in-cluster", action="store_true", default=None, help="use the pod's service account")
     verb.add_argument("--policy", metavar="FILE", help="gpuctl policy (roles, approvers); without one nobody may act")
-    verb.add_argument("--audit", metavar="PATH|URL", help="the audit log (default ~/.local/state/gpuctl/audit.sqlite)")
+    verb.add_argument("--audit", metavar="PATH|URL", help="the audit log: a SQLite file, or postgresql://user@host/db for a shared one (default ~/.local/state/gpuctl/audit.sqlite)")
     verb.add_argument("--gpuctl-namespace", metavar="NS", help="where PlaybookRuns, Leases and the kill switch live")
 
 
@@ -93,8 +93,20 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     executor = commands.add_parser("executor", help="execute approved runs as their requesters (leader-elected)")
     _cluster_flags(executor)
-    executor.add_argument("--name", metavar="NAME", help="this replica's name in Leases and runs (default: the host "
-                          "name; give each replica on one host its own)")
+    add_replica_flags(executor)
+
+
+def add_replica_flags(verb: argparse.ArgumentParser) -> None:
+    """The flags of a leader-elected replica (`gpuctl executor`, `gpuctl serve`); settings fields in gpuctl/config.py."""
+    group = verb.add_argument_group("replicas")
+    group.add_argument("--name", dest="replica_name", metavar="NAME", help="this replica's name: the leader Lease's "
+                       "holderIdentity (default $GPUCTL_REPLICA_NAME, else the host name: a pod's name)")  # fmt: skip
+    group.add_argument("--leader-lease", metavar="DURATION", help="leader Lease duration, whole seconds (default 15)")
+    group.add_argument("--leader-renew-deadline", metavar="DURATION", help="a leader that could not renew for this long "
+                       "stops executing (default 10s)")  # fmt: skip
+    group.add_argument("--leader-retry", metavar="DURATION", help="renewal and takeover attempts (default every 2s)")
+    group.add_argument("--lock-lease", metavar="SECONDS", help="a run's per-target Lease duration (default 60): how "
+                       "long before a dead replica's run is marked Interrupted")  # fmt: skip
 
 
 def run_playbook_command(args: argparse.Namespace, settings: Settings, *, out: TextIO, registry: Registry | None = None) -> int:
@@ -121,13 +133,15 @@ def run_playbook_command(args: argparse.Namespace, settings: Settings, *, out: T
 def run_executor_command(args: argparse.Namespace, settings: Settings) -> int:
     """`gpuctl executor`: runs until interrupted."""
     from gpuctl.playbooks.executor import Executor
+    from gpuctl.playbooks.leader import Election
     from gpuctl.playbooks.service import open_engine
+    from gpuctl.serve.replica import replica_name
 
-    name = args.name or socket.gethostname()  # a pod's name: stable across container restarts
+    name = replica_name(settings)  # a pod's name: stable across container restarts
 
     async def serve() -> None:
         async with open_engine(settings, host=name) as engine:
-            executor = Executor(engine, name=name)
+            executor = Executor(engine, name=name, election=Election.of(settings))
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, executor.stop)
             await executor.run()
 

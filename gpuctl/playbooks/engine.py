@@ -11,7 +11,10 @@
     execute(run) / execute_submitted(...)    the run's own plan, authorized again, then execution.py
     undo(requester, run)                     the logic's inverse plan, submitted as a new run linked
                                              to the original, through the same path
-    recover()                                runs a dead process left mid-execution → Interrupted
+    recover()                                runs a dead process on this machine left mid-execution
+                                             → Interrupted (its audit log's holds)
+    interrupt_abandoned(run)                 a Running run whose executor no longer holds its target
+                                             Leases (a dead replica's) → Interrupted
 
 A Requester says who asks and through which front end. Writes are made as the
 requester: with the connection's own credentials when the requester is who the
@@ -23,6 +26,7 @@ their only record); those that need one say what to install.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -34,7 +38,7 @@ from gpuctl.audit.backend import AuditBackend
 from gpuctl.audit.records import AuditEvent, EventKind
 from gpuctl.audit.recovery import mark_interrupted
 from gpuctl.clock import Clock, utcnow
-from gpuctl.errors import Forbidden, NotFound, PolicyDenied, RunRefused
+from gpuctl.errors import Forbidden, LockHeld, NotFound, PolicyDenied, RunRefused
 from gpuctl.identity import Identity, Requester
 from gpuctl.playbooks.acting import ActingClient
 from gpuctl.playbooks.authorize import (
@@ -45,9 +49,10 @@ from gpuctl.playbooks.authorize import (
     guardrail_breaches,
     may_plan,
 )
-from gpuctl.playbooks.execution import Job, Outcome, Runner, SnapshotSource
+from gpuctl.playbooks.execution import Fence, Job, Outcome, Runner, SnapshotSource
 from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.playbooks.loader import Catalog
+from gpuctl.playbooks.locks import LeaseLocks
 from gpuctl.playbooks.logic import Clients, Draft, PlanRequest, Report
 from gpuctl.playbooks.params import Arguments, validate_params
 from gpuctl.playbooks.plan import Plan
@@ -59,7 +64,9 @@ from gpuctl.playbooks.runstore import (
     ClusterStatus,
     LocalStatus,
     RunStore,
+    claimed_by,
     condition,
+    holder_of,
     with_condition,
 )
 from gpuctl.playbooks.spec import Playbook
@@ -345,11 +352,12 @@ class Engine:
 
     # --- execution -------------------------------------------------------------------------------
 
-    async def execute(self, name: str, *, by: Requester) -> Outcome:
+    async def execute(self, name: str, *, by: Requester, fence: Fence | None = None) -> Outcome:
         """Execute an approved (or approval-free) PlaybookRun's own plan, as its requester.
 
         `by` is who carries it out: the requester themselves, someone the policy lets act for them
-        (`--as`), or the executor (via "executor": trusted to act for every requester)."""
+        (`--as`), or the executor (via "executor": trusted to act for every requester). `fence` (the
+        executor's leadership) is checked before the claim and before every write."""
         await self.store.require("executing a run by name")
         run = await self.store.get(name)
         playbook = self.catalog.get(run.spec.playbook)
@@ -368,7 +376,8 @@ class Engine:
         actor = requester.model_copy(update={"via": by.via, "detail": by.detail if by.via == "executor" else requester.detail})
         await self._reauthorize(run.name, playbook, plan, actor, run=run)
         status = ClusterStatus(self.store, run, plan, ready=ready, clock=self.clock)
-        outcome = await self._run(run.name, plan, playbook, actor, status, undo_of=run.labels.get(UNDO_OF_LABEL))
+        fences = () if fence is None else (fence,)
+        outcome = await self._run(run.name, plan, playbook, actor, status, undo_of=run.labels.get(UNDO_OF_LABEL), fences=fences)
         if outcome.ok and run.labels.get(UNDO_OF_LABEL):
             await self._mark_undone(run.labels[UNDO_OF_LABEL])
         return outcome
@@ -392,12 +401,13 @@ class Engine:
             raise
 
     async def _run(
-        self, run_id: str, plan: Plan, playbook: Playbook, actor: Requester, status: Any, *, undo_of: str | None
-    ) -> Outcome:
+        self, run_id: str, plan: Plan, playbook: Playbook, actor: Requester, status: Any, *, undo_of: str | None,
+        fences: tuple[Fence, ...] = (),
+    ) -> Outcome:  # fmt: skip
         logic = self.registry.logic_for(playbook)
         job = Job(
             run_id=run_id, plan=plan, playbook=playbook, logic=logic, actor=actor,
-            acting_as=self.acting_as(plan.requester.identity), status=status, undo_of=undo_of,
+            acting_as=self.acting_as(plan.requester.identity), status=status, undo_of=undo_of, fences=fences,
         )  # fmt: skip
         return await self.runner.run(job)
 
@@ -500,23 +510,60 @@ class Engine:
         that process took the hold before claiming the run. Never re-executes them: an Interrupted run is
         done; plan again."""
         records = await mark_interrupted(self.audit)
-        names = [record.run_id for record in records]
-        if names and await self.store.installed():
-            now = self.clock()
+        if records and await self.store.installed():
             for record in records:
-                why = str(record.payload.get("reason", "interrupted"))
-
-                def interrupt(run: PlaybookRun, why: str = why) -> RunStatus | None:
-                    if run.status.phase != "Running":
-                        return None
-                    status = run.status.model_copy(update={"phase": "Interrupted", "result": {"message": why}})
-                    return with_condition(status, condition("Executing", "Interrupted", why, now))
-
                 try:
-                    await self.store.change(record.run_id, interrupt)
+                    await self._interrupt(record.run_id, str(record.payload.get("reason", "interrupted")))
                 except NotFound:
                     pass  # a local run, or one deleted since
-        return names
+        return [record.run_id for record in records]
+
+    async def interrupt_abandoned(self, run: PlaybookRun, *, by: Requester | None = None) -> bool:
+        """Mark Interrupted a Running run whose executor no longer holds its target Leases; True if this call did.
+
+        Its executor took every target's Lease before claiming the run and holds them until the run's end
+        is written, so a Running run with an expired target Lease was left by a process that died (or is
+        cut off from the API server). The Leases are taken over first: a holder that is only slow finds
+        them gone at its next renewal and stops before its next write. Then the phase moves Running →
+        Interrupted (a compare-and-swap: one replica wins) and that one appends `interrupted` to its
+        audit log. A run without targets, or one still held, is left alone (False)."""
+        holder = claimed_by(run)
+        if run.status.phase != "Running" or holder is None or not (plan := self._plan_of(run)).locks:
+            return False
+        locks = LeaseLocks(self.api, self.store.namespace, holder_of(self.runner.host, f"recover-{run.name}"),
+                           duration_s=self.runner.lock_duration_s, clock=self.clock)  # fmt: skip
+        async with contextlib.AsyncExitStack() as stack:
+            for target in sorted(set(plan.locks), key=str):
+                try:
+                    await stack.enter_async_context(locks.hold(target))
+                except LockHeld:
+                    return False  # its executor (or the next run on that target) holds it: not ours to judge
+            why = f"its executor {holder} stopped holding its targets' Leases without finishing the run"
+            if not await self._interrupt(run.name, why, run=run, holder=holder):
+                return False
+            payload = {"reason": why, "holder": holder, "steps": [s.wire() for s in run.status.steps]}
+            event = AuditEvent(run_id=run.name, kind=EventKind.INTERRUPTED, actor=by, payload=payload)
+            if await self.audit.records(run_id=run.name, limit=1):
+                await self.audit.append_if_open(event)  # a shared log: not after another process recorded its end
+            else:
+                await self.audit.append(event)  # a log that never saw the run (each replica with its own)
+        return True
+
+    async def _interrupt(self, name: str, why: str, *, run: PlaybookRun | None = None, holder: str | None = None) -> bool:
+        """Running → Interrupted (only under `holder`'s claim, when given); True if this call wrote it."""
+        now = self.clock()
+        wrote = False
+
+        def interrupt(current: PlaybookRun) -> RunStatus | None:
+            nonlocal wrote
+            wrote = current.status.phase == "Running" and (holder is None or claimed_by(current) == holder)
+            if not wrote:
+                return None
+            status = current.status.model_copy(update={"phase": "Interrupted", "result": {"message": why}})
+            return with_condition(status, condition("Executing", "Interrupted", why, now))
+
+        await self.store.change(name, interrupt, run=run)
+        return wrote
 
 
 def undo_key(name: str) -> str:

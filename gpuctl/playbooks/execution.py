@@ -6,16 +6,18 @@
 2. a Lease per target of the plan (locks.py), in a fixed order so two runs never
    deadlock; a target another run holds is waited for up to `lock_wait_s`, then
    LockHeld names the holder, nothing done;
-3. the claim (the run's status goes to Running; a run someone else claimed is
-   RunRefused), inside `audit.hold(run_id)`: from here on a process that dies
-   leaves a hold that the next start turns into an `interrupted` record;
+3. the job's fences (the executor's leadership: leader.py), then the claim (the
+   run's status goes to Running; a run someone else claimed is RunRefused),
+   inside `audit.hold(run_id)`: from here on a process that dies leaves a hold
+   that the next start turns into an `interrupted` record;
 4. `execution_started`, then `logic.stale`: a target that changed since the plan
    fails the run (PlanStale) before anything is written;
 5. `logic.execute` with a RunContext: every write goes through an ActingClient
-   that, before each request, checks the kill switch, the locks (still ours?)
-   and the deadline from the playbook's guardrails; each call lands in the audit
-   log as an `api_call` record (those the logic did not record itself, too), each
-   progress line as a `step` record and in the run's status;
+   that, before each request, checks the kill switch, the locks (still ours?),
+   the job's fences and the deadline from the playbook's guardrails; each call
+   lands in the audit log as an `api_call` record (those the logic did not
+   record itself, too), each progress line as a `step` record and in the run's
+   status (not once the run is no longer Running under this claim);
 6. `logic.verify`, `verified`, then `completed` or `failed` and the final phase:
    Succeeded, Failed, or Cancelled when the kill switch stopped it.
 
@@ -31,7 +33,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -52,6 +54,14 @@ from gpuctl.playbooks.runstore import StatusWriter, holder_of
 from gpuctl.playbooks.spec import Playbook
 
 SnapshotSource = Callable[[], Awaitable[Snapshot]]
+
+
+class Fence(Protocol):
+    """Something a run's writes depend on (a target's Lease `Hold`, the executor's `Leadership`): `check()`
+    raises a GpuctlError once it is gone, and the run stops before its next write."""
+
+    def check(self) -> None: ...
+
 
 # How long past its deadline a playbook's execute may take to wind down before it is cancelled.
 GRACE_S = 30.0
@@ -86,22 +96,24 @@ class Job:
     acting_as: Identity | None  # whom the writes impersonate; None: the connection's own credentials
     status: StatusWriter
     undo_of: str | None = None  # the run this one undoes (its audit records get undo_started/undone)
+    fences: tuple[Fence, ...] = ()  # checked before the claim and before every write (the executor's leadership)
 
 
 class _Guard:
-    """Awaited before every write: the locks still ours, the deadline not passed, the kill switch off."""
+    """Awaited before every write: the locks (and the job's fences) still ours, the deadline not passed, the kill
+    switch off."""
 
-    def __init__(self, check_switch: Callable[[], Awaitable[None]], holds: Sequence[Hold], deadline: datetime, clock: Clock) -> None:
+    def __init__(self, check_switch: Callable[[], Awaitable[None]], fences: Sequence[Fence], deadline: datetime, clock: Clock) -> None:
         self._check_switch = check_switch
-        self._holds = holds
+        self._fences = fences
         self._deadline = deadline
         self._clock = clock
         self.stopped: GpuctlError | None = None
 
     async def __call__(self) -> None:
         try:
-            for hold in self._holds:
-                hold.check()
+            for fence in self._fences:
+                fence.check()
             if self._clock() >= self._deadline:
                 raise DeadlinePassed(f"the run's deadline ({self._deadline:%H:%M:%S} UTC) passed; no further writes")
             await self._check_switch()
@@ -146,6 +158,8 @@ class Runner:
             unclaimed: GpuctlError | None = None
             async with self._held(job):
                 try:
+                    for fence in job.fences:
+                        fence.check()
                     await job.status.claim(holder)
                 except GpuctlError as e:  # not ours to execute: leave the hold as a normal end, not a crash
                     unclaimed = e
@@ -193,8 +207,8 @@ class Runner:
             await self._record(job, EventKind.UNDO_STARTED, {"undo_run": job.run_id}, run_id=job.undo_of)
 
         unrecorded: list[ApiCall] = []  # writes the logic has not recorded (yet)
-        run_api = KubeApi(self.api.connection, on_call=lambda call: unrecorded.append(call) if call.method != "GET" else None)
-        guard = _Guard(self.check_switch, holds, deadline, self.clock)
+        run_api = self.api.with_sink(lambda call: unrecorded.append(call) if call.method != "GET" else None)
+        guard = _Guard(self.check_switch, (*holds, *job.fences), deadline, self.clock)
         clients = Clients(acting=ActingClient(run_api, job.acting_as, before_write=guard), reader=ActingClient(self.api, None))
 
         try:

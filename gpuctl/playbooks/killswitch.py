@@ -12,7 +12,8 @@ stopped with GPUCTL_PLAYBOOKS_DISABLED=true (the `playbooks_disabled` setting).
 
 It fails closed: when gpuctl cannot read the ConfigMap (a 403, the API server
 unreachable) it refuses to execute rather than guess. The service identity
-reads it through gpuctl:operator-state (deploy/rbac/).
+reads it through Role gpuctl (deploy/base/rbac.yaml; a person running the
+engine with their own credentials, through gpuctl:operator-state in deploy/rbac/).
 """
 
 from __future__ import annotations

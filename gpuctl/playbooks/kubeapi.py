@@ -7,6 +7,9 @@ a CIMultiDict (one `Impersonate-Group` line per group), sent through the
 KubeConnection's own rest client: the same TLS setup, connection pool and
 credentials (exec-plugin tokens refreshed in place) as every other call.
 
+Requests travel through a `Transport` (transport.py): HTTP to a real API
+server, or the demo's simulated one (gpuctl.sim.api).
+
 Every request becomes an `ApiCall` (gpuctl.audit.records: method, path, status,
 the API server's `Audit-ID`, whom it acted as): results carry theirs, and the
 optional `on_call` sink sees every one, refusals included, for the audit log.
@@ -22,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import aiohttp
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +40,7 @@ from gpuctl.errors import (
     Unauthorized,
 )
 from gpuctl.identity import Identity
+from gpuctl.playbooks.transport import EventStream, HttpTransport, Request, Transport
 from gpuctl.sources.kube.connect import KubeConnection, describe
 from gpuctl.sources.kube.reflector import Gone
 
@@ -49,8 +52,6 @@ OWN_IDENTITY = "the connection's own identity"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
-# What a request raises when no answer came: mapped to ClusterUnreachable (anything else is a bug).
-_NO_ANSWER = (aiohttp.ClientError, OSError, TimeoutError)
 # An HTTP header value we are willing to send: printable ASCII, no CR/LF (no header injection).
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 
@@ -129,12 +130,23 @@ def _parse(data: bytes) -> JSON:
 
 
 class KubeApi:
-    """Raw-JSON requests on a KubeConnection, optionally impersonating an identity. No retries: callers decide."""
+    """Raw-JSON requests through a Transport, optionally impersonating an identity. No retries: callers decide.
 
-    def __init__(self, connection: KubeConnection, *, on_call: CallSink | None = None, timeout_s: float = 30.0) -> None:
-        self.connection = connection
+    `KubeApi(connection)` talks to a real API server (HttpTransport); `KubeApi(transport)` to anything
+    that answers like one (the demo's simulated API)."""
+
+    def __init__(self, target: KubeConnection | Transport, *, on_call: CallSink | None = None, timeout_s: float = 30.0) -> None:
+        self.transport: Transport = HttpTransport(target) if isinstance(target, KubeConnection) else target
         self._on_call = on_call
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
+        self._timeout_s = timeout_s
+
+    @property
+    def server(self) -> str:
+        return self.transport.server
+
+    def with_sink(self, on_call: CallSink | None) -> KubeApi:
+        """The same transport, another sink for the calls made through it."""
+        return KubeApi(self.transport, on_call=on_call, timeout_s=self._timeout_s)
 
     async def request(
         self,
@@ -151,12 +163,10 @@ class KubeApi:
         """Send one request; any HTTP answer is returned (see `check`), no answer raises ClusterUnreachable."""
         query = {**(params or {}), **({"dryRun": "All"} if dry_run else {})}
         data = None if body is None else json.dumps(body).encode()
-        try:
-            async with await self._send(method, path, query, acting_as, data, content_type, accept, self._timeout) as response:
-                payload = _parse(await response.read())
-        except _NO_ANSWER as e:
-            raise self._unreachable(e, f"{method} {path}") from e
-        return self._answered(method, path, query, response, payload, acting_as=acting_as, dry_run=dry_run)
+        request = Request(method, path, query, _headers(acting_as, content_type, accept), data)
+        answer = await self.transport.send(request, timeout_s=self._timeout_s)
+        payload = _parse(answer.body)
+        return self._answered(method, path, query, answer.status, answer.headers, payload, acting_as=acting_as, dry_run=dry_run)
 
     @asynccontextmanager
     async def watch(
@@ -167,70 +177,34 @@ class KubeApi:
         Raises Gone on 410 (resourceVersion too old: list again), the mapped error for other refusals."""
         query = {**(params or {}), "watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
         where = f"watch {path}"
-        # No total timeout: the server ends the watch; sock_read notices a silently dead connection.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s + 30)
-        try:
-            response = await self._send("GET", path, query, acting_as, None, "application/json", "application/json", timeout)
-        except _NO_ANSWER as e:
-            raise self._unreachable(e, where) from e
-        try:
-            payload = {} if response.status == 200 else _parse(await response.read())
-            check(self._answered("GET", path, query, response, payload, acting_as=acting_as, dry_run=False), what=where)
-            yield self._events(response, where)
-        finally:
-            response.close()
-
-    async def _send(
-        self,
-        method: Method,
-        path: str,
-        query: Mapping[str, str],
-        acting_as: Identity | None,
-        data: bytes | None,
-        content_type: str,
-        accept: str,
-        timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        """The request on the ApiClient's own aiohttp session, with its proxy and TLS server name."""
-        headers = impersonation_headers(acting_as) if acting_as else CIMultiDict()
-        headers["Accept"] = accept
-        headers["Content-Type"] = content_type
-        headers["User-Agent"] = "gpuctl"
-        # Bearer tokens (static or refreshed by an exec plugin) live in the configuration; client certs need nothing.
-        auth: dict[str, str] = {}
-        await self.connection.api.update_params_for_auth(auth, [], ["BearerToken"])
-        headers.extend(auth)
-        rest = self.connection.api.rest_client
-        return await rest.pool_manager.request(
-            method,
-            self.connection.server + path,
-            params=query,
-            headers=headers,
-            data=data,
-            timeout=timeout,
-            proxy=rest.proxy or None,
-            proxy_headers=rest.proxy_headers or None,
-            server_hostname=rest.server_hostname or None,
-        )
+        request = Request("GET", path, query, _headers(acting_as, "application/json", "application/json"), None)
+        async with self.transport.stream(request, read_timeout_s=timeout_s + 30) as stream:
+            payload = {} if stream.status == 200 else _parse(await stream.body())
+            answered = self._answered(
+                "GET", path, query, stream.status, stream.headers, payload, acting_as=acting_as, dry_run=False
+            )
+            check(answered, what=where)
+            yield self._events(stream, where)
 
     def _answered(
         self,
         method: Method,
         path: str,
         query: Mapping[str, str],
-        response: aiohttp.ClientResponse,
+        status: int,
+        headers: Mapping[str, str],
         payload: JSON,
         *,
         acting_as: Identity | None,
         dry_run: bool,
     ) -> ApiResponse:
         """Record the answer as an ApiCall (and hand it to the sink)."""
-        error = payload if response.status >= 300 and payload.get("kind") == "Status" else {}
+        error = payload if status >= 300 and payload.get("kind") == "Status" else {}
         call = ApiCall(
             method=method,
             path=path + (f"?{urlencode(query)}" if query else ""),
-            status=response.status,
-            audit_id=response.headers.get("Audit-Id"),
+            status=status,
+            audit_id=headers.get("Audit-Id"),
             acting_as=acting_as,
             dry_run=dry_run,
             reason=error.get("reason") or None,
@@ -238,18 +212,15 @@ class KubeApi:
         )
         if self._on_call is not None:
             self._on_call(call)
-        return ApiResponse(call=call, body=payload, headers=response.headers)
+        return ApiResponse(call=call, body=payload, headers=headers)
 
-    def _unreachable(self, error: BaseException, what: str) -> ClusterError:
-        return describe(error, server=self.connection.server, context=self.connection.context, resource=what)
-
-    async def _events(self, response: aiohttp.ClientResponse, where: str) -> AsyncIterator[JSON]:
+    async def _events(self, stream: EventStream, where: str) -> AsyncIterator[JSON]:
         while True:
+            line = await stream.readline()
             try:
-                line = await response.content.readline()
                 event = json.loads(line) if line.strip() else None
-            except (*_NO_ANSWER, ValueError) as e:
-                raise self._unreachable(e, where) from e
+            except ValueError as e:
+                raise describe(e, server=self.transport.server, context=self.transport.context, resource=where) from e
             if not line:
                 return  # the server ended the watch
             if event is None:
@@ -261,6 +232,14 @@ class KubeApi:
                 code = int(status.get("code") or 500)
                 raise ApiRejected(f"{where} failed: {status.get('message')}", status=code, reason=status.get("reason"))
             yield event
+
+
+def _headers(acting_as: Identity | None, content_type: str, accept: str) -> CIMultiDict[str]:
+    headers = impersonation_headers(acting_as) if acting_as else CIMultiDict()
+    headers["Accept"] = accept
+    headers["Content-Type"] = content_type
+    headers["User-Agent"] = "gpuctl"
+    return headers
 
 
 def check(response: ApiResponse, *, what: str) -> JSON:

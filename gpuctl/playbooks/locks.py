@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Literal
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 TARGET_ANNOTATION = "gpuctl.io/lock-target"
 
-LockKind = Literal["node", "pool", "namespace", "cluster_queue", "executor"]  # executor: the leader Lease
+LockKind = Literal["node", "pool", "namespace", "cluster_queue", "executor"]  # executor: the leader Lease (leader.py)
 
 
 class LockTarget(BaseModel):
@@ -48,7 +49,10 @@ class LockTarget(BaseModel):
 
     @property
     def lease_name(self) -> str:
-        """A valid, stable Lease name for any target name (a readable slug plus a hash that keeps names distinct)."""
+        """A valid, stable Lease name for any target name (a readable slug plus a hash that keeps names distinct);
+        the leader's is plainly gpuctl-<name> (operators look for it by name)."""
+        if self.kind == "executor":
+            return f"gpuctl-{self.name}"
         slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")[:32]
         digest = hashlib.sha256(f"{self.kind}/{self.name}".encode()).hexdigest()[:10]
         return f"gpuctl-{self.kind}-{slug}-{digest}" if slug else f"gpuctl-{self.kind}-{digest}"
@@ -70,6 +74,7 @@ class HeldLock(BaseModel):
     acquired_at: datetime
     renewed_at: datetime
     duration_s: int
+    transitions: int = 0
 
     @property
     def expires_at(self) -> datetime:
@@ -131,6 +136,7 @@ class LeaseLocks:
             acquired_at=datetime.fromisoformat(spec["acquireTime"]),
             renewed_at=datetime.fromisoformat(spec["renewTime"]),
             duration_s=spec["leaseDurationSeconds"],
+            transitions=spec.get("leaseTransitions") or 0,
         )
 
     def _held_by_other(self, target: LockTarget, lease: JSON | None) -> LockHeld:
@@ -180,7 +186,8 @@ class LeaseLocks:
             if not self._free(lease):
                 raise self._held_by_other(target, lease)
             # Expired (or released): take it over, only if nobody else wrote it since we read it.
-            transitions = int(lease["spec"].get("leaseTransitions") or 0) + 1
+            changed = lease["spec"].get("holderIdentity") != self.holder  # ours from before a restart: no transition
+            transitions = int(lease["spec"].get("leaseTransitions") or 0) + changed
             version = lease["metadata"]["resourceVersion"]
             body = self._lease(target, acquired=now, renewed=now, transitions=transitions, version=version)
             taken = await self.api.request("PUT", f"{self._collection}/{target.lease_name}", body=body)
@@ -217,10 +224,23 @@ class LeaseLocks:
             return
         check(response, what=f"release the lock on {lock.target}")
 
+    async def vacate(self, lock: HeldLock) -> None:
+        """Give the Lease up but keep it (holderIdentity cleared, only if it is still the one we hold), so
+        its leaseTransitions count goes on: how a leader steps down."""
+        patch: JSON = {"metadata": {"resourceVersion": lock.resource_version}, "spec": {"holderIdentity": None}}
+        response = await self.api.request(
+            "PATCH", f"{self._collection}/{lock.target.lease_name}", body=patch, content_type=MERGE_PATCH
+        )
+        if response.call.status in (404, 409):
+            log.warning("lease %s was no longer ours to give up (%s)", lock.target.lease_name, response.call.message)
+            return
+        check(response, what=f"give up the lease {lock.target.lease_name}")
+
     @contextlib.asynccontextmanager
     async def hold(self, target: LockTarget) -> AsyncIterator[Hold]:
         """Acquire, renew every third of the duration in the background, release on exit."""
-        hold = Hold(await self.acquire(target))
+        sent = time.monotonic()
+        hold = Hold(await self.acquire(target), valid_s=self.duration_s * 2 / 3, since=sent)
         renewing = asyncio.create_task(self._keep(hold))
         try:
             yield hold
@@ -234,8 +254,9 @@ class LeaseLocks:
     async def _keep(self, hold: Hold) -> None:
         while True:
             await asyncio.sleep(self.duration_s / 3)
+            sent = time.monotonic()
             try:
-                hold.lock = await self.renew(hold.lock)
+                hold.renewed(await self.renew(hold.lock), since=sent)
             except LockHeld as lost:
                 hold.lost = lost
                 log.error("lost the lock on %s: %s", hold.lock.target, lost)
@@ -245,13 +266,32 @@ class LeaseLocks:
 
 
 class Hold:
-    """A lock being held by `LeaseLocks.hold`: call `check()` before each step of the run."""
+    """A lock being held by `LeaseLocks.hold`: call `check()` before each step of the run.
 
-    def __init__(self, lock: HeldLock) -> None:
+    It is good for `valid_s` (two thirds of the lease) after the last renewal that succeeded, counted
+    from when that renewal was sent on the monotonic clock: others may take the Lease only a whole
+    lease after its renewTime, so a holder that was paused or cut off stops before anyone else can
+    have it (given clocks that run at about the same rate)."""
+
+    def __init__(self, lock: HeldLock, *, valid_s: float, since: float) -> None:
         self.lock = lock
         self.lost: LockHeld | None = None
+        self._valid_s = valid_s
+        self._valid_until = since + valid_s
+
+    def renewed(self, lock: HeldLock, *, since: float) -> None:
+        """A renewal sent at monotonic time `since` succeeded."""
+        self.lock = lock
+        self._valid_until = since + self._valid_s
 
     def check(self) -> None:
-        """Raise LockHeld if the lease was lost (renewals failed until it expired and someone took it)."""
+        """Raise LockHeld if the lease was lost, or not renewed for valid_s (it may have expired and been taken)."""
         if self.lost is not None:
             raise self.lost
+        if time.monotonic() >= self._valid_until:
+            raise LockHeld(
+                f"the lock on {self.lock.target} was not renewed for {self._valid_s:g} s: it may have expired and "
+                "been taken over",
+                holder=self.lock.holder,
+                since=self.lock.acquired_at,
+            )

@@ -175,7 +175,7 @@ class PlaybookRuns:
 
     def _not_installed(self) -> NotInstalled:
         return NotInstalled(
-            f"the API server at {self.api.connection.server} does not serve {PLURAL}.{GROUP}/{VERSION}: "
+            f"the API server at {self.api.server} does not serve {PLURAL}.{GROUP}/{VERSION}: "
             "the PlaybookRun CRD is not installed",
             hint=f"kubectl apply -f {CRD_MANIFEST} (playbooks that need no approval still run locally without it)",
         )

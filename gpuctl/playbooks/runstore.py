@@ -69,7 +69,8 @@ class RunStore:
         if not await self.installed():
             raise NotInstalled(
                 f"{why} needs the PlaybookRun custom resource, which this cluster does not serve",
-                hint="kubectl apply -f deploy/crds/ -f deploy/rbac/ (playbooks that need no approval run locally without it)",
+                hint="kubectl apply --server-side -k deploy/crds && kubectl apply --server-side -k deploy/rbac "
+                "(playbooks that need no approval run locally without it)",
             )
 
     async def create(
@@ -125,6 +126,15 @@ def claim_message(holder: str) -> str:
     return f"executed by {holder}"
 
 
+def claimed_by(run: PlaybookRun) -> str | None:
+    """Who claimed the run for execution (its Executing condition, reason Claimed), if anyone."""
+    prefix = claim_message("")
+    for c in run.status.conditions:
+        if c.type == "Executing" and c.reason == "Claimed" and c.message.startswith(prefix):
+            return c.message.removeprefix(prefix)
+    return None
+
+
 def condition(type_: str, reason: str, message: str, at: datetime) -> Condition:
     return Condition(type=type_, status="True", last_transition_time=at, reason=reason, message=message[:32768])
 
@@ -169,9 +179,15 @@ class ClusterStatus:
         self.ready = tuple(ready)
         self._clock = clock
         self._shown: dict[int, tuple[StepState, str | None]] = {}
+        self._holder: str | None = None
+
+    def _ours(self, run: PlaybookRun) -> bool:
+        """Still Running under our claim: not marked Interrupted meanwhile by a replica that judged us gone."""
+        return run.status.phase == "Running" and claimed_by(run) == self._holder
 
     async def claim(self, holder: str) -> None:
         now = self._clock()
+        self._holder = holder
 
         def take(run: PlaybookRun) -> RunStatus:
             phase = run.status.phase or "Pending"
@@ -194,7 +210,7 @@ class ClusterStatus:
 
         def advance(run: PlaybookRun) -> RunStatus | None:
             steps = list(run.status.steps)
-            if not 0 <= index < len(steps):
+            if not self._ours(run) or not 0 <= index < len(steps):
                 return None
             steps[index] = _moved(steps[index], state, message, now)
             return run.status.model_copy(update={"steps": tuple(steps)})
@@ -208,7 +224,11 @@ class ClusterStatus:
     async def finish(self, phase: RunPhase, result: dict[str, Any], steps: Mapping[int, tuple[StepState, str]]) -> None:
         now = self._clock()
 
-        def end(run: PlaybookRun) -> RunStatus:
+        def end(run: PlaybookRun) -> RunStatus | None:
+            if not self._ours(run):
+                log.warning("run %s is %s now, no longer ours: its end (%s) is in the audit log only", run.name,
+                            run.status.phase, phase)  # fmt: skip
+                return None
             progress = list(run.status.steps)
             for index, (state, message) in steps.items():
                 if 0 <= index < len(progress):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from gpuctl.sim import catalog
-from gpuctl.sim.fleet import QUOTA_PREFIX, Fleet, SimPod, quota_used
+from gpuctl.sim.fleet import QUOTA_PREFIX, Fleet, SimNamespace, SimNode, SimPod, quota_used
 from gpuctl.sim.placement import Allocator
 from gpuctl.sim.workloads import GPU, MIG_2G, Behaviour
 
@@ -73,6 +73,7 @@ class FleetChurn:
         self._pool_nodes: dict[str, list[str]] = {}
         for node in fleet.nodes:
             self._pool_nodes.setdefault(node.pool, []).append(node.name)
+        self._cordoned = {node.name for node in fleet.nodes if node.unschedulable}  # the scheduler skips them
         self._hard = {ns.name: ns.quota_hard for ns in fleet.namespaces}
         self._used = {ns.name: quota_used(fleet.pods, ns.name) for ns in fleet.namespaces}
         self._dirty: set[str] = set()  # pools with GPUs freed since their pending pods last tried
@@ -88,15 +89,91 @@ class FleetChurn:
                 events.append(event)
             self._next += self._draw_gap()
         if events:
-            self.fleet = replace(self.fleet, pods=tuple(self._pods.values()))
+            self._publish()
         return events
+
+    # -- what the simulated API does to the fleet (gpuctl.sim.world) ---------------------------
+    def remove(self, key: str) -> SimPod | None:
+        """A pod deleted (evicted): its devices are free for the oldest pending pod that fits."""
+        pod = self._pods.pop(key, None)
+        if pod is None:
+            return None
+        if pod.node:
+            self._alloc.release(pod.node, pod.gpu_keys)
+            self._dirty.add(pod.pool)
+        self._count(pod, -1)
+        self._started.pop(key, None)
+        self._publish()
+        return pod
+
+    def add(self, pod: SimPod) -> None:
+        """A new pending pod (a controller's replacement for an evicted one): scheduled as room appears."""
+        self._pods[pod.key] = pod
+        self._count(pod, +1)
+        self._dirty.add(pod.pool)
+        self._publish()
+
+    def pod(self, key: str) -> SimPod | None:
+        return self._pods.get(key)
+
+    def fits_somewhere(self, pod: SimPod) -> bool:
+        """Whether a schedulable node of the pod's pool has the devices it asks for free now."""
+        return self._alloc.first_fit(self._schedulable(pod.pool), pod.gpu_requests) is not None
+
+    def replace_pod(self, pod: SimPod) -> None:
+        """The same pod with other metadata (annotations)."""
+        self._pods[pod.key] = pod
+        self._publish()
+
+    def set_node(self, node: SimNode) -> None:
+        """A node added (a launched machine) or changed (its labels, or its MIG devices once no pod holds them)."""
+        held = [k for p in self._pods.values() if p.node == node.name for k in p.gpu_keys]
+        self._alloc.set_node(node, held)
+        (self._cordoned.add if node.unschedulable else self._cordoned.discard)(node.name)
+        known = any(n.name == node.name for n in self.fleet.nodes)
+        if not known:
+            self._pool_nodes.setdefault(node.pool, []).append(node.name)
+        nodes = tuple(node if n.name == node.name else n for n in self.fleet.nodes)
+        self._dirty.add(node.pool)
+        self.fleet = replace(self.fleet, nodes=nodes if known else (*nodes, node))
+
+    def set_quota(self, namespace: SimNamespace) -> None:
+        """A namespace's quota changed: arrivals respect the new one."""
+        self._hard[namespace.name] = namespace.quota_hard
+        self.fleet = replace(
+            self.fleet, namespaces=tuple(namespace if n.name == namespace.name else n for n in self.fleet.namespaces)
+        )
+
+    def schedule_pending(self, at: float) -> list[ChurnEvent]:
+        """Place pending pods where devices were freed or added (what the scheduler does at once)."""
+        events: list[ChurnEvent] = []
+        while self._dirty:
+            room = {pool: self._alloc.max_free(self._schedulable(pool)) for pool in self._dirty}
+            placed = next(
+                (e for p in list(self._pods.values())
+                 if p.node is None and p.pool in room and _may_fit(p, room[p.pool]) and (e := self._schedule(p, at))),
+                None,
+            )  # fmt: skip
+            if placed is None:
+                self._dirty.clear()
+            else:
+                events.append(placed)
+        if events:
+            self._publish()
+        return events
+
+    def _schedulable(self, pool: str) -> list[str]:
+        return [n for n in self._pool_nodes.get(pool, ()) if n not in self._cordoned]
+
+    def _publish(self) -> None:
+        self.fleet = replace(self.fleet, pods=tuple(self._pods.values()))
 
     def _draw_gap(self) -> float:
         return self._rng.uniform(0.4, 1.6) * self._gap
 
     def _step(self, at: float) -> ChurnEvent | None:
         if self._dirty:  # freed GPUs go to the oldest pending pod that fits
-            room = {pool: self._alloc.max_free(self._pool_nodes[pool]) for pool in self._dirty}
+            room = {pool: self._alloc.max_free(self._schedulable(pool)) for pool in self._dirty}
             for pod in self._pods.values():
                 if pod.node is None and pod.pool in room and _may_fit(pod, room[pod.pool]):
                     if event := self._schedule(pod, at):
@@ -108,7 +185,7 @@ class FleetChurn:
         return self._arrive(at) or self._finish(at)
 
     def _schedule(self, pod: SimPod, at: float) -> ChurnEvent | None:
-        node = self._alloc.first_fit(self._pool_nodes.get(pod.pool, ()), pod.gpu_requests)
+        node = self._alloc.first_fit(self._schedulable(pod.pool), pod.gpu_requests)
         if node is None:
             return None
         keys = self._alloc.take(node, pod.gpu_requests)
@@ -121,8 +198,11 @@ class FleetChurn:
 
     def _finish(self, at: float) -> ChurnEvent | None:
         done = [
-            p for p in self._pods.values()
-            if p.node and p.owner_kind in ("Job", "CronJob") and p.behaviour in ("busy", "bursty")
+            p
+            for p in self._pods.values()
+            if p.node
+            and p.owner_kind in ("Job", "CronJob")
+            and p.behaviour in ("busy", "bursty")
             and self._started.get(p.key, -math.inf) <= at - MIN_RUN_S
         ]
         if not done:
@@ -145,11 +225,23 @@ class FleetChurn:
         name = f"{job}-{''.join(self._rng.choice(_ALPHABET) for _ in range(5))}"
         behaviour = self._rng.choice(_ARRIVAL_BEHAVIOURS)
         pod = SimPod(
-            namespace=a.namespace, name=name, node=None, container=a.container, gpu_requests=dict(a.requests),
-            owner_kind="Job", owner_name=job, ref_kind="Job", ref_name=job, priority_class=a.priority_class,
-            labels={"job-name": job, "batch.kubernetes.io/job-name": job}, gpu_keys=(), behaviour=behaviour,
-            pool=a.pool, node_selector={catalog.POOL_LABEL: a.pool},
-            tolerations=catalog.POOLS_BY_NAME[a.pool].taints, created_t=at,
+            namespace=a.namespace,
+            name=name,
+            node=None,
+            container=a.container,
+            gpu_requests=dict(a.requests),
+            owner_kind="Job",
+            owner_name=job,
+            ref_kind="Job",
+            ref_name=job,
+            priority_class=a.priority_class,
+            labels={"job-name": job, "batch.kubernetes.io/job-name": job},
+            gpu_keys=(),
+            behaviour=behaviour,
+            pool=a.pool,
+            node_selector={catalog.POOL_LABEL: a.pool},
+            tolerations=catalog.POOLS_BY_NAME[a.pool].taints,
+            created_t=at,
         )
         self._pods[pod.key] = pod
         self._count(pod, +1)

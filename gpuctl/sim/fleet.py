@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from gpuctl.model import Taint
@@ -30,7 +31,13 @@ from gpuctl.sim.placement import Allocator
 from gpuctl.sim.workloads import Behaviour, Workload
 
 QUOTA_PREFIX = "requests."
+MIG_PREFIX = "nvidia.com/mig-"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated names
+
+
+def object_uid(resource: str, key: str, created_t: float = 0.0) -> str:
+    """A deterministic metadata.uid for a simulated object (the demo source and the simulated API agree on it)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gpuctl-demo/{resource}/{key}/{created_t}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,11 @@ class SimNode:
     gpus: tuple[SimGpu, ...]
     created_t: float
     ready: bool = True
+    unschedulable: bool = False  # cordoned
+
+    @property
+    def uid(self) -> str:
+        return object_uid("nodes", self.name, self.created_t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +98,16 @@ class SimPod:
     tolerations: tuple[Taint, ...]
     created_t: float
     idle_since_t: float | None = None  # when its GPUs went idle (behaviour "idle" only)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def uid(self) -> str:
+        """Stable for this pod; a new pod of the same name (a StatefulSet's replacement) gets another."""
+        return object_uid("pods", self.key, self.created_t)
 
     @property
     def phase(self) -> str:
@@ -119,6 +137,9 @@ class SimPdb:
     match_labels: Mapping[str, str]
     min_available: int | None = None
     max_unavailable: int | None = None
+
+    def selects(self, pod: SimPod) -> bool:
+        return all(pod.labels.get(k) == v for k, v in self.match_labels.items())
 
 
 @dataclass(frozen=True)
@@ -343,10 +364,23 @@ def _labels(pool: PoolSpec, layout: str | None, resources: Mapping[str, int]) ->
     if pool.mig_capable:
         labels["nvidia.com/mig.config"] = layout or "all-disabled"
         labels["nvidia.com/mig.config.state"] = "success"
+    return labels | mig_resource_labels(resources)
+
+
+def mig_resource_labels(resources: Mapping[str, int]) -> dict[str, str]:
+    """GFD's per-profile labels (mixed strategy) for the MIG resources a node advertises."""
+    labels: dict[str, str] = {}
     for resource, count in resources.items():
-        if resource.startswith("nvidia.com/mig-"):
-            profile = catalog.H100_PROFILES[resource.removeprefix("nvidia.com/mig-")]
+        if resource.startswith(MIG_PREFIX) and count:
+            profile = catalog.H100_PROFILES[resource.removeprefix(MIG_PREFIX)]
             labels[f"{resource}.count"] = str(count)
             labels[f"{resource}.memory"] = str(profile.mem_mib)
             labels[f"{resource}.slices.gi"] = str(profile.slices)
     return labels
+
+
+def new_node(pool: PoolSpec, rng: random.Random, taken: set[str], created_t: float) -> SimNode:
+    """A node as a cloud would launch it into `pool` (named like the others, not one of `taken`), MIG as the pool's first."""
+    builder = _Builder(rng)
+    builder.names = taken
+    return replace(builder.node(pool, 0), created_t=created_t)

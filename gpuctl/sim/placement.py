@@ -35,12 +35,17 @@ class Allocator:
         self._order: dict[str, int] = {}
         self._resource: dict[str, str] = {}
         for node in nodes:
-            per_resource: dict[str, list[str]] = {}
-            for i, gpu in enumerate(node.gpus):
-                per_resource.setdefault(gpu.resource, []).append(gpu.key)
-                self._order[gpu.key] = i
-                self._resource[gpu.key] = gpu.resource
-            self._free[node.name] = per_resource
+            self.set_node(node)
+
+    def set_node(self, node: _Node, held: Iterable[str] = ()) -> None:
+        """Add a node, or replace its devices (a MIG reconfiguration); `held` are given out already."""
+        per_resource: dict[str, list[str]] = {}
+        for i, gpu in enumerate(node.gpus):
+            per_resource.setdefault(gpu.resource, []).append(gpu.key)
+            self._order[gpu.key] = i
+            self._resource[gpu.key] = gpu.resource
+        self._free[node.name] = per_resource
+        self.take_keys(node.name, held)
 
     def fits(self, node: str, requests: Mapping[str, int]) -> bool:
         free = self._free.get(node, {})

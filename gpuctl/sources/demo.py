@@ -5,6 +5,12 @@ source would: records after a "list", a metrics batch every tick, pod
 changes as jobs finish and arrive. Everything comes from `gpuctl.sim`, so a
 seed gives the same cluster and the same story every time; the clock and
 the sleep are injectable so tests run it without waiting.
+
+The cluster is a `SimWorld` (gpuctl.sim.world), which the demo's simulated
+API (gpuctl.sim.api, what the playbook engine talks to in `--demo`) changes
+too: every change to it, whoever made it, reaches the store at once as the
+records a watcher would deliver, with the uid and resourceVersion that API
+serves.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from datetime import datetime, timedelta
 from gpuctl.clock import Clock, utcnow
 from gpuctl.model import WatchHealth
 from gpuctl.sim.catalog import POOL_LABEL
-from gpuctl.sim.churn import ChurnEvent, FleetChurn
-from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPdb, SimPod, build_fleet
+from gpuctl.sim.fleet import Fleet, SimNamespace, SimNode, SimPdb, SimPod, build_fleet, object_uid
+from gpuctl.sim.revisions import FIRST, Revisions
 from gpuctl.sim.telemetry import FleetTelemetry
+from gpuctl.sim.world import NODES, PODS, QUOTA_CREATED_T, QUOTA_NAME, QUOTAS, SimWorld, WorldChange, budget
 from gpuctl.state.records import (
     ControllerRecord,
     JobRecord,
@@ -34,12 +41,16 @@ from gpuctl.state.records import (
 from gpuctl.state.selectors import EQUALS, LabelSelector, Requirement
 from gpuctl.state.store import ClusterStore
 
+FIRST_VERSION = str(FIRST)
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
 Sleep = Callable[[float], Awaitable[None]]
 
 
 
 class DemoSource:
+    """Feeds a store from `world` (gpuctl.sim.world), the simulated cluster the demo's simulated API
+    (gpuctl.sim.api) changes too: what a playbook does there shows in the next snapshot."""
+
     name = "demo"
 
     def __init__(
@@ -51,6 +62,7 @@ class DemoSource:
         churn: bool = True,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
+        world: SimWorld | None = None,
     ) -> None:
         self.seed = seed
         self.scale = scale
@@ -58,33 +70,41 @@ class DemoSource:
         self.churn = churn
         self._clock = clock
         self._sleep = sleep
+        # Built now, not at run(): the simulated API serves it before the first tick.
+        self.world = world or SimWorld(build_fleet(seed, scale=scale), seed, mean_gap_s=CHURN_GAP_S / scale)  # busier as it grows
 
     async def run(self, store: ClusterStore) -> None:
         """Feed `store` until cancelled."""
         start = self._clock()
-        fleet = build_fleet(self.seed, scale=self.scale)
-        churn = FleetChurn(fleet, self.seed, mean_gap_s=CHURN_GAP_S / self.scale)  # busier as it grows
-        telemetry = FleetTelemetry(fleet, self.seed)
+        world = self.world
+        world.started_at = start
+        telemetry = FleetTelemetry(world.fleet, self.seed)
         store.set_metrics_source("demo")
         store.set_watch_health(WatchHealth(source="demo", connected=True, context="demo", last_event=start))
-        load_fleet(store, fleet, start)
-        while True:
-            now = self._clock()
-            t = (now - start).total_seconds()
-            events = churn.advance(t) if self.churn else []
-            if events:
-                apply_events(store, events, churn.fleet, start)
-                telemetry = telemetry.rebind(churn.fleet)
-            store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
-            await self._sleep(self.tick_s)
+        load_fleet(store, world.fleet, start, world.revisions)
+        unsubscribe = world.subscribe(lambda change: apply_change(store, change, world, start))
+        try:
+            while True:
+                now = self._clock()
+                t = (now - start).total_seconds()
+                world.advance(t, churn=self.churn)
+                if telemetry.fleet is not world.fleet:
+                    telemetry = telemetry.rebind(world.fleet)
+                store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
+                await self._sleep(self.tick_s)
+        finally:
+            unsubscribe()
 
 
-def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime) -> None:
-    """What a first list of every kind would give, plus the idle history a restart would backfill."""
+def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Revisions | None = None) -> None:
+    """What a first list of every kind would give, plus the idle history a restart would backfill.
+
+    `revisions`: the objects' resourceVersions (None: a fresh world, where every object is at FIRST)."""
+    version = (revisions or Revisions()).version
     store.replace(Kind.NAMESPACE, [namespace_record(ns) for ns in fleet.namespaces])
-    store.replace(Kind.NODE, [node_record(n, start) for n in fleet.nodes])
-    store.replace(Kind.POD, [pod_record(p, start) for p in fleet.pods])
-    store.replace(Kind.QUOTA, [q for ns in fleet.namespaces if (q := quota_record(ns, fleet))])
+    store.replace(Kind.NODE, [node_record(n, start, version(NODES, n.name)) for n in fleet.nodes])
+    store.replace(Kind.POD, [pod_record(p, start, version(PODS, p.key)) for p in fleet.pods])
+    store.replace(Kind.QUOTA, [q for ns in fleet.namespaces if (q := quota_record(ns, fleet, version(QUOTAS, f"{ns.name}/{QUOTA_NAME}")))])
     controllers = {rec.key: rec for p in fleet.pods if (rec := controller_record(p)) is not None}
     store.replace(Kind.REPLICASET, [r for r in controllers.values() if isinstance(r, ReplicaSetRecord)])
     store.replace(Kind.JOB, [r for r in controllers.values() if isinstance(r, JobRecord)])
@@ -97,20 +117,31 @@ def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime) -> None:
     })
 
 
-def apply_events(store: ClusterStore, events: list[ChurnEvent], fleet: Fleet, start: datetime) -> None:
-    touched: set[str] = set()
-    for event in events:
-        if event.kind == "finished":
-            store.delete(Kind.POD, event.pod.key)
+def apply_change(store: ClusterStore, change: WorldChange, world: SimWorld, start: datetime) -> None:
+    """What the watchers would deliver after `change`: the touched pods, nodes, quotas and budgets."""
+    fleet, version = world.fleet, world.revisions.version
+    pods = {p.key: p for p in fleet.pods} if change.pods else {}
+    for key in change.pods:
+        pod = pods.get(key)
+        if pod is None:
+            store.delete(Kind.POD, key)
         else:
-            store.upsert(pod_record(event.pod, start))
-        touched.add(event.pod.namespace)
+            store.upsert(pod_record(pod, start, version(PODS, key)))
+    for name in change.nodes:
+        node = fleet.node_by_name.get(name)
+        if node is None:
+            store.delete(Kind.NODE, name)
+        else:
+            store.upsert(node_record(node, start, version(NODES, name)))
     for ns in fleet.namespaces:
-        if ns.name in touched and (quota := quota_record(ns, fleet)):
+        if ns.name in change.namespaces and (quota := quota_record(ns, fleet, version(QUOTAS, f"{ns.name}/{QUOTA_NAME}"))):
             store.upsert(quota)
+    for pdb in fleet.pdbs:
+        if pdb.namespace in change.namespaces and (record := pdb_record(pdb, fleet)) != store.records(Kind.PDB).get(record.key):
+            store.upsert(record)
 
 
-def node_record(node: SimNode, start: datetime) -> NodeRecord:
+def node_record(node: SimNode, start: datetime, version: str = FIRST_VERSION) -> NodeRecord:
     labels = {k: v for k, v in node.labels.items() if k.startswith("nvidia.com/") or k == POOL_LABEL}
     return NodeRecord(
         name=node.name,
@@ -118,12 +149,15 @@ def node_record(node: SimNode, start: datetime) -> NodeRecord:
         capacity=dict(node.resources),
         allocatable=dict(node.resources),
         taints=node.taints,
+        unschedulable=node.unschedulable,
         ready=node.ready,
         created=start + timedelta(seconds=node.created_t),
+        uid=node.uid,
+        resource_version=version,
     )
 
 
-def pod_record(pod: SimPod, start: datetime) -> PodRecord:
+def pod_record(pod: SimPod, start: datetime, version: str = FIRST_VERSION) -> PodRecord:
     return PodRecord(
         namespace=pod.namespace,
         name=pod.name,
@@ -136,6 +170,8 @@ def pod_record(pod: SimPod, start: datetime) -> PodRecord:
         created=start + timedelta(seconds=pod.created_t),
         labels=dict(pod.labels),
         ready=pod.phase == "Running",
+        uid=pod.uid,
+        resource_version=version,
     )
 
 
@@ -150,19 +186,17 @@ def controller_record(pod: SimPod) -> ControllerRecord | None:
 def pdb_record(pdb: SimPdb, fleet: Fleet) -> PdbRecord:
     """A budget with the numbers the disruption controller would give it (running pods count as healthy)."""
     selector = LabelSelector(tuple(Requirement(k, EQUALS, frozenset((v,))) for k, v in sorted(pdb.match_labels.items())))
-    pods = [p for p in fleet.pods if p.namespace == pdb.namespace and selector.matches(p.labels)]
-    healthy = sum(1 for p in pods if p.phase == "Running")
-    desired = pdb.min_available if pdb.min_available is not None else len(pods) - (pdb.max_unavailable or 0)
+    counted = budget(pdb, fleet.pods)
     return PdbRecord(
         namespace=pdb.namespace,
         name=pdb.name,
         selector=selector,
         min_available=None if pdb.min_available is None else str(pdb.min_available),
         max_unavailable=None if pdb.max_unavailable is None else str(pdb.max_unavailable),
-        disruptions_allowed=max(0, healthy - desired),
-        current_healthy=healthy,
-        desired_healthy=desired,
-        expected_pods=len(pods),
+        disruptions_allowed=counted.allowed,
+        current_healthy=counted.healthy,
+        desired_healthy=counted.desired,
+        expected_pods=counted.expected,
         observed=True,
     )
 
@@ -171,14 +205,16 @@ def namespace_record(ns: SimNamespace) -> NamespaceRecord:
     return NamespaceRecord(name=ns.name, labels={"kubernetes.io/metadata.name": ns.name, "team": ns.team})
 
 
-def quota_record(ns: SimNamespace, fleet: Fleet) -> QuotaRecord | None:
+def quota_record(ns: SimNamespace, fleet: Fleet, version: str = FIRST_VERSION) -> QuotaRecord | None:
     hard = ns.quota_hard
     if not hard:
         return None
     used = fleet.quota_used(ns.name)
     return QuotaRecord(
         namespace=ns.name,
-        name="gpu-quota",
+        name=QUOTA_NAME,
         hard={k: float(v) for k, v in hard.items()},
         used={k: float(used.get(k, 0)) for k in hard},
+        uid=object_uid(QUOTAS, f"{ns.name}/{QUOTA_NAME}", QUOTA_CREATED_T),
+        resource_version=version,
     )

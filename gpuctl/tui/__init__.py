@@ -38,8 +38,10 @@ async def _run(settings: Settings) -> int:
     trace = Trace.open(settings.trace_file)
     try:
         feed = StartedFeed(cluster_feed(settings))
-        app_module = await asyncio.to_thread(importlib.import_module, "gpuctl.tui.app")
-        app = app_module.GpuctlApp(feed, settings=settings, open_feed=cluster_feed, trace=trace)
+        app_module, doctor = await asyncio.to_thread(
+            lambda: (importlib.import_module("gpuctl.tui.app"), importlib.import_module("gpuctl.doctor.run"))
+        )
+        app = app_module.GpuctlApp(feed, settings=settings, open_feed=cluster_feed, trace=trace, diagnose=doctor.examine)
         try:
             with logs_as_toasts(app):
                 await app.run_async()

@@ -37,6 +37,7 @@ from gpuctl.query.fleet import FleetIndex
 from gpuctl.trace import NO_TRACE, Trace
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
+from gpuctl.tui.doctor_screen import Diagnose, DoctorScreen
 from gpuctl.tui.feed import FeedFactory, UpdateFeed
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
@@ -87,6 +88,7 @@ class GpuctlApp(App[int]):
             "slash", "filter", "Filter", id="app.filter", tooltip="Filter every view (ns: pool: node: pod: model:)"
         ),
         Binding("t", "toggle_theme", "Theme", id="app.theme", tooltip="Switch between the dark and light theme"),
+        Binding("D", "doctor", "Doctor", show=False, id="app.doctor", tooltip="Check the cluster against GPU practices"),
         Binding(
             "x", "switch_context", "Context", show=False, id="app.context",
             tooltip="Switch to another kubeconfig context (reconnects)",
@@ -117,10 +119,12 @@ class GpuctlApp(App[int]):
         history_depth: int = 120,
         monotonic: Callable[[], float] = time.monotonic,
         trace: Trace = NO_TRACE,
+        diagnose: Diagnose | None = None,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
         settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not).
-        trace: where each update's frame is reported once rendered (gpuctl.trace; benchmarks)."""
+        trace: where each update's frame is reported once rendered (gpuctl.trace; benchmarks).
+        diagnose: what `D` runs on the settings (absent: the key explains why not)."""
         super().__init__()
         self._trace = trace
         if feed is None:
@@ -132,6 +136,7 @@ class GpuctlApp(App[int]):
         self.open_feed = open_feed
         self.context = context if context is not None else (context_name(settings) if settings else None)
         self.history = UtilHistory(history_depth)
+        self.diagnose = diagnose
         self.index: FleetIndex | None = None
         self.filter = Filter()
         self.updates_applied = 0
@@ -407,6 +412,13 @@ class GpuctlApp(App[int]):
         self._blank = True
         self._stale.update(tab for tab, _ in TABS)
         self._show_view(self.query_one(TabbedContent).active, Changes(everything=True))
+
+    def action_doctor(self) -> None:
+        if self.diagnose is None or self.settings is None:
+            self.notify("The doctor needs a cluster to check (gpuctl top started without settings).", timeout=5)
+            return
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen(self.diagnose, self.settings))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

@@ -176,14 +176,14 @@ def write_policy(directory: Path) -> Path:
     return path
 
 
-def settings(kubeconfig: Path, directory: Path, namespace: str, **more: Any) -> Settings:
+def settings(kubeconfig: Path, directory: Path, namespace: str, *, audit: str | None = None, **more: Any) -> Settings:
     """Settings for an engine on the test bed: its kubeconfig, and in `directory` the test policy, the
-    site playbook adjust-quota-now and the audit log."""
+    site playbook adjust-quota-now and the audit log (unless `audit` names another, e.g. PostgreSQL)."""
     return load_settings(
         kubeconfig=kubeconfig,
         policy=write_policy(directory),
         playbooks_dir=write_playbooks(directory),
-        audit=str(directory / "audit.sqlite"),
+        audit=audit or str(directory / "audit.sqlite"),
         gpuctl_namespace=namespace,
         **more,
     )
@@ -217,6 +217,15 @@ async def team_namespace(admin: RestClient, engine: Engine, team: str, *, quotas
     return namespace
 
 
+def run_grants(namespace: str) -> list[dict[str, Any]]:
+    """RoleBindings in gpuctl's `namespace`: teams a and b may submit runs there, team b may approve them."""
+    return [
+        role_binding("requesters-a", namespace, role="gpuctl:playbookrun-requester", group="team-a", cluster_role=True),
+        role_binding("requesters-b", namespace, role="gpuctl:playbookrun-requester", group="team-b", cluster_role=True),
+        role_binding("approvers-b", namespace, role="gpuctl:playbookrun-approver", group="team-b", cluster_role=True),
+    ]
+
+
 async def hard(admin: RestClient, namespace: str, name: str = "gpus-0") -> str:
     return str((await admin.get("ResourceQuota", name, namespace)).body["spec"]["hard"][QUOTA_KEY])
 
@@ -224,11 +233,13 @@ async def hard(admin: RestClient, namespace: str, name: str = "gpus-0") -> str:
 @contextlib.asynccontextmanager
 async def engine_at(
     plane: ControlPlane, directory: Path, namespace: str, *, gate: Gate | None = None, host: str = "test",
-    identity: Cert = OPERATOR, real: bool = False, clock: Clock = utcnow,
+    identity: Cert = OPERATOR, kubeconfig: Path | None = None, real: bool = False, clock: Clock = utcnow,
+    audit: str | None = None, **more: Any,
 ) -> AsyncIterator[Engine]:  # fmt: skip
-    """An engine as `identity` (the service identity by default), its audit log and policy in `directory`;
-    the playbooks' logic is QuotaLogic, or with `real` gpuctl's own modules."""
-    config = settings(plane.kubeconfig(identity), directory, namespace)
+    """An engine as `identity` (the service identity by default) or as `kubeconfig`'s (a ServiceAccount token's,
+    say), its audit log (or `audit`) and policy in `directory`; the playbooks' logic is QuotaLogic, or with
+    `real` gpuctl's own modules; `more`: other settings."""
+    config = settings(kubeconfig or plane.kubeconfig(identity), directory, namespace, audit=audit, **more)
     logic = Registry() if real else registry(gate)
     async with open_engine(config, registry=logic, host=host, lock_wait_s=1.0, clock=clock) as engine:
         yield engine

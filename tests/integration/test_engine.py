@@ -422,7 +422,7 @@ async def test_without_the_crd_approval_free_playbooks_run_locally(
             needs = await engine.plan(USER_A, APPROVED, {"namespace": team_a, "quota": "8"}, key=(k2 := key()))
             with pytest.raises(NotInstalled) as missing:
                 await engine.submit(needs, key=k2)
-            assert "kubectl apply -f deploy/crds/ -f deploy/rbac/" in str(missing.value)
+            assert "kubectl apply --server-side -k deploy/crds && kubectl apply --server-side -k deploy/rbac" in str(missing.value)
         found = await records(tmp_path, submitted.run_id)
         assert kinds(found)[-2:] == ["undo_started", "undone"]
         await audit_intact(tmp_path)

@@ -21,6 +21,7 @@ from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import RunRefused
 from gpuctl.playbooks.engine import Engine
 from gpuctl.playbooks.executor import Executor
+from gpuctl.playbooks.leader import Election
 from testbed.controlplane import OPERATOR, REPO_ROOT, ControlPlane
 from testbed.kube import RestClient
 from testbed.waiting import poll
@@ -58,7 +59,7 @@ async def replica(
 ) -> AsyncIterator[Replica]:
     """An executor replica in this process (its own connection and engine), stopped on exit."""
     async with engine_at(plane, directory, namespace, host=name, real=True, clock=clock) as engine:
-        executor = Executor(engine, name=name, lease_s=3)
+        executor = Executor(engine, name=name, election=Election(lease_s=3, renew_deadline_s=2, retry_s=0.5))
         running = Replica(executor, asyncio.create_task(executor.run(), name=name))
         try:
             yield running
@@ -89,6 +90,7 @@ async def test_only_the_leader_executes_and_another_takes_over(
 
             run = await approved_run(front, team_a, "8")
             done = await poll(lambda: front.store.get(run), lambda r: r.status.phase == "Succeeded", what=f"{run} to succeed")
+            await poll(lambda: leader.executed, what="the outcome (the status is written before execute returns)")
             assert done.status.result and done.status.result["executedBy"] == f"{leader.name}/{run}"
             assert [o.run_id for o in leader.executed] == [run] and follower.executed == []
             assert await hard(admin, team_a) == "8"
@@ -102,6 +104,7 @@ async def test_only_the_leader_executes_and_another_takes_over(
             await poll(follower.leading.is_set, what=f"{follower.name} to take over")
             second_run = await approved_run(front, team_a, "2")
             await poll(lambda: front.store.get(second_run), lambda r: r.status.phase == "Succeeded", what="the second run")
+            await poll(lambda: follower.executed, what="the second run's outcome")
             assert [o.run_id for o in follower.executed] == [second_run]
             assert [o.run_id for o in leader.executed] == [run]
     assert await hard(admin, team_a) == "2"

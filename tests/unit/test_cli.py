@@ -85,6 +85,9 @@ def test_kubeconfig_from_environment(env: dict[str, str], dead_kubeconfig: Path)
         (["top", "--demo", "--refresh", "-5"], "refresh_s"),
         (["snapshot", "--config", "/nonexistent/gpuctl.yaml"], "config file /nonexistent/gpuctl.yaml does not exist"),
         (["snapshot", "--demo", "--metrics-selector", "cluster=prod-a"], "metrics_selector='cluster=prod-a': expected a quoted"),
+        (["serve", "--demo", "--no-bot", "--no-executor"], "--no-bot and --no-executor leave nothing to serve"),
+        (["serve", "--demo", "--leader-lease", "5", "--leader-renew-deadline", "6s"], "leader_renew_deadline_s (6) < leader_lease_s (5)"),
+        (["executor", "--leader-retry", "0"], "leader_retry_s"),
     ],
 )
 def test_bad_configuration_exits_2(env: dict[str, str], args: list[str], needle: str) -> None:
@@ -155,3 +158,20 @@ def test_snapshot_exits_quickly_but_completely(env: dict[str, str], tmp_path: Pa
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert Snapshot.model_validate_json(result.stdout).gpus and marker.exists()
+
+
+def test_serve_help_names_what_a_deployment_must_match(env: dict[str, str]) -> None:
+    """The manifests (branch deploy) take the Lease, the variables and the endpoints from here."""
+    result = gpuctl("serve", "--help", env=env)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for fact in ('Lease "gpuctl-leader"', "GPUCTL_REPLICA_NAME", "GPUCTL_GPUCTL_NAMESPACE", "GET /healthz", "GET /readyz",
+                 "--health-port (default 8081;", "POST /alertmanager", "--no-bot", "--no-executor"):  # fmt: skip
+        assert fact in text, fact
+
+
+def test_serve_without_a_reachable_cluster_exits_3_with_one_line(env: dict[str, str], dead_kubeconfig: Path) -> None:
+    result = gpuctl("serve", "--no-bot", "--kubeconfig", str(dead_kubeconfig), "--health-port", "0", "--host", "127.0.0.1",
+                    env=env)  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("gpuctl: error: ") and len(result.stderr.strip().splitlines()) == 1

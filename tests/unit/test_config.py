@@ -86,7 +86,7 @@ def test_demo_and_local_refresh_faster_unless_told(monkeypatch: pytest.MonkeyPat
         ({"demo": True, "local": True}, "one of --demo and --local"),
         ({"prometheus_username": "u"}, "both prometheus_username and prometheus_password"),
         ({"prometheus_ca_file": "/nonexistent/ca.pem"}, "does not exist"),
-        ({"audit": "postgresql://db/audit"}, "audit='postgresql://db/audit': a PostgreSQL audit backend is not available"),
+        ({"audit": "postgresql://gpuctl:pw@db:x/audit"}, "audit='postgresql://gpuctl:***@db:x/audit': the port is not a number"),
         ({"audit": "s3://bucket/audit"}, "unknown audit backend 's3'"),
     ],
 )
@@ -136,6 +136,19 @@ def test_audit_location(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> Non
     monkeypatch.setenv("GPUCTL_AUDIT", "/var/lib/gpuctl/audit.sqlite")
     assert load_settings().audit == "/var/lib/gpuctl/audit.sqlite"
     assert load_settings(audit="sqlite:///srv/audit.sqlite").audit == "sqlite:///srv/audit.sqlite"
+    assert load_settings(audit="postgresql://gpuctl@db/audit").audit == "postgresql://gpuctl@db/audit"
     monkeypatch.delenv("GPUCTL_AUDIT")
     write(clean_env / "gpuctl" / "config.yaml", "audit: ~/audit.sqlite\n")
     assert load_settings().audit == "~/audit.sqlite"
+
+
+def test_replica_settings_from_env_and_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.leader_lease_s, s.leader_renew_deadline_s, s.leader_retry_s, s.lock_lease_s, s.health_port) == (15, 10, 2, 60, 8081)
+    monkeypatch.setenv("GPUCTL_REPLICA_NAME", "gpuctl-7f9c-abcde")
+    monkeypatch.setenv("GPUCTL_LEADER_LEASE_S", "30s")
+    monkeypatch.setenv("GPUCTL_LEADER_RENEW_DEADLINE_S", "20s")
+    s = load_settings(lock_lease_s="2m")
+    assert (s.replica_name, s.leader_lease_s, s.leader_renew_deadline_s, s.lock_lease_s) == ("gpuctl-7f9c-abcde", 30, 20, 120)
+    with pytest.raises(ConfigError, match=r"leader_retry_s \(25\) < leader_renew_deadline_s \(20\)"):
+        load_settings(leader_retry_s=25)

@@ -194,8 +194,11 @@ def test_location_from_environment_and_config_file(db: Path, tmp_path: Path, mon
     config = tmp_path / "gpuctl.yaml"
     config.write_text(f"audit: sqlite://{db}\n")
     assert gpuctl("audit", "head", "--config", str(config))[1].startswith("12:")
-    code, _, err = gpuctl("audit", "head", "--audit", "postgresql://db.example/audit")
-    assert code == EXIT_CONFIG and "PostgreSQL audit backend is not available yet" in err
+    code, _, err = gpuctl("audit", "head", "--audit", "postgresql://gpuctl:hunter2@db.example:54x/audit")
+    assert code == EXIT_CONFIG and "the port is not a number" in err
+    assert "postgresql://gpuctl:***@db.example:54x/audit" in err and "hunter2" not in err
+    code, _, err = gpuctl("audit", "head", "--audit", "postgres://gpuctl@db.example:5432")
+    assert code == EXIT_CONFIG and "names no database" in err
 
 
 def test_default_location_is_the_state_directory(tmp_path: Path) -> None:

@@ -262,7 +262,6 @@ def test_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sqlite_path("~/a.sqlite") == tmp_path / "a.sqlite"
     assert sqlite_path("sqlite:///var/lib/gpuctl/audit.sqlite") == Path("/var/lib/gpuctl/audit.sqlite")
     refused = [
-        ("postgresql://db/audit", "PostgreSQL audit backend is not available yet"),
         ("mysql://x", "unknown audit backend 'mysql'"),
         ("sqlite://", "names no file"),
         ("  ", "empty"),
@@ -272,3 +271,5 @@ def test_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             sqlite_path(bad)
         with pytest.raises(ConfigError, match=needle):
             open_audit(bad)
+    with pytest.raises(ValueError, match="is a PostgreSQL URL, not a SQLite file"):
+        sqlite_path("postgresql://db/audit")

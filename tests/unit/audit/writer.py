@@ -1,4 +1,5 @@
-"""Another gpuctl process writing to an audit log, for the cross-process tests.
+"""Another gpuctl process writing to an audit log, for the cross-process tests. DB is any `audit`
+setting: a SQLite file or a postgresql:// URL.
 
 python writer.py DB burst RUN N   print "ready", wait for a line on stdin, append N step records, print "done"
 python writer.py DB hold RUN      hold RUN, append execution_started, print "started", then wait on stdin

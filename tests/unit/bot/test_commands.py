@@ -89,7 +89,7 @@ def test_a_long_word_is_shortened_when_quoted_back() -> None:
 
 def test_verbs_name_every_command_for_metrics() -> None:
     assert {c.verb_of(c.parse(t)) for t in ("status", "idle", "quota", "pools", "node n", "pod a/b", "top", "runs",
-                                            "run p", "audit", "help", "nope")} == {*c.USAGE, "invalid"}  # fmt: skip
+                                            "run p", "audit", "doctor", "help", "nope")} == {*c.USAGE, "invalid"}  # fmt: skip
 
 
 @settings(max_examples=400, deadline=None)
@@ -97,4 +97,4 @@ def test_verbs_name_every_command_for_metrics() -> None:
                                         max_size=8).map(" ".join))  # fmt: skip
 def test_any_text_gives_a_command_or_a_problem(text: str) -> None:
     parsed = c.parse(text)
-    assert isinstance(parsed, (*c.READ_ONLY, c.Runs, c.Run, c.Audit, c.Help, c.Problem))
+    assert isinstance(parsed, (*c.READ_ONLY, c.Runs, c.Run, c.Audit, c.Doctor, c.Help, c.Problem))

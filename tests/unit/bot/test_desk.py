@@ -10,6 +10,10 @@ from gpuctl.bot import commands as c
 from gpuctl.bot.desk import Asker, Desk
 from gpuctl.bot.engine_seam import NoEngine
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, Mapped
+from gpuctl.doctor.findings import Report
+from gpuctl.doctor.inventory import Inventory
+from gpuctl.doctor.options import DoctorOptions
+from gpuctl.doctor.run import diagnose
 from gpuctl.model import Snapshot
 from gpuctl.playbooks.policy import Policy, Role
 from gpuctl.query.fleet import FleetIndex
@@ -25,6 +29,10 @@ class Fixed:
 
     async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         return self.indexed
+
+    async def doctor(self, options: DoctorOptions) -> Report | None:
+        """The doctor on the snapshot alone (the demo has no API server for the one-shot lists)."""
+        return None if self.indexed is None else diagnose(Inventory(snapshot=self.indexed[0]), options)
 
 
 POLICY = Policy(roles={"viewers": Role(groups=("team-a",))}, unmapped="none")
@@ -47,6 +55,15 @@ async def test_no_data_yet_is_said_plainly() -> None:
     desk = Desk(view=Fixed(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=NoEngine())
     done = await desk.command(Asker("U0ALICE01"), "status", key="k")
     assert done.outcome == "unavailable" and "still reading the cluster" in blocks_text(done.reply.message())
+
+
+async def test_doctor_answers_with_the_findings_of_the_snapshot(desk: Desk) -> None:
+    done = await desk.command(Asker("U0ALICE01"), "doctor", key="k")
+    shown = blocks_text(done.reply.message())
+    assert done.outcome == "ok" and done.verb == "doctor"
+    assert shown.startswith("GPU practices: ") and "`nodes.gpu-taint`" in shown and "Fix:" in shown
+    one = await desk.command(Asker("U0ALICE01"), "doctor nobody-here", key="k")
+    assert blocks_text(one.reply.message()).startswith("GPU practices in nobody-here: no findings")
 
 
 async def test_an_unexpected_error_is_logged_with_a_reference_not_shown(desk: Desk, caplog: pytest.LogCaptureFixture) -> None:

@@ -165,7 +165,7 @@ def test_engine_verbs_parse_and_json_needs_yes() -> None:
     code, _, err = run("playbook", "approve")
     assert code == 2
     args = build_parser().parse_args(["executor", "--name", "executor-0", "--gpuctl-namespace", "ops"])
-    assert (args.command, args.name, args.gpuctl_namespace) == ("executor", "executor-0", "ops")
+    assert (args.command, args.replica_name, args.gpuctl_namespace) == ("executor", "executor-0", "ops")  # dest: a setting
 
 
 def test_an_unreachable_cluster_exits_3_before_anything_is_planned(dead_kubeconfig: Path) -> None:
