@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     idle_window_s: float = Field(1800.0, gt=0, description="how long under the threshold makes a GPU idle; '30m' ok")
     pool_label: str | None = Field(None, description="node label that names the pool")
     ready_timeout_s: float = Field(20.0, gt=0, description="how long one-shot commands wait for the first data")
+    trace_file: Path | None = Field(
+        None, description="append timing events here as JSON lines (start-up, publishes, frames, event-loop stalls): benchmarks"
+    )
 
     # Other sources
     demo: bool = Field(False, description="a simulated cluster instead of a real one")
@@ -203,7 +206,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "kubeconfig", "prometheus_ca_file", "config_file", "playbooks_dir", "policy", "slack_identity_map", "alert_rules",
-        mode="after",
+        "trace_file", mode="after",
     )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

@@ -265,6 +265,14 @@ class MetricsHealth(Frozen):
     stale: bool = Field(True, description="no refresh yet, the last one failed, or it is older than the stale window")
     error: str | None = None
     series_rejected: int = Field(0, description="series dropped for missing or malformed labels in the last refresh")
+    gpus_reported: int = Field(0, description="GPUs (MIG instances counted) the last refresh had readings for")
+    gpus_missing: int = Field(
+        0,
+        description="GPUs of listed nodes that the last full refresh reported and the latest did not, while refreshes"
+        " bring fewer than half as many GPUs as that one (a scrape gap, a Prometheus restart): the picture is partial,"
+        " however fresh; 0 otherwise",
+    )
+    missing_since: datetime | None = Field(None, description="the first refresh that brought too few GPUs; None when none is missing")
     retry_at: datetime | None = Field(None, description="when the next refresh is tried after a failure; None when not failing")
     gpus_stale: int = Field(0, description="GPUs whose readings are stale (Gpu.stale)")
     unmatched_hosts: int = Field(

@@ -34,6 +34,7 @@ from gpuctl.sources.base import Source, describe_crash
 from gpuctl.state.hub import SnapshotHub, Subscription
 from gpuctl.state.records import Kind
 from gpuctl.state.store import ClusterStore
+from gpuctl.trace import Trace, watch_loop
 
 if TYPE_CHECKING:
     from gpuctl.sources.kube.contexts import KubeContexts
@@ -137,8 +138,12 @@ def idle_grace_s(settings: Settings) -> float:
     return max(300.0, 3 * settings.refresh_s)
 
 
-def build_sources(settings: Settings) -> list[Any]:
-    """The sources `settings` ask for (not started)."""
+def build_sources(settings: Settings, *, history_first: bool = True) -> list[Any]:
+    """The sources `settings` ask for (not started).
+
+    history_first: the first metrics wait for the idle history (one-shot answers carry the
+    streaks); False shows them at once and the streaks when the history answers (a live view:
+    at 12,500 GPUs the history can take seconds)."""
     if settings.mode == "demo":
         from gpuctl.sources.demo import DemoSource
 
@@ -179,6 +184,7 @@ def build_sources(settings: Settings) -> list[Any]:
             idle_window_s=settings.idle_window_s,
             idle_grace_s=idle_grace_s(settings),
             stale_window_s=settings.gpu_stale_after_s,
+            history_first=history_first,
         )
         sources += [prometheus, PrometheusAlertsSource(prometheus, refresh_s=max(settings.refresh_s, 30.0))]
     return sources
@@ -186,11 +192,14 @@ def build_sources(settings: Settings) -> list[Any]:
 
 @contextlib.asynccontextmanager
 async def open_cluster(
-    settings: Settings, *, sources: Sequence[Source] | None = None, min_interval: float = 0.25
+    settings: Settings, *, sources: Sequence[Source] | None = None, min_interval: float = 0.25, history_first: bool = True
 ) -> AsyncIterator[Cluster]:
     """Start the sources for `settings` (or the given ones) feeding a fresh store; stop them on exit.
 
+    history_first: see build_sources (the live view passes False).
+
     Raises ConfigError before anything starts when credentials can't be loaded.
+    With `settings.trace_file`, publishes and event-loop stalls are traced there (gpuctl.trace).
     """
     store = ClusterStore(
         idle_threshold_pct=settings.idle_threshold_pct,
@@ -200,12 +209,16 @@ async def open_cluster(
         pool_label=settings.pool_label,
         idle_grace_s=idle_grace_s(settings),
     )
-    chosen = list(sources) if sources is not None else build_sources(settings)
+    chosen = list(sources) if sources is not None else build_sources(settings, history_first=history_first)
     for source in chosen:
         connect = getattr(source, "connect", None)
         if connect is not None:
             await connect()  # bad kubeconfig -> ConfigError now, not a retry loop later
-    hub = SnapshotHub(store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0))
+    trace = Trace.open(settings.trace_file)
+    trace.event("open_cluster")
+    hub = SnapshotHub(
+        store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0), trace=trace, join_in_thread=True
+    )
     cluster = Cluster(settings, store, hub, chosen)
 
     async def supervise(source: Any) -> None:
@@ -221,6 +234,8 @@ async def open_cluster(
 
     tasks = [asyncio.create_task(hub.run(), name="snapshot-hub")]
     tasks += [asyncio.create_task(supervise(s), name=f"source-{getattr(s, 'name', '?')}") for s in chosen]
+    if trace.enabled:
+        tasks.append(asyncio.create_task(watch_loop(trace), name="trace-loop-lag"))
     try:
         yield cluster
     finally:
@@ -234,6 +249,8 @@ async def open_cluster(
                 if asyncio.iscoroutine(result):
                     await result
         hub.close()
+        store.close()
+        trace.close()
 
 
 def tune_gc() -> None:

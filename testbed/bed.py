@@ -27,13 +27,29 @@ class Telemetry:
     webhook: WebhookReceiver
 
     @classmethod
-    async def start(cls, workdir: Path, fleet: Fleet, *, seed: int = 7) -> Telemetry:
+    async def start(
+        cls,
+        workdir: Path,
+        fleet: Fleet,
+        *,
+        seed: int = 7,
+        scrape_interval_s: float = 1.0,
+        evaluation_interval_s: float = 1.0,
+        query_log: Path | None = None,
+    ) -> Telemetry:
+        """Scraping and rule evaluation every second by default (tests); a large fleet's
+        benchmark scrapes less often, as a real Prometheus does (see Monitoring for query_log)."""
         exporter = DcgmExporterSim(fleet, seed)
         await exporter.start()
         webhook = WebhookReceiver()
         await webhook.start()
         monitoring = Monitoring(
-            workdir, jobs=[ScrapeJob("dcgm-exporter", [exporter.url])], webhook_url=webhook.url
+            workdir,
+            jobs=[ScrapeJob("dcgm-exporter", [exporter.url])],
+            webhook_url=webhook.url,
+            scrape_interval_s=scrape_interval_s,
+            evaluation_interval_s=evaluation_interval_s,
+            query_log=query_log,
         )
         await monitoring.start()
         return cls(exporter, monitoring, webhook)

@@ -82,8 +82,10 @@ class Monitoring:
         rule_files: Sequence[Path] = (SHIPPED_RULES,),
         extra_rules: Mapping[str, Any] | None = None,
         scrape_interval_s: float = 1.0,
+        evaluation_interval_s: float = 1.0,
         tls: tuple[Path, Path] | None = None,
         basic_auth: tuple[str, str] | None = None,
+        query_log: Path | None = None,
         webhook_token: str | None = None,
     ) -> None:
         self.work_dir = work_dir
@@ -92,6 +94,8 @@ class Monitoring:
         self.rule_files = [Path(p) for p in rule_files]
         self.extra_rules = extra_rules  # a rules document: {"groups": [...]}
         self.scrape_interval_s = scrape_interval_s
+        self.evaluation_interval_s = evaluation_interval_s
+        self.query_log = query_log  # Prometheus logs every query it runs here (JSON lines; benchmarks)
         self.tls = tls  # (cert, key) Prometheus serves HTTPS with
         self.basic_auth = basic_auth  # (user, password) Prometheus requires
         self.webhook_token = webhook_token  # bearer token Alertmanager sends to the webhook
@@ -210,10 +214,17 @@ class Monitoring:
         if self.extra_rules is not None:
             rules.append(str(self._write("extra-rules.yml", self.extra_rules)))
         interval = f"{self.scrape_interval_s:g}s"
+        global_config = {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "evaluation_interval": f"{self.evaluation_interval_s:g}s",
+        }
+        if self.query_log is not None:
+            global_config["query_log_file"] = str(self.query_log)
         self._write(
             "prometheus.yml",
             {
-                "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": "1s"},
+                "global": global_config,
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}]},
                 "rule_files": rules,
                 "scrape_configs": [job.config(self.scrape_interval_s) for job in self.jobs],

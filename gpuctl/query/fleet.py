@@ -3,7 +3,9 @@
 The snapshot is a flat, immutable picture; views and answers need it grouped
 (pool -> node -> GPUs, node -> pods) and summed (busy/idle per node).
 `FleetIndex` does that in one pass and is shared by every view of the TUI (and
-by anything else that answers questions about one snapshot).
+by anything else that answers questions about one snapshot). It reads only
+the snapshot, which is immutable, so it can be built in a worker thread: at
+12,500 GPUs that is most of what a metrics refresh costs the TUI.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot
 from gpuctl.query.filter import Facets, Filter
 from gpuctl.query.states import GpuState, gpu_state
 
+# The readings views colour and average by, in the order of `NodeStats.sums`.
+READINGS: tuple[str, ...] = ("util_pct", "mem_used_pct", "temp_c", "power_w")
+
 
 @dataclass(frozen=True, slots=True)
 class NodeStats:
@@ -23,6 +28,8 @@ class NodeStats:
     busy: int
     idle: int
     util_mean: float | None
+    # Per reading in READINGS: (sum, how many GPUs have it), for means over several nodes.
+    sums: tuple[tuple[float, int], ...] = ((0.0, 0),) * len(READINGS)
 
 
 def _gpu_order(g: Gpu) -> tuple[int, int]:
@@ -39,10 +46,18 @@ class FleetIndex:
         self.pods: dict[str, GpuPod] = {p.key: p for p in snapshot.pods}
         self.namespaces: dict[str, NamespaceUsage] = {n.name: n for n in snapshot.namespaces}
         self.gpus: dict[str, Gpu] = {}
+        self.snapshot_keys: list[str] = []  # the key of each of snapshot.gpus, in its order
+        self.allocated = 0  # GPUs of the snapshot a pod holds
+        self.idle = 0  # GPUs of the snapshot flagged idle
         by_node: dict[str, list[Gpu]] = defaultdict(list)
         for g in snapshot.gpus:
-            self.gpus[g.key] = g
+            key = g.key
+            self.snapshot_keys.append(key)
+            self.gpus[key] = g
             by_node[g.node].append(g)
+            if g.pod is not None:
+                self.allocated += 1
+                self.idle += g.idle
         # A node that advertises GPUs but has no metrics still gets cells (shown
         # as "no data"), so a dead exporter is visible instead of a hole.
         for node in snapshot.nodes:
@@ -63,6 +78,7 @@ class FleetIndex:
             if pod.node:
                 self.pods_by_node[pod.node].append(pod)
         self.node_stats: dict[str, NodeStats] = {n: _stats(gs) for n, gs in self.gpus_by_node.items()}
+        self.gpu_keys: frozenset[str] = frozenset(self.gpus)  # what a layout of every GPU depends on
 
     def stats(self, node: str) -> NodeStats:
         return self.node_stats.get(node, NodeStats(0, 0, 0, 0, None))
@@ -148,14 +164,31 @@ def idle_holders(snapshot: Snapshot) -> list[GpuPod]:
 
 def _stats(gpus: list[Gpu]) -> NodeStats:
     allocated = busy = idle = 0
-    utils: list[float] = []
-    for g in gpus:
-        if g.util_pct is not None:
-            utils.append(g.util_pct)
+    util = mem = temp = power = 0.0
+    n_util = n_mem = n_temp = n_power = 0
+    for g in gpus:  # 12,500 GPUs per update: plain locals, no loop over READINGS
+        if (v := g.util_pct) is not None:
+            util += v
+            n_util += 1
+        if (v := g.mem_used_pct) is not None:
+            mem += v
+            n_mem += 1
+        if (v := g.temp_c) is not None:
+            temp += v
+            n_temp += 1
+        if (v := g.power_w) is not None:
+            power += v
+            n_power += 1
         state = gpu_state(g)
         if state is not GpuState.FREE:
             allocated += 1
             idle += state is GpuState.IDLE
             busy += state is GpuState.BUSY
-    mean = sum(utils) / len(utils) if utils else None
-    return NodeStats(gpus=len(gpus), allocated=allocated, busy=busy, idle=idle, util_mean=mean)
+    return NodeStats(
+        gpus=len(gpus),
+        allocated=allocated,
+        busy=busy,
+        idle=idle,
+        util_mean=util / n_util if n_util else None,
+        sums=((util, n_util), (mem, n_mem), (temp, n_temp), (power, n_power)),
+    )

@@ -52,6 +52,9 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += f", {duration(metrics.age_s)} old"
     if metrics.stale:
         m += ", STALE"
+    if metrics.gpus_missing:
+        since = f" since {metrics.missing_since:%H:%M:%S}Z" if metrics.missing_since else ""
+        m += f", PARTIAL: {metrics.gpus_missing} GPU(s) missing{since} ({metrics.gpus_reported} reported)"
     if metrics.error:
         m += f" - {metrics.error}"
     if metrics.series_rejected:

@@ -161,7 +161,7 @@ class ChangeLog:
     """Deltas of the last snapshots one store built, to answer `changes(old, new)` cheaply.
 
     Holds the replaced rows of snapshots not yet asked about (a consumer that skipped
-    some), never more than one snapshot's worth (or `budget`, if more): when an answer
+    some), never more than two snapshots' worth (or `budget`, if more): when an answer
     would need more, it is computed with `diff` instead. Snapshots are held weakly;
     rows of snapshots nobody holds any more are dropped. With a hub asking after
     every publish, nothing is held between publishes.
@@ -181,7 +181,9 @@ class ChangeLog:
         # Entries before the oldest snapshot still alive can never be asked about.
         while len(self._entries) > 1 and self._entries[0][0]() is None:
             self._drop_first()
-        while len(self._entries) > 1 and self._held > max(self.budget, rows_now):
+        # Twice the rows: the first metrics batch replaces every placeholder GPU row with rows under
+        # other keys (MIG instances), so its delta holds about as many rows gone as rows made.
+        while len(self._entries) > 1 and self._held > max(self.budget, 2 * rows_now):
             self._drop_first()
 
     def forget(self) -> None:

@@ -9,6 +9,9 @@
   changes it missed merged in.
 * Heartbeat: with nothing happening it still republishes every `heartbeat`
   seconds (when the snapshot moved), so metric ages and staleness keep updating.
+* Off the loop (`join_in_thread`): the running hub has the store join in a
+  worker thread (`ClusterStore.snapshot_in_thread`), so a metrics refresh that
+  remakes every GPU row does not stop the event loop meanwhile.
 
 One hub per store, owned by whoever opened the cluster (`gpuctl.service`).
 """
@@ -20,9 +23,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
-from gpuctl.model import Changes, Update
+from gpuctl.model import Changes, Snapshot, Update
 from gpuctl.state.changes import merge
 from gpuctl.state.store import ClusterStore
+from gpuctl.trace import NO_TRACE, Trace
 
 Sleep = Callable[[float], Awaitable[object]]
 
@@ -85,8 +89,12 @@ class SnapshotHub:
         min_interval: float = 0.25,
         heartbeat: float | None = None,
         sleep: Sleep = asyncio.sleep,
+        trace: Trace = NO_TRACE,
+        join_in_thread: bool = False,
     ) -> None:
         self._store = store
+        self._join_in_thread = join_in_thread
+        self._trace = trace
         self._min_interval = min_interval
         self._heartbeat = heartbeat
         self._sleep = sleep
@@ -127,12 +135,44 @@ class SnapshotHub:
         """Build and hand out an update now, if the snapshot moved. Returns it."""
         started = time.perf_counter()
         try:
-            return self._publish()
+            update = self._publish(self._store.snapshot())
         finally:
             self.last_publish_s = time.perf_counter() - started
+        self._traced(update)
+        return update
 
-    def _publish(self) -> Update | None:
-        snapshot = self._store.snapshot()
+    async def _publish_off_loop(self) -> Update | None:
+        """`publish()` with the join in a worker thread."""
+        started = time.perf_counter()
+        try:
+            update = self._publish(await self._store.snapshot_in_thread())
+        finally:
+            self.last_publish_s = time.perf_counter() - started
+        self._traced(update)
+        return update
+
+    def _traced(self, update: Update | None) -> None:
+        if update is not None and self._trace.enabled:
+            self._trace_publish(update)
+
+    def _trace_publish(self, update: Update) -> None:
+        snapshot, changes = update.snapshot, update.changes
+        self._trace.event(
+            "publish",
+            ms=round(self.last_publish_s * 1000, 2),
+            in_thread=self._join_in_thread,
+            gpus_changed=len(changes.gpus),
+            pods_changed=len(changes.pods),
+            everything=changes.everything,
+            nodes=len(snapshot.nodes),
+            pods=len(snapshot.pods),
+            gpus=len(snapshot.gpus),
+            readings=sum(1 for g in snapshot.gpus if g.util_pct is not None),
+            listed=sorted(k.value for k in self._store.listed),
+            metrics_at=snapshot.metrics.last_success,
+        )
+
+    def _publish(self, snapshot: Snapshot) -> Update | None:
         previous = self._latest.snapshot if self._latest is not None else None
         if previous is snapshot:
             return None
@@ -162,7 +202,10 @@ class SnapshotHub:
                 if self._closed:
                     break
                 self._dirty.clear()
-                self.publish()
+                if self._join_in_thread:
+                    await self._publish_off_loop()
+                else:
+                    self.publish()
                 # Mutations in this window coalesce into the next update.
                 await self._sleep(max(self._min_interval, 2 * self.last_publish_s))
         finally:

@@ -49,6 +49,7 @@ from gpuctl.state.records import (
     QuotaRecord,
 )
 from gpuctl.state.rows import (
+    POD_GPU_FIELDS,
     NamespaceQuota,
     NamespaceTotals,
     NodeDemand,
@@ -67,6 +68,7 @@ from gpuctl.state.rows import (
     pdb_row,
     physical_gpus,
     placeholder_row,
+    pod_gpu_fields,
     pod_row,
     pool_row,
     same_row,
@@ -224,6 +226,7 @@ class Joiner:
         delta = Delta()
         touched_nodes: set[str] = set()  # node rows to remake
         touched_pods: set[str] = set()  # pod rows to remake
+        gpu_pods: set[str] = set()  # pod rows whose GPUs moved: their POD_GPU_FIELDS to redo
         touched_pools: set[str] = set()
         self._apply_pods(inputs.pods, dirty.get(Kind.POD, ()), touched_nodes, touched_pods)
         links = self._links
@@ -246,11 +249,12 @@ class Joiner:
             hosts = self._segments.keys() | self._samples.keys() | self._nodes.keys()
         if hosts:
             self._unmatched = frozenset(host for host in self._samples if host not in self._nodes)
-            self._remake_gpus(hosts, inputs, delta.gpus, touched_pods, touched_pools, touched_nodes)
+            self._remake_gpus(hosts, inputs, delta.gpus, gpu_pods, touched_pools, touched_nodes)
         self._remake_nodes(touched_nodes, delta.nodes, touched_pools)
         if touched_pools:
             self._remake_pools(touched_pools)
         self._remake_pods(touched_pods, inputs, delta.pods)
+        self._regpu_pods(gpu_pods.difference(touched_pods), delta.pods)
         self._remake_namespaces(inputs.now, delta.namespaces)
         return Joined(
             nodes=self._node_rows.as_tuple(),
@@ -348,10 +352,11 @@ class Joiner:
         hosts: Iterable[str],
         inputs: JoinInputs,
         delta: dict[str, Any],
-        touched_pods: set[str],
+        gpu_pods: set[str],
         touched_pools: set[str],
         touched_nodes: set[str],
     ) -> None:
+        """Remake the hosts' GPU rows; `gpu_pods` gets the pods holding a GPU there, before or now."""
         segments, by_key = self._segments, self._gpu_by_key
         moved = False
         for host in hosts:
@@ -375,8 +380,8 @@ class Joiner:
                 for key in set(old.keys).difference(new.keys):
                     delta.setdefault(key, by_key.pop(key))
             # Pods holding a GPU here before or now: remade, and kept if equal (cheaper than finding which).
-            touched_pods.update(old.held)
-            touched_pods.update(new.held)
+            gpu_pods.update(old.held)
+            gpu_pods.update(new.held)
             if old.repeated or new.repeated:
                 self._repeated.difference_update(old.repeated)
                 self._repeated.update(new.repeated)
@@ -474,7 +479,8 @@ class Joiner:
             space.idle += sign * idle
 
     def _remake_pods(self, keys: Iterable[str], inputs: JoinInputs, delta: dict[str, Any]) -> None:
-        pods, rows, segments, pod_hosts = self._pods, self._pod_rows, self._segments, self._pod_hosts
+        """Remake the rows of pods whose record or links moved (their GPUs too)."""
+        pods, rows = self._pods, self._pod_rows
         controllers = inputs.controllers
         for key in keys:
             pod = pods.get(key)
@@ -482,22 +488,43 @@ class Joiner:
                 replace_row(rows, key, None, make_pod, delta)
                 continue
             owners, budgets, allowed = self._links.links(key, pod.rec, controllers)
-            hosts = pod_hosts.get(key)
-            if not hosts:
-                mine: Sequence[Gpu] = ()
-                mine_keys: Sequence[str] = ()
-            elif len(hosts) == 1:
-                (host,) = hosts
-                mine, mine_keys = segments[host].held[key]
-            else:  # GPUs on several hosts (metrics that lag a reschedule): in snapshot order
-                parts = [segments[h].held[key] for h in sorted(hosts)]
-                mine = [g for part in parts for g in part[0]]
-                mine_keys = [k for part in parts for k in part[1]]
+            mine, mine_keys = self._held(key)
             values = pod_row(pod, mine, mine_keys, owners, budgets, allowed)
             old = rows.by_key.get(key)
             if old is None or not same_row(old.__dict__, values, "util_pct"):
                 rows.set(key, make_pod(values))
                 delta.setdefault(key, old)
+
+    def _regpu_pods(self, keys: Iterable[str], delta: dict[str, Any]) -> None:
+        """Rows of pods whose record and links did not move, only the GPUs they hold: redo POD_GPU_FIELDS.
+
+        The rest of the row is the old row's (what a metrics refresh costs per pod: no owner
+        chain, no budgets, no full row)."""
+        rows = self._pod_rows
+        for key in keys:
+            old = rows.by_key.get(key)
+            if old is None:
+                continue  # no row: a sample names a pod without a record, and none came
+            before = old.__dict__
+            fields = pod_gpu_fields(*self._held(key))
+            if all(a is b or a == b for a, b in zip(fields, (before[f] for f in POD_GPU_FIELDS))):
+                continue
+            values = before.copy()
+            values.update(zip(POD_GPU_FIELDS, fields))
+            rows.set(key, make_pod(values))
+            delta.setdefault(key, old)
+
+    def _held(self, key: str) -> tuple[Sequence[Gpu], Sequence[str]]:
+        """The GPU rows the pod holds, and their keys, in snapshot order."""
+        hosts = self._pod_hosts.get(key)
+        if not hosts:
+            return (), ()
+        if len(hosts) == 1:
+            (host,) = hosts
+            return self._segments[host].held[key]
+        # GPUs on several hosts (metrics that lag a reschedule): in snapshot order
+        parts = [self._segments[h].held[key] for h in sorted(hosts)]
+        return [g for part in parts for g in part[0]], [k for part in parts for k in part[1]]
 
     # -- nodes, pools, namespaces -----------------------------------------------------------
 

@@ -46,7 +46,8 @@ def owner_links(
         if record is None or (uid is not None and record.uid is not None and uid != record.uid):
             break
         links.append((record.owner_kind, record.owner_name, record.owner_uid))
-    return tuple(links), tuple(lookups)
+    # Once each: a controller that owns itself (or a loop) is looked up again and again until MAX_DEPTH.
+    return tuple(links), tuple(dict.fromkeys(lookups))
 
 
 def owner_models(links: tuple[Link, ...]) -> tuple[Owner, ...]:

@@ -172,19 +172,11 @@ def pod_row(
     pdbs: tuple[str, ...],
     disruption_allowed: bool | None,
 ) -> dict[str, Any]:
-    """`owners`: the chain (owners.py); `pdbs` and `disruption_allowed`: see disruption.py."""
+    """`owners`: the chain (owners.py); `pdbs` and `disruption_allowed`: see disruption.py;
+    `mine` and `keys`: the GPU rows the pod holds and their keys (the fields of `pod_gpu_fields`)."""
     rec = pod.rec
     top = owners[-1].__dict__ if owners else None
-    utils: list[float] = []
-    idle_fors: list[float | None] = []
-    idle = bool(mine)
-    for gpu in mine:
-        fields = gpu.__dict__
-        if fields["util_pct"] is not None:
-            utils.append(fields["util_pct"])
-        if not fields["idle"]:
-            idle = False
-        idle_fors.append(fields["idle_for_s"])
+    gpu_keys, util, idle, idle_for = pod_gpu_fields(mine, keys)
     return {
         "namespace": rec.namespace,
         "name": rec.name,
@@ -197,10 +189,10 @@ def pod_row(
         "owner_name": top["name"] if top else None,
         "priority_class": rec.priority_class,
         "created": rec.created,
-        "gpu_keys": tuple(keys),
-        "util_pct": sum(utils) / len(utils) if utils else None,
+        "gpu_keys": gpu_keys,
+        "util_pct": util,
         "idle": idle,
-        "idle_for_s": min(idle_fors) if mine and None not in idle_fors else None,  # type: ignore[type-var]
+        "idle_for_s": idle_for,
         "uid": rec.uid,
         "resource_version": rec.resource_version,
         "labels": rec.labels,
@@ -209,6 +201,26 @@ def pod_row(
         "pdbs": pdbs,
         "disruption_allowed": disruption_allowed,
     }
+
+
+# The pod row's fields that come from the GPUs it holds (the rest come from its record and links).
+POD_GPU_FIELDS = ("gpu_keys", "util_pct", "idle", "idle_for_s")
+
+
+def pod_gpu_fields(mine: Sequence[Gpu], keys: Sequence[str]) -> tuple[tuple[str, ...], float | None, bool, float | None]:
+    """The values of POD_GPU_FIELDS for a pod holding the GPU rows `mine` (keys `keys`)."""
+    utils: list[float] = []
+    idle_fors: list[float | None] = []
+    idle = bool(mine)
+    for gpu in mine:
+        fields = gpu.__dict__
+        if fields["util_pct"] is not None:
+            utils.append(fields["util_pct"])
+        if not fields["idle"]:
+            idle = False
+        idle_fors.append(fields["idle_for_s"])
+    idle_for = min(idle_fors) if mine and None not in idle_fors else None  # type: ignore[type-var]
+    return tuple(keys), sum(utils) / len(utils) if utils else None, idle, idle_for
 
 
 def pdb_row(rec: PdbRecord) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """`gpuctl top`: the live terminal UI.
 
 The app consumes an `UpdateFeed` in one worker and never does I/O itself.
-Each update is indexed once (`FleetIndex`) and handed to the visible view
-only; hidden views are marked stale and catch up with a full diff when shown,
-so a 10,000-pod table costs nothing while you look at the heatmap.
+Each update is indexed once (`FleetIndex`, in a worker thread: at 12,500 GPUs
+it is the biggest part of taking an update in, and the event loop must keep
+reading the cluster meanwhile) and handed to the visible view only; hidden
+views are marked stale and catch up with a full diff when shown, so a
+10,000-pod table costs nothing while you look at the heatmap.
 
 Given settings and a feed factory (settings -> feed), the app can also reopen
 its feed: another kubeconfig context (`x`) or another refresh interval (`+`,
@@ -38,6 +40,7 @@ from gpuctl.identity import Identity
 from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
+from gpuctl.trace import NO_TRACE, Trace
 from gpuctl.tui.alerts_view import AlertsView
 from gpuctl.tui.context_screen import ContextScreen
 from gpuctl.tui.doctor_screen import Diagnose, DoctorScreen
@@ -60,6 +63,7 @@ from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import context_name
 from gpuctl.tui.status_bar import StatusBar, interval, pending_retry
+from gpuctl.workers import Workers
 
 TABS: tuple[tuple[str, str], ...] = (
     ("heatmap", "Heatmap"),
@@ -131,17 +135,20 @@ class GpuctlApp(App[int]):
         context: str | None = None,
         history_depth: int = 120,
         monotonic: Callable[[], float] = time.monotonic,
+        trace: Trace = NO_TRACE,
         diagnose: Diagnose | None = None,
         open_engine: EngineOpener = open_engine_for,
         act_as: Identity | None = None,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
         settings + open_feed: what `x`, `+` and `-` reopen with (absent: those keys explain why not).
+        trace: where each update's frame is reported once rendered (gpuctl.trace; benchmarks).
         diagnose: what `D` runs on the settings (absent: the key explains why not).
         open_engine: how the playbook engine is opened for `a`, `R`, `L` (with settings; the default is
         `open_engine(settings, cluster=the feed's running cluster)`); act_as: whom playbooks run as
         (the policy's act_as decides; default: whom the kubeconfig authenticates as)."""
         super().__init__()
+        self._trace = trace
         if feed is None:
             if settings is None or open_feed is None:
                 raise TypeError("GpuctlApp needs a feed, or settings and open_feed to make one")
@@ -169,6 +176,7 @@ class GpuctlApp(App[int]):
         self._act_as = act_as
         self.desk: Desk | None = None  # the playbook engine, opened on first use
         self._quit_warned: set[str] = set()  # the runs `q` warned about: a second `q` quits while they execute
+        self._indexer = Workers("gpuctl-index", 1)  # FleetIndex of each update, off the event loop
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -211,7 +219,9 @@ class GpuctlApp(App[int]):
         error: str | None = None
         try:
             async for update in feed:
-                self.apply_update(update)
+                received = time.perf_counter()
+                index = await self._indexer.run(FleetIndex, update.snapshot)
+                self.apply_update(update, index, received=received)
         except ConfigError as exc:
             if number == 1 and self.updates_applied == 0:
                 # Nothing to show and nothing will come: leave, and let the CLI print it.
@@ -235,13 +245,16 @@ class GpuctlApp(App[int]):
             self.notify(error, title=f"cannot open {self.context or 'the cluster'}", severity="error", timeout=10)
         self._show_status()
 
-    def apply_update(self, update: Update) -> None:
-        """Index the snapshot once and hand it to whatever is on screen."""
-        self.index = FleetIndex(update.snapshot)
+    def apply_update(self, update: Update, index: FleetIndex | None = None, *, received: float | None = None) -> None:
+        """Hand the update, indexed once (`index`, or indexed here), to whatever is on screen.
+
+        `received`: when it came off the feed (time.perf_counter), if before this call: the trace's frame time starts there."""
+        started = time.perf_counter()
+        self.index = index if index is not None else FleetIndex(update.snapshot)
         self._received_at = self._monotonic()
         self._blank = False
         self.reopening = None
-        self.history.record(update.snapshot)
+        self.history.record(update.snapshot, self.index.snapshot_keys)
         self.updates_applied += 1
         self._show_status()
         active = self.query_one(TabbedContent).active
@@ -249,9 +262,34 @@ class GpuctlApp(App[int]):
         self._stale.update(tab for tab, _ in TABS)
         self._show_view(active, Changes(everything=True) if missed else update.changes)
         alerts = len(update.snapshot.alerts)
-        self.query_one(TabbedContent).get_tab("alerts").label = f"5 Alerts ({alerts})" if alerts else "5 Alerts"
+        label = f"5 Alerts ({alerts})" if alerts else "5 Alerts"
+        tab = self.query_one(TabbedContent).get_tab("alerts")
+        if tab.label_text != label:  # setting it redraws the tab bar, changed or not
+            tab.label = label
         if isinstance(self.screen, NodeScreen):
             self.screen.show(self.index)
+        if self._trace.enabled:
+            received = started if received is None else received
+            self.call_after_refresh(self._trace_frame, update, received, started, time.perf_counter())
+
+    def _trace_frame(self, update: Update, received: float, started: float, applied: float) -> None:
+        """The update is on screen: how long that took (from the feed; indexing; applying), and what the frame shows."""
+        snapshot = update.snapshot
+        self._trace.event(
+            "frame",
+            ms=round((time.perf_counter() - received) * 1000, 2),
+            index_ms=round((started - received) * 1000, 2),
+            apply_ms=round((applied - started) * 1000, 2),
+            view=self.query_one(TabbedContent).active,
+            gpus_changed=len(update.changes.gpus),
+            everything=update.changes.everything,
+            nodes=len(snapshot.nodes),
+            pods=len(snapshot.pods),
+            gpus=len(snapshot.gpus),
+            readings=sum(1 for g in snapshot.gpus if g.util_pct is not None),
+            quotas=sum(1 for n in snapshot.namespaces if n.gpu_quota_hard is not None or n.mig_quota_hard),
+            metrics_stale=snapshot.metrics.stale,
+        )
 
     def _show_view(self, tab: str, changes: Changes) -> None:
         if self.index is None:
@@ -264,6 +302,7 @@ class GpuctlApp(App[int]):
     def _show_status(self) -> None:
         snapshot = self.index.snapshot if self.index and not self._blank else None
         now = snapshot.taken_at + timedelta(seconds=self._monotonic() - self._received_at) if snapshot else None
+        held = (self.index.allocated, self.index.idle) if self.index and snapshot else None
         bars = list(self.query(StatusBar))
         if isinstance(self.screen, NodeScreen):
             bars.append(self.screen.query_one(StatusBar))
@@ -276,6 +315,7 @@ class GpuctlApp(App[int]):
                 refresh_s=self.settings.refresh_s if self.settings else None,
                 reopening=self.reopening,
                 now=now,
+                held=held,
             )
         # A countdown ("retry in 4s") needs a redraw every second; nothing else does.
         if pending_retry(snapshot) and self.feed_error is None:
@@ -422,6 +462,7 @@ class GpuctlApp(App[int]):
             self.desk = None
 
     async def on_unmount(self) -> None:
+        self._indexer.close()
         if self.desk is not None:  # runs still executing are left to the process's end (see action_quit)
             await self.desk.aclose(wait=False)
 

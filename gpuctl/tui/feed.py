@@ -32,6 +32,41 @@ def running_cluster(feed: UpdateFeed) -> Cluster | None:
     return cluster if cluster is not None else None
 
 
+class StartedFeed:
+    """A feed already running: a task awaits its first update from the moment this is made.
+
+    `gpuctl top` starts the cluster feed before Textual is up, so the lists and the
+    first Prometheus queries are answered while the terminal UI starts, not after.
+    Iterate it once; `aclose()` stops the feed (and the task, if it still waits)."""
+
+    def __init__(self, feed: UpdateFeed) -> None:
+        self._source = feed
+        self._feed = aiter(feed)
+        self._first: asyncio.Future[Update] = asyncio.ensure_future(anext(self._feed))
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """The running cluster of the feed it started (see `running_cluster`)."""
+        return running_cluster(self._source)
+
+    async def __aiter__(self) -> AsyncIterator[Update]:
+        try:
+            first = await self._first
+        except StopAsyncIteration:
+            return
+        yield first
+        async for update in self._feed:
+            yield update
+
+    async def aclose(self) -> None:
+        if not self._first.done():
+            self._first.cancel()
+        await asyncio.gather(self._first, return_exceptions=True)
+        aclose = getattr(self._feed, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class QueueFeed:
     """A feed you push updates into; iteration ends after `close()`."""
 

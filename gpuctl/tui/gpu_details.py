@@ -20,9 +20,18 @@ Fact = Text  # one short fact; facts are grouped into lines
 class GpuDetails(Static):
     """Node, model, UUID, MIG profile, holder, idle time and a utilisation sparkline."""
 
+    _described: tuple[FleetIndex | None, UtilHistory, str | None] | None = None
+
     def describe(self, index: FleetIndex | None, history: UtilHistory, target: str | None) -> None:
+        self._described = (index, history, target)
         stacked = any(node.has_class("wide") for node in self.ancestors)
         self.update(render_details(index, history, target, self.size.width or 80, stacked=stacked))
+
+    def on_resize(self) -> None:
+        # The sparkline fits the panel's width: say it again at the new one, whenever the
+        # resize lands (before or after the first update).
+        if self._described is not None:
+            self.describe(*self._described)
 
 
 def render_details(

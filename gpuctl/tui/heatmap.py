@@ -24,12 +24,23 @@ from textual.strip import Strip
 
 from gpuctl.model import Changes, Gpu
 from gpuctl.query.filter import Filter
-from gpuctl.query.fleet import FleetIndex
+from gpuctl.query.fleet import READINGS, FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
 from gpuctl.tui.messages import NodeChosen
-from gpuctl.tui.palette import IDLE_BG, NO_DATA_BG, RAMP, SPECS, XID_BG, Metric, bucket, cell_style, metric_value
+from gpuctl.tui.palette import (
+    IDLE_BG,
+    METRIC_READING,
+    NO_DATA_BG,
+    RAMP,
+    SPECS,
+    XID_BG,
+    Metric,
+    bucket,
+    cell_style,
+    metric_value,
+)
 
 
 def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
@@ -95,6 +106,7 @@ class Heatmap(ScrollView, can_focus=True):
         self._strips: dict[int, Strip] = {}
         self._pool_summary: dict[str, str] = {}
         self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
+        self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -111,10 +123,14 @@ class Heatmap(ScrollView, can_focus=True):
             self._strips.clear()
             self.refresh()
             return
-        dirty: set[int] = set()
-        keys: Iterable[str] = self.layout_.line_of if changes.everything else changes.gpus
         line_of = self.layout_.line_of
-        for key in keys:
+        if changes.everything or 2 * len(changes.gpus) > len(line_of):
+            # Most cells moved (a metrics refresh): every cached line goes, without finding which.
+            self._strips.clear()
+            self.refresh()
+            return
+        dirty: set[int] = set()
+        for key in changes.gpus:
             y = line_of.get(key)
             if y is not None:
                 dirty.add(y)
@@ -131,20 +147,45 @@ class Heatmap(ScrollView, can_focus=True):
         short = {Metric.UTIL: "util", Metric.MEMORY: "mem", Metric.TEMPERATURE: "temp", Metric.POWER: "power"}[metric]
         out: dict[str, str] = {}
         for pool, names in self.index.nodes_by_pool.items():
-            gpus = alloc = idle = 0
-            values: list[float] = []
-            for n in names:
-                for g in self._visible.get(n, ()):
-                    gpus += 1
-                    if g.pod is not None:
-                        alloc += 1
-                        idle += g.idle
-                    if (v := metric_value(g, metric)) is not None:
-                        values.append(v)
+            if self.filter.active:
+                gpus, alloc, idle, total, measured = self._sum_visible(names, metric)
+            else:  # every GPU shows: the index summed each node once already
+                gpus, alloc, idle, total, measured = self._sum_nodes(names, READINGS.index(METRIC_READING[metric]))
             if gpus:
-                mean = f"{sum(values) / len(values):.0f}{spec.unit}" if values else "—"
+                mean = f"{total / measured:.0f}{spec.unit}" if measured else "—"
                 out[pool] = f"{gpus} GPU{'s' if gpus != 1 else ''} · {alloc} alloc · {idle} idle · {short} {mean}"
         return out
+
+    def _sum_visible(self, names: Iterable[str], metric: Metric) -> tuple[int, int, int, float, int]:
+        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' visible GPUs."""
+        gpus = alloc = idle = measured = 0
+        total = 0.0
+        for n in names:
+            for g in self._visible.get(n, ()):
+                gpus += 1
+                if g.pod is not None:
+                    alloc += 1
+                    idle += g.idle
+                if (v := metric_value(g, metric)) is not None:
+                    total += v
+                    measured += 1
+        return gpus, alloc, idle, total, measured
+
+    def _sum_nodes(self, names: Iterable[str], reading: int) -> tuple[int, int, int, float, int]:
+        """The same over all of the nodes' GPUs, from the index's per-node sums."""
+        assert self.index is not None
+        stats = self.index.node_stats
+        gpus = alloc = idle = measured = 0
+        total = 0.0
+        for n in names:
+            s = stats.get(n)
+            if s is not None:
+                gpus += s.gpus
+                alloc += s.allocated
+                idle += s.idle
+                total += s.sums[reading][0]
+                measured += s.sums[reading][1]
+        return gpus, alloc, idle, total, measured
 
     def _relayout(self, force: bool = False) -> bool:
         """Rebuild the layout when its inputs changed; True when it did."""
@@ -153,7 +194,10 @@ class Heatmap(ScrollView, can_focus=True):
         width = max(12, self.scrollable_content_region.width)
         visible = self._visible
         pools = tuple((p, len(ns)) for p, ns in self.index.nodes_by_pool.items())
-        keys = frozenset(g.key for gs in visible.values() for g in gs)
+        if visible is self.index.gpus_by_node:  # no filter: the index has the keys already
+            keys = self.index.gpu_keys
+        else:
+            keys = frozenset(g.key for gs in visible.values() for g in gs)
         sig = (width, self.dense, frozenset(self.collapsed), pools, keys)
         if not force and sig == self._signature:
             return False
@@ -194,6 +238,7 @@ class Heatmap(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._strips.clear()  # theme or CSS changed: cached colours are wrong now
+        self._base = None
 
     def on_resize(self, event: events.Resize) -> None:
         self._relayout()
@@ -227,7 +272,9 @@ class Heatmap(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         vy = scroll_y + y
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base = self._base
+        if base is None:
+            base = self._base = self.rich_style
         strip = self._strips.get(vy)
         if strip is None:
             strip = self._render_vline(vy, base)

@@ -9,6 +9,7 @@ time axis), and GPUs that disappear are dropped so memory stays bounded.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 
 from gpuctl.model import Snapshot
@@ -22,21 +23,24 @@ class UtilHistory:
         self._series: dict[str, deque[float | None]] = {}
         self._last_sample: datetime | None = None
 
-    def record(self, snapshot: Snapshot) -> bool:
-        """Take one sample per metrics refresh; returns True when a sample was taken."""
+    def record(self, snapshot: Snapshot, keys: Sequence[str] | None = None) -> bool:
+        """Take one sample per metrics refresh; returns True when a sample was taken.
+
+        `keys`: the key of each of `snapshot.gpus` (FleetIndex.snapshot_keys), if known."""
         stamp = snapshot.metrics.last_success or snapshot.taken_at
         if stamp == self._last_sample:
             return False
         self._last_sample = stamp
-        seen: set[str] = set()
-        for g in snapshot.gpus:
-            key = g.key
-            seen.add(key)
-            series = self._series.get(key)
+        if keys is None:
+            keys = [g.key for g in snapshot.gpus]
+        all_series = self._series
+        for key, g in zip(keys, snapshot.gpus):
+            series = all_series.get(key)
             if series is None:
-                series = self._series[key] = deque(maxlen=self.depth)
+                series = all_series[key] = deque(maxlen=self.depth)
             series.append(g.util_pct)
-        if len(seen) != len(self._series):
+        if len(keys) != len(all_series):
+            seen = set(keys)
             for key in [k for k in self._series if k not in seen]:
                 del self._series[key]
         return True

@@ -61,6 +61,15 @@ def next_metric(metric: Metric) -> Metric:
     return order[(order.index(metric) + 1) % len(order)]
 
 
+# The Gpu reading (gpuctl.query.fleet.READINGS) each metric shows.
+METRIC_READING: dict[Metric, str] = {
+    Metric.UTIL: "util_pct",
+    Metric.MEMORY: "mem_used_pct",
+    Metric.TEMPERATURE: "temp_c",
+    Metric.POWER: "power_w",
+}
+
+
 def metric_value(gpu: Gpu, metric: Metric) -> float | None:
     if metric is Metric.UTIL:
         return gpu.util_pct

@@ -36,7 +36,8 @@ class ClusterFeed:
     async def __aiter__(self) -> AsyncIterator[Update]:
         from gpuctl.service import open_cluster
 
-        async with open_cluster(self.settings) as cluster, cluster.subscribe() as updates:
+        # The picture first, idle streaks when the history answers: a live view need not wait for them.
+        async with open_cluster(self.settings, history_first=False) as cluster, cluster.subscribe() as updates:
             self.cluster = cluster
             try:
                 async for update in updates:

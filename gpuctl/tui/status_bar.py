@@ -2,7 +2,9 @@
 
 Lost connectivity is a state, not an error: a stale metrics feed or a watch
 that is reconnecting shows as a calm yellow badge, with when the next retry
-is, while the last known picture stays on screen.
+is, while the last known picture stays on screen. So does a refresh that
+brought far fewer GPUs than the last full one (a scrape gap, a Prometheus
+restart): PARTIAL and how many are missing, never a fresh fleet without data.
 
 A source that stopped on an unexpected error is different: nothing retries
 it, and what it fed is frozen. It shows first, in red, for as long as the
@@ -31,6 +33,12 @@ def retry_text(retry_at: datetime | None, now: datetime | None) -> str:
     return f", retry in {duration(math.ceil(left))}" if left > 0 else ", retrying…"
 
 
+def missing_text(missing: int, since: datetime | None) -> str:
+    """'12500 GPUs missing since 10:31:02' (MetricsHealth.gpus_missing)."""
+    gpus = f"{missing} GPU{'s' if missing != 1 else ''} missing"
+    return f"{gpus} since {since:%H:%M:%S}" if since is not None else gpus
+
+
 def interval(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 60 else duration(seconds)
 
@@ -52,8 +60,10 @@ def status_text(
     refresh_s: float | None = None,
     reopening: str | None = None,
     now: datetime | None = None,
+    held: tuple[int, int] | None = None,
 ) -> Text:
-    """`now` is the snapshot's time moved on by how long it has been on screen (for countdowns)."""
+    """`now` is the snapshot's time moved on by how long it has been on screen (for countdowns);
+    `held`: the snapshot's (allocated, idle) GPU counts when already known (FleetIndex), else counted here."""
     t = Text(no_wrap=True, overflow="ellipsis")
     ctx = context or (snapshot.watch.context if snapshot else None) or "cluster"
     t.append(f" {ctx} ", style="bold reverse")
@@ -89,8 +99,12 @@ def status_text(
         t.append(f"metrics STALE {duration(m.age_s)}{retry_text(m.retry_at, now)}", style="bold yellow")
         if m.error:
             t.append(f" ({m.error})", style="yellow")
+    elif m.gpus_missing:  # fresh, but a gap: not a fleet without data
+        t.append(f"metrics PARTIAL {duration(m.age_s)}", style="bold yellow")
     else:
         t.append(f"metrics {duration(m.age_s)}", style="green")
+    if m.gpus_missing and m.source not in stopped:
+        t.append(f", {missing_text(m.gpus_missing, m.missing_since)}", style="bold yellow")
     t.append(" · ")
     if w.source in stopped:
         t.append("watch ✕ STOPPED", style="bold red")
@@ -103,8 +117,9 @@ def status_text(
     if w.objects_skipped:
         t.append(f" {w.objects_skipped} unreadable", style="bold yellow")
     gpus = len(snapshot.gpus)
-    alloc = sum(1 for g in snapshot.gpus if g.pod is not None)
-    idle = sum(1 for g in snapshot.gpus if g.idle)
+    if held is None:
+        held = (sum(1 for g in snapshot.gpus if g.pod is not None), sum(1 for g in snapshot.gpus if g.idle))
+    alloc, idle = held
     t.append(f" · {len(snapshot.nodes)} nodes · {gpus} GPUs · {alloc} alloc · ")
     t.append(f"{idle} idle", style="bold magenta" if idle else "")
     firing = sum(1 for a in snapshot.alerts if a.state == "firing")
@@ -125,6 +140,7 @@ class StatusBar(Static):
         refresh_s: float | None = None,
         reopening: str | None = None,
         now: datetime | None = None,
+        held: tuple[int, int] | None = None,
     ) -> None:
         self.update(
             status_text(
@@ -135,5 +151,6 @@ class StatusBar(Static):
                 refresh_s=refresh_s,
                 reopening=reopening,
                 now=now,
+                held=held,
             )
         )

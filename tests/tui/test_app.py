@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from textual.widgets import Static, TabbedContent
 
 from gpuctl.model import Update
+from gpuctl.trace import Trace
 from gpuctl.tui.app import TABS, GpuctlApp, help_sections
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.gpu_details import GpuDetails
@@ -18,7 +22,7 @@ from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.palette import Metric
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
-from tests.tui.conftest import wait_applied
+from tests.tui.conftest import until, wait_applied
 
 
 def text_of(widget: object) -> str:
@@ -188,3 +192,24 @@ async def test_q_quits(demo: list[Update]) -> None:
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_each_update_is_traced_once_its_frame_is_rendered(demo: list[Update], tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl"
+    trace = Trace.open(path)
+    app = GpuctlApp(QueueFeed(demo[:2]), trace=trace)
+
+    def frames() -> list[dict[str, Any]]:
+        return [e for line in path.read_text().splitlines() if (e := json.loads(line))["event"] == "frame"]
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot, 2)
+        await until(pilot, lambda: len(frames()) == 2, "both frames traced")
+    trace.close()
+    first, second = frames()
+    snap = demo[1].snapshot
+    assert first["everything"] and not second["everything"] and second["gpus_changed"] == len(demo[1].changes.gpus)
+    assert (second["nodes"], second["pods"], second["gpus"]) == (len(snap.nodes), len(snap.pods), len(snap.gpus))
+    assert second["readings"] == sum(g.util_pct is not None for g in snap.gpus) > 0
+    assert second["quotas"] == sum(n.gpu_quota_hard is not None or bool(n.mig_quota_hard) for n in snap.namespaces) > 0
+    assert second["view"] == "heatmap" and second["ms"] >= second["index_ms"] + second["apply_ms"]

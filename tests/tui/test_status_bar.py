@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from gpuctl.model import SourceFailure, Update
 from gpuctl.query.filter import Filter
+from gpuctl.query.fleet import FleetIndex
+from gpuctl.render.format import duration
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.status_bar import StatusBar, pending_retry, status_text
@@ -52,3 +54,23 @@ async def test_the_stopped_badge_stays_through_later_updates() -> None:
         feed.push(stopped(bump(first.snapshot)))
         await wait_applied(pilot, 2)
         assert "✕ demo STOPPED" in str(app.query_one(StatusBar).render())
+
+
+def test_counts_handed_in_say_what_counting_says() -> None:
+    snap = build_snapshot(2)
+    index = FleetIndex(snap)
+    counted = status_text(snap, context=None, flt=Filter(), feed_error=None).plain
+    assert status_text(snap, context=None, flt=Filter(), feed_error=None, held=(index.allocated, index.idle)).plain == counted
+    assert f"{index.allocated} alloc" in counted and f"{index.idle} idle" in counted
+
+
+def test_a_refresh_that_lost_most_gpus_is_partial_not_fresh() -> None:
+    snap = build_snapshot(1)
+    metrics = snap.metrics.model_copy(update={"stale": False, "gpus_reported": 0, "gpus_missing": 12, "missing_since": T0})
+    text = status_text(snap.model_copy(update={"metrics": metrics}), context=None, flt=Filter(), feed_error=None)
+    assert f"metrics PARTIAL {duration(metrics.age_s)}, 12 GPUs missing since {T0:%H:%M:%S}" in text.plain
+    partial = next(span for span in text.spans if text.plain[span.start:span.end].startswith("metrics"))
+    assert "yellow" in str(partial.style)  # not the green of a fresh feed
+    stale = metrics.model_copy(update={"stale": True, "error": "timeout"})
+    text = status_text(snap.model_copy(update={"metrics": stale}), context=None, flt=Filter(), feed_error=None)
+    assert "metrics STALE" in text.plain and "12 GPUs missing since" in text.plain

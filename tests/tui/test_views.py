@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 from textual.widgets import Static
 
 from gpuctl.model import Update
+from gpuctl.query.fleet import READINGS, FleetIndex
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.filter_bar import FilterBar
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.node_screen import NodeScreen
+from gpuctl.tui.palette import METRIC_READING, Metric
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
 from tests.tui.conftest import wait_applied
@@ -218,3 +221,15 @@ async def test_enter_on_an_alert_opens_its_node(demo: list[Update]) -> None:
         # Rows there don't open anything, so enter is not offered.
         table = app.screen.query_one("#node-pods", RowTable)
         assert table.check_action("choose", ()) is False
+
+
+def test_pool_headers_add_up_the_same_from_the_index_and_from_the_cells() -> None:
+    # Unfiltered, a pool header sums the index's per-node sums; filtered, the visible cells. Same answer.
+    heatmap = Heatmap()
+    heatmap.index = FleetIndex(build_snapshot(2))
+    heatmap._visible = heatmap.index.gpus_by_node
+    for pool, names in heatmap.index.nodes_by_pool.items():
+        for metric in Metric:
+            *counts, total, measured = heatmap._sum_visible(names, metric)
+            *by_node, node_total, node_measured = heatmap._sum_nodes(names, READINGS.index(METRIC_READING[metric]))
+            assert by_node == counts and node_measured == measured and node_total == pytest.approx(total), (pool, metric)

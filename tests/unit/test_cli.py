@@ -145,6 +145,21 @@ def test_a_stopped_source_exits_1_with_one_line_and_prints_no_picture(
     assert len(lines) == 1 and lines[0].startswith("gpuctl: error: the demo source stopped: 'name' (KeyError)")
 
 
+def test_snapshot_exits_quickly_but_completely(env: dict[str, str], tmp_path: Path) -> None:
+    # `run` ends a snapshot with os._exit after its output: the output is whole, and atexit handlers still ran.
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+        "sys.argv = ['gpuctl', 'snapshot', '--demo', '--json']\n"
+        "from gpuctl.cli import run\n"
+        "run()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert Snapshot.model_validate_json(result.stdout).gpus and marker.exists()
+
+
 def test_serve_help_names_what_a_deployment_must_match(env: dict[str, str]) -> None:
     """The manifests (branch deploy) take the Lease, the variables and the endpoints from here."""
     result = gpuctl("serve", "--help", env=env)

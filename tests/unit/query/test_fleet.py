@@ -1,6 +1,8 @@
+import pytest
+
 from gpuctl.model import Node
 from gpuctl.query.filter import Filter
-from gpuctl.query.fleet import FleetIndex
+from gpuctl.query.fleet import READINGS, FleetIndex
 from tests.tui.factory import build_snapshot
 
 
@@ -41,3 +43,16 @@ def test_visible_gpus_follow_the_filter() -> None:
     by_ns = idx.visible_gpus(Filter.parse("ns:vision"))
     assert all(g.pod and g.pod.namespace == "vision" for gs in by_ns.values() for g in gs)
     assert idx.visible_gpus(Filter()) is idx.gpus_by_node
+
+
+def test_the_index_counts_what_views_show_once() -> None:
+    snap = build_snapshot(2)
+    idx = FleetIndex(snap)
+    assert idx.snapshot_keys == [g.key for g in snap.gpus] and idx.gpu_keys == set(idx.gpus)
+    assert idx.allocated == sum(g.pod is not None for g in snap.gpus) > 0
+    assert idx.idle == sum(g.idle for g in snap.gpus) > 0
+    for name, gpus in idx.gpus_by_node.items():
+        for i, reading in enumerate(READINGS):
+            values = [v for g in gpus if (v := getattr(g, reading)) is not None]
+            total, count = idx.stats(name).sums[i]
+            assert count == len(values) and total == pytest.approx(sum(values))

@@ -93,3 +93,11 @@ def test_summary_names_a_stopped_source_and_objects_left_out() -> None:
     assert lines[2] == (
         "cluster: context prod, DISCONNECTED, 2 object(s) unreadable, left out - the kubernetes source stopped: 'name' (KeyError)"
     )
+
+
+def test_summary_says_a_refresh_that_lost_most_gpus_is_partial() -> None:
+    snap = store_with_an_idle_holder().snapshot()
+    since = T0 + timedelta(hours=3)
+    metrics = snap.metrics.model_copy(update={"gpus_reported": 0, "gpus_missing": 2, "missing_since": since})
+    text = render_summary(snap.model_copy(update={"metrics": metrics}))
+    assert "metrics: prometheus, 0s old, PARTIAL: 2 GPU(s) missing since 03:00:00Z (0 reported)" in text

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from prometheus_api_client import PrometheusApiClientException
 
-from gpuctl.sources.prometheus import PrometheusSource
+from gpuctl.sources.prometheus import HistoryAnswers, PrometheusSource
 from gpuctl.state.records import GpuSample, MetricsBatch
 from gpuctl.state.store import ClusterStore
 from testbed.waiting import poll
@@ -59,11 +58,11 @@ class _HistoryFails(PrometheusSource):
         self.refreshes += 1
         return MetricsBatch(at=self._now(), samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
 
-    async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
+    async def history_answers(self) -> HistoryAnswers:
         self.history_calls += 1
         if not self.history_ok:
             raise PrometheusApiClientException("HTTP Status Code 422 (b'vector cannot contain metrics')")
-        return {}
+        return [], []
 
 
 async def test_a_failing_history_query_backs_off_instead_of_following_every_refresh() -> None:
@@ -104,3 +103,77 @@ async def test_a_failing_history_query_backs_off_instead_of_following_every_refr
         with contextlib.suppress(asyncio.CancelledError):
             await task
         source.close()
+
+
+class _Gated(PrometheusSource):
+    """The first refresh and the history each wait at a gate; the test sees which are waiting at once."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:1", refresh_s=60.0, now=lambda: T0)
+        self.fetching, self.querying_history, self.release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.fetched = asyncio.Event()
+
+    async def fetch(self) -> MetricsBatch:
+        self.fetching.set()
+        await self.release.wait()
+        self.fetched.set()  # the run loop goes on from here without yielding, to apply or to wait
+        return MetricsBatch(at=T0, samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
+
+    async def history_answers(self) -> HistoryAnswers:
+        self.querying_history.set()
+        await self.release.wait()
+        return [], []
+
+
+async def test_the_history_queries_go_out_with_the_first_refresh_not_after_it() -> None:
+    source = _Gated()
+    store = ClusterStore(clock=lambda: T0)
+    task = asyncio.create_task(source.run(store))
+    try:
+        await asyncio.wait_for(asyncio.gather(source.fetching.wait(), source.querying_history.wait()), 10)
+        assert not store.metrics_attempted  # both in flight, nothing applied yet
+        source.release.set()
+        await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the first batch")
+        assert source.history_retry_at is None and store.snapshot().metrics.history_error is None  # loaded with it
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        source.close()
+
+
+class _SlowHistory(_Gated):
+    """The refresh answers at once; the history only when the test says so."""
+
+    def __init__(self, *, history_first: bool) -> None:
+        super().__init__()
+        self.history_first = history_first
+        self.release.set()
+        self.history_release = asyncio.Event()
+
+    async def history_answers(self) -> HistoryAnswers:
+        self.querying_history.set()
+        await self.history_release.wait()
+        return [], []
+
+
+async def test_a_live_view_shows_the_batch_before_the_history_answers() -> None:
+    for history_first in (False, True):
+        source = _SlowHistory(history_first=history_first)
+        store = ClusterStore(clock=lambda: T0)
+        task = asyncio.create_task(source.run(store))
+        try:
+            await asyncio.wait_for(asyncio.gather(source.querying_history.wait(), source.fetched.wait()), 10)
+            if history_first:  # one-shot answers: the batch waits for the history sent with it
+                assert not store.metrics_attempted
+            else:
+                await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the batch, history pending")
+                assert source.history_retry_at is not None  # not loaded yet
+            source.history_release.set()
+            await poll(lambda: source.history_retry_at is None and store.metrics_attempted, timeout_s=10,
+                       interval_s=0.01, what="history loaded, batch applied")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            source.close()

@@ -197,3 +197,25 @@ async def test_a_cancel_that_arrives_as_a_change_wakes_the_hub_still_stops_it(st
     done, _ = await asyncio.wait([task], timeout=5)
     hub.close()
     assert done and task.cancelled()
+
+
+async def test_a_hub_that_joins_in_a_thread_publishes_the_same_updates() -> None:
+    store = ClusterStore(clock=Clock())
+    gate = Gate()
+    hub = SnapshotHub(store, min_interval=1.0, sleep=gate, join_in_thread=True)
+    store.replace(Kind.NODE, [node("n1", 2)])
+    sub = hub.subscribe()
+    task = asyncio.create_task(hub.run())
+    try:
+        first = await anext(sub)
+        assert first.changes.everything and [n.name for n in first.snapshot.nodes] == ["n1"]
+        store.upsert(pod("ml", "p0", "n1", 1))
+        store.apply_metrics(batch(0, sample("n1", 0, 50.0, "ml/p0")))
+        gate.open()
+        second = await anext(sub)
+        assert second.changes == diff(first.snapshot, second.snapshot)
+        assert second.changes.pods == {"ml/p0"} and "n1/0" in second.changes.gpus
+        assert second.snapshot is store.snapshot()  # nothing moved since: the thread's join was cached
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

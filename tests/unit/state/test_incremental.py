@@ -11,6 +11,7 @@ fresh store fed the same final state must give the same rows.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -242,6 +243,7 @@ OPS = st.one_of(
     st.tuples(st.just("unreadable"), st.frozensets(st.sampled_from([Kind.QUOTA, Kind.REPLICASET, Kind.JOB, Kind.PDB]))),
     st.tuples(st.just("tick"), st.sampled_from([1, 30, 700])),
     st.just(("snapshot",)),
+    st.just(("snapshot_in_thread",)),
     st.just(("publish",)),
 )
 
@@ -327,6 +329,9 @@ class Run:
                 self.clock.now += timedelta(seconds=seconds)
             case ("snapshot",):
                 self.check()
+            case ("snapshot_in_thread",):  # the hub's way: the join in a worker thread
+                snap = asyncio.run(self.store.snapshot_in_thread())
+                assert_matches_reference(snap, self.reference(snap.taken_at))
             case ("publish",):
                 self.check_publish()
 

@@ -127,3 +127,14 @@ def test_eviction_rules() -> None:
     assert eviction_allowed(phase="Running", deleting=False, ready=False, budgets=[budget(allowed=0, current_healthy=1)]) is False
     assert eviction_allowed(phase="Running", deleting=False, ready=False, budgets=[budget(allowed=0, desired_healthy=0)]) is False
     assert eviction_allowed(phase="Running", deleting=False, ready=True, budgets=[ok, ok]) is False
+
+
+def test_a_controller_that_owns_itself_ends_its_chain_and_its_pod_can_go() -> None:
+    # An ownerReference loop: the chain repeats the controller up to MAX_DEPTH; the pod's
+    # lookups name it once, so the pod leaving unindexes it once (it raised KeyError before).
+    store = listed_store(Kind.REPLICASET)
+    store.replace(Kind.POD, [gpu_pod("web", "ReplicaSet", "loop")])
+    store.replace(Kind.REPLICASET, [ReplicaSetRecord("ml", "loop", None, "ReplicaSet", "loop", None)])
+    assert {o.name for o in pods(store)["web"].owners} == {"loop"}
+    store.replace(Kind.POD, [])
+    assert pods(store) == {}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime
 
 import pytest
 
 from gpuctl.model import Alert, Snapshot, WatchHealth
+from gpuctl.state.changes import diff
+from gpuctl.state.join import Joined, JoinInputs
 from gpuctl.state.records import Kind, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
 from gpuctl.state.store import ClusterStore
 
@@ -282,3 +286,171 @@ def test_a_stopped_source_freezes_only_what_it_fed() -> None:
     assert snap.watch.error == snap.metrics.error == "the demo source stopped: 'name' (KeyError)"
     assert snap.metrics.stale and snap.metrics.retry_at is None
     assert Snapshot.model_validate_json(snap.model_dump_json()) == snap  # and it is in the JSON
+
+
+# -- the join in a worker thread ----------------------------------------------------------
+
+
+async def test_a_join_in_a_thread_is_the_same_join() -> None:
+    store, twin = make_store(), make_store()
+    for s in (store, twin):
+        fleet(s)
+        s.apply_metrics(batch(0, sample("n1", 0, 90.0, "ml/busy"), sample("n1", 1, 1.0, "ml/lazy")))
+    threaded = await store.snapshot_in_thread()
+    assert threaded.model_dump() == {**twin.snapshot().model_dump(), "generation": threaded.generation}
+    assert store.snapshot() is threaded  # nothing changed since: cached as snapshot() would be
+
+
+async def test_what_changes_while_a_thread_joins_waits_for_the_next_join() -> None:
+    store = make_store()
+    fleet(store)
+    first = store.snapshot()
+    entered, release = threading.Event(), threading.Event()
+    join = store._joiner.join
+
+    def held_join(inputs: JoinInputs) -> Joined:
+        entered.set()
+        release.wait(10)
+        return join(inputs)
+
+    store._joiner.join = held_join  # type: ignore[method-assign]
+    store.upsert(pod("ml", "early", "n2", 1))
+    running = asyncio.create_task(store.snapshot_in_thread())
+    assert await asyncio.to_thread(entered.wait, 10)
+    store.upsert(pod("ml", "late", "n2", 1))  # the loop runs on: taken in while the thread joins
+    release.set()
+    during = await running
+    assert "ml/early" in {p.key for p in during.pods} and "ml/late" not in {p.key for p in during.pods}
+    assert during.generation == first.generation + 1
+    store._joiner.join = join  # type: ignore[method-assign]
+    after = store.snapshot()  # not the cached result of the join above: that one missed a pod
+    assert after is not during and "ml/late" in {p.key for p in after.pods}
+    assert store.changes(during, after).pods == {"ml/late"}
+
+
+async def test_a_cancelled_caller_leaves_its_join_to_finish_and_let_go_of_the_lock() -> None:
+    store = make_store()
+    fleet(store)
+    store.snapshot()
+    busy = threading.Event()
+    store._workers.submit(busy.wait, 10)  # the join thread is busy: the next join waits in its queue
+    store.upsert(pod("ml", "early", "n2", 1))
+    caller = asyncio.create_task(store.snapshot_in_thread())
+    await asyncio.sleep(0)
+    caller.cancel()
+    await asyncio.gather(caller, return_exceptions=True)
+    assert caller.cancelled()
+    store.upsert(pod("ml", "late", "n2", 1))
+    busy.set()
+    # The queued join still ran (its rows are what the next one builds on) and let go of the
+    # lock: joins in the thread and on the loop both work after it, and see everything.
+    threaded = await asyncio.wait_for(store.snapshot_in_thread(), 10)
+    assert {"ml/early", "ml/late"} <= {p.key for p in threaded.pods}
+    store.upsert(pod("ml", "later", "n2", 1))
+    assert "ml/later" in {p.key for p in store.snapshot().pods}
+
+
+async def test_a_second_caller_waits_for_the_join_in_the_thread_without_blocking_the_loop() -> None:
+    store = make_store()
+    fleet(store)
+    store.snapshot()
+    entered, release = threading.Event(), threading.Event()
+    join = store._joiner.join
+
+    def held_join(inputs: JoinInputs) -> Joined:
+        entered.set()
+        release.wait(10)
+        return join(inputs)
+
+    store._joiner.join = held_join  # type: ignore[method-assign]
+    store.upsert(pod("ml", "early", "n2", 1))
+    first = asyncio.create_task(store.snapshot_in_thread())
+    assert await asyncio.to_thread(entered.wait, 10)
+    store.upsert(pod("ml", "late", "n2", 1))
+    second = asyncio.create_task(store.snapshot_in_thread())
+    await asyncio.sleep(0)  # the second caller waits for the first join; the loop runs on:
+    store.upsert(pod("ml", "later", "n2", 1))
+    release.set()
+    one, two = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert "ml/late" not in {p.key for p in one.pods}
+    assert {"ml/late", "ml/later"} <= {p.key for p in two.pods} and two.generation == one.generation + 1
+    assert store.changes(one, two).pods == {"ml/late", "ml/later"}
+
+
+async def test_closing_the_store_while_a_join_waits_for_its_thread_still_lets_go_of_the_lock() -> None:
+    store = make_store()
+    fleet(store)
+    busy = threading.Event()
+    store._workers.submit(busy.wait, 10)
+    caller = asyncio.create_task(store.snapshot_in_thread())
+    await asyncio.sleep(0)  # the join is queued behind the busy thread
+    caller.cancel()
+    store.close()
+    busy.set()
+    await asyncio.gather(caller, return_exceptions=True)
+    snap = await asyncio.wait_for(asyncio.to_thread(store.snapshot), 10)  # would hang on a lock never let go
+    assert {n.name for n in snap.nodes} == {"n1", "n2"}
+
+
+def test_batches_wait_for_a_join_but_not_without_end() -> None:
+    # Nobody takes snapshots: the store feeds the idle clock itself rather than hold every batch.
+    store, twin = make_store(), make_store()
+    for s in (store, twin):
+        fleet(s)
+    for i in range(12):
+        store.apply_metrics(batch(60 * i, sample("n1", 1, 1.0, "ml/lazy")))
+        twin.apply_metrics(batch(60 * i, sample("n1", 1, 1.0, "ml/lazy")))
+        twin.snapshot()
+    assert len(store._idle_queue) <= 5
+    lazy = {g.key: g for g in store.snapshot().gpus}["n1/1"]
+    assert lazy.idle and lazy.idle_for_s == 660 == {g.key: g for g in twin.snapshot().gpus}["n1/1"].idle_for_s
+
+
+def test_the_first_batch_after_placeholders_is_answered_from_the_log() -> None:
+    # A MIG node's placeholders (n1/0, n1/1) give way to instances under other keys: the join
+    # replaces every row and removes as many; the change log still holds it (no full diff).
+    store = make_store()
+    store._log.budget = 0  # as at 12,500 GPUs: the log's size is bounded by the rows, not by the budget
+    store.replace(Kind.NODE, [node("n1", 0, labels={"nvidia.com/gpu.count": "2"}, mig={"1g.10gb": 4})])
+    before = store.snapshot()
+    assert {g.key for g in before.gpus} == {"n1/0", "n1/1"}
+    store.apply_metrics(batch(0, *(sample("n1", i // 2, 10.0, mig_instance=i % 2, mig_profile="1g.10gb") for i in range(4))))
+    after = store.snapshot()
+    assert store._rows is not None and store._log.changes(before, after, store._rows) is not None
+    assert store.changes(before, after) == diff(before, after)
+
+
+# -- a refresh with far fewer GPUs: partial, however fresh --------------------------------
+
+
+def test_a_refresh_with_far_fewer_gpus_is_a_gap_not_a_smaller_fleet() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    fleet(store)
+    full = [sample("n1", 0, 90.0, "ml/busy"), sample("n1", 1, 1.0, "ml/lazy"), sample("n2", 0, 0.0), sample("n2", 1, 0.0)]
+    store.apply_metrics(batch(0, *full))
+    health = store.snapshot().metrics
+    assert (health.gpus_reported, health.gpus_missing, health.missing_since) == (4, 0, None)
+    clock.seconds = 15
+    store.apply_metrics(batch(15, full[0]))  # a Prometheus restart: one series of four came back
+    health = store.snapshot().metrics
+    assert not health.stale and (health.gpus_reported, health.gpus_missing, health.missing_since) == (1, 3, at(15))
+    clock.seconds = 30
+    store.apply_metrics(batch(30))  # nothing at all: still counted against the last full refresh
+    health = store.snapshot().metrics
+    assert (health.gpus_reported, health.gpus_missing, health.missing_since) == (0, 4, at(15))
+    clock.seconds = 45
+    store.apply_metrics(batch(45, *full[:2]))  # half of them: enough again
+    health = store.snapshot().metrics
+    assert (health.gpus_reported, health.gpus_missing, health.missing_since) == (2, 0, None)
+
+
+def test_gpus_of_a_node_that_went_are_not_missing() -> None:
+    clock = Clock(0)
+    store = make_store(clock)
+    fleet(store)
+    store.apply_metrics(batch(0, sample("n1", 0, 90.0, "ml/busy"), sample("n2", 0, 0.0), sample("n2", 1, 0.0)))
+    store.delete(Kind.NODE, "n2")
+    clock.seconds = 15
+    store.apply_metrics(batch(15, sample("n1", 0, 90.0, "ml/busy")))  # a third: n2's GPUs went with n2
+    assert store.snapshot().metrics.gpus_missing == 0

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds kubectl from Go modules, at the test bed's Kubernetes version, for the
+# end-to-end benchmark's peer (`kubectl get pods -A`), and caches it by version
+# next to the test bed's binaries, so a warm run is instant.
+#
+#   bench/build-kubectl.sh        # prints the kubectl path on its last line
+#
+# The version is the test bed's (testbed/versions.env pins it). Like the
+# control plane, k8s.io/kubernetes/cmd/kubectl is built through a wrapper
+# module that pins every staging module to its published tag.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=../testbed/versions.env
+source testbed/versions.env
+[[ -n "${K8S_VERSION:-}" && -n "${K8S_STAGING:-}" ]] || { echo "no K8S_VERSION/K8S_STAGING in testbed/versions.env" >&2; exit 1; }
+CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
+OUT="$CACHE_ROOT/kubectl-$K8S_VERSION/bin/kubectl"
+if [[ -x "$OUT" ]]; then echo "$OUT"; exit 0; fi
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+log() { printf '[kubectl build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+dir="$CACHE_ROOT/src/kubectl-$K8S_VERSION"
+mkdir -p "$dir" "$(dirname "$OUT")"
+cd "$dir"
+if [[ ! -f go.mod ]]; then
+  go mod init gpuctl.local/kubectlbin >/dev/null 2>&1
+  go mod edit -go=1.24.0 -godebug=default=go1.24
+  staging=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' \
+    | xargs sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p')
+  for m in $staging; do go mod edit -replace="$m=$m@v$K8S_STAGING"; done
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "k8s.io/kubernetes/cmd/kubectl"
+GO
+  go get "k8s.io/kubernetes@v$K8S_VERSION" >&2
+  go mod tidy >&2
+fi
+minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+log "building kubectl v$K8S_VERSION"
+start=$SECONDS
+go build -trimpath -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION \
+  -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor \
+  -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION" -o "$OUT" k8s.io/kubernetes/cmd/kubectl
+log "built in $((SECONDS - start))s"
+echo "$OUT"
