@@ -15,7 +15,7 @@ load, each as its own process, timed from spawn:
             the instant queries gpuctl sends per refresh, concurrently, JSON
             parsed, nothing kept: the least any client pays for the picture
   kubectl   `kubectl get pods -A` (the peer; built from Go modules at the test
-            bed's Kubernetes version by bench/build-kubectl.sh, cached)
+            bed's Kubernetes version by testbed/build-kubectl.sh, cached)
   snapshot  `gpuctl snapshot --json`, spawn -> exit; the JSON is checked to hold
             every node, pod, quota and device reading
   top       `gpuctl top` in a pseudo-terminal (`--size`, TERM=xterm-256color),
@@ -259,10 +259,12 @@ async def prometheus_requests(url: str) -> dict[str, int]:
 # -- setting up -------------------------------------------------------------------------------
 
 def build_kubectl() -> tuple[Path | None, str]:
-    done = subprocess.run(["bash", str(REPO / "bench" / "build-kubectl.sh")], capture_output=True, text=True)
-    if done.returncode != 0:
-        return None, f"kubectl build failed: {done.stderr.strip().splitlines()[-1:]}"
-    return Path(done.stdout.strip().splitlines()[-1]), ""
+    from testbed.kubectl import build_kubectl as build
+
+    try:
+        return build(), ""
+    except RuntimeError as exc:
+        return None, f"kubectl build failed: {str(exc).strip().splitlines()[-1:]}"
 
 
 async def wait_running(admin: Any, pending: int, timeout: float) -> float:
