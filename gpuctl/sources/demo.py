@@ -11,10 +11,6 @@ API (gpuctl.sim.api, what the playbook engine talks to in `--demo`) changes
 too: every change to it, whoever made it, reaches the store at once as the
 records a watcher would deliver, with the uid and resourceVersion that API
 serves.
-
-Each tick's GPU readings (every GPU's sample, ~1 s at 22,000 GPUs) are computed
-in a worker thread from the fleet as it is at that moment (frozen), and applied
-to the store on the event loop: the loop stays free to answer meanwhile.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from gpuctl.sim.telemetry import FleetTelemetry
 from gpuctl.sim.world import NODES, PODS, QUOTA_CREATED_T, QUOTA_NAME, QUOTAS, SimWorld, WorldChange, budget
 from gpuctl.state.records import (
     ControllerRecord,
-    GpuSample,
     JobRecord,
     Kind,
     MetricsBatch,
@@ -83,7 +78,7 @@ class DemoSource:
         start = self._clock()
         world = self.world
         world.started_at = start
-        telemetry: FleetTelemetry | None = None
+        telemetry = FleetTelemetry(world.fleet, self.seed)
         store.set_metrics_source("demo")
         store.set_watch_health(WatchHealth(source="demo", connected=True, context="demo", last_event=start))
         load_fleet(store, world.fleet, start, world.revisions)
@@ -93,25 +88,12 @@ class DemoSource:
                 now = self._clock()
                 t = (now - start).total_seconds()
                 world.advance(t, churn=self.churn)
-                # The readings of 22,000 GPUs take a second or more: computed in a worker thread from the
-                # fleet as it is now (frozen), applied here (the store belongs to the loop).
-                telemetry, samples = await asyncio.to_thread(readings, telemetry, world.fleet, self.seed, t)
-                store.apply_metrics(MetricsBatch(at=now, samples=samples))
+                if telemetry.fleet is not world.fleet:
+                    telemetry = telemetry.rebind(world.fleet)
+                store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
                 await self._sleep(self.tick_s)
         finally:
             unsubscribe()
-
-
-def readings(telemetry: FleetTelemetry | None, fleet: Fleet, seed: int, t: float) -> tuple[FleetTelemetry, tuple[GpuSample, ...]]:
-    """The fleet's GPU samples at sim second `t`, and the telemetry bound to `fleet` for the next tick.
-
-    Pure over frozen inputs, so it runs in a worker thread; the one telemetry is only ever used by one
-    tick at a time (its per-GPU constants cache is the tick's own)."""
-    if telemetry is None:
-        telemetry = FleetTelemetry(fleet, seed)
-    elif telemetry.fleet is not fleet:
-        telemetry = telemetry.rebind(fleet)
-    return telemetry, tuple(telemetry.samples_at(t))
 
 
 def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Revisions | None = None) -> None:
