@@ -223,8 +223,10 @@ class ReclaimLogic:
         params = Params.of(request.args)
         guardrails = request.playbook.guardrails
         limits = Limits.of(guardrails, idle_for_s=params.idle_for_s, max_pods=params.max_pods, max_gpus=params.max_gpus)
-        selection = select_idle_pods(
-            request.snapshot, guardrails, limits, namespace=params.namespace, pool=params.pool, node=params.node
+        # Over every pod and GPU of the snapshot (10,000 pods: ~0.1 s): in a worker thread, off the event loop.
+        # Its inputs are frozen (the Snapshot, the guardrails, the limits), so the thread shares nothing mutable.
+        selection = await asyncio.to_thread(
+            select_idle_pods, request.snapshot, guardrails, limits, namespace=params.namespace, pool=params.pool, node=params.node
         )
         draft = Draft(blocked=list(selection.blocked))
         for candidate in selection.left_out[:SKIPPED_SHOWN]:
@@ -426,7 +428,8 @@ class ReclaimLogic:
             return outcomes
         # Immediate mode executes moments after planning: wait for a picture taken since (one refresh away).
         snapshot = await self._live(ctx, lambda snapshot: snapshot.taken_at >= plan.created_at)
-        spare = spare_reasons(snapshot, {f"{s.target.namespace}/{s.target.name}": s.target.uid for _, s in ready}, plan.created_at)
+        planned = {f"{s.target.namespace}/{s.target.name}": s.target.uid for _, s in ready}
+        spare = await asyncio.to_thread(spare_reasons, snapshot, planned, plan.created_at)  # the whole snapshot: off the loop
         for index, step in ready:
             key = f"{step.target.namespace}/{step.target.name}"
             why, gone = spare[key], False

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from gpuctl.model import PodRef
 from gpuctl.sim import catalog
 from gpuctl.sim.catalog import GpuModel
-from gpuctl.sim.fleet import Fleet, SimGpu
+from gpuctl.sim.fleet import Fleet, SimGpu, SimPod
 from gpuctl.sim.workloads import Behaviour
 from gpuctl.state.records import GpuSample
 
@@ -109,19 +109,28 @@ class _Device:
     pod: PodRef | None
     behaviour: Behaviour | None
     xid: int
+    holder: SimPod | None  # the pod it was built for: a rebind reuses the device while the same pod holds it
 
 
 class FleetTelemetry:
     """Samples of every GPU device of a fleet at sim time t (seconds since the start)."""
 
-    def __init__(self, fleet: Fleet, seed: int = 7, *, _params: dict[str, _Params] | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, seed: int = 7, *, _params: dict[str, _Params] | None = None, _before: dict[str, _Device] | None = None
+    ) -> None:
         self.fleet = fleet
         self.seed = seed
         self._params = _params if _params is not None else {}
         holders = fleet.pod_by_gpu
+        before = _before or {}
         devices = []
         for gpu in fleet.gpus:
             pod = holders.get(gpu.key)
+            xid = fleet.xid_faults.get(gpu.key, 0)
+            same = before.get(gpu.key)
+            if same is not None and same.gpu is gpu and same.holder is pod and same.xid == xid:
+                devices.append(same)  # churn moves a few pods a tick: the other devices are as they were
+                continue
             slices = MIG_SLICES if gpu.mig_profile is None else catalog.H100_PROFILES[gpu.mig_profile].slices
             devices.append(_Device(
                 gpu=gpu,
@@ -131,15 +140,17 @@ class FleetTelemetry:
                 slices=slices,
                 pod=PodRef(namespace=pod.namespace, name=pod.name, container=pod.container) if pod else None,
                 behaviour=pod.behaviour if pod else None,
-                xid=fleet.xid_faults.get(gpu.key, 0),
+                xid=xid,
+                holder=pod,
             ))
         self._devices = tuple(devices)
         self._parent_params = {d.parent: self._param(d.parent) for d in devices}
         self._parent_model = {d.parent: d.model for d in devices}
 
     def rebind(self, fleet: Fleet) -> FleetTelemetry:
-        """The same GPUs with other pods on them (after churn); reuses the per-GPU constants."""
-        return FleetTelemetry(fleet, self.seed, _params=self._params)
+        """The same GPUs with other pods on them (after churn); reuses the per-GPU constants, and the
+        devices whose GPU, pod and XID are unchanged."""
+        return FleetTelemetry(fleet, self.seed, _params=self._params, _before={d.gpu.key: d for d in self._devices})
 
     def _param(self, key: str) -> _Params:
         p = self._params.get(key)

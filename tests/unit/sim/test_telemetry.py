@@ -131,3 +131,19 @@ def test_rebind_keeps_each_gpu_its_own_noise(fleet: Fleet) -> None:
             assert s.pod is None and s.util_pct == 0
         elif s.mig_instance is None and s.hostname != fleet.pods[0].node:
             assert s == before[s.key]
+
+
+def test_rebind_follows_a_new_holder_and_a_new_xid(fleet: Fleet) -> None:
+    from dataclasses import replace
+
+    telemetry = FleetTelemetry(fleet, seed=7)
+    first = next(p for p in fleet.pods if p.gpu_keys)
+    # Another pod on the same GPUs (a rebind reuses a device only while the same pod holds it), and a new XID elsewhere.
+    successor = replace(first, name=f"{first.name}-next", behaviour="hot" if first.behaviour != "hot" else "idle")
+    faulty = next(g.key for g in fleet.gpus if g.key not in fleet.xid_faults)
+    moved = replace(fleet, pods=tuple(successor if p is first else p for p in fleet.pods), xid_faults={**fleet.xid_faults, faulty: 79})
+    rebound = telemetry.rebind(moved).samples_at(300)
+    assert rebound == FleetTelemetry(moved, seed=7).samples_at(300)
+    by_key = {s.key: s for s in rebound}
+    assert all(by_key[key].pod is not None and by_key[key].pod.name == successor.name for key in first.gpu_keys)
+    assert by_key[faulty].xid == 79
