@@ -149,27 +149,35 @@ class ProgressScreen(Screen[None]):
                 self.error = describe(e)
             else:
                 self.error = None
-            self.records += new
+            self._add(new)
             self._redraw()
             if self.outcome is not None or (self.phase in ENDED and self.execution is None and self._ended_in_log()):
                 return
             await asyncio.sleep(FOLLOW_S)
+
+    def _add(self, new: list[AuditRecord]) -> None:
+        """Append records not shown yet: the follower and the outcome may both have read the same tail."""
+        last = self.records[-1].seq if self.records else 0
+        self.records += [r for r in new if r.seq > last]
 
     def _ended_in_log(self) -> bool:
         return bool(self.records) and self.records[-1].ends_run
 
     @work(group="progress-outcome")
     async def _await_outcome(self, task: asyncio.Task[Outcome]) -> None:
+        outcome: Outcome | None = None
         try:
-            self.outcome = await asyncio.shield(task)
-            self.phase = self.outcome.phase
+            outcome = await asyncio.shield(task)
         except Exception as e:  # refused before anything was done (locked, stale, kill switch), or worse
             self.error = describe(e)
-        if self.desk is not None:
+        if self.desk is not None:  # the log's tail first, so the outcome never shows beside a log that lacks its end
             with reported(self, "cannot read the audit log"):
                 engine = await self.desk.engine()
                 after = self.records[-1].seq if self.records else None
-                self.records += await engine.audit.records(run_id=self.run_id, after_seq=after)
+                self._add(await engine.audit.records(run_id=self.run_id, after_seq=after))
+        if outcome is not None:
+            self.outcome = outcome
+            self.phase = outcome.phase
         self._redraw()
 
     # -- drawing ------------------------------------------------------------------------------
