@@ -28,7 +28,7 @@ from gpuctl.query.fleet import READINGS, FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
-from gpuctl.tui.messages import NodeChosen
+from gpuctl.tui.messages import MarksChanged, NodeChosen
 from gpuctl.tui.palette import (
     IDLE_BG,
     METRIC_READING,
@@ -367,12 +367,14 @@ class Heatmap(ScrollView, can_focus=True):
             self.marked.symmetric_difference_update({target})
             self._strips.clear()
             self.refresh()
+            self.post_message(MarksChanged())
 
     def action_mark_all(self) -> None:
         shown = set(self._visible)
         self.marked = set() if self.marked >= shown else shown
         self._strips.clear()
         self.refresh()
+        self.post_message(MarksChanged())
 
     def action_toggle_pool(self) -> None:
         if pool := self.cursor_pool():
