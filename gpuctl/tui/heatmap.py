@@ -42,6 +42,8 @@ from gpuctl.tui.palette import (
     metric_value,
 )
 
+MARKED_CELL = Style(underline=True, bold=True)  # a marked node's GPU cells in dense mode
+
 
 def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
     """(glyph, background colour) for one GPU: state glyphs win over the metric colour."""
@@ -319,6 +321,7 @@ class Heatmap(ScrollView, can_focus=True):
         gpus = self.index.gpus
         metric = self.metric
         cursor = self.cursor
+        marked = () if lw else self.marked  # dense: no label to carry a node's mark, so its cells are underlined
         for cell in line.cells:
             if cell.x > x:
                 segs.append(Segment(" " * (cell.x - x), base))
@@ -327,6 +330,8 @@ class Heatmap(ScrollView, can_focus=True):
             if cell.key == cursor:
                 text = "[]" if cell.width >= 2 else "◆"
                 segs.append(Segment(text[: cell.width].ljust(cell.width), cell_style(bg, True)))
+            elif marked and gpu is not None and gpu.node in marked:
+                segs.append(Segment(glyph * cell.width, cell_style(bg) + MARKED_CELL))
             else:
                 segs.append(Segment(glyph * cell.width, cell_style(bg)))
             x = cell.x + cell.width
