@@ -565,7 +565,13 @@ def _report(plan: Plan, outcomes: Iterable[StepOutcome]) -> Report:
         n = sum(1 for o, step in evicts if o.status == status and step not in evicted)
         if n:
             parts.append(f"{n} {word}")
-    return Report(outcomes=tuple(ordered), message=", ".join(parts))
+    message = ", ".join(parts)
+    if plan.parameters.get("pods") is not None:  # named pods: say which were dropped, and that none took their place
+        dropped = [f"{step.target.namespace}/{step.target.name}" for o, step in evicts
+                   if o.status in ("done", "skipped") and step not in evicted]  # fmt: skip
+        if dropped:
+            message += f"; dropped since the plan, no other pod taken instead: {', '.join(dropped)}"
+    return Report(outcomes=tuple(ordered), message=message)
 
 
 LOGIC = ReclaimLogic()
