@@ -12,7 +12,9 @@ playbooks are offered like the built-in ones:
 
 Parameters are filled in only where the selection decides them; the rest keep the
 playbook's defaults on the plan screen. Marked pods are offered to reclaim-idle-gpus by
-name (`pods`): its plan takes exactly those, or fewer with why. A playbook that applies but cannot act on this
+name (`pods`): its plan takes exactly those, or fewer with why; a site playbook without
+a pod_list parameter is narrowed by namespace, node and max_pods instead, and the plan
+screen says when its plan differs from the marks. A playbook that applies but cannot act on this
 selection (no idle pod among those marked) is offered with `unavailable` saying why.
 Whether the user may run it is asked of the engine (desk.py), not decided here.
 """
@@ -60,11 +62,17 @@ class Offer:
     params: dict[str, str] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a parameter's values to pick from
     unavailable: str | None = None  # why this selection gives it nothing to do
+    marked: tuple[str, ...] = ()  # narrowed, not named (a playbook without pods): the plan screen compares
 
     @property
     def scope_namespace(self) -> str | None:
-        """The namespace the offer is confined to, when it is (for the access check)."""
-        return self.params.get("namespace")
+        """The namespace the offer is confined to, when it is (for the access check): its namespace, or the
+        one namespace of the pods it names."""
+        if namespace := self.params.get("namespace"):
+            return namespace
+        spaces = {key.partition("/")[0] for key in self.params.get("pods", "").split(",") if key}
+        return spaces.pop() if len(spaces) == 1 else None
+
 
 
 def _count(n: int, word: str) -> str:
@@ -130,7 +138,7 @@ def _reclaim_pods(playbook: Playbook, marked: Sequence[GpuPod], idle: Sequence[G
     (a marked busy pod included); idle_for, max_pods and max_gpus are widened, within bounds, to let the idle ones in."""
     param = playbook.parameters.get("pods")
     if not isinstance(param, PodListParam):
-        return Offer(playbook.name, "reclaim the marked pods", unavailable=f"{playbook.name} cannot name pods (no pods parameter)")
+        return _reclaim_narrowed(playbook, idle)
     if len(marked) > param.max_items:
         return Offer(playbook.name, f"reclaim the {len(marked)} marked pods",
                      unavailable=f"{playbook.name} takes at most {param.max_items} pods by name: mark fewer")  # fmt: skip
@@ -144,6 +152,17 @@ def _reclaim_pods(playbook: Playbook, marked: Sequence[GpuPod], idle: Sequence[G
         "idle_for": _idle_for(playbook, idle),
     }
     return Offer(playbook.name, f"reclaim {_count(len(idle), 'idle pod')}{where}{of}", _declared(playbook, values))
+
+
+def _reclaim_narrowed(playbook: Playbook, idle: Sequence[GpuPod]) -> Offer:
+    """For a site playbook that selects idle pods but cannot name them (no pod_list parameter): narrowed by
+    namespace, node and max_pods as far as the marks allow; `marked` lets the plan screen say when it differs."""
+    namespace, node = _one(p.namespace for p in idle), _one(p.node for p in idle)
+    where = (f" in {namespace}" if namespace else "") + (f" on {node}" if node else "")
+    values = {"namespace": namespace, "node": node, "max_pods": _at_least(playbook, "max_pods", len(idle), always=True),
+              "idle_for": _idle_for(playbook, idle)}  # fmt: skip
+    title = f"reclaim {_count(len(idle), 'idle pod')}{where}" if where else f"reclaim up to {_count(len(idle), 'idle pod')}"
+    return Offer(playbook.name, title, _declared(playbook, values), marked=tuple(p.key for p in idle))
 
 
 def _at_least(playbook: Playbook, name: str, wanted: int, *, always: bool = False) -> str | None:

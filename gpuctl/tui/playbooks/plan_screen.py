@@ -32,6 +32,22 @@ from gpuctl.tui.playbooks.param_form import ParamForm
 from gpuctl.tui.playbooks.reported import describe
 
 
+def marked_difference(plan: Plan, marked: tuple[str, ...]) -> str | None:
+    """What a person must know when the plan's pods are not the ones they marked (None when they are).
+
+    Only offers narrowed for a playbook that cannot name pods carry `marked`; a `pods` offer is exact."""
+    if not marked:
+        return None
+    planned = {s.target.key.removeprefix("Pod/") for s in plan.steps if s.target.kind == "Pod"}
+    extra, missing = sorted(planned - set(marked)), sorted(set(marked) - planned)
+    parts = []
+    if extra:
+        parts.append(f"the plan also takes pods you did not mark: {', '.join(extra)}")
+    if missing:
+        parts.append(f"it leaves out marked pods: {', '.join(missing)} (see why under 'left out')")
+    return "; ".join(parts) + " — narrow it with namespace, node or max_pods" if parts else None
+
+
 class PlanScreen(Screen[Submitted | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="plan.back", tooltip="Leave without running anything"),
@@ -88,7 +104,10 @@ class PlanScreen(Screen[Submitted | None]):
         self.query_one("#confirm-button", Button).disabled = not ready
         if ready:
             verb = "submit it for approval" if self.playbook.approval.required else "run it"
-            self._status(f"Nothing has been done yet. ctrl+y to {verb}, esc to leave.", "bold")
+            text = Text(f"Nothing has been done yet. ctrl+y to {verb}, esc to leave.", style="bold")
+            if differs := marked_difference(plan, self.offer.marked):
+                text.append(f"\n{differs}", style="bold yellow")
+            self.query_one("#plan-status", Static).update(text)
         else:
             why = "; ".join(plan.blocked) or "the plan has no steps: nothing to do"
             self._status(f"Cannot run: {why}", "bold red")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib.resources import files
 
+from gpuctl.identity import Identity, Requester
 from gpuctl.model import GpuPod, NamespaceUsage, Node
-from gpuctl.playbooks.loader import load_catalog
+from gpuctl.playbooks.loader import Catalog, load_catalog, parse_playbook
 from gpuctl.playbooks.params import validate_params
+from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.tui.playbooks.offers import Offer, Selection, mig_profiles, offers_for
+from gpuctl.tui.playbooks.plan_screen import marked_difference
 
 CATALOG = load_catalog()
 T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -101,3 +105,35 @@ def test_marked_pods_beyond_the_caps_widen_them_or_are_refused_with_why() -> Non
     assert offers_for(Selection(pods=big), CATALOG)[0].params["max_gpus"] == "40"  # the default 32 would leave one out
     too_many = tuple(pod(f"p{i}") for i in range(51))
     assert offers_for(Selection(pods=too_many), CATALOG)[0].unavailable == "reclaim-idle-gpus takes at most 50 pods by name: mark fewer"
+
+
+# A site's reclaim written before `pods` existed: it selects idle pods but cannot name them.
+_SHIPPED = (files("gpuctl.playbooks") / "builtin" / "reclaim-idle-gpus.yaml").read_text(encoding="utf-8")
+_WITHOUT_PODS = _SHIPPED[: _SHIPPED.index("  pods:\n")] + _SHIPPED[_SHIPPED.index("\ntarget:") + 1 :]
+NO_PODS = Catalog(playbooks={"reclaim-idle-gpus": parse_playbook(_WITHOUT_PODS.replace(", pods]", "]"), "reclaim-idle-gpus.yaml")},
+                  sources={})  # fmt: skip
+
+
+def test_a_site_playbook_that_cannot_name_pods_is_narrowed_and_the_plan_screen_says_when_it_differs() -> None:
+    offer = offers_for(Selection(pods=(pod("a", idle_h=3), pod("b", namespace="team-b", node="h100-1"))), NO_PODS)[0]
+    assert offer.title == "reclaim up to 2 idle pods"  # two namespaces: the playbook picks within its bounds
+    assert offer.marked == ("team-a/a", "team-b/b")
+    requester = Requester(identity=Identity(user="u"), via="tui")
+
+    def plan_of(*keys: str) -> Plan:
+        steps = tuple(Step(action="evict_pods", target=TargetRef(kind="Pod", namespace=k.split("/")[0], name=k.split("/")[1]))
+                      for k in keys)  # fmt: skip
+        return Plan(playbook="reclaim-idle-gpus", requester=requester, created_at=T0, steps=steps)
+
+    assert marked_difference(plan_of("team-a/a", "team-b/b"), offer.marked) is None
+    said = marked_difference(plan_of("team-a/a", "team-c/c"), offer.marked)
+    assert said == ("the plan also takes pods you did not mark: team-c/c; it leaves out marked pods: team-b/b "
+                    "(see why under 'left out') — narrow it with namespace, node or max_pods")  # fmt: skip
+    assert marked_difference(plan_of("team-c/c"), ()) is None  # not offered for marked pods: nothing to compare
+
+
+def test_an_offer_naming_pods_of_one_namespace_is_confined_to_it() -> None:
+    one = offers_for(Selection(pods=(pod("a"), pod("b"))), CATALOG)[0]
+    assert one.scope_namespace == "team-a"  # the access pre-check asks the cluster there
+    two = offers_for(Selection(pods=(pod("a"), pod("b", namespace="team-b"))), CATALOG)[0]
+    assert two.scope_namespace is None and two.marked == ()
