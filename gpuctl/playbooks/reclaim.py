@@ -8,6 +8,8 @@ plan     select from the live picture (reclaim_select: guardrails, caps, order),
          period; immediate: evict_pods. Each evict step records what the pod was (node, phase,
          labels, opt-out annotations) as its before-values: that is what `stale` and `execute`
          compare against, so status-only updates never make a plan stale.
+         With `pods`, only the named pods are considered; each one not planned is listed as
+         "not reclaimable: why" (reclaim_named asks the API server about those the picture lacks).
 stale    a planned pod gone, replaced (uid), terminating, moved, finished, relabelled or opted out.
 execute  staged: the notices now, then the grace period (deadline-aware); then, both modes,
          spare every pod not idle all along since the plan (the live picture) and every pod that
@@ -15,6 +17,7 @@ execute  staged: the notices now, then the grace period (deadline-aware); then, 
          carries this run's (as the requester, on the version read); evict the rest through the
          Eviction API only, uid-pinned (gpuctl.playbooks.evictions: 429 retried with backoff
          until the deadline).
+         Only the plan's pods: one dropped here is never replaced (a `pods` run's report names them).
 verify   each evicted pod gone or terminating, and no longer holding GPUs in the live picture.
 undo     none: an evicted pod cannot be put back.
 """
