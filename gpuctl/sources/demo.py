@@ -120,7 +120,7 @@ def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Re
 def apply_change(store: ClusterStore, change: WorldChange, world: SimWorld, start: datetime) -> None:
     """What the watchers would deliver after `change`: the touched pods, nodes, quotas and budgets."""
     fleet, version = world.fleet, world.revisions.version
-    pods = {p.key: p for p in fleet.pods} if change.pods else {}
+    pods = fleet.pod_by_key if change.pods else {}
     for key in change.pods:
         pod = pods.get(key)
         if pod is None:
@@ -186,7 +186,7 @@ def controller_record(pod: SimPod) -> ControllerRecord | None:
 def pdb_record(pdb: SimPdb, fleet: Fleet) -> PdbRecord:
     """A budget with the numbers the disruption controller would give it (running pods count as healthy)."""
     selector = LabelSelector(tuple(Requirement(k, EQUALS, frozenset((v,))) for k, v in sorted(pdb.match_labels.items())))
-    counted = budget(pdb, fleet.pods)
+    counted = budget(pdb, fleet.selected_by(pdb))
     return PdbRecord(
         namespace=pdb.namespace,
         name=pdb.name,
