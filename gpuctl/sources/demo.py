@@ -16,8 +16,9 @@ serves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from gpuctl.clock import Clock, utcnow
 from gpuctl.model import WatchHealth
@@ -28,6 +29,7 @@ from gpuctl.sim.telemetry import FleetTelemetry
 from gpuctl.sim.world import NODES, PODS, QUOTA_CREATED_T, QUOTA_NAME, QUOTAS, SimWorld, WorldChange, budget
 from gpuctl.state.records import (
     ControllerRecord,
+    GpuSample,
     JobRecord,
     Kind,
     MetricsBatch,
@@ -44,6 +46,7 @@ from gpuctl.state.store import ClusterStore
 FIRST_VERSION = str(FIRST)
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 
@@ -88,12 +91,26 @@ class DemoSource:
                 now = self._clock()
                 t = (now - start).total_seconds()
                 world.advance(t, churn=self.churn)
+                # The telemetry of a big fleet is most of a second of Python: done in steps that let the
+                # event loop serve in between (the readings are still those of one instant, `t`).
                 if telemetry.fleet is not world.fleet:
-                    telemetry = telemetry.rebind(world.fleet)
-                store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
+                    telemetry = await _in_steps(telemetry.rebind_steps(world.fleet))
+                samples: list[GpuSample] = []
+                await _in_steps(telemetry.sample_steps(t, samples))
+                store.apply_metrics(MetricsBatch(at=now, samples=tuple(samples)))
                 await self._sleep(self.tick_s)
         finally:
             unsubscribe()
+
+
+async def _in_steps(steps: Generator[None, None, T]) -> T:
+    """Run `steps`, letting the event loop run between two (not self._sleep: no time passes)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
 
 
 def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Revisions | None = None) -> None:
