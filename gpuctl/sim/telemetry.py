@@ -197,23 +197,30 @@ class FleetTelemetry:
         load: dict[str, float] = {}
         hot: set[str] = set()
         for n, d in enumerate(devices, 1):
-            u = util_pct(d.behaviour, d.params, t)
-            utils.append(u)
-            load[d.parent] = load.get(d.parent, 0.0) + u * d.slices / MIG_SLICES
-            if d.behaviour == "hot":
-                hot.add(d.parent)
+            parent, behaviour = d.parent, d.behaviour
+            if behaviour is None:  # a free GPU: 0 %, nothing to add to its parent's load
+                utils.append(0.0)
+                load.setdefault(parent, 0.0)
+            else:
+                u = util_pct(behaviour, d.params, t)
+                utils.append(u)
+                load[parent] = load.get(parent, 0.0) + u * d.slices / MIG_SLICES
+                if behaviour == "hot":
+                    hot.add(parent)
             if n % STEP == 0:
                 yield
         physical: dict[str, tuple[float, float]] = {}
+        append = out.append
         for n, (d, u) in enumerate(zip(devices, utils, strict=True), 1):
-            gpu = d.gpu
+            gpu, parent = d.gpu, d.parent
             total = gpu.mem_total_mib
-            used = round(min(mem_fraction(d.behaviour, d.params, t), 1.0) * total)
-            at_parent = physical.get(d.parent)
+            # A free GPU uses no memory (mem_fraction(None, ...) is 0.0).
+            used = 0 if d.behaviour is None else round(min(mem_fraction(d.behaviour, d.params, t), 1.0) * total)
+            at_parent = physical.get(parent)
             if at_parent is None:
-                at_parent = physical[d.parent] = self._physical(d.parent, load[d.parent], d.parent in hot, t)
+                at_parent = physical[parent] = self._physical(parent, load[parent], parent in hot, t)
             temp, power = at_parent
-            out.append(GpuSample(
+            append(GpuSample(
                 hostname=gpu.node,
                 index=gpu.index,
                 uuid=gpu.uuid,
