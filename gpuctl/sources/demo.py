@@ -97,8 +97,12 @@ class DemoSource:
                     telemetry = await _in_steps(telemetry.rebind_steps(world.fleet))
                 samples: list[GpuSample] = []
                 await _in_steps(telemetry.sample_steps(t, samples))
-                store.apply_metrics(MetricsBatch(at=now, samples=tuple(samples)))
-                await self._sleep(self.tick_s)
+                # Stamped when complete, as a scrape is: on a busy loop the steps can take seconds, and a
+                # batch stamped at their start could arrive older than the stale window (3 ticks).
+                done = self._clock()
+                store.apply_metrics(MetricsBatch(at=done, samples=tuple(samples)))
+                # A steady cadence, as scrapes have (the work counts against the tick), with a pause at least.
+                await self._sleep(max(self.tick_s - (done - now).total_seconds(), self.tick_s / 4))
         finally:
             unsubscribe()
 
