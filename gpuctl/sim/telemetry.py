@@ -28,7 +28,7 @@ from gpuctl.sim.workloads import Behaviour
 from gpuctl.state.records import GpuSample
 
 TAU = 2 * math.pi
-STEP = 500  # devices per step of the stepped forms (~5-10 ms of work)
+STEP = 1000  # devices per step of the stepped forms (~10-20 ms of work; each step waits its turn for the GIL)
 HOT_TEMP_C = 88.0
 MIG_SLICES = 7
 
