@@ -64,7 +64,18 @@ class Cluster:
         return self.hub.subscribe()
 
     def snapshot(self) -> Snapshot:
+        """The store joined now, on the calling thread: for tools and tests with no loop to keep
+        serving. At 10,000 pods a join takes seconds, so code on a serving loop uses `current()`."""
         return self.store.snapshot()
+
+    async def current(self) -> Snapshot:
+        """The store as of now, joined in the join's worker thread: the event loop serves on meanwhile.
+
+        Current, not merely recent: everything the sources delivered before the call is in it
+        (the cached join when nothing moved since; else, after any join already running, a new
+        one). What a planner reads, so a plan is never made from an older picture than the
+        hub's. For answers that may be one publish old, `hub.latest` costs nothing."""
+        return await self.store.snapshot_in_thread()
 
     @property
     def ready(self) -> bool:
@@ -116,7 +127,7 @@ class Cluster:
                     ) from None
                 raise NotReady(f"no data for {missing} within {timeout:g} s") from None
         self._raise_if_crashed()
-        return self.store.snapshot()
+        return await self.current()
 
 
 def kube_contexts(kubeconfig: Path | None) -> KubeContexts:

@@ -52,7 +52,7 @@ class Asker:
 class View(Protocol):
     async def current(self) -> tuple[Snapshot, FleetIndex] | None: ...
 
-    def waiting_for(self) -> str: ...
+    async def waiting_for(self) -> str: ...
 
     async def doctor(self, options: DoctorOptions) -> Report | None: ...
 
@@ -70,16 +70,20 @@ class LiveView:
         self._indexed: tuple[Snapshot, FleetIndex] | None = None
         self._lock = asyncio.Lock()
 
-    def waiting_for(self) -> str:
+    async def waiting_for(self) -> str:
         """While there is no data: what the sources say (e.g. the API server refusing connections, next retry)."""
-        return " · ".join(health_lines(self.cluster.snapshot()))
+        return " · ".join(health_lines(await self._latest()))
+
+    async def _latest(self) -> Snapshot:
+        """The hub's last published snapshot; before its first publish, a join (in the worker thread)."""
+        latest = self.cluster.hub.latest
+        return latest.snapshot if latest is not None else await self.cluster.current()
 
     async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         """None until the first lists (and first metrics) are in."""
         if not self.cluster.ready and not self.cluster.crashed:
             return None
-        latest = self.cluster.hub.latest
-        snap = latest.snapshot if latest is not None else self.cluster.snapshot()  # (before the hub's first publish)
+        snap = await self._latest()
         async with self._lock:
             if self._indexed is None or self._indexed[0] is not snap:
                 self._indexed = (snap, await asyncio.to_thread(FleetIndex, snap))
@@ -164,13 +168,13 @@ class Desk:
         if isinstance(parsed, cmd.READ_ONLY):
             current = await self.view.current()
             if current is None:
-                return self._no_data(), "unavailable"
+                return await self._no_data(), "unavailable"
             # In a worker thread, like the index: a big fleet's answer must not hold up other requests' acks.
             return await self.replies.get(parsed, *current), "ok"
         if isinstance(parsed, cmd.Doctor):
             report = await self.view.doctor(DoctorOptions(namespace=parsed.namespace))
             if report is None:
-                return self._no_data(), "unavailable"
+                return await self._no_data(), "unavailable"
             return doctor_reply(report, parsed.namespace), "ok"
         if isinstance(parsed, cmd.Run):
             if identity is None:
@@ -182,8 +186,8 @@ class Desk:
             return await self.seam.audit(viewer, parsed.run), "ok"
         raise AssertionError(f"unhandled command {parsed!r}")
 
-    def _no_data(self) -> Reply:
-        body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(self.view.waiting_for())}"
+    async def _no_data(self) -> Reply:
+        body = f"gpuctl is still reading the cluster; try again in a few seconds.\n{esc(await self.view.waiting_for())}"
         return notice("No data yet", body)
 
     async def review(self, asker: Asker, run_id: str, *, approve: bool) -> Answer:

@@ -100,6 +100,12 @@ class LazyEngine:
         assert self.link is not None
         return self.link
 
+    async def engine(self) -> Engine:
+        """The engine once it is open, however long that takes (`gpuctl serve`'s executor shares it)."""
+        await self._connected.wait()
+        assert self.link is not None
+        return self.link.engine
+
     def _link(self, source: str) -> EngineLink:
         if self.link is not None:
             return self.link

@@ -51,6 +51,7 @@ from gpuctl.sources.base import Source
 
 if TYPE_CHECKING:
     from gpuctl.playbooks.engine import Engine
+    from gpuctl.playbooks.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +207,15 @@ async def running_bot(
     sources: Sequence[Source] | None = None,
     seam: EngineSeam | None = None,
     alerts_gate: AlertsGate | None = None,
+    registry: Registry | None = None,
+    host: str | None = None,
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
 
-    The seam: `seam` if given, else a LazyEngine opening the playbook engine (open_engine) in the
-    background on the bot's own connection settings (with --demo: the demo's simulated API over the
-    bot's demo cluster), planning from the bot's live picture (`await bot.seam.connected(timeout_s)`
-    waits for it)."""
+    The seam: `seam` if given, else a LazyEngine opening the playbook engine (open_engine, with
+    `registry` and `host`) in the background on the bot's own connection settings (with --demo: the
+    demo's simulated API over the bot's demo cluster), planning from the bot's live picture
+    (`await bot.seam.connected(timeout_s)` waits for it; `gpuctl serve`'s executor shares it)."""
     check_settings(settings, socket_mode=socket_mode)
     files = await asyncio.to_thread(read_files, settings)
     metrics = BotMetrics()
@@ -229,7 +232,7 @@ async def running_bot(
             from gpuctl.playbooks.service import open_engine
 
             def opener() -> contextlib.AbstractAsyncContextManager[Engine]:
-                return open_engine(settings, catalog=files.catalog, cluster=cluster)
+                return open_engine(settings, catalog=files.catalog, cluster=cluster, registry=registry, host=host)
 
             seam = await stack.enter_async_context(LazyEngine(opener, runs=metrics.runs))
         desk = Desk(view=LiveView(cluster), resolver=resolver, policy=files.policy, seam=seam)

@@ -67,7 +67,7 @@ async def gather(settings: Settings, *, rule_files: Sequence[Path] = ()) -> Inve
 async def gather_live(cluster: Cluster, *, file_rules: Sequence[Rule] = (), rule_files_given: bool = False) -> Inventory:
     """Gather around a running cluster's latest snapshot (the bot's and the TUI's): only the one-shot
     lists and Prometheus's rules are read."""
-    settings, snapshot = cluster.settings, cluster.snapshot()
+    settings, snapshot = cluster.settings, await cluster.current()
     skipped: list[str] = []
     prometheus = next((s for s in cluster.sources if getattr(s, "name", "") == "prometheus"), None)
     if prometheus is None and snapshot.metrics.source == "none":

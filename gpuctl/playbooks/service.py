@@ -59,7 +59,7 @@ class LiveSnapshots:
         cluster = await self.cluster()
         if not cluster.ready:
             return await cluster.wait_ready(self.settings.ready_timeout_s, fail_fast=True)
-        return cluster.snapshot()
+        return await cluster.current()  # joined off the loop: planning at 10,000 pods must not stop it
 
     async def aclose(self) -> None:
         await self._stack.aclose()

@@ -9,8 +9,8 @@
      "leader": "gpuctl-5d9c-x2x" | null, "lease": "gpuctl/gpuctl-leader", "cluster_reachable": true,
      "bot": "serving" | "off", "cluster_ready": true | null, "executing": ["run", ...]}
 
-Ready means: the executor (when on) heard from the API server within a lease
-duration, and the bot (when on) is serving. A follower is ready: every
+Ready means: the executor (when on) has its engine and heard from the API
+server within a lease duration, and the bot (when on) is serving. A follower is ready: every
 replica answers Slack. Liveness never depends on the cluster, so an API-server
 outage does not get every replica restarted.
 """
@@ -41,6 +41,7 @@ class ReplicaState:
     executor: Executor | None = None
     bot: RunningBot | None = None
     bot_on: bool = True
+    executor_on: bool = False
 
     @property
     def role(self) -> Role:
@@ -61,7 +62,8 @@ class ReplicaState:
             "cluster_ready": self.bot.cluster.ready if self.bot is not None else None,
             "executing": sorted(self.executor.running) if self.executor is not None else [],
         }
-        body["ready"] = reachable is not False and (self.bot is not None or not self.bot_on)
+        started = (self.bot is not None or not self.bot_on) and (self.executor is not None or not self.executor_on)
+        body["ready"] = reachable is not False and started
         return body
 
 

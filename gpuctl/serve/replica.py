@@ -1,7 +1,9 @@
 """One `gpuctl serve` replica: the bot (bot/server.py `running_bot`), the executor (playbooks/executor.py)
 and the health server (health.py), started together and stopped together.
 
-Every replica answers Slack (the bot) and the probes. Only the leader (the Lease
+The bot and the executor share one playbook engine (the bot's, opened in the
+background: one API connection, one audit connection, one live picture); the
+executor starts once it is connected. Every replica answers Slack (the bot) and the probes. Only the leader (the Lease
 `gpuctl-leader` in gpuctl's namespace, playbooks/leader.py) executes runs and
 handles Alertmanager webhooks: a follower answers /alertmanager with 503, so
 Alertmanager retries and the retry may reach the leader. With the executor off
@@ -51,12 +53,13 @@ async def serve(
     """Run a replica until SIGTERM (then wind down) or cancellation; one line on `out` once it serves.
 
     `registry` replaces the playbooks' logic (tests)."""
+    from gpuctl.bot.lazy_engine import LazyEngine
     from gpuctl.bot.server import running_bot
     from gpuctl.playbooks.executor import Executor
     from gpuctl.playbooks.leader import Election
     from gpuctl.playbooks.service import open_engine
 
-    state = ReplicaState(name := replica_name(settings), bot_on=bot)
+    state = ReplicaState(name := replica_name(settings), bot_on=bot, executor_on=executor)
     election = Election.of(settings)  # checked before anything starts
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,11 +69,15 @@ async def serve(
         stack.callback(loop.remove_signal_handler, signal.SIGTERM)
         if bot:
             gate = _follower_gate(state) if executor else None
-            state.bot = await stack.enter_async_context(running_bot(settings, socket_mode=socket_mode, alerts_gate=gate))
+            state.bot = await stack.enter_async_context(running_bot(settings, socket_mode=socket_mode, alerts_gate=gate,
+                                                                    registry=registry, host=name))  # fmt: skip
         if executor:
-            cluster = state.bot.cluster if state.bot is not None else None  # plan from the bot's live picture
-            engine = await stack.enter_async_context(open_engine(settings, host=name, registry=registry,
-                                                                 cluster=cluster))  # fmt: skip
+            if state.bot is not None and isinstance(state.bot.seam, LazyEngine):
+                # One engine for the replica: the bot's (one API connection, one audit connection, one
+                # live picture), waited for while it connects in the background (the bot serves meanwhile).
+                engine = await state.bot.seam.engine()
+            else:
+                engine = await stack.enter_async_context(open_engine(settings, host=name, registry=registry))
             state.executor = Executor(engine, name=name, election=election)
         parts = [f"bot on {state.bot.url}" if state.bot else "", "executor" if executor else ""]
         out.write(f"gpuctl serve: {name} serving ({', '.join(p for p in parts if p)}); health on {health}\n")

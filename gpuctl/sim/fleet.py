@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -166,6 +166,38 @@ class Fleet:
     def pod_by_gpu(self) -> Mapping[str, SimPod]:
         return {k: p for p in self.pods for k in p.gpu_keys}
 
+    @cached_property
+    def pod_by_key(self) -> Mapping[str, SimPod]:
+        return {p.key: p for p in self.pods}
+
+    @cached_property
+    def _pods_by_label(self) -> Mapping[tuple[str, str, str], tuple[SimPod, ...]]:
+        """(namespace, label, value) -> the pods with that label, in fleet order."""
+        index: dict[tuple[str, str, str], list[SimPod]] = {}
+        for pod in self.pods:
+            for label in pod.labels.items():
+                index.setdefault((pod.namespace, *label), []).append(pod)
+        return {key: tuple(pods) for key, pods in index.items()}
+
+    @cached_property
+    def _pods_by_namespace(self) -> Mapping[str, tuple[SimPod, ...]]:
+        index: dict[str, list[SimPod]] = {}
+        for pod in self.pods:
+            index.setdefault(pod.namespace, []).append(pod)
+        return {name: tuple(pods) for name, pods in index.items()}
+
+    def pods_in(self, namespace: str) -> tuple[SimPod, ...]:
+        """The namespace's pods, in fleet order."""
+        return self._pods_by_namespace.get(namespace, ())
+
+    def selected_by(self, pdb: SimPdb) -> tuple[SimPod, ...]:
+        """The pods `pdb` selects, in fleet order: looked up by one of its labels, not by scanning
+        the fleet (the demo recounts a namespace's budgets on every change to it)."""
+        if not pdb.match_labels:
+            return self.pods_in(pdb.namespace)
+        first = next(iter(pdb.match_labels.items()))
+        return tuple(p for p in self._pods_by_label.get((pdb.namespace, *first), ()) if pdb.selects(p))
+
     @property
     def physical_gpus(self) -> int:
         return sum(int(n.labels["nvidia.com/gpu.count"]) for n in self.nodes)
@@ -175,10 +207,10 @@ class Fleet:
         return tuple(sorted({p.priority_class for p in self.pods if p.priority_class}))
 
     def quota_used(self, namespace: str) -> dict[str, int]:
-        return quota_used(self.pods, namespace)
+        return quota_used(self.pods_in(namespace), namespace)
 
 
-def quota_used(pods: tuple[SimPod, ...], namespace: str) -> dict[str, int]:
+def quota_used(pods: Iterable[SimPod], namespace: str) -> dict[str, int]:
     """What a ResourceQuota counts: requests of every non-terminated pod, pending ones included."""
     used: dict[str, int] = {}
     for pod in pods:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gpuctl.model import PodRef
 from gpuctl.sim import catalog
@@ -26,6 +28,7 @@ from gpuctl.sim.workloads import Behaviour
 from gpuctl.state.records import GpuSample
 
 TAU = 2 * math.pi
+STEP = 1000  # devices per step of the stepped forms (~10-20 ms of work; each step waits its turn for the GIL)
 HOT_TEMP_C = 88.0
 MIG_SLICES = 7
 
@@ -113,44 +116,67 @@ class _Device:
 
 
 class FleetTelemetry:
-    """Samples of every GPU device of a fleet at sim time t (seconds since the start)."""
+    """Samples of every GPU device of a fleet at sim time t (seconds since the start).
 
-    def __init__(
-        self, fleet: Fleet, seed: int = 7, *, _params: dict[str, _Params] | None = None, _before: dict[str, _Device] | None = None
-    ) -> None:
+    The work is a Python loop over every device (22,000 at the bench's scale 220:
+    most of a second). `samples_at` and `rebind` do it at once; `sample_steps` and
+    `rebind_steps` do the same work in steps of `STEP` devices, so the demo source can
+    let the event loop serve between them (a worker thread would not help: this is
+    CPU-bound Python, and under the GIL it slowed every I/O wake-up of the loop)."""
+
+    def __init__(self, fleet: Fleet, seed: int = 7, *, _params: dict[str, _Params] | None = None, _bind: bool = True) -> None:
         self.fleet = fleet
         self.seed = seed
         self._params = _params if _params is not None else {}
-        holders = fleet.pod_by_gpu
-        before = _before or {}
-        devices = []
-        for gpu in fleet.gpus:
-            pod = holders.get(gpu.key)
-            xid = fleet.xid_faults.get(gpu.key, 0)
-            same = before.get(gpu.key)
-            if same is not None and same.gpu is gpu and same.holder is pod and same.xid == xid:
-                devices.append(same)  # churn moves a few pods a tick: the other devices are as they were
-                continue
-            slices = MIG_SLICES if gpu.mig_profile is None else catalog.H100_PROFILES[gpu.mig_profile].slices
-            devices.append(_Device(
-                gpu=gpu,
-                model=catalog.MODELS_BY_NAME[gpu.model],
-                params=self._param(gpu.key),
-                parent=f"{gpu.node}/{gpu.index}",
-                slices=slices,
-                pod=PodRef(namespace=pod.namespace, name=pod.name, container=pod.container) if pod else None,
-                behaviour=pod.behaviour if pod else None,
-                xid=xid,
-                holder=pod,
-            ))
-        self._devices = tuple(devices)
-        self._parent_params = {d.parent: self._param(d.parent) for d in devices}
-        self._parent_model = {d.parent: d.model for d in devices}
+        self._devices: tuple[_Device, ...] = ()
+        self._parent_params: dict[str, _Params] = {}
+        self._parent_model: dict[str, GpuModel] = {}
+        if _bind:
+            _run(self._bind_steps({}))
 
     def rebind(self, fleet: Fleet) -> FleetTelemetry:
         """The same GPUs with other pods on them (after churn); reuses the per-GPU constants, and the
         devices whose GPU, pod and XID are unchanged."""
-        return FleetTelemetry(fleet, self.seed, _params=self._params, _before={d.gpu.key: d for d in self._devices})
+        return _run(self.rebind_steps(fleet))
+
+    def rebind_steps(self, fleet: Fleet) -> Generator[None, None, FleetTelemetry]:
+        """`rebind` in steps (see the class doc); the new telemetry is the generator's return value."""
+        bound = FleetTelemetry(fleet, self.seed, _params=self._params, _bind=False)
+        yield from bound._bind_steps({id(d.gpu): d for d in self._devices})
+        return bound
+
+    def _bind_steps(self, before: dict[int, _Device]) -> Generator[None, None, None]:
+        """Build the devices; `before`: devices to reuse, by id() of their GPU (the GPU itself is compared)."""
+        fleet = self.fleet
+        holders, faults = fleet.pod_by_gpu, fleet.xid_faults
+        devices: list[_Device] = []
+        for n, gpu in enumerate(fleet.gpus, 1):
+            key = gpu.key
+            pod = holders.get(key)
+            xid = faults.get(key, 0)
+            same = before.get(id(gpu))
+            if same is not None and same.gpu is gpu and same.holder is pod and same.xid == xid:
+                devices.append(same)  # churn moves a few pods a tick: the other devices are as they were
+            else:
+                slices = MIG_SLICES if gpu.mig_profile is None else catalog.H100_PROFILES[gpu.mig_profile].slices
+                devices.append(_Device(
+                    gpu=gpu,
+                    model=catalog.MODELS_BY_NAME[gpu.model],
+                    params=self._param(key),
+                    parent=f"{gpu.node}/{gpu.index}",
+                    slices=slices,
+                    pod=PodRef(namespace=pod.namespace, name=pod.name, container=pod.container) if pod else None,
+                    behaviour=pod.behaviour if pod else None,
+                    xid=xid,
+                    holder=pod,
+                ))
+            if n % STEP == 0:
+                yield
+        self._devices = tuple(devices)
+        for d in devices:
+            if d.parent not in self._parent_model:
+                self._parent_params[d.parent] = self._param(d.parent)
+                self._parent_model[d.parent] = d.model
 
     def _param(self, key: str) -> _Params:
         p = self._params.get(key)
@@ -159,27 +185,48 @@ class FleetTelemetry:
         return p
 
     def samples_at(self, t: float) -> list[GpuSample]:
-        utils = [util_pct(d.behaviour, d.params, t) for d in self._devices]
+        samples: list[GpuSample] = []
+        _run(self.sample_steps(t, samples))
+        return samples
+
+    def sample_steps(self, t: float, out: list[GpuSample]) -> Generator[None, None, None]:
+        """`samples_at(t)` in steps (see the class doc), appended to `out`."""
+        devices = self._devices
+        utils: list[float] = []
         # The physical GPU: utilisation weighted by compute slices, hot if any tenant is.
         load: dict[str, float] = {}
         hot: set[str] = set()
-        for d, u in zip(self._devices, utils, strict=True):
-            load[d.parent] = load.get(d.parent, 0.0) + u * d.slices / MIG_SLICES
-            if d.behaviour == "hot":
-                hot.add(d.parent)
-        physical = {key: self._physical(key, load[key], key in hot, t) for key in load}
-        samples = []
-        for d, u in zip(self._devices, utils, strict=True):
-            total = d.gpu.mem_total_mib
-            used = round(min(mem_fraction(d.behaviour, d.params, t), 1.0) * total)
-            temp, power = physical[d.parent]
-            samples.append(GpuSample(
-                hostname=d.gpu.node,
-                index=d.gpu.index,
-                uuid=d.gpu.uuid,
-                model=d.gpu.model,
-                mig_profile=d.gpu.mig_profile,
-                mig_instance=d.gpu.mig_instance,
+        for n, d in enumerate(devices, 1):
+            parent, behaviour = d.parent, d.behaviour
+            if behaviour is None:  # a free GPU: 0 %, nothing to add to its parent's load
+                utils.append(0.0)
+                load.setdefault(parent, 0.0)
+            else:
+                u = util_pct(behaviour, d.params, t)
+                utils.append(u)
+                load[parent] = load.get(parent, 0.0) + u * d.slices / MIG_SLICES
+                if behaviour == "hot":
+                    hot.add(parent)
+            if n % STEP == 0:
+                yield
+        physical: dict[str, tuple[float, float]] = {}
+        append = out.append
+        for n, (d, u) in enumerate(zip(devices, utils, strict=True), 1):
+            gpu, parent = d.gpu, d.parent
+            total = gpu.mem_total_mib
+            # A free GPU uses no memory (mem_fraction(None, ...) is 0.0).
+            used = 0 if d.behaviour is None else round(min(mem_fraction(d.behaviour, d.params, t), 1.0) * total)
+            at_parent = physical.get(parent)
+            if at_parent is None:
+                at_parent = physical[parent] = self._physical(parent, load[parent], parent in hot, t)
+            temp, power = at_parent
+            append(GpuSample(
+                hostname=gpu.node,
+                index=gpu.index,
+                uuid=gpu.uuid,
+                model=gpu.model,
+                mig_profile=gpu.mig_profile,
+                mig_instance=gpu.mig_instance,
                 pod=d.pod,
                 util_pct=float(round(min(max(u, 0.0), 100.0))),
                 mem_used_mib=float(used),
@@ -188,7 +235,8 @@ class FleetTelemetry:
                 power_w=power,
                 xid=d.xid,
             ))
-        return samples
+            if n % STEP == 0:
+                yield
 
     def _physical(self, parent: str, util: float, hot: bool, t: float) -> tuple[float, float]:
         """(temperature °C, power W) of one physical GPU."""
@@ -201,3 +249,15 @@ class FleetTelemetry:
         temp = p.ambient_c + (model.busy_temp_c - p.ambient_c) * load**0.8 + 0.8 * n
         power = model.idle_w * (0.97 + 0.03 * p.level) + (model.tdp_w - model.idle_w) * load * p.efficiency
         return float(round(temp)), round(max(power + 1.5 * n, 1.0), 3)
+
+
+T = TypeVar("T")
+
+
+def _run(steps: Generator[None, None, T]) -> T:
+    """All the steps at once; what the generator returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

@@ -85,7 +85,7 @@ class Budget:
 
 
 def budget(pdb: SimPdb, pods: Iterable[SimPod]) -> Budget:
-    """`pdb` counted over `pods`: running pods it selects are healthy."""
+    """`pdb` counted over `pods` (a fleet's `selected_by(pdb)`, or any pods): running pods it selects are healthy."""
     matched = [p for p in pods if p.namespace == pdb.namespace and pdb.selects(p)]
     healthy = sum(1 for p in matched if p.phase == "Running")
     desired = pdb.min_available if pdb.min_available is not None else len(matched) - (pdb.max_unavailable or 0)
@@ -143,7 +143,8 @@ class SimWorld:
 
     def budgets_of(self, pod: SimPod) -> list[Budget]:
         """The PodDisruptionBudgets whose selector matches `pod`, counted now."""
-        return [budget(pdb, self.fleet.pods) for pdb in self.fleet.pdbs if pdb.namespace == pod.namespace and pdb.selects(pod)]
+        fleet = self.fleet
+        return [budget(pdb, fleet.selected_by(pdb)) for pdb in fleet.pdbs if pdb.namespace == pod.namespace and pdb.selects(pod)]
 
     def mig_config(self) -> MigPartedConfig:
         return MigPartedConfig.parse(self.mig_parted_config, source=f"{OPERATOR_NAMESPACE}/{DEFAULT_CONFIG_MAP} ({CONFIG_KEY})")

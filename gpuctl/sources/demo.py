@@ -16,8 +16,9 @@ serves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from gpuctl.clock import Clock, utcnow
 from gpuctl.model import WatchHealth
@@ -28,6 +29,7 @@ from gpuctl.sim.telemetry import FleetTelemetry
 from gpuctl.sim.world import NODES, PODS, QUOTA_CREATED_T, QUOTA_NAME, QUOTAS, SimWorld, WorldChange, budget
 from gpuctl.state.records import (
     ControllerRecord,
+    GpuSample,
     JobRecord,
     Kind,
     MetricsBatch,
@@ -44,6 +46,7 @@ from gpuctl.state.store import ClusterStore
 FIRST_VERSION = str(FIRST)
 CHURN_GAP_S = 45.0  # mean time between workload changes in the scale=1 fleet
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 
@@ -88,12 +91,30 @@ class DemoSource:
                 now = self._clock()
                 t = (now - start).total_seconds()
                 world.advance(t, churn=self.churn)
+                # The telemetry of a big fleet is most of a second of Python: done in steps that let the
+                # event loop serve in between (the readings are still those of one instant, `t`).
                 if telemetry.fleet is not world.fleet:
-                    telemetry = telemetry.rebind(world.fleet)
-                store.apply_metrics(MetricsBatch(at=now, samples=tuple(telemetry.samples_at(t))))
-                await self._sleep(self.tick_s)
+                    telemetry = await _in_steps(telemetry.rebind_steps(world.fleet))
+                samples: list[GpuSample] = []
+                await _in_steps(telemetry.sample_steps(t, samples))
+                # Stamped when complete, as a scrape is: on a busy loop the steps can take seconds, and a
+                # batch stamped at their start could arrive older than the stale window (3 ticks).
+                done = self._clock()
+                store.apply_metrics(MetricsBatch(at=done, samples=tuple(samples)))
+                # A steady cadence, as scrapes have (the work counts against the tick), with a pause at least.
+                await self._sleep(max(self.tick_s - (done - now).total_seconds(), self.tick_s / 4))
         finally:
             unsubscribe()
+
+
+async def _in_steps(steps: Generator[None, None, T]) -> T:
+    """Run `steps`, letting the event loop run between two (not self._sleep: no time passes)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
 
 
 def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Revisions | None = None) -> None:
@@ -120,7 +141,7 @@ def load_fleet(store: ClusterStore, fleet: Fleet, start: datetime, revisions: Re
 def apply_change(store: ClusterStore, change: WorldChange, world: SimWorld, start: datetime) -> None:
     """What the watchers would deliver after `change`: the touched pods, nodes, quotas and budgets."""
     fleet, version = world.fleet, world.revisions.version
-    pods = {p.key: p for p in fleet.pods} if change.pods else {}
+    pods = fleet.pod_by_key if change.pods else {}
     for key in change.pods:
         pod = pods.get(key)
         if pod is None:
@@ -186,7 +207,7 @@ def controller_record(pod: SimPod) -> ControllerRecord | None:
 def pdb_record(pdb: SimPdb, fleet: Fleet) -> PdbRecord:
     """A budget with the numbers the disruption controller would give it (running pods count as healthy)."""
     selector = LabelSelector(tuple(Requirement(k, EQUALS, frozenset((v,))) for k, v in sorted(pdb.match_labels.items())))
-    counted = budget(pdb, fleet.pods)
+    counted = budget(pdb, fleet.selected_by(pdb))
     return PdbRecord(
         namespace=pdb.namespace,
         name=pdb.name,

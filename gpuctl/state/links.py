@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from gpuctl.model import Owner
-from gpuctl.state.disruption import budgets_for, eviction_allowed
+from gpuctl.state.disruption import BudgetIndex, eviction_allowed
 from gpuctl.state.owners import FOLLOWED, Lookup, OwnerChains, owner_links
 from gpuctl.state.records import ControllerRecord, Kind, PdbRecord, PodRecord
 
@@ -31,8 +31,8 @@ class PodLinks:
         self._lookups_of: dict[str, tuple[Lookup, ...]] = {}  # pod key -> records its chain looked up
         self._looked_up_by: dict[Lookup, set[str]] = {}  # the reverse
         self._chains = OwnerChains()
-        # Budgets per namespace, which apply to which pods, and the pods of each namespace.
-        self._pdbs: dict[str, dict[str, PdbRecord]] = {}  # namespace -> budget key -> record
+        # Budgets per namespace (indexed by label), which apply to which pods, and the pods of each namespace.
+        self._pdbs = BudgetIndex()
         self._budgets_of: dict[str, tuple[str, ...]] = {}  # pod key -> keys of the budgets that apply
         self._applies_to: dict[str, set[str]] = {}  # budget key -> pod keys
         self._space_pods: dict[str, set[str]] = {}  # namespace -> pod keys
@@ -85,18 +85,12 @@ class PodLinks:
         for key in keys:
             new = records.get(key)
             namespace = key.partition("/")[0]
-            space = self._pdbs.get(namespace)
-            old = space.get(key) if space is not None else None
+            old = self._pdbs.get(namespace, key)
             if new is old:
                 continue
-            if new is None:
-                del space[key]  # type: ignore[union-attr]
-                if not space:
-                    del self._pdbs[namespace]
-            else:
-                self._pdbs.setdefault(namespace, {})[key] = new
-                if old is not None and new == old:
-                    continue
+            self._pdbs.put(namespace, key, new)
+            if old is not None and new is not None and new == old:
+                continue
             if old is not None and new is not None and old.selector == new.selector:
                 touched_pods.update(self._applies_to.get(key, ()))  # the same pods, other numbers
             else:
@@ -112,8 +106,7 @@ class PodLinks:
         links, lookups = owner_links(rec, controllers)
         self._set_lookups(key, lookups)
         owners = self._chains.get(key, rec.namespace, links)
-        space = self._pdbs.get(rec.namespace)
-        budgets = budgets_for(rec.labels, space.values()) if space else []
+        budgets = self._pdbs.for_pod(rec.namespace, rec.labels)
         self._set_budgets(key, tuple(b.key for b in budgets))
         allowed = eviction_allowed(
             phase=rec.phase, deleting=rec.deleting, ready=rec.ready, budgets=budgets if Kind.PDB in self._known else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import pytest
 from gpuctl.config import Settings
 from gpuctl.errors import ClusterUnreachable, GpuctlError, SourceStopped
 from gpuctl.model import WatchHealth
+from gpuctl.playbooks.service import LiveSnapshots
 from gpuctl.service import open_cluster
+from gpuctl.state.join import Joined, JoinInputs
 from gpuctl.state.records import Kind, MetricsBatch
 from gpuctl.state.store import ClusterStore
 from testbed.waiting import poll
+from tests.unit.state.factories import node, pod
 
 
 def settings(**kw: object) -> Settings:
@@ -164,3 +168,33 @@ def test_prometheus_sources_get_the_metrics_settings(dead_kubeconfig: Path) -> N
         assert prometheus.stale_window_s == 90
     finally:
         prometheus.close()
+
+
+class RecordedJoins:
+    """Wraps a store's join: which thread each join ran on."""
+
+    def __init__(self, store: ClusterStore) -> None:
+        self.threads: list[threading.Thread] = []
+        self._join = store._joiner.join
+        store._joiner.join = self  # type: ignore[method-assign]
+
+    def __call__(self, inputs: JoinInputs) -> Joined:
+        self.threads.append(threading.current_thread())
+        return self._join(inputs)
+
+
+async def test_current_joins_off_the_loop_and_has_everything_delivered_before_the_call() -> None:
+    watch, metrics = Feeds("kubernetes"), Feeds("prometheus")
+    async with open_cluster(settings(), sources=[watch, metrics]) as cluster:
+        joins = RecordedJoins(cluster.store)
+        await cluster.wait_ready(10)
+        cluster.store.upsert(node("n1"))
+        cluster.store.upsert(pod("ml", "train", "n1"))  # right before the call: no publish has it yet
+        snap = await cluster.current()
+        assert "ml/train" in {p.key for p in snap.pods} and [n.name for n in snap.nodes] == ["n1"]
+        assert await cluster.current() is snap  # nothing moved since: the same snapshot, no join
+        planned = await LiveSnapshots(cluster.settings, cluster)()  # what the engine plans from
+        assert planned is snap
+        cluster.store.delete(Kind.POD, "ml/train")
+        assert "ml/train" not in {p.key for p in (await LiveSnapshots(cluster.settings, cluster)()).pods}
+        assert joins.threads and threading.main_thread() not in joins.threads

@@ -140,7 +140,7 @@ class FleetObjects:
         return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta, "spec": {"hard": hard}, "status": status}
 
     def pdb(self, pdb: SimPdb) -> JSON:
-        counted = budget(pdb, self.world.fleet.pods)
+        counted = budget(pdb, self.world.fleet.selected_by(pdb))
         meta = self._meta(PDBS, f"{pdb.namespace}/{pdb.name}", QUOTA_CREATED_T)
         spec: JSON = {"selector": {"matchLabels": dict(pdb.match_labels)}}
         if pdb.min_available is not None:

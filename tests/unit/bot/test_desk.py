@@ -33,7 +33,7 @@ class Fixed:
     async def current(self) -> tuple[Snapshot, FleetIndex] | None:
         return self.indexed
 
-    def waiting_for(self) -> str:
+    async def waiting_for(self) -> str:
         return "cluster: DISCONNECTED - connection refused"
     async def doctor(self, options: DoctorOptions) -> Report | None:
         """The doctor on the snapshot alone (the demo has no API server for the one-shot lists)."""

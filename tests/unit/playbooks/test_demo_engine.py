@@ -155,6 +155,9 @@ async def test_refusals_say_what_a_real_cluster_would(tmp_path: Path) -> None:
 
         # Spend the llm-chat budget: relabelling their node must wait for it (the Eviction API's 429, retried).
         chat = sorted(p.key for p in d.world.fleet.pods if p.name.startswith("llm-chat") and p.node == MIG_NODE)
+        for node in d.world.fleet.nodes:  # its replacement stays pending (planning awaits: the simulated scheduler runs on)
+            if node.pool == d.world.node(MIG_NODE).pool:  # type: ignore[union-attr]
+                d.world.set_node(node.name, labels=node.labels, unschedulable=True)
         d.world.evict(chat[0])
         plan = await d.engine.plan(ME, "relabel-mig", {"node": MIG_NODE, "profile": "all-1g.10gb", "drain": "true"}, key="pdb")
         assert any(

@@ -9,7 +9,7 @@ import pytest
 
 from gpuctl.sim import build_fleet
 from gpuctl.sim.catalog import H100_PROFILES, MODELS_BY_NAME, POOL_LABEL
-from gpuctl.sim.fleet import Fleet
+from gpuctl.sim.fleet import Fleet, SimPdb
 
 from .invariants import assert_consistent, assert_pending_do_not_fit
 
@@ -161,3 +161,22 @@ def test_bad_arguments() -> None:
         build_fleet(nodes_per_pool={"v100": 2})
     with pytest.raises(ValueError):
         build_fleet(scale=0)
+
+
+def test_budgets_select_by_index_what_a_scan_of_the_fleet_selects() -> None:
+    fleet = build_fleet(3, scale=4)
+    # Besides the fleet's own (one label each): none, two labels, a label no pod has, another namespace's.
+    first = fleet.pdbs[0]
+    app = first.match_labels["app"]
+    other = next(ns.name for ns in fleet.namespaces if ns.name != first.namespace)
+    extra = (
+        SimPdb(first.namespace, "all", {}),
+        SimPdb(first.namespace, "two", {"app": app, **{k: v for k, v in fleet.selected_by(first)[0].labels.items() if k != "app"}}),
+        SimPdb(first.namespace, "none", {"app": "no-such-app"}),
+        SimPdb(other, "elsewhere", {"app": app}),
+    )
+    for pdb in (*fleet.pdbs, *extra):
+        scanned = tuple(p for p in fleet.pods if p.namespace == pdb.namespace and pdb.selects(p))
+        assert fleet.selected_by(pdb) == scanned, pdb.name
+    assert fleet.selected_by(extra[0]) == fleet.pods_in(first.namespace) and fleet.selected_by(extra[1])
+    assert not fleet.selected_by(extra[2]) and not fleet.selected_by(extra[3])

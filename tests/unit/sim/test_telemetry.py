@@ -6,7 +6,7 @@ import pytest
 
 from gpuctl.sim import build_fleet
 from gpuctl.sim.fleet import Fleet
-from gpuctl.sim.telemetry import HOT_TEMP_C, FleetTelemetry
+from gpuctl.sim.telemetry import HOT_TEMP_C, STEP, FleetTelemetry
 from gpuctl.state.records import GpuSample
 
 TIMES = range(0, 3 * 3600, 97)
@@ -147,3 +147,26 @@ def test_rebind_follows_a_new_holder_and_a_new_xid(fleet: Fleet) -> None:
     by_key = {s.key: s for s in rebound}
     assert all(by_key[key].pod is not None and by_key[key].pod.name == successor.name for key in first.gpu_keys)
     assert by_key[faulty].xid == 79
+
+
+def test_in_steps_the_same_readings_and_rebind_as_at_once() -> None:
+    from dataclasses import replace
+
+    big = build_fleet(scale=20)  # more devices than one step
+    telemetry = FleetTelemetry(big, seed=7)
+    samples: list[GpuSample] = []
+    steps = sum(1 for _ in telemetry.sample_steps(300, samples))
+    assert steps >= 2 * (len(big.gpus) // STEP) and samples == telemetry.samples_at(300)
+    moved = replace(big, pods=big.pods[1:])
+    rebinding = telemetry.rebind_steps(moved)
+    rebind_steps = 0
+    while True:
+        try:
+            next(rebinding)
+            rebind_steps += 1
+        except StopIteration as done:
+            rebound = done.value
+            break
+    assert rebind_steps == len(big.gpus) // STEP
+    assert rebound.fleet is moved and rebound.samples_at(300) == telemetry.rebind(moved).samples_at(300)
+    assert rebound.samples_at(300) == FleetTelemetry(moved, seed=7).samples_at(300)

@@ -10,6 +10,7 @@ from gpuctl.sim import build_fleet
 from gpuctl.sim.churn import FleetChurn
 from gpuctl.sources.demo import DemoSource
 from gpuctl.state.store import ClusterStore
+from testbed.waiting import poll
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -125,3 +126,27 @@ async def test_demo_pods_show_their_top_controller_and_budgets() -> None:
     assert protected and all(p.disruption_allowed is not None for p in pods.values())
     # minAvailable = running - 1: each budget allows exactly one disruption.
     assert all(b.disruptions_allowed == 1 for b in budgets) and all(p.disruption_allowed for p in protected)
+
+
+async def test_readings_are_stamped_when_complete_and_the_work_counts_against_the_tick() -> None:
+    seen = [T0]
+
+    def clock() -> datetime:  # every look at the clock finds 1 s of work done since the last
+        seen[0] += timedelta(seconds=1)
+        return seen[0]
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    store = ClusterStore(clock=lambda: seen[0])
+    task = asyncio.create_task(DemoSource(churn=False, tick_s=2.0, clock=clock, sleep=sleep).run(store))
+    await poll(lambda: len(slept), lambda n: n >= 3, what="three ticks")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # The clock is read at the start (T0+1 s), then at each tick's start (even seconds) and end (odd ones).
+    assert slept[:3] == [1.0, 1.0, 1.0]  # the tick's 1 s of work taken off its 2 s
+    last = store.snapshot().metrics.last_success
+    assert last is not None and (last - T0).total_seconds() % 2 == 1  # stamped at the end, not the start

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gpuctl.model import GpuPod, Owner
 from gpuctl.state.changes import diff
-from gpuctl.state.disruption import eviction_allowed
+from gpuctl.state.disruption import BudgetIndex, budgets_for, eviction_allowed
 from gpuctl.state.records import JobRecord, Kind, PdbRecord, PodRecord, ReplicaSetRecord
 from gpuctl.state.selectors import LabelSelector, Requirement
 from gpuctl.state.store import ClusterStore
@@ -138,3 +141,36 @@ def test_a_controller_that_owns_itself_ends_its_chain_and_its_pod_can_go() -> No
     assert {o.name for o in pods(store)["web"].owners} == {"loop"}
     store.replace(Kind.POD, [])
     assert pods(store) == {}
+
+
+LABEL_KEYS, LABEL_VALUES = ("app", "tier", "gpu"), ("a", "b", "c")
+requirements = st.one_of(
+    st.builds(Requirement, st.sampled_from(LABEL_KEYS), st.just("="), st.sampled_from(LABEL_VALUES).map(lambda v: frozenset({v}))),
+    st.builds(Requirement, st.sampled_from(LABEL_KEYS), st.sampled_from(["In", "NotIn"]),
+              st.frozensets(st.sampled_from(LABEL_VALUES), min_size=1)),
+    st.builds(Requirement, st.sampled_from(LABEL_KEYS), st.sampled_from(["Exists", "DoesNotExist"])),
+)  # fmt: skip
+selectors = st.one_of(st.none(), st.lists(requirements, max_size=3).map(lambda rs: LabelSelector(tuple(rs))))
+DELETED = "deleted"
+puts = st.lists(st.tuples(st.sampled_from(["ml", "web"]), st.sampled_from(["p1", "p2", "p3", "p4"]),
+                          st.one_of(st.just(DELETED), selectors)), max_size=12)  # fmt: skip
+label_sets = st.dictionaries(st.sampled_from(LABEL_KEYS), st.sampled_from(LABEL_VALUES))
+
+
+@given(puts, st.lists(label_sets, min_size=1, max_size=5))
+def test_the_budget_index_finds_exactly_the_budgets_the_eviction_api_checks(
+    changes: list[tuple[str, str, LabelSelector | str | None]], pods_labels: list[dict[str, str]]
+) -> None:
+    index, current = BudgetIndex(), {}
+    for namespace, name, selector in changes:
+        record = None if selector == DELETED else dataclasses.replace(budget(name, selector), namespace=namespace)  # type: ignore[arg-type]
+        index.put(namespace, f"{namespace}/{name}", record)
+        current[f"{namespace}/{name}"] = record
+    for namespace in ("ml", "web", "other"):
+        everything = [r for key, r in current.items() if r is not None and key.startswith(f"{namespace}/")]
+        for labels in pods_labels:
+            assert index.for_pod(namespace, labels) == budgets_for(labels, everything)
+    # Everything removed again: nothing is left filed.
+    for key in current:
+        index.put(key.partition("/")[0], key, None)
+    assert index._filed == {} and index._budgets == {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import datetime
+from typing import Any
 
 import pytest
 
-from gpuctl.model import Alert, Snapshot, WatchHealth
+from gpuctl.model import Alert, Changes, Snapshot, WatchHealth
 from gpuctl.state.changes import diff
 from gpuctl.state.join import Joined, JoinInputs
 from gpuctl.state.records import Kind, NamespaceRecord, NodeRecord, PodRecord, QuotaRecord
@@ -375,6 +376,37 @@ async def test_a_second_caller_waits_for_the_join_in_the_thread_without_blocking
     assert "ml/late" not in {p.key for p in one.pods}
     assert {"ml/late", "ml/later"} <= {p.key for p in two.pods} and two.generation == one.generation + 1
     assert store.changes(one, two).pods == {"ml/late", "ml/later"}
+
+
+async def test_changes_in_the_thread_are_the_changes_and_a_join_meanwhile_waits_for_them() -> None:
+    store = make_store()
+    fleet(store)
+    old = await store.snapshot_in_thread()
+    store.upsert(pod("ml", "early", "n2", 1))
+    store.snapshot()  # another reader's join: the log no longer goes from `old` to `new` in one step
+    store.upsert(pod("ml", "second", "n2", 1))
+    new = await store.snapshot_in_thread()
+    entered, release = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+    logged = store._log.changes
+
+    def held(*args: Any, **kw: Any) -> Changes | None:
+        threads.append(threading.current_thread())
+        entered.set()
+        release.wait(10)
+        return logged(*args, **kw)
+
+    store._log.changes = held  # type: ignore[method-assign]
+    found = asyncio.create_task(store.changes_in_thread(old, new))
+    assert await asyncio.to_thread(entered.wait, 10)
+    store.upsert(pod("ml", "late", "n2", 1))
+    joining = asyncio.create_task(store.snapshot_in_thread())  # the changes hold the join lock: it waits
+    await asyncio.sleep(0)
+    assert not joining.done()
+    release.set()
+    assert (await asyncio.wait_for(found, 10)).pods == {"ml/early", "ml/second"}
+    assert "ml/late" in {p.key for p in (await asyncio.wait_for(joining, 10)).pods}
+    assert threads and threading.main_thread() not in threads
 
 
 async def test_closing_the_store_while_a_join_waits_for_its_thread_still_lets_go_of_the_lock() -> None:
