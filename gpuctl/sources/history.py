@@ -1,8 +1,9 @@
 """Idle streaks from Prometheus's history, so they survive a gpuctl restart.
 
 Two subqueries (queries.last_busy, queries.present_since) look back over the
-idle window plus a margin; this module sizes them and joins their answers with
-the current samples. A GPU now under the threshold has been under it since its
+idle window plus a margin, at a step of a thirtieth of it (the question is
+"idle for the whole window?", not when to the second); this module sizes them
+and joins their answers with the current samples. A GPU now under the threshold has been under it since its
 last busy step or since its samples last resumed after a gap over the idle
 clock's grace period, whichever is later: the idle clock's own rule
 (gpuctl.state.idle), so history never vouches for time nobody measured. Only
@@ -24,7 +25,7 @@ from gpuctl.sources import dcgm_fields as fields
 from gpuctl.sources.queries import NAME_LABEL
 from gpuctl.state.records import GpuSample
 
-STEPS_PER_WINDOW = 120  # resolution of the subqueries: under 1 % of the idle window
+STEPS_PER_WINDOW = 30  # resolution of the subqueries: a step of 60 s in a 30-minute window
 MARGIN_STEPS = 4  # look back this many steps past the window, so a GPU idle for longer reads as idle
 
 
@@ -38,9 +39,13 @@ class HistoryPlan:
 
     @classmethod
     def for_window(cls, idle_window_s: float, refresh_s: float, grace_s: float) -> HistoryPlan:
-        """Step: the refresh interval, or window/120 when that is coarser, but at most half the
+        """Step: the refresh interval, or window/30 when that is coarser, but at most half the
         grace period (so no gap over it goes unseen) and never under 1 s; look-back: the window
-        plus four steps."""
+        plus four steps.
+
+        A step ends a streak at most one step late (shorter, never longer): a minute in the default
+        30-minute window, while the subqueries' cost falls with the number of steps (120 steps cost
+        ~10 s at 8,000 GPUs, BENCHMARKS.md section 8)."""
         step = float(max(1, math.ceil(min(max(refresh_s, idle_window_s / STEPS_PER_WINDOW), grace_s / 2))))
         return cls(lookback_s=idle_window_s + MARGIN_STEPS * step, step_s=step, gap_s=grace_s)
 

@@ -5,7 +5,11 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
 
 * every refresh: one instant query per quantity for all GPUs, plus one
   freshness query (queries.freshness) that tells which GPUs' values still
-  move: `REFRESH_QUERIES` (8) queries, sent concurrently;
+  move: `REFRESH_QUERIES` (8) queries, sent concurrently. Each answer keeps
+  only the labels gpuctl reads (queries.instant). When the freshness query
+  fails (a slow Prometheus times it out first: it reads a window, the others
+  one sample) the refresh still delivers its readings, every one marked stale
+  and the batch `unconfirmed` with the reason: neither idle nor fresh;
 * once per start: two subqueries over the idle window plus a margin
   (gpuctl.sources.history), so idle streaks survive a restart. When they fail
   they are retried with an exponential, capped backoff, not after every
@@ -54,6 +58,7 @@ HistoryAnswers = tuple[list[Any], list[Any]]  # last_busy, present_since (querie
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
 REFRESH_QUERIES = len(REFRESH_QUANTITIES) + 1
 HISTORY_QUERIES = 2
+CLIENT_TIMEOUT_MARGIN_S = 2.0  # the client waits this much past a query's Prometheus-side timeout
 
 # What a failed query can raise; anything else is a bug and propagates.
 FETCH_ERRORS: tuple[type[Exception], ...] = (
@@ -115,6 +120,7 @@ class PrometheusSource:
         *,
         refresh_s: float = 15.0,
         timeout_s: float = 10.0,
+        freshness_timeout_s: float | None = None,
         auth: PrometheusAuth | None = None,
         selector: Selector = NO_SELECTOR,
         idle_threshold_pct: float = 5.0,
@@ -129,6 +135,8 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.refresh_s = refresh_s
         self.timeout_s = timeout_s
+        # Prometheus's own limit for the freshness query (default: timeout_s); past it the readings come unconfirmed.
+        self.freshness_timeout_s = timeout_s if freshness_timeout_s is None else freshness_timeout_s
         self.selector = selector
         self.idle_threshold_pct = idle_threshold_pct
         self.history = HistoryPlan.for_window(idle_window_s, refresh_s, idle_grace_s)
@@ -152,7 +160,8 @@ class PrometheusSource:
             session=self._session,
             # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
             retry=Retry(total=0, raise_on_status=False),
-            timeout=timeout_s,
+            # A little past Prometheus's own limit (each query's `timeout`), so its answer saying why comes first.
+            timeout=timeout_s + CLIENT_TIMEOUT_MARGIN_S,
         )
 
     def close(self) -> None:
@@ -173,7 +182,8 @@ class PrometheusSource:
         return ProbeResult(url=self.url, gpu_series=len(results))
 
     async def fetch(self) -> MetricsBatch:
-        """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS.
+        """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS
+        when a quantity's query fails; a failed freshness query makes the batch `unconfirmed` instead.
 
         Each answer is parsed in the thread that fetched it, and the readings merged in one
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
@@ -181,11 +191,23 @@ class PrometheusSource:
         instants = asyncio.gather(
             *(self._query(queries.instant(q, self.selector), then=_parse_answer) for q in REFRESH_QUANTITIES)
         )
-        freshness = self._query(queries.freshness(self.stale_window_s, self.selector), then=moving_gpus)
-        parsed, moving = await asyncio.gather(instants, freshness)
+        parsed, moving = await asyncio.gather(instants, self._moving())
         return await self._workers.run(self._batch_of, parsed, moving)
 
-    def _batch_of(self, answers: Sequence[tuple[datetime | None, fields.ParsedResults]], moving: Set[str]) -> MetricsBatch:
+    async def _moving(self) -> set[str] | str:
+        """The freshness query's answer (keys of GPUs whose readings move), or why it failed."""
+        try:
+            return await self._query(
+                queries.freshness(self.stale_window_s, self.selector), then=moving_gpus, timeout_s=self.freshness_timeout_s
+            )
+        except FETCH_ERRORS as e:
+            reason = f"freshness check failed: {describe_error(e)}"
+            log.warning("%s; this refresh's readings are all marked stale", reason)
+            return reason
+
+    def _batch_of(
+        self, answers: Sequence[tuple[datetime | None, fields.ParsedResults]], moving: Set[str] | str
+    ) -> MetricsBatch:
         # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
         # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
         times = [at for at, _ in answers if at is not None]
@@ -195,7 +217,9 @@ class PrometheusSource:
             reasons = sum((p.reasons for _, p in answers), start=Counter[str]())
             log.debug("rejected %d DCGM series: %s", rejected, dict(reasons))
         readings = chain.from_iterable(p.readings for _, p in answers)
-        return MetricsBatch(at=at, samples=mark_stale(fields.merge_readings(readings), moving), rejected=rejected)
+        unconfirmed, moving = (moving, frozenset()) if isinstance(moving, str) else (None, moving)
+        samples = mark_stale(fields.merge_readings(readings), moving)
+        return MetricsBatch(at=at, samples=samples, rejected=rejected, unconfirmed=unconfirmed)
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
@@ -290,16 +314,22 @@ class PrometheusSource:
         return await self._workers.run(get)
 
     @overload
-    async def _query(self, promql: str) -> list[Any]: ...
+    async def _query(self, promql: str, *, timeout_s: float | None = None) -> list[Any]: ...
     @overload
-    async def _query(self, promql: str, *, then: Callable[[list[Any]], T]) -> T: ...
+    async def _query(self, promql: str, *, then: Callable[[list[Any]], T], timeout_s: float | None = None) -> T: ...
 
-    async def _query(self, promql: str, *, then: Callable[[list[Any]], Any] | None = None) -> Any:
-        """The query's result list; with `then`, what `then` makes of it, in the same worker thread."""
-        params = {"timeout": f"{self.timeout_s:g}s"}
+    async def _query(
+        self, promql: str, *, then: Callable[[list[Any]], Any] | None = None, timeout_s: float | None = None
+    ) -> Any:
+        """The query's result list; with `then`, what `then` makes of it, in the same worker thread.
+
+        `timeout_s` (default: the source's) is Prometheus's limit, sent as plain seconds (a float: its API
+        takes "0.5" where a unit would need whole numbers); the client waits a little longer."""
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        params = {"timeout": f"{limit:g}"}
 
         def query() -> Any:
-            result = self._client.custom_query(promql, params)
+            result = self._client.custom_query(promql, params, timeout=limit + CLIENT_TIMEOUT_MARGIN_S)
             if not isinstance(result, list):
                 raise TypeError("Prometheus answer has no result list")
             return result if then is None else then(result)
@@ -359,6 +389,9 @@ def describe_error(e: BaseException) -> str:
         text = str(e)
         if "Status Code 401" in text or "Status Code 403" in text:
             return f"Prometheus rejected the credentials: {_short(e)}"
+        timed_out = _TIMEOUT.search(text)  # Prometheus's own limit (the query's `timeout`, or --query.timeout)
+        if timed_out:
+            return f"Prometheus did not answer in time ({timed_out.group(1)})"
         return f"Prometheus query failed: {_short(e)}"
     if isinstance(e, ValueError | KeyError | TypeError):
         return "the URL answered, but not as the Prometheus HTTP API (expected JSON with data.result)"
@@ -366,6 +399,7 @@ def describe_error(e: BaseException) -> str:
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+_TIMEOUT = re.compile(r'"errorType":"timeout","error":"([^"]*)"')
 
 
 def _short(e: BaseException, limit: int = 200) -> str:
