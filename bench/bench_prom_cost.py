@@ -72,9 +72,9 @@ def child(args: argparse.Namespace) -> None:
         source = PrometheusSource(args.prometheus, refresh_s=15.0, timeout_s=args.timeout, idle_window_s=args.window)
         original = source._client.custom_query
 
-        def logged(query: str, params: Any = None) -> Any:
+        def logged(query: str, params: Any = None, **kwargs: Any) -> Any:
             sent.append(query)
-            return original(query, params)
+            return original(query, params, **kwargs)
 
         source._client.custom_query = logged  # type: ignore[method-assign]
         stalls = Stall()

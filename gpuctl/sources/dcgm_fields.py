@@ -69,7 +69,7 @@ METRICS: tuple[MetricName, ...] = (
 BY_NAME: Mapping[str, MetricName] = {m.name: m for m in METRICS}
 _PRIORITY: Mapping[str, int] = {m.name: i for i, m in enumerate(METRICS)}
 # MIG instances: DCGM_FI_DEV_GPU_UTIL is absent or a meaningless 0, the profiling ratio is real.
-_MIG_UTIL_FIRST = frozenset({"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO"})
+MIG_UTIL_FIRST = frozenset({"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO"})
 
 
 def names_for(quantity: Quantity) -> tuple[str, ...]:
@@ -253,7 +253,7 @@ class _Merging:
 
 def _priority(reading: Reading) -> int:
     rank = _PRIORITY[reading.metric.name]
-    if reading.gpu.mig_instance is not None and reading.metric.name in _MIG_UTIL_FIRST:
+    if reading.gpu.mig_instance is not None and reading.metric.name in MIG_UTIL_FIRST:
         rank -= len(METRICS)
     return rank
 

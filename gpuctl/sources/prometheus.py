@@ -230,7 +230,7 @@ class PrometheusSource:
         plan, sel = self.history, self.selector
         last_busy, present_since = await asyncio.gather(
             self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
-            self._query(queries.present_since(plan.lookback_s, plan.step_s, plan.gap_s, sel)),
+            self._query(queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
         )
         return last_busy, present_since
 

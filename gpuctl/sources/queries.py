@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MetricName, Quantity, names_for
+from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MIG_UTIL_FIRST, MetricName, Quantity, names_for
 from gpuctl.sources.selector import NO_SELECTOR, Selector
 
 NAME_LABEL = "gpuctl_metric"  # carries the metric name through functions that drop it
@@ -88,7 +88,7 @@ def last_busy(threshold_pct: float, lookback_s: float, step_s: float, selector: 
         busy = f"max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
         return f"timestamp({busy}) or max_over_time(timestamp({busy})[{duration(lookback_s)}:{step}])"
 
-    return _kept(_union(_util_names(), latest_busy, selector), NAME_LABEL, *SERIES_LABELS)
+    return _kept(_union(_util_names(), latest_busy, selector, _where_chosen), NAME_LABEL, *SERIES_LABELS)
 
 
 def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Selector = NO_SELECTOR) -> str:
@@ -112,7 +112,7 @@ def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Sele
         seen_at_start = f"timestamp({present} offset {span})) - {round(lookback_s)}"
         return f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}]) or {seen_at_start}"
 
-    return _kept(_union(_util_names(), run_start, selector), NAME_LABEL, *SERIES_LABELS)
+    return _kept(_union(_util_names(), run_start, selector, _where_chosen), NAME_LABEL, *SERIES_LABELS)
 
 
 def duration(seconds: float) -> str:
@@ -124,11 +124,27 @@ def _util_names() -> list[MetricName]:
     return [m for m in METRICS if m.quantity is Quantity.UTIL]
 
 
-def _union(names: Sequence[MetricName], expr: Callable[[MetricName, str], str], selector: Selector) -> str:
-    """`expr` for each name, tagged with its name, combined with `or` (the tags keep every series)."""
-    sel = f"{{{selector.promql()}}}" if selector else ""
+def _where_chosen(m: MetricName) -> str:
+    """The devices whose utilisation merge_readings takes from `m`: the profiling ratio on MIG
+    instances, GPU_UTIL on whole GPUs (a missing label matches "")."""
+    return 'GPU_I_ID!=""' if m.name in MIG_UTIL_FIRST else 'GPU_I_ID=""'
+
+
+def _union(
+    names: Sequence[MetricName],
+    expr: Callable[[MetricName, str], str],
+    selector: Selector,
+    scope: Callable[[MetricName], str] = lambda m: "",
+) -> str:
+    """`expr` for each name (its series scoped by `selector` and `scope(name)`), tagged with its name,
+    combined with `or` (the tags keep every series)."""
+
+    def sel(m: MetricName) -> str:
+        matchers = ",".join(x for x in (selector.promql(), scope(m)) if x)
+        return f"{{{matchers}}}" if matchers else ""
+
     return " or ".join(
-        f'label_replace({expr(m, sel)}, "{NAME_LABEL}", "{m.name}", "__name__", ".*")' for m in names
+        f'label_replace({expr(m, sel(m))}, "{NAME_LABEL}", "{m.name}", "__name__", ".*")' for m in names
     )
 
 

@@ -247,6 +247,8 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
     static, _ = exporters
     # node-a/2 has been under 5% since the fleet started; node-a/1 was busy and goes idle now.
     await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"}[1m]) >= 4')
+    # Presence is read at 5 s steps here (window/12): the fleet's start must lie further back than one.
+    await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[1m]) >= 12')
     went_idle = time.time()
     static.set(static_fleet(a1_util=1))
     try:

@@ -40,9 +40,9 @@ def test_the_history_answers_keep_only_the_tag_and_the_labels_gpuctl_reads() -> 
 
 def test_busy_threshold_uses_each_generations_raw_unit() -> None:
     q = queries.last_busy(5, lookback_s=1860, step_s=15)
-    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL[15s]) >= 5)" in q
-    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL_RATIO[15s]) >= 0.05)" in q
-    assert "max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[15s]) >= 0.05)" in q
+    assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}[15s]) >= 5)' in q
+    assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL_RATIO{GPU_I_ID=""}[15s]) >= 0.05)' in q
+    assert 'max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{GPU_I_ID!=""}[15s]) >= 0.05)' in q
 
 
 def test_functions_never_see_two_metric_names_at_once() -> None:
@@ -85,6 +85,10 @@ def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution(
     # A long window with a fast refresh: steps of window/30, not thousands of points.
     long = HistoryPlan.for_window(idle_window_s=3600, refresh_s=2, grace_s=300)
     assert (long.step_s, long.lookback_s) == (120, 3600 + 480)
+    # Presence at window/12 or half the grace period, whichever is finer, never finer than the step
+    # (its answer moves only after a gap, or for a new series).
+    assert (default.presence_step_s, long.presence_step_s) == (150, 150)
+    assert HistoryPlan.for_window(idle_window_s=6, refresh_s=1, grace_s=300).presence_step_s == 1
     # Never coarser than half the grace period: a gap over it must fall on a step.
     assert HistoryPlan.for_window(idle_window_s=12 * 3600, refresh_s=15, grace_s=300).step_s == 150
     assert HistoryPlan.for_window(idle_window_s=3, refresh_s=0.25, grace_s=300).step_s == 1  # PromQL steps are whole seconds
@@ -92,11 +96,20 @@ def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution(
 
 def test_a_run_of_samples_starts_after_a_gap_a_step_shorter_than_the_grace_period() -> None:
     q = queries.present_since(1860, 15, 300)
-    assert "last_over_time(DCGM_FI_DEV_GPU_UTIL[285s]) unless last_over_time(DCGM_FI_DEV_GPU_UTIL[285s] offset 15s)" in q
+    util = 'DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}'
+    assert f"last_over_time({util}[285s]) unless last_over_time({util}[285s] offset 15s)" in q
     names = [m.name for m in METRICS if m.quantity is Quantity.UTIL]
     # one subquery per name (the latest run start), else a sample where the look-back begins: its start
     assert q.count("[1860s:15s]") == len(names)
     assert q.count("[285s] offset 1860s)) - 1860") == len(names)
+
+
+def test_history_reads_each_utilisation_name_only_where_it_is_the_one_chosen() -> None:
+    # merge_readings: the profiling ratio on a MIG instance, GPU_UTIL on a whole GPU.
+    for q in (queries.last_busy(5, 1860, 60, CLUSTER), queries.present_since(1860, 150, 300, CLUSTER)):
+        for name, matchers in re.findall(r"(DCGM_\w+)\{([^}]*)\}", q):
+            mig = "PROF_GR_ENGINE" in name
+            assert matchers == 'cluster="prod-a",' + ('GPU_I_ID!=""' if mig else 'GPU_I_ID=""'), name
 
 
 def test_functions_run_on_one_name_each_before_any_union() -> None:
