@@ -13,6 +13,12 @@ Why the shapes are what they are:
   (`label_replace`) before the names are combined with `or`.
 * Queries are per metric name, never per GPU: the count is fixed whatever the
   fleet size (see `REFRESH_QUERIES`).
+* Cost on a shared Prometheus: a subquery re-evaluates its inner expression at
+  every step, so the history's subqueries each read one name (tagging and `or`
+  happen once, outside them), on the devices where that name is the reading
+  gpuctl uses, at a step the idle window needs (gpuctl.sources.history). Every
+  answer keeps only the labels gpuctl parses (`max by`): what Prometheus
+  encodes and gpuctl decodes shrinks with it.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ def instant(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
     instance, the graphics-engine ratio must win over a GPU_UTIL that some
     exporter versions report as a constant 0 (merge_readings picks by priority).
     An aggregation keeps `__name__` when asked to (`by (__name__, ...)`), so the names survive it;
-    series of one GPU that differ only in labels left out (a time-sliced GPU's pods, two scrape jobs) are one.
+    series of one GPU that differ only in labels left out (two scrape jobs; in the lean answers, a
+    time-sliced GPU's pods) are one.
     """
     labels = SERIES_LABELS if quantity in DETAILED else IDENTITY_LABELS
     return _kept(series(quantity, selector), "__name__", *labels)
