@@ -70,13 +70,17 @@ def child(args: argparse.Namespace) -> None:
 
     async def main() -> dict[str, Any]:
         source = PrometheusSource(args.prometheus, refresh_s=15.0, timeout_s=args.timeout, idle_window_s=args.window)
-        original = source._client.custom_query
+        original = source._get if hasattr(source, "_get") else source._client.custom_query
 
-        def logged(query: str, params: Any = None, **kwargs: Any) -> Any:
+        def logged(*args: Any, **kwargs: Any) -> Any:  # either checkout's request function: log the query
+            query = args[1]["query"] if hasattr(source, "_get") else args[0]
             sent.append(query)
-            return original(query, params, **kwargs)
+            return original(*args, **kwargs)
 
-        source._client.custom_query = logged  # type: ignore[method-assign]
+        if hasattr(source, "_get"):
+            source._get = logged  # type: ignore[method-assign]
+        else:
+            source._client.custom_query = logged
         stalls = Stall()
         probe = asyncio.create_task(watch_loop(stalls, interval_s=0.005, report_over_s=0.0))
         rss_before = rss_bytes()

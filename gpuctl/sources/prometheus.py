@@ -18,14 +18,16 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
 Every query carries the metrics selector (`--metrics-selector`), so a
 Prometheus that holds several clusters answers for this one only.
 
-prometheus-api-client is synchronous (requests), so every call runs in a
-worker thread; our own Session carries the auth, and every request has a
-timeout both here and on the Prometheus side.
+Requests are synchronous (requests), so every call runs in a worker thread
+(and every answer is parsed on one more, one at a time); our own Session
+carries the auth, and every request has a timeout both here and on the
+Prometheus side. prometheus-api-client provides the error type only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import Counter
@@ -36,7 +38,8 @@ from itertools import chain
 from typing import Any, Protocol, TypeVar, overload
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from gpuctl.clock import Clock, utcnow
@@ -152,21 +155,18 @@ class PrometheusSource:
         # When the idle history is (re)tried; None once it has loaded.
         self.history_retry_at: datetime | None = None
         self._session = (auth or PrometheusAuth()).session()
-        # Every request, and the parsing after it, on threads of its own (gpuctl.workers): a refresh and the
-        # history are ten queries at once; four threads keep at most four answers' JSON in memory.
-        self._workers = Workers("gpuctl-prometheus", 4)
-        self._client = PrometheusConnect(
-            url=self.url,
-            session=self._session,
-            # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
-            retry=Retry(total=0, raise_on_status=False),
-            # A little past Prometheus's own limit (each query's `timeout`), so its answer saying why comes first.
-            timeout=timeout_s + CLIENT_TIMEOUT_MARGIN_S,
-        )
+        # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
+        self._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0, raise_on_status=False)))
+        # Requests on threads of their own (gpuctl.workers), a refresh's and the history's all at once: they hold
+        # an answer's bytes only. Decoding, parsing and joining on one more thread, an answer at a time: decoded,
+        # an answer is ~10x its bytes (~60 MB at 12,500 GPUs), and four at once were most of the source's RSS.
+        self._requests = Workers("gpuctl-prometheus", REFRESH_QUERIES + HISTORY_QUERIES)
+        self._parsing = Workers("gpuctl-prometheus-parse", 1)
 
     def close(self) -> None:
-        self._workers.close()
-        self._client.close()
+        self._requests.close()
+        self._parsing.close()
+        self._session.close()
 
     # -- one-shot calls --------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class PrometheusSource:
             *(self._query(queries.instant(q, self.selector), then=_parse_answer) for q in REFRESH_QUANTITIES)
         )
         parsed, moving = await asyncio.gather(instants, self._moving())
-        return await self._workers.run(self._batch_of, parsed, moving)
+        return await self._parsing.run(self._batch_of, parsed, moving)
 
     async def _moving(self) -> set[str] | str:
         """The freshness query's answer (keys of GPUs whose readings move), or why it failed."""
@@ -223,7 +223,7 @@ class PrometheusSource:
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
-        return await self._workers.run(self.history_from, samples, await self.history_answers())
+        return await self._parsing.run(self.history_from, samples, await self.history_answers())
 
     async def history_answers(self) -> HistoryAnswers:
         """The two history subqueries' answers (they do not depend on the samples: run() sends them with a refresh)."""
@@ -289,7 +289,7 @@ class PrometheusSource:
         self, store: MetricsSink, samples: Sequence[GpuSample], backoff: Backoff, answers: Awaitable[HistoryAnswers]
     ) -> None:
         try:
-            history = await self._workers.run(self.history_from, samples, await answers)
+            history = await self._parsing.run(self.history_from, samples, await answers)
         except FETCH_ERRORS as e:
             message = describe_error(e)
             self.history_retry_at = self._now() + timedelta(seconds=backoff.next())
@@ -304,14 +304,9 @@ class PrometheusSource:
         """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`. Raises FETCH_ERRORS."""
 
         def get() -> Any:
-            # The session already carries auth headers and TLS settings; the client's
-            # adapter (mounted on the base URL) means no urllib3 retries here either.
-            resp = self._session.get(f"{self.url}{path}", timeout=self.timeout_s)
-            if resp.status_code != 200:
-                raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:200]!r})")
-            return resp.json()["data"]
+            return json.loads(self._get(path, {}, self.timeout_s))["data"]
 
-        return await self._workers.run(get)
+        return await self._requests.run(get)
 
     @overload
     async def _query(self, promql: str, *, timeout_s: float | None = None) -> list[Any]: ...
@@ -321,20 +316,32 @@ class PrometheusSource:
     async def _query(
         self, promql: str, *, then: Callable[[list[Any]], Any] | None = None, timeout_s: float | None = None
     ) -> Any:
-        """The query's result list; with `then`, what `then` makes of it, in the same worker thread.
+        """The instant query's result list; with `then`, what `then` makes of it, on the parsing thread.
 
         `timeout_s` (default: the source's) is Prometheus's limit, sent as plain seconds (a float: its API
         takes "0.5" where a unit would need whole numbers); the client waits a little longer."""
         limit = self.timeout_s if timeout_s is None else timeout_s
-        params = {"timeout": f"{limit:g}"}
+        body = await self._requests.run(self._get, "/api/v1/query", {"query": promql, "timeout": f"{limit:g}"}, limit)
 
-        def query() -> Any:
-            result = self._client.custom_query(promql, params, timeout=limit + CLIENT_TIMEOUT_MARGIN_S)
+        def parse() -> Any:
+            result = json.loads(body)["data"]["result"]
             if not isinstance(result, list):
                 raise TypeError("Prometheus answer has no result list")
             return result if then is None else then(result)
 
-        return await self._workers.run(query)
+        return await self._parsing.run(parse)
+
+    def _get(self, path: str, params: Mapping[str, str], timeout_s: float) -> bytes:
+        """GET an API path; the answer's bytes. Raises FETCH_ERRORS (PrometheusApiClientException: not 200)."""
+        # The session carries auth headers, TLS settings and the no-retries adapter; `verify` is passed again
+        # because requests lets REQUESTS_CA_BUNDLE override the session's. The client waits a little past
+        # Prometheus's own limit, so its answer saying why comes first.
+        resp = self._session.get(
+            f"{self.url}{path}", params=params, timeout=timeout_s + CLIENT_TIMEOUT_MARGIN_S, verify=self._session.verify
+        )
+        if resp.status_code != 200:
+            raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:500]!r})")
+        return resp.content
 
 
 def _parse_answer(answer: list[Any]) -> tuple[datetime | None, fields.ParsedResults]:
