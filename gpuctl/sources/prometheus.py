@@ -61,6 +61,7 @@ HistoryAnswers = tuple[list[Any], list[Any]]  # last_busy, present_since (querie
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
 REFRESH_QUERIES = len(REFRESH_QUANTITIES) + 1
 HISTORY_QUERIES = 2
+MAX_IN_FLIGHT = 4  # queries sent to Prometheus at once
 CLIENT_TIMEOUT_MARGIN_S = 2.0  # the client waits this much past a query's Prometheus-side timeout
 
 # What a failed query can raise; anything else is a bug and propagates.
@@ -157,10 +158,12 @@ class PrometheusSource:
         self._session = (auth or PrometheusAuth()).session()
         # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
         self._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0, raise_on_status=False)))
-        # Requests on threads of their own (gpuctl.workers), a refresh's and the history's all at once: they hold
-        # an answer's bytes only. Decoding, parsing and joining on one more thread, an answer at a time: decoded,
-        # an answer is ~10x its bytes (~60 MB at 12,500 GPUs), and four at once were most of the source's RSS.
-        self._requests = Workers("gpuctl-prometheus", REFRESH_QUERIES + HISTORY_QUERIES)
+        # Requests on threads of their own (gpuctl.workers), at most four in flight: a loaded Prometheus answers
+        # ten concurrent queries no sooner than four at a time, and each slower (at load 17 they passed the
+        # timeout). They hold an answer's bytes only. Decoding, parsing and joining on one more thread, an answer
+        # at a time: decoded, an answer is ~10x its bytes (~60 MB at 12,500 GPUs), and four at once were most of
+        # the source's RSS.
+        self._requests = Workers("gpuctl-prometheus", MAX_IN_FLIGHT)
         self._parsing = Workers("gpuctl-prometheus-parse", 1)
 
     def close(self) -> None:
@@ -384,7 +387,8 @@ def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
 
 def describe_error(e: BaseException) -> str:
     """One line a person can act on, for the snapshot's metrics.error and the TUI."""
-    if isinstance(e, requests.Timeout):
+    if isinstance(e, requests.Timeout) or _READ_TIMEOUT in str(e):
+        # With retries configured (even none), requests reports a read timeout as a ConnectionError.
         return "Prometheus did not answer in time"
     if isinstance(e, requests.exceptions.SSLError):
         return f"TLS error talking to Prometheus: {_short(e)}"
@@ -406,6 +410,7 @@ def describe_error(e: BaseException) -> str:
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+_READ_TIMEOUT = "ReadTimeoutError"
 _TIMEOUT = re.compile(r'"errorType":"timeout","error":"([^"]*)"')
 
 
