@@ -161,8 +161,8 @@ class PrometheusSource:
         # Requests on threads of their own (gpuctl.workers), at most four in flight: a loaded Prometheus answers
         # ten concurrent queries no sooner than four at a time, and each slower (at load 17 they passed the
         # timeout). They hold an answer's bytes only. Decoding, parsing and joining on one more thread, an answer
-        # at a time: decoded, an answer is ~10x its bytes (~60 MB at 12,500 GPUs), and four at once were most of
-        # the source's RSS.
+        # at a time: decoded, an answer is many times its bytes. (The source's peak RSS at 12,500 GPUs stayed
+        # ~380 MiB with this, bench/bench_prom_cost.py: its bulk is elsewhere, not yet found.)
         self._requests = Workers("gpuctl-prometheus", MAX_IN_FLIGHT)
         self._parsing = Workers("gpuctl-prometheus-parse", 1)
 
