@@ -275,6 +275,11 @@ class MetricsHealth(Frozen):
     missing_since: datetime | None = Field(None, description="the first refresh that brought too few GPUs; None when none is missing")
     retry_at: datetime | None = Field(None, description="when the next refresh is tried after a failure; None when not failing")
     gpus_stale: int = Field(0, description="GPUs whose readings are stale (Gpu.stale)")
+    unconfirmed: str | None = Field(
+        None,
+        description="why the last refresh could not check which readings are fresh (e.g. Prometheus did not answer"
+        " the freshness query in time): its readings came, all marked stale (neither busy nor idle); None when checked",
+    )
     unmatched_hosts: int = Field(
         0, description="hosts in the metrics that match no Kubernetes node (another cluster's series? see --metrics-selector)"
     )

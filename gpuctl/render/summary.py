@@ -52,6 +52,8 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += f", {duration(metrics.age_s)} old"
     if metrics.stale:
         m += ", STALE"
+    if metrics.unconfirmed:
+        m += f", UNCONFIRMED: every reading shown stale - {metrics.unconfirmed}"
     if metrics.gpus_missing:
         since = f" since {metrics.missing_since:%H:%M:%S}Z" if metrics.missing_since else ""
         m += f", PARTIAL: {metrics.gpus_missing} GPU(s) missing{since} ({metrics.gpus_reported} reported)"

@@ -69,7 +69,7 @@ METRICS: tuple[MetricName, ...] = (
 BY_NAME: Mapping[str, MetricName] = {m.name: m for m in METRICS}
 _PRIORITY: Mapping[str, int] = {m.name: i for i, m in enumerate(METRICS)}
 # MIG instances: DCGM_FI_DEV_GPU_UTIL is absent or a meaningless 0, the profiling ratio is real.
-_MIG_UTIL_FIRST = frozenset({"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO"})
+MIG_UTIL_FIRST = frozenset({"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO"})
 
 
 def names_for(quantity: Quantity) -> tuple[str, ...]:
@@ -84,6 +84,14 @@ _POD_LABELS: tuple[tuple[PodSpelling, str, str, str], ...] = (
     ("exported", "exported_pod", "exported_namespace", "exported_container"),
     ("plain", "pod", "namespace", "container"),
     ("legacy", "pod_name", "pod_namespace", "container_name"),
+)
+# Every label the parsers below read (identity, pod, the scrape target): the queries keep these and no
+# others (queries.SERIES_LABELS), so an answer carries no pci_bus_id, device, driver version or job.
+IDENTITY_LABELS_READ = ("Hostname", "hostname", "gpu", "UUID", "uuid", "modelName", "model_name", "GPU_I_PROFILE", "GPU_I_ID")
+LABELS_READ: tuple[str, ...] = (
+    *IDENTITY_LABELS_READ,
+    *(label for spelling in _POD_LABELS for label in spelling[1:]),
+    "instance",
 )
 # gpu-operator names the exporter's pods nvidia-dcgm-exporter-*, the Helm chart dcgm-exporter-*.
 _EXPORTER_POD = "dcgm-exporter"
@@ -245,7 +253,7 @@ class _Merging:
 
 def _priority(reading: Reading) -> int:
     rank = _PRIORITY[reading.metric.name]
-    if reading.gpu.mig_instance is not None and reading.metric.name in _MIG_UTIL_FIRST:
+    if reading.gpu.mig_instance is not None and reading.metric.name in MIG_UTIL_FIRST:
         rank -= len(METRICS)
     return rank
 

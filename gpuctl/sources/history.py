@@ -1,8 +1,13 @@
 """Idle streaks from Prometheus's history, so they survive a gpuctl restart.
 
 Two subqueries (queries.last_busy, queries.present_since) look back over the
-idle window plus a margin; this module sizes them and joins their answers with
-the current samples. A GPU now under the threshold has been under it since its
+idle window plus a margin, at a step of a thirtieth of it (the question is
+"idle for the whole window?", not when to the second); this module sizes them
+and joins their answers with the current samples. Each utilisation name is read only where merge_readings
+would choose it: the profiling ratio on MIG instances, GPU_UTIL on whole GPUs
+(on most fleets both are exported for every device, so this halves the work).
+A device reporting only the other kind gets no history: its streak starts at
+gpuctl's start, as for any device without history. A GPU now under the threshold has been under it since its
 last busy step or since its samples last resumed after a gap over the idle
 clock's grace period, whichever is later: the idle clock's own rule
 (gpuctl.state.idle), so history never vouches for time nobody measured. Only
@@ -24,7 +29,8 @@ from gpuctl.sources import dcgm_fields as fields
 from gpuctl.sources.queries import NAME_LABEL
 from gpuctl.state.records import GpuSample
 
-STEPS_PER_WINDOW = 120  # resolution of the subqueries: under 1 % of the idle window
+STEPS_PER_WINDOW = 30  # resolution of the subqueries: a step of 60 s in a 30-minute window
+PRESENCE_STEPS_PER_WINDOW = 12  # present_since's coarser resolution (see HistoryPlan.for_window)
 MARGIN_STEPS = 4  # look back this many steps past the window, so a GPU idle for longer reads as idle
 
 
@@ -33,16 +39,25 @@ class HistoryPlan:
     """How far back and how finely to look: enough to tell whether a GPU has been idle for the window."""
 
     lookback_s: float
-    step_s: float
+    step_s: float  # last_busy's step
     gap_s: float  # the idle clock's grace period: a longer gap between samples ends a streak
+    presence_step_s: float  # present_since's step: see for_window
 
     @classmethod
     def for_window(cls, idle_window_s: float, refresh_s: float, grace_s: float) -> HistoryPlan:
-        """Step: the refresh interval, or window/120 when that is coarser, but at most half the
+        """Step: the refresh interval, or window/30 when that is coarser, but at most half the
         grace period (so no gap over it goes unseen) and never under 1 s; look-back: the window
-        plus four steps."""
+        plus four steps.
+
+        A step ends a streak at most one step late (shorter, never longer): a minute in the default
+        30-minute window, while the subqueries' cost falls with the number of steps (120 steps cost
+        ~10 s at 8,000 GPUs, BENCHMARKS.md section 8). Presence is read at window/12 or half the
+        grace period, whichever is finer, and never finer than the step (2.5 minutes by default):
+        its answer only moves for a series that started, or came back after a gap, within the
+        look-back, and at that step each sample is read twice, not eight times."""
         step = float(max(1, math.ceil(min(max(refresh_s, idle_window_s / STEPS_PER_WINDOW), grace_s / 2))))
-        return cls(lookback_s=idle_window_s + MARGIN_STEPS * step, step_s=step, gap_s=grace_s)
+        presence = float(max(step, math.floor(min(grace_s / 2, idle_window_s / PRESENCE_STEPS_PER_WINDOW))))
+        return cls(lookback_s=idle_window_s + MARGIN_STEPS * step, step_s=step, gap_s=grace_s, presence_step_s=presence)
 
 
 def idle_since(

@@ -5,7 +5,11 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
 
 * every refresh: one instant query per quantity for all GPUs, plus one
   freshness query (queries.freshness) that tells which GPUs' values still
-  move: `REFRESH_QUERIES` (8) queries, sent concurrently;
+  move: `REFRESH_QUERIES` (8) queries, sent concurrently. Each answer keeps
+  only the labels gpuctl reads (queries.instant). When the freshness query
+  fails (a slow Prometheus times it out first: it reads a window, the others
+  one sample) the refresh still delivers its readings, every one marked stale
+  and the batch `unconfirmed` with the reason: neither idle nor fresh;
 * once per start: two subqueries over the idle window plus a margin
   (gpuctl.sources.history), so idle streaks survive a restart. When they fail
   they are retried with an exponential, capped backoff, not after every
@@ -14,14 +18,16 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
 Every query carries the metrics selector (`--metrics-selector`), so a
 Prometheus that holds several clusters answers for this one only.
 
-prometheus-api-client is synchronous (requests), so every call runs in a
-worker thread; our own Session carries the auth, and every request has a
-timeout both here and on the Prometheus side.
+Requests are synchronous (requests), so every call runs in a worker thread
+(and every answer is parsed on one more, one at a time); our own Session
+carries the auth, and every request has a timeout both here and on the
+Prometheus side. prometheus-api-client provides the error type only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import Counter
@@ -32,7 +38,8 @@ from itertools import chain
 from typing import Any, Protocol, TypeVar, overload
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from gpuctl.clock import Clock, utcnow
@@ -54,6 +61,8 @@ HistoryAnswers = tuple[list[Any], list[Any]]  # last_busy, present_since (querie
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
 REFRESH_QUERIES = len(REFRESH_QUANTITIES) + 1
 HISTORY_QUERIES = 2
+MAX_IN_FLIGHT = 4  # queries sent to Prometheus at once
+CLIENT_TIMEOUT_MARGIN_S = 2.0  # the client waits this much past a query's Prometheus-side timeout
 
 # What a failed query can raise; anything else is a bug and propagates.
 FETCH_ERRORS: tuple[type[Exception], ...] = (
@@ -115,6 +124,7 @@ class PrometheusSource:
         *,
         refresh_s: float = 15.0,
         timeout_s: float = 10.0,
+        freshness_timeout_s: float | None = None,
         auth: PrometheusAuth | None = None,
         selector: Selector = NO_SELECTOR,
         idle_threshold_pct: float = 5.0,
@@ -129,6 +139,8 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.refresh_s = refresh_s
         self.timeout_s = timeout_s
+        # Prometheus's own limit for the freshness query (default: timeout_s); past it the readings come unconfirmed.
+        self.freshness_timeout_s = timeout_s if freshness_timeout_s is None else freshness_timeout_s
         self.selector = selector
         self.idle_threshold_pct = idle_threshold_pct
         self.history = HistoryPlan.for_window(idle_window_s, refresh_s, idle_grace_s)
@@ -144,20 +156,20 @@ class PrometheusSource:
         # When the idle history is (re)tried; None once it has loaded.
         self.history_retry_at: datetime | None = None
         self._session = (auth or PrometheusAuth()).session()
-        # Every request, and the parsing after it, on threads of its own (gpuctl.workers): a refresh and the
-        # history are ten queries at once; four threads keep at most four answers' JSON in memory.
-        self._workers = Workers("gpuctl-prometheus", 4)
-        self._client = PrometheusConnect(
-            url=self.url,
-            session=self._session,
-            # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
-            retry=Retry(total=0, raise_on_status=False),
-            timeout=timeout_s,
-        )
+        # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
+        self._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0, raise_on_status=False)))
+        # Requests on threads of their own (gpuctl.workers), at most four in flight: a loaded Prometheus answers
+        # ten concurrent queries no sooner than four at a time, and each slower (at load 17 they passed the
+        # timeout). They hold an answer's bytes only. Decoding, parsing and joining on one more thread, an answer
+        # at a time: decoded, an answer is many times its bytes. (The source's peak RSS at 12,500 GPUs stayed
+        # ~380 MiB with this, bench/bench_prom_cost.py: its bulk is elsewhere, not yet found.)
+        self._requests = Workers("gpuctl-prometheus", MAX_IN_FLIGHT)
+        self._parsing = Workers("gpuctl-prometheus-parse", 1)
 
     def close(self) -> None:
-        self._workers.close()
-        self._client.close()
+        self._requests.close()
+        self._parsing.close()
+        self._session.close()
 
     # -- one-shot calls --------------------------------------------------------------
 
@@ -173,7 +185,8 @@ class PrometheusSource:
         return ProbeResult(url=self.url, gpu_series=len(results))
 
     async def fetch(self) -> MetricsBatch:
-        """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS.
+        """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS
+        when a quantity's query fails; a failed freshness query makes the batch `unconfirmed` instead.
 
         Each answer is parsed in the thread that fetched it, and the readings merged in one
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
@@ -181,11 +194,23 @@ class PrometheusSource:
         instants = asyncio.gather(
             *(self._query(queries.instant(q, self.selector), then=_parse_answer) for q in REFRESH_QUANTITIES)
         )
-        freshness = self._query(queries.freshness(self.stale_window_s, self.selector), then=moving_gpus)
-        parsed, moving = await asyncio.gather(instants, freshness)
-        return await self._workers.run(self._batch_of, parsed, moving)
+        parsed, moving = await asyncio.gather(instants, self._moving())
+        return await self._parsing.run(self._batch_of, parsed, moving)
 
-    def _batch_of(self, answers: Sequence[tuple[datetime | None, fields.ParsedResults]], moving: Set[str]) -> MetricsBatch:
+    async def _moving(self) -> set[str] | str:
+        """The freshness query's answer (keys of GPUs whose readings move), or why it failed."""
+        try:
+            return await self._query(
+                queries.freshness(self.stale_window_s, self.selector), then=moving_gpus, timeout_s=self.freshness_timeout_s
+            )
+        except FETCH_ERRORS as e:
+            reason = f"freshness check failed: {describe_error(e)}"
+            log.warning("%s; this refresh's readings are all marked stale", reason)
+            return reason
+
+    def _batch_of(
+        self, answers: Sequence[tuple[datetime | None, fields.ParsedResults]], moving: Set[str] | str
+    ) -> MetricsBatch:
         # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
         # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
         times = [at for at, _ in answers if at is not None]
@@ -195,18 +220,20 @@ class PrometheusSource:
             reasons = sum((p.reasons for _, p in answers), start=Counter[str]())
             log.debug("rejected %d DCGM series: %s", rejected, dict(reasons))
         readings = chain.from_iterable(p.readings for _, p in answers)
-        return MetricsBatch(at=at, samples=mark_stale(fields.merge_readings(readings), moving), rejected=rejected)
+        unconfirmed, moving = (moving, frozenset()) if isinstance(moving, str) else (None, moving)
+        samples = mark_stale(fields.merge_readings(readings), moving)
+        return MetricsBatch(at=at, samples=samples, rejected=rejected, unconfirmed=unconfirmed)
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
-        return await self._workers.run(self.history_from, samples, await self.history_answers())
+        return await self._parsing.run(self.history_from, samples, await self.history_answers())
 
     async def history_answers(self) -> HistoryAnswers:
         """The two history subqueries' answers (they do not depend on the samples: run() sends them with a refresh)."""
         plan, sel = self.history, self.selector
         last_busy, present_since = await asyncio.gather(
             self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
-            self._query(queries.present_since(plan.lookback_s, plan.step_s, plan.gap_s, sel)),
+            self._query(queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
         )
         return last_busy, present_since
 
@@ -265,7 +292,7 @@ class PrometheusSource:
         self, store: MetricsSink, samples: Sequence[GpuSample], backoff: Backoff, answers: Awaitable[HistoryAnswers]
     ) -> None:
         try:
-            history = await self._workers.run(self.history_from, samples, await answers)
+            history = await self._parsing.run(self.history_from, samples, await answers)
         except FETCH_ERRORS as e:
             message = describe_error(e)
             self.history_retry_at = self._now() + timedelta(seconds=backoff.next())
@@ -280,31 +307,44 @@ class PrometheusSource:
         """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`. Raises FETCH_ERRORS."""
 
         def get() -> Any:
-            # The session already carries auth headers and TLS settings; the client's
-            # adapter (mounted on the base URL) means no urllib3 retries here either.
-            resp = self._session.get(f"{self.url}{path}", timeout=self.timeout_s)
-            if resp.status_code != 200:
-                raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:200]!r})")
-            return resp.json()["data"]
+            return json.loads(self._get(path, {}, self.timeout_s))["data"]
 
-        return await self._workers.run(get)
+        return await self._requests.run(get)
 
     @overload
-    async def _query(self, promql: str) -> list[Any]: ...
+    async def _query(self, promql: str, *, timeout_s: float | None = None) -> list[Any]: ...
     @overload
-    async def _query(self, promql: str, *, then: Callable[[list[Any]], T]) -> T: ...
+    async def _query(self, promql: str, *, then: Callable[[list[Any]], T], timeout_s: float | None = None) -> T: ...
 
-    async def _query(self, promql: str, *, then: Callable[[list[Any]], Any] | None = None) -> Any:
-        """The query's result list; with `then`, what `then` makes of it, in the same worker thread."""
-        params = {"timeout": f"{self.timeout_s:g}s"}
+    async def _query(
+        self, promql: str, *, then: Callable[[list[Any]], Any] | None = None, timeout_s: float | None = None
+    ) -> Any:
+        """The instant query's result list; with `then`, what `then` makes of it, on the parsing thread.
 
-        def query() -> Any:
-            result = self._client.custom_query(promql, params)
+        `timeout_s` (default: the source's) is Prometheus's limit, sent as plain seconds (a float: its API
+        takes "0.5" where a unit would need whole numbers); the client waits a little longer."""
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        body = await self._requests.run(self._get, "/api/v1/query", {"query": promql, "timeout": f"{limit:g}"}, limit)
+
+        def parse() -> Any:
+            result = json.loads(body)["data"]["result"]
             if not isinstance(result, list):
                 raise TypeError("Prometheus answer has no result list")
             return result if then is None else then(result)
 
-        return await self._workers.run(query)
+        return await self._parsing.run(parse)
+
+    def _get(self, path: str, params: Mapping[str, str], timeout_s: float) -> bytes:
+        """GET an API path; the answer's bytes. Raises FETCH_ERRORS (PrometheusApiClientException: not 200)."""
+        # The session carries auth headers, TLS settings and the no-retries adapter; `verify` is passed again
+        # because requests lets REQUESTS_CA_BUNDLE override the session's. The client waits a little past
+        # Prometheus's own limit, so its answer saying why comes first.
+        resp = self._session.get(
+            f"{self.url}{path}", params=params, timeout=timeout_s + CLIENT_TIMEOUT_MARGIN_S, verify=self._session.verify
+        )
+        if resp.status_code != 200:
+            raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:500]!r})")
+        return resp.content
 
 
 def _parse_answer(answer: list[Any]) -> tuple[datetime | None, fields.ParsedResults]:
@@ -347,7 +387,8 @@ def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
 
 def describe_error(e: BaseException) -> str:
     """One line a person can act on, for the snapshot's metrics.error and the TUI."""
-    if isinstance(e, requests.Timeout):
+    if isinstance(e, requests.Timeout) or _READ_TIMEOUT in str(e):
+        # With retries configured (even none), requests reports a read timeout as a ConnectionError.
         return "Prometheus did not answer in time"
     if isinstance(e, requests.exceptions.SSLError):
         return f"TLS error talking to Prometheus: {_short(e)}"
@@ -359,6 +400,9 @@ def describe_error(e: BaseException) -> str:
         text = str(e)
         if "Status Code 401" in text or "Status Code 403" in text:
             return f"Prometheus rejected the credentials: {_short(e)}"
+        timed_out = _TIMEOUT.search(text)  # Prometheus's own limit (the query's `timeout`, or --query.timeout)
+        if timed_out:
+            return f"Prometheus did not answer in time ({timed_out.group(1)})"
         return f"Prometheus query failed: {_short(e)}"
     if isinstance(e, ValueError | KeyError | TypeError):
         return "the URL answered, but not as the Prometheus HTTP API (expected JSON with data.result)"
@@ -366,6 +410,8 @@ def describe_error(e: BaseException) -> str:
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+_READ_TIMEOUT = "ReadTimeoutError"
+_TIMEOUT = re.compile(r'"errorType":"timeout","error":"([^"]*)"')
 
 
 def _short(e: BaseException, limit: int = 200) -> str:

@@ -13,31 +13,55 @@ Why the shapes are what they are:
   (`label_replace`) before the names are combined with `or`.
 * Queries are per metric name, never per GPU: the count is fixed whatever the
   fleet size (see `REFRESH_QUERIES`).
+* Cost on a shared Prometheus: a subquery re-evaluates its inner expression at
+  every step, so the history's subqueries each read one name (tagging and `or`
+  happen once, outside them), on the devices where that name is the reading
+  gpuctl uses, at a step the idle window needs (gpuctl.sources.history). Every
+  answer keeps only the labels gpuctl parses (`max by`): what Prometheus
+  encodes and gpuctl decodes shrinks with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from gpuctl.sources.dcgm_fields import METRICS, MetricName, Quantity, names_for
+from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MIG_UTIL_FIRST, MetricName, Quantity, names_for
 from gpuctl.sources.selector import NO_SELECTOR, Selector
 
 NAME_LABEL = "gpuctl_metric"  # carries the metric name through functions that drop it
-# Labels that name a GPU (see dcgm_fields.parse_identity): what the freshness query keeps.
+# Labels that name a GPU (see dcgm_fields.parse_identity's key): what the freshness query keeps.
 IDENTITY_LABELS = ("Hostname", "hostname", "gpu", "GPU_I_ID")
 # Readings that move on every live GPU, busy or idle: power (in mW steps) and temperature.
 # Both are dcgm-exporter default counters; an exporter without either makes every GPU stale.
 # (Utilisation and memory sit still on an idle GPU, and would triple the query's cost.)
 LIVENESS: tuple[Quantity, ...] = (Quantity.POWER, Quantity.TEMP)
+# Every label dcgm_fields parses (identity, pod, scrape target), nothing else: the history's answers and
+# the detailed quantities' keep these (at 12,500 GPUs the exporter's pci_bus_id, device, driver version and
+# Prometheus's job were a quarter of an answer's bytes).
+SERIES_LABELS: tuple[str, ...] = LABELS_READ
+# The quantities whose answers carry a GPU's details and holder: utilisation (what idleness is judged on) and
+# used memory (every GPU and MIG instance reports it by default). merge_readings takes identity and pod from
+# any reading of a GPU, so the other quantities' answers keep only the GPU's key: a third of the bytes.
+DETAILED: tuple[Quantity, ...] = (Quantity.UTIL, Quantity.FB_USED)
 
 
 def instant(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
-    """One query for a quantity on every GPU, all its names at once, each series keeping its name.
+    """One query for a quantity on every GPU, all its names at once, each series keeping its name and the
+    labels gpuctl reads of it (SERIES_LABELS for the DETAILED quantities, the GPU's key for the others).
 
     Unlike `a or b`, the name selector keeps every name's series: for a MIG
     instance, the graphics-engine ratio must win over a GPU_UTIL that some
     exporter versions report as a constant 0 (merge_readings picks by priority).
+    An aggregation keeps `__name__` when asked to (`by (__name__, ...)`), so the names survive it;
+    series of one GPU that differ only in labels left out (two scrape jobs; in the lean answers, a
+    time-sliced GPU's pods) are one.
     """
+    labels = SERIES_LABELS if quantity in DETAILED else IDENTITY_LABELS
+    return _kept(series(quantity, selector), "__name__", *labels)
+
+
+def series(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
+    """The raw series of a quantity: every name, every label (what `instant` aggregates)."""
     scope = f",{selector.promql()}" if selector else ""
     return '{__name__=~"' + "|".join(names_for(quantity)) + '"' + scope + "}"
 
@@ -67,11 +91,11 @@ def last_busy(threshold_pct: float, lookback_s: float, step_s: float, selector: 
     """
     step = duration(step_s)
 
-    def busy(m: MetricName, sel: str) -> str:
-        return f"max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
+    def latest_busy(m: MetricName, sel: str) -> str:
+        busy = f"max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
+        return f"timestamp({busy}) or max_over_time(timestamp({busy})[{duration(lookback_s)}:{step}])"
 
-    union = _union(_util_names(), busy, selector)
-    return f"timestamp({union}) or max_over_time(timestamp({union})[{duration(lookback_s)}:{step}])"
+    return _kept(_union(_util_names(), latest_busy, selector, _where_chosen), NAME_LABEL, *SERIES_LABELS)
 
 
 def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Selector = NO_SELECTOR) -> str:
@@ -81,25 +105,21 @@ def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Sele
     it: `present(t) unless present(t - step)`, with `present` = a sample in
     the last `gap_s - step` (so a gap a little shorter than `gap_s` may count
     too, never a longer one missed). The latest such start, at most one step
-    late; for a series present without such a gap for the whole look-back, the
-    first step it was seen in (about the look-back's start). As in last_busy,
-    the part after the subquery's last step is covered by evaluating now.
+    late; as in last_busy, the part after the subquery's last step is covered
+    by evaluating now. A series with no run start in the look-back that was
+    present at its beginning has come without a gap since then: the answer is
+    the look-back's start (one instant read back there, not a third subquery).
+    A series absent from the answer has no history: never idle by it.
     """
-    step, window = duration(step_s), duration(max(step_s, gap_s - step_s))
-
-    def present(m: MetricName, sel: str) -> str:
-        return f"max_over_time({m.name}{sel}[{window}])"
+    step, window, span = duration(step_s), duration(max(step_s, gap_s - step_s)), duration(round(lookback_s))
 
     def run_start(m: MetricName, sel: str) -> str:
-        return f"{present(m, sel)} unless max_over_time({m.name}{sel}[{window}] offset {step})"
+        present = f"last_over_time({m.name}{sel}[{window}]"  # any sample in the window; the cheapest such function
+        starts = f"{present}) unless {present} offset {step})"
+        seen_at_start = f"timestamp({present} offset {span})) - {round(lookback_s)}"
+        return f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}]) or {seen_at_start}"
 
-    starts = _union(_util_names(), run_start, selector)
-    seen = _union(_util_names(), present, selector)
-    span = duration(lookback_s)
-    return (
-        f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}])"
-        f" or min_over_time(timestamp({seen})[{span}:{step}])"
-    )
+    return _kept(_union(_util_names(), run_start, selector, _where_chosen), NAME_LABEL, *SERIES_LABELS)
 
 
 def duration(seconds: float) -> str:
@@ -111,9 +131,31 @@ def _util_names() -> list[MetricName]:
     return [m for m in METRICS if m.quantity is Quantity.UTIL]
 
 
-def _union(names: Sequence[MetricName], expr: Callable[[MetricName, str], str], selector: Selector) -> str:
-    """`expr` for each name, tagged with its name, combined with `or` (the tags keep every series)."""
-    sel = f"{{{selector.promql()}}}" if selector else ""
+def _where_chosen(m: MetricName) -> str:
+    """The devices whose utilisation merge_readings takes from `m`: the profiling ratio on MIG
+    instances, GPU_UTIL on whole GPUs (a missing label matches "")."""
+    return 'GPU_I_ID!=""' if m.name in MIG_UTIL_FIRST else 'GPU_I_ID=""'
+
+
+def _union(
+    names: Sequence[MetricName],
+    expr: Callable[[MetricName, str], str],
+    selector: Selector,
+    scope: Callable[[MetricName], str] = lambda m: "",
+) -> str:
+    """`expr` for each name (its series scoped by `selector` and `scope(name)`), tagged with its name,
+    combined with `or` (the tags keep every series)."""
+
+    def sel(m: MetricName) -> str:
+        matchers = ",".join(x for x in (selector.promql(), scope(m)) if x)
+        return f"{{{matchers}}}" if matchers else ""
+
     return " or ".join(
-        f'label_replace({expr(m, sel)}, "{NAME_LABEL}", "{m.name}", "__name__", ".*")' for m in names
+        f'label_replace({expr(m, sel(m))}, "{NAME_LABEL}", "{m.name}", "__name__", ".*")' for m in names
     )
+
+
+def _kept(expr: str, *labels: str) -> str:
+    """Only `labels` of `expr`'s series (`max by`): the answer carries what gpuctl reads and no more, and
+    series that differed only in other labels (a driver version, the scrape job) are one."""
+    return f"max by ({', '.join(labels)}) ({expr})"

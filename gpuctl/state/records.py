@@ -184,3 +184,5 @@ class MetricsBatch:
     at: datetime  # when the readings were taken, by the source's clock (Prometheus: its evaluation time); the idle clock runs on it
     samples: tuple[GpuSample, ...]
     rejected: int = 0  # series dropped for missing/malformed labels
+    # Why the source could not check these readings' freshness (every sample is then marked stale); None when it did.
+    unconfirmed: str | None = None

@@ -529,6 +529,7 @@ class ClusterStore:
             error=self._metrics_error,
             retry_at=self._metrics_retry_at,
             series_rejected=self._batch.rejected if self._batch is not None else 0,
+            unconfirmed=self._batch.unconfirmed if self._batch is not None else None,
             history_error=self._history_error,
             history_retry_at=self._history_retry_at,
             gpus_reported=len(self._batch.samples) if self._batch is not None else 0,

@@ -103,6 +103,9 @@ def status_text(
         t.append(f"metrics STALE {duration(m.age_s)}{retry_text(m.retry_at, now)}", style="bold yellow")
         if m.error:
             t.append(f" ({m.error})", style="yellow")
+    elif m.unconfirmed:  # readings came, but nothing vouches that they are fresh: every GPU shows stale
+        t.append(f"metrics UNCONFIRMED {duration(m.age_s)}", style="bold yellow")
+        t.append(f" ({m.unconfirmed})", style="yellow")
     elif m.gpus_missing:  # fresh, but a gap: not a fleet without data
         t.append(f"metrics PARTIAL {duration(m.age_s)}", style="bold yellow")
     else:

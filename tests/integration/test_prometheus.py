@@ -14,6 +14,8 @@ import contextlib
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,9 @@ import pytest_asyncio
 from gpuctl.errors import MetricsUnavailable
 from gpuctl.model import Gpu, PodRef, Snapshot
 from gpuctl.sim.fleet import build_fleet
+from gpuctl.sources import dcgm_fields, queries
 from gpuctl.sources.dcgm_fields import MIB, Quantity
-from gpuctl.sources.prometheus import PrometheusAuth, PrometheusSource
+from gpuctl.sources.prometheus import REFRESH_QUANTITIES, PrometheusAuth, PrometheusSource
 from gpuctl.sources.queries import instant
 from gpuctl.state.store import ClusterStore
 from testbed.dcgm_exporter import DcgmExporterSim, Options
@@ -148,6 +151,7 @@ async def test_every_simulated_gpu_reaches_the_snapshot_with_its_pod(monitoring:
 
     gpus = by_key(snap)
     assert snap.metrics.source == "prometheus" and not snap.metrics.stale and snap.metrics.error is None
+    assert snap.metrics.unconfirmed is None
     assert gpus["node-a/1"].pod == PodRef(namespace="ml", name="trainer-0", container="main")
     assert gpus["node-a/1"].util_pct == 85 and gpus["node-a/1"].mem_used_mib == 60000
     assert gpus["node-a/1"].model == A100 and gpus["node-a/1"].uuid == "GPU-node-a-1"
@@ -186,6 +190,44 @@ async def test_exported_pod_labels_from_a_scrape_job_without_honor_labels(monito
     assert samples["node-c/1"].pod is None  # only the target's own pod label: not held
 
 
+async def test_answers_carry_only_the_labels_gpuctl_reads_and_make_the_same_samples(monitoring: Monitoring) -> None:
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    try:
+        batch = await source.fetch()
+    finally:
+        source.close()
+    full: list[dict] = []
+    for quantity in REFRESH_QUANTITIES:
+        kept = set(queries.SERIES_LABELS if quantity in queries.DETAILED else queries.IDENTITY_LABELS) | {"__name__"}
+        answer = await monitoring.query(instant(quantity))
+        assert all(set(s["metric"]) <= kept for s in answer), quantity
+        full += await monitoring.query(queries.series(quantity))
+    assert any("device" in s["metric"] and "job" in s["metric"] for s in full)  # what the answers leave out
+    # Every series with all its labels, parsed and merged, makes the samples the lean answers made.
+    # (These exporters serve constant values, so the freshness query finds every GPU frozen: stale.)
+    expected = [replace(s, stale=True) for s in dcgm_fields.merge_readings(dcgm_fields.parse_results(full).readings)]
+    assert sorted(batch.samples, key=lambda s: s.key) == sorted(expected, key=lambda s: s.key)
+    assert batch.unconfirmed is None
+
+
+async def test_a_freshness_query_past_its_timeout_leaves_every_reading_stale_not_the_refresh_failed(
+    monitoring: Monitoring,
+) -> None:
+    # A limit no query can meet: Prometheus answers "timeout" for the freshness query, every time.
+    store = ClusterStore(refresh_s=0.5)
+    source = PrometheusSource(monitoring.prometheus_url, refresh_s=0.5, timeout_s=5, freshness_timeout_s=1e-9)
+    async with running(source, store):
+        snap = await snapshot_when(store, lambda s: {g.key for g in s.gpus} == EXPECTED_GPUS, what="all GPUs")
+
+    m = snap.metrics
+    assert m.error is None and m.retry_at is None  # the refresh did not fail: its readings are here
+    assert m.unconfirmed is not None
+    assert m.unconfirmed.startswith("freshness check failed: Prometheus did not answer in time (query timed out")
+    assert m.gpus_stale == len(snap.gpus)
+    assert all(g.stale and not g.idle and not g.busy for g in snap.gpus)  # never idle, never fresh
+    assert by_key(snap)["node-a/1"].util_pct == 85  # the readings themselves came
+
+
 async def test_probe_reports_a_working_url_and_explains_bad_ones(monitoring: Monitoring, exporters) -> None:
     good = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
     nobody = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=5)
@@ -205,6 +247,8 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
     static, _ = exporters
     # node-a/2 has been under 5% since the fleet started; node-a/1 was busy and goes idle now.
     await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"}[1m]) >= 4')
+    # Presence is read at 5 s steps here (window/12): the fleet's start must lie further back than one.
+    await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[1m]) >= 12')
     went_idle = time.time()
     static.set(static_fleet(a1_util=1))
     try:
@@ -222,6 +266,24 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
     assert "node-b/0" not in since  # 42% busy
     assert since["node-a/2"].timestamp() < went_idle - 1  # idle since the fleet appeared
     assert since["node-a/1"].timestamp() >= went_idle - 2  # busy until the switch (1 s steps, 1 s scrapes)
+
+
+async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_look_back_began(monitoring: Monitoring) -> None:
+    # A 4 s window: 1 s steps, an 8 s look-back, a 6 s grace. node-a/2 (held, at 0 %) has samples from
+    # before the look-back began and none missing since: the answer is the look-back's start, by evidence
+    # read there (not by its absence from the run starts).
+    await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[20s]) >= 15')
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=4, refresh_s=0.5, idle_grace_s=6)
+    assert (source.history.step_s, source.history.lookback_s) == (1, 8)
+    try:
+        batch = await source.fetch()
+        answers = await source.history_answers()
+        since = source.history_from(batch.samples, answers)
+    finally:
+        source.close()
+    evaluated = datetime.fromtimestamp(float(answers[1][0]["value"][0]), UTC)
+    assert abs(since["node-a/2"] - (evaluated - timedelta(seconds=8))) < timedelta(milliseconds=1)  # float seconds
+    assert "node-a/1" not in since  # 85 % busy
 
 
 async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, exporters) -> None:

@@ -74,3 +74,13 @@ def test_a_refresh_that_lost_most_gpus_is_partial_not_fresh() -> None:
     stale = metrics.model_copy(update={"stale": True, "error": "timeout"})
     text = status_text(snap.model_copy(update={"metrics": stale}), context=None, flt=Filter(), feed_error=None)
     assert "metrics STALE" in text.plain and "12 GPUs missing since" in text.plain
+
+
+def test_readings_whose_freshness_went_unchecked_are_unconfirmed_not_fresh() -> None:
+    snap = build_snapshot(1)
+    reason = "freshness check failed: Prometheus did not answer in time (query timed out in query execution)"
+    metrics = snap.metrics.model_copy(update={"stale": False, "unconfirmed": reason})
+    text = status_text(snap.model_copy(update={"metrics": metrics}), context=None, flt=Filter(), feed_error=None)
+    assert f"metrics UNCONFIRMED {duration(metrics.age_s)} ({reason})" in text.plain
+    badge = next(span for span in text.spans if text.plain[span.start:span.end].startswith("metrics"))
+    assert "yellow" in str(badge.style)  # not the green of a fresh feed

@@ -101,3 +101,13 @@ def test_summary_says_a_refresh_that_lost_most_gpus_is_partial() -> None:
     metrics = snap.metrics.model_copy(update={"gpus_reported": 0, "gpus_missing": 2, "missing_since": since})
     text = render_summary(snap.model_copy(update={"metrics": metrics}))
     assert "metrics: prometheus, 0s old, PARTIAL: 2 GPU(s) missing since 03:00:00Z (0 reported)" in text
+
+
+def test_summary_says_readings_whose_freshness_went_unchecked_are_all_stale() -> None:
+    snap = store_with_an_idle_holder().snapshot()
+    metrics = snap.metrics.model_copy(update={"unconfirmed": "freshness check failed: Prometheus did not answer in time"})
+    text = render_summary(snap.model_copy(update={"metrics": metrics}))
+    assert (
+        "metrics: prometheus, 0s old, UNCONFIRMED: every reading shown stale - freshness check failed:"
+        " Prometheus did not answer in time"
+    ) in text

@@ -186,3 +186,31 @@ def test_mig_instance_utilisation_prefers_the_profiling_ratio_over_a_zero_gpu_ut
     samples = {s.key: s for s in f.merge_readings(f.parse_results(results).readings)}
     assert samples["node-a/1/mig2"].util_pct == 60.0
     assert samples["node-a/1"].util_pct == 30.0
+
+
+# dcgm-exporter's default labels on a MIG instance held by a pod (render_metrics.go), and what Prometheus
+# adds or renames when the scrape target has pod labels of its own (honor_labels off): the upstream shape.
+UPSTREAM = {
+    "gpu": "0", "UUID": "GPU-aaaa-0001", "pci_bus_id": "00000000:07:00.0", "device": "nvidia0",
+    "modelName": "NVIDIA A100-SXM4-80GB", "GPU_I_PROFILE": "1g.10gb", "GPU_I_ID": "9", "Hostname": "node-a",
+    "DCGM_FI_DRIVER_VERSION": "550.54.15", "exported_container": "trainer", "exported_namespace": "ml",
+    "exported_pod": "trainer-0", "pod": "nvidia-dcgm-exporter-x7k2p", "namespace": "gpu-operator",
+    "container": "nvidia-dcgm-exporter", "instance": "10.0.0.7:9400", "job": "gpu-metrics", "service": "dcgm",
+}
+
+
+@pytest.mark.parametrize("spelling", ["exported", "plain", "legacy"])
+def test_the_labels_read_are_all_a_reading_needs(spelling: str) -> None:
+    labels = dict(UPSTREAM)
+    if spelling != "exported":  # honor_labels on: the exporter's own names
+        for name in ("exported_pod", "exported_namespace", "exported_container"):
+            labels[name.removeprefix("exported_")] = labels.pop(name)
+    if spelling == "legacy":  # --use-old-namespace
+        labels |= {"uuid": labels.pop("UUID"), "pod_name": labels.pop("pod"), "pod_namespace": labels.pop("namespace"),
+                   "container_name": labels.pop("container")}
+    full = {"metric": {"__name__": "DCGM_FI_PROF_GR_ENGINE_ACTIVE", **labels}, "value": [1700000000.0, "0.25"]}
+    kept = {"metric": {k: v for k, v in full["metric"].items() if k in (*f.LABELS_READ, "__name__")}, "value": full["value"]}
+    assert set(full["metric"]) - set(kept["metric"]) >= {"pci_bus_id", "device", "DCGM_FI_DRIVER_VERSION", "job", "service"}
+    reading = f.parse_series(full)
+    assert isinstance(reading, Reading) and reading.pod is not None and reading.gpu.uuid == "GPU-aaaa-0001"
+    assert f.parse_series(kept) == reading

@@ -19,15 +19,30 @@ CLUSTER = parse_selector('cluster="prod-a"')
 
 
 def test_instant_query_selects_every_name_of_a_quantity() -> None:
-    assert queries.instant(Quantity.FB_USED) == '{__name__=~"DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_USED_BYTES"}'
-    assert queries.instant(Quantity.UTIL).startswith('{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_GPU_UTIL_RATIO|')
+    assert queries.series(Quantity.FB_USED) == '{__name__=~"DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_USED_BYTES"}'
+    assert queries.series(Quantity.UTIL).startswith('{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_DEV_GPU_UTIL_RATIO|')
+
+
+def test_instant_queries_keep_the_name_and_only_the_labels_gpuctl_reads() -> None:
+    detailed = ", ".join(("__name__", *queries.SERIES_LABELS))
+    assert queries.instant(Quantity.FB_USED) == f"max by ({detailed}) ({queries.series(Quantity.FB_USED)})"
+    assert queries.instant(Quantity.UTIL) == f"max by ({detailed}) ({queries.series(Quantity.UTIL)})"
+    # The other quantities: the GPU's key only (identity and holder come from the detailed ones).
+    key = ", ".join(("__name__", *queries.IDENTITY_LABELS))
+    assert queries.instant(Quantity.TEMP, CLUSTER) == f"max by ({key}) ({queries.series(Quantity.TEMP, CLUSTER)})"
+
+
+def test_the_history_answers_keep_only_the_tag_and_the_labels_gpuctl_reads() -> None:
+    kept = f"max by ({', '.join((queries.NAME_LABEL, *queries.SERIES_LABELS))}) ("
+    assert queries.last_busy(5, 1860, 60).startswith(kept)
+    assert queries.present_since(1860, 60, 300).startswith(kept)
 
 
 def test_busy_threshold_uses_each_generations_raw_unit() -> None:
     q = queries.last_busy(5, lookback_s=1860, step_s=15)
-    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL[15s]) >= 5," in q
-    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL_RATIO[15s]) >= 0.05," in q
-    assert "max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[15s]) >= 0.05," in q
+    assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}[15s]) >= 5)' in q
+    assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL_RATIO{GPU_I_ID=""}[15s]) >= 0.05)' in q
+    assert 'max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{GPU_I_ID!=""}[15s]) >= 0.05)' in q
 
 
 def test_functions_never_see_two_metric_names_at_once() -> None:
@@ -62,11 +77,18 @@ def test_the_selector_scopes_every_series_a_query_reads(query: str) -> None:
 
 
 def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution() -> None:
+    # Steps of window/30: a streak ends at most a minute late in the default 30-minute window.
     default = HistoryPlan.for_window(idle_window_s=1800, refresh_s=15, grace_s=300)
-    assert (default.step_s, default.lookback_s, default.gap_s) == (15, 1800 + 4 * 15, 300)
-    # A long window with a fast refresh: steps of window/120, not thousands of points.
-    long = HistoryPlan.for_window(idle_window_s=4 * 3600, refresh_s=2, grace_s=300)
-    assert (long.step_s, long.lookback_s) == (120, 4 * 3600 + 480)
+    assert (default.step_s, default.lookback_s, default.gap_s) == (60, 1800 + 4 * 60, 300)
+    # A refresh slower than window/30 sets the step.
+    assert HistoryPlan.for_window(idle_window_s=600, refresh_s=30, grace_s=300).step_s == 30
+    # A long window with a fast refresh: steps of window/30, not thousands of points.
+    long = HistoryPlan.for_window(idle_window_s=3600, refresh_s=2, grace_s=300)
+    assert (long.step_s, long.lookback_s) == (120, 3600 + 480)
+    # Presence at window/12 or half the grace period, whichever is finer, never finer than the step
+    # (its answer moves only after a gap, or for a new series).
+    assert (default.presence_step_s, long.presence_step_s) == (150, 150)
+    assert HistoryPlan.for_window(idle_window_s=6, refresh_s=1, grace_s=300).presence_step_s == 1
     # Never coarser than half the grace period: a gap over it must fall on a step.
     assert HistoryPlan.for_window(idle_window_s=12 * 3600, refresh_s=15, grace_s=300).step_s == 150
     assert HistoryPlan.for_window(idle_window_s=3, refresh_s=0.25, grace_s=300).step_s == 1  # PromQL steps are whole seconds
@@ -74,5 +96,25 @@ def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution(
 
 def test_a_run_of_samples_starts_after_a_gap_a_step_shorter_than_the_grace_period() -> None:
     q = queries.present_since(1860, 15, 300)
-    assert "max_over_time(DCGM_FI_DEV_GPU_UTIL[285s]) unless max_over_time(DCGM_FI_DEV_GPU_UTIL[285s] offset 15s)" in q
-    assert q.count("[1860s:15s]") == 2  # the latest run start, else the first step seen in the look-back
+    util = 'DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}'
+    assert f"last_over_time({util}[285s]) unless last_over_time({util}[285s] offset 15s)" in q
+    names = [m.name for m in METRICS if m.quantity is Quantity.UTIL]
+    # one subquery per name (the latest run start), else a sample where the look-back begins: its start
+    assert q.count("[1860s:15s]") == len(names)
+    assert q.count("[285s] offset 1860s)) - 1860") == len(names)
+
+
+def test_history_reads_each_utilisation_name_only_where_it_is_the_one_chosen() -> None:
+    # merge_readings: the profiling ratio on a MIG instance, GPU_UTIL on a whole GPU.
+    for q in (queries.last_busy(5, 1860, 60, CLUSTER), queries.present_since(1860, 150, 300, CLUSTER)):
+        for name, matchers in re.findall(r"(DCGM_\w+)\{([^}]*)\}", q):
+            mig = "PROF_GR_ENGINE" in name
+            assert matchers == 'cluster="prod-a",' + ('GPU_I_ID!=""' if mig else 'GPU_I_ID=""'), name
+
+
+def test_functions_run_on_one_name_each_before_any_union() -> None:
+    # A subquery over a union re-evaluates the union (label_replace, `or`) at every step: ~4x the cost.
+    for q in (queries.last_busy(5, 1860, 60), queries.present_since(1860, 60, 300)):
+        for sub in re.findall(r"max_over_time\((timestamp\(.*?)\[1860s:60s\]\)", q):
+            assert "label_replace" not in sub and " or " not in sub
+            assert len(set(re.findall(r"DCGM_\w+", sub))) == 1
