@@ -13,6 +13,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
 WANTED=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+mkdir -p "$CACHE_ROOT"
+# One build at a time per cache: scripts/test runs the builds in the background
+# while the tests that need none run, and the test bed waits here for them.
+exec 9>"$CACHE_ROOT/.build-binaries.lock"
+flock 9
 
 have_all() { for b in "${WANTED[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
