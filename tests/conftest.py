@@ -54,6 +54,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 
 from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.sim.fleet import Fleet, build_fleet
@@ -72,6 +73,11 @@ from testbed.nodes import gpu_node_object
 from testbed.objects import namespace_object, role_binding, unique
 from testbed.postgres import Postgres
 from testbed.waiting import poll
+
+# No per-example deadline: a wall-clock limit fails property tests on a loaded machine (on a cold
+# run the test bed builds beside them), and no test asserts on elapsed time.
+settings.register_profile("gpuctl", deadline=None)
+settings.load_profile("gpuctl")
 
 INTEGRATION = Path(__file__).parent / "integration"
 BUILT = pytest.StashKey[bool]()
