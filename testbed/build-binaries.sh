@@ -13,6 +13,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
 WANTED=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+mkdir -p "$CACHE_ROOT"
+# One build at a time per cache: scripts/test runs the builds in the background
+# while the tests that need none run, and the test bed waits here for them.
+exec 9>"$CACHE_ROOT/.build-binaries.lock"
+flock 9
 
 have_all() { for b in "${WANTED[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
@@ -25,9 +30,11 @@ log() { printf '[testbed build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # k8s.io/kubernetes replaces its staging modules with ./staging paths, which
 # `go install pkg@version` refuses; a wrapper module that pins every staging
 # module to its published tag builds it (replace directives of a dependency are
-# ignored).
-build_kubernetes() {
-  local dir="$WORK/k8s-$K8S_VERSION"
+# ignored). etcd's server is built in the same module, at the version
+# k8s.io/kubernetes requires: etcd and the apiserver then compile the packages
+# they share (gRPC, protobuf, the etcd client, OpenTelemetry, ...) once.
+build_kubernetes_and_etcd() {
+  local dir="$WORK/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
   mkdir -p "$dir" && cd "$dir"
   if [[ ! -f go.mod ]]; then
     go mod init gpuctl.local/k8sbin >/dev/null 2>&1
@@ -43,6 +50,7 @@ build_kubernetes() {
 package tools
 
 import (
+	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
@@ -51,6 +59,11 @@ GO
     go get "k8s.io/kubernetes@v$K8S_VERSION" >&2
     go mod tidy >&2
   fi
+  # ETCD_VERSION must be the etcd k8s.io/kubernetes requires: a newer one would
+  # upgrade the apiserver's etcd client and gRPC behind its back.
+  local etcd
+  etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+  [[ $etcd == "v$ETCD_VERSION" ]] || { log "k8s.io/kubernetes v$K8S_VERSION selects etcd $etcd, not v$ETCD_VERSION (testbed/versions.env)"; exit 1; }
   local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
   local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
     -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
@@ -60,27 +73,6 @@ GO
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
-}
-
-# etcd's server module has replace directives too: same wrapper trick.
-build_etcd() {
-  local dir="$WORK/etcd-$ETCD_VERSION"
-  mkdir -p "$dir" && cd "$dir"
-  if [[ ! -f go.mod ]]; then
-    go mod init gpuctl.local/etcdbin >/dev/null 2>&1
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "go.etcd.io/etcd/server/v3"
-GO
-    for m in api/v3 client/pkg/v3 client/v3 pkg/v3 server/v3; do
-      go mod edit -replace="go.etcd.io/etcd/$m=go.etcd.io/etcd/$m@v$ETCD_VERSION"
-    done
-    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >&2
-    go mod tidy >&2
-  fi
   log "building etcd v$ETCD_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
 }
@@ -91,9 +83,8 @@ build_kwok() {
 }
 
 start=$SECONDS
-[[ -x "$BIN/etcd" ]] || build_etcd
 [[ -x "$BIN/kwok" ]] || build_kwok
-[[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/kube-scheduler" ]] || build_kubernetes
+[[ -x "$BIN/etcd" && -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/kube-scheduler" ]] || build_kubernetes_and_etcd
 have_all || { log "build finished but binaries are missing in $BIN"; exit 1; }
 log "built in $((SECONDS - start))s"
 echo "$BIN"

@@ -14,6 +14,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 BIN="$CACHE_ROOT/karpenter-$KARPENTER_VERSION/bin"
+mkdir -p "$CACHE_ROOT"
+# One build at a time per cache: scripts/test runs the builds in the background
+# while the tests that need none run, and the test bed waits here for them.
+exec 9>"$CACHE_ROOT/.build-karpenter.lock"
+flock 9
 if [[ -x $BIN/karpenter-kwok ]]; then echo "$BIN"; exit 0; fi
 
 export GOTOOLCHAIN=$KARPENTER_GOTOOLCHAIN CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod"

@@ -17,6 +17,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 BIN="$CACHE_ROOT/kubectl-$K8S_VERSION/bin"
+mkdir -p "$CACHE_ROOT"
+# One build at a time per cache: scripts/test runs the builds in the background
+# while the tests that need none run, and the test bed waits here for them.
+exec 9>"$CACHE_ROOT/.build-kubectl.lock"
+flock 9
 if [[ -x $BIN/kubectl ]]; then echo "$BIN"; exit 0; fi
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false

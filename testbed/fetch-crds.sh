@@ -14,6 +14,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 
 CACHE_ROOT="${GPUCTL_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuctl-testbed}"
 DEST="$CACHE_ROOT/crds/cluster-api-$CLUSTER_API_VERSION-kueue-$KUEUE_VERSION-karpenter-$KARPENTER_VERSION"
+mkdir -p "$CACHE_ROOT"
+# One build at a time per cache: scripts/test runs the builds in the background
+# while the tests that need none run, and the test bed waits here for them.
+exec 9>"$CACHE_ROOT/.fetch-crds.lock"
+flock 9
 if [[ -f $DEST/.complete ]]; then echo "$DEST"; exit 0; fi
 
 export GOFLAGS=-mod=mod

@@ -40,16 +40,21 @@
 - `postgres_audit_url`: a fresh empty database's URL on that server, for a
   gpuctl audit log (`open_audit(postgres_audit_url)`, `--audit URL`).
 
-Nothing starts unless a test asks for it, so unit tests stay fast.
+Nothing starts unless a test asks for it, so unit tests stay fast. Tests outside
+tests/integration run first: on a cold machine scripts/test is still building the test
+bed's binaries in the background, and the first integration test waits for them
+(outside its timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
+from hypothesis import settings
 
 from gpuctl.playbooks.kubeapi import KubeApi
 from gpuctl.sim.fleet import Fleet, build_fleet
@@ -62,11 +67,40 @@ from testbed.fleet_loader import load_fleet, wait_nodes_ready
 from testbed.gpu_operator import OPERATOR_NAMESPACE, default_mig_parted_config, mig_config_map
 from testbed.karpenter import Karpenter, build_karpenter
 from testbed.kube import RestClient, apply_objects, client_for, install_crds, load_manifests
+from testbed.kubectl import build_kubectl
 from testbed.mig_manager import MigManagerSim
 from testbed.nodes import gpu_node_object
 from testbed.objects import namespace_object, role_binding, unique
 from testbed.postgres import Postgres
 from testbed.waiting import poll
+
+# No per-example deadline: a wall-clock limit fails property tests on a loaded machine (on a cold
+# run the test bed builds beside them), and no test asserts on elapsed time.
+settings.register_profile("gpuctl", deadline=None)
+settings.load_profile("gpuctl")
+
+INTEGRATION = Path(__file__).parent / "integration"
+BUILT = pytest.StashKey[bool]()
+
+
+def needs_test_bed(item: pytest.Item) -> bool:
+    return INTEGRATION in item.path.parents
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need no test bed first (a stable sort keeps each module's order)."""
+    items.sort(key=needs_test_bed)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None]:
+    """Before the first integration test, wait for (or do) every test-bed build: outside the test's
+    timeout (this wrapper runs before pytest-timeout's starts its clock), and instant when cached."""
+    if needs_test_bed(item) and not item.session.stash.get(BUILT, False):
+        for build in (build_binaries, build_kubectl, fetch_crds, build_karpenter):
+            build()
+        item.session.stash[BUILT] = True
+    yield
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
