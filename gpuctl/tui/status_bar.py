@@ -130,6 +130,10 @@ def status_text(
 
 
 class StatusBar(Static):
+    """One line (app.tcss `#status`): a new text never changes its size, so it repaints without a layout pass."""
+
+    _shown: Text | None = None
+
     def show(
         self,
         snapshot: Snapshot | None,
@@ -142,15 +146,16 @@ class StatusBar(Static):
         now: datetime | None = None,
         held: tuple[int, int] | None = None,
     ) -> None:
-        self.update(
-            status_text(
-                snapshot,
-                context=context,
-                flt=flt,
-                feed_error=feed_error,
-                refresh_s=refresh_s,
-                reopening=reopening,
-                now=now,
-                held=held,
-            )
+        text = status_text(
+            snapshot,
+            context=context,
+            flt=flt,
+            feed_error=feed_error,
+            refresh_s=refresh_s,
+            reopening=reopening,
+            now=now,
+            held=held,
         )
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
