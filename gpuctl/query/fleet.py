@@ -51,7 +51,7 @@ class FleetIndex:
         by_node: dict[str, list[Gpu]] = {}
         # The join lists each node's GPUs together and in order: sort only the nodes where that is not so.
         unsorted: set[str] = set()
-        node: str | None = None
+        at: str | None = None  # the node of the GPU before
         last = (0, 0)
         on_node: list[Gpu] = []
         keys, gpus = self.snapshot_keys, self.gpus
@@ -61,15 +61,15 @@ class FleetIndex:
             gpus[key] = g
             mig = g.mig_instance
             order = (g.index, -1 if mig is None else mig)
-            if g.node != node:
-                node = g.node
-                if node in by_node:
-                    unsorted.add(node)
-                    on_node = by_node[node]
+            if g.node != at:
+                at = g.node
+                if at in by_node:
+                    unsorted.add(at)
+                    on_node = by_node[at]
                 else:
-                    on_node = by_node[node] = []
+                    on_node = by_node[at] = []
             elif order < last:
-                unsorted.add(node)
+                unsorted.add(at)
             last = order
             on_node.append(g)
             if g.pod is not None:
