@@ -6,10 +6,11 @@ per metrics refresh (not per update: pod events must not stretch the time
 axis), and GPUs that disappear are dropped so memory stays bounded.
 
 Every GPU is sampled at the same moments, so the rings share one clock: one
-flat array of doubles (a row of `depth` slots per GPU, NaN for "no reading"),
-written at the same column for every GPU. At 12,500 GPUs and the default depth
-that is 12 MB, where a deque of float objects per GPU grew to ~60 MB as it
-filled (an hour at a 15 s refresh).
+flat array of doubles, a row of `depth` slots per GPU in the order of the
+snapshot's GPUs (NaN for "no reading"), and a sample is one strided write
+into the same column of every row. At 12,500 GPUs and the default depth that
+is 12 MB, where a deque of float objects per GPU grew to ~60 MB as it filled
+(an hour at a 15 s refresh). Rows move only when the GPUs do.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ class UtilHistory:
         if depth < 1:
             raise ValueError(f"history depth must be at least 1, not {depth}")
         self.depth = depth
-        self._rows: dict[str, int] = {}  # GPU key -> its row
-        self._born: list[int] = []  # per row: the sample count when it was first written
-        self._free: list[int] = []  # rows of GPUs that went, for the next new ones
+        self._keys: list[str] = []  # the GPU of each row, in the order of the last sample's snapshot
+        self._row_of: dict[str, int] = {}
+        self._born: list[int] = []  # per row: the samples taken before its GPU's first
         self._values = array("d")
         self._samples = 0  # samples taken; the next goes to column `_samples % depth`
         self._last_sample: datetime | None = None
@@ -47,43 +48,41 @@ class UtilHistory:
         self._last_sample = stamp
         if keys is None:
             keys = [g.key for g in snapshot.gpus]
-        depth, values, rows = self.depth, self._values, self._rows
-        column = self._samples % depth
-        for key, g in zip(keys, snapshot.gpus):
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = self._new_row()
-            v = g.util_pct
-            values[row * depth + column] = _NAN if v is None else v
+        if keys != self._keys:
+            self._realign(keys)
+        column = self._samples % self.depth
+        self._values[column :: self.depth] = array("d", [_NAN if (v := g.util_pct) is None else v for g in snapshot.gpus])
         self._samples += 1
-        if len(keys) != len(rows):
-            seen = set(keys)
-            for key in [k for k in rows if k not in seen]:
-                self._free.append(rows.pop(key))
         return True
 
-    def _new_row(self) -> int:
-        if self._free:
-            row = self._free.pop()
-            self._born[row] = self._samples
-            return row
-        row = len(self._born)
-        self._born.append(self._samples)
-        self._values.extend([_NAN] * self.depth)
-        return row
+    def _realign(self, keys: Sequence[str]) -> None:
+        """Rows in the order of `keys`: the series of GPUs still there move along, new GPUs start empty."""
+        depth, old, old_row, old_born = self.depth, self._values, self._row_of, self._born
+        values = array("d", [_NAN]) * (len(keys) * depth)
+        born: list[int] = []
+        row_of: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            was = old_row.get(key)
+            if was is None:
+                born.append(self._samples)
+            else:
+                values[row * depth : (row + 1) * depth] = old[was * depth : (was + 1) * depth]
+                born.append(old_born[was])
+            row_of.setdefault(key, row)
+        self._keys, self._row_of, self._born, self._values = list(keys), row_of, born, values
 
     def clear(self) -> None:
         """Forget everything (another cluster: its GPUs are not these)."""
-        self._rows.clear()
-        self._born.clear()
-        self._free.clear()
+        self._keys = []
+        self._row_of = {}
+        self._born = []
         self._values = array("d")
         self._samples = 0
         self._last_sample = None
 
     def series(self, key: str) -> list[float | None]:
         """The GPU's samples, oldest first (at most `depth`); None where it had no reading."""
-        row = self._rows.get(key)
+        row = self._row_of.get(key)
         if row is None:
             return []
         depth = self.depth
@@ -96,4 +95,4 @@ class UtilHistory:
         return out
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._row_of)

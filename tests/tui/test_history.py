@@ -62,7 +62,7 @@ def test_a_gpu_that_comes_back_starts_a_new_series_and_a_new_gpu_has_only_its_ow
     without = _refresh(snap, 1, {first: 3.0})
     h.record(without.model_copy(update={"gpus": without.gpus[:-1]}))
     assert h.series(last) == []
-    h.record(_refresh(snap, 2, {first: 5.0, last: 6.0}))  # back, in the row the leaver freed
+    h.record(_refresh(snap, 2, {first: 5.0, last: 6.0}))  # back: a series of its own again
     assert h.series(last) == [6.0]
     assert h.series(first) == [1.0, 3.0, 5.0]
 
