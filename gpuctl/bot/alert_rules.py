@@ -7,8 +7,8 @@
         labels: {severity: warning}          # optional: every one must equal the alert's label
         playbook: reclaim-idle-gpus
         params:                              # parameter: the label(s) its value comes from, first present wins
-          namespace: [exported_namespace, namespace]
-        fixed: {mode: staged, max_pods: "2"} # parameter: value, the same for every alert of the rule
+          pods: [exported_namespace/exported_pod, namespace/pod]   # a/b: two labels' values joined by '/'
+        fixed: {mode: staged, idle_for: 30m} # parameter: value, the same for every alert of the rule
         mode: propose                        # propose (post the plan with buttons) or auto (run it, see below)
         channel: C0999ZZZZ                   # optional: another channel for this rule
 
@@ -19,6 +19,12 @@ it, and `auto` needs the policy to let alerts start that playbook (its
 `alerts:` entry names the identity and the hourly budget). Values taken from
 labels are validated for each alert (`validate_params`), like any user input.
 
+A label source `a/b` gives `<value of a>/<value of b>` when both are set: how an
+idle-GPU alert's `namespace` and `pod` labels become reclaim-idle-gpus' `pods`
+(namespace/name). Alerts of one webhook delivery that match the same rule and
+differ only in such a pod-list parameter are proposed together, as one plan for
+all of their pods (`batch_key`, `given_for`): "reclaim these 6 idle GPUs".
+
 `auto` runs a playbook that needs no approval as the policy's run_as, at most
 the entry's max_runs_per_hour times in a sliding hour for that playbook (all
 rules starting it share the budget); beyond it, or for a playbook that needs
@@ -27,7 +33,7 @@ approval, the alert is proposed instead (gpuctl.bot.engine_link).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -39,18 +45,19 @@ from gpuctl.playbooks import marked
 from gpuctl.playbooks.loader import Catalog
 from gpuctl.playbooks.params import Arguments, validate_params
 from gpuctl.playbooks.policy import Policy, alert_rule
-from gpuctl.playbooks.spec import ParamName, PlaybookName
+from gpuctl.playbooks.spec import ParamName, PlaybookName, PodListParam
 
 ChannelId = Annotated[str, StringConstraints(pattern=r"^[CG][A-Z0-9]{2,20}$")]
 UserGroupId = Annotated[str, StringConstraints(pattern=r"^S[A-Z0-9]{2,20}$")]
 LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
+LabelSource = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)?$", max_length=201)]
 
 
 class Rule(Frozen):
     alert: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     labels: dict[LabelName, str] = Field(default_factory=dict)
     playbook: PlaybookName
-    params: dict[ParamName, tuple[LabelName, ...]] = Field(default_factory=dict)
+    params: dict[ParamName, tuple[LabelSource, ...]] = Field(default_factory=dict)
     fixed: dict[ParamName, str] = Field(default_factory=dict)
     mode: Literal["propose", "auto"] = "propose"
     channel: ChannelId | None = None
@@ -75,11 +82,19 @@ class Rule(Frozen):
     def given(self, labels: Mapping[str, str]) -> dict[str, str]:
         """The parameter values as text: fixed ones, and each label-fed one from its first label present."""
         out = dict(self.fixed)
-        for param, names in self.params.items():
-            value = next((labels[n] for n in names if labels.get(n)), None)
+        for param, sources in self.params.items():
+            value = next((v for source in sources if (v := _from_labels(labels, source))), None)
             if value is not None:
                 out[param] = value
         return out
+
+
+def _from_labels(labels: Mapping[str, str], source: str) -> str | None:
+    """A label's value, or `a/b`'s two values joined by '/' when both are set; None when absent or empty."""
+    first, _, second = source.partition("/")
+    if not second:
+        return labels.get(first) or None
+    return f"{labels[first]}/{labels[second]}" if labels.get(first) and labels.get(second) else None
 
 
 class AlertRules(Frozen):
@@ -93,8 +108,45 @@ class AlertRules(Frozen):
 
 def arguments(rule: Rule, labels: Mapping[str, str], catalog: Catalog) -> Arguments:
     """The rule's parameters for one alert, validated against the playbook; ParameterError saying what is wrong."""
-    given: dict[object, object] = dict(rule.given(labels).items())  # validate_params takes any keys
-    return validate_params(catalog.get(rule.playbook), given)
+    return validated(rule, rule.given(labels), catalog)
+
+
+def validated(rule: Rule, given: Mapping[str, str], catalog: Catalog) -> Arguments:
+    """Parameters as text (`Rule.given`, `given_for`) validated against the rule's playbook, or ParameterError."""
+    return validate_params(catalog.get(rule.playbook), dict(given.items()))
+
+
+def pod_list_param(rule: Rule, catalog: Catalog) -> str | None:
+    """The label-fed parameter several alerts' pods can be joined in (a pod_list, e.g. `pods`), or None."""
+    playbook = catalog.get(rule.playbook)
+    return next((name for name in rule.params if isinstance(playbook.parameters.get(name), PodListParam)), None)
+
+
+def batch_key(rule: Rule, labels: Mapping[str, str], catalog: Catalog) -> tuple[tuple[str, str], ...] | None:
+    """What alerts proposed together share: the rule's parameters except the pod list; None when this alert
+    names no pod for it (it is proposed alone)."""
+    joined = pod_list_param(rule, catalog)
+    given = rule.given(labels)
+    if joined is None or joined not in given:
+        return None
+    return tuple(sorted((k, v) for k, v in given.items() if k != joined))
+
+
+def given_for(rule: Rule, labels: Sequence[Mapping[str, str]], catalog: Catalog) -> dict[str, str]:
+    """The parameters as text for alerts proposed together (one batch_key): the first one's, with every alert's
+    pods joined, each once, in order."""
+    out = rule.given(labels[0])
+    joined = pod_list_param(rule, catalog)
+    if joined is not None and len(labels) > 1:
+        out[joined] = ",".join(dict.fromkeys(rule.given(one).get(joined, "") for one in labels))
+    return out
+
+
+def batch_size(rule: Rule, catalog: Catalog) -> int:
+    """How many alerts one proposal may take together: as many pods as the pod-list parameter may name."""
+    joined = pod_list_param(rule, catalog)
+    param = catalog.get(rule.playbook).parameters.get(joined or "")
+    return param.max_items if isinstance(param, PodListParam) else 1
 
 
 def load_alert_rules(path: Path, catalog: Catalog, policy: Policy) -> AlertRules:

@@ -23,6 +23,7 @@ run: the engine finds the episode's run by its idempotency key.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gpuctl.bot.alert_rules import AlertRules, Rule, arguments
+from gpuctl.bot.alert_rules import AlertRules, Rule, batch_key, batch_size, given_for, validated
 from gpuctl.bot.blocks import Block, context, esc, fields, notice, section
 from gpuctl.bot.engine_seam import AlertAnswer, AlertProposal, EngineSeam, EngineUnavailable
 from gpuctl.errors import GpuctlError, ParameterError
@@ -46,6 +47,7 @@ MAX_BODY = 1 << 20  # bytes of one webhook body
 MAX_ALERTS = 1000  # alerts in one webhook body
 MAX_EPISODES = 10_000
 POST_WAIT_S = 30.0  # how long a resolution waits for its episode's post to finish
+SHOWN_SUMMARIES = 10  # alerts proposed together: the summaries listed in the post
 SHOWN_LABELS = ("severity", "Hostname", "hostname", "gpu", "namespace", "exported_namespace", "pod", "exported_pod")
 
 
@@ -116,6 +118,8 @@ class Episode:
     posted: asyncio.Event = field(default_factory=asyncio.Event)
     head: int = 0  # how many of `blocks` describe the alert (the rest: what the seam said)
     resolved_note: Block | None = None  # shown above the blocks once the alert resolved
+    members: frozenset[str] = frozenset()  # the episodes of the alerts this post proposes for together
+    ended: set[str] = field(default_factory=set)  # those resolved so far: the post is resolved with the last
 
     def shown(self) -> list[Block]:
         return [self.resolved_note, *self.blocks] if self.resolved_note else list(self.blocks)
@@ -154,8 +158,10 @@ class AlertDesk:
         await asyncio.gather(*self.running, return_exceptions=True)
 
     async def handle(self, payload: WebhookPayload) -> Outcome:
-        """Post new firing episodes, resolve posted ones; alerts of one delivery are handled in order."""
+        """Resolve posted episodes and note repeats in order, then post the new firing episodes: those of one
+        rule that differ only in the pods they name together (one proposal for all their pods), others alone."""
         outcome = Outcome()
+        fresh: dict[tuple[int, object], tuple[Rule, list[WebhookAlert]]] = {}
         for alert in payload.alerts:
             rule = self.rules.match(alert.labels) if self.rules else None
             if alert.status == "resolved":
@@ -168,9 +174,15 @@ class AlertDesk:
             elif alert.episode in self.episodes:
                 outcome.repeats += 1
             else:
-                posted = await self._post(alert, rule)
-                outcome.posted += posted
-                outcome.failed += not posted
+                together = batch_key(rule, alert.labels, self.catalog) or alert.episode
+                fresh.setdefault((id(rule), together), (rule, []))[1].append(alert)
+        for rule, alerts in fresh.values():
+            size = batch_size(rule, self.catalog)
+            for start in range(0, len(alerts), size):
+                batch = alerts[start : start + size]
+                posted = await self._post(batch, rule)
+                outcome.posted += len(batch) if posted else 0
+                outcome.failed += 0 if posted else len(batch)
         return outcome
 
     def _remember(self, key: str, episode: Episode) -> None:
@@ -179,16 +191,20 @@ class AlertDesk:
             oldest = next((k for k, e in self.episodes.items() if e.resolved), next(iter(self.episodes)))
             del self.episodes[oldest]
 
-    async def _post(self, alert: WebhookAlert, rule: Rule) -> bool:
+    async def _post(self, alerts: list[WebhookAlert], rule: Rule) -> bool:
+        """One post (and proposal) for `alerts`: one alert, or several of one rule naming different pods."""
         assert self.rules is not None
+        alert = alerts[0]
         channel = rule.channel or self.rules.channel
-        episode = Episode(alert=alert.name, channel=channel, blocks=[], text="")
-        self._remember(alert.episode, episode)  # before the awaits: a concurrent delivery sees it
+        members = frozenset(a.episode for a in alerts)
+        episode = Episode(alert=alert.name, channel=channel, blocks=[], text="", members=members)
+        for key in members:
+            self._remember(key, episode)  # before the awaits: a concurrent delivery sees it
         try:
-            proposal, answer = await self._describe(alert, rule, episode)
+            proposal, answer = await self._describe(alerts, rule, episode)
         except EngineUnavailable as e:  # 503: Alertmanager sends it again, by when the engine may be there
-            log.warning("alert %s (%s) not posted: %s", alert.name, alert.episode, e)
-            self.episodes.pop(alert.episode, None)
+            log.warning("alert %s (%s) not posted: %s", alert.name, _key(alerts), e)
+            self._forget(members)
             episode.posted.set()
             return False
         blocks, text = episode.blocks, episode.text
@@ -196,8 +212,8 @@ class AlertDesk:
             response = await self.poster.chat_postMessage(channel=channel, text=text, blocks=blocks)
             episode.channel, episode.ts = response["channel"], response["ts"]
         except Exception as e:  # Slack refused or is unreachable: forget it, so Alertmanager's retry posts it
-            log.warning("posting alert %s (%s) to %s failed: %s", alert.name, alert.episode, channel, e)
-            self.episodes.pop(alert.episode, None)
+            log.warning("posting alert %s (%s) to %s failed: %s", alert.name, _key(alerts), channel, e)
+            self._forget(members)
             return False
         finally:
             episode.posted.set()
@@ -206,6 +222,10 @@ class AlertDesk:
             self.running.add(task)
             task.add_done_callback(self.running.discard)
         return True
+
+    def _forget(self, keys: frozenset[str]) -> None:
+        for key in keys:
+            self.episodes.pop(key, None)
 
     async def _execute(self, episode: Episode, proposal: AlertProposal, run_id: str) -> None:
         """An auto run: say so in the thread, execute it, put the verified outcome in the post and the thread."""
@@ -233,39 +253,46 @@ class AlertDesk:
             log.warning("posting in the thread of alert %s failed: %s", episode.alert, e)
 
     async def _describe(
-        self, alert: WebhookAlert, rule: Rule, episode: Episode
+        self, alerts: list[WebhookAlert], rule: Rule, episode: Episode
     ) -> tuple[AlertProposal | None, AlertAnswer | None]:
         """Fill the episode's blocks and text; the proposal and what the seam made of it (None: bad parameters)."""
         assert self.rules is not None
+        alert = alerts[0]
         severity = alert.labels.get("severity")
-        summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+        summaries = [a.annotations.get("summary") or a.annotations.get("description") or "" for a in alerts]
+        summary = summaries[0] if len(alerts) == 1 else f"{len(alerts)} alerts, one proposal for all of their pods"
         mention = f"<!subteam^{self.rules.mention}> " if self.rules.mention else ""
         title = f"{mention}:rotating_light: *{esc(alert.name)}* firing{f' ({esc(severity)})' if severity else ''}"
-        blocks: list[Block] = [section(f"{title}\n{esc(summary)}".rstrip())]
-        shown = [(name, esc(alert.labels[name])) for name in SHOWN_LABELS if alert.labels.get(name)]
+        listed = "".join(f"\n• {esc(line)}" for line in summaries[:SHOWN_SUMMARIES] if len(alerts) > 1)
+        more = f"\n… and {len(alerts) - SHOWN_SUMMARIES} more" if len(alerts) > SHOWN_SUMMARIES else ""
+        blocks: list[Block] = [section(f"{title}\n{esc(summary)}{listed}{more}".rstrip())]
+        shown = [(name, esc(value)) for name in SHOWN_LABELS
+                 if (value := alert.labels.get(name)) and all(a.labels.get(name) == value for a in alerts)]  # fmt: skip
         if shown:
             blocks.append(fields(shown))
         proposal = answer = None
+        given = given_for(rule, [a.labels for a in alerts], self.catalog)
         try:
-            args = arguments(rule, alert.labels, self.catalog)
+            args = validated(rule, given, self.catalog)
         except ParameterError as e:
             blocks.append(section(f"Playbook `{rule.playbook}` ({rule.mode}): not proposed, {esc(e)}"))
         else:
-            given = ", ".join(f"{k}={v}" for k, v in args.items() if v is not None) or "defaults"
-            blocks.append(section(f"Playbook `{rule.playbook}` ({rule.mode}) with {esc(given)}"))
+            said = ", ".join(f"{k}={v}" for k, v in args.items() if v is not None) or "defaults"
+            blocks.append(section(f"Playbook `{rule.playbook}` ({rule.mode}) with {esc(said)}"))
             policy_rule = alert_rule(self.policy, rule.playbook)
             proposal = AlertProposal(
-                key=alert.episode,
+                key=_key(alerts),
                 alert=alert.name,
                 playbook=rule.playbook,
                 arguments=args,
-                text=rule.given(alert.labels),
+                text=given,
                 mode=rule.mode,
                 run_as=policy_rule.run_as if policy_rule else None,
                 max_runs_per_hour=policy_rule.max_runs_per_hour if policy_rule else 0,
             )
             answer = await self.seam.alert(proposal)
-        blocks.append(context(esc(f"started {alert.starts_at:%Y-%m-%d %H:%M:%S}Z · fingerprint {alert.fingerprint}")))
+        prints = f"fingerprint{'s' if len(alerts) > 1 else ''} {', '.join(a.fingerprint for a in alerts[:SHOWN_SUMMARIES])}"
+        blocks.append(context(esc(f"started {alert.starts_at:%Y-%m-%d %H:%M:%S}Z · {prints}")))
         episode.head = len(blocks)
         episode.blocks = [*blocks, *(answer.blocks if answer else ())]
         episode.text = f"{alert.name} firing: {summary}"[:300]
@@ -274,8 +301,11 @@ class AlertDesk:
     async def _resolve(self, alert: WebhookAlert) -> bool:
         """Mark the episode's post resolved and say so in its thread; False when there is nothing (new) to resolve."""
         episode = self.episodes.get(alert.episode)
-        if episode is None or episode.resolved:
+        if episode is None or episode.resolved or alert.episode in episode.ended:
             return False
+        episode.ended.add(alert.episode)
+        if episode.members and not episode.ended >= episode.members:
+            return True  # the post proposes for others of its alerts still firing: it stays as it is
         episode.resolved = True  # before the awaits: a concurrent repeat of the resolution does nothing
         try:
             async with asyncio.timeout(POST_WAIT_S):
@@ -296,3 +326,12 @@ class AlertDesk:
         except Exception as e:  # the alert is still resolved; the thread just does not say so
             log.warning("updating the post of alert %s (%s) failed: %s", alert.name, alert.episode, e)
         return True
+
+
+def _key(alerts: list[WebhookAlert]) -> str:
+    """The proposal's idempotency key: the episode of one alert; for several, the first episode and a digest of all."""
+    if len(alerts) == 1:
+        return alerts[0].episode
+    episodes = sorted(a.episode for a in alerts)
+    digest = hashlib.sha256("\n".join(episodes).encode()).hexdigest()[:16]
+    return f"{episodes[0]}+{len(episodes) - 1}:{digest}"

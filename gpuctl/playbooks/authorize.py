@@ -32,7 +32,7 @@ from gpuctl.playbooks.params import Arguments
 from gpuctl.playbooks.plan import Plan, Step
 from gpuctl.playbooks.policy import Decision, Policy, Scope, can_approve, decide
 from gpuctl.playbooks.runs import PlaybookRun, review_approval
-from gpuctl.playbooks.spec import ACTIONS, Action, Permission, Playbook
+from gpuctl.playbooks.spec import ACTIONS, Action, Permission, Playbook, PodListParam
 
 
 class Authorization(BaseModel):
@@ -134,7 +134,17 @@ def param_scopes(playbook: Playbook, args: Arguments) -> list[Scope]:
         kind = kinds.get(param.type)
         if kind in playbook.target.scopes and isinstance(value, str):
             scopes.append(Scope(kind=kind, name=value))
+        elif isinstance(param, PodListParam) and "namespace" in playbook.target.scopes and isinstance(value, str):
+            scopes += [Scope(kind="namespace", name=ns) for ns in _namespaces_of(param, value)]
     return scopes
+
+
+def _namespaces_of(param: PodListParam, value: str) -> tuple[str, ...]:
+    """The namespaces a pods value names; none for text that is not one (it was never validated: the plan says)."""
+    try:
+        return param.namespaces(value)
+    except ValueError:
+        return ()
 
 
 def may_plan(policy: Policy, identity: Identity, playbook: Playbook, args: Arguments) -> None:

@@ -8,6 +8,8 @@ plan     select from the live picture (reclaim_select: guardrails, caps, order),
          period; immediate: evict_pods. Each evict step records what the pod was (node, phase,
          labels, opt-out annotations) as its before-values: that is what `stale` and `execute`
          compare against, so status-only updates never make a plan stale.
+         With `pods`, only the named pods are considered; each one not planned is listed as
+         "not reclaimable: why" (reclaim_named asks the API server about those the picture lacks).
 stale    a planned pod gone, replaced (uid), terminating, moved, finished, relabelled or opted out.
 execute  staged: the notices now, then the grace period (deadline-aware); then, both modes,
          spare every pod not idle all along since the plan (the live picture) and every pod that
@@ -15,6 +17,7 @@ execute  staged: the notices now, then the grace period (deadline-aware); then, 
          carries this run's (as the requester, on the version read); evict the rest through the
          Eviction API only, uid-pinned (gpuctl.playbooks.evictions: 429 retried with backoff
          until the deadline).
+         Only the plan's pods: one dropped here is never replaced (a `pods` run's report names them).
 verify   each evicted pod gone or terminating, and no longer holding GPUs in the live picture.
 undo     none: an evicted pod cannot be put back.
 """
@@ -29,15 +32,17 @@ from typing import Any, TypeVar
 
 from gpuctl.errors import ClusterError, Conflict, Forbidden
 from gpuctl.model import GpuPod, Snapshot
-from gpuctl.playbooks.acting import ActingClient, ObjectResult
+from gpuctl.playbooks.acting import ObjectResult
 from gpuctl.playbooks.context import DeadlinePassed
 from gpuctl.playbooks.evictions import Backoff, budget_named, evict_planned
-from gpuctl.playbooks.kubeapi import JSON, ApiCall, ObjectRef, check
+from gpuctl.playbooks.kubeapi import ObjectRef
 from gpuctl.playbooks.locks import LockTarget
 from gpuctl.playbooks.logic import Check, Clients, Draft, ExecContext, PlanRequest, Report, StepOutcome, Verification
 from gpuctl.playbooks.node_pods import describe_opt_out, opted_out
 from gpuctl.playbooks.plan import Change, Plan, Skipped, Step, TargetRef
+from gpuctl.playbooks.pod_now import LABELS, NODE, PHASE, PodNow, read_pod
 from gpuctl.playbooks.policy import Scope
+from gpuctl.playbooks.reclaim_named import NOT_RECLAIMABLE, named_pods, unknown_pods
 from gpuctl.playbooks.reclaim_select import Choice, Limits, devices, select_idle_pods, spare_reasons
 from gpuctl.playbooks.spec import Guardrails, OptOut
 from gpuctl.playbooks.stepkit import Status, StepCalls, StepDone, write_on_fresh
@@ -46,7 +51,6 @@ from gpuctl.render.format import duration
 NOTICE_ANNOTATION = "gpuctl.io/reclaim-after"  # when a staged run evicts the pod (RFC 3339, UTC)
 EVENT_REASON = "GpuReclaimScheduled"
 EVENT_ACTION = "ScheduleEviction"
-NODE, PHASE, LABELS = "spec.nodeName", "status.phase", "metadata.labels"
 SKIPPED_SHOWN = 100  # left-out pods listed one by one; the rest are counted in a warning (the plan stays small)
 
 T = TypeVar("T")
@@ -62,6 +66,7 @@ class Params:
     namespace: str | None
     pool: str | None
     node: str | None
+    pods: tuple[str, ...] | None  # exactly these pods (namespace/name), when given
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Params:
@@ -75,56 +80,8 @@ class Params:
             namespace=values.get("namespace"),
             pool=values.get("pool"),
             node=values.get("node"),
+            pods=named_pods(values.get("pods")),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PodNow:
-    """A pod as the API server returned it just now."""
-
-    object: JSON
-    uid: str
-    resource_version: str
-    node: str | None
-    phase: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    terminating: bool
-
-    @classmethod
-    def of(cls, obj: JSON) -> PodNow:
-        meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-        return cls(
-            object=obj,
-            uid=str(meta.get("uid", "")),
-            resource_version=str(meta.get("resourceVersion", "")),
-            node=spec.get("nodeName") or None,
-            phase=status.get("phase") or "Pending",
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-            terminating=meta.get("deletionTimestamp") is not None,
-        )
-
-    def value(self, field_path: str) -> Any:
-        """The current value of a field an evict step recorded as its before-value."""
-        if field_path == NODE:
-            return self.node
-        if field_path == PHASE:
-            return self.phase
-        if field_path == LABELS:
-            return dict(self.labels)
-        if field_path.startswith("metadata.annotations[") and field_path.endswith("]"):
-            return self.annotations.get(field_path[len("metadata.annotations[") : -1])
-        raise ValueError(f"reclaim records no field {field_path!r}")
-
-
-async def read_pod(client: ActingClient, namespace: str, name: str) -> tuple[PodNow | None, ApiCall]:
-    """The pod now (None when it does not exist), with the call that read it; other refusals raise."""
-    ref = ObjectRef(plural="pods", namespace=namespace, name=name)
-    response = await client.api.request("GET", ref.path(), acting_as=client.identity)
-    if response.call.status == 404:
-        return None, response.call
-    return PodNow.of(check(response, what=f"get {ref}")), response.call
 
 
 def changed_since_plan(now: PodNow | None, target: TargetRef, before: Mapping[str, Any]) -> tuple[str | None, bool]:
@@ -226,11 +183,15 @@ class ReclaimLogic:
         # Over every pod and GPU of the snapshot (10,000 pods: ~0.1 s): in a worker thread, off the event loop.
         # Its inputs are frozen (the Snapshot, the guardrails, the limits), so the thread shares nothing mutable.
         selection = await asyncio.to_thread(
-            select_idle_pods, request.snapshot, guardrails, limits, namespace=params.namespace, pool=params.pool, node=params.node
-        )
+            select_idle_pods, request.snapshot, guardrails, limits, namespace=params.namespace, pool=params.pool,
+            node=params.node, pods=params.pods,
+        )  # fmt: skip
         draft = Draft(blocked=list(selection.blocked))
+        said = NOT_RECLAIMABLE if params.pods is not None else ""  # asked for by name: each answer says so
         for candidate in selection.left_out[:SKIPPED_SHOWN]:
-            draft.skipped.append(Skipped(target=_ref(candidate.pod), reason=candidate.reason))
+            draft.skipped.append(Skipped(target=_ref(candidate.pod), reason=said + candidate.reason))
+        if selection.unknown and not selection.blocked:
+            draft.skipped += await unknown_pods(clients.reader, selection.unknown, concurrency=self.concurrency)
         if len(selection.left_out) > SKIPPED_SHOWN:
             draft.warnings.append(_more_left_out([c.label for c in selection.left_out[SKIPPED_SHOWN:]]))
         if params.namespace:
@@ -244,7 +205,7 @@ class ReclaimLogic:
             draft.warnings.extend(item.warnings)
             draft.blocked.extend(b for b in item.blocked if b not in draft.blocked)
             if item.skipped is not None:
-                draft.skipped.append(item.skipped)
+                draft.skipped.append(item.skipped.model_copy(update={"reason": said + item.skipped.reason}))
             if item.evict is not None:
                 draft.steps.extend(item.notices)
                 evicts.append(item.evict)
@@ -607,7 +568,13 @@ def _report(plan: Plan, outcomes: Iterable[StepOutcome]) -> Report:
         n = sum(1 for o, step in evicts if o.status == status and step not in evicted)
         if n:
             parts.append(f"{n} {word}")
-    return Report(outcomes=tuple(ordered), message=", ".join(parts))
+    message = ", ".join(parts)
+    if plan.parameters.get("pods") is not None:  # named pods: say which were dropped, and that none took their place
+        dropped = [f"{step.target.namespace}/{step.target.name}" for o, step in evicts
+                   if o.status in ("done", "skipped") and step not in evicted]  # fmt: skip
+        if dropped:
+            message += f"; dropped since the plan, no other pod taken instead: {', '.join(dropped)}"
+    return Report(outcomes=tuple(ordered), message=message)
 
 
 LOGIC = ReclaimLogic()

@@ -12,6 +12,10 @@ unmeasured or stale GPU is never evidence of idleness, and stale metrics block
 the whole plan. Time-sliced GPUs are never reclaimed: the metrics of a shared
 GPU cannot say which of its pods uses it.
 
+Given `pods` (the parameter: namespace/name), only those pods are considered,
+and each one is accounted for: chosen, left out with why, or unknown (not a GPU
+pod in the picture; the planner asks the API server which).
+
 `spare_reasons` is the same test at execution time: a pod whose GPUs were
 busy at any moment since the plan is spared (guardrail spare_if_busy_again).
 """
@@ -50,6 +54,7 @@ class Selection:
     chosen: tuple[Choice, ...]
     left_out: tuple[Candidate, ...]  # longest-idle first
     blocked: tuple[str, ...]  # reasons nothing may be reclaimed at all
+    unknown: tuple[str, ...] = ()  # named pods (namespace/name) the live picture has no GPU pod for
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +148,15 @@ def select_idle_pods(
     namespace: str | None = None,
     pool: str | None = None,
     node: str | None = None,
+    pods: tuple[str, ...] | None = None,
 ) -> Selection:
     """Longest-idle first (then more GPUs, then by key), within max_pods and max_gpus.
 
     A pod too large for what is left of max_gpus is passed over for smaller ones after it.
-    With `protected.on_match: refuse`, a protected pod that is otherwise reclaimable blocks the plan."""
+    With `protected.on_match: refuse`, a protected pod that is otherwise reclaimable blocks the plan.
+    `pods` (namespace/name keys) confines the choice to exactly those: every one the picture holds is
+    either chosen or left out with why (busy ones too, since they were asked for), and the rest are `unknown`."""
+    named = None if pods is None else frozenset(pods)
     if snapshot.metrics.stale:
         error = snapshot.metrics.error or "no recent metrics"
         return Selection((), (), (f"GPU metrics are stale ({error}): an unmeasured GPU is not an idle one; try again later",))
@@ -158,12 +167,18 @@ def select_idle_pods(
     blocked: list[str] = []
     eligible: list[Choice] = []
     left_out: list[Candidate] = []
+    seen: set[str] = set()
     for pod in snapshot.pods:
-        if (namespace is not None and pod.namespace != namespace) or (node is not None and pod.node != node):
+        if named is not None:
+            if pod.key not in named:
+                continue
+            seen.add(pod.key)
+        outside = _outside(pod, namespace, node, pool, pools_by_node.get(pod.node or ""))
+        if outside is not None:
+            if named is not None:  # asked for by name: say why it is not taken
+                left_out.append(Candidate(pod, outside, "outside the scope", 0.0))
             continue
-        if pool is not None and pools_by_node.get(pod.node or "") != pool:
-            continue
-        if not _looks_reclaimable(pod, gpus_by_key):
+        if named is None and not _looks_reclaimable(pod, gpus_by_key):
             continue
         idle_s, why = _why_not(pod, gpus_by_key, shared, now, limits, guardrails.protected, snapshot.idle_window_s)
         if why is None and idle_s is not None:
@@ -188,7 +203,19 @@ def select_idle_pods(
             chosen.append(choice)
             gpus += devices(pod)
     left_out.sort(key=lambda c: (-c.idle_s, c.pod.key))
-    return Selection(tuple(chosen), tuple(left_out), tuple(blocked))
+    unknown = tuple(key for key in pods or () if key not in seen)
+    return Selection(tuple(chosen), tuple(left_out), tuple(blocked), unknown)
+
+
+def _outside(pod: GpuPod, namespace: str | None, node: str | None, pool: str | None, pod_pool: str | None) -> str | None:
+    """Why the pod lies outside the namespace, node or pool the run is narrowed to, or None."""
+    if namespace is not None and pod.namespace != namespace:
+        return f"outside namespace={namespace}"
+    if node is not None and pod.node != node:
+        return f"on node {pod.node or '(none)'}, outside node={node}"
+    if pool is not None and pod_pool != pool:
+        return f"in pool {pod_pool or '(none)'}, outside pool={pool}"
+    return None
 
 
 def _why_not(
@@ -219,7 +246,10 @@ def _why_not(
         return idle_s, (f"{duration(age_s)} old, younger than {duration(limits.min_age_s)}", "too young")
     if len(pod.pdbs) > 1:
         budgets = ", ".join(f"{pod.namespace}/{name}" for name in pod.pdbs)
-        return idle_s, (f"under {len(pod.pdbs)} PodDisruptionBudgets ({budgets}): the Eviction API refuses such pods", "several PDBs")
+        return idle_s, (
+            f"under {len(pod.pdbs)} PodDisruptionBudgets ({budgets}): the Eviction API refuses such pods",
+            "several PDBs",
+        )
     return idle_s, None
 
 

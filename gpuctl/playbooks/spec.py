@@ -332,8 +332,57 @@ class NameParam(_Param):
         return self.type
 
 
+POD_KEY = rf"({DNS_LABEL})/({DNS_SUBDOMAIN})"
+
+
+def pod_keys(text: str) -> tuple[str, ...]:
+    """`"ns/a, ns/b"` → `("ns/a", "ns/b")`, in the order given; ValueError for an empty list, a malformed
+    entry (not namespace/name) or one given twice. Commas or spaces separate entries."""
+    entries = [e for e in re.split(r"[,\s]+", text.strip()) if e]
+    if not entries:
+        raise ValueError("names no pod")
+    seen: set[str] = set()
+    for entry in entries:
+        namespace, _, name = entry.partition("/")
+        if len(namespace) > 63 or len(name) > 253 or not re.fullmatch(POD_KEY, entry, re.ASCII):
+            raise ValueError(f"has {entry[:80]!r}, which is not namespace/name")
+        if entry in seen:
+            raise ValueError(f"names {entry} twice")
+        seen.add(entry)
+    return tuple(entries)
+
+
+class PodListParam(_Param):
+    """Pods by `namespace/name`, comma-separated; held as that text, normalized (`pod_keys` reads it back)."""
+
+    type: Literal["pod_list"]
+    max_items: StrictInt = Field(50, ge=1, le=1000, description="how many pods one value may name")
+    default: StrictStr | None = None
+
+    def check(self, value: Any) -> None:
+        keys = pod_keys(value)
+        if len(keys) > self.max_items:
+            raise ValueError(f"names {len(keys)} pods, more than {self.max_items}")
+
+    def parse(self, text: str) -> str:
+        if len(text) > self.max_items * 320:
+            raise ValueError(f"is longer than {self.max_items} pod names can be")
+        self.check(text)
+        return ",".join(pod_keys(text))
+
+    def allowed(self) -> str:
+        return f"up to {self.max_items} pods as namespace/name, separated by commas"
+
+    def label(self) -> str:
+        return "pods (namespace/name,...)"
+
+    def namespaces(self, value: str) -> tuple[str, ...]:
+        """The namespaces a (parsed) value names, each once."""
+        return tuple(dict.fromkeys(key.partition("/")[0] for key in pod_keys(value)))
+
+
 Parameter = Annotated[
-    IntParam | FloatParam | DurationParam | BoolParam | StringParam | EnumParam | NameParam,
+    IntParam | FloatParam | DurationParam | BoolParam | StringParam | EnumParam | NameParam | PodListParam,
     Field(discriminator="type"),
 ]
 

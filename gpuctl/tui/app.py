@@ -51,7 +51,7 @@ from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.heatmap_view import HeatmapView
 from gpuctl.tui.help_screen import HelpScreen
 from gpuctl.tui.history import UtilHistory
-from gpuctl.tui.messages import NodeChosen
+from gpuctl.tui.messages import MarksChanged, NodeChosen
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.nodes_view import NodesView
 from gpuctl.tui.playbooks.audit_screen import AuditScreen
@@ -306,6 +306,7 @@ class GpuctlApp(App[int]):
         snapshot = self.index.snapshot if self.index and not self._blank else None
         now = snapshot.taken_at + timedelta(seconds=self._monotonic() - self._received_at) if snapshot else None
         held = (self.index.allocated, self.index.idle) if self.index and snapshot else None
+        marked = self._marked()
         bars = list(self.query(StatusBar))
         if isinstance(self.screen, NodeScreen):
             bars.append(self.screen.query_one(StatusBar))
@@ -319,6 +320,7 @@ class GpuctlApp(App[int]):
                 reopening=self.reopening,
                 now=now,
                 held=held,
+                marked=marked,
             )
         # A countdown ("retry in 4s") needs a redraw every second; nothing else does.
         if pending_retry(snapshot) and self.feed_error is None:
@@ -328,6 +330,19 @@ class GpuctlApp(App[int]):
             self._ticker.stop()
             self._ticker = None
 
+    def _marked(self) -> int:
+        """How many rows (heatmap: nodes and pools) are marked in the view on screen."""
+        tabs = self.query(TabbedContent)
+        if not tabs or not tabs.first().active:
+            return 0
+        view = self.query_one(f"#{tabs.first().active}-view")
+        heatmaps = view.query(Heatmap)
+        return sum(len(t.marked) for t in view.query(RowTable)) + sum(len(h.marked) for h in heatmaps)
+
+    @on(MarksChanged)
+    def _marks_changed(self) -> None:
+        self._show_status()
+
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
@@ -335,6 +350,7 @@ class GpuctlApp(App[int]):
             # Hidden views skipped updates: one full diff brings them up to date.
             self._show_view(tab, Changes(everything=True))
         self._focus_view(tab)
+        self._show_status()  # its own marks
 
     def _focus_view(self, tab: str) -> None:
         if tab == "heatmap":

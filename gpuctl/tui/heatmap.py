@@ -28,7 +28,7 @@ from gpuctl.query.fleet import READINGS, FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
-from gpuctl.tui.messages import NodeChosen
+from gpuctl.tui.messages import MarksChanged, NodeChosen
 from gpuctl.tui.palette import (
     IDLE_BG,
     METRIC_READING,
@@ -44,6 +44,7 @@ from gpuctl.tui.palette import (
 
 Look = tuple[str, str]  # a cell's glyph and background colour
 NO_GPU: Look = ("?", NO_DATA_BG)  # a cell whose GPU left the index
+MARKED_CELL = Style(underline=True, bold=True)  # a marked node's GPU cells in dense mode
 
 
 def cell_look(gpu: Gpu, metric: Metric) -> Look:
@@ -365,12 +366,16 @@ class Heatmap(ScrollView, can_focus=True):
             segs.append(Segment(label.ljust(lw + 1), base + self.get_component_rich_style("heatmap--label")))
         x = lw + 1 if lw else 0
         cursor = self.cursor
+        marked = () if lw else self.marked  # dense: no label to carry a node's mark, so its cells are underlined
+        gpus = self.index.gpus if self.index else {}
         for cell, look in zip(line.cells, looks):
             if cell.x > x:
                 segs.append(Segment(" " * (cell.x - x), base))
             if cell.key == cursor:
                 text = "[]" if cell.width >= 2 else "◆"
                 segs.append(Segment(text[: cell.width].ljust(cell.width), cell_style(look[1], True)))
+            elif marked and (gpu := gpus.get(cell.key)) is not None and gpu.node in marked:
+                segs.append(Segment(look[0] * cell.width, cell_style(look[1]) + MARKED_CELL))
             else:
                 shared = self._segments.setdefault(cell.width, {})
                 seg = shared.get(look)
@@ -416,12 +421,14 @@ class Heatmap(ScrollView, can_focus=True):
             self.marked.symmetric_difference_update({target})
             self._forget()
             self.refresh()
+            self.post_message(MarksChanged())
 
     def action_mark_all(self) -> None:
         shown = set(self._visible)
         self.marked = set() if self.marked >= shown else shown
         self._forget()
         self.refresh()
+        self.post_message(MarksChanged())
 
     def action_toggle_pool(self) -> None:
         if pool := self.cursor_pool():

@@ -11,3 +11,7 @@ class NodeChosen(Message):
     def __init__(self, node: str) -> None:
         super().__init__()
         self.node = node
+
+
+class MarksChanged(Message):
+    """The user marked or unmarked rows or heatmap cells: the status bar's "N marked" follows."""

@@ -25,6 +25,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from gpuctl.tui.messages import MarksChanged
+
 T = TypeVar("T")
 PAD = 1
 
@@ -321,12 +323,14 @@ class RowTable(ScrollView, Generic[T], can_focus=True):
         self.marked.symmetric_difference_update({key})
         self._strips.pop(key, None)
         self.refresh_line(self._row_of[key] + 1)
+        self.post_message(MarksChanged())
         self.action_move(1)  # space, space, space marks a run of rows
 
     def action_mark_all(self) -> None:
         self.marked = set() if self.marked >= set(self._order) else set(self._order)
         self._strips.clear()
         self.refresh()
+        self.post_message(MarksChanged())
 
     def action_cycle_sort(self) -> None:
         keys = [c.key for c in self.columns]

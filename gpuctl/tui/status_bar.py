@@ -61,8 +61,9 @@ def status_text(
     reopening: str | None = None,
     now: datetime | None = None,
     held: tuple[int, int] | None = None,
+    marked: int = 0,
 ) -> Text:
-    """`now` is the snapshot's time moved on by how long it has been on screen (for countdowns);
+    """`marked`: rows (or heatmap nodes and pools) marked in the view on screen, what `a` acts on. `now` is the snapshot's time moved on by how long it has been on screen (for countdowns);
     `held`: the snapshot's (allocated, idle) GPU counts when already known (FleetIndex), else counted here."""
     t = Text(no_wrap=True, overflow="ellipsis")
     ctx = context or (snapshot.watch.context if snapshot else None) or "cluster"
@@ -74,6 +75,9 @@ def status_text(
     if flt.active:  # first, so a narrow terminal never hides that the views are filtered
         t.append(" filter: ", style="bold")
         t.append(flt.text, style="bold cyan")
+        t.append(" ·")
+    if marked:  # what `a` acts on, before anything a narrow terminal cuts
+        t.append(f" {marked} marked ", style="bold reverse magenta")
         t.append(" ·")
     if refresh_s is not None:
         t.append(f" every {interval(refresh_s)} ·", style="dim")
@@ -145,6 +149,7 @@ class StatusBar(Static):
         reopening: str | None = None,
         now: datetime | None = None,
         held: tuple[int, int] | None = None,
+        marked: int = 0,
     ) -> None:
         text = status_text(
             snapshot,
@@ -155,6 +160,7 @@ class StatusBar(Static):
             reopening=reopening,
             now=now,
             held=held,
+            marked=marked,
         )
         if text != self._shown:
             self._shown = text

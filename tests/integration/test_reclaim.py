@@ -378,3 +378,37 @@ async def test_immediate_mode_evicts_through_the_eviction_api_only(bed: Bed) -> 
         gone = await poll(lambda: bed.pod(name), lambda pod: pod is None or pod["metadata"]["uid"] != objs[name]["metadata"]["uid"],
                           what=f"{name} to be gone")  # fmt: skip
         assert gone is None
+
+
+async def test_pods_evicts_exactly_the_named_pod_and_reports_one_dropped_at_the_reread(bed: Bed) -> None:
+    ns = bed.namespace
+    plain = gpu_pod("named-cpu", ns, 1, node=bed.nodes[1])
+    plain["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "100m"}}  # exists, holds no GPU
+    objs = await bed.pods(gpu_pod("named-1", ns, 1, node=bed.nodes[0]), gpu_pod("named-2", ns, 1, node=bed.nodes[1]),
+                          gpu_pod("idle-other", ns, 2, node=bed.nodes[0]), plain)  # fmt: skip
+    live = Live(bed, ["named-1", "named-2", "idle-other"])  # every one idle; the CPU pod is no GPU pod
+    pods = f"{ns}/named-1,{ns}/named-2,{ns}/named-cpu,{ns}/ghost"
+    request = plan_request(await live.snapshot(), mode="immediate", pods=pods)
+    draft = await LOGIC.plan(request, bed.clients())
+    assert sorted(s.target.name for s in draft.steps) == ["named-1", "named-2"]  # never idle-other, idler and bigger
+    assert {s.target.name: s.reason for s in draft.skipped} == {
+        "named-cpu": "not reclaimable: it holds no GPU that gpuctl sees (phase Running on node " + bed.nodes[1] + ")",
+        "ghost": "not reclaimable: no such pod",
+    }
+    plan = seal(draft, request)
+
+    # named-2 opts out after the plan: the run drops it at the re-read and takes no other pod instead.
+    patch = {"metadata": {"labels": {"gpuctl.io/reclaim": "never"}}}
+    await bed.admin.patch("Pod", "named-2", patch, ns)
+    report = await LOGIC.execute(plan, Run().context(bed.clients(), live, seconds=30))
+    assert report.message == (f"evicted 1 pod(s) (1 GPUs), 1 spared; dropped since the plan, no other pod taken "
+                              f"instead: {ns}/named-2")  # fmt: skip
+    skipped = next(o for o in report.outcomes if o.status == "skipped")
+    assert skipped.message == f"{ns}/named-2: its labels changed since the plan"
+    gone = await poll(lambda: bed.pod("named-1"), lambda pod: pod is None or pod["metadata"]["uid"] != objs["named-1"]["metadata"]["uid"],
+                      what="named-1 to be gone")  # fmt: skip
+    assert gone is None
+    for name in ("named-2", "idle-other", "named-cpu"):
+        still = await bed.pod(name)
+        assert still is not None and still["metadata"]["uid"] == objs[name]["metadata"]["uid"]
+        assert still["metadata"].get("deletionTimestamp") is None

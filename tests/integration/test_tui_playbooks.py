@@ -267,7 +267,7 @@ async def test_reclaim_an_idle_pod_from_the_pods_view_evicts_it_and_lands_in_the
                 assert isinstance(screen, ActionsScreen)
                 assert reasons(screen)["reclaim-idle-gpus-now"] is None
                 plan_screen = await choose(pilot, screen, "reclaim-idle-gpus-now")
-                assert plan_screen.offer.params["namespace"] == namespace and plan_screen.offer.params["max_pods"] == "1"
+                assert plan_screen.offer.params["pods"] == key and plan_screen.offer.params["max_pods"] == "1"
                 plan_screen.query_one("#param-mode", Select).value = "immediate"
                 await pilot.press("ctrl+p")
                 await until(pilot, lambda: plan_screen.plan is not None and not plan_screen.busy, "the plan", timeout_s=60)

@@ -24,6 +24,7 @@ from gpuctl.tui.playbooks.progress_screen import ProgressScreen
 from gpuctl.tui.playbooks.runs_screen import RunsScreen
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import cluster_feed
+from gpuctl.tui.status_bar import StatusBar
 from tests.tui.conftest import until, wait_applied
 
 SIZE = (140, 40)
@@ -121,7 +122,7 @@ async def test_reclaim_the_idle_notebooks_in_the_demo(tmp_path: Path) -> None:
             await pilot.press("space")
         assert table.marked == set(idle)
         screen = await plan_for(pilot, "reclaim-idle-gpus")
-        assert screen.offer.params["namespace"] == "sandbox"
+        assert screen.offer.params["pods"] == ",".join(idle)
         await replan(pilot, screen, mode="immediate")
         assert screen.plan is not None
         assert sorted(s.target.key.removeprefix("Pod/") for s in screen.plan.steps if s.action == "evict_pods") == idle
@@ -129,6 +130,28 @@ async def test_reclaim_the_idle_notebooks_in_the_demo(tmp_path: Path) -> None:
         done = await ended(pilot)
         assert done.records and done.records[-1].kind.value == "completed"
         await until(pilot, lambda: app.index is not None and not set(idle) & set(app.index.pods), "the notebooks gone")
+
+
+async def test_two_marked_pods_plan_exactly_those_two_and_the_status_bar_counts_them(tmp_path: Path) -> None:
+    app = demo_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await demo_on_screen(pilot)
+        assert app.index is not None
+        idle = sorted(p.key for p in app.index.snapshot.pods if p.idle)
+        assert len(idle) > 2  # other idle pods the playbook alone would also take
+        await pilot.press("3")
+        table: RowTable = app.query_one("#pods-table", RowTable)
+        for key in idle[:2]:
+            table.cursor_key = key
+            await pilot.press("space")
+        status = app.query_one("#status", StatusBar)
+        await until(pilot, lambda: " 2 marked " in str(status.render()), "2 marked in the status bar")
+        screen = await plan_for(pilot, "reclaim-idle-gpus")
+        assert screen.offer.params["pods"] == ",".join(idle[:2])
+        await replan(pilot, screen, mode="immediate")
+        assert screen.plan is not None
+        assert sorted(s.target.key.removeprefix("Pod/") for s in screen.plan.steps if s.action == "evict_pods") == idle[:2]
+        assert not screen.plan.skipped  # both marked pods are reclaimable: nothing left out, nothing added
 
 
 async def test_relabel_a_mig_node_approved_by_the_lead_in_the_demo(tmp_path: Path) -> None:

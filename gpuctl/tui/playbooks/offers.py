@@ -11,9 +11,10 @@ playbooks are offered like the built-in ones:
     quota (adjust-quota)                a namespace, its current quota as the new value
 
 Parameters are filled in only where the selection decides them; the rest keep the
-playbook's defaults on the plan screen. reclaim-idle-gpus chooses its pods itself (by
-namespace, pool, node, idle time): the offer narrows it to the marked pods as far as
-those allow and remembers them, and the plan screen says when the plan differs. A playbook that applies but cannot act on this
+playbook's defaults on the plan screen. Marked pods are offered to reclaim-idle-gpus by
+name (`pods`): its plan takes exactly those, or fewer with why; a site playbook without
+a pod_list parameter is narrowed by namespace, node and max_pods instead, and the plan
+screen says when its plan differs from the marks. A playbook that applies but cannot act on this
 selection (no idle pod among those marked) is offered with `unavailable` saying why.
 Whether the user may run it is asked of the engine (desk.py), not decided here.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from gpuctl.migparted import gpu_model
 from gpuctl.model import GpuPod, NamespaceUsage, Node
 from gpuctl.playbooks.loader import Catalog
-from gpuctl.playbooks.spec import DurationParam, Playbook, Selector, spell_duration
+from gpuctl.playbooks.spec import DurationParam, IntParam, Playbook, PodListParam, Selector, spell_duration
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,17 @@ class Offer:
     params: dict[str, str] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a parameter's values to pick from
     unavailable: str | None = None  # why this selection gives it nothing to do
-    marked: tuple[str, ...] = ()  # the pods (namespace/name) it was offered for: the plan screen compares
+    marked: tuple[str, ...] = ()  # narrowed, not named (a playbook without pods): the plan screen compares
 
     @property
     def scope_namespace(self) -> str | None:
-        """The namespace the offer is confined to, when it is (for the access check)."""
-        return self.params.get("namespace")
+        """The namespace the offer is confined to, when it is (for the access check): its namespace, or the
+        one namespace of the pods it names."""
+        if namespace := self.params.get("namespace"):
+            return namespace
+        spaces = {key.partition("/")[0] for key in self.params.get("pods", "").split(",") if key}
+        return spaces.pop() if len(spaces) == 1 else None
+
 
 
 def _count(n: int, word: str) -> str:
@@ -115,15 +121,7 @@ def _reclaim(playbook: Playbook, sel: Selection) -> Offer | None:
         if not idle:
             return Offer(playbook.name, f"reclaim idle GPUs ({_count(len(sel.pods), 'pod')} selected)",
                          unavailable=f"none of the {_count(len(sel.pods), 'selected pod')} is idle")  # fmt: skip
-        namespace, node = _one(p.namespace for p in idle), _one(p.node for p in idle)
-        where = f" in {namespace}" if namespace else ""
-        where += f" on {node}" if node else ""
-        limit = playbook.parameters.get("max_pods")
-        max_pods = str(len(idle)) if limit is not None else None
-        values = {"namespace": namespace, "node": node, "max_pods": max_pods, "idle_for": _idle_for(playbook, idle)}
-        # The playbook selects by namespace, pool and node, not by name: the plan may pick other idle pods.
-        title = f"reclaim {_count(len(idle), 'idle pod')}{where}" if where else f"reclaim up to {_count(len(idle), 'idle pod')}"
-        return Offer(playbook.name, title, _declared(playbook, values), marked=tuple(p.key for p in idle))
+        return _reclaim_pods(playbook, sel.pods, idle)
     if len(sel.nodes) == 1:
         name = sel.nodes[0].name
         return Offer(playbook.name, f"reclaim idle GPUs on node {name}", _declared(playbook, {"node": name}))
@@ -133,6 +131,48 @@ def _reclaim(playbook: Playbook, sel: Selection) -> Offer | None:
         name = sel.namespaces[0].name
         return Offer(playbook.name, f"reclaim idle GPUs in namespace {name}", _declared(playbook, {"namespace": name}))
     return None
+
+
+def _reclaim_pods(playbook: Playbook, marked: Sequence[GpuPod], idle: Sequence[GpuPod]) -> Offer:
+    """Exactly the marked pods, by name (`pods`): the plan takes none other and says why for each it leaves out
+    (a marked busy pod included); idle_for, max_pods and max_gpus are widened, within bounds, to let the idle ones in."""
+    param = playbook.parameters.get("pods")
+    if not isinstance(param, PodListParam):
+        return _reclaim_narrowed(playbook, idle)
+    if len(marked) > param.max_items:
+        return Offer(playbook.name, f"reclaim the {len(marked)} marked pods",
+                     unavailable=f"{playbook.name} takes at most {param.max_items} pods by name: mark fewer")  # fmt: skip
+    namespace, node = _one(p.namespace for p in idle), _one(p.node for p in idle)
+    where = (f" in {namespace}" if namespace else "") + (f" on {node}" if node else "")
+    of = f" (of {len(marked)} marked)" if len(marked) > len(idle) else ""
+    values = {
+        "pods": ",".join(p.key for p in marked),
+        "max_pods": _at_least(playbook, "max_pods", len(idle), always=True),
+        "max_gpus": _at_least(playbook, "max_gpus", sum(p.gpus + sum(p.mig.values()) for p in idle)),
+        "idle_for": _idle_for(playbook, idle),
+    }
+    return Offer(playbook.name, f"reclaim {_count(len(idle), 'idle pod')}{where}{of}", _declared(playbook, values))
+
+
+def _reclaim_narrowed(playbook: Playbook, idle: Sequence[GpuPod]) -> Offer:
+    """For a site playbook that selects idle pods but cannot name them (no pod_list parameter): narrowed by
+    namespace, node and max_pods as far as the marks allow; `marked` lets the plan screen say when it differs."""
+    namespace, node = _one(p.namespace for p in idle), _one(p.node for p in idle)
+    where = (f" in {namespace}" if namespace else "") + (f" on {node}" if node else "")
+    values = {"namespace": namespace, "node": node, "max_pods": _at_least(playbook, "max_pods", len(idle), always=True),
+              "idle_for": _idle_for(playbook, idle)}  # fmt: skip
+    title = f"reclaim {_count(len(idle), 'idle pod')}{where}" if where else f"reclaim up to {_count(len(idle), 'idle pod')}"
+    return Offer(playbook.name, title, _declared(playbook, values), marked=tuple(p.key for p in idle))
+
+
+def _at_least(playbook: Playbook, name: str, wanted: int, *, always: bool = False) -> str | None:
+    """An int parameter raised to `wanted` (within its max) where its default is lower; `always`: set it anyway."""
+    param = playbook.parameters.get(name)
+    if not isinstance(param, IntParam):
+        return None
+    if not always and param.default is not None and wanted <= param.default:
+        return None
+    return str(wanted if param.max is None else min(wanted, param.max))
 
 
 def _relabel(playbook: Playbook, sel: Selection) -> list[Offer]:

@@ -33,7 +33,9 @@ from gpuctl.tui.playbooks.reported import describe
 
 
 def marked_difference(plan: Plan, marked: tuple[str, ...]) -> str | None:
-    """What a person must know when the plan's pods are not the ones they marked (None when they are)."""
+    """What a person must know when the plan's pods are not the ones they marked (None when they are).
+
+    Only offers narrowed for a playbook that cannot name pods carry `marked`; a `pods` offer is exact."""
     if not marked:
         return None
     planned = {s.target.key.removeprefix("Pod/") for s in plan.steps if s.target.kind == "Pod"}

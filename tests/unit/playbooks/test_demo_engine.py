@@ -201,3 +201,21 @@ async def test_a_runs_view_follows_runs_live_through_a_watch(tmp_path: Path) -> 
                 if event.run.status.phase == "Approved":
                     break
         assert seen == [("ADDED", None), ("MODIFIED", "AwaitingApproval"), ("MODIFIED", "Approved")]
+
+
+async def test_reclaim_with_pods_plans_exactly_those_and_says_why_for_the_rest(tmp_path: Path) -> None:
+    async with demo(tmp_path) as d:
+        before = d.snapshot()
+        idle = sorted((p for p in before.pods if p.idle), key=lambda p: p.key)  # the 5 the test above evicts
+        busy = next(p for p in before.pods if p.phase == "Running" and not p.idle and p.util_pct and p.util_pct > 50)
+        assert len(idle) >= 3, "the demo fleet has idle pods"
+        wanted = [idle[0].key, idle[1].key]
+        pods = ",".join([*wanted, busy.key, "team-x/no-such-pod"])
+        plan = await d.engine.plan(ME, "reclaim-idle-gpus", {"mode": "immediate", "idle_for": "30m", "pods": pods}, key="k")
+        assert plan.parameters["pods"] == pods
+        evicted = sorted(f"{s.target.namespace}/{s.target.name}" for s in plan.steps if s.action == "evict_pods")
+        assert evicted == wanted  # never another idle pod, though the others qualify (the test above evicts them)
+        why = {f"{s.target.namespace}/{s.target.name}": s.reason for s in plan.skipped}
+        assert set(why) == {busy.key, "team-x/no-such-pod"}
+        assert why[busy.key].startswith("not reclaimable: ") and "is busy" in why[busy.key]
+        assert why["team-x/no-such-pod"] == "not reclaimable: no such pod"

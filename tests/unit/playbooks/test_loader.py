@@ -225,7 +225,7 @@ def test_reference_names_every_action_check_selector_and_type() -> None:
 
     union = get_args(Parameter)[0]
     types = [tag for cls in get_args(union) for tag in get_args(cls.model_fields["type"].annotation)]
-    assert len(types) == 11
+    assert len(types) == 12
     reference = (Path(__file__).parents[3] / "docs" / "playbooks.md").read_text()
     for name in [*Action, *Check, *Selector, *types]:
         assert f"`{name}`" in reference, name

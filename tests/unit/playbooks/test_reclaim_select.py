@@ -256,3 +256,55 @@ def test_spare_everything_when_the_picture_cannot_tell() -> None:
     }
     old = spare_reasons(world.snapshot(), {pod.key: pod.uid}, T0 + timedelta(minutes=1))
     assert old == {pod.key: "the live picture (12:00:00 UTC) is older than the plan: cannot tell whether it is still idle"}
+
+
+def named(world: World, guardrails: Guardrails, *pods: str, **kwargs: object) -> Selection:
+    limits = Limits.of(guardrails, idle_for_s=IDLE_FOR, max_pods=int(kwargs.pop("max_pods", 10)), max_gpus=32)  # type: ignore[call-overload]
+    return select_idle_pods(world.snapshot(), guardrails, limits, pods=pods, **kwargs)  # type: ignore[arg-type]
+
+
+def test_named_pods_are_the_only_ones_chosen(guardrails: Guardrails) -> None:
+    world = World()
+    world.pod("a", idle_for=3 * HOUR)
+    world.pod("b", idle_for=6 * HOUR, node="node-2")
+    world.pod("other", idle_for=9 * HOUR, node="node-3")  # idlest of all, not named: never taken
+    selection = named(world, guardrails, "team-a/a", "team-a/b")
+    assert chosen(selection) == ["b", "a"]  # the usual order among the named
+    assert selection.left_out == () and selection.unknown == ()
+
+
+def test_every_named_pod_is_accounted_for_with_the_engines_rules(guardrails: Guardrails) -> None:
+    world = World()
+    world.pod("ok")
+    world.pod("busy", node="node-2", states=("busy",))  # not idle-looking: still answered, since it was asked for
+    world.pod("unmeasured", node="node-3", measured=0)  # an unmeasured GPU is not an idle one
+    world.pod("brief", node="node-4", idle_for=HOUR)
+    world.pod("young", node="node-5", age=20 * 60)
+    world.pod("operator", namespace="gpu-operator", node="node-6")
+    world.pod("elsewhere", namespace="team-b", node="node-7")
+    keys = ("team-a/ok", "team-a/busy", "team-a/unmeasured", "team-a/brief", "team-a/young", "gpu-operator/operator",
+            "team-b/elsewhere", "team-a/no-such-pod")  # fmt: skip
+    selection = named(world, guardrails, *keys, namespace="team-a")
+    assert chosen(selection) == ["ok"]
+    why = reasons(selection)
+    assert why["busy"] == "GPU node-2/0 is busy (87%)"
+    assert why["unmeasured"] == "none of its 1 GPUs is measured"
+    assert why["brief"] == "idle 1h00m, under idle_for=2h00m"
+    assert why["young"] == "20m old, younger than 2h00m"
+    assert why["operator"] == "outside namespace=team-a"  # the narrowing still holds, and says so
+    assert why["elsewhere"] == "outside namespace=team-a"
+    assert selection.unknown == ("team-a/no-such-pod",)  # not a GPU pod in the picture: the planner asks the API server
+    unscoped = named(world, guardrails, "gpu-operator/operator")
+    assert reasons(unscoped) == {"operator": "namespace gpu-operator is protected"}
+
+
+def test_named_pods_keep_the_caps_and_stale_metrics_block(guardrails: Guardrails) -> None:
+    world = World()
+    for i in range(3):
+        world.pod(f"p{i}", node=f"node-{i}", idle_for=(3 + i) * HOUR)
+    selection = named(world, guardrails, "team-a/p0", "team-a/p1", "team-a/p2", max_pods=2)
+    assert chosen(selection) == ["p2", "p1"]
+    assert reasons(selection) == {"p0": "over max_pods=2 for one run"}
+    limits = Limits.of(guardrails, idle_for_s=IDLE_FOR, max_pods=10, max_gpus=32)
+    stale = select_idle_pods(world.snapshot(metrics_stale=True), guardrails, limits, pods=("team-a/p0",))
+    assert stale.chosen == () and stale.unknown == () and stale.blocked

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib.resources import files
 
 from gpuctl.identity import Identity, Requester
 from gpuctl.model import GpuPod, NamespaceUsage, Node
-from gpuctl.playbooks.loader import load_catalog
+from gpuctl.playbooks.loader import Catalog, load_catalog, parse_playbook
 from gpuctl.playbooks.params import validate_params
 from gpuctl.playbooks.plan import Plan, Step, TargetRef
 from gpuctl.tui.playbooks.offers import Offer, Selection, mig_profiles, offers_for
@@ -34,20 +35,21 @@ def valid(offer: Offer) -> None:
     validate_params(CATALOG.get(offer.playbook), dict(offer.params))
 
 
-def test_idle_pods_of_one_namespace_and_node_offer_reclaim_narrowed_to_them() -> None:
+def test_marked_pods_offer_reclaim_of_exactly_those_by_name() -> None:
     offers = offers_for(Selection(pods=(pod("a"), pod("b", idle_h=2.5), pod("busy", idle_h=None))), CATALOG)
     assert list(by_name(offers)) == ["reclaim-idle-gpus"]
     reclaim = offers[0]
     assert reclaim.unavailable is None
-    # idle_for no longer than the shortest streak (2h30m), so both idle pods qualify; the busy one is not counted
-    assert reclaim.params == {"namespace": "team-a", "node": "h100-0", "max_pods": "2"}
-    assert reclaim.title == "reclaim 2 idle pods in team-a on h100-0"
+    # idle_for no longer than the shortest streak (2h30m), so both idle pods qualify; the busy one is named too,
+    # so the plan says why it is left out; max_pods counts the idle ones
+    assert reclaim.params == {"pods": "team-a/a,team-a/b,team-a/busy", "max_pods": "2"}
+    assert reclaim.title == "reclaim 2 idle pods in team-a on h100-0 (of 3 marked)"
     valid(reclaim)
 
 
 def test_idle_for_shortens_to_the_youngest_streak_within_the_bounds() -> None:
     reclaim = offers_for(Selection(pods=(pod("a", idle_h=0.75), pod("b", namespace="team-b", node="h100-1"))), CATALOG)[0]
-    assert reclaim.params == {"max_pods": "2", "idle_for": "45m"}
+    assert reclaim.params == {"pods": "team-a/a,team-b/b", "max_pods": "2", "idle_for": "45m"}
     valid(reclaim)
     reclaim = offers_for(Selection(pods=(pod("a", idle_h=0.1),)), CATALOG)[0]
     assert reclaim.params["idle_for"] == "30m"  # the playbook's minimum
@@ -93,8 +95,27 @@ def test_a_pool_offers_scale_pool_and_nothing_selected_offers_nothing() -> None:
     assert Selection(pods=(pod("a"),), pools=("x", "y")).describe() == "1 pod, 2 pools"
 
 
-def test_the_plan_screen_says_when_the_plan_takes_other_pods_than_those_marked() -> None:
-    offer = offers_for(Selection(pods=(pod("a", idle_h=3), pod("b", namespace="team-b", node="h100-1"))), CATALOG)[0]
+def test_marked_pods_beyond_the_caps_widen_them_or_are_refused_with_why() -> None:
+    many = tuple(pod(f"p{i}", node=f"h100-{i}") for i in range(12))
+    reclaim = offers_for(Selection(pods=many), CATALOG)[0]
+    assert reclaim.params["max_pods"] == "12" and len(reclaim.params["pods"].split(",")) == 12
+    assert reclaim.title == "reclaim 12 idle pods in team-a"
+    valid(reclaim)
+    big = tuple(pod(f"b{i}", node=f"h100-{i}").model_copy(update={"gpus": 8}) for i in range(5))
+    assert offers_for(Selection(pods=big), CATALOG)[0].params["max_gpus"] == "40"  # the default 32 would leave one out
+    too_many = tuple(pod(f"p{i}") for i in range(51))
+    assert offers_for(Selection(pods=too_many), CATALOG)[0].unavailable == "reclaim-idle-gpus takes at most 50 pods by name: mark fewer"
+
+
+# A site's reclaim written before `pods` existed: it selects idle pods but cannot name them.
+_SHIPPED = (files("gpuctl.playbooks") / "builtin" / "reclaim-idle-gpus.yaml").read_text(encoding="utf-8")
+_WITHOUT_PODS = _SHIPPED[: _SHIPPED.index("  pods:\n")] + _SHIPPED[_SHIPPED.index("\ntarget:") + 1 :]
+NO_PODS = Catalog(playbooks={"reclaim-idle-gpus": parse_playbook(_WITHOUT_PODS.replace(", pods]", "]"), "reclaim-idle-gpus.yaml")},
+                  sources={})  # fmt: skip
+
+
+def test_a_site_playbook_that_cannot_name_pods_is_narrowed_and_the_plan_screen_says_when_it_differs() -> None:
+    offer = offers_for(Selection(pods=(pod("a", idle_h=3), pod("b", namespace="team-b", node="h100-1"))), NO_PODS)[0]
     assert offer.title == "reclaim up to 2 idle pods"  # two namespaces: the playbook picks within its bounds
     assert offer.marked == ("team-a/a", "team-b/b")
     requester = Requester(identity=Identity(user="u"), via="tui")
@@ -109,3 +130,10 @@ def test_the_plan_screen_says_when_the_plan_takes_other_pods_than_those_marked()
     assert said == ("the plan also takes pods you did not mark: team-c/c; it leaves out marked pods: team-b/b "
                     "(see why under 'left out') — narrow it with namespace, node or max_pods")  # fmt: skip
     assert marked_difference(plan_of("team-c/c"), ()) is None  # not offered for marked pods: nothing to compare
+
+
+def test_an_offer_naming_pods_of_one_namespace_is_confined_to_it() -> None:
+    one = offers_for(Selection(pods=(pod("a"), pod("b"))), CATALOG)[0]
+    assert one.scope_namespace == "team-a"  # the access pre-check asks the cluster there
+    two = offers_for(Selection(pods=(pod("a"), pod("b", namespace="team-b"))), CATALOG)[0]
+    assert two.scope_namespace is None and two.marked == ()
