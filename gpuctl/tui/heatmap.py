@@ -337,7 +337,7 @@ class Heatmap(ScrollView, can_focus=True):
         looks = self._looks.get(vy)
         if looks is None:
             looks = self._looks[vy] = self._line_looks(line)
-        return self._render_cells(line, looks, base)
+        return self._render_cells(line, base, looks)
 
     def _render_header(self, line: Line, base: Style) -> Strip:
         folded = line.pool in self.collapsed
@@ -357,7 +357,10 @@ class Heatmap(ScrollView, can_focus=True):
         metric = self.metric
         return tuple(cell_look(gpu, metric) if (gpu := gpus.get(c.key)) else NO_GPU for c in line.cells)
 
-    def _render_cells(self, line: Line, looks: tuple[Look, ...], base: Style) -> Strip:
+    def _render_cells(self, line: Line, base: Style, looks: tuple[Look, ...] | None = None) -> Strip:
+        """The line's strip; `looks`: its cells' looks when already known (else found now)."""
+        if looks is None:
+            looks = self._line_looks(line)
         segs: list[Segment] = []
         lw = self.layout_.label_width
         if lw:
