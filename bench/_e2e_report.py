@@ -137,6 +137,15 @@ def long_rows(devices: int, churn_s: float) -> list[Row]:
         churned = [r for t, r in run.rss if run.churn_from is not None and t >= run.churn_from]
         return f"{mib(churned[0])} → {mib(churned[-1])}" if churned else "—"
 
+    def rss_growth(run: TopRun) -> str:
+        """Least-squares slope of RSS over the churn after its first minute (warm-up: the first rounds' peaks)."""
+        points = [(t, r) for t, r in run.rss if run.churn_from is not None and t >= run.churn_from + 60]
+        if len(points) < 3:
+            return "— (churn under ~1 min)"
+        slope, _ = statistics.linear_regression([t for t, _ in points], [r for _, r in points])
+        span_min = (points[-1][0] - points[0][0]) / 60
+        return f"{slope * 60 / 2**20:+.2f} MiB/min over {span_min:.1f} min"
+
     def start_queries(run: TopRun) -> list[LoggedQuery]:
         return [q for q in run.queries if q.wall <= run.spawned_wall + run.full_picture_s + 2]
 
@@ -155,6 +164,7 @@ def long_rows(devices: int, churn_s: float) -> list[Row]:
     ]
     if churn_s:
         rows.append((f"RSS across {churn_s:g} s of churn (start → end)", lambda run, _: rss_churn(run)))
+        rows.append(("RSS growth under churn (slope after its first minute)", lambda run, _: rss_growth(run)))
     rows += [
         ("Prometheus queries, start (spawn → full picture + 2 s)", lambda run, _: queries_summary(start_queries(run))),
         ("Prometheus queries, steady", lambda run, _: steady_queries(run)),

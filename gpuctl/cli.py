@@ -302,9 +302,11 @@ def main(
             from gpuctl.audit.commands import run_audit_command
 
             return run_audit_command(args, settings, out=out)
+        from gpuctl.memory import limit_arenas
         from gpuctl.service import tune_gc
 
         tune_gc()
+        limit_arenas()  # before any worker thread starts: they share arenas, and freed pages serve the next refresh
         if args.command == "doctor":
             from gpuctl.doctor.commands import run_doctor_command
 

@@ -37,6 +37,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerError, WorkerFailed
 from gpuctl.config import Settings
 from gpuctl.errors import ConfigError, GpuctlError
 from gpuctl.identity import Identity
+from gpuctl.memory import release_free_memory
 from gpuctl.model import Changes, MetricsHealth, Snapshot, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
@@ -254,7 +255,9 @@ class GpuctlApp(App[int]):
         self._received_at = self._monotonic()
         self._blank = False
         self.reopening = None
-        self.history.record(update.snapshot, self.index.snapshot_keys)
+        if self.history.record(update.snapshot, self.index.snapshot_keys):
+            # A metrics refresh: its peak (parsed answers, the rows it replaced) is garbage now.
+            self._indexer.submit(release_free_memory)
         self.updates_applied += 1
         self._show_status()
         active = self.query_one(TabbedContent).active

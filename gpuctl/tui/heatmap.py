@@ -42,10 +42,12 @@ from gpuctl.tui.palette import (
     metric_value,
 )
 
+Look = tuple[str, str]  # a cell's glyph and background colour
+NO_GPU: Look = ("?", NO_DATA_BG)  # a cell whose GPU left the index
 MARKED_CELL = Style(underline=True, bold=True)  # a marked node's GPU cells in dense mode
 
 
-def cell_look(gpu: Gpu, metric: Metric) -> tuple[str, str]:
+def cell_look(gpu: Gpu, metric: Metric) -> Look:
     """(glyph, background colour) for one GPU: state glyphs win over the metric colour."""
     if gpu.xid:
         return "!", XID_BG
@@ -106,6 +108,11 @@ class Heatmap(ScrollView, can_focus=True):
         self._visible: dict[str, list[Gpu]] = {}
         self._signature: tuple[object, ...] = ()
         self._strips: dict[int, Strip] = {}
+        # Per cached cell line: the look (glyph, colour) of each of its cells when it was drawn, so a
+        # refresh that moved every reading repaints only the lines whose cells look different now.
+        self._looks: dict[int, tuple[Look, ...]] = {}
+        # One Segment per cell width and look, shared by every cell drawn with it.
+        self._segments: dict[int, dict[Look, Segment]] = {}
         self._pool_summary: dict[str, str] = {}
         self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
@@ -122,14 +129,13 @@ class Heatmap(ScrollView, can_focus=True):
         if self._relayout(force=changes.everything):
             return
         if not self.layout_.lines:  # the empty-state text explains why, and that can change
-            self._strips.clear()
+            self._forget()
             self.refresh()
             return
         line_of = self.layout_.line_of
-        if changes.everything or 2 * len(changes.gpus) > len(line_of):
-            # Most cells moved (a metrics refresh): every cached line goes, without finding which.
-            self._strips.clear()
-            self.refresh()
+        if 2 * len(changes.gpus) > len(line_of):
+            # Most cells moved (a metrics refresh): repaint the lines on screen that look different.
+            self._repaint_changed_looks(old_summary)
             return
         dirty: set[int] = set()
         for key in changes.gpus:
@@ -140,6 +146,37 @@ class Heatmap(ScrollView, can_focus=True):
             if old_summary.get(pool) != text and (y := line_of.get(POOL_PREFIX + pool)) is not None:
                 dirty.add(y)
         self._invalidate(dirty)
+
+    def _repaint_changed_looks(self, old_summary: dict[str, str]) -> None:
+        """Keep the cached lines on screen whose cells (or pool summary) look as they did; drop the rest."""
+        top = round(self.scroll_y)
+        bottom = top + self.size.height
+        lines = self.layout_.lines
+        kept: dict[int, Strip] = {}
+        looks: dict[int, tuple[Look, ...]] = {}
+        for y, strip in self._strips.items():
+            if not top <= y < bottom:
+                continue  # off screen: drawn again when scrolled to
+            line = lines[y] if y < len(lines) else None
+            if line is None:
+                same = True  # below the last line: blank whatever the data
+            elif line.header:
+                same = old_summary.get(line.pool) == self._pool_summary.get(line.pool)
+            else:
+                now = self._line_looks(line)
+                same = self._looks.get(y) == now
+                looks[y] = now
+            if same:
+                kept[y] = strip
+            else:
+                self.refresh_line(y)
+        self._strips = kept
+        self._looks = looks  # the new looks of the lines on screen: the ones redrawn are drawn with these
+
+    def _forget(self) -> None:
+        """Drop every cached line (the layout, the metric, the marks or the theme changed)."""
+        self._strips.clear()
+        self._looks.clear()
 
     def _summaries(self) -> dict[str, str]:
         """Per pool header: counts of what is shown, and the mean of the selected metric."""
@@ -207,7 +244,7 @@ class Heatmap(ScrollView, can_focus=True):
         self.layout_ = build_layout(
             self.index.nodes_by_pool, visible, width=width, dense=self.dense, collapsed=frozenset(self.collapsed)
         )
-        self._strips.clear()
+        self._forget()
         self.virtual_size = Size(self.layout_.width, max(1, len(self.layout_.lines)))
         if self.cursor is None or self.cursor not in self.layout_.line_of:
             self.cursor = self._fallback_cursor()
@@ -232,6 +269,7 @@ class Heatmap(ScrollView, can_focus=True):
         bottom = top + self.size.height
         for y in lines:
             self._strips.pop(y, None)
+            self._looks.pop(y, None)
             if top <= y < bottom:
                 self.refresh_line(y)
 
@@ -239,7 +277,7 @@ class Heatmap(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._strips.clear()  # theme or CSS changed: cached colours are wrong now
+        self._forget()  # theme or CSS changed: cached colours are wrong now
         self._base = None
 
     def on_resize(self, event: events.Resize) -> None:
@@ -248,7 +286,7 @@ class Heatmap(ScrollView, can_focus=True):
     def watch_metric(self) -> None:
         if self.index is not None:
             self._pool_summary = self._summaries()
-        self._strips.clear()
+        self._forget()
         self.refresh()
 
     def watch_dense(self) -> None:
@@ -296,7 +334,10 @@ class Heatmap(ScrollView, can_focus=True):
         line = lines[vy]
         if line.header:
             return self._render_header(line, base)
-        return self._render_cells(line, base)
+        looks = self._looks.get(vy)
+        if looks is None:
+            looks = self._looks[vy] = self._line_looks(line)
+        return self._render_cells(line, base, looks)
 
     def _render_header(self, line: Line, base: Style) -> Strip:
         folded = line.pool in self.collapsed
@@ -309,8 +350,17 @@ class Heatmap(ScrollView, can_focus=True):
         text = f"{'▸' if folded else '▾'} {mark}{line.pool}{models}  {self._pool_summary.get(line.pool, '')}"
         return Strip([Segment(text, style)]).crop_extend(0, self.layout_.width, style)
 
-    def _render_cells(self, line: Line, base: Style) -> Strip:
+    def _line_looks(self, line: Line) -> tuple[Look, ...]:
+        """The look of each of the line's cells, from the current index and metric."""
         assert self.index is not None
+        gpus = self.index.gpus
+        metric = self.metric
+        return tuple(cell_look(gpu, metric) if (gpu := gpus.get(c.key)) else NO_GPU for c in line.cells)
+
+    def _render_cells(self, line: Line, base: Style, looks: tuple[Look, ...] | None = None) -> Strip:
+        """The line's strip; `looks`: its cells' looks when already known (else found now)."""
+        if looks is None:
+            looks = self._line_looks(line)
         segs: list[Segment] = []
         lw = self.layout_.label_width
         if lw:
@@ -318,22 +368,24 @@ class Heatmap(ScrollView, can_focus=True):
             label = label if len(label) <= lw else label[: lw - 1] + "…"
             segs.append(Segment(label.ljust(lw + 1), base + self.get_component_rich_style("heatmap--label")))
         x = lw + 1 if lw else 0
-        gpus = self.index.gpus
-        metric = self.metric
         cursor = self.cursor
         marked = () if lw else self.marked  # dense: no label to carry a node's mark, so its cells are underlined
-        for cell in line.cells:
+        gpus = self.index.gpus if self.index else {}
+        for cell, look in zip(line.cells, looks):
             if cell.x > x:
                 segs.append(Segment(" " * (cell.x - x), base))
-            gpu = gpus.get(cell.key)
-            glyph, bg = cell_look(gpu, metric) if gpu else ("?", NO_DATA_BG)
             if cell.key == cursor:
                 text = "[]" if cell.width >= 2 else "◆"
-                segs.append(Segment(text[: cell.width].ljust(cell.width), cell_style(bg, True)))
-            elif marked and gpu is not None and gpu.node in marked:
-                segs.append(Segment(glyph * cell.width, cell_style(bg) + MARKED_CELL))
+                segs.append(Segment(text[: cell.width].ljust(cell.width), cell_style(look[1], True)))
+            elif marked and (gpu := gpus.get(cell.key)) is not None and gpu.node in marked:
+                segs.append(Segment(look[0] * cell.width, cell_style(look[1]) + MARKED_CELL))
             else:
-                segs.append(Segment(glyph * cell.width, cell_style(bg)))
+                shared = self._segments.setdefault(cell.width, {})
+                seg = shared.get(look)
+                if seg is None:
+                    glyph, bg = look
+                    seg = shared[look] = Segment(glyph * cell.width, cell_style(bg))
+                segs.append(seg)
             x = cell.x + cell.width
         return Strip(segs).extend_cell_length(self.layout_.width, base)
 
@@ -370,14 +422,14 @@ class Heatmap(ScrollView, can_focus=True):
     def action_mark(self) -> None:
         if (target := self._target()) is not None:
             self.marked.symmetric_difference_update({target})
-            self._strips.clear()
+            self._forget()
             self.refresh()
             self.post_message(MarksChanged())
 
     def action_mark_all(self) -> None:
         shown = set(self._visible)
         self.marked = set() if self.marked >= shown else shown
-        self._strips.clear()
+        self._forget()
         self.refresh()
         self.post_message(MarksChanged())
 

@@ -1,26 +1,41 @@
 """Recent utilisation per GPU, kept by the app from the updates it receives.
 
-A bounded ring buffer per GPU: the snapshot only carries the current value,
-and the details panel wants the last few minutes as a sparkline. One sample
-is taken per metrics refresh (not per update: pod events must not stretch the
-time axis), and GPUs that disappear are dropped so memory stays bounded.
+A bounded ring per GPU: the snapshot only carries the current value, and the
+details panel wants the last few minutes as a sparkline. One sample is taken
+per metrics refresh (not per update: pod events must not stretch the time
+axis), and GPUs that disappear are dropped so memory stays bounded.
+
+Every GPU is sampled at the same moments, so the rings share one clock: one
+flat array of doubles, a row of `depth` slots per GPU in the order of the
+snapshot's GPUs (NaN for "no reading"), and a sample is one strided write
+into the same column of every row. At 12,500 GPUs and the default depth that
+is 12 MB, where a deque of float objects per GPU grew to ~60 MB as it filled
+(an hour at a 15 s refresh). Rows move only when the GPUs do.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from array import array
 from collections.abc import Sequence
 from datetime import datetime
 
 from gpuctl.model import Snapshot
 
 DEFAULT_DEPTH = 120
+_NAN = math.nan
 
 
 class UtilHistory:
     def __init__(self, depth: int = DEFAULT_DEPTH) -> None:
+        if depth < 1:
+            raise ValueError(f"history depth must be at least 1, not {depth}")
         self.depth = depth
-        self._series: dict[str, deque[float | None]] = {}
+        self._keys: list[str] = []  # the GPU of each row, in the order of the last sample's snapshot
+        self._row_of: dict[str, int] = {}
+        self._born: list[int] = []  # per row: the samples taken before its GPU's first
+        self._values = array("d")
+        self._samples = 0  # samples taken; the next goes to column `_samples % depth`
         self._last_sample: datetime | None = None
 
     def record(self, snapshot: Snapshot, keys: Sequence[str] | None = None) -> bool:
@@ -33,25 +48,51 @@ class UtilHistory:
         self._last_sample = stamp
         if keys is None:
             keys = [g.key for g in snapshot.gpus]
-        all_series = self._series
-        for key, g in zip(keys, snapshot.gpus):
-            series = all_series.get(key)
-            if series is None:
-                series = all_series[key] = deque(maxlen=self.depth)
-            series.append(g.util_pct)
-        if len(keys) != len(all_series):
-            seen = set(keys)
-            for key in [k for k in self._series if k not in seen]:
-                del self._series[key]
+        if keys != self._keys:
+            self._realign(keys)
+        column = self._samples % self.depth
+        self._values[column :: self.depth] = array("d", [_NAN if (v := g.util_pct) is None else v for g in snapshot.gpus])
+        self._samples += 1
         return True
+
+    def _realign(self, keys: Sequence[str]) -> None:
+        """Rows in the order of `keys`: the series of GPUs still there move along, new GPUs start empty."""
+        depth, old, old_row, old_born = self.depth, self._values, self._row_of, self._born
+        values = array("d", [_NAN]) * (len(keys) * depth)
+        born: list[int] = []
+        row_of: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            was = old_row.get(key)
+            if was is None:
+                born.append(self._samples)
+            else:
+                values[row * depth : (row + 1) * depth] = old[was * depth : (was + 1) * depth]
+                born.append(old_born[was])
+            row_of.setdefault(key, row)
+        self._keys, self._row_of, self._born, self._values = list(keys), row_of, born, values
 
     def clear(self) -> None:
         """Forget everything (another cluster: its GPUs are not these)."""
-        self._series.clear()
+        self._keys = []
+        self._row_of = {}
+        self._born = []
+        self._values = array("d")
+        self._samples = 0
         self._last_sample = None
 
     def series(self, key: str) -> list[float | None]:
-        return list(self._series.get(key, ()))
+        """The GPU's samples, oldest first (at most `depth`); None where it had no reading."""
+        row = self._row_of.get(key)
+        if row is None:
+            return []
+        depth = self.depth
+        count = min(depth, self._samples - self._born[row])
+        base = row * depth
+        out: list[float | None] = []
+        for sample in range(self._samples - count, self._samples):
+            v = self._values[base + sample % depth]
+            out.append(None if math.isnan(v) else v)
+        return out
 
     def __len__(self) -> int:
-        return len(self._series)
+        return len(self._row_of)

@@ -137,6 +137,10 @@ def status_text(
 
 
 class StatusBar(Static):
+    """One line (app.tcss `#status`): a new text never changes its size, so it repaints without a layout pass."""
+
+    _shown: Text | None = None
+
     def show(
         self,
         snapshot: Snapshot | None,
@@ -150,16 +154,17 @@ class StatusBar(Static):
         held: tuple[int, int] | None = None,
         marked: int = 0,
     ) -> None:
-        self.update(
-            status_text(
-                snapshot,
-                context=context,
-                flt=flt,
-                feed_error=feed_error,
-                refresh_s=refresh_s,
-                reopening=reopening,
-                now=now,
-                held=held,
-                marked=marked,
-            )
+        text = status_text(
+            snapshot,
+            context=context,
+            flt=flt,
+            feed_error=feed_error,
+            refresh_s=refresh_s,
+            reopening=reopening,
+            now=now,
+            held=held,
+            marked=marked,
         )
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from gpuctl.model import Snapshot
 from gpuctl.tui.history import UtilHistory
 from tests.tui.factory import build_snapshot, bump
 
@@ -33,3 +34,44 @@ def test_vanished_gpus_are_dropped() -> None:
     h.record(fewer)
     assert len(h) == 2
     assert h.series(snap.gpus[-1].key) == []
+
+
+def _refresh(snap: Snapshot, n: int, utils: dict[str, float | None]) -> Snapshot:
+    """`snap` after metrics refresh `n`, with the given GPUs' utilisation."""
+    return snap.model_copy(update={
+        "gpus": tuple(g.model_copy(update={"util_pct": utils[g.key]}) if g.key in utils else g for g in snap.gpus),
+        "metrics": snap.metrics.model_copy(update={"last_success": snap.taken_at + timedelta(seconds=n)}),
+    })
+
+
+def test_samples_come_back_oldest_first_after_the_ring_wraps_and_gaps_stay_gaps() -> None:
+    snap = build_snapshot(1)
+    key = snap.gpus[0].key
+    h = UtilHistory(depth=3)
+    seen: list[float | None] = [10.0, None, 30.0, 40.0, None]
+    for n, util in enumerate(seen):
+        h.record(_refresh(snap, n, {key: util}))
+    assert h.series(key) == [30.0, 40.0, None]
+
+
+def test_a_gpu_that_comes_back_starts_a_new_series_and_a_new_gpu_has_only_its_own_samples() -> None:
+    snap = build_snapshot(1)
+    first, last = snap.gpus[0].key, snap.gpus[-1].key
+    h = UtilHistory(depth=4)
+    h.record(_refresh(snap, 0, {first: 1.0, last: 2.0}))
+    without = _refresh(snap, 1, {first: 3.0})
+    h.record(without.model_copy(update={"gpus": without.gpus[:-1]}))
+    assert h.series(last) == []
+    h.record(_refresh(snap, 2, {first: 5.0, last: 6.0}))  # back: a series of its own again
+    assert h.series(last) == [6.0]
+    assert h.series(first) == [1.0, 3.0, 5.0]
+
+
+def test_clear_forgets_every_gpu() -> None:
+    snap = build_snapshot(1)
+    h = UtilHistory()
+    h.record(snap)
+    h.clear()
+    assert len(h) == 0
+    assert h.series(snap.gpus[0].key) == []
+    assert h.record(snap)  # the same metrics are a new sample after a clear

@@ -3,6 +3,7 @@ import pytest
 from gpuctl.model import Node
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import READINGS, FleetIndex
+from gpuctl.query.states import GpuState, gpu_state
 from tests.tui.factory import build_snapshot
 
 
@@ -56,3 +57,26 @@ def test_the_index_counts_what_views_show_once() -> None:
             values = [v for g in gpus if (v := getattr(g, reading)) is not None]
             total, count = idx.stats(name).sums[i]
             assert count == len(values) and total == pytest.approx(sum(values))
+
+
+def test_node_stats_count_as_gpu_state_says_stale_holders_held_but_neither_busy_nor_idle() -> None:
+    snap = build_snapshot(2)
+    stale = {g.key for g in snap.gpus[::3]}
+    gpus = tuple(g.model_copy(update={"stale": True}) if g.key in stale else g for g in snap.gpus)
+    idx = FleetIndex(snap.model_copy(update={"gpus": gpus}))
+    for node in snap.nodes:
+        states = [gpu_state(g) for g in gpus if g.node == node.name]
+        s = idx.stats(node.name)
+        assert s.allocated == sum(st is not GpuState.FREE for st in states)
+        assert (s.busy, s.idle) == (states.count(GpuState.BUSY), states.count(GpuState.IDLE))
+    assert any(g.pod is not None and g.key in stale for g in gpus)  # the case is exercised
+
+
+def test_gpus_listed_out_of_order_or_apart_are_grouped_in_order() -> None:
+    snap = build_snapshot(2)
+    shuffled = tuple(reversed(snap.gpus[:9])) + snap.gpus[9:] + (snap.gpus[0].model_copy(update={"index": 99}),)
+    idx = FleetIndex(snap.model_copy(update={"gpus": shuffled}))
+    in_order = FleetIndex(snap)
+    for node, gpus in idx.gpus_by_node.items():
+        expected = in_order.gpus_by_node[node] + ([shuffled[-1]] if node == snap.gpus[0].node else [])
+        assert gpus == expected
