@@ -60,11 +60,15 @@ class Telemetry:
         await self.exporter.stop()
 
 
-async def start_full(workdir: Path, bin_dir: Path, *, seed: int = 7, scale: int = 1) -> tuple[ControlPlane, Fleet, Telemetry]:
+async def start_full(
+    workdir: Path, bin_dir: Path, *, seed: int = 7, scale: int = 1, scrape_interval_s: float = 1.0
+) -> tuple[ControlPlane, Fleet, Telemetry]:
     plane = ControlPlane(workdir / "controlplane", bin_dir)
     await plane.start()
     fleet = build_fleet(seed=seed, scale=scale)
     async with client_for(plane) as admin:
         await load_fleet(admin, fleet)
-    telemetry = await Telemetry.start(workdir / "monitoring", fleet, seed=seed)
+    telemetry = await Telemetry.start(
+        workdir / "monitoring", fleet, seed=seed, scrape_interval_s=scrape_interval_s, evaluation_interval_s=scrape_interval_s
+    )
     return plane, fleet, telemetry
