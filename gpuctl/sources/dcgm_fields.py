@@ -16,6 +16,7 @@ that is not a finite number, becomes a `Rejection` that the caller counts.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -141,10 +142,12 @@ class _Malformed(ValueError):
 
 
 def _label(labels: Mapping[str, Any], *names: str) -> str | None:
+    # Interned: every refresh decodes each GPU's hostname, UUID, model and pod afresh; kept, they would
+    # be new copies of the same text in every sample, row and index (megabytes at 12,500 GPUs).
     for name in names:
         value = labels.get(name)
         if isinstance(value, str) and value:
-            return value
+            return sys.intern(value)
     return None
 
 
