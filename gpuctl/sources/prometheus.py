@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import chain
 from typing import Any, Protocol, TypeVar, overload
 
@@ -191,9 +192,9 @@ class PrometheusSource:
         Each answer is parsed in the thread that fetched it, and the readings merged in one
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
         answers' JSON is let go one by one, not held all at once)."""
-        instants = asyncio.gather(
-            *(self._query(queries.instant(q, self.selector), then=_parse_answer) for q in REFRESH_QUANTITIES)
-        )
+        pods: fields.PodRefs = {}  # one PodRef per pod for the whole refresh (answers parse on one thread)
+        parse = partial(_parse_answer, pods=pods)
+        instants = asyncio.gather(*(self._query(queries.instant(q, self.selector), then=parse) for q in REFRESH_QUANTITIES))
         parsed, moving = await asyncio.gather(instants, self._moving())
         return await self._parsing.run(self._batch_of, parsed, moving)
 
@@ -347,9 +348,9 @@ class PrometheusSource:
         return resp.content
 
 
-def _parse_answer(answer: list[Any]) -> tuple[datetime | None, fields.ParsedResults]:
+def _parse_answer(answer: list[Any], *, pods: fields.PodRefs) -> tuple[datetime | None, fields.ParsedResults]:
     """One instant query's answer: when it was evaluated, and its series parsed."""
-    return evaluation_time((answer,)), fields.parse_results(answer)
+    return evaluation_time((answer,)), fields.parse_results(answer, pods)
 
 
 def moving_gpus(results: Iterable[Any]) -> set[str]:

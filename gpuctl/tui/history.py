@@ -6,16 +6,17 @@ per metrics refresh (not per update: pod events must not stretch the time
 axis), and GPUs that disappear are dropped so memory stays bounded.
 
 Every GPU is sampled at the same moments, so the rings share one clock: one
-flat array of doubles, a row of `depth` slots per GPU in the order of the
-snapshot's GPUs (NaN for "no reading"), and a sample is one strided write
-into the same column of every row. At 12,500 GPUs and the default depth that
-is 12 MB, where a deque of float objects per GPU grew to ~60 MB as it filled
-(an hour at a 15 s refresh). Rows move only when the GPUs do.
+flat array, a row of `depth` slots per GPU in the order of the snapshot's
+GPUs, and a sample is one strided write into the same column of every row.
+A slot is an unsigned 16-bit count of hundredths of a percent (a reading with
+at most two decimals comes back exactly; 0xFFFF: "no reading"): at 12,500 GPUs
+and the default depth that is 3 MB (doubles took 12 MB; a deque of float
+objects per GPU grew to ~60 MB as it filled, an hour at a 15 s refresh).
+Rows move only when the GPUs do.
 """
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,7 +24,12 @@ from datetime import datetime
 from gpuctl.model import Snapshot
 
 DEFAULT_DEPTH = 120
-_NAN = math.nan
+_NONE = 0xFFFF  # no reading
+_TOP = 0xFFFE  # the largest reading kept: 655.34 %, far above any utilisation
+
+
+def _slot(value: float | None) -> int:
+    return _NONE if value is None or value != value else min(max(round(value * 100), 0), _TOP)  # NaN != NaN
 
 
 class UtilHistory:
@@ -34,7 +40,7 @@ class UtilHistory:
         self._keys: list[str] = []  # the GPU of each row, in the order of the last sample's snapshot
         self._row_of: dict[str, int] = {}
         self._born: list[int] = []  # per row: the samples taken before its GPU's first
-        self._values = array("d")
+        self._values = array("H")
         self._samples = 0  # samples taken; the next goes to column `_samples % depth`
         self._last_sample: datetime | None = None
 
@@ -51,14 +57,14 @@ class UtilHistory:
         if keys != self._keys:
             self._realign(keys)
         column = self._samples % self.depth
-        self._values[column :: self.depth] = array("d", [_NAN if (v := g.util_pct) is None else v for g in snapshot.gpus])
+        self._values[column :: self.depth] = array("H", [_slot(g.util_pct) for g in snapshot.gpus])
         self._samples += 1
         return True
 
     def _realign(self, keys: Sequence[str]) -> None:
         """Rows in the order of `keys`: the series of GPUs still there move along, new GPUs start empty."""
         depth, old, old_row, old_born = self.depth, self._values, self._row_of, self._born
-        values = array("d", [_NAN]) * (len(keys) * depth)
+        values = array("H", [_NONE]) * (len(keys) * depth)
         born: list[int] = []
         row_of: dict[str, int] = {}
         for row, key in enumerate(keys):
@@ -76,7 +82,7 @@ class UtilHistory:
         self._keys = []
         self._row_of = {}
         self._born = []
-        self._values = array("d")
+        self._values = array("H")
         self._samples = 0
         self._last_sample = None
 
@@ -91,7 +97,7 @@ class UtilHistory:
         out: list[float | None] = []
         for sample in range(self._samples - count, self._samples):
             v = self._values[base + sample % depth]
-            out.append(None if math.isnan(v) else v)
+            out.append(None if v == _NONE else v / 100)
         return out
 
     def __len__(self) -> int:
