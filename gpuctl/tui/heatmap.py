@@ -154,6 +154,7 @@ class Heatmap(ScrollView, can_focus=True):
         lines = self.layout_.lines
         kept: dict[int, Strip] = {}
         looks: dict[int, tuple[Look, ...]] = {}
+        redraw: list[int] = []
         for y, strip in self._strips.items():
             if not top <= y < bottom:
                 continue  # off screen: drawn again when scrolled to
@@ -169,9 +170,22 @@ class Heatmap(ScrollView, can_focus=True):
             if same:
                 kept[y] = strip
             else:
-                self.refresh_line(y)
+                redraw.append(y)
         self._strips = kept
         self._looks = looks  # the new looks of the lines on screen: the ones redrawn are drawn with these
+        self._refresh_spans(redraw)
+
+    def _refresh_spans(self, ys: Iterable[int]) -> None:
+        """Repaint these lines, one region per run of adjacent lines (a refresh costs the same for one line or fifty)."""
+        start = end = -1
+        for y in sorted(ys):
+            if y != end:
+                if end > start:
+                    self.refresh_lines(start, end - start)
+                start = y
+            end = y + 1
+        if end > start:
+            self.refresh_lines(start, end - start)
 
     def _forget(self) -> None:
         """Drop every cached line (the layout, the metric, the marks or the theme changed)."""
@@ -267,11 +281,13 @@ class Heatmap(ScrollView, can_focus=True):
     def _invalidate(self, lines: Iterable[int]) -> None:
         top = round(self.scroll_y)
         bottom = top + self.size.height
+        shown: list[int] = []
         for y in lines:
             self._strips.pop(y, None)
             self._looks.pop(y, None)
             if top <= y < bottom:
-                self.refresh_line(y)
+                shown.append(y)
+        self._refresh_spans(shown)
 
     # -- rendering -----------------------------------------------------------------------------
 
