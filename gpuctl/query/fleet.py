@@ -35,6 +35,9 @@ class NodeStats:
 _PLACE = attrgetter("node", "index", "mig_instance")
 
 
+NO_STATS = NodeStats(0, 0, 0, 0, None)
+
+
 def _gpu_order(g: Gpu) -> tuple[int, int]:
     return (g.index, -1 if g.mig_instance is None else g.mig_instance)
 
@@ -88,13 +91,26 @@ class FleetIndex:
         for pod in snapshot.pods:
             if pod.node:
                 self.pods_by_node[pod.node].append(pod)
-        self.node_stats: dict[str, NodeStats] = {n: _stats(gs) for n, gs in self.gpus_by_node.items()}
+        self._stats: dict[str, NodeStats] = {}  # per node, worked out when first asked for (stats)
         # What a layout of every GPU depends on; the same object as before when the keys are the same.
         same = previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(self.gpus)
         self.gpu_keys: frozenset[str] = previous.gpu_keys if same and previous is not None else frozenset(self.gpus)
 
     def stats(self, node: str) -> NodeStats:
-        return self.node_stats.get(node, NodeStats(0, 0, 0, 0, None))
+        """The node's GPUs counted and summed, worked out when first asked for: a metrics refresh
+        moves every reading, and a view sums only the nodes it shows."""
+        s = self._stats.get(node)
+        if s is None:
+            gpus = self.gpus_by_node.get(node)
+            if gpus is None:
+                return NO_STATS
+            s = self._stats[node] = _stats(gpus)
+        return s
+
+    def sum_every_node(self) -> None:
+        """Work out every node's stats now (in the indexing thread, for a view that shows every node)."""
+        for node in self.gpus_by_node:
+            self.stats(node)
 
     def gpu_facets(self, g: Gpu) -> Facets:
         node = self.nodes.get(g.node)

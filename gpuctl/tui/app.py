@@ -169,6 +169,7 @@ class GpuctlApp(App[int]):
         self.reopening: str | None = None  # "connecting to prod…" until the reopened feed's first update
         self._blank = False  # the views show an empty picture while another cluster connects
         self._stale: set[str] = {tab for tab, _ in TABS}
+        self._shown_tab = "heatmap"  # the tab on screen, for the indexing thread
         self._monotonic = monotonic
         self._received_at = monotonic()  # when the shown snapshot arrived, to move its clock on
         self._ticker: Timer | None = None
@@ -253,7 +254,10 @@ class GpuctlApp(App[int]):
         history's sample of it when it is a metrics refresh (a stale answer only moves that work to
         `record`, on the loop)."""
         sample = UtilHistory.sample_of(snapshot) if self.history.wants(snapshot) else None
-        return FleetIndex(snapshot, previous), sample
+        index = FleetIndex(snapshot, previous)
+        if self._shown_tab == "nodes":  # it shows every node's sums: work them out here, not on the loop
+            index.sum_every_node()
+        return index, sample
 
     def apply_update(
         self,
@@ -363,6 +367,7 @@ class GpuctlApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
+        self._shown_tab = tab
         if tab in self._stale:
             # Hidden views skipped updates: one full diff brings them up to date.
             self._show_view(tab, Changes(everything=True))

@@ -85,7 +85,7 @@ def test_gpus_listed_out_of_order_or_apart_are_grouped_in_order() -> None:
 def _same_index(a: FleetIndex, b: FleetIndex) -> None:
     assert a.snapshot_keys == b.snapshot_keys and a.gpus == b.gpus and a.gpu_keys == b.gpu_keys
     assert a.gpus_by_node == b.gpus_by_node and a.nodes_by_pool == b.nodes_by_pool
-    assert a.node_stats == b.node_stats and (a.allocated, a.idle) == (b.allocated, b.idle)
+    assert all(a.stats(n) == b.stats(n) for n in a.gpus_by_node) and (a.allocated, a.idle) == (b.allocated, b.idle)
 
 
 def test_an_index_built_on_the_one_before_is_the_index_built_anew() -> None:
