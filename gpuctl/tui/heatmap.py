@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -24,7 +25,7 @@ from textual.strip import Strip
 
 from gpuctl.model import Changes, Gpu
 from gpuctl.query.filter import Filter
-from gpuctl.query.fleet import READINGS, FleetIndex
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
@@ -118,6 +119,7 @@ class Heatmap(ScrollView, can_focus=True):
         self._header_text: dict[int, str] = {}  # per cached header line: the summary it was drawn with
         self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
+        self._label_style: Style | None = None  # the node labels' (base + component style), likewise
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -208,11 +210,7 @@ class Heatmap(ScrollView, can_focus=True):
             return text
         assert self.index is not None
         metric = self.metric
-        names = self.index.nodes_by_pool.get(pool, ())
-        if self.filter.active:
-            gpus, alloc, idle, total, measured = self._sum_visible(names, metric)
-        else:  # every GPU shows: the index sums each node once
-            gpus, alloc, idle, total, measured = self._sum_nodes(names, READINGS.index(METRIC_READING[metric]))
+        gpus, alloc, idle, total, measured = self._sum_shown(self.index.nodes_by_pool.get(pool, ()), metric)
         text = ""
         if gpus:
             short = {Metric.UTIL: "util", Metric.MEMORY: "mem", Metric.TEMPERATURE: "temp", Metric.POWER: "power"}[metric]
@@ -221,35 +219,22 @@ class Heatmap(ScrollView, can_focus=True):
         self._pool_summary[pool] = text
         return text
 
-    def _sum_visible(self, names: Iterable[str], metric: Metric) -> tuple[int, int, int, float, int]:
-        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' visible GPUs."""
+    def _sum_shown(self, names: Iterable[str], metric: Metric) -> tuple[int, int, int, float, int]:
+        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' GPUs shown."""
+        read = attrgetter(METRIC_READING[metric])  # Gpu.mem_used_pct is a property: attrgetter reads it too
+        shown = self._visible
         gpus = alloc = idle = measured = 0
         total = 0.0
         for n in names:
-            for g in self._visible.get(n, ()):
-                gpus += 1
+            cells = shown.get(n, ())
+            gpus += len(cells)
+            for g in cells:
                 if g.pod is not None:
                     alloc += 1
                     idle += g.idle
-                if (v := metric_value(g, metric)) is not None:
+                if (v := read(g)) is not None:
                     total += v
                     measured += 1
-        return gpus, alloc, idle, total, measured
-
-    def _sum_nodes(self, names: Iterable[str], reading: int) -> tuple[int, int, int, float, int]:
-        """The same over all of the nodes' GPUs, from the index's per-node sums."""
-        assert self.index is not None
-        stats = self.index.stats
-        gpus = alloc = idle = measured = 0
-        total = 0.0
-        for n in names:
-            s = stats(n)
-            if s.gpus:
-                gpus += s.gpus
-                alloc += s.allocated
-                idle += s.idle
-                total += s.sums[reading][0]
-                measured += s.sums[reading][1]
         return gpus, alloc, idle, total, measured
 
     def _relayout(self, force: bool = False) -> bool:
@@ -307,6 +292,7 @@ class Heatmap(ScrollView, can_focus=True):
         super().notify_style_update()
         self._forget()  # theme or CSS changed: cached colours are wrong now
         self._base = None
+        self._label_style = None
 
     def on_resize(self, event: events.Resize) -> None:
         self._relayout()
@@ -394,7 +380,10 @@ class Heatmap(ScrollView, can_focus=True):
         if lw:
             label = ("●" + line.label) if line.label and line.label in self.marked else line.label
             label = label if len(label) <= lw else label[: lw - 1] + "…"
-            segs.append(Segment(label.ljust(lw + 1), base + self.get_component_rich_style("heatmap--label")))
+            label_style = self._label_style
+            if label_style is None:
+                label_style = self._label_style = base + self.get_component_rich_style("heatmap--label")
+            segs.append(Segment(label.ljust(lw + 1), label_style))
         x = lw + 1 if lw else 0
         cursor = self.cursor
         marked = () if lw else self.marked  # dense: no label to carry a node's mark, so its cells are underlined
@@ -415,7 +404,11 @@ class Heatmap(ScrollView, can_focus=True):
                     seg = shared[look] = Segment(glyph * cell.width, cell_style(bg))
                 segs.append(seg)
             x = cell.x + cell.width
-        return Strip(segs).extend_cell_length(self.layout_.width, base)
+        # x counts the line's cells (node names, marks and glyphs are one cell each): pad to the width, one Strip.
+        width = self.layout_.width
+        if x < width:
+            segs.append(Segment(" " * (width - x), base))
+        return Strip(segs, max(x, width))
 
     # -- input ---------------------------------------------------------------------------------
 
