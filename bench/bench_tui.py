@@ -14,8 +14,10 @@ XID) changes colour — the heatmap's worst case. The app runs headless (the
 compositor renders every visible line; only the final write to a terminal is
 skipped) and a frame counts as done when Textual has refreshed the screen
 after the update (`call_after_refresh`, asked for as the update is applied).
-The bench waits for that without polling: a loop spinning beside the
-indexing thread takes the GIL from it (it measured ~30 ms more per update).
+The bench waits for that without polling: a loop spinning on
+`asyncio.sleep(0)` beside the indexing thread took the GIL from it (on
+2026-11-30 that harness measured ~25 ms more per update at 8,000 GPUs and
+twice the 100-GPU baseline: 35 ms instead of 17).
 
 Printed: the command, the fleet, then per view
   first frame   feed delivers the first snapshot -> that frame rendered
