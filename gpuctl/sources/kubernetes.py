@@ -117,6 +117,7 @@ class KubernetesSource:
         ]
 
     async def run(self, store: ClusterStore) -> None:
+        store.set_watch_health(WatchHealth(source="kubernetes"))  # a cluster, not yet listed ("none": no cluster)
         conn = await self.connect()
         api = CoreV1Api(conn.api)
         links = self._link_resources(AppsV1Api(conn.api), BatchV1Api(conn.api), PolicyV1Api(conn.api))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gpuctl.model import SourceFailure, Update
+from gpuctl.model import SourceFailure, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
 from gpuctl.render.format import duration
@@ -84,3 +84,11 @@ def test_readings_whose_freshness_went_unchecked_are_unconfirmed_not_fresh() -> 
     assert f"metrics UNCONFIRMED {duration(metrics.age_s)} ({reason})" in text.plain
     badge = next(span for span in text.spans if text.plain[span.start:span.end].startswith("metrics"))
     assert "yellow" in str(badge.style)  # not the green of a fresh feed
+
+
+def test_local_readings_without_a_cluster_say_no_cluster_not_reconnecting() -> None:
+    """`gpuctl top --local` on a GPU box (seen on an H200): nothing to watch, so nothing to reconnect to."""
+    snap = build_snapshot(1)
+    snap = snap.model_copy(update={"watch": WatchHealth(source="none"), "nodes": ()})
+    plain = status_text(snap, context="local", flt=Filter(), feed_error=None).plain
+    assert "no cluster" in plain and "reconnecting" not in plain and "watch" not in plain
