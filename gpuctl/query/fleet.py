@@ -5,7 +5,9 @@ The snapshot is a flat, immutable picture; views and answers need it grouped
 `FleetIndex` does that in one pass and is shared by every view of the TUI (and
 by anything else that answers questions about one snapshot). It reads only
 the snapshot, which is immutable, so it can be built in a worker thread: at
-12,500 GPUs that is most of what a metrics refresh costs the TUI.
+12,500 GPUs that is most of what a metrics refresh costs the TUI. A metrics
+refresh moves every reading but no GPU, so an index built on the one before
+takes its keys and grouping over, and per-node sums wait until a view asks.
 """
 
 from __future__ import annotations
@@ -92,9 +94,12 @@ class FleetIndex:
             if pod.node:
                 self.pods_by_node[pod.node].append(pod)
         self._stats: dict[str, NodeStats] = {}  # per node, worked out when first asked for (stats)
-        # What a layout of every GPU depends on; the same object as before when the keys are the same.
-        same = previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(self.gpus)
-        self.gpu_keys: frozenset[str] = previous.gpu_keys if same and previous is not None else frozenset(self.gpus)
+        # What a layout of every GPU depends on: the very set of the index before when the keys are the
+        # same, so a view comparing layouts compares it in no time.
+        if previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(self.gpus):
+            self.gpu_keys: frozenset[str] = previous.gpu_keys
+        else:
+            self.gpu_keys = frozenset(self.gpus)
 
     def stats(self, node: str) -> NodeStats:
         """The node's GPUs counted and summed, worked out when first asked for: a metrics refresh
@@ -229,7 +234,7 @@ def _stats(gpus: list[Gpu]) -> NodeStats:
     allocated = busy = idle = 0
     util = mem = temp = power = 0.0
     n_util = n_mem = n_temp = n_power = 0
-    for g in gpus:  # 12,500 GPUs per update: plain locals, no loop over READINGS, gpu_state inlined
+    for g in gpus:  # every GPU of the nodes a view shows: plain locals, no loop over READINGS, gpu_state inlined
         if (v := g.util_pct) is not None:
             util += v
             n_util += 1
