@@ -20,12 +20,14 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from datetime import datetime
+from operator import attrgetter
 
 from gpuctl.model import Snapshot
 
 DEFAULT_DEPTH = 120
 _NONE = 0xFFFF  # no reading
 _TOP = 0xFFFE  # the largest reading kept: 655.34 %, far above any utilisation
+_UTIL = attrgetter("util_pct")
 
 
 def _slot(value: float | None) -> int:
@@ -44,22 +46,31 @@ class UtilHistory:
         self._samples = 0  # samples taken; the next goes to column `_samples % depth`
         self._last_sample: datetime | None = None
 
-    def record(self, snapshot: Snapshot, keys: Sequence[str] | None = None) -> bool:
+    def record(self, snapshot: Snapshot, keys: Sequence[str] | None = None, sample: array[int] | None = None) -> bool:
         """Take one sample per metrics refresh; returns True when a sample was taken.
 
-        `keys`: the key of each of `snapshot.gpus` (FleetIndex.snapshot_keys), if known."""
-        stamp = snapshot.metrics.last_success or snapshot.taken_at
-        if stamp == self._last_sample:
+        `keys`: the key of each of `snapshot.gpus` (FleetIndex.snapshot_keys), if known;
+        `sample`: `UtilHistory.sample_of(snapshot)`, if made already (off the event loop)."""
+        if not self.wants(snapshot):
             return False
-        self._last_sample = stamp
+        self._last_sample = snapshot.metrics.last_success or snapshot.taken_at
         if keys is None:
             keys = [g.key for g in snapshot.gpus]
         if keys != self._keys:
             self._realign(keys)
         column = self._samples % self.depth
-        self._values[column :: self.depth] = array("H", [_slot(g.util_pct) for g in snapshot.gpus])
+        self._values[column :: self.depth] = self.sample_of(snapshot) if sample is None else sample
         self._samples += 1
         return True
+
+    def wants(self, snapshot: Snapshot) -> bool:
+        """Whether `record` would take a sample of `snapshot` (a metrics refresh since the last sample)."""
+        return (snapshot.metrics.last_success or snapshot.taken_at) != self._last_sample
+
+    @staticmethod
+    def sample_of(snapshot: Snapshot) -> array[int]:
+        """The utilisation of each of `snapshot.gpus`, in its order, as slots (hundredths of a percent; _NONE)."""
+        return array("H", map(_slot, map(_UTIL, snapshot.gpus)))
 
     def _realign(self, keys: Sequence[str]) -> None:
         """Rows in the order of `keys`: the series of GPUs still there move along, new GPUs start empty."""
