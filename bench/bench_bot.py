@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import pstats
@@ -56,6 +55,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -77,7 +77,8 @@ BED_PLAYBOOK = "reclaim-idle-gpus-now"  # tests/integration/engine_support.recla
 BED_IDLE_WINDOW = "60s"
 BED_POLICY = {"roles": {"bench-reclaim": {"groups": ["team-a"], "run": [BED_PLAYBOOK], "namespaces": ["*"]}},
               "unmapped": "read_only"}  # fmt: skip
-BED_HOME = "gpuctl-bench"  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
+BED_HOME = "gpuctl-bench"
+REPLY_TIMEOUT_S = 300.0  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -90,28 +91,34 @@ def run_text(playbook: str, namespace: str, idle_for: str) -> str:
 
 
 async def load(args: argparse.Namespace) -> None:
-    """The child: send the commands, print one JSON line per command {rid, sent (wall), ack (s), immediate}."""
-    slack = FakeSlack()
-    slack.port = args.slack_port  # only to build response_urls pointing at the parent's stand-in
-    slack._ids = itertools.count(1_000_000)  # ids of their own: the parent's commands took the first ones
-    sender = SlackSender(args.load, SECRET, slack)
+    """The child, Slack's side: send the commands, take the replies on response_urls of its own (a FakeSlack
+    here, away from the test bed's exporter in the parent), print one JSON line per command: {text, sent
+    (wall), ack (s), immediate, reply (s, sent -> reply arrived), said (a run's reply, first line)}."""
+    async with FakeSlack() as slack:
+        sender = SlackSender(args.load, SECRET, slack)
 
-    async def one(text: str) -> dict[str, object]:
-        body, rid, _ = sender.command_body(text, user_id=USER)
-        headers = sender.sign(body)
-        sent, start = time.time(), time.perf_counter()
-        status, answer = await sender.post(body, headers)
-        if status != 200:
-            raise RuntimeError(f"{text}: HTTP {status} {answer}")
-        return {"rid": rid, "sent": sent, "ack": time.perf_counter() - start, "immediate": bool(answer), "text": text}
+        async def one(text: str) -> dict[str, object]:
+            body, rid, _ = sender.command_body(text, user_id=USER)
+            headers = sender.sign(body)
+            sent, start = time.time(), time.perf_counter()
+            status, answer = await sender.post(body, headers)
+            if status != 200:
+                raise RuntimeError(f"{text}: HTTP {status} {answer}")
+            return {"rid": rid, "sent": sent, "ack": time.perf_counter() - start, "immediate": bool(answer), "text": text}
 
-    namespaces = args.run.split(",") if args.run else []  # one per round: a namespace reclaimed once stays reclaimed
-    for index in range(args.rounds):
-        target = namespaces[index % len(namespaces)] if namespaces else None
-        runs = [one(run_text(args.playbook, target, args.idle_for))] if target else []
-        burst = [one(COMMANDS[i % len(COMMANDS)]) for i in range(args.concurrent)]
-        for result in await asyncio.gather(*runs, *burst):
-            print(json.dumps(result), flush=True)
+        namespaces = args.run.split(",") if args.run else []  # one per round: a namespace reclaimed once stays reclaimed
+        results: list[dict[str, object]] = []
+        for index in range(args.rounds):
+            target = namespaces[index % len(namespaces)] if namespaces else None
+            runs = [one(run_text(args.playbook, target, args.idle_for))] if target else []
+            burst = [one(COMMANDS[i % len(COMMANDS)]) for i in range(args.concurrent)]
+            results += await asyncio.gather(*runs, *burst)
+        for r in results:
+            if not r["immediate"]:
+                first = (await slack.wait_for_calls(f"response:{r['rid']}", timeout_s=REPLY_TIMEOUT_S))[0]
+                r["reply"] = first.at - float(r["sent"])  # type: ignore[arg-type]
+                r["said"] = blocks_text(first.args).splitlines()[0]
+            print(json.dumps(r), flush=True)
 
 
 @dataclass
@@ -125,15 +132,13 @@ class Measured:
     load_after: str = ""
 
 
-async def drive(url: str, slack: FakeSlack, args: argparse.Namespace, namespaces: Sequence[str], *,
-                playbook: str, idle_for: str) -> Measured:  # fmt: skip
-    """The load child against the bot at `url`, then every reply from `slack`; acks and reply latencies."""
+async def drive(url: str, args: argparse.Namespace, namespaces: Sequence[str], *, playbook: str, idle_for: str) -> Measured:
+    """The load child against the bot at `url`: acks and reply latencies, the load average before and after."""
     target = ["--run", ",".join(namespaces), "--playbook", playbook, "--idle-for", idle_for] if namespaces else []
     measured = Measured(load_before=machine())
     child = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--load", url, "--slack-port", str(slack.port),
-        "--concurrent", str(args.concurrent), "--rounds", str(args.rounds), *target,
-        stdout=asyncio.subprocess.PIPE, cwd=REPO,
+        sys.executable, __file__, "--load", url, "--concurrent", str(args.concurrent), "--rounds", str(args.rounds),
+        *target, stdout=asyncio.subprocess.PIPE, cwd=REPO,
     )  # fmt: skip
     out, _ = await child.communicate()
     measured.load_after = machine()
@@ -143,12 +148,10 @@ async def drive(url: str, slack: FakeSlack, args: argparse.Namespace, namespaces
     for r in results:
         is_run = r["text"].startswith("run ")
         (measured.run_acks if is_run else measured.acks).append(r["ack"])
-        if r["immediate"]:
-            continue
-        (call,) = await slack.wait_for_calls(f"response:{r['rid']}", timeout_s=300)
-        (measured.run_replies if is_run else measured.replies).append(call.at - r["sent"])
+        if "reply" in r:
+            (measured.run_replies if is_run else measured.replies).append(r["reply"])
         if is_run:
-            measured.run_lines.append(f"# {r['text']}: {blocks_text(call.args).splitlines()[0]}")
+            measured.run_lines.append(f"# {r['text']}: {r.get('said', '(answered in the ack)')}")
     return measured
 
 
@@ -203,7 +206,7 @@ async def demo(args: argparse.Namespace) -> None:
                 idle = Counter(p.namespace for p in idle_holders(snap)) or Counter(p.namespace for p in snap.pods)
                 most = [] if args.no_run else [ns for ns, _ in idle.most_common(args.rounds)]
                 await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's auth.test
-                measured = await drive(bot.url, slack, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
+                measured = await drive(bot.url, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
                 rss_end = rss_bytes()
                 outcomes = dict(bot.metrics.runs.values)
     report(measured, fleet=f"demo fleet scale {args.scale}: {len(snap.pods)} GPU pods, {len(snap.gpus)} GPUs, "
@@ -232,10 +235,10 @@ async def install(admin: object, home: str) -> None:
 class BotProcess:
     """`gpuctl bot serve` (or under bench/_profiled.py) as a child process of this one."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path, *, cwd: Path) -> None:
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
 
     def status(self) -> dict[str, int]:
         return proc_status(self.proc.pid)
@@ -274,8 +277,61 @@ def top_functions(stats_file: Path, count: int = 25) -> str:
     return out.getvalue()
 
 
+@dataclass
+class BotRun:
+    """One bot's measurement on the test bed."""
+
+    label: str
+    measured: Measured
+    ready_s: float
+    rss: str
+    outcomes: str
+
+
+async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
+                      namespaces: Sequence[str], args: argparse.Namespace, log: Path, profile: Path | None) -> BotRun:  # fmt: skip
+    """`gpuctl bot serve` from `checkout` (bench_e2e.Checkout) until it serves and sees idle pods, then the load."""
+    argv = ([sys.executable, str(checkout.path / "bench" / "_profiled.py"), str(profile), *gpuctl] if profile
+            else [sys.executable, "-m", "gpuctl.cli", *gpuctl])  # fmt: skip
+    started = time.monotonic()
+    bot = BotProcess(argv, {**env, **checkout.env}, log, cwd=checkout.path)
+    try:
+        await poll(lambda: bot.healthy(url), lambda h: bool(h and h["cluster_ready"] and h["engine"] == "connected"),
+                   timeout_s=args.timeout, interval_s=0.5, what="the bot: cluster ready, engine connected")  # fmt: skip
+        ready_s = time.monotonic() - started
+        print(f"# {checkout.label}: the bot ready {ready_s:.1f} s after spawn: {mib(bot.status()['VmRSS'])}", flush=True)
+        sender = SlackSender(url, SECRET, slack)
+        await sender.command("help", user_id=USER)  # warm: Bolt's auth.test
+
+        async def idle_answer() -> str:
+            sent = await sender.command("idle", user_id=USER)
+            return blocks_text(await slack.wait_for_response(sent.response_id, timeout_s=60))
+
+        if namespaces:  # the idle window must pass over Prometheus's readings first
+            await poll(idle_answer, lambda text: "No pod holds an idle GPU" not in text, timeout_s=args.timeout,
+                       interval_s=5, what="the bot to see idle pods")  # fmt: skip
+        settled = bot.status()
+        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn; the load starts", flush=True)
+        if profile:
+            bot.signal(signal.SIGUSR1)
+        measured = await drive(url, args, namespaces, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
+        if profile:
+            bot.signal(signal.SIGUSR2)
+        after = bot.status()
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+            outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
+        if profile:
+            await poll(lambda: profile.exists(), what="the profile written")
+    finally:
+        code = await bot.stop()
+    rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}, peak {mib(after['VmHWM'])} "
+           f"(exit {code}; log {log})")  # fmt: skip
+    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none")
+
+
 async def testbed(args: argparse.Namespace) -> None:
     from _bed import fleet_bed
+    from bench_e2e import Checkout
 
     from testbed.__main__ import LARGE_SCALE, LARGE_SCRAPE_S
     from testbed.controlplane import OPERATOR
@@ -284,65 +340,42 @@ async def testbed(args: argparse.Namespace) -> None:
 
     scrape_s = LARGE_SCRAPE_S if args.scale >= LARGE_SCALE else 1.0
     workdir = Path(tempfile.mkdtemp(prefix="gpuctl-bench-bot-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
+    checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
+    runs: list[BotRun] = []
     async with fleet_bed(workdir, scale=args.scale, scrape_s=scrape_s, timeout_s=args.timeout) as bed, FakeSlack() as slack:
-        await install(bed.admin, BED_HOME)
         fleet = bed.fleet
+        print(f"# setup: {fleet_summary(fleet)}; {bed.setup_line(scrape_s)}", flush=True)
+        await install(bed.admin, BED_HOME)
+        # Each bot its own namespaces where there are enough: a namespace reclaimed once has fewer idle pods left.
         idle = Counter(p.namespace for p in fleet.pods if p.behaviour == "idle" and p.node and p.gpu_keys)
-        namespaces = [] if args.no_run else [ns for ns, _ in idle.most_common(args.rounds)]
+        ranked = [ns for ns, _ in idle.most_common(args.rounds * len(checkouts))]
         (workdir / "xdg").mkdir()
         (workdir / "ids.yaml").write_text(BED_IDENTITIES)
         (workdir / "policy.yaml").write_text(yaml.safe_dump(BED_POLICY))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        gpuctl = ["bot", "serve", "--kubeconfig", str(bed.plane.kubeconfig(OPERATOR)),
-                  "--prometheus", bed.telemetry.monitoring.prometheus_url, "--refresh", f"{args.refresh:g}s",
-                  "--idle-window", BED_IDLE_WINDOW, "--host", "127.0.0.1", "--port", str(port),
-                  "--identity-map", str(workdir / "ids.yaml"), "--policy", str(workdir / "policy.yaml"),
-                  "--playbooks-dir", str(reclaim_now(workdir)), "--slack-api-url", slack.api_url]  # fmt: skip
-        profile = args.profile.resolve() if args.profile else None
-        argv = ([sys.executable, str(REPO / "bench" / "_profiled.py"), str(profile), *gpuctl] if profile
-                else [sys.executable, "-m", "gpuctl.cli", *gpuctl])  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG"))}
         # `bot serve` has no --audit or --gpuctl-namespace flag: their GPUCTL_* variables, as a user sets them.
         env |= {"XDG_CONFIG_HOME": str(workdir / "xdg"), "GPUCTL_SLACK_BOT_TOKEN": BOT_TOKEN,
                 "GPUCTL_SLACK_SIGNING_SECRET": SECRET, "GPUCTL_AUDIT": str(workdir / "audit.sqlite"),
                 "GPUCTL_GPUCTL_NAMESPACE": BED_HOME}  # fmt: skip
-        started = time.monotonic()
-        bot = BotProcess(argv, env, workdir / "bot.log")
-        try:
-            await poll(lambda: bot.healthy(url), lambda h: bool(h and h["cluster_ready"] and h["engine"] == "connected"),
-                       timeout_s=args.timeout, interval_s=0.5, what="the bot: cluster ready, engine connected")  # fmt: skip
-            ready_s = time.monotonic() - started
-            sender = SlackSender(url, SECRET, slack)
-            await sender.command("help", user_id=USER)  # warm: Bolt's auth.test
-
-            async def idle_answer() -> str:
-                sent = await sender.command("idle", user_id=USER)
-                return blocks_text(await slack.wait_for_response(sent.response_id, timeout_s=60))
-
-            if namespaces:  # the idle window must pass over Prometheus's readings first
-                await poll(idle_answer, lambda text: "No pod holds an idle GPU" not in text, timeout_s=args.timeout,
-                           interval_s=5, what="the bot to see idle pods")  # fmt: skip
-            settled = bot.status()
-            if profile:
-                bot.signal(signal.SIGUSR1)
-            measured = await drive(url, slack, args, namespaces, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
-            if profile:
-                bot.signal(signal.SIGUSR2)
-            after = bot.status()
-            async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
-                outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
-            if profile:
-                await poll(lambda: profile.exists(), what="the profile written")
-        finally:
-            code = await bot.stop()
-    report(measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every {scrape_s:g} s; "
-                           f"{bed.setup_line(scrape_s)}; the bot ready {ready_s:.1f} s after spawn, refresh {args.refresh:g} s",
-           rss=f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}, peak {mib(after['VmHWM'])} "
-               f"(exit {code}; log {workdir / 'bot.log'})",
-           outcomes="; ".join(outcomes) or "none")  # fmt: skip
-    if profile:
-        print(top_functions(profile))
+        for index, checkout in enumerate(checkouts):
+            port = free_port()
+            gpuctl = ["bot", "serve", "--kubeconfig", str(bed.plane.kubeconfig(OPERATOR)),
+                      "--prometheus", bed.telemetry.monitoring.prometheus_url, "--refresh", f"{args.refresh:g}s",
+                      "--idle-window", BED_IDLE_WINDOW, "--host", "127.0.0.1", "--port", str(port),
+                      "--identity-map", str(workdir / "ids.yaml"), "--policy", str(workdir / "policy.yaml"),
+                      "--playbooks-dir", str(reclaim_now(workdir)), "--slack-api-url", slack.api_url]  # fmt: skip
+            mine = ranked[index :: len(checkouts)] or ranked
+            namespaces = [] if args.no_run else mine[: args.rounds]
+            profile = args.profile.resolve() if args.profile and index == 0 else None
+            runs.append(await measure_bot(checkout, gpuctl, env, f"http://127.0.0.1:{port}", slack, namespaces, args,
+                                          workdir / f"bot-{checkout.slug}.log", profile))  # fmt: skip
+    for run in runs:
+        print(f"\n## {run.label}")
+        report(run.measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every "
+                                   f"{scrape_s:g} s; {bed.setup_line(scrape_s)}; the bot ready {run.ready_s:.1f} s after "
+                                   f"spawn, refresh {args.refresh:g} s", rss=run.rss, outcomes=run.outcomes)  # fmt: skip
+    if args.profile:
+        print(top_functions(args.profile.resolve()))
 
 
 if __name__ == "__main__":
@@ -355,10 +388,11 @@ if __name__ == "__main__":
     parser.add_argument("--refresh", type=float, default=5.0, help="--testbed: the bot's metrics refresh, seconds")
     parser.add_argument("--timeout", type=float, default=300.0, help="--testbed: per wait, seconds")
     parser.add_argument("--profile", type=Path, metavar="FILE", help="--testbed: cProfile the bot's loop during the load")
+    parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
+                        help="--testbed: then the bot of this checkout (a worktree at another commit) on the same bed")
     parser.add_argument("--run", metavar="NAMESPACES", help=argparse.SUPPRESS)
     parser.add_argument("--playbook", help=argparse.SUPPRESS)
     parser.add_argument("--idle-for", help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--slack-port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     asyncio.run(load(arguments) if arguments.load else testbed(arguments) if arguments.testbed else demo(arguments))
