@@ -1,19 +1,21 @@
 """Benchmark the Slack bot's ack latency under concurrent slash commands, and its RSS.
 
     .venv/bin/python bench/bench_bot.py [--scale 20] [--concurrent 50] [--rounds 3] [--no-run]
-    .venv/bin/python bench/bench_bot.py --testbed [--scale 2] [--rounds 8] [--profile FILE]
+    .venv/bin/python bench/bench_bot.py --testbed [--scale 2] [--rounds 8] [--profile FILE] [--compare DIR]
     flock /work/wt/bigbed.lock .venv/bin/python bench/bench_bot.py --testbed --scale 125 --rounds 8   # 10,000 GPU pods
 
-A child process (this script with `--load`) sends, `--rounds` times, `--concurrent`
-signed `/gpu` commands at once (status, idle, top, pools, quota in turn) over real
-HTTP and measures, per command, request sent -> HTTP answer (the ack Slack waits
-for, 3 s limit); this process times the reply's arrival on response_url at
-testbed.slack's Web API stand-in. With each round a playbook run goes with the
-burst (unless --no-run): `/gpu run <reclaim> namespace=NS mode=immediate
-max_pods=5` for one of the namespaces with the most idle pods, planned and
-executed by the bot's engine while the commands are acked (its own ack is
-measured apart). Rounds start back to back (each waits for its acks only), so
-later runs overlap earlier ones.
+A child process (this script with `--load`, Slack's side) sends, `--rounds`
+times, `--concurrent` signed `/gpu` commands at once (status, idle, top, pools,
+quota in turn) over real HTTP and measures, per command, request sent -> HTTP
+answer (the ack Slack waits for, 3 s limit), and sent -> the reply's arrival on
+a response_url it serves itself (a testbed.slack FakeSlack in the child, away
+from the parent's work). With each round a playbook run goes with the burst
+(unless --no-run): `/gpu run <reclaim> namespace=NS mode=immediate max_pods=5`
+for one of the namespaces with the most idle pods, planned and executed by the
+bot's engine while the commands are acked (its own ack is measured apart).
+Rounds start back to back (each waits for its acks only), so later runs overlap
+earlier ones, and a later run in a namespace may plan pods an earlier one
+evicts: it is refused at execution ("... is gone"), correctly.
 
 Demo (default): `running_bot` in this process (as `gpuctl bot serve --demo` does,
 tune_gc() applied) on the simulated fleet at `--scale` (220 is about 10,000 GPU
@@ -26,15 +28,19 @@ in the bot's process: its work is in the numbers.
 scraping every 1 s, every 15 s from scale 20 as `python -m testbed up` does) and
 the real `gpuctl bot serve` as its own process, HTTP mode, as gpuctl-operator
 (reading through deploy/rbac's gpuctl:reader, PlaybookRun CRD installed,
-impersonating), metrics refresh `--refresh` s, idle window 60 s. The bench user
+impersonating), metrics refresh `--refresh` s, idle window 60 s, the Web API at
+testbed.slack's FakeSlack in this process (GPUCTL_SLACK_API_URL). The bench user
 maps to user-a (team-a), whom the policy lets run the site playbook
 reclaim-idle-gpus-now (the shipped one for idle streaks of seconds, as the
 integration tests use it; no approval) in any namespace and RBAC lets evict
 everywhere: each run evicts idle pods through the real Eviction API. The load
 starts once `/gpu idle` names idle pods. Reported besides: the bot's RSS
 (settled before the load, after it, and its peak: VmHWM) and the load average.
-`--profile FILE`: cProfile of the bot's loop thread during the load only
-(bench/_profiled.py), the top functions printed, the stats kept in FILE.
+`--compare DIR`: then the bot of another checkout (a worktree at another commit:
+`git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
+own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
+loop thread during the load only (bench/_profiled.py; it slows the loop), the
+top functions printed, the stats kept in FILE.
 """
 
 from __future__ import annotations
