@@ -51,6 +51,7 @@ import contextlib
 import json
 import os
 import pstats
+import shutil
 import signal
 import statistics
 import subprocess
@@ -375,6 +376,8 @@ async def testbed(args: argparse.Namespace) -> None:
             profile = args.profile.resolve() if args.profile and index == 0 else None
             runs.append(await measure_bot(checkout, gpuctl, env, f"http://127.0.0.1:{port}", slack, namespaces, args,
                                           workdir / f"bot-{checkout.slug}.log", profile))  # fmt: skip
+    for data in ("controlplane", "monitoring"):  # hundreds of MB at full scale; the bots' logs stay
+        shutil.rmtree(workdir / data, ignore_errors=True)
     for run in runs:
         print(f"\n## {run.label}")
         report(run.measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every "
