@@ -10,17 +10,17 @@ quota in turn) over real HTTP and measures, per command, request sent -> HTTP
 answer (the ack Slack waits for, 3 s limit), and sent -> the reply's arrival on
 a response_url it serves itself (a testbed.slack FakeSlack in the child, away
 from the parent's work). With each round a playbook run goes with the burst
-(unless --no-run): `/gpu run <reclaim> namespace=NS mode=immediate max_pods=5`
-for one of the namespaces with the most idle pods, planned and executed by the
-bot's engine while the commands are acked (its own ack is measured apart).
-Rounds start back to back (each waits for its acks only), so later runs overlap
-earlier ones, and a later run in a namespace may plan pods an earlier one
-evicts: it is refused at execution ("... is gone"), correctly.
+(unless --no-run): `/gpu run <reclaim> TARGET mode=immediate max_pods=5`,
+planned and executed by the bot's engine while the commands are acked (its own
+ack is measured apart). Rounds start back to back (each waits for its acks
+only), so later runs overlap earlier ones.
 
 Demo (default): `running_bot` in this process (as `gpuctl bot serve --demo` does,
 tune_gc() applied) on the simulated fleet at `--scale` (220 is about 10,000 GPU
 pods), which keeps ticking (a metrics refresh every 2 s); the run is the shipped
-reclaim-idle-gpus (idle_for=30m) on the demo's simulated API. The simulator lives
+reclaim-idle-gpus (idle_for=30m) on the demo's simulated API, TARGET one of the
+namespaces with the most idle pods (a later run in a namespace may plan pods an
+earlier one evicts: it is refused at execution, "... is gone", correctly). The simulator lives
 in the bot's process: its work is in the numbers.
 
 `--testbed`: the test bed at `--scale` (bench/_bed.py: 80 GPU pods per scale unit,
@@ -33,7 +33,9 @@ testbed.slack's FakeSlack in this process (GPUCTL_SLACK_API_URL). The bench user
 maps to user-a (team-a), whom the policy lets run the site playbook
 reclaim-idle-gpus-now (the shipped one for idle streaks of seconds, as the
 integration tests use it; no approval) in any namespace and RBAC lets evict
-everywhere: each run evicts idle pods through the real Eviction API. The load
+everywhere: each run evicts idle pods through the real Eviction API, TARGET
+`pods=` five idle pods of one namespace (by the fleet's behaviours), no pod in
+two runs, the namespaces in turn. The load
 starts once `/gpu idle` names idle pods. Reported besides: the bot's RSS
 (settled before the load, after it, and its peak: VmHWM) and the load average.
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
@@ -85,7 +87,8 @@ BED_IDLE_WINDOW = "60s"
 BED_POLICY = {"roles": {"bench-reclaim": {"groups": ["team-a"], "run": [BED_PLAYBOOK], "namespaces": ["*"]}},
               "unmapped": "read_only"}  # fmt: skip
 BED_HOME = "gpuctl-bench"
-REPLY_TIMEOUT_S = 300.0  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
+REPLY_TIMEOUT_S = 300.0
+RUN_PODS = 5  # pods per run (max_pods)  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -93,8 +96,24 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_text(playbook: str, namespace: str, idle_for: str) -> str:
-    return f"run {playbook} namespace={namespace} mode=immediate idle_for={idle_for} max_pods=5"
+def run_text(playbook: str, target: str, idle_for: str) -> str:
+    """`target`: namespace=NS, or pods=NS/A,NS/B,... (the pods to reclaim, when they are idle by then)."""
+    return f"run {playbook} {target} mode=immediate idle_for={idle_for} max_pods={RUN_PODS}"
+
+
+def pod_targets(idle: Sequence[str], count: int) -> list[str]:
+    """`count` run targets of RUN_PODS idle pods each ("ns/name" keys), no pod in two, each run's pods
+    from one namespace, the namespaces in turn (runs that go out together never plan the same pods)."""
+    by_namespace: dict[str, list[str]] = {}
+    for key in idle:
+        by_namespace.setdefault(key.split("/", 1)[0], []).append(key)
+    chunks = {ns: [keys[i : i + RUN_PODS] for i in range(0, len(keys), RUN_PODS)] for ns, keys in by_namespace.items()}
+    targets: list[str] = []
+    while len(targets) < count and any(chunks.values()):
+        for queue in chunks.values():
+            if queue and len(targets) < count:
+                targets.append("pods=" + ",".join(queue.pop(0)))
+    return targets
 
 
 async def load(args: argparse.Namespace) -> None:
@@ -113,10 +132,10 @@ async def load(args: argparse.Namespace) -> None:
                 raise RuntimeError(f"{text}: HTTP {status} {answer}")
             return {"rid": rid, "sent": sent, "ack": time.perf_counter() - start, "immediate": bool(answer), "text": text}
 
-        namespaces = args.run.split(",") if args.run else []  # one per round: a namespace reclaimed once stays reclaimed
+        targets = json.loads(args.run) if args.run else []  # one per round, in turn
         results: list[dict[str, object]] = []
         for index in range(args.rounds):
-            target = namespaces[index % len(namespaces)] if namespaces else None
+            target = targets[index % len(targets)] if targets else None
             runs = [one(run_text(args.playbook, target, args.idle_for))] if target else []
             burst = [one(COMMANDS[i % len(COMMANDS)]) for i in range(args.concurrent)]
             results += await asyncio.gather(*runs, *burst)
@@ -139,9 +158,9 @@ class Measured:
     load_after: str = ""
 
 
-async def drive(url: str, args: argparse.Namespace, namespaces: Sequence[str], *, playbook: str, idle_for: str) -> Measured:
+async def drive(url: str, args: argparse.Namespace, targets: Sequence[str], *, playbook: str, idle_for: str) -> Measured:
     """The load child against the bot at `url`: acks and reply latencies, the load average before and after."""
-    target = ["--run", ",".join(namespaces), "--playbook", playbook, "--idle-for", idle_for] if namespaces else []
+    target = ["--run", json.dumps(list(targets)), "--playbook", playbook, "--idle-for", idle_for] if targets else []
     measured = Measured(load_before=machine())
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--load", url, "--concurrent", str(args.concurrent), "--rounds", str(args.rounds),
@@ -150,7 +169,7 @@ async def drive(url: str, args: argparse.Namespace, namespaces: Sequence[str], *
     out, _ = await child.communicate()
     measured.load_after = machine()
     results = [json.loads(line) for line in out.decode().splitlines()]
-    if child.returncode or len(results) != (args.concurrent + bool(namespaces)) * args.rounds:
+    if child.returncode or len(results) != (args.concurrent + bool(targets)) * args.rounds:
         raise RuntimeError(f"load generator failed ({child.returncode}), {len(results)} results")
     for r in results:
         is_run = r["text"].startswith("run ")
@@ -211,7 +230,7 @@ async def demo(args: argparse.Namespace) -> None:
                                what="idle pods in the demo fleet")  # fmt: skip
                 snap = bot.cluster.snapshot()
                 idle = Counter(p.namespace for p in idle_holders(snap)) or Counter(p.namespace for p in snap.pods)
-                most = [] if args.no_run else [ns for ns, _ in idle.most_common(args.rounds)]
+                most = [] if args.no_run else [f"namespace={ns}" for ns, _ in idle.most_common(args.rounds)]
                 await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's auth.test
                 measured = await drive(bot.url, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
                 rss_end = rss_bytes()
@@ -296,7 +315,7 @@ class BotRun:
 
 
 async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
-                      namespaces: Sequence[str], args: argparse.Namespace, log: Path, profile: Path | None) -> BotRun:  # fmt: skip
+                      targets: Sequence[str], args: argparse.Namespace, log: Path, profile: Path | None) -> BotRun:  # fmt: skip
     """`gpuctl bot serve` from `checkout` (bench_e2e.Checkout) until it serves and sees idle pods, then the load."""
     argv = ([sys.executable, str(checkout.path / "bench" / "_profiled.py"), str(profile), *gpuctl] if profile
             else [sys.executable, "-m", "gpuctl.cli", *gpuctl])  # fmt: skip
@@ -314,14 +333,14 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
             sent = await sender.command("idle", user_id=USER)
             return blocks_text(await slack.wait_for_response(sent.response_id, timeout_s=60))
 
-        if namespaces:  # the idle window must pass over Prometheus's readings first
+        if targets:  # the idle window must pass over Prometheus's readings first
             await poll(idle_answer, lambda text: "No pod holds an idle GPU" not in text, timeout_s=args.timeout,
                        interval_s=5, what="the bot to see idle pods")  # fmt: skip
         settled = bot.status()
         print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn; the load starts", flush=True)
         if profile:
             bot.signal(signal.SIGUSR1)
-        measured = await drive(url, args, namespaces, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
+        measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
         if profile:
             bot.signal(signal.SIGUSR2)
         after = bot.status()
@@ -354,9 +373,9 @@ async def testbed(args: argparse.Namespace) -> None:
         fleet = bed.fleet
         print(f"# setup: {fleet_summary(fleet)}; {bed.setup_line(scrape_s)}", flush=True)
         await install(bed.admin, BED_HOME)
-        # Each bot its own namespaces where there are enough: a namespace reclaimed once has fewer idle pods left.
-        idle = Counter(p.namespace for p in fleet.pods if p.behaviour == "idle" and p.node and p.gpu_keys)
-        ranked = [ns for ns, _ in idle.most_common(args.rounds * len(checkouts))]
+        # Every run its own idle pods (by the fleet the exporter serves): no two plan the same pods.
+        idle = [p.key for p in fleet.pods if p.behaviour == "idle" and p.node and p.gpu_keys]
+        targets = [] if args.no_run else pod_targets(idle, args.rounds * len(checkouts))
         (workdir / "xdg").mkdir()
         (workdir / "ids.yaml").write_text(BED_IDENTITIES)
         (workdir / "policy.yaml").write_text(yaml.safe_dump(BED_POLICY))
@@ -371,10 +390,9 @@ async def testbed(args: argparse.Namespace) -> None:
                       "--idle-window", BED_IDLE_WINDOW, "--host", "127.0.0.1", "--port", str(port),
                       "--identity-map", str(workdir / "ids.yaml"), "--policy", str(workdir / "policy.yaml"),
                       "--playbooks-dir", str(reclaim_now(workdir)), "--slack-api-url", slack.api_url]  # fmt: skip
-            mine = ranked[index :: len(checkouts)] or ranked
-            namespaces = [] if args.no_run else mine[: args.rounds]
+            mine = targets[index * args.rounds : (index + 1) * args.rounds]
             profile = args.profile.resolve() if args.profile and index == 0 else None
-            runs.append(await measure_bot(checkout, gpuctl, env, f"http://127.0.0.1:{port}", slack, namespaces, args,
+            runs.append(await measure_bot(checkout, gpuctl, env, f"http://127.0.0.1:{port}", slack, mine, args,
                                           workdir / f"bot-{checkout.slug}.log", profile))  # fmt: skip
     for data in ("controlplane", "monitoring"):  # hundreds of MB at full scale; the bots' logs stay
         shutil.rmtree(workdir / data, ignore_errors=True)
@@ -399,7 +417,7 @@ if __name__ == "__main__":
     parser.add_argument("--profile", type=Path, metavar="FILE", help="--testbed: cProfile the bot's loop during the load")
     parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
                         help="--testbed: then the bot of this checkout (a worktree at another commit) on the same bed")
-    parser.add_argument("--run", metavar="NAMESPACES", help=argparse.SUPPRESS)
+    parser.add_argument("--run", metavar="JSON", help=argparse.SUPPRESS)
     parser.add_argument("--playbook", help=argparse.SUPPRESS)
     parser.add_argument("--idle-for", help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
