@@ -16,7 +16,7 @@ ack is measured apart). Rounds start back to back (each waits for its acks
 only), so later runs overlap earlier ones.
 
 Demo (default): `running_bot` in this process (as `gpuctl bot serve --demo` does,
-tune_gc() applied) on the simulated fleet at `--scale` (220 is about 10,000 GPU
+tune_gc() and tune_switching() applied) on the simulated fleet at `--scale` (220 is about 10,000 GPU
 pods), which keeps ticking (a metrics refresh every 2 s); the run is the shipped
 reclaim-idle-gpus (idle_for=30m) on the demo's simulated API, TARGET one of the
 namespaces with the most idle pods (a later run in a namespace may plan pods an
@@ -204,10 +204,11 @@ async def demo(args: argparse.Namespace) -> None:
     from gpuctl.bot.server import running_bot
     from gpuctl.config import Settings
     from gpuctl.query.fleet import idle_holders
-    from gpuctl.service import tune_gc
+    from gpuctl.service import tune_gc, tune_switching
     from gpuctl.sources.demo import DemoSource
 
     tune_gc()
+    tune_switching()
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "config.yaml"
         config.write_text("{}\n")
