@@ -1,19 +1,48 @@
 """Benchmark the Slack bot's ack latency under concurrent slash commands, and its RSS.
 
     .venv/bin/python bench/bench_bot.py [--scale 20] [--concurrent 50] [--rounds 3] [--no-run]
+    .venv/bin/python bench/bench_bot.py --testbed [--scale 2] [--rounds 8] [--profile FILE] [--compare DIR]
+    flock /work/wt/bigbed.lock .venv/bin/python bench/bench_bot.py --testbed --scale 125 --rounds 8   # 10,000 GPU pods
 
-Runs `running_bot` (as `gpuctl bot serve --demo` does, tune_gc() applied) on
-the simulated fleet at `--scale` (220 is about 10,000 GPU pods) with
-testbed.slack's Web API stand-in in this process. A child process (this script
-with `--load`) then sends, `--rounds` times, `--concurrent` signed `/gpu`
-commands at once (status, idle, top, pools, quota in turn) over real HTTP and
-measures, per command, request sent -> HTTP answer (the ack Slack waits for,
-3 s limit); this process times the reply's arrival on response_url. The demo
-source keeps ticking (a metrics refresh every 2 s) throughout, and with each
-round a playbook run goes with the burst (unless --no-run): `/gpu run
-reclaim-idle-gpus` in immediate mode for the namespace with the most idle pods,
-planned and executed by the bot's engine on the demo's simulated API while the
-commands are acked (its own ack is measured apart).
+A child process (this script with `--load`, Slack's side) sends, `--rounds`
+times, `--concurrent` signed `/gpu` commands at once (status, idle, top, pools,
+quota in turn) over real HTTP and measures, per command, request sent -> HTTP
+answer (the ack Slack waits for, 3 s limit), and sent -> the reply's arrival on
+a response_url it serves itself (a testbed.slack FakeSlack in the child, away
+from the parent's work). With each round a playbook run goes with the burst
+(unless --no-run): `/gpu run <reclaim> TARGET mode=immediate max_pods=5`,
+planned and executed by the bot's engine while the commands are acked (its own
+ack is measured apart). Rounds start back to back (each waits for its acks
+only), so later runs overlap earlier ones.
+
+Demo (default): `running_bot` in this process (as `gpuctl bot serve --demo` does,
+tune_gc() and tune_switching() applied) on the simulated fleet at `--scale` (220 is about 10,000 GPU
+pods), which keeps ticking (a metrics refresh every 2 s); the run is the shipped
+reclaim-idle-gpus (idle_for=30m) on the demo's simulated API, TARGET one of the
+namespaces with the most idle pods (a later run in a namespace may plan pods an
+earlier one evicts: it is refused at execution, "... is gone", correctly). The simulator lives
+in the bot's process: its work is in the numbers.
+
+`--testbed`: the test bed at `--scale` (bench/_bed.py: 80 GPU pods per scale unit,
+125 is 10,000 GPU pods on 12,500 devices; DCGM-exporter simulator, Prometheus
+scraping every 1 s, every 15 s from scale 20 as `python -m testbed up` does) and
+the real `gpuctl bot serve` as its own process, HTTP mode, as gpuctl-operator
+(reading through deploy/rbac's gpuctl:reader, PlaybookRun CRD installed,
+impersonating), metrics refresh `--refresh` s, idle window 60 s, the Web API at
+testbed.slack's FakeSlack in this process (GPUCTL_SLACK_API_URL). The bench user
+maps to user-a (team-a), whom the policy lets run the site playbook
+reclaim-idle-gpus-now (the shipped one for idle streaks of seconds, as the
+integration tests use it; no approval) in any namespace and RBAC lets evict
+everywhere: each run evicts idle pods through the real Eviction API, TARGET
+`pods=` five idle pods of one namespace (by the fleet's behaviours), no pod in
+two runs, the namespaces in turn. The load
+starts once `/gpu idle` counts 90 % of the fleet's idle pods. Reported besides: the bot's RSS
+(settled before the load, after it, and its peak: VmHWM) and the load average.
+`--compare DIR`: then the bot of another checkout (a worktree at another commit:
+`git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
+own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
+loop thread during the load only (bench/_profiled.py; it slows the loop), the
+top functions printed, the stats kept in FILE.
 """
 
 from __future__ import annotations
@@ -22,67 +51,173 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import pstats
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, command_line, machine, mib, ms, rss_bytes, table
+from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
+from _procs import proc_status
 
-from gpuctl.bot.server import running_bot
-from gpuctl.config import Settings
-from gpuctl.query.fleet import idle_holders
-from gpuctl.service import tune_gc
-from gpuctl.sources.demo import DemoSource
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 
 SECRET = "bench-signing-secret"
 COMMANDS = ("status", "idle", "top 10", "pools", "quota")
 USER = "U0BENCH01"
-IDENTITIES = f"users:\n  {USER}: {{user: demo-user, groups: ['demo:sre']}}\n"  # the demo policy's runner
+DEMO_IDENTITIES = f"users:\n  {USER}: {{user: demo-user, groups: ['demo:sre']}}\n"  # the demo policy's runner
+BED_IDENTITIES = f"users:\n  {USER}: {{user: user-a, groups: [team-a]}}\n"
+BED_PLAYBOOK = "reclaim-idle-gpus-now"  # tests/integration/engine_support.reclaim_now
+BED_IDLE_WINDOW = "60s"
+BED_POLICY = {"roles": {"bench-reclaim": {"groups": ["team-a"], "run": [BED_PLAYBOOK], "namespaces": ["*"]}},
+              "unmapped": "read_only"}  # fmt: skip
+BED_HOME = "gpuctl-bench"
+REPLY_TIMEOUT_S = 300.0
+RUN_PODS = 5  # pods per run (max_pods)
+# The load waits until the bot sees this share of the fleet's idle pods idle: "some" was not enough at 10,000
+# pods (the first bot's runs named pods whose streaks had not reached the window yet: all "not submitted").
+IDLE_SEEN = 0.9  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def run_text(playbook: str, target: str, idle_for: str) -> str:
+    """`target`: namespace=NS, or pods=NS/A,NS/B,... (the pods to reclaim, when they are idle by then)."""
+    return f"run {playbook} {target} mode=immediate idle_for={idle_for} max_pods={RUN_PODS}"
+
+
+def pod_targets(idle: Sequence[str], count: int) -> list[str]:
+    """`count` run targets of RUN_PODS idle pods each ("ns/name" keys), no pod in two, each run's pods
+    from one namespace, the namespaces in turn (runs that go out together never plan the same pods)."""
+    by_namespace: dict[str, list[str]] = {}
+    for key in idle:
+        by_namespace.setdefault(key.split("/", 1)[0], []).append(key)
+    chunks = {ns: [keys[i : i + RUN_PODS] for i in range(0, len(keys), RUN_PODS)] for ns, keys in by_namespace.items()}
+    targets: list[str] = []
+    while len(targets) < count and any(chunks.values()):
+        for queue in chunks.values():
+            if queue and len(targets) < count:
+                targets.append("pods=" + ",".join(queue.pop(0)))
+    return targets
+
+
 async def load(args: argparse.Namespace) -> None:
-    """The child: send the commands, print one JSON line per command {rid, sent (wall), ack (s), immediate}."""
-    slack = FakeSlack()
-    slack.port = args.slack_port  # only to build response_urls pointing at the parent's stand-in
-    sender = SlackSender(args.load, SECRET, slack)
+    """The child, Slack's side: send the commands, take the replies on response_urls of its own (a FakeSlack
+    here, away from the test bed's exporter in the parent), print one JSON line per command: {text, sent
+    (wall), ack (s), immediate, reply (s, sent -> reply arrived), said (a run's reply, first line)}."""
+    async with FakeSlack() as slack:
+        sender = SlackSender(args.load, SECRET, slack)
 
-    async def one(text: str) -> dict[str, object]:
-        body, rid, _ = sender.command_body(text, user_id=USER)
-        headers = sender.sign(body)
-        sent, start = time.time(), time.perf_counter()
-        status, answer = await sender.post(body, headers)
-        if status != 200:
-            raise RuntimeError(f"{text}: HTTP {status} {answer}")
-        return {"rid": rid, "sent": sent, "ack": time.perf_counter() - start, "immediate": bool(answer), "text": text}
+        async def one(text: str) -> dict[str, object]:
+            body, rid, _ = sender.command_body(text, user_id=USER)
+            headers = sender.sign(body)
+            sent, start = time.time(), time.perf_counter()
+            status, answer = await sender.post(body, headers)
+            if status != 200:
+                raise RuntimeError(f"{text}: HTTP {status} {answer}")
+            return {"rid": rid, "sent": sent, "ack": time.perf_counter() - start, "immediate": bool(answer), "text": text}
 
-    namespaces = args.run.split(",") if args.run else []  # one per round: a namespace reclaimed once stays reclaimed
-    for index in range(args.rounds):
-        target = namespaces[index % len(namespaces)] if namespaces else None
-        runs = [one(f"run reclaim-idle-gpus namespace={target} mode=immediate idle_for=30m max_pods=5")] if target else []
-        burst = [one(COMMANDS[i % len(COMMANDS)]) for i in range(args.concurrent)]
-        for result in await asyncio.gather(*runs, *burst):
-            print(json.dumps(result), flush=True)
+        targets = json.loads(args.run) if args.run else []  # one per round, in turn
+        results: list[dict[str, object]] = []
+        for index in range(args.rounds):
+            target = targets[index % len(targets)] if targets else None
+            runs = [one(run_text(args.playbook, target, args.idle_for))] if target else []
+            burst = [one(COMMANDS[i % len(COMMANDS)]) for i in range(args.concurrent)]
+            results += await asyncio.gather(*runs, *burst)
+        for r in results:
+            if not r["immediate"]:
+                first = (await slack.wait_for_calls(f"response:{r['rid']}", timeout_s=REPLY_TIMEOUT_S))[0]
+                r["reply"] = first.at - float(r["sent"])  # type: ignore[arg-type]
+                lines = blocks_text(first.args).splitlines()
+                r["said"] = " / ".join([lines[0], *(line for line in lines if "Not submitted" in line or "not reclaimable" in line)])
+            print(json.dumps(r), flush=True)
 
 
-async def main(args: argparse.Namespace) -> None:
+@dataclass
+class Measured:
+    acks: list[float] = field(default_factory=list)
+    run_acks: list[float] = field(default_factory=list)
+    replies: list[float] = field(default_factory=list)
+    run_replies: list[float] = field(default_factory=list)
+    run_lines: list[str] = field(default_factory=list)
+    load_before: str = ""
+    load_after: str = ""
+
+
+async def drive(url: str, args: argparse.Namespace, targets: Sequence[str], *, playbook: str, idle_for: str) -> Measured:
+    """The load child against the bot at `url`: acks and reply latencies, the load average before and after."""
+    target = ["--run", json.dumps(list(targets)), "--playbook", playbook, "--idle-for", idle_for] if targets else []
+    measured = Measured(load_before=machine())
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--load", url, "--concurrent", str(args.concurrent), "--rounds", str(args.rounds),
+        *target, stdout=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    out, _ = await child.communicate()
+    measured.load_after = machine()
+    results = [json.loads(line) for line in out.decode().splitlines()]
+    if child.returncode or len(results) != (args.concurrent + bool(targets)) * args.rounds:
+        raise RuntimeError(f"load generator failed ({child.returncode}), {len(results)} results")
+    for r in results:
+        is_run = r["text"].startswith("run ")
+        (measured.run_acks if is_run else measured.acks).append(r["ack"])
+        if "reply" in r:
+            (measured.run_replies if is_run else measured.replies).append(r["reply"])
+        if is_run:
+            measured.run_lines.append(f"# {r['text']}: {r.get('said', '(answered in the ack)')}")
+    return measured
+
+
+def report(m: Measured, *, fleet: str, rss: str, outcomes: str) -> None:
+    print(f"# {command_line()}\n# {machine()}")
+    print(f"# load average before the load {m.load_before.split('load ')[1].split(',')[0]}, "
+          f"after it {m.load_after.split('load ')[1].split(',')[0]}")  # fmt: skip
+    print(f"# {fleet}")
+    print("\n".join(m.run_lines))
+    rows = [
+        [name, str(len(values)), ms(statistics.median(values)), ms(percentile(values, 0.99)), ms(max(values))]
+        for name, values in (("ack (HTTP answer)", m.acks), ("reply on response_url", m.replies),
+                             ("ack of the run", m.run_acks), ("run's reply (planned + executed)", m.run_replies)) if values
+    ]  # fmt: skip
+    print(table(["", "n", "p50", "p99", "max"], rows))
+    print(f"RSS: {rss}")
+    print(f"runs by outcome: {outcomes}")
+
+
+# -- the demo, in this process ------------------------------------------------------------------
+
+
+async def demo(args: argparse.Namespace) -> None:
+    from gpuctl.bot.server import running_bot
+    from gpuctl.config import Settings
+    from gpuctl.query.fleet import idle_holders
+    from gpuctl.service import tune_gc, tune_switching
+    from gpuctl.sources.demo import DemoSource
+
     tune_gc()
+    tune_switching()
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "config.yaml"
         config.write_text("{}\n")
         identities = Path(folder) / "ids.yaml"
-        identities.write_text(IDENTITIES)
+        identities.write_text(DEMO_IDENTITIES)
         async with FakeSlack() as slack:
             settings = Settings(config_file=config, demo=True, slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET,
                                 slack_api_url=slack.api_url, bot_host="127.0.0.1", bot_port=0,
@@ -100,40 +235,182 @@ async def main(args: argparse.Namespace) -> None:
                                what="idle pods in the demo fleet")  # fmt: skip
                 snap = bot.cluster.snapshot()
                 idle = Counter(p.namespace for p in idle_holders(snap)) or Counter(p.namespace for p in snap.pods)
-                most = ",".join(ns for ns, _ in idle.most_common(args.rounds))
-                target = [] if args.no_run or not idle else ["--run", most]
+                most = [] if args.no_run else [f"namespace={ns}" for ns, _ in idle.most_common(args.rounds)]
                 await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's auth.test
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable, __file__, "--load", bot.url, "--slack-port", str(slack.port),
-                    "--concurrent", str(args.concurrent), "--rounds", str(args.rounds), *target,
-                    stdout=asyncio.subprocess.PIPE, cwd=REPO,
-                )  # fmt: skip
-                out, _ = await child.communicate()
-                results = [json.loads(line) for line in out.decode().splitlines()]
-                if child.returncode or len(results) != (args.concurrent + bool(target)) * args.rounds:
-                    raise RuntimeError(f"load generator failed ({child.returncode}), {len(results)} results")
-                replies, run_replies = [], []
-                for r in results:
-                    if r["immediate"]:
-                        continue
-                    (call,) = await slack.wait_for_calls(f"response:{r['rid']}", timeout_s=300)
-                    (run_replies if r["text"].startswith("run ") else replies).append(call.at - r["sent"])
-                    if r["text"].startswith("run "):
-                        print(f"# {r['text']}: {blocks_text(call.args).splitlines()[0]}")
+                measured = await drive(bot.url, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
                 rss_end = rss_bytes()
                 outcomes = dict(bot.metrics.runs.values)
-    acks = [r["ack"] for r in results if not r["text"].startswith("run ")]
-    run_acks = [r["ack"] for r in results if r["text"].startswith("run ")]
-    print(f"# {command_line()}\n# {machine()}")
-    print(f"# demo fleet scale {args.scale}: {len(snap.pods)} GPU pods, {len(snap.gpus)} GPUs, {len(snap.nodes)} nodes")
-    rows = [
-        [name, str(len(values)), ms(statistics.median(values)), ms(percentile(values, 0.99)), ms(max(values))]
-        for name, values in (("ack (HTTP answer)", acks), ("reply on response_url", replies),
-                             ("ack of the run", run_acks), ("run's reply (planned + executed)", run_replies)) if values
-    ]  # fmt: skip
-    print(table(["", "n", "p50", "p99", "max"], rows))
-    print(f"RSS: {mib(rss_end)} after the run ({mib(rss_start)} before the bot started)")
-    print(f"runs by outcome: {outcomes}")
+    report(measured, fleet=f"demo fleet scale {args.scale}: {len(snap.pods)} GPU pods, {len(snap.gpus)} GPUs, "
+                           f"{len(snap.nodes)} nodes", rss=f"{mib(rss_end)} after the run ({mib(rss_start)} before the bot started)",
+           outcomes=str(outcomes))  # fmt: skip
+
+
+# -- the test bed, the bot as its own process ---------------------------------------------------
+
+
+async def install(admin: object, home: str) -> None:
+    """What an installation gives gpuctl-operator (deploy/: reads, the PlaybookRun CRD, its namespace's state),
+    team-a's right to submit runs there, and RBAC letting team-a reclaim everywhere."""
+    from _bed import RECLAIMER
+
+    from testbed.kube import apply_objects, install_crds, load_manifests
+    from testbed.objects import namespace_object, role_binding
+    from tests.integration.engine_support import operator_read_grants, run_grants
+
+    await install_crds(admin, REPO / "deploy" / "crds" / "playbookruns.gpuctl.io.yaml")  # type: ignore[arg-type]
+    state = role_binding("operator-state", home, role="gpuctl:operator-state", group="gpuctl:operators", cluster_role=True)
+    await apply_objects(admin, [*load_manifests(REPO / "deploy" / "rbac" / "playbookruns.yaml"), *operator_read_grants(),  # type: ignore[arg-type]
+                                namespace_object(home), state, *run_grants(home), *RECLAIMER])  # fmt: skip
+
+
+class BotProcess:
+    """`gpuctl bot serve` (or under bench/_profiled.py) as a child process of this one."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path, *, cwd: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+
+    def status(self) -> dict[str, int]:
+        return proc_status(self.proc.pid)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    async def healthy(self, url: str) -> dict[str, object] | None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gpuctl bot serve exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as resp:
+                return await resp.json() if resp.status == 200 else None
+        except aiohttp.ClientError:
+            return None
+
+    async def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 30)
+        except TimeoutError:
+            self.proc.kill()
+            return await asyncio.to_thread(self.proc.wait)
+
+
+def top_functions(stats_file: Path, count: int = 25) -> str:
+    import io
+
+    out = io.StringIO()
+    stats = pstats.Stats(str(stats_file), stream=out)
+    total = sum(t for _, _, t, _, _ in stats.stats.values())  # type: ignore[attr-defined]
+    out.write(f"profiled loop thread: {total:.2f} s of own time in functions\n")
+    stats.sort_stats("tottime").print_stats(count)
+    stats.sort_stats("cumulative").print_stats(count)
+    return out.getvalue()
+
+
+@dataclass
+class BotRun:
+    """One bot's measurement on the test bed."""
+
+    label: str
+    measured: Measured
+    ready_s: float
+    rss: str
+    outcomes: str
+
+
+async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
+                      targets: Sequence[str], idle_expected: int, args: argparse.Namespace, log: Path,
+                      profile: Path | None) -> BotRun:  # fmt: skip
+    """`gpuctl bot serve` from `checkout` (bench_e2e.Checkout) until it serves and sees idle pods, then the load."""
+    argv = ([sys.executable, str(checkout.path / "bench" / "_profiled.py"), str(profile), *gpuctl] if profile
+            else [sys.executable, "-m", "gpuctl.cli", *gpuctl])  # fmt: skip
+    started = time.monotonic()
+    bot = BotProcess(argv, {**env, **checkout.env}, log, cwd=checkout.path)
+    try:
+        await poll(lambda: bot.healthy(url), lambda h: bool(h and h["cluster_ready"] and h["engine"] == "connected"),
+                   timeout_s=args.timeout, interval_s=0.5, what="the bot: cluster ready, engine connected")  # fmt: skip
+        ready_s = time.monotonic() - started
+        print(f"# {checkout.label}: the bot ready {ready_s:.1f} s after spawn: {mib(bot.status()['VmRSS'])}", flush=True)
+        sender = SlackSender(url, SECRET, slack)
+        await sender.command("help", user_id=USER)  # warm: Bolt's auth.test
+
+        async def idle_pods() -> int:
+            sent = await sender.command("idle", user_id=USER)
+            said = str((await slack.wait_for_response(sent.response_id, timeout_s=60)).get("text", ""))
+            return int(said.split(" pods hold", 1)[0]) if " pods hold" in said else 0
+
+        if targets:  # the idle window must pass over Prometheus's readings first, for (nearly) every idle pod
+            await poll(idle_pods, lambda n: n >= IDLE_SEEN * idle_expected, timeout_s=args.timeout, interval_s=5,
+                       what=f"the bot to see {IDLE_SEEN:.0%} of the fleet's {idle_expected} idle pods")  # fmt: skip
+        settled = bot.status()
+        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn; the load starts", flush=True)
+        if profile:
+            bot.signal(signal.SIGUSR1)
+        measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
+        if profile:
+            bot.signal(signal.SIGUSR2)
+        after = bot.status()
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+            outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
+        if profile:
+            await poll(lambda: profile.exists(), what="the profile written")
+    finally:
+        code = await bot.stop()
+    rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}, peak {mib(after['VmHWM'])} "
+           f"(exit {code}; log {log})")  # fmt: skip
+    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none")
+
+
+async def testbed(args: argparse.Namespace) -> None:
+    from _bed import fleet_bed
+    from bench_e2e import Checkout
+
+    from testbed.__main__ import LARGE_SCALE, LARGE_SCRAPE_S
+    from testbed.controlplane import OPERATOR
+    from testbed.process import free_port
+    from tests.integration.engine_support import reclaim_now
+
+    scrape_s = LARGE_SCRAPE_S if args.scale >= LARGE_SCALE else 1.0
+    workdir = Path(tempfile.mkdtemp(prefix="gpuctl-bench-bot-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
+    checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
+    runs: list[BotRun] = []
+    async with fleet_bed(workdir, scale=args.scale, scrape_s=scrape_s, timeout_s=args.timeout) as bed, FakeSlack() as slack:
+        fleet = bed.fleet
+        print(f"# setup: {fleet_summary(fleet)}; {bed.setup_line(scrape_s)}", flush=True)
+        await install(bed.admin, BED_HOME)
+        # Every run its own idle pods (by the fleet the exporter serves): no two plan the same pods.
+        idle = [p.key for p in fleet.pods if p.behaviour == "idle" and p.node and p.gpu_keys]
+        targets = [] if args.no_run else pod_targets(idle, args.rounds * len(checkouts))
+        (workdir / "xdg").mkdir()
+        (workdir / "ids.yaml").write_text(BED_IDENTITIES)
+        (workdir / "policy.yaml").write_text(yaml.safe_dump(BED_POLICY))
+        # `bot serve` has no --audit or --gpuctl-namespace flag: their GPUCTL_* variables, as a user sets them.
+        env |= {"XDG_CONFIG_HOME": str(workdir / "xdg"), "GPUCTL_SLACK_BOT_TOKEN": BOT_TOKEN,
+                "GPUCTL_SLACK_SIGNING_SECRET": SECRET, "GPUCTL_AUDIT": str(workdir / "audit.sqlite"),
+                "GPUCTL_GPUCTL_NAMESPACE": BED_HOME}  # fmt: skip
+        for index, checkout in enumerate(checkouts):
+            port = free_port()
+            gpuctl = ["bot", "serve", "--kubeconfig", str(bed.plane.kubeconfig(OPERATOR)),
+                      "--prometheus", bed.telemetry.monitoring.prometheus_url, "--refresh", f"{args.refresh:g}s",
+                      "--idle-window", BED_IDLE_WINDOW, "--host", "127.0.0.1", "--port", str(port),
+                      "--identity-map", str(workdir / "ids.yaml"), "--policy", str(workdir / "policy.yaml"),
+                      "--playbooks-dir", str(reclaim_now(workdir)), "--slack-api-url", slack.api_url]  # fmt: skip
+            mine = targets[index * args.rounds : (index + 1) * args.rounds]
+            reclaimed = sum(t.count(",") + 1 for t in targets[: index * args.rounds])  # by the bots before
+            profile = args.profile.resolve() if args.profile and index == 0 else None
+            runs.append(await measure_bot(checkout, gpuctl, env, f"http://127.0.0.1:{port}", slack, mine, len(idle) - reclaimed, args,
+                                          workdir / f"bot-{checkout.slug}.log", profile))  # fmt: skip
+    for data in ("controlplane", "monitoring"):  # hundreds of MB at full scale; the bots' logs stay
+        shutil.rmtree(workdir / data, ignore_errors=True)
+    for run in runs:
+        print(f"\n## {run.label}")
+        report(run.measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every "
+                                   f"{scrape_s:g} s; {bed.setup_line(scrape_s)}; the bot ready {run.ready_s:.1f} s after "
+                                   f"spawn, refresh {args.refresh:g} s", rss=run.rss, outcomes=run.outcomes)  # fmt: skip
+    if args.profile:
+        print(top_functions(args.profile.resolve()))
 
 
 if __name__ == "__main__":
@@ -142,8 +419,15 @@ if __name__ == "__main__":
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-run", action="store_true", help="no playbook run with each burst")
-    parser.add_argument("--run", metavar="NAMESPACES", help=argparse.SUPPRESS)
+    parser.add_argument("--testbed", action="store_true", help="the real bot process against the test bed")
+    parser.add_argument("--refresh", type=float, default=5.0, help="--testbed: the bot's metrics refresh, seconds")
+    parser.add_argument("--timeout", type=float, default=300.0, help="--testbed: per wait, seconds")
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="--testbed: cProfile the bot's loop during the load")
+    parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
+                        help="--testbed: then the bot of this checkout (a worktree at another commit) on the same bed")
+    parser.add_argument("--run", metavar="JSON", help=argparse.SUPPRESS)
+    parser.add_argument("--playbook", help=argparse.SUPPRESS)
+    parser.add_argument("--idle-for", help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--slack-port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    asyncio.run(load(arguments) if arguments.load else main(arguments))
+    asyncio.run(load(arguments) if arguments.load else testbed(arguments) if arguments.testbed else demo(arguments))

@@ -54,7 +54,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, command_line, filled_fleet, fleet_summary, machine, ms
+from _bed import fleet_bed
+from _common import REPO, command_line, fleet_summary, machine, ms
 from _e2e_report import Repetition, SnapshotRun, TopRun, report_long, report_start
 from _procs import Finished, PtyProcess, TraceFile, read_query_log, run_timed
 
@@ -267,92 +268,55 @@ def build_kubectl() -> tuple[Path | None, str]:
         return None, f"kubectl build failed: {str(exc).strip().splitlines()[-1:]}"
 
 
-async def wait_running(admin: Any, pending: int, timeout: float) -> float:
-    from testbed.waiting import poll
-
-    async def not_running() -> int:
-        body = (await admin.list("Pod", fieldSelector="status.phase!=Running")).body
-        return len(body.get("items") or ())
-
-    started = time.perf_counter()
-    await poll(not_running, lambda n: n <= pending, timeout_s=timeout, interval_s=1.0, what="kwok to run the pods")
-    return time.perf_counter() - started
-
-
 # -- main -------------------------------------------------------------------------------------
 
 async def bench(args: argparse.Namespace) -> None:
-    from testbed.bed import Telemetry
-    from testbed.controlplane import ADMIN, ControlPlane, build_binaries
-    from testbed.fleet_loader import load_fleet
-    from testbed.kube import client_for
+    from testbed.controlplane import ADMIN
 
     started = time.perf_counter()
     print(f"command: {command_line()}")
     print(f"machine: {machine()}; date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    bin_dir = await asyncio.to_thread(build_binaries)
     kubectl, kubectl_note = (None, "peer: kubectl skipped (--no-kubectl)") if args.no_kubectl else await asyncio.to_thread(build_kubectl)
     workdir = Path(tempfile.mkdtemp(prefix="gpuctl-bench-e2e-"))
-    plane = ControlPlane(workdir / "controlplane", bin_dir)
-    telemetry = None
-    try:
-        t = time.perf_counter()
-        await plane.start()
-        plane_s = time.perf_counter() - t
-        fleet = filled_fleet(args.scale, args.pods if args.pods is not None else 80 * args.scale)
-        pending = sum(1 for p in fleet.pods if p.node is None)
-        async with client_for(plane) as admin:
-            t = time.perf_counter()
-            await load_fleet(admin, fleet)
-            load_s = time.perf_counter() - t
-            running_s = await wait_running(admin, pending, args.timeout * 3)
-            t = time.perf_counter()
-            query_log = workdir / "prometheus-queries.log"
-            telemetry = await Telemetry.start(workdir / "monitoring", fleet, scrape_interval_s=args.scrape,
-                                              evaluation_interval_s=args.scrape, query_log=query_log)
-            prom = telemetry.monitoring.prometheus_url
-            await telemetry.monitoring.wait_for_series("DCGM_FI_DEV_FB_USED", count=len(fleet.gpus), timeout_s=args.timeout * 3)
-            prom_s = time.perf_counter() - t
-            expected = Expected(len(fleet.nodes), len(fleet.pods), len(fleet.gpus),
-                                sum(1 for n in fleet.namespaces if n.quota_hard))
-            pair = plane.client_cert(ADMIN)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
-            (workdir / "xdg").mkdir()
-            env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
-            checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
-            bed = Bed(
-                kubeconfig=plane.kubeconfig(ADMIN), prometheus=prom, query_log=query_log, workdir=workdir,
-                expected=expected, env=env, admin=admin,
-                floor_args={"server": plane.server, "ca": str(plane.ca.pair.cert), "cert": str(pair.cert),
-                            "key": str(pair.key), "prometheus": prom,
-                            "queries": [queries.instant(q) for q in REFRESH_QUANTITIES]},
-            )
-            print(f"fleet:   {fleet_summary(fleet)}; {expected.quotas} namespaces with a GPU quota")
-            print(f"setup:   control plane up in {plane_s:.1f} s, fleet loaded in {load_s:.1f} s, running in "
-                  f"{running_s:.1f} s more; Prometheus (scrape and rules every {args.scrape:g} s) had every device "
-                  f"{prom_s:.1f} s later; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")
-            print(f"gpuctl:  {', '.join(c.label + ' = ' + c.env['PYTHONPATH'] for c in checkouts)}\n", flush=True)
-            reps: list[Repetition] = []
-            for rep in range(args.repeat):
-                r = Repetition(floor=(await run_floor(bed))[0])
-                if kubectl is not None:
-                    r.kubectl = await run_kubectl(bed, kubectl)
-                for checkout in checkouts:
-                    r.snapshot[checkout.label] = await run_snapshot(bed, checkout, rep, args)
-                    r.top[checkout.label] = await run_top(bed, checkout, f"top-{rep}", args)
-                reps.append(r)
-                print(f"  repetition {rep + 1}: floor {ms(r.floor.seconds)}"
-                      + (f", kubectl {ms(r.kubectl.seconds)}" if r.kubectl else "")
-                      + "".join(f"; {c.slug}: snapshot {ms(r.snapshot[c.label].done.seconds)}, "
-                                f"top {ms(r.top[c.label].full_picture_s)}" for c in checkouts), flush=True)
-            long = {c.label: await run_top(bed, c, "top-long", args, stay_s=args.settle, churn_s=args.churn)
-                    for c in checkouts}
-            print(f"  long runs: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
-                  f"traces and logs in {workdir}\n", flush=True)
-    finally:
-        if telemetry is not None:
-            await telemetry.stop()
-        plane.stop()
+    query_log = workdir / "prometheus-queries.log"
+    async with fleet_bed(workdir, scale=args.scale, pods=args.pods, scrape_s=args.scrape, timeout_s=args.timeout,
+                         query_log=query_log) as up:  # fmt: skip
+        plane, fleet, admin = up.plane, up.fleet, up.admin
+        prom = up.telemetry.monitoring.prometheus_url
+        expected = Expected(len(fleet.nodes), len(fleet.pods), len(fleet.gpus),
+                            sum(1 for n in fleet.namespaces if n.quota_hard))
+        pair = plane.client_cert(ADMIN)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
+        (workdir / "xdg").mkdir()
+        env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
+        checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
+        bed = Bed(
+            kubeconfig=plane.kubeconfig(ADMIN), prometheus=prom, query_log=query_log, workdir=workdir,
+            expected=expected, env=env, admin=admin,
+            floor_args={"server": plane.server, "ca": str(plane.ca.pair.cert), "cert": str(pair.cert),
+                        "key": str(pair.key), "prometheus": prom,
+                        "queries": [queries.instant(q) for q in REFRESH_QUANTITIES]},
+        )
+        print(f"fleet:   {fleet_summary(fleet)}; {expected.quotas} namespaces with a GPU quota")
+        print(f"setup:   {up.setup_line(args.scrape)}; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")
+        print(f"gpuctl:  {', '.join(c.label + ' = ' + c.env['PYTHONPATH'] for c in checkouts)}\n", flush=True)
+        reps: list[Repetition] = []
+        for rep in range(args.repeat):
+            r = Repetition(floor=(await run_floor(bed))[0])
+            if kubectl is not None:
+                r.kubectl = await run_kubectl(bed, kubectl)
+            for checkout in checkouts:
+                r.snapshot[checkout.label] = await run_snapshot(bed, checkout, rep, args)
+                r.top[checkout.label] = await run_top(bed, checkout, f"top-{rep}", args)
+            reps.append(r)
+            print(f"  repetition {rep + 1}: floor {ms(r.floor.seconds)}"
+                  + (f", kubectl {ms(r.kubectl.seconds)}" if r.kubectl else "")
+                  + "".join(f"; {c.slug}: snapshot {ms(r.snapshot[c.label].done.seconds)}, "
+                            f"top {ms(r.top[c.label].full_picture_s)}" for c in checkouts), flush=True)
+        long = {c.label: await run_top(bed, c, "top-long", args, stay_s=args.settle, churn_s=args.churn)
+                for c in checkouts}
+        print(f"  long runs: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
+              f"traces and logs in {workdir}\n", flush=True)
     report_start(reps, [c.label for c in checkouts], kubectl_note)
     report_long(long, {c.label: reps[-1].snapshot[c.label] for c in checkouts}, devices=expected.devices,
                 settle_s=args.settle, churn_s=args.churn, size=args.size)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bed import RECLAIMER
 from _common import command_line, filled_fleet, fleet_summary, machine, ms, table
 
 from gpuctl.identity import Identity, Requester
@@ -65,19 +66,6 @@ if TYPE_CHECKING:
 USER_A = Identity(user="user-a", groups=("team-a",))
 VIEWER = Identity(user="gpu-viewer", groups=("gpuctl:viewers",))
 PLAYBOOK = load_catalog().get("reclaim-idle-gpus")
-RBAC = "rbac.authorization.k8s.io"
-# user-a may do what the playbook does, everywhere (the benchmark is about time, not about who).
-RECLAIMER = [
-    {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": "bench-reclaimer"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-        {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}]},
-    {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "bench-reclaimer"},
-     "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "bench-reclaimer"},
-     "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "team-a"}]},
-]  # fmt: skip
-
-
 async def listed(client: RestClient, kind: str) -> list[dict[str, Any]]:
     """Every object of a kind, paginated as the reflector does (500 per page), JSON parsed."""
     items: list[dict[str, Any]] = []

@@ -315,14 +315,18 @@ def main(
             return asyncio.run(take_snapshot(settings, as_json=args.json, out=out, sources=sources))
         if args.command == "bot":
             from gpuctl.bot.server import serve
+            from gpuctl.service import tune_switching
 
+            tune_switching()
             asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out))
             return EXIT_OK
         if args.command == "serve":
             from gpuctl.serve.replica import serve as serve_replica
+            from gpuctl.service import tune_switching
 
             if not args.bot and not args.executor:
                 raise ConfigError("--no-bot and --no-executor leave nothing to serve")
+            tune_switching()
             asyncio.run(serve_replica(settings, bot=args.bot, executor=args.executor, socket_mode=args.socket_mode,
                                       out=out, registry=registry))  # fmt: skip
             return EXIT_OK

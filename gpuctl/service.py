@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,6 +263,19 @@ async def open_cluster(
         hub.close()
         store.close()
         trace.close()
+
+
+SERVING_SWITCH_S = 0.0005
+
+
+def tune_switching() -> None:
+    """Hand the GIL over after 0.5 ms instead of 5 ms, for processes that answer requests (the bot).
+
+    The join, the Prometheus parsing and the bot's answers run in worker threads: CPU-bound Python
+    that holds the GIL. Every syscall of the event loop (accept, recv, send, close, epoll) gives
+    the GIL up, and taking it back waited out the whole switch interval: with 50 requests at
+    once that was seconds of acks spent waiting. Process-wide, so only entry points call it."""
+    sys.setswitchinterval(SERVING_SWITCH_S)
 
 
 def tune_gc() -> None:

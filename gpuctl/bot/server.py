@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -37,7 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gpuctl.bot.alert_rules import AlertRules, load_alert_rules
 from gpuctl.bot.alerts import MAX_BODY, AlertDesk, Rejected, parse_payload
-from gpuctl.bot.app import Deliveries, build_app
+from gpuctl.bot.app import Deliveries, Later, Responder, build_app
 from gpuctl.bot.desk import Desk, LiveView
 from gpuctl.bot.engine_seam import EngineSeam
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, load_identity_map
@@ -58,7 +59,8 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 ALERTS_PATH = "/alertmanager"
 DEFAULT_SLACK_API = "https://slack.com/api/"
-READY_WAIT_S = 60.0  # how long start-up waits for the first data before serving "no data yet" answers
+READY_WAIT_S = 60.0
+RESPONSE_TIMEOUT_S = 30.0  # one reply on response_url (slack_sdk's webhook default)  # how long start-up waits for the first data before serving "no data yet" answers
 
 AlertsGate = Callable[[], str | None]  # None: handle alerts here; else why not (503)
 
@@ -237,8 +239,13 @@ async def running_bot(
             seam = await stack.enter_async_context(LazyEngine(opener, runs=metrics.runs))
         desk = Desk(view=LiveView(cluster), resolver=resolver, policy=files.policy, seam=seam)
         signing = "" if socket_mode else _secret(settings, "slack_signing_secret")
+        # Replies to response_url share one session; answers still running when the bot stops are cancelled
+        # before the engine closes (the stack unwinds in reverse).
+        session = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=RESPONSE_TIMEOUT_S)))
+        later = Later()
+        stack.push_async_callback(later.aclose)
         bolt = build_app(desk, client=client, signing_secret=signing, metrics=metrics, deliveries=Deliveries(),
-                         verify_requests=not socket_mode)  # fmt: skip
+                         respond=Responder(session), later=later, verify_requests=not socket_mode)  # fmt: skip
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
         stack.push_async_callback(alerts.aclose)  # auto runs in flight stop before the engine closes
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None

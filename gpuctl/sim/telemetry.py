@@ -118,32 +118,62 @@ class _Device:
 class FleetTelemetry:
     """Samples of every GPU device of a fleet at sim time t (seconds since the start).
 
-    The work is a Python loop over every device (22,000 at the bench's scale 220:
-    most of a second). `samples_at` and `rebind` do it at once; `sample_steps` and
-    `rebind_steps` do the same work in steps of `STEP` devices, so the demo source can
-    let the event loop serve between them (a worker thread would not help: this is
-    CPU-bound Python, and under the GIL it slowed every I/O wake-up of the loop)."""
+    Sampling is a Python loop over every device (22,000 at the bench's scale 220:
+    most of a second). `samples_at` does it at once (the test bed's exporter);
+    `sample_steps`, and `rebind_steps` when the nodes changed, do their work in steps
+    of `STEP` devices, so the demo source can let the event loop serve between them
+    (a worker thread would not help: this is CPU-bound Python, and under the GIL it
+    slowed every I/O wake-up of the loop)."""
 
     def __init__(self, fleet: Fleet, seed: int = 7, *, _params: dict[str, _Params] | None = None, _bind: bool = True) -> None:
         self.fleet = fleet
         self.seed = seed
         self._params = _params if _params is not None else {}
         self._devices: tuple[_Device, ...] = ()
+        self._index: dict[str, int] = {}  # GPU key -> its device's place in _devices (fleet.gpus' order)
         self._parent_params: dict[str, _Params] = {}
         self._parent_model: dict[str, GpuModel] = {}
         if _bind:
             _run(self._bind_steps({}))
 
-    def rebind(self, fleet: Fleet) -> FleetTelemetry:
-        """The same GPUs with other pods on them (after churn); reuses the per-GPU constants, and the
-        devices whose GPU, pod and XID are unchanged."""
-        return _run(self.rebind_steps(fleet))
-
     def rebind_steps(self, fleet: Fleet) -> Generator[None, None, FleetTelemetry]:
-        """`rebind` in steps (see the class doc); the new telemetry is the generator's return value."""
+        """The same GPUs with other pods on them (after churn or an eviction); the new telemetry is the
+        generator's return value. Reuses the per-GPU constants, and the devices whose GPU, pod and XID are
+        unchanged. On the same nodes only the devices whose holder or XID changed are rebuilt (a churn tick or
+        an eviction moves a few pods of thousands), at once; new nodes rebuild every device, in steps (see
+        the class doc)."""
         bound = FleetTelemetry(fleet, self.seed, _params=self._params, _bind=False)
+        if fleet.nodes is self.fleet.nodes and self._devices:
+            bound._bind_changed(self)
+            return bound
         yield from bound._bind_steps({id(d.gpu): d for d in self._devices})
         return bound
+
+    def _bind_changed(self, before: FleetTelemetry) -> None:
+        """`before`'s devices (same nodes, same order), rebuilt where the holder or the XID differs."""
+        old, new = before.fleet, self.fleet
+        moved: set[str] = set()
+        if old.pods is not new.pods:
+            was, now = old.pod_by_key, new.pod_by_key
+            for key, pod in now.items():
+                other = was.get(key)
+                if other is not pod:
+                    moved.update(pod.gpu_keys)
+                    if other is not None:
+                        moved.update(other.gpu_keys)
+            for key in was.keys() - now.keys():
+                moved.update(was[key].gpu_keys)
+        if old.xid_faults is not new.xid_faults:
+            moved.update(k for k in old.xid_faults.keys() | new.xid_faults.keys() if old.xid_faults.get(k) != new.xid_faults.get(k))
+        self._index = before._index
+        self._parent_params, self._parent_model = before._parent_params, before._parent_model
+        devices = list(before._devices)
+        holders, faults, gpus = new.pod_by_gpu, new.xid_faults, new.gpus
+        for key in moved:
+            at = self._index.get(key)
+            if at is not None:  # a pod's device the nodes do not have is not measured (as in a full bind)
+                devices[at] = self._device(gpus[at], holders.get(key), faults.get(key, 0))
+        self._devices = tuple(devices)
 
     def _bind_steps(self, before: dict[int, _Device]) -> Generator[None, None, None]:
         """Build the devices; `before`: devices to reuse, by id() of their GPU (the GPU itself is compared)."""
@@ -158,25 +188,29 @@ class FleetTelemetry:
             if same is not None and same.gpu is gpu and same.holder is pod and same.xid == xid:
                 devices.append(same)  # churn moves a few pods a tick: the other devices are as they were
             else:
-                slices = MIG_SLICES if gpu.mig_profile is None else catalog.H100_PROFILES[gpu.mig_profile].slices
-                devices.append(_Device(
-                    gpu=gpu,
-                    model=catalog.MODELS_BY_NAME[gpu.model],
-                    params=self._param(key),
-                    parent=f"{gpu.node}/{gpu.index}",
-                    slices=slices,
-                    pod=PodRef(namespace=pod.namespace, name=pod.name, container=pod.container) if pod else None,
-                    behaviour=pod.behaviour if pod else None,
-                    xid=xid,
-                    holder=pod,
-                ))
+                devices.append(self._device(gpu, pod, xid))
             if n % STEP == 0:
                 yield
         self._devices = tuple(devices)
+        self._index = {d.gpu.key: i for i, d in enumerate(devices)}
         for d in devices:
             if d.parent not in self._parent_model:
                 self._parent_params[d.parent] = self._param(d.parent)
                 self._parent_model[d.parent] = d.model
+
+    def _device(self, gpu: SimGpu, pod: SimPod | None, xid: int) -> _Device:
+        slices = MIG_SLICES if gpu.mig_profile is None else catalog.H100_PROFILES[gpu.mig_profile].slices
+        return _Device(
+            gpu=gpu,
+            model=catalog.MODELS_BY_NAME[gpu.model],
+            params=self._param(gpu.key),
+            parent=f"{gpu.node}/{gpu.index}",
+            slices=slices,
+            pod=PodRef(namespace=pod.namespace, name=pod.name, container=pod.container) if pod else None,
+            behaviour=pod.behaviour if pod else None,
+            xid=xid,
+            holder=pod,
+        )
 
     def _param(self, key: str) -> _Params:
         p = self._params.get(key)

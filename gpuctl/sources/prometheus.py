@@ -304,13 +304,21 @@ class PrometheusSource:
         self.history_retry_at = None
         store.backfill_idle(history)
 
-    async def api_get(self, path: str) -> Any:
-        """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`. Raises FETCH_ERRORS."""
+    @overload
+    async def api_get(self, path: str) -> Any: ...
+    @overload
+    async def api_get(self, path: str, *, then: Callable[[Any], T]) -> T: ...
 
-        def get() -> Any:
-            return json.loads(self._get(path, {}, self.timeout_s))["data"]
+    async def api_get(self, path: str, *, then: Callable[[Any], Any] | None = None) -> Any:
+        """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`, or with `then`
+        what `then` makes of it, decoded and made on the parsing thread (not the loop). Raises FETCH_ERRORS."""
+        body = await self._requests.run(self._get, path, {}, self.timeout_s)
 
-        return await self._requests.run(get)
+        def parse() -> Any:
+            data = json.loads(body)["data"]
+            return data if then is None else then(data)
+
+        return await self._parsing.run(parse)
 
     @overload
     async def _query(self, promql: str, *, timeout_s: float | None = None) -> list[Any]: ...

@@ -6,26 +6,14 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from testbed.gpu_operator import OPERATOR_NAMESPACE
 from testbed.kube import RestClient, apply_objects
-from testbed.objects import namespace_object, role_binding
-from tests.integration.engine_support import run_grants
+from tests.integration.engine_support import operator_read_grants, run_grants
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def operator_reads(admin: RestClient, gpuctl_roles: Path) -> None:
-    """The service identity reads cluster-wide (deploy/rbac gpuctl:reader) and the MIG manager's ConfigMaps
-    in the GPU Operator's namespace (gpuctl:mig-config-reader), as an installation binds them."""
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "gpuctl:reader-operators"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:reader"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
-    }
-    mig_configs = role_binding("gpuctl:mig-config-reader-operators", OPERATOR_NAMESPACE, role="gpuctl:mig-config-reader",
-                               group="gpuctl:operators", cluster_role=True)  # fmt: skip
-    await apply_objects(admin, [binding, namespace_object(OPERATOR_NAMESPACE), mig_configs])
+    """The service identity reads as an installation lets it (engine_support.operator_read_grants)."""
+    await apply_objects(admin, operator_read_grants())
 
 
 @pytest_asyncio.fixture(loop_scope="session")

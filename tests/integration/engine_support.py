@@ -46,6 +46,7 @@ from gpuctl.playbooks.registry import Registry
 from gpuctl.playbooks.service import open_engine
 from testbed.controlplane import ADMIN, OPERATOR, ControlPlane
 from testbed.controlplane import Identity as Cert
+from testbed.gpu_operator import OPERATOR_NAMESPACE
 from testbed.kube import RestClient, apply_objects
 from testbed.objects import namespace_object, role, role_binding, rule, unique
 from testbed.waiting import poll
@@ -224,6 +225,36 @@ def run_grants(namespace: str) -> list[dict[str, Any]]:
         role_binding("requesters-b", namespace, role="gpuctl:playbookrun-requester", group="team-b", cluster_role=True),
         role_binding("approvers-b", namespace, role="gpuctl:playbookrun-approver", group="team-b", cluster_role=True),
     ]
+
+
+def operator_read_grants() -> list[dict[str, Any]]:
+    """The service identity reads cluster-wide (deploy/rbac gpuctl:reader) and the MIG manager's ConfigMaps
+    in the GPU Operator's namespace (gpuctl:mig-config-reader), as an installation binds them (the ClusterRoles
+    come from deploy/rbac)."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "gpuctl:reader-operators"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gpuctl:reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "gpuctl:operators"}],
+    }
+    mig_configs = role_binding("gpuctl:mig-config-reader-operators", OPERATOR_NAMESPACE, role="gpuctl:mig-config-reader",
+                               group="gpuctl:operators", cluster_role=True)  # fmt: skip
+    return [binding, namespace_object(OPERATOR_NAMESPACE), mig_configs]
+
+
+def reclaim_now(directory: Path) -> Path:
+    """Site playbook reclaim-idle-gpus-now in `directory`/playbooks (returned): the shipped reclaim-idle-gpus for
+    pods and idle streaks of seconds (a test's Prometheus has no 30 minutes of history, and its pods are not 30
+    minutes old)."""
+    text = (files("gpuctl.playbooks") / "builtin" / "reclaim-idle-gpus.yaml").read_text(encoding="utf-8")
+    now = text.replace("name: reclaim-idle-gpus", "name: reclaim-idle-gpus-now").replace("min: 30m", "min: 1s")
+    now = now.replace("min_pod_age: 30m", "min_pod_age: 1s")
+    assert now.count("1s") == 2
+    folder = directory / "playbooks"
+    folder.mkdir(exist_ok=True)
+    (folder / "reclaim-idle-gpus-now.yaml").write_text(now)
+    return folder
 
 
 async def hard(admin: RestClient, namespace: str, name: str = "gpus-0") -> str:

@@ -11,7 +11,6 @@ user-b (team-b) approves, as the policy in engine_support says."""
 from __future__ import annotations
 
 import asyncio
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ from testbed.monitoring import Monitoring, ScrapeJob, StaticExporter, exposition
 from testbed.nodes import gpu_node_object
 from testbed.objects import gpu_pod, namespace_object, role, role_binding, rule, unique
 from testbed.waiting import poll
-from tests.integration.engine_support import audit_intact, cli, cli_flags, engine_at, records, settings
+from tests.integration.engine_support import audit_intact, cli, cli_flags, engine_at, reclaim_now, records, settings
 from tests.integration.test_executor import replica
 
 pytestmark = pytest.mark.testbed
@@ -126,16 +125,6 @@ class IdleGpuExporter(StaticExporter):
         self.scrapes += 1
         power = exposition_line("DCGM_FI_DEV_POWER_USAGE", 60 + self.scrapes % 2, **self.labels)
         return web.Response(text="\n".join([*self.lines, power]) + "\n", content_type="text/plain")
-
-
-def reclaim_now(directory: Path) -> None:
-    """Site playbook reclaim-idle-gpus-now: the shipped reclaim-idle-gpus for pods and idle streaks of seconds
-    (a test's Prometheus has no 30 minutes of history, and its pods are not 30 minutes old)."""
-    text = (files("gpuctl.playbooks") / "builtin" / "reclaim-idle-gpus.yaml").read_text(encoding="utf-8")
-    now = text.replace("name: reclaim-idle-gpus", "name: reclaim-idle-gpus-now").replace("min: 30m", "min: 1s")
-    now = now.replace("min_pod_age: 30m", "min_pod_age: 1s")
-    assert now.count("1s") == 2
-    (directory / "playbooks" / "reclaim-idle-gpus-now.yaml").write_text(now)
 
 
 async def idle_pod(admin: RestClient, namespace: str, node: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
-from test_playbooks_cli import IdleGpuExporter, idle_pod, reclaim_now
+from test_playbooks_cli import IdleGpuExporter, idle_pod
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select, Static
 
@@ -49,6 +49,7 @@ from tests.integration.engine_support import (
     engine_at,
     hard,
     kinds,
+    reclaim_now,
     records,
     registry,
     settings,

@@ -23,6 +23,16 @@ def series(fleet: Fleet) -> dict[float, list[GpuSample]]:
     return {t: telemetry.samples_at(t) for t in TIMES}
 
 
+def rebind(telemetry: FleetTelemetry, fleet: Fleet) -> FleetTelemetry:
+    """`rebind_steps` run to its end: the rebound telemetry."""
+    steps = telemetry.rebind_steps(fleet)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 def by_behaviour(fleet: Fleet, samples: list[GpuSample], behaviour: str | None) -> list[GpuSample]:
     holders = fleet.pod_by_gpu
     out = []
@@ -121,7 +131,7 @@ def test_rebind_keeps_each_gpu_its_own_noise(fleet: Fleet) -> None:
 
     telemetry = FleetTelemetry(fleet, seed=7)
     moved = replace(fleet, pods=fleet.pods[1:])  # the first pod finished: its GPUs go free
-    rebound = telemetry.rebind(moved).samples_at(300)
+    rebound = rebind(telemetry, moved).samples_at(300)
     fresh = FleetTelemetry(moved, seed=7).samples_at(300)
     assert rebound == fresh
     freed = set(fleet.pods[0].gpu_keys)
@@ -142,7 +152,7 @@ def test_rebind_follows_a_new_holder_and_a_new_xid(fleet: Fleet) -> None:
     successor = replace(first, name=f"{first.name}-next", behaviour="hot" if first.behaviour != "hot" else "idle")
     faulty = next(g.key for g in fleet.gpus if g.key not in fleet.xid_faults)
     moved = replace(fleet, pods=tuple(successor if p is first else p for p in fleet.pods), xid_faults={**fleet.xid_faults, faulty: 79})
-    rebound = telemetry.rebind(moved).samples_at(300)
+    rebound = rebind(telemetry, moved).samples_at(300)
     assert rebound == FleetTelemetry(moved, seed=7).samples_at(300)
     by_key = {s.key: s for s in rebound}
     assert all(by_key[key].pod is not None and by_key[key].pod.name == successor.name for key in first.gpu_keys)
@@ -157,8 +167,9 @@ def test_in_steps_the_same_readings_and_rebind_as_at_once() -> None:
     samples: list[GpuSample] = []
     steps = sum(1 for _ in telemetry.sample_steps(300, samples))
     assert steps >= 2 * (len(big.gpus) // STEP) and samples == telemetry.samples_at(300)
-    moved = replace(big, pods=big.pods[1:])
-    rebinding = telemetry.rebind_steps(moved)
+    # Other nodes (the MIG manager, Karpenter, a node gone): every device is checked again, in steps.
+    renoded = replace(big, pods=big.pods[1:], nodes=big.nodes[:-1])
+    rebinding = telemetry.rebind_steps(renoded)
     rebind_steps = 0
     while True:
         try:
@@ -167,6 +178,23 @@ def test_in_steps_the_same_readings_and_rebind_as_at_once() -> None:
         except StopIteration as done:
             rebound = done.value
             break
-    assert rebind_steps == len(big.gpus) // STEP
-    assert rebound.fleet is moved and rebound.samples_at(300) == telemetry.rebind(moved).samples_at(300)
-    assert rebound.samples_at(300) == FleetTelemetry(moved, seed=7).samples_at(300)
+    assert rebind_steps == len(renoded.gpus) // STEP
+    assert rebound.fleet is renoded and rebound.samples_at(300) == FleetTelemetry(renoded, seed=7).samples_at(300)
+
+
+def test_a_rebind_on_the_same_nodes_rebuilds_only_the_devices_that_changed_holder() -> None:
+    from dataclasses import replace
+
+    big = build_fleet(scale=20)
+    telemetry = FleetTelemetry(big, seed=7)
+    gone, annotated = big.pods[0], next(p for p in big.pods[1:] if p.gpu_keys)
+    arrived = replace(gone, name=f"{gone.name}-next", behaviour="hot" if gone.behaviour != "hot" else "idle")
+    changed = tuple(arrived if p is gone else replace(p, annotations={"a": "b"}) if p is annotated else p for p in big.pods)
+    moved = replace(big, pods=changed)
+    steps = telemetry.rebind_steps(moved)
+    with pytest.raises(StopIteration) as done:
+        next(steps)  # no step: a few devices of thousands
+    rebound = done.value.value
+    assert rebound.fleet is moved and rebound.samples_at(300) == FleetTelemetry(moved, seed=7).samples_at(300)
+    rebuilt = {a.gpu.key for a, b in zip(rebound._devices, telemetry._devices, strict=True) if a is not b}
+    assert rebuilt == {*gone.gpu_keys, *annotated.gpu_keys}
