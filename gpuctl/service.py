@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpuctl.config import Settings
 from gpuctl.errors import ClusterUnreachable, GpuctlError, NotReady, SourceStopped
-from gpuctl.model import Snapshot
+from gpuctl.model import Snapshot, WatchHealth
 from gpuctl.sources.base import Source, describe_crash
 from gpuctl.state.hub import SnapshotHub, Subscription
 from gpuctl.state.records import Kind
@@ -222,6 +222,8 @@ async def open_cluster(
         idle_grace_s=idle_grace_s(settings),
     )
     chosen = list(sources) if sources is not None else build_sources(settings, history_first=history_first)
+    if any(getattr(source, "name", "") == "kubernetes" for source in chosen):
+        store.set_watch_health(WatchHealth(source="kubernetes"))  # a cluster not listed yet; "none" means no cluster
     for source in chosen:
         connect = getattr(source, "connect", None)
         if connect is not None:

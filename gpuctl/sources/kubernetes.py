@@ -101,7 +101,6 @@ class KubernetesSource:
         ]
 
     async def run(self, store: ClusterStore) -> None:
-        store.set_watch_health(WatchHealth(source="kubernetes"))  # a cluster, not yet listed ("none": no cluster)
         conn = await self.connect()
         resources = self._resources(conn)
 
