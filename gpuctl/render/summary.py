@@ -65,6 +65,8 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += f"; {metrics.gpus_stale} GPU(s) STALE (frozen or no recent sample: neither busy nor idle)"
     if metrics.unmatched_hosts:
         m += f"; {metrics.unmatched_hosts} host(s) match no node (another cluster? see --metrics-selector)"
+    if metrics.history_pending:
+        m += "; idle history pending: idle streaks count from gpuctl's start until it answers"
     if metrics.history_error:
         m += f"; idle history failed, retry at {metrics.history_retry_at:%H:%M:%S}Z - {metrics.history_error}"
     stopped = [f"STOPPED: {f.source} since {f.since:%H:%M:%S}Z - {f.error}" for f in snap.failures]

@@ -111,3 +111,11 @@ def test_summary_says_readings_whose_freshness_went_unchecked_are_all_stale() ->
         "metrics: prometheus, 0s old, UNCONFIRMED: every reading shown stale - freshness check failed:"
         " Prometheus did not answer in time"
     ) in text
+
+
+def test_summary_says_idle_history_is_pending() -> None:
+    snap = store_with_an_idle_holder().snapshot()
+    assert "history pending" not in render_summary(snap)
+    metrics = snap.metrics.model_copy(update={"history_pending": True})
+    text = render_summary(snap.model_copy(update={"metrics": metrics}))
+    assert "; idle history pending: idle streaks count from gpuctl's start until it answers" in text

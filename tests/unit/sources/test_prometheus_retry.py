@@ -177,3 +177,34 @@ async def test_a_live_view_shows_the_batch_before_the_history_answers() -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             source.close()
+
+
+async def test_a_live_view_says_history_is_pending_until_it_answers_or_fails() -> None:
+    source = _SlowHistory(history_first=False)
+    store = ClusterStore(clock=lambda: T0)
+    task = asyncio.create_task(source.run(store))
+    try:
+        await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the batch, history pending")
+        assert store.snapshot().metrics.history_pending  # the streaks shown count from gpuctl's start
+        source.history_release.set()
+        await poll(lambda: store.snapshot().metrics.history_pending, lambda p: not p, timeout_s=10, interval_s=0.01,
+                   what="history loaded")
+        assert store.snapshot().metrics.history_error is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        source.close()
+    # A failed history is not pending: it says it failed (and when it is tried again).
+    clock = _Clock()
+    failing = _HistoryFails(clock)
+    store = ClusterStore(clock=clock)
+    task = asyncio.create_task(failing.run(store))
+    try:
+        await poll(lambda: store.snapshot().metrics.history_error, timeout_s=10, interval_s=0.01, what="failure")
+        assert not store.snapshot().metrics.history_pending
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        failing.close()
