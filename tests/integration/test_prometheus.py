@@ -307,6 +307,25 @@ async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, export
             assert source.retry_at is None and back.metrics.retry_at is None
 
 
+async def test_a_refresh_that_lost_most_series_is_partial_not_a_fresh_fleet_without_data(tmp_path: Path) -> None:
+    # A scrape gap as Prometheus sees it: one exporter serves nothing, Prometheus marks its series stale, and the
+    # next refresh brings 2 of the 8 GPUs. The snapshot says which are missing, not a fresh fleet without data.
+    async with StaticExporter(static_fleet()) as static, StaticExporter(k8s_fleet()) as k8s:
+        async with Monitoring(tmp_path, jobs=jobs(static, k8s), rule_files=()) as mon:
+            await mon.wait_for_series(UTIL_ANY, count=11)
+            store = ClusterStore(refresh_s=0.3)
+            source = PrometheusSource(mon.prometheus_url, refresh_s=0.3, timeout_s=2)
+            async with running(source, store):
+                await snapshot_when(store, lambda s: s.metrics.gpus_reported == len(EXPECTED_GPUS), what="every GPU")
+                static.set([])
+                gap = await snapshot_when(store, lambda s: s.metrics.gpus_missing > 0, what="the gap reported")
+                assert (gap.metrics.gpus_reported, gap.metrics.gpus_missing) == (2, 6)
+                assert not gap.metrics.stale and gap.metrics.missing_since is not None  # fresh, and yet partial
+                static.set(static_fleet())
+                back = await snapshot_when(store, lambda s: s.metrics.gpus_reported == len(EXPECTED_GPUS), what="back")
+                assert (back.metrics.gpus_missing, back.metrics.missing_since) == (0, None)
+
+
 async def test_simulated_fleet_in_both_generations_reaches_the_snapshot(tmp_path: Path) -> None:
     """The fleet simulator's exporters: half the nodes classic, half dcgm-exporter 4.9."""
     fleet = build_fleet(seed=7)
