@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,20 +207,25 @@ def _history_variants(threshold: float, window_s: float, refresh_s: float, grace
         f"last_busy at {2 * plan.step_s:g} s + present_since at {plan.presence_step_s:g} s": (
             q.last_busy(threshold, plan.lookback_s + 4 * plan.step_s, 2 * plan.step_s), shipped[1]),
         f"one query: breaks at {plan.step_s:g} s": (breaks(plan.step_s),),
-        f"one query: breaks at {2 * plan.step_s:g} s": (breaks(2 * plan.step_s),),
     }
 
 
-def _cost_floors(window_s: float) -> dict[str, str]:
-    """Plain reads with no subquery: what reading the look-back's raw samples costs at least."""
+def _cost_floors(window_s: float, threshold: float) -> dict[str, str]:
+    """Plain reads with no subquery (what reading the look-back's raw samples costs at least), a subquery's
+    parts one by one, instant queries trimmed and raw, the freshness query and a cheaper form of it."""
     from gpuctl.sources import queries as q
     from gpuctl.sources.dcgm_fields import Quantity
 
     span = q.duration(window_s + 240)
     util = 'DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}'
+    step = f"[{span}:60s]"
     return {
         f"floor: max_over_time(GPU_UTIL[{span}]), raw": f"max_over_time({util}[{span}])",
         f"floor: max by LABELS_READ (max_over_time(GPU_UTIL[{span}]))": q._kept(f"max_over_time({util}[{span}])", *q.SERIES_LABELS),
+        "parts: max_over_time(max_over_time(GPU_UTIL[60s])[…:60s])": f"max_over_time(max_over_time({util}[60s]){step})",
+        "parts: … of (max_over_time(GPU_UTIL[60s]) >= t)": f"max_over_time((max_over_time({util}[60s]) >= {threshold:g}){step})",
+        "parts: … of timestamp(max_over_time(GPU_UTIL[60s]) >= t)":
+            f"max_over_time(timestamp(max_over_time({util}[60s]) >= {threshold:g}){step})",
         "instant: utilisation, trimmed (shipped)": q.instant(Quantity.UTIL),
         "instant: utilisation, raw selector": q.series(Quantity.UTIL),
         "instant: used memory, trimmed (shipped)": q.instant(Quantity.FB_USED),
@@ -251,12 +255,12 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed_query(url: str, promql: str, pid: int, timeout_s: float) -> dict[str, Any]:
+def _timed_query(url: str, promql: str, pid: int, timeout_s: float, at: float) -> dict[str, Any]:
     import requests
 
     cpu, t = _proc_cpu_s(pid), time.perf_counter()
-    resp = requests.post(f"{url}/api/v1/query", data={"query": promql, "stats": "all", "timeout": f"{timeout_s:g}"},
-                         timeout=timeout_s + 5)
+    resp = requests.post(f"{url}/api/v1/query", data={"query": promql, "stats": "all", "timeout": f"{timeout_s:g}",
+                                                      "time": f"{at:.3f}"}, timeout=timeout_s + 5)
     wall, cpu = time.perf_counter() - t, _proc_cpu_s(pid) - cpu
     body = resp.json()
     if body.get("status") != "success":
@@ -276,29 +280,32 @@ async def variants(args: argparse.Namespace, url: str, pid: int) -> None:
     source = PrometheusSource(url, refresh_s=15.0, timeout_s=args.timeout, idle_window_s=args.window,
                               idle_threshold_pct=args.threshold)
     try:
-        samples = (await source.fetch()).samples
+        batch = await source.fetch()
     finally:
         source.close()
+    # Every variant is evaluated at the batch's instant, so their answers are about the same samples.
+    samples, at = batch.samples, batch.at.timestamp()
     rows, streaks = [], {}
     runs = [(n, qs) for n, qs in _history_variants(args.threshold, args.window, 15.0, 300.0).items()]
-    runs += [(n, (qq,)) for n, qq in _cost_floors(args.window).items()]
+    runs += [(n, (qq,)) for n, qq in _cost_floors(args.window, args.threshold).items()]
     for name, qs in runs:
         per_query: list[list[dict[str, Any]]] = [[] for _ in qs]
         for _ in range(args.variant_repeat):
             for i, promql in enumerate(qs):
-                per_query[i].append(await asyncio.to_thread(_timed_query, url, promql, pid, args.timeout))
+                per_query[i].append(await asyncio.to_thread(_timed_query, url, promql, pid, args.timeout, at))
         for i, got in enumerate(per_query):
             med = lambda k: statistics.median(g[k] for g in got)  # noqa: E731
-            rows.append([name + (f" [{i + 1}/{len(qs)}]" if len(qs) > 1 else ""), f"{med('eval_s') * 1e3:.0f} ms",
-                         f"{min(g['eval_s'] for g in got) * 1e3:.0f}–{max(g['eval_s'] for g in got) * 1e3:.0f} ms",
-                         f"{med('cpu_s') * 1e3:.0f} ms", f"{med('bytes') / 2**20:.2f} MiB", str(len(got[-1]["result"]))])
+            low = lambda k: min(g[k] for g in got)  # noqa: E731
+            rows.append([name + (f" [{i + 1}/{len(qs)}]" if len(qs) > 1 else ""),
+                         f"{low('eval_s') * 1e3:.0f} / {med('eval_s') * 1e3:.0f} ms",
+                         f"{low('cpu_s') * 1e3:.0f} / {med('cpu_s') * 1e3:.0f} ms", f"{med('bytes') / 2**20:.2f} MiB",
+                         str(len(got[-1]["result"]))])
         if name.startswith(("shipped", "last_busy", "one query")):
             last = [got[-1]["result"] for got in per_query]
             busy, present = (last[0], last[1]) if len(last) == 2 else ([], last[0])
-            now = datetime.fromtimestamp(float(present[0]["value"][0]), UTC) if present else datetime.now(UTC)
-            streaks[name] = idle_since(samples, args.threshold, last_busy=busy, present_since=present, now=now)
+            streaks[name] = idle_since(samples, args.threshold, last_busy=busy, present_since=present, now=batch.at)
     print(f"\n### query variants ({args.variant_repeat} runs each, one at a time; load {machine()})\n")
-    print(table(["query", "eval (median)", "eval (min–max)", "Prometheus CPU (median)", "answer", "series"], rows))
+    print(table(["query", "eval (min / median)", "Prometheus CPU (min / median)", "answer", "series"], rows))
     shipped = next(v for k, v in streaks.items() if k.startswith("shipped"))
     print(f"\nstreaks (threshold {args.threshold:g} %, GPUs under it now with history), against the shipped pair's "
           f"{len(shipped)}:\n")
