@@ -269,12 +269,12 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
 
 
 async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_look_back_began(monitoring: Monitoring) -> None:
-    # A 4 s window: 1 s steps, an 8 s look-back, a 6 s grace. node-a/2 (held, at 0 %) has samples from
+    # A 4 s window: 1 s steps, a 6 s look-back, a 6 s grace. node-a/2 (held, at 0 %) has samples from
     # before the look-back began and none missing since: the answer is the look-back's start, by evidence
     # read there (not by its absence from the run starts).
     await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[20s]) >= 15')
     source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=4, refresh_s=0.5, idle_grace_s=6)
-    assert (source.history.step_s, source.history.lookback_s) == (1, 8)
+    assert (source.history.step_s, source.history.lookback_s) == (1, 6)
     try:
         batch = await source.fetch()
         answers = await source.history_answers()
@@ -282,7 +282,7 @@ async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_loo
     finally:
         source.close()
     evaluated = datetime.fromtimestamp(float(answers[1][0]["value"][0]), UTC)
-    assert abs(since["node-a/2"] - (evaluated - timedelta(seconds=8))) < timedelta(milliseconds=1)  # float seconds
+    assert abs(since["node-a/2"] - (evaluated - timedelta(seconds=6))) < timedelta(milliseconds=1)  # float seconds
     assert "node-a/1" not in since  # 85 % busy
 
 
