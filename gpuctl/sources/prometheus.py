@@ -262,12 +262,12 @@ class PrometheusSource:
             due = self.history_retry_at is not None and self._now() >= self.history_retry_at
             history = asyncio.ensure_future(self.history_answers()) if due and self.history_first else None
             refresh = asyncio.ensure_future(self.fetch())
-            if due and history is None:
-                await asyncio.sleep(0)  # fetch() queues its requests before it first waits: the history's go behind
-                history = asyncio.ensure_future(self.history_answers())
-            if history is not None:
-                store.history_requested()
             try:
+                if due and history is None:
+                    await asyncio.sleep(0)  # fetch() queues its requests before it first waits: the history's go behind
+                    history = asyncio.ensure_future(self.history_answers())
+                if history is not None:
+                    store.history_requested()
                 batch = await refresh
             except FETCH_ERRORS as e:
                 if history is not None:  # no samples to join it with: asked again with the next refresh

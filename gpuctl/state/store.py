@@ -268,7 +268,10 @@ class ClusterStore:
         self._changed()
 
     def history_requested(self) -> None:
-        """The source asked for idle history: until it answers, streaks count only from gpuctl's start."""
+        """The source asked for idle history: until it answers (or fails), streaks count only from gpuctl's start.
+
+        A refresh that fails takes its history query with it; it is asked again with the next refresh, and
+        stays pending meanwhile."""
         self._history_pending = True
         self._changed()
 
