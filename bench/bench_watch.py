@@ -385,7 +385,7 @@ def report(reps: list[dict[str, Any]], rss: dict[str, float] | None, burst: int)
     print()
     if rss is not None:
         rows = [
-            ["after imports (gpuctl.service, sources.kubernetes: pydantic, kubernetes_asyncio, aiohttp)", mib(rss["rss_imports"]), ""],
+            ["after imports (gpuctl.service, sources.kubernetes: pydantic, aiohttp)", mib(rss["rss_imports"]), ""],
             ["after the first list of every kind", mib(rss["rss_listed"]), f"+{mib(rss['rss_listed'] - rss['rss_imports'])}"],
             ["after the first snapshot", mib(rss["rss_snapshot"]), f"+{mib(rss['rss_snapshot'] - rss['rss_imports'])}"],
         ]

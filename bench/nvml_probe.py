@@ -37,6 +37,7 @@ def attempt(call: Callable[[], Any]) -> Any:
 def raw_device(index: int) -> dict[str, Any]:
     h = pynvml.nvmlDeviceGetHandleByIndex(index)
     mem = attempt(lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
+    mem2 = attempt(lambda: pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2))
     util = attempt(lambda: pynvml.nvmlDeviceGetUtilizationRates(h))
     out: dict[str, Any] = {
         "index": index,
@@ -45,6 +46,9 @@ def raw_device(index: int) -> dict[str, Any]:
         "util_gpu_pct": getattr(util, "gpu", util),
         "util_memory_pct": getattr(util, "memory", util),
         "mem_bytes": {"used": mem.used, "free": mem.free, "total": mem.total} if hasattr(mem, "used") else mem,
+        "mem_v2_bytes": {"used": mem2.used, "free": mem2.free, "reserved": mem2.reserved, "total": mem2.total}
+        if hasattr(mem2, "reserved")
+        else mem2,
         "temp_c": attempt(lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)),
         "power_mw": attempt(lambda: pynvml.nvmlDeviceGetPowerUsage(h)),
         "mig_mode": attempt(lambda: pynvml.nvmlDeviceGetMigMode(h)),

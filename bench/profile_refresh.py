@@ -60,6 +60,7 @@ async def run(args: argparse.Namespace) -> None:
     index_s: list[float] = []
     apply_s: list[float] = []
     frame_s: list[float] = []
+    index: FleetIndex | None = None
     async with app.run_test(size=args.size) as pilot:
         for i in range(args.refreshes * 2 + 1):
             measured = i > args.refreshes
@@ -74,7 +75,7 @@ async def run(args: argparse.Namespace) -> None:
                 profiler.start()
             assert update is not None
             done = asyncio.Event()
-            index = FleetIndex(update.snapshot)  # the app builds it in a worker thread
+            index = FleetIndex(update.snapshot, index)  # the app builds it in a worker thread, on the one before
             t1b = time.process_time()
             app.apply_update(update, index)
             t2 = time.process_time()

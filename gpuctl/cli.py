@@ -360,8 +360,7 @@ def run() -> None:
     After `snapshot` and `top`, which hold a whole cluster's picture (hundreds of thousands
     of objects at 10,000 pods) and write nothing but their output, the interpreter's own
     teardown (freeing each object: ~0.5 s at that size) is skipped: output flushed and
-    atexit handlers run (kubernetes-asyncio's removal of certificate temp files among
-    them), then `os._exit`. Other commands exit as usual."""
+    atexit handlers run, then `os._exit`. Other commands exit as usual."""
     code = main()
     if sys.argv[1:2] and sys.argv[1] in _QUICK_EXIT:
         import atexit

@@ -1,8 +1,9 @@
 """A small REST client for setting up and poking at the test bed's API server.
 
-The product talks to Kubernetes through kubernetes-asyncio; the test bed uses
-this thin aiohttp client instead so that loading thousands of objects is fast
-and a test can act as any identity (each has its own client certificate).
+The product talks to Kubernetes through its own KubeConnection (a kubeconfig
+loader over aiohttp); the test bed uses this thin aiohttp client, independent of
+the product's, so that loading thousands of objects is fast and a test can act
+as any identity (each has its own client certificate).
 """
 
 from __future__ import annotations

@@ -98,7 +98,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None]:
     timeout (this wrapper runs before pytest-timeout's starts its clock), and instant when cached."""
     if needs_test_bed(item) and not item.session.stash.get(BUILT, False):
         for build in (build_binaries, build_kubectl, fetch_crds, build_karpenter):
-            build()
+            try:
+                build()
+            except (RuntimeError, OSError) as e:  # a failed build ends the run with its reason, not an INTERNALERROR
+                pytest.exit(f"test-bed build {build.__name__} failed, no integration test can run "
+                            f"(logs: .testbed/build-logs): {e}", returncode=1)  # fmt: skip
         item.session.stash[BUILT] = True
     yield
 

@@ -1,11 +1,10 @@
 """One request to the API server, as gpuctl itself or as the identity it acts for.
 
-Why not the generated kubernetes-asyncio methods: they flatten request headers
-into a dict, so of several `Impersonate-Group` headers only one survives and
-RBAC bound to the other groups silently stops applying. Here the headers are
-a CIMultiDict (one `Impersonate-Group` line per group), sent through the
-KubeConnection's own rest client: the same TLS setup, connection pool and
-credentials (exec-plugin tokens refreshed in place) as every other call.
+Headers are a CIMultiDict, one `Impersonate-Group` line per group (a client
+that flattens headers into a dict, as generated clients do, keeps only one,
+and RBAC bound to the other groups silently stops applying), sent through the
+KubeConnection: the same TLS setup, connection pool and credentials
+(exec-plugin tokens refreshed when they expire) as every other call.
 
 Requests travel through a `Transport` (transport.py): HTTP to a real API
 server, or the demo's simulated one (gpuctl.sim.api).

@@ -17,7 +17,7 @@ execute  staged: the notices now, then the grace period (deadline-aware); then, 
          carries this run's (as the requester, on the version read); evict the rest through the
          Eviction API only, uid-pinned (gpuctl.playbooks.evictions: 429 retried with backoff
          until the deadline).
-         Only the plan's pods: one dropped here is never replaced (a `pods` run's report names them).
+         Only the plan's pods: one dropped here is never replaced (the run's report names them).
 verify   each evicted pod gone or terminating, and no longer holding GPUs in the live picture.
 undo     none: an evicted pod cannot be put back.
 """
@@ -569,11 +569,11 @@ def _report(plan: Plan, outcomes: Iterable[StepOutcome]) -> Report:
         if n:
             parts.append(f"{n} {word}")
     message = ", ".join(parts)
-    if plan.parameters.get("pods") is not None:  # named pods: say which were dropped, and that none took their place
-        dropped = [f"{step.target.namespace}/{step.target.name}" for o, step in evicts
-                   if o.status in ("done", "skipped") and step not in evicted]  # fmt: skip
-        if dropped:
-            message += f"; dropped since the plan, no other pod taken instead: {', '.join(dropped)}"
+    # Say which planned pods were dropped at the re-read, and that none took their place.
+    dropped = sorted(f"{step.target.namespace}/{step.target.name}" for o, step in evicts
+                     if o.status in ("done", "skipped") and step not in evicted)  # fmt: skip
+    if dropped:
+        message += f"; dropped since the plan, no other pod taken instead: {', '.join(dropped)}"
     return Report(outcomes=tuple(ordered), message=message)
 
 

@@ -6,7 +6,8 @@ watch events); a Transport only carries bytes:
 
 - `HttpTransport`: a real API server, over the KubeConnection's aiohttp
   session (its TLS setup, proxy and credentials, exec-plugin tokens
-  refreshed in place). No answer at all becomes a ClusterError.
+  refreshed when they expire). No answer at all becomes a ClusterError; no
+  credential (a failing exec plugin) is the connection's Unauthorized.
 - `gpuctl.sim.api.SimTransport`: the demo's in-memory API server, which
   answers the same requests with the same status codes and Status bodies.
 
@@ -93,7 +94,7 @@ class _HttpStream:
 
 
 class HttpTransport:
-    """Requests on the KubeConnection's own rest client: its aiohttp session, proxy, TLS server name and token."""
+    """Requests on the KubeConnection: its aiohttp session, TLS, proxy and credentials (exec plugins refreshed)."""
 
     def __init__(self, connection: KubeConnection) -> None:
         self.connection = connection
@@ -123,22 +124,8 @@ class HttpTransport:
             response.close()
 
     async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-        headers = request.headers.copy()
-        # Bearer tokens (static or refreshed by an exec plugin) live in the configuration; client certs need nothing.
-        auth: dict[str, str] = {}
-        await self.connection.api.update_params_for_auth(auth, [], ["BearerToken"])
-        headers.extend(auth)
-        rest = self.connection.api.rest_client
-        return await rest.pool_manager.request(
-            request.method,
-            self.server + request.path,
-            params=dict(request.query),
-            headers=headers,
-            data=request.body,
-            timeout=timeout,
-            proxy=rest.proxy or None,
-            proxy_headers=rest.proxy_headers or None,
-            server_hostname=rest.server_hostname or None,
+        return await self.connection.request(
+            request.method, request.path, params=request.query, headers=request.headers, data=request.body, timeout=timeout
         )
 
     def unreachable(self, error: BaseException, what: str) -> ClusterError:

@@ -1,5 +1,8 @@
 """The compact human summary `gpuctl snapshot` prints: health, pools, quotas, top idle holders.
 
+With no cluster behind the readings (`--local`: this machine's GPUs via NVML)
+it prints the GPUs themselves instead: there are no pools, quotas or holders.
+
 Plain text, fixed-width columns, no colour: it goes to terminals, pipes, CI
 logs and chat messages alike.
 """
@@ -37,7 +40,17 @@ def _number(value: float | None) -> str:
 
 
 def health_lines(snap: Snapshot) -> list[str]:
-    watch, metrics = snap.watch, snap.metrics
+    return [*_stopped_lines(snap), _cluster_line(snap), _metrics_line(snap)]
+
+
+def _stopped_lines(snap: Snapshot) -> list[str]:
+    return [f"STOPPED: {f.source} since {f.since:%H:%M:%S}Z - {f.error}" for f in snap.failures]
+
+
+def _cluster_line(snap: Snapshot) -> str:
+    watch = snap.watch
+    if watch.source == "none":
+        return "cluster: none (GPUs only: no pods, so no GPU is held or idle)"
     where = f"context {watch.context}" if watch.context else watch.source
     state = "connected" if watch.connected else "DISCONNECTED"
     line = f"cluster: {where}, {state}"
@@ -47,6 +60,11 @@ def health_lines(snap: Snapshot) -> list[str]:
         line += f", {watch.objects_skipped} object(s) unreadable, left out"
     if watch.error:
         line += f" - {watch.error}"
+    return line
+
+
+def _metrics_line(snap: Snapshot) -> str:
+    metrics = snap.metrics
     m = f"metrics: {metrics.source}"
     if metrics.age_s is not None:
         m += f", {duration(metrics.age_s)} old"
@@ -69,8 +87,7 @@ def health_lines(snap: Snapshot) -> list[str]:
         m += "; idle history pending: idle streaks count from gpuctl's start until it answers"
     if metrics.history_error:
         m += f"; idle history failed, retry at {metrics.history_retry_at:%H:%M:%S}Z - {metrics.history_error}"
-    stopped = [f"STOPPED: {f.source} since {f.since:%H:%M:%S}Z - {f.error}" for f in snap.failures]
-    return [*stopped, line, m]
+    return m
 
 
 def idle_definition(snap: Snapshot) -> str:
@@ -78,6 +95,8 @@ def idle_definition(snap: Snapshot) -> str:
 
 
 def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
+    if snap.watch.source == "none":
+        return _render_gpus_only(snap)
     t = totals(snap)
     out = [
         f"gpuctl snapshot at {snap.taken_at:%Y-%m-%d %H:%M:%S}Z (generation {snap.generation})",
@@ -128,3 +147,33 @@ def render_summary(snap: Snapshot, *, top_idle: int = TOP_IDLE) -> str:
     else:
         out.append("(none)")
     return "\n".join(out) + "\n"
+
+
+def _render_gpus_only(snap: Snapshot) -> str:
+    """No Kubernetes: every GPU's readings (nothing is held by a pod, so nothing is idle)."""
+    out = [
+        f"gpuctl snapshot at {snap.taken_at:%Y-%m-%d %H:%M:%S}Z (generation {snap.generation})",
+        *health_lines(snap),
+        "",
+        f"GPUS ({len(snap.gpus)})",
+    ]
+    if not snap.gpus:
+        return "\n".join([*out, "(no GPU reported)"]) + "\n"
+    out += table(
+        ["gpu", "model", "util", "memory used", "temp", "power", ""],
+        [(f"{g.node}/{g.index}" + (f" mig {g.mig_instance} {g.mig_profile or ''}".rstrip() if g.mig_instance is not None else ""),
+          g.model, _unit(g.util_pct, "%"), _memory(g.mem_used_mib, g.mem_total_mib), _unit(g.temp_c, " C"),
+          _unit(g.power_w, " W"), "STALE" if g.stale else "") for g in snap.gpus],
+        right=[False, False, True, True, True, True, False],
+    )  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def _unit(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.0f}{unit}"
+
+
+def _memory(used_mib: float | None, total_mib: float | None) -> str:
+    if used_mib is None:
+        return "-"
+    return f"{used_mib / 1024:.1f} GiB" + (f" of {total_mib / 1024:.1f}" if total_mib else "")

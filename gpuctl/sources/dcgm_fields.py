@@ -16,6 +16,7 @@ that is not a finite number, becomes a `Rejection` that the caller counts.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -141,10 +142,12 @@ class _Malformed(ValueError):
 
 
 def _label(labels: Mapping[str, Any], *names: str) -> str | None:
+    # Interned: every refresh decodes each GPU's hostname, UUID, model and pod afresh; kept, they would
+    # be new copies of the same text in every sample, row and index (megabytes at 12,500 GPUs).
     for name in names:
         value = labels.get(name)
         if isinstance(value, str) and value:
-            return value
+            return sys.intern(value)
     return None
 
 
@@ -176,7 +179,13 @@ def parse_identity(labels: Mapping[str, Any]) -> GpuIdentity:
     )
 
 
-def parse_pod(labels: Mapping[str, Any]) -> tuple[PodRef, PodSpelling] | None:
+# One refresh names each pod once per quantity: parsing its answers with one PodRefs memo makes one
+# PodRef per pod instead of one per series (~75,000 validated models at 12,500 GPUs, most thrown away).
+PodRefs = dict[tuple[str, str, str | None], PodRef]
+
+
+def parse_pod(labels: Mapping[str, Any], pods: PodRefs | None = None) -> tuple[PodRef, PodSpelling] | None:
+    """The pod a series names, and how; `pods`: a memo shared by the series of one refresh (not thread-safe)."""
     for spelling, pod_label, ns_label, container_label in _POD_LABELS:
         name, namespace = _label(labels, pod_label), _label(labels, ns_label)
         if spelling == "plain" and name and _EXPORTER_POD in name:
@@ -186,7 +195,12 @@ def parse_pod(labels: Mapping[str, Any]) -> tuple[PodRef, PodSpelling] | None:
             # `container` label leaves the exporter's `container` as it was.
             fallback = ("container",) if spelling == "exported" else ()
             container = _label(labels, container_label, *fallback)
-            return PodRef(namespace=namespace, name=name, container=container), spelling
+            if pods is None:
+                return PodRef(namespace=namespace, name=name, container=container), spelling
+            ref = pods.get((namespace, name, container))
+            if ref is None:
+                ref = pods[namespace, name, container] = PodRef(namespace=namespace, name=name, container=container)
+            return ref, spelling
     return None
 
 
@@ -203,7 +217,7 @@ def parse_value(raw: Any) -> float:
     return value
 
 
-def parse_series(series: Mapping[str, Any]) -> Reading | Rejection:
+def parse_series(series: Mapping[str, Any], pods: PodRefs | None = None) -> Reading | Rejection:
     """One element of a Prometheus instant-query result (`{"metric": {...}, "value": [t, "v"]}`)."""
     try:
         labels = series.get("metric")
@@ -214,7 +228,7 @@ def parse_series(series: Mapping[str, Any]) -> Reading | Rejection:
             raise _Malformed("unknown metric name")
         gpu = parse_identity(labels)
         value = parse_value(series.get("value")) * metric.factor
-        pod = parse_pod(labels)
+        pod = parse_pod(labels, pods)
     except _Malformed as e:
         return Rejection(str(e))
     except (AttributeError, TypeError) as e:  # a result that is not shaped like one
@@ -229,11 +243,12 @@ def parse_series(series: Mapping[str, Any]) -> Reading | Rejection:
     )
 
 
-def parse_results(results: Iterable[Any]) -> ParsedResults:
+def parse_results(results: Iterable[Any], pods: PodRefs | None = None) -> ParsedResults:
+    """Every series of an answer; `pods`: see parse_pod."""
     readings: list[Reading] = []
     reasons: Counter[str] = Counter()
     for series in results:
-        parsed = parse_series(series) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
+        parsed = parse_series(series, pods) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
         if isinstance(parsed, Rejection):
             reasons[parsed.reason] += 1
         else:

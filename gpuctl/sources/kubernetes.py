@@ -17,8 +17,6 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from kubernetes_asyncio.client import AppsV1Api, BatchV1Api, CoreV1Api, PolicyV1Api
-
 from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError, Unauthorized
 from gpuctl.model import WatchHealth
@@ -87,40 +85,25 @@ class KubernetesSource:
         """Every resource has been listed at least once."""
         return bool(self.reflectors) and all(r.lists > 0 or r.resource.kind in r.store.listed for r in self.reflectors)
 
-    def _resources(self, api: CoreV1Api) -> list[Resource]:
+    def _resources(self, conn: KubeConnection) -> list[Resource]:
+        core = conn.lister
         return [
-            Resource(Kind.NODE, "nodes", api.list_node, partial(trim_node, keep_labels=self._keep_labels)),
-            Resource(Kind.POD, "pods", api.list_pod_for_all_namespaces, trim_pod),
-            Resource(Kind.QUOTA, "resourcequotas", api.list_resource_quota_for_all_namespaces, trim_quota, required=False),
-            Resource(Kind.NAMESPACE, "namespaces", api.list_namespace, trim_namespace, required=False),
-        ]
-
-    @staticmethod
-    def _link_resources(apps: AppsV1Api, batch: BatchV1Api, policy: PolicyV1Api) -> list[Resource]:
-        """What owner chains and disruption budgets come from; without them pods show less, not nothing."""
-        return [
+            Resource(Kind.NODE, "nodes", core("/api/v1/nodes"), partial(trim_node, keep_labels=self._keep_labels)),
+            Resource(Kind.POD, "pods", core("/api/v1/pods"), trim_pod),
+            Resource(Kind.QUOTA, "resourcequotas", core("/api/v1/resourcequotas"), trim_quota, required=False),
+            Resource(Kind.NAMESPACE, "namespaces", core("/api/v1/namespaces"), trim_namespace, required=False),
+            # What owner chains and disruption budgets come from; without them pods show less, not nothing.
+            Resource(Kind.REPLICASET, "replicasets", core("/apis/apps/v1/replicasets"), trim_replicaset, required=False),
+            Resource(Kind.JOB, "jobs", core("/apis/batch/v1/jobs"), trim_job, required=False),
             Resource(
-                Kind.REPLICASET,
-                "replicasets",
-                apps.list_replica_set_for_all_namespaces,
-                trim_replicaset,
-                required=False,
-            ),
-            Resource(Kind.JOB, "jobs", batch.list_job_for_all_namespaces, trim_job, required=False),
-            Resource(
-                Kind.PDB,
-                "poddisruptionbudgets",
-                policy.list_pod_disruption_budget_for_all_namespaces,
-                trim_pdb,
-                required=False,
+                Kind.PDB, "poddisruptionbudgets", core("/apis/policy/v1/poddisruptionbudgets"), trim_pdb, required=False
             ),
         ]
 
     async def run(self, store: ClusterStore) -> None:
+        store.set_watch_health(WatchHealth(source="kubernetes"))  # a cluster, not yet listed ("none": no cluster)
         conn = await self.connect()
-        api = CoreV1Api(conn.api)
-        links = self._link_resources(AppsV1Api(conn.api), BatchV1Api(conn.api), PolicyV1Api(conn.api))
-        resources = [*self._resources(api), *links]
+        resources = self._resources(conn)
 
         def describe_error(error: BaseException, resource: str) -> ClusterError:
             return describe(error, server=conn.server, context=conn.context, resource=resource)

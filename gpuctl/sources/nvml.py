@@ -5,6 +5,11 @@ nothing about Kubernetes, so samples carry no pod and nothing is ever "idle
 while held"; the hostname is the Kubernetes node name (NODE_NAME, as a
 DaemonSet would set it) or this machine's host name.
 
+Memory is NVML's v2 memory info where the driver has it (510 and later), as
+DCGM reads it for dcgm-exporter's FB_USED and FB_FREE: `used` leaves out the
+memory the driver reserves for itself (about 615 MiB on an idle H200, which
+nvidia-smi also shows as 0 MiB used). Older drivers give v1, reserved included.
+
 MIG: a GPU in MIG mode is reported as its MIG instances only, keyed by GPU
 instance id, like dcgm-exporter does. NVML reports no utilisation for MIG
 devices, so theirs is None.
@@ -77,6 +82,7 @@ class NvmlSource:
         self.max_backoff_s = max_backoff_s
         self._now = now
         self._open = False
+        self._memory_v2 = True  # until the driver says it has no nvmlDeviceGetMemoryInfo_v2
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -193,10 +199,19 @@ class NvmlSource:
         return out
 
     def _memory(self, handle: Any) -> tuple[float | None, float | None]:
-        info = self._optional(lambda: self._nvml.nvmlDeviceGetMemoryInfo(handle))
+        info = self._optional(lambda: self._memory_info(handle))
         if info is None:
             return None, None
         return info.used / MIB, info.free / MIB
+
+    def _memory_info(self, handle: Any) -> Any:
+        nvml = self._nvml
+        if self._memory_v2:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+            except nvml.NVMLError_FunctionNotFound:  # a driver before 510
+                self._memory_v2 = False
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
 
     def _optional(self, read: Callable[[], T]) -> T | None:
         """One field: None when this GPU or driver cannot report it."""

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import chain
 from typing import Any, Protocol, TypeVar, overload
 
@@ -193,9 +194,11 @@ class PrometheusSource:
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
         answers' JSON is let go one by one, not held all at once). Every request is queued before
         the first wait (so queries queued after this call starts go behind them)."""
+        pods: fields.PodRefs = {}  # one PodRef per pod for the whole refresh (answers parse on one thread)
+        parse = partial(_parse_answer, pods=pods)
         sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
         freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
-        instants = asyncio.gather(*(self._answer(answer, then=_parse_answer) for answer in sent))
+        instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
         parsed, moving = await asyncio.gather(instants, self._moving(freshness))
         return await self._parsing.run(self._batch_of, parsed, moving)
 
@@ -367,9 +370,9 @@ class PrometheusSource:
         return resp.content
 
 
-def _parse_answer(answer: list[Any]) -> tuple[datetime | None, fields.ParsedResults]:
+def _parse_answer(answer: list[Any], *, pods: fields.PodRefs) -> tuple[datetime | None, fields.ParsedResults]:
     """One instant query's answer: when it was evaluated, and its series parsed."""
-    return evaluation_time((answer,)), fields.parse_results(answer)
+    return evaluation_time((answer,)), fields.parse_results(answer, pods)
 
 
 def moving_gpus(results: Iterable[Any]) -> set[str]:

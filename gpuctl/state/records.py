@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from gpuctl.model import PodRef, Taint
+from gpuctl.model import PodRef, Taint, gpu_key, namespaced_key
 from gpuctl.state.selectors import LabelSelector
 
 NO_LABELS: Mapping[str, str] = {}  # shared by every record without labels; never written to
@@ -67,7 +67,7 @@ class PodRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return namespaced_key(self.namespace, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class QuotaRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return namespaced_key(self.namespace, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ class ControllerRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return namespaced_key(self.namespace, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class PdbRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return namespaced_key(self.namespace, self.name)
 
 
 Record = NodeRecord | PodRecord | QuotaRecord | NamespaceRecord | ReplicaSetRecord | JobRecord | PdbRecord
@@ -173,8 +173,7 @@ class GpuSample:
 
     @property
     def key(self) -> str:
-        base = f"{self.hostname}/{self.index}"
-        return base if self.mig_instance is None else f"{base}/mig{self.mig_instance}"
+        return gpu_key(self.hostname, self.index, self.mig_instance)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -168,6 +169,7 @@ class GpuctlApp(App[int]):
         self.reopening: str | None = None  # "connecting to prod…" until the reopened feed's first update
         self._blank = False  # the views show an empty picture while another cluster connects
         self._stale: set[str] = {tab for tab, _ in TABS}
+        self._shown_tab = "heatmap"  # the tab on screen, for the indexing thread
         self._monotonic = monotonic
         self._received_at = monotonic()  # when the shown snapshot arrived, to move its clock on
         self._ticker: Timer | None = None
@@ -218,11 +220,12 @@ class GpuctlApp(App[int]):
             with contextlib.suppress(WorkerCancelled, WorkerFailed, WorkerError):
                 await previous.wait()
         error: str | None = None
+        index: FleetIndex | None = None
         try:
             async for update in feed:
                 received = time.perf_counter()
-                index = await self._indexer.run(FleetIndex, update.snapshot)
-                self.apply_update(update, index, received=received)
+                index, sample = await self._indexer.run(self._index, update.snapshot, index)
+                self.apply_update(update, index, sample=sample, received=received)
         except ConfigError as exc:
             if number == 1 and self.updates_applied == 0:
                 # Nothing to show and nothing will come: leave, and let the CLI print it.
@@ -246,16 +249,34 @@ class GpuctlApp(App[int]):
             self.notify(error, title=f"cannot open {self.context or 'the cluster'}", severity="error", timeout=10)
         self._show_status()
 
-    def apply_update(self, update: Update, index: FleetIndex | None = None, *, received: float | None = None) -> None:
+    def _index(self, snapshot: Snapshot, previous: FleetIndex | None) -> tuple[FleetIndex, array[int] | None]:
+        """In the indexing thread: the snapshot's FleetIndex (built on the one before it), and the
+        history's sample of it when it is a metrics refresh (a stale answer only moves that work to
+        `record`, on the loop)."""
+        sample = UtilHistory.sample_of(snapshot) if self.history.wants(snapshot) else None
+        index = FleetIndex(snapshot, previous)
+        if self._shown_tab == "nodes":  # it shows every node's sums: work them out here, not on the loop
+            index.sum_every_node()
+        return index, sample
+
+    def apply_update(
+        self,
+        update: Update,
+        index: FleetIndex | None = None,
+        *,
+        sample: array[int] | None = None,
+        received: float | None = None,
+    ) -> None:
         """Hand the update, indexed once (`index`, or indexed here), to whatever is on screen.
 
+        `sample`: its utilisation sample for the history (`UtilHistory.sample_of`), if made already.
         `received`: when it came off the feed (time.perf_counter), if before this call: the trace's frame time starts there."""
         started = time.perf_counter()
         self.index = index if index is not None else FleetIndex(update.snapshot)
         self._received_at = self._monotonic()
         self._blank = False
         self.reopening = None
-        if self.history.record(update.snapshot, self.index.snapshot_keys):
+        if self.history.record(update.snapshot, self.index.snapshot_keys, sample):
             # A metrics refresh: its peak (parsed answers, the rows it replaced) is garbage now.
             self._indexer.submit(release_free_memory)
         self.updates_applied += 1
@@ -346,6 +367,7 @@ class GpuctlApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
+        self._shown_tab = tab
         if tab in self._stale:
             # Hidden views skipped updates: one full diff brings them up to date.
             self._show_view(tab, Changes(everything=True))

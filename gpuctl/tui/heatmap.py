@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -24,7 +25,7 @@ from textual.strip import Strip
 
 from gpuctl.model import Changes, Gpu
 from gpuctl.query.filter import Filter
-from gpuctl.query.fleet import READINGS, FleetIndex
+from gpuctl.query.fleet import FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
@@ -113,9 +114,12 @@ class Heatmap(ScrollView, can_focus=True):
         self._looks: dict[int, tuple[Look, ...]] = {}
         # One Segment per cell width and look, shared by every cell drawn with it.
         self._segments: dict[int, dict[Look, Segment]] = {}
+        # Per pool: its header's summary for this index, metric and filter, worked out when a header is drawn.
         self._pool_summary: dict[str, str] = {}
+        self._header_text: dict[int, str] = {}  # per cached header line: the summary it was drawn with
         self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
+        self._label_style: Style | None = None  # the node labels' (base + component style), likewise
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -124,8 +128,7 @@ class Heatmap(ScrollView, can_focus=True):
         self.index = index
         self.filter = flt
         self._visible = index.visible_gpus(flt)
-        old_summary = self._pool_summary
-        self._pool_summary = self._summaries()
+        self._pool_summary = {}
         if self._relayout(force=changes.everything):
             return
         if not self.layout_.lines:  # the empty-state text explains why, and that can change
@@ -135,25 +138,30 @@ class Heatmap(ScrollView, can_focus=True):
         line_of = self.layout_.line_of
         if 2 * len(changes.gpus) > len(line_of):
             # Most cells moved (a metrics refresh): repaint the lines on screen that look different.
-            self._repaint_changed_looks(old_summary)
+            self._repaint_changed_looks()
             return
         dirty: set[int] = set()
         for key in changes.gpus:
             y = line_of.get(key)
             if y is not None:
                 dirty.add(y)
-        for pool, text in self._pool_summary.items():
-            if old_summary.get(pool) != text and (y := line_of.get(POOL_PREFIX + pool)) is not None:
+        top = round(self.scroll_y)
+        bottom = top + self.size.height
+        lines = self.layout_.lines
+        for y, text in self._header_text.items():
+            # A header off screen is drawn again when scrolled to: its pool's sums are not worked out now.
+            if y in self._strips and (not top <= y < bottom or self._summary(lines[y].pool) != text):
                 dirty.add(y)
         self._invalidate(dirty)
 
-    def _repaint_changed_looks(self, old_summary: dict[str, str]) -> None:
+    def _repaint_changed_looks(self) -> None:
         """Keep the cached lines on screen whose cells (or pool summary) look as they did; drop the rest."""
         top = round(self.scroll_y)
         bottom = top + self.size.height
         lines = self.layout_.lines
         kept: dict[int, Strip] = {}
         looks: dict[int, tuple[Look, ...]] = {}
+        redraw: list[int] = []
         for y, strip in self._strips.items():
             if not top <= y < bottom:
                 continue  # off screen: drawn again when scrolled to
@@ -161,7 +169,7 @@ class Heatmap(ScrollView, can_focus=True):
             if line is None:
                 same = True  # below the last line: blank whatever the data
             elif line.header:
-                same = old_summary.get(line.pool) == self._pool_summary.get(line.pool)
+                same = self._header_text.get(y) == self._summary(line.pool)
             else:
                 now = self._line_looks(line)
                 same = self._looks.get(y) == now
@@ -169,61 +177,64 @@ class Heatmap(ScrollView, can_focus=True):
             if same:
                 kept[y] = strip
             else:
-                self.refresh_line(y)
+                redraw.append(y)
         self._strips = kept
         self._looks = looks  # the new looks of the lines on screen: the ones redrawn are drawn with these
+        self._header_text = {y: t for y, t in self._header_text.items() if y in kept}
+        self._refresh_spans(redraw)
+
+    def _refresh_spans(self, ys: Iterable[int]) -> None:
+        """Repaint these lines, one region per run of adjacent lines (a refresh costs the same for one line or fifty)."""
+        start = end = -1
+        for y in sorted(ys):
+            if y != end:
+                if end > start:
+                    self.refresh_lines(start, end - start)
+                start = y
+            end = y + 1
+        if end > start:
+            self.refresh_lines(start, end - start)
 
     def _forget(self) -> None:
         """Drop every cached line (the layout, the metric, the marks or the theme changed)."""
         self._strips.clear()
         self._looks.clear()
+        self._header_text.clear()
 
-    def _summaries(self) -> dict[str, str]:
-        """Per pool header: counts of what is shown, and the mean of the selected metric."""
+    def _summary(self, pool: str) -> str:
+        """The pool header's counts of what is shown and mean of the selected metric ('' when it shows no GPU).
+
+        Worked out when first asked for after an update: a metrics refresh sums only the pools whose header is on screen."""
+        text = self._pool_summary.get(pool)
+        if text is not None:
+            return text
         assert self.index is not None
         metric = self.metric
-        spec = SPECS[metric]
-        short = {Metric.UTIL: "util", Metric.MEMORY: "mem", Metric.TEMPERATURE: "temp", Metric.POWER: "power"}[metric]
-        out: dict[str, str] = {}
-        for pool, names in self.index.nodes_by_pool.items():
-            if self.filter.active:
-                gpus, alloc, idle, total, measured = self._sum_visible(names, metric)
-            else:  # every GPU shows: the index summed each node once already
-                gpus, alloc, idle, total, measured = self._sum_nodes(names, READINGS.index(METRIC_READING[metric]))
-            if gpus:
-                mean = f"{total / measured:.0f}{spec.unit}" if measured else "—"
-                out[pool] = f"{gpus} GPU{'s' if gpus != 1 else ''} · {alloc} alloc · {idle} idle · {short} {mean}"
-        return out
+        gpus, alloc, idle, total, measured = self._sum_shown(self.index.nodes_by_pool.get(pool, ()), metric)
+        text = ""
+        if gpus:
+            short = {Metric.UTIL: "util", Metric.MEMORY: "mem", Metric.TEMPERATURE: "temp", Metric.POWER: "power"}[metric]
+            mean = f"{total / measured:.0f}{SPECS[metric].unit}" if measured else "—"
+            text = f"{gpus} GPU{'s' if gpus != 1 else ''} · {alloc} alloc · {idle} idle · {short} {mean}"
+        self._pool_summary[pool] = text
+        return text
 
-    def _sum_visible(self, names: Iterable[str], metric: Metric) -> tuple[int, int, int, float, int]:
-        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' visible GPUs."""
+    def _sum_shown(self, names: Iterable[str], metric: Metric) -> tuple[int, int, int, float, int]:
+        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' GPUs shown."""
+        read = attrgetter(METRIC_READING[metric])  # Gpu.mem_used_pct is a property: attrgetter reads it too
+        shown = self._visible
         gpus = alloc = idle = measured = 0
         total = 0.0
         for n in names:
-            for g in self._visible.get(n, ()):
-                gpus += 1
+            cells = shown.get(n, ())
+            gpus += len(cells)
+            for g in cells:
                 if g.pod is not None:
                     alloc += 1
                     idle += g.idle
-                if (v := metric_value(g, metric)) is not None:
+                if (v := read(g)) is not None:
                     total += v
                     measured += 1
-        return gpus, alloc, idle, total, measured
-
-    def _sum_nodes(self, names: Iterable[str], reading: int) -> tuple[int, int, int, float, int]:
-        """The same over all of the nodes' GPUs, from the index's per-node sums."""
-        assert self.index is not None
-        stats = self.index.node_stats
-        gpus = alloc = idle = measured = 0
-        total = 0.0
-        for n in names:
-            s = stats.get(n)
-            if s is not None:
-                gpus += s.gpus
-                alloc += s.allocated
-                idle += s.idle
-                total += s.sums[reading][0]
-                measured += s.sums[reading][1]
         return gpus, alloc, idle, total, measured
 
     def _relayout(self, force: bool = False) -> bool:
@@ -267,11 +278,13 @@ class Heatmap(ScrollView, can_focus=True):
     def _invalidate(self, lines: Iterable[int]) -> None:
         top = round(self.scroll_y)
         bottom = top + self.size.height
+        shown: list[int] = []
         for y in lines:
             self._strips.pop(y, None)
             self._looks.pop(y, None)
             if top <= y < bottom:
-                self.refresh_line(y)
+                shown.append(y)
+        self._refresh_spans(shown)
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -279,13 +292,13 @@ class Heatmap(ScrollView, can_focus=True):
         super().notify_style_update()
         self._forget()  # theme or CSS changed: cached colours are wrong now
         self._base = None
+        self._label_style = None
 
     def on_resize(self, event: events.Resize) -> None:
         self._relayout()
 
     def watch_metric(self) -> None:
-        if self.index is not None:
-            self._pool_summary = self._summaries()
+        self._pool_summary = {}
         self._forget()
         self.refresh()
 
@@ -333,13 +346,14 @@ class Heatmap(ScrollView, can_focus=True):
             return Strip.blank(self.layout_.width, base)
         line = lines[vy]
         if line.header:
-            return self._render_header(line, base)
+            summary = self._header_text[vy] = self._summary(line.pool)
+            return self._render_header(line, base, summary)
         looks = self._looks.get(vy)
         if looks is None:
             looks = self._looks[vy] = self._line_looks(line)
         return self._render_cells(line, base, looks)
 
-    def _render_header(self, line: Line, base: Style) -> Strip:
+    def _render_header(self, line: Line, base: Style, summary: str) -> Strip:
         folded = line.pool in self.collapsed
         selected = self.cursor == POOL_PREFIX + line.pool
         style = base + self.get_component_rich_style("heatmap--header-cursor" if selected else "heatmap--header")
@@ -347,7 +361,7 @@ class Heatmap(ScrollView, can_focus=True):
         if self.index and (pool := self.index.pools.get(line.pool)) and pool.gpu_models:
             models = "  " + ", ".join(map(short_model, pool.gpu_models))
         mark = "● " if POOL_PREFIX + line.pool in self.marked else ""
-        text = f"{'▸' if folded else '▾'} {mark}{line.pool}{models}  {self._pool_summary.get(line.pool, '')}"
+        text = f"{'▸' if folded else '▾'} {mark}{line.pool}{models}  {summary}"
         return Strip([Segment(text, style)]).crop_extend(0, self.layout_.width, style)
 
     def _line_looks(self, line: Line) -> tuple[Look, ...]:
@@ -366,7 +380,10 @@ class Heatmap(ScrollView, can_focus=True):
         if lw:
             label = ("●" + line.label) if line.label and line.label in self.marked else line.label
             label = label if len(label) <= lw else label[: lw - 1] + "…"
-            segs.append(Segment(label.ljust(lw + 1), base + self.get_component_rich_style("heatmap--label")))
+            label_style = self._label_style
+            if label_style is None:
+                label_style = self._label_style = base + self.get_component_rich_style("heatmap--label")
+            segs.append(Segment(label.ljust(lw + 1), label_style))
         x = lw + 1 if lw else 0
         cursor = self.cursor
         marked = () if lw else self.marked  # dense: no label to carry a node's mark, so its cells are underlined
@@ -387,7 +404,11 @@ class Heatmap(ScrollView, can_focus=True):
                     seg = shared[look] = Segment(glyph * cell.width, cell_style(bg))
                 segs.append(seg)
             x = cell.x + cell.width
-        return Strip(segs).extend_cell_length(self.layout_.width, base)
+        # x counts the line's cells (node names, marks and glyphs are one cell each): pad to the width, one Strip.
+        width = self.layout_.width
+        if x < width:
+            segs.append(Segment(" " * (width - x), base))
+        return Strip(segs, max(x, width))
 
     # -- input ---------------------------------------------------------------------------------
 

@@ -113,7 +113,9 @@ def status_text(
     if m.gpus_missing and m.source not in stopped:
         t.append(f", {missing_text(m.gpus_missing, m.missing_since)}", style="bold yellow")
     t.append(" · ")
-    if w.source in stopped:
+    if w.source == "none":  # --local: this machine's GPUs, no Kubernetes to watch
+        t.append("no cluster", style="dim")
+    elif w.source in stopped:
         t.append("watch ✕ STOPPED", style="bold red")
     elif w.connected:
         t.append("watch ●", style="green")

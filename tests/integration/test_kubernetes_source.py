@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from kubernetes_asyncio.client import CoreV1Api
 
 from gpuctl.model import Snapshot
 from gpuctl.sim.fleet import Fleet
@@ -243,7 +242,7 @@ async def test_a_too_old_resource_version_relists_and_drops_ghosts(control_plane
     source = KubernetesSource(kubeconfig=control_plane.kubeconfig())
     conn = await source.connect()
     reflector = Reflector(
-        Resource(Kind.POD, "pods", CoreV1Api(conn.api).list_pod_for_all_namespaces, trim_pod),
+        Resource(Kind.POD, "pods", conn.lister("/api/v1/pods"), trim_pod),
         store,
         describe=lambda e, what: AssertionError(f"{what}: {e}"),  # type: ignore[arg-type,return-value]
         on_health=lambda r: None,

@@ -302,7 +302,8 @@ async def test_staged_mode_notifies_then_spares_a_pod_that_became_busy(bed: Bed)
     assert answered.status == "skipped"
     assert answered.message == (f"{ns}/nb-answers: annotation gpuctl.io/reclaim is now 'never' (was None when planned); "
                                 f"its {NOTICE_ANNOTATION} notice was removed")  # fmt: skip
-    assert report.message == "evicted 1 pod(s) (1 GPUs), 2 spared"
+    assert report.message == (f"evicted 1 pod(s) (1 GPUs), 2 spared; dropped since the plan, no other pod taken "
+                              f"instead: {ns}/nb-answers, {ns}/nb-wakes")  # fmt: skip
     # A spared pod's notice is taken back as the requester, on the version just read, and the outcome carries the calls.
     for name in ("nb-wakes", "nb-answers"):
         outcome = by_step[("evict_pods", name)]

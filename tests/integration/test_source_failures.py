@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio.client import CoreV1Api
 
 from gpuctl.config import Settings
 from gpuctl.service import open_cluster
+from gpuctl.sources.kube.connect import KubeConnection
 from gpuctl.sources.kube.reflector import Resource
 from gpuctl.sources.kube.trim import JSON
 from gpuctl.sources.kubernetes import KubernetesSource
@@ -44,8 +44,8 @@ class OddPods(KubernetesSource):
         super().__init__(**kw)
         self.errors = errors
 
-    def _resources(self, api: CoreV1Api) -> list[Resource]:
-        return [replace(r, trim=self._odd(r.trim)) if r.kind is Kind.POD else r for r in super()._resources(api)]
+    def _resources(self, conn: KubeConnection) -> list[Resource]:
+        return [replace(r, trim=self._odd(r.trim)) if r.kind is Kind.POD else r for r in super()._resources(conn)]
 
     def _odd(self, trim: Callable[[JSON], Record | None]) -> Callable[[JSON], Record | None]:
         def odd(obj: JSON) -> Record | None:
@@ -115,8 +115,8 @@ async def test_a_watcher_bug_stops_the_source_and_every_snapshot_says_so(
     class BuggyWatch(KubernetesSource):
         """Lists pods as usual; opening the pod watch hits a bug."""
 
-        def _resources(self, api: CoreV1Api) -> list[Resource]:
-            return [replace(r, list_call=self._buggy(r.list_call)) if r.kind is Kind.POD else r for r in super()._resources(api)]
+        def _resources(self, conn: KubeConnection) -> list[Resource]:
+            return [replace(r, list_call=self._buggy(r.list_call)) if r.kind is Kind.POD else r for r in super()._resources(conn)]
 
         @staticmethod
         def _buggy(call: Callable[..., Any]) -> Callable[..., Any]:

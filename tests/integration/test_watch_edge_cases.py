@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kubernetes_asyncio.client import CoreV1Api
 from test_kubernetes_source import TRIM, create, eventually, gpu_pod, own_node_and_namespace
 
 from gpuctl.sources.base import Backoff
@@ -41,12 +40,12 @@ T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
 @dataclass
 class RecordingCall:
-    """A CoreV1Api list method as the Reflector calls it, recording every request.
+    """A KubeConnection list call as the Reflector calls it, recording every request.
 
     `at_watch` holds, for each watch request, its resourceVersion and the records the
     store held at that moment (right after a list: exactly what the list gave)."""
 
-    method: str  # e.g. "list_pod_for_all_namespaces"
+    path: str  # e.g. "/api/v1/pods"
     fixed: Mapping[str, Any] = field(default_factory=dict)  # sent with every request, e.g. a label selector
     before: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -99,7 +98,7 @@ async def reflecting(
 ) -> AsyncIterator[tuple[Reflector, Reports]]:
     """A Reflector for `kind` through `call` on the test bed's API server (fixed clock, fast reconnects)."""
     conn = await KubernetesSource(kubeconfig=plane.kubeconfig()).connect()
-    call.call, call.store, call.kind = getattr(CoreV1Api(conn.api), call.method), store or ClusterStore(), kind
+    call.call, call.store, call.kind = conn.lister(call.path), store or ClusterStore(), kind
     reports = Reports()
     options.setdefault("backoff", Backoff(base=0.2, cap=1))
     api_kind, trim = TRIM[kind]
@@ -137,7 +136,7 @@ async def gpu_pods(admin: RestClient, prefix: str, count: int) -> None:
 
 async def test_a_list_of_many_pages_is_exact(control_plane: ControlPlane, admin: RestClient) -> None:
     await gpu_pods(admin, "pages", 7)
-    pods = RecordingCall("list_pod_for_all_namespaces")
+    pods = RecordingCall("/api/v1/pods")
     async with reflecting(control_plane, pods, Kind.POD, page_size=2) as (reflector, _):
         await eventually(lambda: bool(pods.at_watch), "the first watch after the list")
     assert len(pods.pages) >= 4 and all(p["limit"] == 2 for p in pods.pages)
@@ -166,7 +165,7 @@ async def test_an_expired_continue_token_restarts_the_list_from_scratch(control_
             seen["restarted_with"] = dict(store.records(Kind.POD))
 
     expected_wait = Backoff(base=0.2, cap=600, rng=random.Random(11)).next()
-    pods = RecordingCall("list_pod_for_all_namespaces", before=compact_before_the_second_page)
+    pods = RecordingCall("/api/v1/pods", before=compact_before_the_second_page)
     relist = Backoff(base=0.2, cap=600, rng=random.Random(11))
     async with reflecting(control_plane, pods, Kind.POD, store=store, page_size=2, relist_backoff=relist) as (reflector, reports):
         await eventually(lambda: bool(pods.at_watch), "a complete list after the expired one", timeout_s=120)
@@ -182,7 +181,7 @@ async def test_an_expired_continue_token_restarts_the_list_from_scratch(control_
 async def test_bookmarks_keep_a_quiet_watch_fresh(control_plane: ControlPlane, admin: RestClient) -> None:
     # A watch that selects nothing: only bookmarks can move its resourceVersion on.
     label = f"gpuctl-quiet-{uuid.uuid4().hex[:6]}"
-    namespaces = RecordingCall("list_namespace", fixed={"label_selector": f"{label}=yes"})
+    namespaces = RecordingCall("/api/v1/namespaces", fixed={"label_selector": f"{label}=yes"})
     # The API server sends a bookmark 2 s before a watch's timeout: a 5 s watch gets one 3 s in.
     async with reflecting(control_plane, namespaces, Kind.NAMESPACE, watch_timeout_s=(5, 5)) as (reflector, _):
         await eventually(lambda: bool(namespaces.at_watch), "the first watch")
@@ -205,7 +204,7 @@ async def test_bookmarks_keep_a_quiet_watch_fresh(control_plane: ControlPlane, a
 async def test_a_410_soon_after_a_relist_waits_and_health_shows_it(control_plane: ControlPlane, admin: RestClient) -> None:
     expected_wait = Backoff(base=0.5, cap=600, rng=random.Random(5)).next()
     relist = Backoff(base=0.5, cap=600, rng=random.Random(5))
-    namespaces = RecordingCall("list_namespace")
+    namespaces = RecordingCall("/api/v1/namespaces")
 
     async def expire() -> int:
         """Compact etcd past the reflector's version and restart the API server: its watch cache

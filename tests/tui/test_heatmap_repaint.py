@@ -51,3 +51,36 @@ async def test_a_changed_reading_shows_and_lines_that_look_the_same_are_not_draw
         lines = hm.layout_.lines
         same = {k: s for k, s in drawn.items() if k != y and k < len(lines) and not lines[k].header}
         assert same and all(hm._strips.get(k) is s for k, s in same.items())
+
+
+def _header(hm: Heatmap, pool: str) -> str:
+    """The pool header's text as the heatmap draws it now (it must be on screen)."""
+    y = hm.layout_.line_of["pool:" + pool]
+    return hm.render_line(y - round(hm.scroll_y)).text
+
+
+async def test_pool_headers_show_the_new_mean_after_a_refresh_on_screen_and_once_scrolled_back_to() -> None:
+    snap = build_snapshot(3)
+    feed = QueueFeed([first_update(snap)])
+    app = GpuctlApp(feed)
+    async with app.run_test(size=(120, 16)) as pilot:
+        await wait_applied(pilot)
+        feed.push(refresh_moving(snap, {}))  # the layout settles (its width once the scroll bar shows)
+        await wait_applied(pilot, 2)
+        hm = app.query_one(Heatmap)
+        headers = [k.removeprefix("pool:") for k in hm.layout_.line_of if k.startswith("pool:")]
+        first, last = headers[0], headers[-1]
+        bottom = hm.layout_.line_of["pool:" + last]
+        assert bottom >= hm.size.height  # the last pool's header is off screen
+        hm.scroll_to(y=bottom, animate=False)
+        await pilot.pause()
+        assert "util 50%" not in _header(hm, last)  # drawn once, then scrolled away from
+        hm.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        # Every measured GPU now reads 50 %: so does each pool's mean.
+        feed.push(refresh_moving(snap, {g.key: 50.0 for g in snap.gpus if g.util_pct is not None}))
+        await wait_applied(pilot, 3)
+        await until(pilot, lambda: "util 50%" in _header(hm, first), "the header on screen to show the new mean")
+        hm.scroll_to(y=bottom, animate=False)
+        await pilot.pause()
+        assert "util 50%" in _header(hm, last)

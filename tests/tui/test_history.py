@@ -75,3 +75,17 @@ def test_clear_forgets_every_gpu() -> None:
     assert len(h) == 0
     assert h.series(snap.gpus[0].key) == []
     assert h.record(snap)  # the same metrics are a new sample after a clear
+
+
+def test_a_sample_made_beforehand_is_the_sample_record_would_take() -> None:
+    snap = build_snapshot(1)
+    key = snap.gpus[0].key
+    made, found = UtilHistory(depth=3), UtilHistory(depth=3)
+    for n, util in enumerate([10.0, None, 30.0]):
+        step = _refresh(snap, n, {key: util})
+        assert made.wants(step)
+        made.record(step, sample=UtilHistory.sample_of(step))
+        found.record(step)
+        assert not made.wants(step)  # taken: the same metrics again are no new sample
+    assert made.series(key) == found.series(key) == [10.0, None, 30.0]
+    assert all(made.series(g.key) == found.series(g.key) for g in snap.gpus)

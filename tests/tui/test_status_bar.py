@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gpuctl.model import SourceFailure, Update
+from gpuctl.model import SourceFailure, Update, WatchHealth
 from gpuctl.query.filter import Filter
 from gpuctl.query.fleet import FleetIndex
 from gpuctl.render.format import duration
@@ -95,3 +95,11 @@ def test_idle_counts_say_when_history_has_not_answered_or_failed() -> None:
     failed = snap.metrics.model_copy(update={"history_error": "Prometheus did not answer in time", "history_retry_at": T0})
     text = status_text(snap.model_copy(update={"metrics": failed}), context=None, flt=Filter(), feed_error=None).plain
     assert " idle (history failed) · " in text
+
+
+def test_local_readings_without_a_cluster_say_no_cluster_not_reconnecting() -> None:
+    """`gpuctl top --local` on a GPU box (seen on an H200): nothing to watch, so nothing to reconnect to."""
+    snap = build_snapshot(1)
+    snap = snap.model_copy(update={"watch": WatchHealth(source="none"), "nodes": ()})
+    plain = status_text(snap, context="local", flt=Filter(), feed_error=None).plain
+    assert "no cluster" in plain and "reconnecting" not in plain and "watch" not in plain

@@ -224,12 +224,15 @@ async def test_enter_on_an_alert_opens_its_node(demo: list[Update]) -> None:
 
 
 def test_pool_headers_add_up_the_same_from_the_index_and_from_the_cells() -> None:
-    # Unfiltered, a pool header sums the index's per-node sums; filtered, the visible cells. Same answer.
+    # A pool header sums the cells it shows (only the metric shown); the index's per-node sums agree.
     heatmap = Heatmap()
-    heatmap.index = FleetIndex(build_snapshot(2))
-    heatmap._visible = heatmap.index.gpus_by_node
-    for pool, names in heatmap.index.nodes_by_pool.items():
+    index = heatmap.index = FleetIndex(build_snapshot(2))
+    heatmap._visible = index.gpus_by_node
+    for pool, names in index.nodes_by_pool.items():
         for metric in Metric:
-            *counts, total, measured = heatmap._sum_visible(names, metric)
-            *by_node, node_total, node_measured = heatmap._sum_nodes(names, READINGS.index(METRIC_READING[metric]))
+            *counts, total, measured = heatmap._sum_shown(names, metric)
+            stats = [index.stats(n) for n in names]
+            reading = READINGS.index(METRIC_READING[metric])
+            by_node = [sum(s.gpus for s in stats), sum(s.allocated for s in stats), sum(s.idle for s in stats)]
+            node_total, node_measured = sum(s.sums[reading][0] for s in stats), sum(s.sums[reading][1] for s in stats)
             assert by_node == counts and node_measured == measured and node_total == pytest.approx(total), (pool, metric)

@@ -35,7 +35,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +45,7 @@ import aiohttp
 from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError, Unauthorized
 from gpuctl.sources.base import Backoff, describe_crash
-from gpuctl.sources.kube.connect import HttpError
+from gpuctl.sources.kube.connect import HttpError, ListCall
 from gpuctl.sources.kube.trim import JSON, object_key
 from gpuctl.state.records import Kind, Record
 from gpuctl.state.store import ClusterStore
@@ -65,7 +65,7 @@ class Gone(Exception):
 class Resource:
     kind: Kind
     plural: str  # "pods", for messages
-    list_call: Callable[..., Awaitable[Any]]  # called with _preload_content=False: a raw aiohttp response; e.g. CoreV1Api.list_pod_for_all_namespaces
+    list_call: ListCall  # a raw aiohttp response for query parameters: KubeConnection.lister("/api/v1/pods")
     trim: Callable[[JSON], Record | None]
     required: bool = True  # optional kinds (quotas, namespaces) degrade to empty when forbidden
 
@@ -148,7 +148,7 @@ class Reflector:
                     self._backoff.reset()
             except Gone as e:
                 await self._relist_after_gone(e)
-            except (HttpError, *TRANSIENT) as e:
+            except (HttpError, ClusterError, *TRANSIENT) as e:  # ClusterError: no credential could be had
                 await self._failed(e)
 
     async def _relist_after_gone(self, gone: Gone) -> None:
@@ -182,7 +182,7 @@ class Reflector:
         await asyncio.sleep(delay)
 
     async def _request(self, **params: Any) -> aiohttp.ClientResponse:
-        resp = await self.resource.list_call(_preload_content=False, **params)
+        resp = await self.resource.list_call(**params)
         if resp.status == 200:
             return resp
         try:

@@ -115,7 +115,7 @@ def trim_node(obj: JSON, keep_labels: Collection[str]) -> NodeRecord | None:
         Taint(key=t.get("key", ""), value=t.get("value"), effect=t.get("effect", "")) for t in spec.get("taints") or ()
     )
     return NodeRecord(
-        name=meta["name"],
+        name=sys.intern(meta["name"]),
         labels=labels,
         capacity=capacity,
         allocatable=_nvidia_counts(status.get("allocatable"), obj),
@@ -165,7 +165,8 @@ def controller_ref(meta: JSON) -> tuple[str | None, str | None, str | None]:
 
 
 def _intern(text: str | None) -> str | None:
-    # Kinds, namespaces and label keys repeat across thousands of records: keep one copy of each.
+    # Kinds, namespaces, node names and label keys repeat across thousands of records: keep one copy of each.
+    # (Pod and node names are interned too: the metrics' labels name them again at every refresh.)
     return None if text is None else sys.intern(text)
 
 
@@ -185,8 +186,8 @@ def trim_pod(obj: JSON) -> PodRecord | None:
     owner_kind, owner_name, owner_uid = controller_ref(meta)
     return PodRecord(
         namespace=sys.intern(meta["namespace"]),
-        name=meta["name"],
-        node=spec.get("nodeName") or None,
+        name=sys.intern(meta["name"]),  # shared with the metrics' pod labels (interned there too)
+        node=_intern(spec.get("nodeName") or None),
         phase=status.get("phase") or "Pending",
         gpu_requests=requests,
         owner_kind=owner_kind,

@@ -80,3 +80,28 @@ def test_gpus_listed_out_of_order_or_apart_are_grouped_in_order() -> None:
     for node, gpus in idx.gpus_by_node.items():
         expected = in_order.gpus_by_node[node] + ([shuffled[-1]] if node == snap.gpus[0].node else [])
         assert gpus == expected
+
+
+def _same_index(a: FleetIndex, b: FleetIndex) -> None:
+    assert a.snapshot_keys == b.snapshot_keys and a.gpus == b.gpus and a.gpu_keys == b.gpu_keys
+    assert a.gpus_by_node == b.gpus_by_node and a.nodes_by_pool == b.nodes_by_pool
+    assert all(a.stats(n) == b.stats(n) for n in a.gpus_by_node) and (a.allocated, a.idle) == (b.allocated, b.idle)
+
+
+def test_an_index_built_on_the_one_before_is_the_index_built_anew() -> None:
+    snap = build_snapshot(2)
+    before = FleetIndex(snap)
+    # A metrics refresh: every reading moves, the GPUs stay where they were.
+    gpus = tuple(
+        g.model_copy(update={"util_pct": (g.util_pct or 0) / 2 + 1, "pod": None if i % 5 == 0 else g.pod})
+        for i, g in enumerate(snap.gpus)
+    )
+    moved = snap.model_copy(update={"gpus": gpus})
+    reused = FleetIndex(moved, before)
+    _same_index(reused, FleetIndex(moved))
+    assert reused.snapshot_keys is before.snapshot_keys and reused.gpu_keys is before.gpu_keys  # taken over, not redone
+    assert all(a is b for a, b in zip(reused.gpus.values(), moved.gpus, strict=False))  # the new readings
+    # A GPU gone, a GPU come, the order changed: each is worked out anew.
+    for gpus in (snap.gpus[1:], (*snap.gpus, snap.gpus[0].model_copy(update={"index": 99})), tuple(reversed(snap.gpus))):
+        changed = snap.model_copy(update={"gpus": gpus})
+        _same_index(FleetIndex(changed, before), FleetIndex(changed))

@@ -119,3 +119,28 @@ def test_summary_says_idle_history_is_pending() -> None:
     metrics = snap.metrics.model_copy(update={"history_pending": True})
     text = render_summary(snap.model_copy(update={"metrics": metrics}))
     assert "; idle history pending: idle streaks count from gpuctl's start until it answers" in text
+
+
+def test_summary_without_a_cluster_lists_the_gpus_themselves() -> None:
+    """`gpuctl snapshot --local`: NVML readings, no Kubernetes, so no pools, quotas or holders to show."""
+    store = ClusterStore(clock=lambda: T0)
+    store.set_metrics_source("nvml")
+    whole = GpuSample("vm", 0, model="NVIDIA H200", util_pct=100.0, mem_used_mib=22105.9, mem_free_mib=121665.1,
+                      temp_c=65.0, power_w=690.7)  # fmt: skip
+    part = GpuSample("vm", 1, model="NVIDIA A100-SXM4-80GB", mig_profile="1g.10gb", mig_instance=9, mem_used_mib=512.0)
+    store.apply_metrics(MetricsBatch(at=T0, samples=(whole, part)))
+    lines = render_summary(store.snapshot()).splitlines()
+    assert "cluster: none (GPUs only: no pods, so no GPU is held or idle)" in lines
+    assert "POOLS" not in lines and "NAMESPACES" not in lines
+    assert lines[lines.index("GPUS (2)") + 2].split() == [
+        "vm/0", "NVIDIA", "H200", "100%", "21.6", "GiB", "of", "140.4", "65", "C", "691", "W"
+    ]  # fmt: skip
+    assert lines[lines.index("GPUS (2)") + 3].split()[:4] == ["vm/1", "mig", "9", "1g.10gb"]
+
+
+def test_summary_without_a_cluster_or_gpus_says_so() -> None:
+    store = ClusterStore(clock=lambda: T0)
+    store.set_metrics_source("nvml")
+    store.metrics_failed("NVIDIA driver/NVML not found", T0)
+    text = render_summary(store.snapshot())
+    assert "GPUS (0)\n(no GPU reported)" in text and "metrics: nvml, STALE - NVIDIA driver/NVML not found" in text

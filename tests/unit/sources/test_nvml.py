@@ -34,8 +34,9 @@ class FakeDevice:
     name: str = "NVIDIA A100-SXM4-80GB"
     uuid: str = "GPU-0000"
     util: int | None = 37
-    used_mib: float = 1000
+    used_mib: float = 1000  # by processes: NVML v2's `used`
     free_mib: float = 79000
+    reserved_mib: float = 0  # the driver's own: v1 counts it as used
     temp: int = 61
     power_mw: int | None = 312_500
     mig: bool | None = False  # None: MIG not supported at all
@@ -53,12 +54,15 @@ class FakeNvml:
     NVMLError_NoPermission = pynvml.NVMLError_NoPermission
     NVMLError_LibraryNotFound = pynvml.NVMLError_LibraryNotFound
     NVMLError_DriverNotLoaded = pynvml.NVMLError_DriverNotLoaded
+    NVMLError_FunctionNotFound = pynvml.NVMLError_FunctionNotFound
+    nvmlMemory_v2 = pynvml.nvmlMemory_v2
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
     NVML_DEVICE_MIG_ENABLE = pynvml.NVML_DEVICE_MIG_ENABLE
     MAX_MIG_SLOTS = 7
 
-    def __init__(self, devices: list[FakeDevice]) -> None:
+    def __init__(self, devices: list[FakeDevice], *, memory_v2: bool = True) -> None:
         self.devices = devices
+        self.memory_v2 = memory_v2  # False: a driver before 510, without nvmlDeviceGetMemoryInfo_v2
         self.initialised = 0
         self.shutdowns = 0
 
@@ -88,9 +92,14 @@ class FakeNvml:
             raise nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return SimpleNamespace(gpu=d.util, memory=0)
 
-    def nvmlDeviceGetMemoryInfo(self, d: FakeDevice) -> Any:
-        used, free = int(d.used_mib * MIB), int(d.free_mib * MIB)
-        return SimpleNamespace(used=used, free=free, total=used + free)
+    def nvmlDeviceGetMemoryInfo(self, d: FakeDevice, version: int | None = None) -> Any:
+        used, free, reserved = int(d.used_mib * MIB), int(d.free_mib * MIB), int(d.reserved_mib * MIB)
+        if version is None:
+            return SimpleNamespace(used=used + reserved, free=free, total=used + free + reserved)
+        assert version == pynvml.nvmlMemory_v2
+        if not self.memory_v2:
+            raise nvml_error(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return SimpleNamespace(version=version, used=used, free=free, reserved=reserved, total=used + free + reserved)
 
     def nvmlDeviceGetTemperature(self, d: FakeDevice, sensor: int) -> int:
         assert sensor == pynvml.NVML_TEMPERATURE_GPU
@@ -175,6 +184,22 @@ def test_mig_gpu_reports_its_instances_and_skips_empty_slots() -> None:
     assert mig.util_pct is None  # NVML has no utilisation for MIG devices
     assert mig.temp_c == 70.0 and mig.power_w is None
     assert batch.rejected == 0
+
+
+def test_memory_used_leaves_out_the_drivers_reserve_as_dcgm_does() -> None:
+    """An idle H200 (driver 580): NVML v1 says 615 MiB used, v2 says 0 used + 615 reserved, as nvidia-smi and
+    dcgm-exporter's FB_USED (DCGM reads v2 from driver 510 on). The sample follows DCGM."""
+    h200 = FakeDevice(name="NVIDIA H200", used_mib=0, reserved_mib=615.0625, free_mib=143155.9375)
+    (sample,) = NvmlSource(nvml=FakeNvml([h200]), hostname="box").read().samples
+    assert (sample.mem_used_mib, sample.mem_free_mib) == (0.0, 143155.9375)
+
+
+def test_a_driver_without_memory_v2_falls_back_to_v1_and_stops_asking() -> None:
+    nvml = FakeNvml([FakeDevice(used_mib=1000, reserved_mib=500), FakeDevice()], memory_v2=False)
+    source = NvmlSource(nvml=nvml, hostname="box")
+    first, second = source.read().samples
+    assert (first.mem_used_mib, first.mem_free_mib) == (1500.0, 79000.0)  # v1: reserved counts as used
+    assert second.mem_used_mib == 1000.0 and source.read().rejected == 0
 
 
 def test_unsupported_fields_are_none_not_errors() -> None:

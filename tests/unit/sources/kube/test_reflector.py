@@ -67,9 +67,9 @@ class FlakyApiServer(LoopbackServer):
 
 
 def list_call(session: aiohttp.ClientSession, url: str) -> Callable[..., Awaitable[aiohttp.ClientResponse]]:
-    """What CoreV1Api.list_node(_preload_content=False, ...) does, as a plain GET."""
+    """What KubeConnection.lister("/nodes") does, as a plain GET."""
 
-    async def call(*, _preload_content: bool, _request_timeout: Any = None, **params: Any) -> aiohttp.ClientResponse:
+    async def call(*, _request_timeout: Any = None, **params: Any) -> aiohttp.ClientResponse:
         query = {k: str(v) for k, v in params.items() if v is not None}
         return await session.get(url, params=query, timeout=_request_timeout)
 
