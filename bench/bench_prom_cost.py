@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, command_line, filled_fleet, machine, rss_bytes
+from _common import REPO, command_line, filled_fleet, machine, rss_bytes, table
 
 SCRIPT = str(Path(__file__).resolve())
 
@@ -141,22 +142,180 @@ async def bench(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         await telemetry.monitoring.wait_for_series("DCGM_FI_DEV_FB_USED", count=len(fleet.gpus), timeout_s=600)
         print(f"fleet:   {len(fleet.nodes)} nodes, {len(fleet.gpus)} devices, {len(fleet.pods)} pods; every device in "
-              f"Prometheus after {time.perf_counter() - t:.0f} s; filling {args.fill:g} s more", flush=True)
-        await asyncio.sleep(args.fill)  # a benchmark's wait for data, not a test's
-        checkouts = [REPO, *args.compare]
-        for checkout in checkouts:
-            env = {**os.environ, "PYTHONPATH": str(checkout)}
-            argv = [sys.executable, SCRIPT, "--child", "--prometheus",
-                    telemetry.monitoring.prometheus_url, "--window", str(args.window), "--refreshes",
-                    str(args.refreshes), "--timeout", str(args.timeout)]
-            done = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                print(f"\n{checkout}: child failed\n{done.stderr[-3000:]}")
-                continue
-            report(checkout, json.loads(done.stdout.strip().splitlines()[-1]))
+              f"Prometheus after {time.perf_counter() - t:.0f} s; measuring after {', '.join(f'{f:g}' for f in args.fill)} s more", flush=True)
+        filled = 0.0
+        for fill in args.fill:  # a benchmark's wait for data, not a test's
+            await asyncio.sleep(fill - filled)
+            filled = fill
+            print(f"\n## after {fill:g} s of data\n", flush=True)
+            await measure(args, telemetry)
         print(f"\nload at the end: {machine()}")
     finally:
         await telemetry.stop()
+
+
+async def measure(args: argparse.Namespace, telemetry: Any) -> None:
+    """Every checkout in a child process of its own, then (--variants) the other ways to ask."""
+    checkouts = [] if args.variants_only else [REPO, *args.compare]
+    for checkout in checkouts:
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        argv = [sys.executable, SCRIPT, "--child", "--prometheus",
+                telemetry.monitoring.prometheus_url, "--window", str(args.window), "--refreshes",
+                str(args.refreshes), "--timeout", str(args.timeout)]
+        done = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"\n{checkout}: child failed\n{done.stderr[-3000:]}")
+            continue
+        report(checkout, json.loads(done.stdout.strip().splitlines()[-1]))
+    if args.variants:
+        prometheus = telemetry.monitoring.prometheus._process
+        assert prometheus is not None
+        await variants(args, telemetry.monitoring.prometheus_url, prometheus.pid)
+
+
+# -- --variants: other ways to ask the same questions, measured on the same Prometheus ---------------------------
+
+
+def _history_variants(threshold: float, window_s: float, refresh_s: float, grace_s: float) -> dict[str, tuple[str, ...]]:
+    """Name -> the queries of one way to read idle history (answers in last_busy/present_since's shape:
+    one series per GPU, holder and utilisation name, valued at a timestamp). Each is judged by the
+    streaks gpuctl.sources.history.idle_since makes of it, against the shipped pair's."""
+    from gpuctl.sources import queries as q
+    from gpuctl.sources.history import HistoryPlan
+
+    plan = HistoryPlan.for_window(window_s, refresh_s, grace_s)
+    span, lookback = q.duration(plan.lookback_s), round(plan.lookback_s)
+
+    def breaks(step_s: float) -> str:
+        """One subquery: the latest step at which a streak broke (a busy sample, or samples resuming after a
+        gap), else the look-back's start for a series with any sample in it (present_since's run starts and
+        last_busy's busy steps in one pass, no instant read at the look-back's start)."""
+        step, window = q.duration(step_s), q.duration(max(step_s, grace_s - step_s))
+
+        def term(m: Any, sel: str) -> str:
+            busy = f"max_over_time({m.name}{sel}[{step}]) >= {threshold / m.factor:g}"
+            present = f"last_over_time({m.name}{sel}[{window}]"
+            broke = f"timestamp({busy}) or timestamp({present}) unless {present} offset {step}))"
+            seen = f"timestamp(last_over_time({m.name}{sel}[{span}])) - {lookback}"
+            return f"{broke} or max_over_time(({broke})[{span}:{step}]) or {seen}"
+
+        return q._kept(q._union(q._util_names(), term, q.NO_SELECTOR, q._where_chosen), q.NAME_LABEL, *q.SERIES_LABELS)
+
+    shipped = (q.last_busy(threshold, plan.lookback_s, plan.step_s), q.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s))
+    return {
+        f"shipped: last_busy at {plan.step_s:g} s + present_since at {plan.presence_step_s:g} s": shipped,
+        f"last_busy at {2 * plan.step_s:g} s + present_since at {plan.presence_step_s:g} s": (
+            q.last_busy(threshold, plan.lookback_s + 4 * plan.step_s, 2 * plan.step_s), shipped[1]),
+        f"one query: breaks at {plan.step_s:g} s": (breaks(plan.step_s),),
+    }
+
+
+def _cost_floors(window_s: float, threshold: float) -> dict[str, str]:
+    """Plain reads with no subquery (what reading the look-back's raw samples costs at least), a subquery's
+    parts one by one, instant queries trimmed and raw, the freshness query and a cheaper form of it."""
+    from gpuctl.sources import queries as q
+    from gpuctl.sources.dcgm_fields import Quantity
+
+    span = q.duration(window_s + 240)
+    util = 'DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}'
+    step = f"[{span}:60s]"
+    return {
+        f"floor: max_over_time(GPU_UTIL[{span}]), raw": f"max_over_time({util}[{span}])",
+        f"floor: max by LABELS_READ (max_over_time(GPU_UTIL[{span}]))": q._kept(f"max_over_time({util}[{span}])", *q.SERIES_LABELS),
+        "parts: max_over_time(max_over_time(GPU_UTIL[60s])[…:60s])": f"max_over_time(max_over_time({util}[60s]){step})",
+        "parts: … of (max_over_time(GPU_UTIL[60s]) >= t)": f"max_over_time((max_over_time({util}[60s]) >= {threshold:g}){step})",
+        "parts: … of timestamp(max_over_time(GPU_UTIL[60s]) >= t)":
+            f"max_over_time(timestamp(max_over_time({util}[60s]) >= {threshold:g}){step})",
+        "instant: utilisation, trimmed (shipped)": q.instant(Quantity.UTIL),
+        "instant: utilisation, raw selector": q.series(Quantity.UTIL),
+        "instant: used memory, trimmed (shipped)": q.instant(Quantity.FB_USED),
+        "instant: used memory, raw selector": q.series(Quantity.FB_USED),
+        "instant: temperature, trimmed (shipped)": q.instant(Quantity.TEMP),
+        "instant: temperature, raw selector": q.series(Quantity.TEMP),
+        "freshness (shipped)": q.freshness(120),
+        "freshness: count by key (changes > 0 or …), no label_replace": _freshness_filtered(120),
+    }
+
+
+def _freshness_filtered(window_s: float) -> str:
+    """The GPUs whose power or temperature moved: each name's `changes` filtered (> 0) before the `or`, so a
+    series that moved is kept whichever name comes first, and no label_replace (nothing needs the name)."""
+    from gpuctl.sources import queries as q
+    from gpuctl.sources.dcgm_fields import METRICS
+
+    names = [m.name for quantity in q.LIVENESS for m in METRICS if m.quantity is quantity]
+    moved = " or ".join(f"changes({n}[{q.duration(window_s)}]) > 0" for n in names)
+    return f"count by ({', '.join(q.IDENTITY_LABELS)}) ({moved})"
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process, seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed_query(url: str, promql: str, pid: int, timeout_s: float, at: float) -> dict[str, Any]:
+    import requests
+
+    cpu, t = _proc_cpu_s(pid), time.perf_counter()
+    resp = requests.post(f"{url}/api/v1/query", data={"query": promql, "stats": "all", "timeout": f"{timeout_s:g}",
+                                                      "time": f"{at:.3f}"}, timeout=timeout_s + 5)
+    wall, cpu = time.perf_counter() - t, _proc_cpu_s(pid) - cpu
+    body = resp.json()
+    if body.get("status") != "success":
+        raise RuntimeError(f"{body.get('error')}: {promql[:200]}")
+    return {"eval_s": body["data"]["stats"]["timings"]["evalTotalTime"], "wall_s": wall, "cpu_s": cpu,
+            "bytes": len(resp.content), "result": body["data"]["result"]}
+
+
+async def variants(args: argparse.Namespace, url: str, pid: int) -> None:
+    """Each way to ask, `--variant-repeat` times in turn (sequentially: one query at a time in Prometheus),
+    with Prometheus's evaluation time and its process CPU (utime + stime) per query."""
+    import statistics
+
+    from gpuctl.sources.history import idle_since
+    from gpuctl.sources.prometheus import PrometheusSource
+
+    source = PrometheusSource(url, refresh_s=15.0, timeout_s=args.timeout, idle_window_s=args.window,
+                              idle_threshold_pct=args.threshold)
+    try:
+        batch = await source.fetch()
+    finally:
+        source.close()
+    # Every variant is evaluated at the batch's instant, so their answers are about the same samples.
+    samples, at = batch.samples, batch.at.timestamp()
+    rows, streaks = [], {}
+    runs = [(n, qs) for n, qs in _history_variants(args.threshold, args.window, 15.0, 300.0).items()]
+    runs += [(n, (qq,)) for n, qq in _cost_floors(args.window, args.threshold).items()]
+    for name, qs in runs:
+        per_query: list[list[dict[str, Any]]] = [[] for _ in qs]
+        for _ in range(args.variant_repeat):
+            for i, promql in enumerate(qs):
+                per_query[i].append(await asyncio.to_thread(_timed_query, url, promql, pid, args.timeout, at))
+        for i, got in enumerate(per_query):
+            med = lambda k: statistics.median(g[k] for g in got)  # noqa: E731
+            low = lambda k: min(g[k] for g in got)  # noqa: E731
+            rows.append([name + (f" [{i + 1}/{len(qs)}]" if len(qs) > 1 else ""),
+                         f"{low('eval_s') * 1e3:.0f} / {med('eval_s') * 1e3:.0f} ms",
+                         f"{low('cpu_s') * 1e3:.0f} / {med('cpu_s') * 1e3:.0f} ms", f"{med('bytes') / 2**20:.2f} MiB",
+                         str(len(got[-1]["result"]))])
+        if name.startswith(("shipped", "last_busy", "one query")):
+            last = [got[-1]["result"] for got in per_query]
+            busy, present = (last[0], last[1]) if len(last) == 2 else ([], last[0])
+            streaks[name] = idle_since(samples, args.threshold, last_busy=busy, present_since=present, now=batch.at)
+    print(f"\n### query variants ({args.variant_repeat} runs each, one at a time; load {machine()})\n")
+    print(table(["query", "eval (min / median)", "Prometheus CPU (min / median)", "answer", "series"], rows))
+    shipped = next(v for k, v in streaks.items() if k.startswith("shipped"))
+    print(f"\nstreaks (threshold {args.threshold:g} %, GPUs under it now with history), against the shipped pair's "
+          f"{len(shipped)}:\n")
+    out = []
+    for name, got in streaks.items():
+        common = shipped.keys() & got.keys()
+        diffs = [(got[k] - shipped[k]).total_seconds() for k in common]
+        out.append([name, str(len(got)), str(len(shipped.keys() - got.keys())), str(len(got.keys() - shipped.keys())),
+                    f"{min(diffs, default=0):+.0f} / {statistics.median(diffs) if diffs else 0:+.0f} / {max(diffs, default=0):+.0f}"])
+    print(table(["variant", "GPUs", "only shipped", "only variant", "since − shipped's, s (min / median / max)"], out))
 
 
 def report(checkout: Path, r: dict[str, Any]) -> None:
@@ -180,18 +339,26 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10, help="simulated fleet multiplier (125: 12,500 devices)")
     parser.add_argument("--pods", type=int, help="top the fleet up to this many GPU pods (default 80 per scale unit)")
     parser.add_argument("--scrape", type=float, default=15.0, help="Prometheus scrape interval, seconds")
-    parser.add_argument("--fill", type=float, default=120.0, help="seconds of data before measuring")
+    parser.add_argument("--fill", type=lambda v: sorted(float(x) for x in v.split(",")), default=[120.0],
+                        help="seconds of data before measuring; several (comma-separated): measure after each")
     parser.add_argument("--window", type=float, default=1800.0, help="gpuctl's idle window, seconds (its default)")
     parser.add_argument("--refreshes", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=30.0, help="gpuctl's query timeout here, seconds")
     parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
                         help="also measure the checkout in DIR (a worktree at another commit)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also time other ways to ask for history, and instant queries trimmed or raw (this checkout)")
+    parser.add_argument("--variants-only", action="store_true", help="--variants without measuring the checkouts")
+    parser.add_argument("--variant-repeat", type=int, default=3)
+    parser.add_argument("--threshold", type=float, default=5.0, help="idle threshold, %% (the variants' streaks)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prometheus", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.variants = args.variants or args.variants_only
     if args.child:
         child(args)
     else:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # started with `&`, SIGINT would be ignored
         asyncio.run(bench(args))
 
 

@@ -301,6 +301,13 @@ class MetricsHealth(Frozen):
     history_retry_at: datetime | None = Field(
         None, description="when the failed idle-history query is tried again; None once loaded or when not failing"
     )
+    history_pending: bool = Field(
+        False,
+        description="the idle-history query is out and has not answered yet, or goes out again with the next refresh"
+        " after a failed one (a live view shows readings first):"
+        " until it does, idle streaks count only from gpuctl's start, so idle_for_s is a lower bound and a GPU idle"
+        " for longer may not be flagged idle yet",
+    )
 
 
 class WatchHealth(Frozen):

@@ -83,6 +83,8 @@ def _metrics_line(snap: Snapshot) -> str:
         m += f"; {metrics.gpus_stale} GPU(s) STALE (frozen or no recent sample: neither busy nor idle)"
     if metrics.unmatched_hosts:
         m += f"; {metrics.unmatched_hosts} host(s) match no node (another cluster? see --metrics-selector)"
+    if metrics.history_pending:
+        m += "; idle history pending: idle streaks count from gpuctl's start until it answers"
     if metrics.history_error:
         m += f"; idle history failed, retry at {metrics.history_retry_at:%H:%M:%S}Z - {metrics.history_error}"
     return m

@@ -1,7 +1,7 @@
 """Idle streaks from Prometheus's history, so they survive a gpuctl restart.
 
 Two subqueries (queries.last_busy, queries.present_since) look back over the
-idle window plus a margin, at a step of a thirtieth of it (the question is
+idle window plus a margin, at a step of a fifteenth of it (the question is
 "idle for the whole window?", not when to the second); this module sizes them
 and joins their answers with the current samples. Each utilisation name is read only where merge_readings
 would choose it: the profiling ratio on MIG instances, GPU_UTIL on whole GPUs
@@ -29,9 +29,9 @@ from gpuctl.sources import dcgm_fields as fields
 from gpuctl.sources.queries import NAME_LABEL
 from gpuctl.state.records import GpuSample
 
-STEPS_PER_WINDOW = 30  # resolution of the subqueries: a step of 60 s in a 30-minute window
-PRESENCE_STEPS_PER_WINDOW = 12  # present_since's coarser resolution (see HistoryPlan.for_window)
-MARGIN_STEPS = 4  # look back this many steps past the window, so a GPU idle for longer reads as idle
+STEPS_PER_WINDOW = 15  # last_busy's resolution: a step of 120 s in a 30-minute window
+PRESENCE_STEPS_PER_WINDOW = 12  # present_since's resolution (see HistoryPlan.for_window)
+MARGIN_STEPS = 2  # look back this many steps past the window, so a GPU idle for longer reads as idle
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +45,14 @@ class HistoryPlan:
 
     @classmethod
     def for_window(cls, idle_window_s: float, refresh_s: float, grace_s: float) -> HistoryPlan:
-        """Step: the refresh interval, or window/30 when that is coarser, but at most half the
+        """Step: the refresh interval, or window/15 when that is coarser, but at most half the
         grace period (so no gap over it goes unseen) and never under 1 s; look-back: the window
-        plus four steps.
+        plus two steps.
 
-        A step ends a streak at most one step late (shorter, never longer): a minute in the default
+        A step ends a streak at most one step late (shorter, never longer): two minutes in the default
         30-minute window, while the subqueries' cost falls with the number of steps (120 steps cost
-        ~10 s at 8,000 GPUs, BENCHMARKS.md section 8). Presence is read at window/12 or half the
+        ~10 s at 8,000 GPUs, BENCHMARKS.md section 8; at 12,500 devices 17 steps of 120 s cost
+        Prometheus ~35 % less CPU than 34 of 60 s, bench/bench_prom_cost.py --variants). Presence is read at window/12 or half the
         grace period, whichever is finer, and never finer than the step (2.5 minutes by default):
         its answer only moves for a series that started, or came back after a gap, within the
         look-back, and at that step each sample is read twice, not eight times."""

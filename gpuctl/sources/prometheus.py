@@ -81,6 +81,7 @@ class MetricsSink(Protocol):
     def set_metrics_source(self, name: str) -> None: ...
     def apply_metrics(self, batch: MetricsBatch) -> None: ...
     def metrics_failed(self, error: str, at: datetime, *, retry_at: datetime | None = None) -> None: ...
+    def history_requested(self) -> None: ...
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None: ...
     def history_failed(self, error: str, *, retry_at: datetime) -> None: ...
 
@@ -191,19 +192,20 @@ class PrometheusSource:
 
         Each answer is parsed in the thread that fetched it, and the readings merged in one
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
-        answers' JSON is let go one by one, not held all at once)."""
+        answers' JSON is let go one by one, not held all at once). Every request is queued before
+        the first wait (so queries queued after this call starts go behind them)."""
         pods: fields.PodRefs = {}  # one PodRef per pod for the whole refresh (answers parse on one thread)
         parse = partial(_parse_answer, pods=pods)
-        instants = asyncio.gather(*(self._query(queries.instant(q, self.selector), then=parse) for q in REFRESH_QUANTITIES))
-        parsed, moving = await asyncio.gather(instants, self._moving())
+        sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
+        freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
+        instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
+        parsed, moving = await asyncio.gather(instants, self._moving(freshness))
         return await self._parsing.run(self._batch_of, parsed, moving)
 
-    async def _moving(self) -> set[str] | str:
+    async def _moving(self, sent: Awaitable[bytes]) -> set[str] | str:
         """The freshness query's answer (keys of GPUs whose readings move), or why it failed."""
         try:
-            return await self._query(
-                queries.freshness(self.stale_window_s, self.selector), then=moving_gpus, timeout_s=self.freshness_timeout_s
-            )
+            return await self._answer(sent, then=moving_gpus)
         except FETCH_ERRORS as e:
             reason = f"freshness check failed: {describe_error(e)}"
             log.warning("%s; this refresh's readings are all marked stale", reason)
@@ -232,10 +234,11 @@ class PrometheusSource:
     async def history_answers(self) -> HistoryAnswers:
         """The two history subqueries' answers (they do not depend on the samples: run() sends them with a refresh)."""
         plan, sel = self.history, self.selector
-        last_busy, present_since = await asyncio.gather(
-            self._query(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
-            self._query(queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
+        sent = (  # both queued before the first wait, as fetch's
+            self._send(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
+            self._send(queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
         )
+        last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
         return last_busy, present_since
 
     def history_from(self, samples: Sequence[GpuSample], answers: HistoryAnswers) -> dict[str, datetime]:
@@ -255,12 +258,20 @@ class PrometheusSource:
         self.history_retry_at = self._now()
         while True:
             started = loop.time()
-            # When due, the history's queries go out with the refresh's (they need no samples): the first
-            # snapshot waits for the slower of the two, not for both one after the other.
+            # When due, the history's queries go out with the refresh's (they need no samples), so the first
+            # snapshot waits for the slower of the two, not for both one after the other. In the request queue
+            # (MAX_IN_FLIGHT at a time) a one-shot answer, which waits for both, sends the history first (the
+            # longest query first); a live view sends it behind the refresh's queries, so the readings come first.
             due = self.history_retry_at is not None and self._now() >= self.history_retry_at
-            history = asyncio.ensure_future(self.history_answers()) if due else None
+            history = asyncio.ensure_future(self.history_answers()) if due and self.history_first else None
+            refresh = asyncio.ensure_future(self.fetch())
             try:
-                batch = await self.fetch()
+                if due and history is None:
+                    await asyncio.sleep(0)  # fetch() queues its requests before it first waits: the history's go behind
+                    history = asyncio.ensure_future(self.history_answers())
+                if history is not None:
+                    store.history_requested()
+                batch = await refresh
             except FETCH_ERRORS as e:
                 if history is not None:  # no samples to join it with: asked again with the next refresh
                     history.cancel()
@@ -273,7 +284,8 @@ class PrometheusSource:
                 store.metrics_failed(message, now, retry_at=self.retry_at)
                 await asyncio.sleep(delay)
                 continue
-            except BaseException:  # cancelled, or a crash: the history's queries go too
+            except BaseException:  # cancelled, or a crash: the refresh's and the history's queries go too
+                refresh.cancel()
                 if history is not None:
                     history.cancel()
                 raise
@@ -328,12 +340,22 @@ class PrometheusSource:
     async def _query(
         self, promql: str, *, then: Callable[[list[Any]], Any] | None = None, timeout_s: float | None = None
     ) -> Any:
-        """The instant query's result list; with `then`, what `then` makes of it, on the parsing thread.
+        """The instant query's result list; with `then`, what `then` makes of it, on the parsing thread."""
+        return await self._answer(self._send(promql, timeout_s=timeout_s), then=then)
+
+    def _send(self, promql: str, *, timeout_s: float | None = None) -> asyncio.Future[bytes]:
+        """The instant query queued for the request threads now; its answer's bytes when it comes.
 
         `timeout_s` (default: the source's) is Prometheus's limit, sent as plain seconds (a float: its API
-        takes "0.5" where a unit would need whole numbers); the client waits a little longer."""
+        takes "0.5" where a unit would need whole numbers); the client waits a little longer. Cancelling
+        the future drops the request if it has not started yet."""
         limit = self.timeout_s if timeout_s is None else timeout_s
-        body = await self._requests.run(self._get, "/api/v1/query", {"query": promql, "timeout": f"{limit:g}"}, limit)
+        params = {"query": promql, "timeout": f"{limit:g}"}
+        return asyncio.wrap_future(self._requests.submit(self._get, "/api/v1/query", params, limit))
+
+    async def _answer(self, sent: Awaitable[bytes], *, then: Callable[[list[Any]], Any] | None = None) -> Any:
+        """A sent query's result list (or what `then` makes of it), parsed on the parsing thread."""
+        body = await sent
 
         def parse() -> Any:
             result = json.loads(body)["data"]["result"]

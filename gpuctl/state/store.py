@@ -132,6 +132,7 @@ class ClusterStore:
         self._metrics_attempted = False
         self._history_error: str | None = None
         self._history_retry_at: datetime | None = None
+        self._history_pending = False
         self._warned_unmatched = False
         # The last refresh with enough GPUs in it, while later ones bring too few (see _check_coverage).
         self._full_batch: MetricsBatch | None = None
@@ -266,17 +267,27 @@ class ClusterStore:
         self._metrics_attempted = True
         self._changed()
 
+    def history_requested(self) -> None:
+        """The source asked for idle history: until it answers (or fails), streaks count only from gpuctl's start.
+
+        A refresh that fails takes its history query with it; it is asked again with the next refresh, and
+        stays pending meanwhile."""
+        self._history_pending = True
+        self._changed()
+
     def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None:
         """Idle streaks from history (a source's start); clears a history failure."""
         self._idle_queue.append(dict(idle_since))
         self._history_error = None
         self._history_retry_at = None
+        self._history_pending = False
         self._changed()
 
     def history_failed(self, error: str, *, retry_at: datetime) -> None:
         """The idle-history query failed; the source tries again at `retry_at`."""
         self._history_error = error
         self._history_retry_at = retry_at
+        self._history_pending = False
         self._changed()
 
     @property
@@ -532,6 +543,7 @@ class ClusterStore:
             unconfirmed=self._batch.unconfirmed if self._batch is not None else None,
             history_error=self._history_error,
             history_retry_at=self._history_retry_at,
+            history_pending=self._history_pending,
             gpus_reported=len(self._batch.samples) if self._batch is not None else 0,
             gpus_missing=self._gpus_missing,
             missing_since=self._missing_since if self._gpus_missing else None,

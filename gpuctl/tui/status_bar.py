@@ -131,6 +131,10 @@ def status_text(
     alloc, idle = held
     t.append(f" · {len(snapshot.nodes)} nodes · {gpus} GPUs · {alloc} alloc · ")
     t.append(f"{idle} idle", style="bold magenta" if idle else "")
+    if m.history_pending:  # the idle counts are from gpuctl's start, not yet from Prometheus's history
+        t.append(" (history pending)", style="yellow")
+    elif m.history_error:
+        t.append(" (history failed)", style="bold yellow")
     firing = sum(1 for a in snapshot.alerts if a.state == "firing")
     if firing:
         t.append(" · ")

@@ -269,12 +269,12 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
 
 
 async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_look_back_began(monitoring: Monitoring) -> None:
-    # A 4 s window: 1 s steps, an 8 s look-back, a 6 s grace. node-a/2 (held, at 0 %) has samples from
+    # A 4 s window: 1 s steps, a 6 s look-back, a 6 s grace. node-a/2 (held, at 0 %) has samples from
     # before the look-back began and none missing since: the answer is the look-back's start, by evidence
     # read there (not by its absence from the run starts).
     await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[20s]) >= 15')
     source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=4, refresh_s=0.5, idle_grace_s=6)
-    assert (source.history.step_s, source.history.lookback_s) == (1, 8)
+    assert (source.history.step_s, source.history.lookback_s) == (1, 6)
     try:
         batch = await source.fetch()
         answers = await source.history_answers()
@@ -282,7 +282,7 @@ async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_loo
     finally:
         source.close()
     evaluated = datetime.fromtimestamp(float(answers[1][0]["value"][0]), UTC)
-    assert abs(since["node-a/2"] - (evaluated - timedelta(seconds=8))) < timedelta(milliseconds=1)  # float seconds
+    assert abs(since["node-a/2"] - (evaluated - timedelta(seconds=6))) < timedelta(milliseconds=1)  # float seconds
     assert "node-a/1" not in since  # 85 % busy
 
 
@@ -305,6 +305,25 @@ async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, export
             back = await snapshot_when(store, lambda s: s.metrics.error is None and not s.metrics.stale, what="recovery")
             assert {g.key for g in back.gpus} == EXPECTED_GPUS
             assert source.retry_at is None and back.metrics.retry_at is None
+
+
+async def test_a_refresh_that_lost_most_series_is_partial_not_a_fresh_fleet_without_data(tmp_path: Path) -> None:
+    # A scrape gap as Prometheus sees it: one exporter serves nothing, Prometheus marks its series stale, and the
+    # next refresh brings 2 of the 8 GPUs. The snapshot says which are missing, not a fresh fleet without data.
+    async with StaticExporter(static_fleet()) as static, StaticExporter(k8s_fleet()) as k8s:
+        async with Monitoring(tmp_path, jobs=jobs(static, k8s), rule_files=()) as mon:
+            await mon.wait_for_series(UTIL_ANY, count=11)
+            store = ClusterStore(refresh_s=0.3)
+            source = PrometheusSource(mon.prometheus_url, refresh_s=0.3, timeout_s=2)
+            async with running(source, store):
+                await snapshot_when(store, lambda s: s.metrics.gpus_reported == len(EXPECTED_GPUS), what="every GPU")
+                static.set([])
+                gap = await snapshot_when(store, lambda s: s.metrics.gpus_missing > 0, what="the gap reported")
+                assert (gap.metrics.gpus_reported, gap.metrics.gpus_missing) == (2, 6)
+                assert not gap.metrics.stale and gap.metrics.missing_since is not None  # fresh, and yet partial
+                static.set(static_fleet())
+                back = await snapshot_when(store, lambda s: s.metrics.gpus_reported == len(EXPECTED_GPUS), what="back")
+                assert (back.metrics.gpus_missing, back.metrics.missing_since) == (0, None)
 
 
 async def test_simulated_fleet_in_both_generations_reaches_the_snapshot(tmp_path: Path) -> None:

@@ -87,12 +87,12 @@ async def test_idle_history_with_both_names_mig_and_49_names_reaches_the_first_s
         raw = await mon.wait_for_series('DCGM_FI_DEV_GPU_UTIL{Hostname="a100-train-9nn5p"}')
         both = await mon.query('DCGM_FI_PROF_GR_ENGINE_ACTIVE{Hostname="a100-train-9nn5p"}')
         assert {s["metric"]["gpu"] for s in raw} == {s["metric"]["gpu"] for s in both}  # same GPUs, same labels
-        # 12+ seconds of history: more than the 10 s look-back of a 6 s window at 1 s steps.
+        # 12+ seconds of history: more than the 8 s look-back of a 6 s window at 1 s steps.
         await mon.wait_for_series("count_over_time(up[15s]) >= 13", count=len(sims))
 
         source = PrometheusSource(mon.prometheus_url, refresh_s=1, timeout_s=10, idle_window_s=6)
         try:
-            assert (source.history.lookback_s, source.history.step_s) == (10, 1)
+            assert (source.history.lookback_s, source.history.step_s) == (8, 1)
             batch = await source.fetch()
             asked = time.time()
             since = await source.idle_history(batch.samples)  # before: 422, same labelset
@@ -126,7 +126,7 @@ async def test_gpuctl_snapshot_reports_idle_gpus_on_the_default_test_bed(
     control_plane: ControlPlane, fleet: Fleet, telemetry: Telemetry
 ) -> None:
     """End to end: the command, the real cluster, the simulator's default output (both utilisation names)."""
-    await telemetry.monitoring.wait_for_series("count_over_time(up[12s]) >= 11")  # history past the 9 s look-back
+    await telemetry.monitoring.wait_for_series("count_over_time(up[12s]) >= 11")  # history past the 7 s look-back
     done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "gpuctl", "snapshot", "--json", "--kubeconfig", str(control_plane.kubeconfig(ADMIN)),

@@ -86,6 +86,17 @@ def test_readings_whose_freshness_went_unchecked_are_unconfirmed_not_fresh() -> 
     assert "yellow" in str(badge.style)  # not the green of a fresh feed
 
 
+def test_idle_counts_say_when_history_has_not_answered_or_failed() -> None:
+    snap = build_snapshot(1)
+    assert "history" not in status_text(snap, context=None, flt=Filter(), feed_error=None).plain
+    pending = snap.metrics.model_copy(update={"history_pending": True})
+    text = status_text(snap.model_copy(update={"metrics": pending}), context=None, flt=Filter(), feed_error=None).plain
+    assert " idle (history pending) · " in text
+    failed = snap.metrics.model_copy(update={"history_error": "Prometheus did not answer in time", "history_retry_at": T0})
+    text = status_text(snap.model_copy(update={"metrics": failed}), context=None, flt=Filter(), feed_error=None).plain
+    assert " idle (history failed) · " in text
+
+
 def test_local_readings_without_a_cluster_say_no_cluster_not_reconnecting() -> None:
     """`gpuctl top --local` on a GPU box (seen on an H200): nothing to watch, so nothing to reconnect to."""
     snap = build_snapshot(1)

@@ -164,7 +164,7 @@ def test_prometheus_sources_get_the_metrics_settings(dead_kubeconfig: Path) -> N
     (alerts,) = [s for s in sources if isinstance(s, PrometheusAlertsSource)]
     try:
         assert prometheus.selector == parse_selector('cluster="prod-a"') and alerts.prometheus is prometheus
-        assert (prometheus.history.lookback_s, prometheus.history.step_s) == (680, 20)  # the window + 4 window/30 steps, not 6 hours
+        assert (prometheus.history.lookback_s, prometheus.history.step_s) == (680, 40)  # the window + 2 window/15 steps, not 6 hours
         assert prometheus.stale_window_s == 90
     finally:
         prometheus.close()

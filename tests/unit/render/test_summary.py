@@ -113,6 +113,14 @@ def test_summary_says_readings_whose_freshness_went_unchecked_are_all_stale() ->
     ) in text
 
 
+def test_summary_says_idle_history_is_pending() -> None:
+    snap = store_with_an_idle_holder().snapshot()
+    assert "history pending" not in render_summary(snap)
+    metrics = snap.metrics.model_copy(update={"history_pending": True})
+    text = render_summary(snap.model_copy(update={"metrics": metrics}))
+    assert "; idle history pending: idle streaks count from gpuctl's start until it answers" in text
+
+
 def test_summary_without_a_cluster_lists_the_gpus_themselves() -> None:
     """`gpuctl snapshot --local`: NVML readings, no Kubernetes, so no pools, quotas or holders to show."""
     store = ClusterStore(clock=lambda: T0)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from prometheus_api_client import PrometheusApiClientException
 
-from gpuctl.sources.prometheus import HistoryAnswers, PrometheusSource
+from gpuctl.sources import queries
+from gpuctl.sources.prometheus import REFRESH_QUANTITIES, HistoryAnswers, PrometheusSource
 from gpuctl.state.records import GpuSample, MetricsBatch
 from gpuctl.state.store import ClusterStore
 from testbed.waiting import poll
@@ -173,6 +176,76 @@ async def test_a_live_view_shows_the_batch_before_the_history_answers() -> None:
             await poll(lambda: source.history_retry_at is None and store.metrics_attempted, timeout_s=10,
                        interval_s=0.01, what="history loaded, batch applied")
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            source.close()
+
+
+async def test_a_live_view_says_history_is_pending_until_it_answers_or_fails() -> None:
+    source = _SlowHistory(history_first=False)
+    store = ClusterStore(clock=lambda: T0)
+    task = asyncio.create_task(source.run(store))
+    try:
+        await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the batch, history pending")
+        assert store.snapshot().metrics.history_pending  # the streaks shown count from gpuctl's start
+        source.history_release.set()
+        await poll(lambda: store.snapshot().metrics.history_pending, lambda p: not p, timeout_s=10, interval_s=0.01,
+                   what="history loaded")
+        assert store.snapshot().metrics.history_error is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        source.close()
+    # A failed history is not pending: it says it failed (and when it is tried again).
+    clock = _Clock()
+    failing = _HistoryFails(clock)
+    store = ClusterStore(clock=clock)
+    task = asyncio.create_task(failing.run(store))
+    try:
+        await poll(lambda: store.snapshot().metrics.history_error, timeout_s=10, interval_s=0.01, what="failure")
+        assert not store.snapshot().metrics.history_pending
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        failing.close()
+
+
+class _Queued(PrometheusSource):
+    """Records the order in which queries are queued for the request threads; no request ever answers
+    until the test lets them fail (the queue's order, not Prometheus, is under test)."""
+
+    def __init__(self, *, history_first: bool) -> None:
+        super().__init__("http://127.0.0.1:1", refresh_s=60.0, history_first=history_first, now=lambda: T0)
+        self.queued: list[str] = []
+        self.answer = threading.Event()
+
+    def _send(self, promql: str, *, timeout_s: float | None = None) -> asyncio.Future[bytes]:
+        self.queued.append(promql)
+        return super()._send(promql, timeout_s=timeout_s)
+
+    def _get(self, path: str, params: Mapping[str, str], timeout_s: float) -> bytes:
+        self.answer.wait(10)
+        raise PrometheusApiClientException("HTTP Status Code 503 (b'not now')")
+
+
+async def test_a_live_view_queues_the_history_behind_the_refresh_a_one_shot_answer_ahead_of_it() -> None:
+    for history_first in (True, False):
+        source = _Queued(history_first=history_first)
+        plan = source.history
+        history = [queries.last_busy(source.idle_threshold_pct, plan.lookback_s, plan.step_s),
+                   queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s)]
+        refresh = [*(queries.instant(q) for q in REFRESH_QUANTITIES), queries.freshness(source.stale_window_s)]
+        task = asyncio.create_task(source.run(ClusterStore(clock=lambda: T0)))
+        try:
+            await poll(lambda: len(source.queued), lambda n: n == len(history) + len(refresh), timeout_s=10,
+                       interval_s=0.01, what="every query queued")
+            # A one-shot answer waits for both: the longest first. A live view shows the readings first.
+            assert source.queued == (history + refresh if history_first else refresh + history)
+        finally:
+            source.answer.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -77,14 +77,14 @@ def test_the_selector_scopes_every_series_a_query_reads(query: str) -> None:
 
 
 def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution() -> None:
-    # Steps of window/30: a streak ends at most a minute late in the default 30-minute window.
+    # Steps of window/15: a streak ends at most two minutes late in the default 30-minute window.
     default = HistoryPlan.for_window(idle_window_s=1800, refresh_s=15, grace_s=300)
-    assert (default.step_s, default.lookback_s, default.gap_s) == (60, 1800 + 4 * 60, 300)
-    # A refresh slower than window/30 sets the step.
-    assert HistoryPlan.for_window(idle_window_s=600, refresh_s=30, grace_s=300).step_s == 30
-    # A long window with a fast refresh: steps of window/30, not thousands of points.
-    long = HistoryPlan.for_window(idle_window_s=3600, refresh_s=2, grace_s=300)
-    assert (long.step_s, long.lookback_s) == (120, 3600 + 480)
+    assert (default.step_s, default.lookback_s, default.gap_s) == (120, 1800 + 2 * 120, 300)
+    # A refresh slower than window/15 sets the step.
+    assert HistoryPlan.for_window(idle_window_s=300, refresh_s=30, grace_s=300).step_s == 30
+    # A longer window with a fast refresh: steps of window/15, not thousands of points.
+    long = HistoryPlan.for_window(idle_window_s=2100, refresh_s=2, grace_s=300)
+    assert (long.step_s, long.lookback_s) == (140, 2100 + 280)
     # Presence at window/12 or half the grace period, whichever is finer, never finer than the step
     # (its answer moves only after a gap, or for a new series).
     assert (default.presence_step_s, long.presence_step_s) == (150, 150)
