@@ -23,6 +23,7 @@ from gpuctl.bot.blocks import Reply, esc, notice
 from gpuctl.bot.doctor_reply import doctor_reply
 from gpuctl.bot.engine_seam import EngineSeam, EngineUnavailable
 from gpuctl.bot.identity import IdentityResolver
+from gpuctl.bot.recent import Recent
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.options import DoctorOptions
 from gpuctl.errors import GpuctlError
@@ -65,10 +66,13 @@ class LiveView:
     seconds, and a request must never be the one that runs it on the event
     loop. The index is built in a worker thread for the same reason."""
 
+    DOCTOR_FRESH_S = 30.0  # one examination answers every `/gpu doctor` with these options for this long
+
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._indexed: tuple[Snapshot, FleetIndex] | None = None
         self._lock = asyncio.Lock()
+        self._doctor: Recent[DoctorOptions, Report] = Recent(self.DOCTOR_FRESH_S)
 
     async def waiting_for(self) -> str:
         """While there is no data: what the sources say (e.g. the API server refusing connections, next retry)."""
@@ -90,12 +94,14 @@ class LiveView:
             return self._indexed
 
     async def doctor(self, options: DoctorOptions) -> Report | None:
-        """`gpuctl doctor` on the live cluster (its snapshot plus one-shot reads); None until it is ready."""
+        """`gpuctl doctor` on the live cluster (its snapshot plus one-shot reads); None until it is ready.
+
+        Shared: askers within DOCTOR_FRESH_S get the same examination (its report says when it was taken)."""
         if not self.cluster.ready:
             return None
         from gpuctl.doctor.run import examine_live
 
-        return await examine_live(self.cluster, options)
+        return await self._doctor.get(options, lambda: examine_live(self.cluster, options))
 
 
 class Replies:

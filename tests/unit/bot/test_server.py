@@ -331,3 +331,22 @@ async def test_fuzzed_command_text_never_crashes_or_leaks_a_traceback(sender: Sl
     shown = blocks_text(message)
     assert "Traceback" not in shown and "Something went wrong" not in shown
     assert message.get("blocks")
+
+
+async def test_a_burst_of_doctor_commands_is_one_examination(sender: SlackSender, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpuctl.doctor.run as doctor_run
+
+    examine = doctor_run.examine_live
+    examined: list[object] = []
+
+    async def counted(cluster: Any, options: Any) -> Any:
+        examined.append(options)
+        return await examine(cluster, options)
+
+    monkeypatch.setattr(doctor_run, "examine_live", counted)
+    replies = await asyncio.gather(*(reply_to(sender, "doctor", user) for user in (ALICE, BOB, ALICE)))
+    assert len(examined) == 1
+    stamps = {next(line for line in text.splitlines() if " checks at " in line) for text in replies}
+    assert len(stamps) == 1  # one report, one time taken, said in every reply
+    await reply_to(sender, "doctor team-a")
+    assert len(examined) == 2  # other options: an examination of its own
