@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -271,13 +272,38 @@ async def running_bot(
 
 
 async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO) -> None:
-    """Run the bot until cancelled (Ctrl-C); one line on `out` once it serves."""
-    async with running_bot(settings, socket_mode=socket_mode) as bot:
-        try:  # the first data, briefly; an unreachable API server is said at its first refusal, not waited out
-            await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=True)
-        except Exception as e:  # serve anyway: answers say "no data yet" and why, /healthz shows it; sources retry
-            log.warning("no cluster data yet: %s", e)
-        out.write(f"gpuctl bot: serving on {bot.url}\n")
-        out.flush()
-        await asyncio.Event().wait()
+    """Run the bot until SIGTERM (returns) or Ctrl-C (raises KeyboardInterrupt); one line on `out` once it serves.
+
+    The loop takes both signals itself and cancels the serving, so the bot shuts down in order either way
+    (answers in flight are cancelled before the engine closes), also while it waits for the first data and
+    when it was started with SIGINT ignored (a background job)."""
+    loop, serving = asyncio.get_running_loop(), asyncio.current_task()
+    assert serving is not None
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received:
+            serving.cancel()
+        received.append(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async with running_bot(settings, socket_mode=socket_mode) as bot:
+            try:  # the first data, briefly; an unreachable API server is said at its first refusal, not waited out
+                await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=True)
+            except Exception as e:  # serve anyway: answers say "no data yet" and why, /healthz shows it; sources retry
+                log.warning("no cluster data yet: %s", e)
+            out.write(f"gpuctl bot: serving on {bot.url}\n")
+            out.flush()
+            await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        serving.uncancel()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if signal.SIGINT in received:
+        raise KeyboardInterrupt
 

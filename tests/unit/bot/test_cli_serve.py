@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -28,10 +29,22 @@ def environment(tmp_path: Path, api_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-async def test_serve_demo_answers_signed_commands_and_stops_on_interrupt(slack: FakeSlack, tmp_path: Path) -> None:
+def ignoring_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job (`cmd &`)
+
+
+@pytest.mark.parametrize(
+    ("stop", "started", "code"),
+    [(signal.SIGINT, None, 130), (signal.SIGINT, ignoring_sigint, 130), (signal.SIGTERM, None, 0)],
+    ids=["interrupt", "interrupt-when-started-ignoring-it", "terminate"],
+)
+async def test_serve_demo_answers_signed_commands_and_stops_on_a_signal(
+    slack: FakeSlack, tmp_path: Path, stop: signal.Signals, started: Callable[[], None] | None, code: int
+) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gpuctl", "bot", "serve", "--demo", "--host", "127.0.0.1", "--port", "0", "-vv",
         env=environment(tmp_path, slack.api_url), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=started,
     )  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
     try:
@@ -44,9 +57,9 @@ async def test_serve_demo_answers_signed_commands_and_stops_on_interrupt(slack: 
         assert sent.status == 200
         assert "allocatable" in blocks_text(await slack.wait_for_response(sent.response_id))
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = await process.communicate()
-    assert process.returncode == 130, err.decode()
+    assert process.returncode == code, err.decode()
     log = err.decode()
     assert "gpuctl bot serving on 127.0.0.1:" in log  # -vv logs
     assert BOT_TOKEN not in log and SECRET not in log
