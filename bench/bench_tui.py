@@ -70,7 +70,7 @@ class BenchApp(GpuctlApp):
         update: Update,
         index: FleetIndex | None = None,
         *,
-        sample: array[float] | None = None,
+        sample: array[int] | None = None,
         received: float | None = None,
     ) -> None:
         super().apply_update(update, index, sample=sample, received=received)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from prometheus_api_client import PrometheusApiClientException
@@ -23,20 +23,27 @@ from testbed.waiting import poll
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 
 
-async def test_a_failed_refresh_sets_retry_at_one_backoff_ahead() -> None:
-    source = PrometheusSource("http://127.0.0.1:1", refresh_s=4.0, timeout_s=2, now=lambda: T0)
-    store = ClusterStore()
+@contextlib.asynccontextmanager
+async def running(source: PrometheusSource, store: ClusterStore) -> AsyncIterator[None]:
+    """The source feeding `store` for the block; cancelled and closed after it."""
     task = asyncio.create_task(source.run(store))
     try:
-        await poll(lambda: source.retry_at is not None, timeout_s=10, interval_s=0.01, what="the first retry time")
-        # The first backoff is the refresh interval scaled by 0.5-1.0 of jitter.
-        assert T0 + timedelta(seconds=2) <= source.retry_at <= T0 + timedelta(seconds=4)
-        assert "cannot connect to Prometheus" in (store.snapshot().metrics.error or "")
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         source.close()
+
+
+async def test_a_failed_refresh_sets_retry_at_one_backoff_ahead() -> None:
+    source = PrometheusSource("http://127.0.0.1:1", refresh_s=4.0, timeout_s=2, now=lambda: T0)
+    store = ClusterStore()
+    async with running(source, store):
+        await poll(lambda: source.retry_at is not None, timeout_s=10, interval_s=0.01, what="the first retry time")
+        # The first backoff is the refresh interval scaled by 0.5-1.0 of jitter.
+        assert T0 + timedelta(seconds=2) <= source.retry_at <= T0 + timedelta(seconds=4)
+        assert "cannot connect to Prometheus" in (store.snapshot().metrics.error or "")
 
 
 class _Clock:
@@ -72,13 +79,12 @@ async def test_a_failing_history_query_backs_off_instead_of_following_every_refr
     clock = _Clock()
     source = _HistoryFails(clock)
     store = ClusterStore(clock=clock)
-    task = asyncio.create_task(source.run(store))
 
     async def refreshes_after(n: int) -> None:
         target = source.refreshes + n
         await poll(lambda: source.refreshes, lambda r: r >= target, interval_s=0.01, what=f"{n} refreshes")
 
-    try:
+    async with running(source, store):
         await refreshes_after(20)
         assert source.history_calls == 1  # once, not after each of 20 refreshes
         health = store.snapshot().metrics
@@ -101,11 +107,6 @@ async def test_a_failing_history_query_backs_off_instead_of_following_every_refr
         await refreshes_after(20)
         assert source.history_calls == 3 and source.history_retry_at is None  # loaded: never again
         assert store.snapshot().metrics.history_retry_at is None
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        source.close()
 
 
 class _Gated(PrometheusSource):
@@ -131,18 +132,12 @@ class _Gated(PrometheusSource):
 async def test_the_history_queries_go_out_with_the_first_refresh_not_after_it() -> None:
     source = _Gated()
     store = ClusterStore(clock=lambda: T0)
-    task = asyncio.create_task(source.run(store))
-    try:
+    async with running(source, store):
         await asyncio.wait_for(asyncio.gather(source.fetching.wait(), source.querying_history.wait()), 10)
         assert not store.metrics_attempted  # both in flight, nothing applied yet
         source.release.set()
         await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the first batch")
         assert source.history_retry_at is None and store.snapshot().metrics.history_error is None  # loaded with it
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        source.close()
 
 
 class _SlowHistory(_Gated):
@@ -164,8 +159,7 @@ async def test_a_live_view_shows_the_batch_before_the_history_answers() -> None:
     for history_first in (False, True):
         source = _SlowHistory(history_first=history_first)
         store = ClusterStore(clock=lambda: T0)
-        task = asyncio.create_task(source.run(store))
-        try:
+        async with running(source, store):
             await asyncio.wait_for(asyncio.gather(source.querying_history.wait(), source.fetched.wait()), 10)
             if history_first:  # one-shot answers: the batch waits for the history sent with it
                 assert not store.metrics_attempted
@@ -175,42 +169,25 @@ async def test_a_live_view_shows_the_batch_before_the_history_answers() -> None:
             source.history_release.set()
             await poll(lambda: source.history_retry_at is None and store.metrics_attempted, timeout_s=10,
                        interval_s=0.01, what="history loaded, batch applied")
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            source.close()
 
 
 async def test_a_live_view_says_history_is_pending_until_it_answers_or_fails() -> None:
     source = _SlowHistory(history_first=False)
     store = ClusterStore(clock=lambda: T0)
-    task = asyncio.create_task(source.run(store))
-    try:
+    async with running(source, store):
         await poll(lambda: store.metrics_attempted, timeout_s=10, interval_s=0.01, what="the batch, history pending")
         assert store.snapshot().metrics.history_pending  # the streaks shown count from gpuctl's start
         source.history_release.set()
         await poll(lambda: store.snapshot().metrics.history_pending, lambda p: not p, timeout_s=10, interval_s=0.01,
                    what="history loaded")
         assert store.snapshot().metrics.history_error is None
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        source.close()
     # A failed history is not pending: it says it failed (and when it is tried again).
     clock = _Clock()
     failing = _HistoryFails(clock)
     store = ClusterStore(clock=clock)
-    task = asyncio.create_task(failing.run(store))
-    try:
+    async with running(failing, store):
         await poll(lambda: store.snapshot().metrics.history_error, timeout_s=10, interval_s=0.01, what="failure")
         assert not store.snapshot().metrics.history_pending
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        failing.close()
 
 
 class _Queued(PrometheusSource):
@@ -238,15 +215,11 @@ async def test_a_live_view_queues_the_history_behind_the_refresh_a_one_shot_answ
         history = [queries.last_busy(source.idle_threshold_pct, plan.lookback_s, plan.step_s),
                    queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s)]
         refresh = [*(queries.instant(q) for q in REFRESH_QUANTITIES), queries.freshness(source.stale_window_s)]
-        task = asyncio.create_task(source.run(ClusterStore(clock=lambda: T0)))
-        try:
-            await poll(lambda: len(source.queued), lambda n: n == len(history) + len(refresh), timeout_s=10,
-                       interval_s=0.01, what="every query queued")
-            # A one-shot answer waits for both: the longest first. A live view shows the readings first.
-            assert source.queued == (history + refresh if history_first else refresh + history)
-        finally:
-            source.answer.set()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            source.close()
+        async with running(source, ClusterStore(clock=lambda: T0)):
+            try:
+                await poll(lambda: len(source.queued), lambda n: n == len(history) + len(refresh), timeout_s=10,
+                           interval_s=0.01, what="every query queued")
+                # A one-shot answer waits for both: the longest first. A live view shows the readings first.
+                assert source.queued == (history + refresh if history_first else refresh + history)
+            finally:
+                source.answer.set()
