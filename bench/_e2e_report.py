@@ -146,6 +146,17 @@ def long_rows(devices: int, churn_s: float) -> list[Row]:
         span_min = (points[-1][0] - points[0][0]) / 60
         return f"{slope * 60 / 2**20:+.2f} MiB/min over {span_min:.1f} min"
 
+    def rss_by_span(run: TopRun) -> str:
+        """Median RSS of each tenth of the churn: growth shows as a rising series, a one-off peak does not."""
+        churned = [(t - run.churn_from, r) for t, r in run.rss if run.churn_from is not None and t >= run.churn_from]
+        if not churned:
+            return "—"
+        span = max(60.0, churn_s / 10)
+        spans: dict[int, list[int]] = {}
+        for t, r in churned:
+            spans.setdefault(int(t // span), []).append(r)
+        return ", ".join(mib(statistics.median(rs)) for _, rs in sorted(spans.items()))
+
     def start_queries(run: TopRun) -> list[LoggedQuery]:
         return [q for q in run.queries if q.wall <= run.spawned_wall + run.full_picture_s + 2]
 
@@ -165,6 +176,7 @@ def long_rows(devices: int, churn_s: float) -> list[Row]:
     if churn_s:
         rows.append((f"RSS across {churn_s:g} s of churn (start → end)", lambda run, _: rss_churn(run)))
         rows.append(("RSS growth under churn (slope after its first minute)", lambda run, _: rss_growth(run)))
+        rows.append(("RSS median per tenth of the churn", lambda run, _: rss_by_span(run)))
     rows += [
         ("Prometheus queries, start (spawn → full picture + 2 s)", lambda run, _: queries_summary(start_queries(run))),
         ("Prometheus queries, steady", lambda run, _: steady_queries(run)),
