@@ -11,7 +11,8 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
   one sample) the refresh still delivers its readings, every one marked stale
   and the batch `unconfirmed` with the reason: neither idle nor fresh;
 * once per start: two subqueries over the idle window plus a margin
-  (gpuctl.sources.history), so idle streaks survive a restart. When they fail
+  (gpuctl.sources.history), so idle streaks survive a restart: with the
+  first refresh for a one-shot answer, after it for a live view. When they fail
   they are retried with an exponential, capped backoff, not after every
   refresh; the snapshot's MetricsHealth says so (history_error, history_retry_at).
 
@@ -150,7 +151,7 @@ class PrometheusSource:
         self.max_backoff_s = max_backoff_s
         self.history_backoff_s = history_backoff_s  # (first delay, cap) between failed history queries
         # True: a refresh's batch waits for the history sent with it, so the first snapshot carries the streaks
-        # (one-shot answers); False: the batch first, the streaks when the history answers (a live view).
+        # (one-shot answers); False: the batch first, then the history is asked for (a live view).
         self.history_first = history_first
         self._now = now
         # When the next refresh is tried after a failure; None while refreshes succeed.
@@ -258,19 +259,17 @@ class PrometheusSource:
         self.history_retry_at = self._now()
         while True:
             started = loop.time()
-            # When due, the history's queries go out with the refresh's (they need no samples), so the first
-            # snapshot waits for the slower of the two, not for both one after the other. In the request queue
-            # (MAX_IN_FLIGHT at a time) a one-shot answer, which waits for both, sends the history first (the
-            # longest query first); a live view sends it behind the refresh's queries, so the readings come first.
+            # When due, a one-shot answer (which waits for both) sends the history's queries ahead of the
+            # refresh's in the request queue (MAX_IN_FLIGHT at a time; the longest first), so the first snapshot
+            # waits for the slower of the two, not for both one after the other. A live view asks for the
+            # history only once the readings are in: on a busy Prometheus the two would share its CPU, and
+            # the readings are what the screen waits for.
             due = self.history_retry_at is not None and self._now() >= self.history_retry_at
             history = asyncio.ensure_future(self.history_answers()) if due and self.history_first else None
+            if due:
+                store.history_requested()
             refresh = asyncio.ensure_future(self.fetch())
             try:
-                if due and history is None:
-                    await asyncio.sleep(0)  # fetch() queues its requests before it first waits: the history's go behind
-                    history = asyncio.ensure_future(self.history_answers())
-                if history is not None:
-                    store.history_requested()
                 batch = await refresh
             except FETCH_ERRORS as e:
                 if history is not None:  # no samples to join it with: asked again with the next refresh
@@ -291,14 +290,14 @@ class PrometheusSource:
                 raise
             backoff.reset()
             self.retry_at = None
-            if history is not None and self.history_first:
+            if history is not None:
                 # Before the batch, so the first snapshot already carries the streaks.
                 await self._load_history(store, batch.samples, history_backoff, history)
             store.apply_metrics(batch)
-            if history is not None and not self.history_first:
+            if due and not self.history_first:
                 # After it, but before the next batch: the history speaks for these samples, and must reach
                 # the idle clock before a later batch does (a GPU that changed hands since would inherit it).
-                await self._load_history(store, batch.samples, history_backoff, history)
+                await self._load_history(store, batch.samples, history_backoff, self.history_answers())
             await asyncio.sleep(max(0.0, self.refresh_s - (loop.time() - started)))
 
     async def _load_history(

@@ -208,18 +208,38 @@ class _Queued(PrometheusSource):
         raise PrometheusApiClientException("HTTP Status Code 503 (b'not now')")
 
 
-async def test_a_live_view_queues_the_history_behind_the_refresh_a_one_shot_answer_ahead_of_it() -> None:
+async def test_a_one_shot_answer_queues_the_history_ahead_of_the_refresh_a_live_view_only_the_refresh() -> None:
     for history_first in (True, False):
         source = _Queued(history_first=history_first)
         plan = source.history
         history = [queries.last_busy(source.idle_threshold_pct, plan.lookback_s, plan.step_s),
                    queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s)]
         refresh = [*(queries.instant(q) for q in REFRESH_QUANTITIES), queries.freshness(source.stale_window_s)]
-        async with running(source, ClusterStore(clock=lambda: T0)):
+        store = ClusterStore(clock=lambda: T0)
+        async with running(source, store):
             try:
-                await poll(lambda: len(source.queued), lambda n: n == len(history) + len(refresh), timeout_s=10,
-                           interval_s=0.01, what="every query queued")
-                # A one-shot answer waits for both: the longest first. A live view shows the readings first.
-                assert source.queued == (history + refresh if history_first else refresh + history)
+                expected = history + refresh if history_first else refresh
+                await poll(lambda: len(source.queued), lambda n: n == len(expected), timeout_s=10, interval_s=0.01,
+                           what="every query queued")
+                # A one-shot answer waits for both: the longest first. A live view asks for the readings alone
+                # (the history once they are in: the next test), and says the history is pending meanwhile.
+                assert source.queued == expected
+                assert store.snapshot().metrics.history_pending
             finally:
                 source.answer.set()
+
+
+async def test_a_live_view_asks_for_the_history_once_the_readings_are_in() -> None:
+    source = _Gated()
+    source.history_first = False
+    store = ClusterStore(clock=lambda: T0)
+    async with running(source, store):
+        await asyncio.wait_for(source.fetching.wait(), 10)
+        for _ in range(20):  # the old order asked for it one loop iteration after the refresh
+            await asyncio.sleep(0)
+        assert not source.querying_history.is_set()
+        source.release.set()
+        await asyncio.wait_for(source.querying_history.wait(), 10)
+        assert store.metrics_attempted  # the batch was applied before the history was asked for
+        await poll(lambda: source.history_retry_at, lambda at: at is None, timeout_s=10, interval_s=0.01,
+                   what="history loaded")
