@@ -200,7 +200,14 @@ class PrometheusSource:
         sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
         freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
         instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
-        parsed, moving = await asyncio.gather(instants, self._moving(freshness))
+        try:
+            parsed, moving = await asyncio.gather(instants, self._moving(freshness))
+        except BaseException:
+            # The error's traceback keeps this frame, and `instants` keeps the error: a reference cycle that
+            # held every answer of the refresh (bytes and parsed readings, MiBs at 12,500 GPUs) until the
+            # cyclic collector ran, which gpuctl asks for rarely (service.tune_gc). Let go of them now.
+            del sent, freshness, instants
+            raise
         return await self._parsing.run(self._batch_of, parsed, moving)
 
     async def _moving(self, sent: Awaitable[bytes]) -> set[str] | str:
@@ -354,7 +361,11 @@ class PrometheusSource:
 
     async def _answer(self, sent: Awaitable[bytes], *, then: Callable[[list[Any]], Any] | None = None) -> Any:
         """A sent query's result list (or what `then` makes of it), parsed on the parsing thread."""
-        body = await sent
+        try:
+            body = await sent
+        except BaseException:
+            del sent, then  # as in fetch: the traceback keeps this frame, `sent` the error, `then` a refresh's pods
+            raise
 
         def parse() -> Any:
             result = json.loads(body)["data"]["result"]
