@@ -172,7 +172,7 @@ def json_baseline(data: Data) -> float:
 
 GC_MODES = {
     "default": "Python defaults (700, 10, 10)",
-    "tuned": "tune_gc() (100000, 50, 1000), what the CLI runs with",
+    "tuned": "tune_gc() (100000, 10, 10), what the CLI runs with",
     "frozen": "tune_gc() + gc.freeze() after the first list",
 }
 

@@ -281,7 +281,13 @@ def tune_switching() -> None:
 
 
 def tune_gc() -> None:
-    """Collect less often: a 10,000-pod snapshot is ~100k live objects, and default gen-0
-    thresholds make the collector rescan them several times per snapshot. Process-wide,
-    so only entry points (the CLI) call it."""
-    gc.set_threshold(100_000, 50, 1000)
+    """Collect the young generation less often: a 10,000-pod snapshot is ~100k live objects, and
+    default gen-0 thresholds make the collector rescan them several times per snapshot.
+
+    The older generations keep CPython's default ratios (a full collection also waits until a quarter
+    of the long-lived objects are new): what dies in a reference cycle is freed only by them, and
+    cycles are made all the time (every Strip Textual renders caches itself; a failed request's
+    traceback keeps its frames). With full collections all but off (50, 1000), an hour of churn at
+    12,500 GPUs left 2 million such objects in `gpuctl top` (BENCHMARKS.md section 8).
+    Process-wide, so only entry points (the CLI) call it."""
+    gc.set_threshold(100_000, 10, 10)

@@ -1,6 +1,6 @@
 """A failed refresh lets go of its answers at once: nothing of it waits for the cyclic collector.
 
-`gpuctl top` runs the cyclic collector's older generations rarely (service.tune_gc), so whatever a
+`gpuctl top` runs the cyclic collector rarely (service.tune_gc), so whatever a
 reference cycle holds stays in memory until then. An error raised out of a coroutine keeps the
 coroutine's frame (its traceback), and the frame kept the refresh's answers: bytes and parsed
 readings, MiBs per failed refresh at 12,500 GPUs (a loaded Prometheus times queries out).
