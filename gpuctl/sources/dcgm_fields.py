@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from gpuctl.model import PodRef
+from gpuctl.state.frozen import maker
 from gpuctl.state.records import GpuSample
 
 MIB = 1024 * 1024
@@ -179,13 +180,42 @@ def parse_identity(labels: Mapping[str, Any]) -> GpuIdentity:
     )
 
 
-# One refresh names each pod once per quantity: parsing its answers with one PodRefs memo makes one
-# PodRef per pod instead of one per series (~75,000 validated models at 12,500 GPUs, most thrown away).
-PodRefs = dict[tuple[str, str, str | None], PodRef]
+_make_pod_ref = maker(PodRef)
+
+
+class PodRefs:
+    """One PodRef per pod, shared by every series that names it and kept from one refresh to the next.
+
+    A refresh names each pod once per quantity (~75,000 series at 12,500 GPUs): one PodRef each would
+    be thousands of models made and thrown away per refresh. Kept across refreshes, the samples and GPU
+    rows of consecutive refreshes hold the same PodRef (one set for 10,000 pods, not one per refresh
+    still referenced, and equal rows compare by identity). Not thread-safe: one refresh's answers parse
+    on one thread."""
+
+    __slots__ = ("_kept", "_named")
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str, str | None], PodRef] = {}  # named by the refresh before
+        self._named: dict[tuple[str, str, str | None], PodRef] = {}  # named since `next_refresh`
+
+    def get(self, namespace: str, name: str, container: str | None) -> PodRef:
+        key = (namespace, name, container)
+        ref = self._named.get(key)
+        if ref is None:
+            ref = self._kept.get(key)
+            if ref is None:  # the labels are validated strings: the model needs no validation
+                ref = _make_pod_ref({"namespace": namespace, "name": name, "container": container})
+            self._named[key] = ref
+        return ref
+
+    def next_refresh(self) -> None:
+        """A refresh starts: keep the refs the last one named, forget pods it did not name."""
+        if self._named:
+            self._kept, self._named = self._named, {}
 
 
 def parse_pod(labels: Mapping[str, Any], pods: PodRefs | None = None) -> tuple[PodRef, PodSpelling] | None:
-    """The pod a series names, and how; `pods`: a memo shared by the series of one refresh (not thread-safe)."""
+    """The pod a series names, and how; `pods`: the refs to share (see PodRefs), else a new PodRef."""
     for spelling, pod_label, ns_label, container_label in _POD_LABELS:
         name, namespace = _label(labels, pod_label), _label(labels, ns_label)
         if spelling == "plain" and name and _EXPORTER_POD in name:
@@ -197,10 +227,7 @@ def parse_pod(labels: Mapping[str, Any], pods: PodRefs | None = None) -> tuple[P
             container = _label(labels, container_label, *fallback)
             if pods is None:
                 return PodRef(namespace=namespace, name=name, container=container), spelling
-            ref = pods.get((namespace, name, container))
-            if ref is None:
-                ref = pods[namespace, name, container] = PodRef(namespace=namespace, name=name, container=container)
-            return ref, spelling
+            return pods.get(namespace, name, container), spelling
     return None
 
 

@@ -82,6 +82,22 @@ def test_exported_pod_beats_the_scrape_targets_own_pod_label() -> None:
     assert r.pod == PodRef(namespace="ml", name="job-1")
 
 
+def test_pod_refs_are_shared_across_refreshes_and_forget_pods_no_longer_named() -> None:
+    pods = f.PodRefs()
+    first = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="a", namespace="ml"), pods)
+    other = f.parse_series(series("DCGM_FI_DEV_FB_USED", "1", pod="a", namespace="ml"), pods)
+    gone = f.parse_series(series("DCGM_FI_DEV_FB_USED", "1", pod="b", namespace="ml"), pods)
+    assert isinstance(first, Reading) and isinstance(other, Reading) and isinstance(gone, Reading)
+    assert first.pod is other.pod and first.pod == PodRef(namespace="ml", name="a", container=None)
+    assert first.pod.model_fields_set == PodRef(namespace="ml", name="a", container=None).model_fields_set
+    pods.next_refresh()
+    again = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "5", pod="a", namespace="ml"), pods)
+    assert isinstance(again, Reading) and again.pod is first.pod  # the next refresh holds the same object
+    pods.next_refresh()  # "b" was not named in the refresh before: forgotten
+    back = f.parse_series(series("DCGM_FI_DEV_FB_USED", "1", pod="b", namespace="ml"), pods)
+    assert isinstance(back, Reading) and back.pod == gone.pod and back.pod is not gone.pod
+
+
 def test_empty_pod_label_means_not_held() -> None:
     r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="", namespace="", container=""))
     assert isinstance(r, Reading) and r.pod is None
