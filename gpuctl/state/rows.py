@@ -41,7 +41,7 @@ make_pool = maker(Pool)
 make_pod = maker(GpuPod)
 make_namespace = maker(NamespaceUsage)
 make_pdb = maker(PodDisruptionBudget)
-# The rows there are thousands of (a generation per metrics refresh), made as shared-key dicts.
+# The rows made by the thousand (a generation per metrics refresh) are made as shared-key dicts.
 GpuFields = field_dicts(Gpu)
 PodFields = field_dicts(GpuPod)
 
