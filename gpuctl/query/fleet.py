@@ -63,6 +63,7 @@ class FleetIndex:
         self._places: list[tuple[str, int, int | None]] = list(map(_PLACE, listed))
         runs = previous._runs if previous is not None and previous._places == self._places else None
         if runs is not None and previous is not None:
+            self._places = previous._places  # equal: keep one list (12,500 tuples) for the indexes that follow
             self.snapshot_keys: list[str] = previous.snapshot_keys  # the key of each of snapshot.gpus, in its order
             by_node = {node: list(listed[start:end]) for node, start, end in runs}
         else:

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from gpuctl.model import PodRef
+from gpuctl.state.frozen import maker
 from gpuctl.state.records import GpuSample
 
 MIB = 1024 * 1024
@@ -162,14 +163,21 @@ def _int_label(labels: Mapping[str, Any], name: str, *, required: bool) -> int |
     return int(raw)
 
 
-def parse_identity(labels: Mapping[str, Any]) -> GpuIdentity:
-    """The GPU a series belongs to; raises ValueError when its labels cannot name one."""
+# One refresh names each GPU once per quantity: GpuIdentities keyed by themselves, so a refresh's
+# readings share one per GPU (~75,000 fewer objects alive at once at 12,500 GPUs).
+Identities = dict[GpuIdentity, GpuIdentity]
+
+
+def parse_identity(labels: Mapping[str, Any], identities: Identities | None = None) -> GpuIdentity:
+    """The GPU a series belongs to; raises ValueError when its labels cannot name one.
+
+    `identities`: a memo shared by the series of one refresh (not thread-safe)."""
     hostname = _label(labels, "Hostname", "hostname")
     if hostname is None:
         raise _Malformed("no Hostname label")
     index = _int_label(labels, "gpu", required=True)
     assert index is not None
-    return GpuIdentity(
+    gpu = GpuIdentity(
         hostname=hostname,
         index=index,
         uuid=_label(labels, "UUID", "uuid"),
@@ -177,15 +185,45 @@ def parse_identity(labels: Mapping[str, Any]) -> GpuIdentity:
         mig_profile=_label(labels, "GPU_I_PROFILE"),
         mig_instance=_int_label(labels, "GPU_I_ID", required=False),
     )
+    return gpu if identities is None else identities.setdefault(gpu, gpu)
 
 
-# One refresh names each pod once per quantity: parsing its answers with one PodRefs memo makes one
-# PodRef per pod instead of one per series (~75,000 validated models at 12,500 GPUs, most thrown away).
-PodRefs = dict[tuple[str, str, str | None], PodRef]
+_make_pod_ref = maker(PodRef)
+
+
+class PodRefs:
+    """One PodRef per pod, shared by every series that names it and kept from one refresh to the next.
+
+    A refresh names each pod once per quantity (~75,000 series at 12,500 GPUs): one PodRef each would
+    be thousands of models made and thrown away per refresh. Kept across refreshes, the samples and GPU
+    rows of consecutive refreshes hold the same PodRef (one set for 10,000 pods, not one per refresh
+    still referenced, and equal rows compare by identity). Not thread-safe: one refresh's answers parse
+    on one thread."""
+
+    __slots__ = ("_kept", "_named")
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str, str | None], PodRef] = {}  # named by the refresh before
+        self._named: dict[tuple[str, str, str | None], PodRef] = {}  # named since `next_refresh`
+
+    def get(self, namespace: str, name: str, container: str | None) -> PodRef:
+        key = (namespace, name, container)
+        ref = self._named.get(key)
+        if ref is None:
+            ref = self._kept.get(key)
+            if ref is None:  # the labels are validated strings: the model needs no validation
+                ref = _make_pod_ref({"namespace": namespace, "name": name, "container": container})
+            self._named[key] = ref
+        return ref
+
+    def next_refresh(self) -> None:
+        """A refresh starts: keep the refs the last one named, forget pods it did not name."""
+        if self._named:
+            self._kept, self._named = self._named, {}
 
 
 def parse_pod(labels: Mapping[str, Any], pods: PodRefs | None = None) -> tuple[PodRef, PodSpelling] | None:
-    """The pod a series names, and how; `pods`: a memo shared by the series of one refresh (not thread-safe)."""
+    """The pod a series names, and how; `pods`: the refs to share (see PodRefs), else a new PodRef."""
     for spelling, pod_label, ns_label, container_label in _POD_LABELS:
         name, namespace = _label(labels, pod_label), _label(labels, ns_label)
         if spelling == "plain" and name and _EXPORTER_POD in name:
@@ -197,10 +235,7 @@ def parse_pod(labels: Mapping[str, Any], pods: PodRefs | None = None) -> tuple[P
             container = _label(labels, container_label, *fallback)
             if pods is None:
                 return PodRef(namespace=namespace, name=name, container=container), spelling
-            ref = pods.get((namespace, name, container))
-            if ref is None:
-                ref = pods[namespace, name, container] = PodRef(namespace=namespace, name=name, container=container)
-            return ref, spelling
+            return pods.get(namespace, name, container), spelling
     return None
 
 
@@ -217,8 +252,11 @@ def parse_value(raw: Any) -> float:
     return value
 
 
-def parse_series(series: Mapping[str, Any], pods: PodRefs | None = None) -> Reading | Rejection:
-    """One element of a Prometheus instant-query result (`{"metric": {...}, "value": [t, "v"]}`)."""
+def parse_series(
+    series: Mapping[str, Any], pods: PodRefs | None = None, identities: Identities | None = None
+) -> Reading | Rejection:
+    """One element of a Prometheus instant-query result (`{"metric": {...}, "value": [t, "v"]}`);
+    `pods`, `identities`: see parse_pod, parse_identity."""
     try:
         labels = series.get("metric")
         if not isinstance(labels, Mapping):
@@ -226,7 +264,7 @@ def parse_series(series: Mapping[str, Any], pods: PodRefs | None = None) -> Read
         metric = BY_NAME.get(labels.get("__name__", ""))
         if metric is None:
             raise _Malformed("unknown metric name")
-        gpu = parse_identity(labels)
+        gpu = parse_identity(labels, identities)
         value = parse_value(series.get("value")) * metric.factor
         pod = parse_pod(labels, pods)
     except _Malformed as e:
@@ -243,12 +281,14 @@ def parse_series(series: Mapping[str, Any], pods: PodRefs | None = None) -> Read
     )
 
 
-def parse_results(results: Iterable[Any], pods: PodRefs | None = None) -> ParsedResults:
-    """Every series of an answer; `pods`: see parse_pod."""
+def parse_results(
+    results: Iterable[Any], pods: PodRefs | None = None, identities: Identities | None = None
+) -> ParsedResults:
+    """Every series of an answer; `pods`, `identities`: see parse_pod, parse_identity."""
     readings: list[Reading] = []
     reasons: Counter[str] = Counter()
     for series in results:
-        parsed = parse_series(series, pods) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
+        parsed = parse_series(series, pods, identities) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
         if isinstance(parsed, Rejection):
             reasons[parsed.reason] += 1
         else:
@@ -259,11 +299,22 @@ def parse_results(results: Iterable[Any], pods: PodRefs | None = None) -> Parsed
 _SPELLING_RANK: Mapping[PodSpelling, int] = {"exported": 0, "plain": 1, "legacy": 2}
 
 
+_SLOT: Mapping[Quantity, int] = {q: i for i, q in enumerate(Quantity)}
+_NO_READING = len(METRICS)  # a priority below every reading's (see _priority): the quantity has none yet
+
+
 @dataclass(slots=True)
 class _Merging:
+    """One GPU's readings as they merge. Per quantity (its _SLOT), the best priority so far and its
+    value, in two flat lists rather than a dict of tuples: a refresh holds ~12,500 of these at once."""
+
     gpu: GpuIdentity
-    values: dict[Quantity, tuple[int, float, str]] = field(default_factory=dict)  # quantity -> (priority, value, name)
+    priorities: list[int] = field(default_factory=lambda: [_NO_READING] * len(_SLOT))
+    values: list[float | None] = field(default_factory=lambda: [None] * len(_SLOT))
     pod: tuple[int, PodRef] | None = None
+
+    def value(self, quantity: Quantity) -> float | None:
+        return self.values[_SLOT[quantity]]
 
 
 def _priority(reading: Reading) -> int:
@@ -287,9 +338,10 @@ def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
         else:
             entry.gpu = _fill_identity(entry.gpu, r.gpu)
         priority = _priority(r)
-        held = entry.values.get(r.metric.quantity)
-        if held is None or priority < held[0]:
-            entry.values[r.metric.quantity] = (priority, r.value, r.metric.name)
+        slot = _SLOT[r.metric.quantity]
+        if priority < entry.priorities[slot]:
+            entry.priorities[slot] = priority
+            entry.values[slot] = r.value
         if r.pod is not None and r.pod_spelling is not None:
             if r.pod_spelling == "plain" and r.scrape_instance in renamed:
                 continue
@@ -313,15 +365,12 @@ def _fill_identity(have: GpuIdentity, other: GpuIdentity) -> GpuIdentity:
 
 
 def _to_sample(m: _Merging) -> GpuSample:
-    def value(q: Quantity) -> float | None:
-        held = m.values.get(q)
-        return None if held is None else held[1]
-
+    value = m.value
     used, free, total = value(Quantity.FB_USED), value(Quantity.FB_FREE), value(Quantity.FB_TOTAL)
     if free is None and used is not None and total is not None:
         free = max(total - used, 0.0)
     xid = value(Quantity.XID)
-    util = m.values.get(Quantity.UTIL)
+    util = m.priorities[_SLOT[Quantity.UTIL]]
     return GpuSample(
         hostname=m.gpu.hostname,
         index=m.gpu.index,
@@ -336,5 +385,5 @@ def _to_sample(m: _Merging) -> GpuSample:
         temp_c=value(Quantity.TEMP),
         power_w=value(Quantity.POWER),
         xid=None if xid is None else int(xid),
-        util_metric=None if util is None else util[2],
+        util_metric=None if util == _NO_READING else METRICS[util % len(METRICS)].name,  # see _priority
     )

@@ -168,6 +168,7 @@ class PrometheusSource:
         # ~380 MiB with this, bench/bench_prom_cost.py: its bulk is elsewhere, not yet found.)
         self._requests = Workers("gpuctl-prometheus", MAX_IN_FLIGHT)
         self._parsing = Workers("gpuctl-prometheus-parse", 1)
+        self._pods = fields.PodRefs()  # used on the parsing thread only
 
     def close(self) -> None:
         self._requests.close()
@@ -195,8 +196,8 @@ class PrometheusSource:
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
         answers' JSON is let go one by one, not held all at once). Every request is queued before
         the first wait (so queries queued after this call starts go behind them)."""
-        pods: fields.PodRefs = {}  # one PodRef per pod for the whole refresh (answers parse on one thread)
-        parse = partial(_parse_answer, pods=pods)
+        self._parsing.submit(self._pods.next_refresh)  # before this refresh's answers, on their thread
+        parse = partial(_parse_answer, pods=self._pods, identities={})  # one GpuIdentity per GPU for the refresh
         sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
         freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
         instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
@@ -388,9 +389,11 @@ class PrometheusSource:
         return resp.content
 
 
-def _parse_answer(answer: list[Any], *, pods: fields.PodRefs) -> tuple[datetime | None, fields.ParsedResults]:
+def _parse_answer(
+    answer: list[Any], *, pods: fields.PodRefs, identities: fields.Identities
+) -> tuple[datetime | None, fields.ParsedResults]:
     """One instant query's answer: when it was evaluated, and its series parsed."""
-    return evaluation_time((answer,)), fields.parse_results(answer, pods)
+    return evaluation_time((answer,)), fields.parse_results(answer, pods, identities)
 
 
 def moving_gpus(results: Iterable[Any]) -> set[str]:

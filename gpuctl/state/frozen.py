@@ -11,10 +11,12 @@ shared by every instance it makes. Sharing is safe: the models are frozen, and
 
 The caller passes every field, in declaration order (pydantic's repr and
 `__dict__` order follow it); the state tests check that for every row kind.
+`field_dicts` makes such dicts at half the size for the bulk rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -47,3 +49,14 @@ def maker(cls: type[M], fields_set: Iterable[str] | None = None) -> Callable[[di
         return model
 
     return make
+
+
+def field_dicts(cls: type[BaseModel]) -> type:
+    """A class whose instances' `__dict__` is a complete field dict of `cls`, for a `maker`.
+
+    Call it with every field as a keyword and take `.__dict__`: the dict is in declaration
+    order, and every dict it makes (and its copies) shares one table of keys (CPython's split
+    dicts): a GPU row's dict is ~300 bytes instead of ~460, a pod row's ~300 instead of ~830
+    (12,500 GPU rows and 10,000 pod rows per generation). Building one costs no more than the
+    dict literal."""
+    return dataclasses.make_dataclass(f"{cls.__name__}Fields", list(cls.model_fields), eq=False, repr=False, match_args=False)

@@ -507,10 +507,12 @@ class Joiner:
                 continue  # no row: a sample names a pod without a record, and none came
             before = old.__dict__
             fields = pod_gpu_fields(*self._held(key))
-            if all(a is b or a == b for a, b in zip(fields, (before[f] for f in POD_GPU_FIELDS))):
+            # Only the fields that moved: an equal value stays the old row's object (one gpu_keys tuple per pod, not per refresh).
+            moved = [(f, v) for f, v in zip(POD_GPU_FIELDS, fields) if not (before[f] is v or before[f] == v)]
+            if not moved:
                 continue
             values = before.copy()
-            values.update(zip(POD_GPU_FIELDS, fields))
+            values.update(moved)
             rows.set(key, make_pod(values))
             delta.setdefault(key, old)
 

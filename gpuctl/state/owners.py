@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gpuctl.model import Owner
+from gpuctl.model import Owner, namespaced_key
 from gpuctl.state.frozen import maker
 from gpuctl.state.records import ControllerRecord, Kind, PodRecord
 
@@ -23,6 +23,7 @@ MAX_DEPTH = 4  # pod -> ReplicaSet -> Deployment is 2; anything longer is a loop
 
 Link = tuple[str, str, str | None]  # (kind, name, uid)
 Lookup = tuple[Kind, str]  # (record kind, record key) a chain looked at, found or not
+Chain = tuple[str, tuple[Link, ...]]  # (namespace, links)
 
 make_owner = maker(Owner)
 
@@ -40,7 +41,7 @@ def owner_links(
         followed = FOLLOWED.get(kind)
         if followed is None:
             break
-        key = f"{pod.namespace}/{name}"
+        key = namespaced_key(pod.namespace, name)  # interned: the pods of one controller keep one copy
         lookups.append((followed, key))
         record = controllers.get(followed, {}).get(key)
         if record is None or (uid is not None and record.uid is not None and uid != record.uid):
@@ -55,11 +56,13 @@ def owner_models(links: tuple[Link, ...]) -> tuple[Owner, ...]:
 
 
 class OwnerChains:
-    """Owner tuples shared by every pod with the same chain: thousands of pods, a few hundred chains."""
+    """Owner tuples shared by every pod with the same chain: thousands of pods, a few hundred chains.
+
+    The pods of a chain share its key too (the first pod's), not one equal tuple each."""
 
     def __init__(self) -> None:
-        self._chains: dict[tuple[str, tuple[Link, ...]], tuple[tuple[Owner, ...], int]] = {}  # -> (owners, pods)
-        self._of_pod: dict[str, tuple[str, tuple[Link, ...]]] = {}
+        self._chains: dict[Chain, tuple[tuple[Owner, ...], int, Chain]] = {}  # -> (owners, pods, the shared key)
+        self._of_pod: dict[str, Chain] = {}
 
     def get(self, pod_key: str, namespace: str, links: tuple[Link, ...]) -> tuple[Owner, ...]:
         """The shared Owner tuple for `links`, now held by `pod_key` (instead of what it held before)."""
@@ -72,8 +75,11 @@ class OwnerChains:
             return self._chains[chain][0]
         self.drop(pod_key)
         entry = self._chains.get(chain)
-        owners = owner_models(links) if entry is None else entry[0]
-        self._chains[chain] = (owners, 1 if entry is None else entry[1] + 1)
+        if entry is None:
+            owners, pods = owner_models(links), 0
+        else:
+            owners, pods, chain = entry
+        self._chains[chain] = (owners, pods + 1, chain)
         self._of_pod[pod_key] = chain
         return owners
 
@@ -81,11 +87,11 @@ class OwnerChains:
         chain = self._of_pod.pop(pod_key, None)
         if chain is None:
             return
-        owners, count = self._chains[chain]
-        if count == 1:
+        owners, pods, shared = self._chains[chain]
+        if pods == 1:
             del self._chains[chain]
         else:
-            self._chains[chain] = (owners, count - 1)
+            self._chains[chain] = (owners, pods - 1, shared)
 
     def __len__(self) -> int:
         return len(self._chains)

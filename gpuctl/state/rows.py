@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Owner, PodDisruptionBudget, Pool
-from gpuctl.state.frozen import maker
+from gpuctl.state.frozen import field_dicts, maker
 from gpuctl.state.pools import GPU_PRODUCT_LABEL
 from gpuctl.state.records import GpuSample, NodeRecord, PdbRecord, PodRecord, QuotaRecord
 from gpuctl.state.resources import (
@@ -41,6 +41,9 @@ make_pool = maker(Pool)
 make_pod = maker(GpuPod)
 make_namespace = maker(NamespaceUsage)
 make_pdb = maker(PodDisruptionBudget)
+# The rows made by the thousand (a generation per metrics refresh) are made as shared-key dicts.
+GpuFields = field_dicts(Gpu)
+PodFields = field_dicts(GpuPod)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -118,50 +121,50 @@ def gpu_row(
     if sample.mem_used_mib is not None and sample.mem_free_mib is not None:
         mem_total = sample.mem_used_mib + sample.mem_free_mib
     util = sample.util_pct
-    return {
-        "node": sample.hostname,
-        "pool": pool,
-        "index": sample.index,
-        "uuid": sample.uuid,
-        "model": sample.model,
-        "mig_profile": sample.mig_profile,
-        "mig_instance": sample.mig_instance,
-        "util_pct": util,
-        "mem_used_mib": sample.mem_used_mib,
-        "mem_total_mib": mem_total,
-        "temp_c": sample.temp_c,
-        "power_w": sample.power_w,
-        "xid": sample.xid,
-        "pod": sample.pod,
+    return GpuFields(
+        node=sample.hostname,
+        pool=pool,
+        index=sample.index,
+        uuid=sample.uuid,
+        model=sample.model,
+        mig_profile=sample.mig_profile,
+        mig_instance=sample.mig_instance,
+        util_pct=util,
+        mem_used_mib=sample.mem_used_mib,
+        mem_total_mib=mem_total,
+        temp_c=sample.temp_c,
+        power_w=sample.power_w,
+        xid=sample.xid,
+        pod=sample.pod,
         # Held GPUs are busy, idle, or neither: quiet for less than the window, unmeasured, or stale.
-        "busy": not stale and sample.pod is not None and util is not None and util >= threshold_pct,
-        "idle": idle and not stale,
-        "idle_for_s": None if stale else idle_for,
-        "stale": stale,
-    }
+        busy=not stale and sample.pod is not None and util is not None and util >= threshold_pct,
+        idle=idle and not stale,
+        idle_for_s=None if stale else idle_for,
+        stale=stale,
+    ).__dict__
 
 
 def placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict[str, Any]:
-    return {
-        "node": node,
-        "pool": pool,
-        "index": index,
-        "uuid": None,
-        "model": model,
-        "mig_profile": None,
-        "mig_instance": None,
-        "util_pct": None,
-        "mem_used_mib": None,
-        "mem_total_mib": None,
-        "temp_c": None,
-        "power_w": None,
-        "xid": None,
-        "pod": None,
-        "busy": False,
-        "idle": False,
-        "idle_for_s": None,
-        "stale": False,
-    }
+    return GpuFields(
+        node=node,
+        pool=pool,
+        index=index,
+        uuid=None,
+        model=model,
+        mig_profile=None,
+        mig_instance=None,
+        util_pct=None,
+        mem_used_mib=None,
+        mem_total_mib=None,
+        temp_c=None,
+        power_w=None,
+        xid=None,
+        pod=None,
+        busy=False,
+        idle=False,
+        idle_for_s=None,
+        stale=False,
+    ).__dict__
 
 
 def pod_row(
@@ -177,30 +180,30 @@ def pod_row(
     rec = pod.rec
     top = owners[-1].__dict__ if owners else None
     gpu_keys, util, idle, idle_for = pod_gpu_fields(mine, keys)
-    return {
-        "namespace": rec.namespace,
-        "name": rec.name,
-        "node": rec.node,
-        "phase": rec.phase,
-        "gpus": pod.whole,
-        "gpu_slices": pod.slices,
-        "mig": dict(pod.mig),
-        "owner_kind": top["kind"] if top else None,
-        "owner_name": top["name"] if top else None,
-        "priority_class": rec.priority_class,
-        "created": rec.created,
-        "gpu_keys": gpu_keys,
-        "util_pct": util,
-        "idle": idle,
-        "idle_for_s": idle_for,
-        "uid": rec.uid,
-        "resource_version": rec.resource_version,
-        "labels": rec.labels,
-        "ready": rec.ready,
-        "owners": owners,
-        "pdbs": pdbs,
-        "disruption_allowed": disruption_allowed,
-    }
+    return PodFields(
+        namespace=rec.namespace,
+        name=rec.name,
+        node=rec.node,
+        phase=rec.phase,
+        gpus=pod.whole,
+        gpu_slices=pod.slices,
+        mig=dict(pod.mig),
+        owner_kind=top["kind"] if top else None,
+        owner_name=top["name"] if top else None,
+        priority_class=rec.priority_class,
+        created=rec.created,
+        gpu_keys=gpu_keys,
+        util_pct=util,
+        idle=idle,
+        idle_for_s=idle_for,
+        uid=rec.uid,
+        resource_version=rec.resource_version,
+        labels=rec.labels,
+        ready=rec.ready,
+        owners=owners,
+        pdbs=pdbs,
+        disruption_allowed=disruption_allowed,
+    ).__dict__
 
 
 # The pod row's fields that come from the GPUs it holds (the rest come from its record and links).

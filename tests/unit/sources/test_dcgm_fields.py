@@ -82,6 +82,33 @@ def test_exported_pod_beats_the_scrape_targets_own_pod_label() -> None:
     assert r.pod == PodRef(namespace="ml", name="job-1")
 
 
+def test_pod_refs_are_shared_across_refreshes_and_forget_pods_no_longer_named() -> None:
+    pods = f.PodRefs()
+    first = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="a", namespace="ml"), pods)
+    other = f.parse_series(series("DCGM_FI_DEV_FB_USED", "1", pod="a", namespace="ml"), pods)
+    gone = f.parse_series(series("DCGM_FI_DEV_FB_USED", "1", pod="b", namespace="ml"), pods)
+    assert isinstance(first, Reading) and isinstance(other, Reading) and isinstance(gone, Reading)
+    assert first.pod is other.pod and first.pod == PodRef(namespace="ml", name="a", container=None)
+    assert first.pod.model_fields_set == PodRef(namespace="ml", name="a", container=None).model_fields_set
+    pods.next_refresh()
+    again = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "5", pod="a", namespace="ml"), pods)
+    assert isinstance(again, Reading) and again.pod is first.pod  # the next refresh holds the same object
+    pods.next_refresh()  # "b" was not named in the refresh before: forgotten
+    back = f.parse_series(series("DCGM_FI_DEV_FB_USED", "1", pod="b", namespace="ml"), pods)
+    assert isinstance(back, Reading) and back.pod == gone.pod and back.pod is not gone.pod
+
+
+def test_series_of_one_gpu_share_its_identity_with_a_memo() -> None:
+    identities: f.Identities = {}
+    util, used, other = (
+        f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "1"), identities=identities),
+        f.parse_series(series("DCGM_FI_DEV_FB_USED", "2"), identities=identities),
+        f.parse_series(series("DCGM_FI_DEV_FB_USED", "2", gpu="2"), identities=identities),
+    )
+    assert isinstance(util, Reading) and isinstance(used, Reading) and isinstance(other, Reading)
+    assert util.gpu is used.gpu and other.gpu is not util.gpu and len(identities) == 2
+
+
 def test_empty_pod_label_means_not_held() -> None:
     r = f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "0", pod="", namespace="", container=""))
     assert isinstance(r, Reading) and r.pod is None
@@ -141,6 +168,21 @@ def test_merge_joins_quantities_per_gpu_and_prefers_classic_names() -> None:
     assert (one.util_pct, one.mem_used_mib, one.mem_free_mib, one.temp_c, one.power_w, one.xid) == (40.0, 1000.0, 3000.0, 70.0, 250.5, 0)
     assert one.uuid == "GPU-bbbb-0002" and one.model == "NVIDIA A100-SXM4-80GB" and one.pod is None
     assert samples["node-a/0"].pod == PodRef(namespace="ml", name="p")
+    assert (one.util_metric, samples["node-a/0"].util_metric) == ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_UTIL")
+    assert samples["node-a/0"].temp_c is None and samples["node-a/0"].xid is None
+
+
+def test_merge_prefers_engine_activity_for_a_mig_instance_and_names_the_metric_it_took() -> None:
+    mig = {"GPU_I_PROFILE": "1g.10gb", "GPU_I_ID": "3"}
+    results = [
+        series("DCGM_FI_DEV_GPU_UTIL", "0", **mig),
+        series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0.6", **mig),
+        series("DCGM_FI_DEV_GPU_UTIL", "30"),
+        series("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0.7"),
+    ]
+    samples = {s.key: s for s in f.merge_readings(f.parse_results(results).readings)}
+    assert (samples["node-a/1/mig3"].util_pct, samples["node-a/1/mig3"].util_metric) == (60.0, "DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+    assert (samples["node-a/1"].util_pct, samples["node-a/1"].util_metric) == (30.0, "DCGM_FI_DEV_GPU_UTIL")
 
 
 def test_merge_derives_free_memory_from_capacity_when_free_is_missing() -> None:

@@ -74,6 +74,13 @@ def test_pod_requests_limits_and_init_containers() -> None:
     assert rec.node == "gpu-1" and rec.phase == "Running" and rec.priority_class == "high" and not rec.deleting
 
 
+def test_pods_asking_for_the_same_whole_gpus_share_their_requests() -> None:
+    one, other, many = (trim_pod(pod([{"resources": {"limits": {"nvidia.com/gpu": n}}}])) for n in ("2", "2", "12"))
+    assert one is not None and other is not None and many is not None
+    assert one.gpu_requests == {"nvidia.com/gpu": 2} and one.gpu_requests is other.gpu_requests
+    assert many.gpu_requests == {"nvidia.com/gpu": 12}
+
+
 def test_pod_without_gpus_is_dropped() -> None:
     assert trim_pod(pod([{"resources": {"requests": {"cpu": "1"}}}])) is None
     assert trim_pod(pod([{"resources": {"limits": {"nvidia.com/gpu": "0"}}}])) is None
