@@ -24,6 +24,7 @@ response_url through one shared HTTP session (`Responder`: keep-alive; Bolt's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -38,6 +39,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from gpuctl.bot.desk import Asker, Desk
 from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION
+from gpuctl.bot.front_door import MainLoop
 from gpuctl.bot.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
@@ -82,17 +84,17 @@ class Later:
     is still running; work started after it is dropped."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._main = MainLoop(asyncio.get_running_loop())
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def start(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """`work` as a task of its own on this Later's loop: now when called there, else at its next turn."""
-        if _running_loop() is self._loop:
+        if _running_loop() is self._main.loop:
             self._create(work, what)
             return
         try:
-            self._loop.call_soon_threadsafe(self._create, work, what)
+            self._main.call_soon(functools.partial(self._create, work, what))
         except RuntimeError:  # the loop is closed: the bot has stopped
             work.close()
 
@@ -100,7 +102,7 @@ class Later:
         if self._closed:
             work.close()
             return
-        task = self._loop.create_task(work, name=what)
+        task = self._main.loop.create_task(work, name=what)
         self._tasks.add(task)
         task.add_done_callback(self._ended)
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
@@ -31,6 +31,25 @@ class MainLoop:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._lock = threading.Lock()
+        self._queued: list[Callable[[], object]] = []
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """`fn()` at the main loop's next turn, from any thread; RuntimeError if that loop is closed.
+
+        Calls queued before the loop's turn share one wake-up: each wake-up is a syscall, each syscall gives
+        the GIL up, and taking it back from a busy main thread costs a switch interval (50 acks at once)."""
+        with self._lock:
+            self._queued.append(fn)
+            wake = len(self._queued) == 1
+        if wake:
+            self.loop.call_soon_threadsafe(self._run_queued)
+
+    def _run_queued(self) -> None:
+        with self._lock:
+            queued, self._queued = self._queued, []
+        for fn in queued:
+            self.loop.call_soon(fn)  # each a callback of its own: one failing does not drop the others
 
     async def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Await `work` run as a task on the main loop (from any loop); cancelling this cancels that task."""
@@ -47,7 +66,9 @@ async def front_door(app: web.Application, host: str, port: int) -> AsyncIterato
     AppRunner.cleanup does (requests in flight are finished) and the thread ends before this returns."""
     started: Future[Address] = Future()
     stopping: Future[None] = Future()
-    thread = threading.Thread(target=_run, args=(app, host, port, started, stopping), name="gpuctl-bot-front-door")
+    # A daemon: if the main thread ends without this exit (a second Ctrl-C mid-shutdown), the process still ends.
+    thread = threading.Thread(target=_run, args=(app, host, port, started, stopping), name="gpuctl-bot-front-door",
+                              daemon=True)  # fmt: skip
     thread.start()
     try:
         yield await asyncio.wrap_future(started)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 from aiohttp import web
@@ -21,6 +22,7 @@ from gpuctl.bot.app import Later
 from gpuctl.bot.front_door import MainLoop, front_door
 from gpuctl.bot.server import RunningBot
 from testbed.slack import FakeSlack, SlackSender, blocks_text, fence
+from testbed.waiting import poll
 from tests.unit.bot.conftest import ALICE
 
 HOLD_S = 60.0  # the most a test holds the main loop when the front door fails to answer (then the test fails)
@@ -117,6 +119,29 @@ async def test_main_loop_runs_work_there_and_returns_its_result() -> None:
 
     assert await asyncio.to_thread(asyncio.run, main.run(where())) is asyncio.get_running_loop()
     assert await main.run(where()) is asyncio.get_running_loop()  # on the main loop itself: awaited directly
+
+
+async def test_calls_queued_from_a_thread_before_the_loop_turns_share_one_wake_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    main = MainLoop(loop)
+    wake_ups: list[object] = []
+    wake = loop.call_soon_threadsafe
+
+    def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+        if getattr(callback, "__self__", None) is main:  # not the wake-ups of asyncio.to_thread's own future
+            wake_ups.append(callback)
+        return wake(callback, *args)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    ran: list[int] = []
+    thread = threading.Thread(target=lambda: [main.call_soon(functools.partial(ran.append, n)) for n in range(3)])
+    thread.start()
+    thread.join()  # the loop is held meanwhile: all three are queued before it turns
+    await poll(lambda: list(ran), lambda now: now == [0, 1, 2], what="the three calls, in order")
+    assert len(wake_ups) == 1
+    await asyncio.to_thread(main.call_soon, functools.partial(ran.append, 3))
+    await poll(lambda: list(ran), lambda now: now == [0, 1, 2, 3], what="the fourth call")
+    assert len(wake_ups) == 2  # a call after the loop's turn wakes it again
 
 
 async def test_a_port_in_use_is_an_error_at_entry_and_the_thread_ends() -> None:
