@@ -43,7 +43,12 @@ class MainLoop:
             self._queued.append(fn)
             wake = len(self._queued) == 1
         if wake:
-            self.loop.call_soon_threadsafe(self._run_queued)
+            try:
+                self.loop.call_soon_threadsafe(self._run_queued)
+            except RuntimeError:  # closed: nothing queued will run
+                with self._lock:
+                    self._queued.clear()
+                raise
 
     def _run_queued(self) -> None:
         with self._lock:

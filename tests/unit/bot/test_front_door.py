@@ -111,6 +111,23 @@ async def test_work_handed_to_later_after_it_closed_is_dropped() -> None:
     assert started == [] and not later._tasks
 
 
+def test_work_handed_to_later_once_its_loop_is_closed_is_closed_not_left_pending() -> None:
+    async def made() -> Later:
+        return Later()
+
+    loop = asyncio.new_event_loop()
+    later = loop.run_until_complete(made())
+    loop.close()
+
+    async def work() -> None:
+        raise AssertionError("never runs")
+
+    for _ in range(2):  # the second hand-over too: nothing is left queued for a wake-up that never comes
+        pending = work()
+        later.start(pending, "after the bot stopped")
+        assert pending.cr_frame is None  # closed: no "never awaited" warning, nothing held
+
+
 async def test_main_loop_runs_work_there_and_returns_its_result() -> None:
     main = MainLoop(asyncio.get_running_loop())
 
