@@ -41,7 +41,8 @@ starts once `/gpu idle` counts 90 % of the fleet's idle pods. Reported besides: 
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
 own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
-loop thread during the load only (bench/_profiled.py; it slows the loop), the
+main loop thread during the load only (bench/_profiled.py; it slows the loop; the
+acks are the front door thread's and not in it), the
 top functions printed, the stats kept in FILE.
 """
 

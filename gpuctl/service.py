@@ -273,10 +273,12 @@ SERVING_SWITCH_S = 0.0005
 def tune_switching() -> None:
     """Hand the GIL over after 0.5 ms instead of 5 ms, for processes that answer requests (the bot).
 
-    The join, the Prometheus parsing and the bot's answers run in worker threads: CPU-bound Python
-    that holds the GIL. Every syscall of the event loop (accept, recv, send, close, epoll) gives
-    the GIL up, and taking it back waited out the whole switch interval: with 50 requests at
-    once that was seconds of acks spent waiting. Process-wide, so only entry points call it."""
+    The bot acks on a thread of its own (gpuctl.bot.front_door) beside the main loop and worker
+    threads (the join, the Prometheus parsing, the answers): CPU-bound Python that holds the GIL.
+    Every syscall of the acking loop (accept, recv, send, close, epoll) gives the GIL up, and taking
+    it back waits out the switch interval: with 50 requests at once that was seconds of acks spent
+    waiting (and with the front door, 5 ms still doubled the ack p99 of 0.5 ms in bench_bot's demo
+    mode). Process-wide, so only entry points call it."""
     sys.setswitchinterval(SERVING_SWITCH_S)
 
 

@@ -13,7 +13,10 @@ The ack is the HTTP answer itself: the listener acks and hands the rest to a
 task of its own (`Later`), and Bolt runs in process_before_response mode,
 so it answers as soon as the listener returns (otherwise Bolt runs the
 listener as a task and polls every 10 ms for its ack: 50 requests at once
-were 5,000 wake-ups a second of the loop that acks). Replies go to
+were 5,000 wake-ups a second of the loop that acks). Over HTTP the app
+runs on the front door's loop (gpuctl.bot.front_door), so the skip_repeats
+state (`Deliveries`) lives there; the answers run on the main loop (`Later`).
+In Socket Mode both are the main loop. Replies go to
 response_url through one shared HTTP session (`Responder`: keep-alive; Bolt's
 `respond` opened a session, a connection and a DNS look-up per reply).
 """
@@ -21,6 +24,7 @@ response_url through one shared HTTP session (`Responder`: keep-alive; Bolt's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -35,6 +39,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from gpuctl.bot.desk import Asker, Desk
 from gpuctl.bot.engine_seam import APPROVE_ACTION, DENY_ACTION
+from gpuctl.bot.front_door import MainLoop
 from gpuctl.bot.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
@@ -73,14 +78,31 @@ def delivery_key(body: Mapping[str, Any]) -> str | None:
 
 
 class Later:
-    """The work after an ack, each request's as a task of its own: held here until it ends (the loop keeps
-    only weak references to tasks); a failure is logged. `aclose` cancels what is still running."""
+    """The work after an ack, each request's as a task of its own on the loop that made this Later (the main
+    loop): held here until it ends (the loop keeps only weak references to tasks); a failure is logged.
+    `start` may be called from any thread (the front door acks on a loop of its own). `aclose` cancels what
+    is still running; work started after it is dropped."""
 
     def __init__(self) -> None:
+        self._main = MainLoop(asyncio.get_running_loop())
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def start(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        task = asyncio.create_task(work, name=what)
+        """`work` as a task of its own on this Later's loop: now when called there, else at its next turn."""
+        if _running_loop() is self._main.loop:
+            self._create(work, what)
+            return
+        try:
+            self._main.call_soon(functools.partial(self._create, work, what))
+        except RuntimeError:  # the loop is closed: the bot has stopped
+            work.close()
+
+    def _create(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        if self._closed:
+            work.close()
+            return
+        task = self._main.loop.create_task(work, name=what)
         self._tasks.add(task)
         task.add_done_callback(self._ended)
 
@@ -90,10 +112,18 @@ class Later:
             log.error("%s failed after its ack", task.get_name(), exc_info=error)
 
     async def aclose(self) -> None:
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread without a loop
+        return None
 
 
 class Responder:

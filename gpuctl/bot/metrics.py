@@ -13,13 +13,15 @@
                                                    (auto that needs approval), over_budget, error
 
 Small and dependency-free: four counters and one histogram, owned by the bot
-(no process-global registry).
+(no process-global registry). Each family has a lock: the front door's thread
+(acks) and the main loop (answers, runs) both count.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -48,19 +50,23 @@ class Counter:
     def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
         self.name, self.help, self.label_names = name, help_text, tuple(label_names)
         self.values: dict[Labels, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         key = tuple((n, labels[n]) for n in self.label_names)
-        self.values[key] += amount
+        with self._lock:
+            self.values[key] += amount
 
     def get(self, **labels: str) -> float:
         return self.values.get(tuple((n, labels[n]) for n in self.label_names), 0.0)
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        if not self.label_names and not self.values:
+        with self._lock:
+            values = sorted(self.values.items())
+        if not self.label_names and not values:
             lines.append(f"{self.name} 0")
-        lines += [f"{self.name}{_label_text(k)} {_number(v)}" for k, v in sorted(self.values.items())]
+        lines += [f"{self.name}{_label_text(k)} {_number(v)}" for k, v in values]
         return lines
 
 
@@ -70,24 +76,28 @@ class Histogram:
         self.buckets = tuple(sorted(buckets))
         self.counts: dict[Labels, list[int]] = {}
         self.sums: dict[Labels, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     def observe(self, value: float, **labels: str) -> None:
         key = tuple((n, labels[n]) for n in self.label_names)
-        counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
-        counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sums[key] += value
+        with self._lock:
+            counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
+            counts[bisect.bisect_left(self.buckets, value)] += 1
+            self.sums[key] += value
 
     def count(self, **labels: str) -> int:
         return sum(self.counts.get(tuple((n, labels[n]) for n in self.label_names), []))
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for key, counts in sorted(self.counts.items()):
+        with self._lock:
+            series = [(key, list(counts), self.sums[key]) for key, counts in sorted(self.counts.items())]
+        for key, counts, total in series:
             running = 0
             for bound, n in zip((*self.buckets, math.inf), counts):
                 running += n
                 lines.append(f"{self.name}_bucket{_label_text((*key, ('le', _number(bound))))} {running}")
-            lines.append(f"{self.name}_sum{_label_text(key)} {_number(self.sums[key])}")
+            lines.append(f"{self.name}_sum{_label_text(key)} {_number(total)}")
             lines.append(f"{self.name}_count{_label_text(key)} {running}")
         return lines
 

@@ -10,8 +10,14 @@
 503 with it and handles nothing (a follower replica: Alertmanager retries, and
 the retry may reach the leader).
 
+The web server runs on an event loop of its own in a thread of its own
+(gpuctl.bot.front_door): Slack's requests are verified and acked there, never
+behind the main loop's work (watches, refreshes, answers, the engine); the
+answers, alerts and /healthz are handed to the main loop.
+
 With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
-public endpoint) and /slack/events is not served; the other routes are.
+public endpoint) and are acked on the main loop; /slack/events is not served,
+the other routes are.
 `running_bot` starts everything (cluster sources, web server, socket) and
 stops it on exit; tests use it directly, the CLI through `serve`. Nothing in
 it waits for the API server: the cluster sources retry on their own, and the
@@ -42,6 +48,7 @@ from gpuctl.bot.alerts import MAX_BODY, AlertDesk, Rejected, parse_payload
 from gpuctl.bot.app import Deliveries, Later, Responder, build_app
 from gpuctl.bot.desk import Desk, LiveView
 from gpuctl.bot.engine_seam import EngineSeam
+from gpuctl.bot.front_door import MainLoop, front_door
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, load_identity_map
 from gpuctl.bot.metrics import CONTENT_TYPE, BotMetrics
 from gpuctl.config import Settings
@@ -147,8 +154,12 @@ def _engine_state(seam: EngineSeam) -> str:
     return state if isinstance(state, str) else "connected"
 
 
-def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster,
+def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster, main: MainLoop,
                   alertmanager_token: str | None, alerts_gate: AlertsGate | None = None) -> web.Application:  # fmt: skip
+    """The bot's routes, for the front door's loop: Slack's requests are checked and acked there (Bolt), /metrics
+    rendered there; alerts (after their body is read and the bearer token checked) and /healthz go to `main`,
+    the loop that owns the alert desk and the cluster."""
+
     async def slack_events(request: web.Request) -> web.Response:
         start = time.perf_counter()
         assert bolt is not None
@@ -161,8 +172,6 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
         return response
 
     async def alertmanager(request: web.Request) -> web.Response:
-        if alerts_gate is not None and (elsewhere := alerts_gate()) is not None:
-            return web.json_response({"error": elsewhere}, status=503)
         try:
             if alertmanager_token is not None:
                 given = request.headers.get("Authorization", "")
@@ -174,21 +183,34 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
                 body = await request.read()  # the whole body, refused past client_max_size (= MAX_BODY)
             except web.HTTPRequestEntityTooLarge:
                 raise Rejected(413, f"body is over the {MAX_BODY} byte limit") from None
+        except Rejected as e:
+            return rejected(request.remote, e)
+        return await main.run(handle_alerts(request.remote, body))
+
+    def rejected(remote: str | None, e: Rejected) -> web.Response:
+        log.warning("alertmanager webhook from %s rejected (%d): %s", remote, e.status, e.reason)
+        metrics.alerts.inc(outcome="rejected")
+        return web.json_response({"error": e.reason}, status=e.status)
+
+    async def handle_alerts(remote: str | None, body: bytes) -> web.Response:
+        if alerts_gate is not None and (elsewhere := alerts_gate()) is not None:
+            return web.json_response({"error": elsewhere}, status=503)
+        try:
             payload = parse_payload(body)
         except Rejected as e:
-            log.warning("alertmanager webhook from %s rejected (%d): %s", request.remote, e.status, e.reason)
-            metrics.alerts.inc(outcome="rejected")
-            return web.json_response({"error": e.reason}, status=e.status)
+            return rejected(remote, e)
         outcome = await alerts.handle(payload)
         for name, count in outcome.counts().items():
             metrics.alerts.inc(count, outcome=name)
         # A failed post answers 503: Alertmanager retries, and the retry posts what failed (nothing else twice).
         return web.json_response(outcome.counts(), status=503 if outcome.failed else 200)
 
-    async def healthz(request: web.Request) -> web.Response:
-        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed],
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed],
                 "engine": _engine_state(alerts.seam)}  # fmt: skip
-        return web.json_response(body)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response(await main.run(health()))  # answered by the main loop: 200 means it turns
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
@@ -250,14 +272,13 @@ async def running_bot(
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
         stack.push_async_callback(alerts.aclose)  # auto runs in flight stop before the engine closes
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-        web_app = build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, token, alerts_gate)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
+        web_app = build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, MainLoop(asyncio.get_running_loop()),
+                                token, alerts_gate)  # fmt: skip
+        # The web server stops (its requests in flight finished) before the answers are cancelled: an ack's
+        # hand-over to `later` comes before later.aclose.
+        host, port = await stack.enter_async_context(front_door(web_app, settings.bot_host, settings.bot_port))
         socket: _MeasuredSocketMode | None = None
         try:
-            site = web.TCPSite(runner, settings.bot_host, settings.bot_port)
-            await site.start()
-            host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]  # the port chosen for 0
             if socket_mode:
                 socket = _MeasuredSocketMode(bolt, _secret(settings, "slack_app_token"), web_client=client)
                 socket.metrics = metrics
@@ -268,7 +289,6 @@ async def running_bot(
         finally:
             if socket is not None:
                 await socket.close_async()
-            await runner.cleanup()
 
 
 async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO) -> None:

@@ -50,7 +50,7 @@ async def test_an_auto_run_is_executed_once_after_its_post_and_reported(slack: F
     async with running_bot(bot_settings(tmp_path, slack, policy=policy, alert_rules=rules), seam=seam) as bot:
         firing = payload(alert("a1a1a1a1", exported_namespace="team-a"))
         assert (await post_alerts(bot, firing))[0] == 200
-        (post,) = [c for c in slack.called("chat.postMessage") if "a1a1a1a1" in blocks_text(c.args)]
+        (post,) = [c for c in slack.called("chat.postMessage") if "a1a1a1a1" in blocks_text(c.args) and not c.args.get("thread_ts")]
         assert "plan for reclaim-idle-gpus" in blocks_text(post.args) and "Playbook `reclaim-idle-gpus` (auto) with" in blocks_text(post.args)
         ts = post.answer["ts"]
 
@@ -82,7 +82,7 @@ async def test_an_alert_resolved_while_its_auto_run_executes_keeps_both_in_its_p
     rules = write(tmp_path, "auto-rules.yaml", ALERT_RULES.replace("    fixed: {max_pods: \"2\"}", "    fixed: {max_pods: \"2\"}\n    mode: auto"))
     async with running_bot(bot_settings(tmp_path, slack, policy=policy, alert_rules=rules), seam=seam) as bot:
         assert (await post_alerts(bot, payload(alert("b2b2b2b2", exported_namespace="team-a"))))[0] == 200
-        (post,) = [c for c in slack.called("chat.postMessage") if "b2b2b2b2" in blocks_text(c.args)]
+        (post,) = [c for c in slack.called("chat.postMessage") if "b2b2b2b2" in blocks_text(c.args) and not c.args.get("thread_ts")]
         await poll(lambda: seam.executed, what="the run to start")
         resolved = payload(alert("b2b2b2b2", "resolved", exported_namespace="team-a"), status="resolved")
         assert (await post_alerts(bot, resolved))[0] == 200

@@ -67,7 +67,7 @@ async def test_an_alert_in_auto_mode_reclaims_in_the_demo(demo_bot: RunningBot, 
     idle = {"team-a/reranker-tksf492r4t-9562g", "team-a/reranker-tksf492r4t-vm5jk"}
     assert idle <= pods(demo_bot)
     assert (await post_alerts(demo_bot, payload(alert("d3d3d3d3", exported_namespace="team-a"))))[0] == 200
-    (post,) = [c for c in slack.called("chat.postMessage") if "d3d3d3d3" in blocks_text(c.args)]
+    (post,) = [c for c in slack.called("chat.postMessage") if "d3d3d3d3" in blocks_text(c.args) and not c.args.get("thread_ts")]
     assert "auto: running now as demo-alerts" in blocks_text(post.args)
 
     def thread() -> list[str]:
