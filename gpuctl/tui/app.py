@@ -255,8 +255,11 @@ class GpuctlApp(App[int]):
         `record`, on the loop)."""
         sample = UtilHistory.sample_of(snapshot) if self.history.wants(snapshot) else None
         index = FleetIndex(snapshot, previous)
-        if self._shown_tab == "nodes":  # it shows every node's sums: work them out here, not on the loop
+        # What the view on screen reads of every node or pod: worked out here, not on the loop.
+        if self._shown_tab == "nodes":
             index.sum_every_node()
+        elif self._shown_tab == "pods":
+            index.pods  # noqa: B018 (a cached property, read to work it out)
         return index, sample
 
     def apply_update(
