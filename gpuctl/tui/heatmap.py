@@ -29,6 +29,7 @@ from gpuctl.query.fleet import FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
+from gpuctl.tui.line_text import line_runs
 from gpuctl.tui.messages import MarksChanged, NodeChosen
 from gpuctl.tui.palette import (
     IDLE_BG,
@@ -184,16 +185,9 @@ class Heatmap(ScrollView, can_focus=True):
         self._refresh_spans(redraw)
 
     def _refresh_spans(self, ys: Iterable[int]) -> None:
-        """Repaint these lines, one region per run of adjacent lines (a refresh costs the same for one line or fifty)."""
-        start = end = -1
-        for y in sorted(ys):
-            if y != end:
-                if end > start:
-                    self.refresh_lines(start, end - start)
-                start = y
-            end = y + 1
-        if end > start:
-            self.refresh_lines(start, end - start)
+        """Repaint these lines, one region per run of adjacent lines."""
+        for start, count in line_runs(ys):
+            self.refresh_lines(start, count)
 
     def _forget(self) -> None:
         """Drop every cached line (the layout, the metric, the marks or the theme changed)."""
