@@ -17,7 +17,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -121,6 +121,7 @@ class Heatmap(ScrollView, can_focus=True):
         self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
         self._label_style: Style | None = None  # the node labels' (base + component style), likewise
+        self._view: tuple[int, int, int] | None = None  # (scroll x, scroll y, width) while render_lines runs
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -315,10 +316,18 @@ class Heatmap(ScrollView, can_focus=True):
         elif height and y >= top + height:
             self.scroll_to(y=y - height + 1, animate=False)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Textual asks render_line for each line of the crop in turn: the scroll offset and the width, which
+        # look the widget up on its screen (~20 µs), once for them all.
+        self._view = (*self.scroll_offset, self.scrollable_content_region.width)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._view = None
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
+        scroll_x, scroll_y, width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)
         vy = scroll_y + y
-        width = self.scrollable_content_region.width
         base = self._base
         if base is None:
             base = self._base = self.rich_style

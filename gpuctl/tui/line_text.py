@@ -63,15 +63,12 @@ class LineText(Widget):
             return True
         old, new = self._strips, self._render_strips()
         self._strips = new
+        # The whole text is rendered again (the text offsets mouse selection reads are numbered within the
+        # whole text); only the lines that differ are repainted.
         changed = (y for y, (was, now) in enumerate(zip_longest(old, new)) if was != now)
         for start, count in line_runs(changed):
             self.refresh(Region(0, start, self._drawn_at.width, count))
         return True
-
-    @property
-    def text(self) -> Text:
-        """The text shown."""
-        return self._text
 
     def render(self) -> Text:
         # What Textual measures (height: auto), selects and copies: the text, as for a Static.
