@@ -7,7 +7,8 @@ by anything else that answers questions about one snapshot). It reads only
 the snapshot, which is immutable, so it can be built in a worker thread: at
 12,500 GPUs that is most of what a metrics refresh costs the TUI. A metrics
 refresh moves every reading but no GPU, so an index built on the one before
-takes its keys and grouping over, and per-node sums wait until a view asks.
+takes its keys and grouping over; per-node sums and the pods by key and by
+node wait until a view asks.
 """
 
 from __future__ import annotations
