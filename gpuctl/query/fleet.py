@@ -7,13 +7,15 @@ by anything else that answers questions about one snapshot). It reads only
 the snapshot, which is immutable, so it can be built in a worker thread: at
 12,500 GPUs that is most of what a metrics refresh costs the TUI. A metrics
 refresh moves every reading but no GPU, so an index built on the one before
-takes its keys and grouping over, and per-node sums wait until a view asks.
+takes its keys and grouping over; per-node sums and the pods by key and by
+node wait until a view asks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from operator import attrgetter
 
 from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot
@@ -35,6 +37,7 @@ class NodeStats:
 
 
 _PLACE = attrgetter("node", "index", "mig_instance")
+_IDLE = attrgetter("idle")
 
 
 NO_STATS = NodeStats(0, 0, 0, 0, None)
@@ -56,7 +59,6 @@ class FleetIndex:
         self.snapshot = snapshot
         self.nodes: dict[str, Node] = {n.name: n for n in snapshot.nodes}
         self.pools: dict[str, Pool] = {p.name: p for p in snapshot.pools}
-        self.pods: dict[str, GpuPod] = {p.key: p for p in snapshot.pods}
         self.namespaces: dict[str, NamespaceUsage] = {n.name: n for n in snapshot.namespaces}
         listed = snapshot.gpus
         # (node, index, MIG instance) of each GPU, read in C: what a key is made of, at a fraction of its cost.
@@ -71,9 +73,9 @@ class FleetIndex:
         # Where each node's GPUs lie in snapshot.gpus, when every node's lie together and in order (else None).
         self._runs: list[tuple[str, int, int]] | None = runs
         self.gpus: dict[str, Gpu] = dict(zip(self.snapshot_keys, listed))
-        held = [g for g in listed if g.pod is not None]
-        self.allocated = len(held)  # GPUs of the snapshot a pod holds
-        self.idle = sum(g.idle for g in held)  # GPUs of the snapshot flagged idle
+        # A metrics refresh moves every GPU: count them in as few passes as will do.
+        self.allocated = sum(1 for g in listed if g.pod is not None)  # GPUs of the snapshot a pod holds
+        self.idle = sum(map(_IDLE, listed))  # GPUs of the snapshot flagged idle (only a held GPU is)
         # A node that advertises GPUs but has no metrics still gets cells (shown
         # as "no data"), so a dead exporter is visible instead of a hole.
         for n in snapshot.nodes:
@@ -90,10 +92,6 @@ class FleetIndex:
         for name, gs in self.gpus_by_node.items():
             pools[gs[0].pool].add(name)
         self.nodes_by_pool: dict[str, list[str]] = {p: sorted(ns) for p, ns in sorted(pools.items())}
-        self.pods_by_node: dict[str, list[GpuPod]] = defaultdict(list)
-        for pod in snapshot.pods:
-            if pod.node:
-                self.pods_by_node[pod.node].append(pod)
         self._stats: dict[str, NodeStats] = {}  # per node, worked out when first asked for (stats)
         # What a layout of every GPU depends on: the very set of the index before when the keys are the
         # same, so a view comparing layouts compares it in no time.
@@ -101,6 +99,19 @@ class FleetIndex:
             self.gpu_keys: frozenset[str] = previous.gpu_keys
         else:
             self.gpu_keys = frozenset(self.gpus)
+
+    # The pods by key and by node: worked out when first asked for, as the heatmap never asks.
+    @cached_property
+    def pods(self) -> dict[str, GpuPod]:
+        return {p.key: p for p in self.snapshot.pods}
+
+    @cached_property
+    def pods_by_node(self) -> dict[str, list[GpuPod]]:
+        by_node: dict[str, list[GpuPod]] = defaultdict(list)
+        for pod in self.snapshot.pods:
+            if pod.node:
+                by_node[pod.node].append(pod)
+        return by_node
 
     def stats(self, node: str) -> NodeStats:
         """The node's GPUs counted and summed, worked out when first asked for: a metrics refresh

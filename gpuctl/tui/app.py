@@ -31,6 +31,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerCancelled, WorkerError, WorkerFailed
@@ -255,8 +256,11 @@ class GpuctlApp(App[int]):
         `record`, on the loop)."""
         sample = UtilHistory.sample_of(snapshot) if self.history.wants(snapshot) else None
         index = FleetIndex(snapshot, previous)
-        if self._shown_tab == "nodes":  # it shows every node's sums: work them out here, not on the loop
+        # What the view on screen reads of every node or pod: worked out here, not on the loop.
+        if self._shown_tab == "nodes":
             index.sum_every_node()
+        elif self._shown_tab == "pods":
+            index.pods  # noqa: B018 (a cached property, read to work it out)
         return index, sample
 
     def apply_update(
@@ -328,7 +332,7 @@ class GpuctlApp(App[int]):
         now = snapshot.taken_at + timedelta(seconds=self._monotonic() - self._received_at) if snapshot else None
         held = (self.index.allocated, self.index.idle) if self.index and snapshot else None
         marked = self._marked()
-        bars = list(self.query(StatusBar))
+        bars = [self.query_one("#status", StatusBar)]  # query_one is cached; query() walks every view's widgets
         if isinstance(self.screen, NodeScreen):
             bars.append(self.screen.query_one(StatusBar))
         for bar in bars:
@@ -353,10 +357,13 @@ class GpuctlApp(App[int]):
 
     def _marked(self) -> int:
         """How many rows (heatmap: nodes and pools) are marked in the view on screen."""
-        tabs = self.query(TabbedContent)
-        if not tabs or not tabs.first().active:
+        try:
+            active = self.query_one(TabbedContent).active
+        except NoMatches:  # not composed yet, or torn down
             return 0
-        view = self.query_one(f"#{tabs.first().active}-view")
+        if not active:
+            return 0
+        view = self.query_one(f"#{active}-view")
         heatmaps = view.query(Heatmap)
         return sum(len(t.marked) for t in view.query(RowTable)) + sum(len(h.marked) for h in heatmaps)
 

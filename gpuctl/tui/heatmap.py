@@ -17,7 +17,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -29,6 +29,7 @@ from gpuctl.query.fleet import FleetIndex
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
+from gpuctl.tui.line_text import line_runs
 from gpuctl.tui.messages import MarksChanged, NodeChosen
 from gpuctl.tui.palette import (
     IDLE_BG,
@@ -120,6 +121,7 @@ class Heatmap(ScrollView, can_focus=True):
         self.marked: set[str] = set()  # node names, and `pool:<name>` for pools
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
         self._label_style: Style | None = None  # the node labels' (base + component style), likewise
+        self._view: tuple[int, int, int] | None = None  # (scroll x, scroll y, width) while render_lines runs
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -184,16 +186,9 @@ class Heatmap(ScrollView, can_focus=True):
         self._refresh_spans(redraw)
 
     def _refresh_spans(self, ys: Iterable[int]) -> None:
-        """Repaint these lines, one region per run of adjacent lines (a refresh costs the same for one line or fifty)."""
-        start = end = -1
-        for y in sorted(ys):
-            if y != end:
-                if end > start:
-                    self.refresh_lines(start, end - start)
-                start = y
-            end = y + 1
-        if end > start:
-            self.refresh_lines(start, end - start)
+        """Repaint these lines, one region per run of adjacent lines."""
+        for start, count in line_runs(ys):
+            self.refresh_lines(start, count)
 
     def _forget(self) -> None:
         """Drop every cached line (the layout, the metric, the marks or the theme changed)."""
@@ -321,10 +316,18 @@ class Heatmap(ScrollView, can_focus=True):
         elif height and y >= top + height:
             self.scroll_to(y=y - height + 1, animate=False)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Textual asks render_line for each line of the crop in turn: the scroll offset and the width, which
+        # look the widget up on its screen (~20 µs), once for them all.
+        self._view = (*self.scroll_offset, self.scrollable_content_region.width)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._view = None
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
+        scroll_x, scroll_y, width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)
         vy = scroll_y + y
-        width = self.scrollable_content_region.width
         base = self._base
         if base is None:
             base = self._base = self.rich_style

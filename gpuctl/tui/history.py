@@ -28,6 +28,7 @@ DEFAULT_DEPTH = 120
 _NONE = 0xFFFF  # no reading
 _TOP = 0xFFFE  # the largest reading kept: 655.34 %, far above any utilisation
 _UTIL = attrgetter("util_pct")
+_HUNDRED = 100.0
 
 
 def _slot(value: float | None) -> int:
@@ -70,7 +71,14 @@ class UtilHistory:
     @staticmethod
     def sample_of(snapshot: Snapshot) -> array[int]:
         """The utilisation of each of `snapshot.gpus`, in its order, as slots (hundredths of a percent; _NONE)."""
-        return array("H", map(_slot, map(_UTIL, snapshot.gpus)))
+        readings = list(map(_UTIL, snapshot.gpus))
+        try:
+            # Every GPU measured, 0-655.35 % (a metrics refresh, as a rule): converted in C, a third of the
+            # cost of a call of _slot per GPU at 12,500 GPUs.
+            sample = array("H", map(round, map(_HUNDRED.__mul__, readings)))
+        except (TypeError, ValueError, OverflowError):  # None (NotImplemented), NaN, inf, under 0 or over 655.35 %
+            return array("H", map(_slot, readings))
+        return sample if _NONE not in sample else array("H", map(_slot, readings))  # 655.35 %: kept as _TOP
 
     def _realign(self, keys: Sequence[str]) -> None:
         """Rows in the order of `keys`: the series of GPUs still there move along, new GPUs start empty."""

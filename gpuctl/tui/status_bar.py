@@ -18,11 +18,11 @@ import math
 from datetime import datetime
 
 from rich.text import Text
-from textual.widgets import Static
 
 from gpuctl.model import Snapshot
 from gpuctl.query.filter import Filter
 from gpuctl.render.format import duration
+from gpuctl.tui.line_text import LineText
 
 
 def retry_text(retry_at: datetime | None, now: datetime | None) -> str:
@@ -142,10 +142,8 @@ def status_text(
     return t
 
 
-class StatusBar(Static):
+class StatusBar(LineText):
     """One line (app.tcss `#status`): a new text never changes its size, so it repaints without a layout pass."""
-
-    _shown: Text | None = None
 
     def show(
         self,
@@ -160,17 +158,17 @@ class StatusBar(Static):
         held: tuple[int, int] | None = None,
         marked: int = 0,
     ) -> None:
-        text = status_text(
-            snapshot,
-            context=context,
-            flt=flt,
-            feed_error=feed_error,
-            refresh_s=refresh_s,
-            reopening=reopening,
-            now=now,
-            held=held,
-            marked=marked,
+        """Show `status_text` of these (repainted only when it reads differently)."""
+        self.update(
+            status_text(
+                snapshot,
+                context=context,
+                flt=flt,
+                feed_error=feed_error,
+                refresh_s=refresh_s,
+                reopening=reopening,
+                now=now,
+                held=held,
+                marked=marked,
+            )
         )
-        if text != self._shown:
-            self._shown = text
-            self.update(text, layout=False)

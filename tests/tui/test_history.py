@@ -89,3 +89,16 @@ def test_a_sample_made_beforehand_is_the_sample_record_would_take() -> None:
         assert not made.wants(step)  # taken: the same metrics again are no new sample
     assert made.series(key) == found.series(key) == [10.0, None, 30.0]
     assert all(made.series(g.key) == found.series(g.key) for g in snap.gpus)
+
+
+def test_a_sample_converts_every_reading_as_one_slot_at_a_time_would() -> None:
+    snap = build_snapshot(1)
+    key = snap.gpus[0].key
+    # In range (the sample converted whole), then each value that makes it convert GPU by GPU.
+    for util in (12.34, 0.0, -0.004, None, float("nan"), -3.0, 655.35, 655.349, 700.0):
+        step = _refresh(snap, 1, {key: util})
+        h = UtilHistory(depth=2)
+        h.record(step, sample=UtilHistory.sample_of(step))
+        expected = None if util is None or util != util else min(max(round(util * 100), 0), 0xFFFE) / 100
+        assert h.series(key) == [expected], util
+        assert all(h.series(g.key) == [g.util_pct] for g in step.gpus[1:])

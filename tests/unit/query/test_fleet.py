@@ -105,3 +105,14 @@ def test_an_index_built_on_the_one_before_is_the_index_built_anew() -> None:
     for gpus in (snap.gpus[1:], (*snap.gpus, snap.gpus[0].model_copy(update={"index": 99})), tuple(reversed(snap.gpus))):
         changed = snap.model_copy(update={"gpus": gpus})
         _same_index(FleetIndex(changed, before), FleetIndex(changed))
+
+
+def test_pods_by_key_and_by_node_are_worked_out_when_asked_for() -> None:
+    snap = build_snapshot(2)
+    idx = FleetIndex(snap)
+    assert "pods" not in vars(idx) and "pods_by_node" not in vars(idx)  # a heatmap update never pays for them
+    assert idx.pods == {p.key: p for p in snap.pods} and idx.pods
+    for pod in snap.pods:
+        assert pod.node is None or pod in idx.pods_by_node[pod.node]
+    assert sum(map(len, idx.pods_by_node.values())) == sum(1 for p in snap.pods if p.node)
+    assert idx.pods is idx.pods  # once
