@@ -9,7 +9,8 @@ pods as in bench_watch.py), the DCGM-exporter simulator for that fleet and a
 real Prometheus scraping it every `--scrape` seconds (testbed.bed.Telemetry,
 with Prometheus's query log on), and waits until Prometheus has every device.
 Then, `--repeat` times, interleaved so each ratio's two sides see the same
-load, each as its own process, timed from spawn:
+load (with `--compare`, the checkouts take turns going first), each as its own
+process, timed from spawn:
 
   floor     bench/_floor.py: the paginated LIST of nodes, pods and quotas plus
             the instant queries gpuctl sends per refresh, concurrently, JSON
@@ -305,7 +306,8 @@ async def bench(args: argparse.Namespace) -> None:
             r = Repetition(floor=(await run_floor(bed))[0])
             if kubectl is not None:
                 r.kubectl = await run_kubectl(bed, kubectl)
-            for checkout in checkouts:
+            # Checkouts take turns going first, so neither always runs first after the floor.
+            for checkout in checkouts if rep % 2 == 0 else checkouts[::-1]:
                 r.snapshot[checkout.label] = await run_snapshot(bed, checkout, rep, args)
                 r.top[checkout.label] = await run_top(bed, checkout, f"top-{rep}", args)
             reps.append(r)
