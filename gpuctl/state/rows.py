@@ -144,27 +144,12 @@ def gpu_row(
     ).__dict__
 
 
+# A placeholder GPU's row: nothing measured (None), so neither busy nor idle nor stale.
+_UNMEASURED = dict.fromkeys(Gpu.model_fields) | {"busy": False, "idle": False, "stale": False}
+
+
 def placeholder_row(node: str, pool: str, index: int, model: str | None) -> dict[str, Any]:
-    return GpuFields(
-        node=node,
-        pool=pool,
-        index=index,
-        uuid=None,
-        model=model,
-        mig_profile=None,
-        mig_instance=None,
-        util_pct=None,
-        mem_used_mib=None,
-        mem_total_mib=None,
-        temp_c=None,
-        power_w=None,
-        xid=None,
-        pod=None,
-        busy=False,
-        idle=False,
-        idle_for_s=None,
-        stale=False,
-    ).__dict__
+    return GpuFields(**{**_UNMEASURED, "node": node, "pool": pool, "index": index, "model": model}).__dict__
 
 
 def pod_row(
