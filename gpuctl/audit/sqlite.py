@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -169,7 +170,7 @@ class SqliteBackend:
         except (OSError, sqlite3.Error) as e:
             raise AuditError(f"cannot open the audit log {self.path}: {e}", hint="check the path and its permissions") from e
         try:
-            _prepare(conn, self.path)
+            _prepare(conn, self.path, self._busy_timeout_s)
         except BaseException:
             conn.close()
             raise
@@ -194,7 +195,7 @@ class SqliteBackend:
                 raise AuditError(f"audit log {self.path}: {e}", hint="check the file, its disk and its permissions") from e
 
 
-def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout_s: float) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         foreign = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != 'audit_records'")
@@ -211,11 +212,31 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     if version == 0 and other_tables:
         raise AuditError(f"{path} is a SQLite database but not a gpuctl audit log", hint="point --audit at another file")
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn, busy_timeout_s)
         conn.execute("PRAGMA synchronous = FULL")  # an acknowledged audit record survives a power cut
         conn.executescript(_SCHEMA)  # one transaction, idempotent: concurrent first opens are fine
     except sqlite3.Error as e:
         raise AuditError(f"cannot prepare the audit log {path}: {e}", hint="check the file and its permissions") from e
+
+
+def _use_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Switch a new file to WAL, waiting up to `busy_timeout_s` for another process doing the same.
+
+    SQLite answers a switch that would wait on another connection's write lock
+    with "database is locked" at once, without its busy handler (waiting could
+    deadlock), so two processes creating one log at once need this loop.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _run_is_open(conn: sqlite3.Connection, run_id: str) -> bool:

@@ -215,6 +215,31 @@ async def test_two_processes_appending_at_once_keep_one_chain(tmp_path: Path) ->
             assert [r.payload["i"] for r in await log.records(run_id=run)] == list(range(count))
 
 
+async def test_first_open_waits_for_another_process_creating_the_file(tmp_path: Path) -> None:
+    """The CI race: SQLite refuses the WAL switch at once while another connection writes; opening waits."""
+    db = tmp_path / "audit.sqlite"
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process mid-way through its own first open
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, other.commit)
+    async with SqliteBackend(db, busy_timeout_s=10) as log:
+        record = await log.append(run_events("reclaim-7f3a")[0])
+    other.close()
+    assert record.seq == 1 and (await verified(db)).ok
+
+
+async def test_first_open_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "audit.sqlite"
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(AuditError, match=r"cannot prepare the audit log .*database is locked"):
+            async with SqliteBackend(db, busy_timeout_s=0.2):
+                pass
+    finally:
+        other.close()
+
+
 async def test_opening_refuses_what_is_not_a_gpuctl_log(tmp_path: Path) -> None:
     missing = tmp_path / "missing.sqlite"
     with pytest.raises(AuditError, match="no audit log at"):
