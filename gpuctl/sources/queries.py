@@ -93,15 +93,16 @@ def last_busy(threshold_pct: float, lookback_s: float, step_s: float, selector: 
     late, which makes idle streaks shorter, never longer. The steps of a
     subquery end before "now": the part after the last one is covered by the
     same expression evaluated now, which wins when present (`now or history`).
-    Only series under the threshold now are carried past the innermost read (`and` `_idle_now`): the
-    history is only asked about GPUs under it, and on a busy fleet the steps' later stages and the
-    answer shrink to the idle few.
+    Only series under the threshold now are answered (`and` `_idle_now`, outside the subquery: inside it,
+    the filter cost every step more than it saved on an idle fleet): gpuctl asks the history only about
+    GPUs under it, and on a busy fleet the answer shrinks to the idle few.
     """
     step = duration(step_s)
 
     def latest_busy(m: MetricName, sel: str) -> str:
-        busy = f"{_idle_now(m, sel, threshold_pct)} and max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
-        return f"timestamp({busy}) or max_over_time(timestamp({busy})[{duration(lookback_s)}:{step}])"
+        busy = f"max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
+        latest = f"timestamp({busy}) or max_over_time(timestamp({busy})[{duration(lookback_s)}:{step}])"
+        return f"({latest}) and {_idle_now(m, sel, threshold_pct)}"
 
     return _kept(_union(_util_names(), latest_busy, selector, _where_chosen), NAME_LABEL, *HISTORY_LABELS)
 
@@ -125,11 +126,11 @@ def present_since(
     step, window, span = duration(step_s), duration(max(step_s, gap_s - step_s)), duration(round(lookback_s))
 
     def run_start(m: MetricName, sel: str) -> str:
-        idle = _idle_now(m, sel, threshold_pct)
         present = f"last_over_time({m.name}{sel}[{window}]"  # any sample in the window; the cheapest such function
-        starts = f"{idle} and {present}) unless {present} offset {step})"
-        seen_at_start = f"timestamp({present} offset {span})) - {round(lookback_s)} and {idle}"  # the value: left of `and`
-        return f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}]) or {seen_at_start}"
+        starts = f"{present}) unless {present} offset {step})"
+        seen_at_start = f"timestamp({present} offset {span})) - {round(lookback_s)}"
+        latest = f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}]) or {seen_at_start}"
+        return f"({latest}) and {_idle_now(m, sel, threshold_pct)}"
 
     return _kept(_union(_util_names(), run_start, selector, _where_chosen), NAME_LABEL, *HISTORY_LABELS)
 
@@ -144,9 +145,8 @@ def _util_names() -> list[MetricName]:
 
 
 def _idle_now(m: MetricName, sel: str, threshold_pct: float) -> str:
-    """`m`'s series under the threshold at the query's time: `@ end()` makes it one read per query, not one
-    per subquery step (Prometheus evaluates a step-invariant expression once)."""
-    return f"{m.name}{sel} @ end() < {threshold_pct / m.factor:g}"
+    """`m`'s series under the threshold at the query's time (used outside subqueries only)."""
+    return f"{m.name}{sel} < {threshold_pct / m.factor:g}"
 
 
 def _where_chosen(m: MetricName) -> str:
