@@ -201,7 +201,7 @@ def _history_variants(threshold: float, window_s: float, refresh_s: float, grace
 
         return q._kept(q._union(q._util_names(), term, q.NO_SELECTOR, q._where_chosen), q.NAME_LABEL, *q.SERIES_LABELS)
 
-    shipped = (q.last_busy(threshold, plan.lookback_s, plan.step_s), q.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s))
+    shipped = (q.last_busy(threshold, plan.lookback_s, plan.step_s), q.present_since(threshold, plan.lookback_s, plan.presence_step_s, plan.gap_s))
     return {
         f"shipped: last_busy at {plan.step_s:g} s + present_since at {plan.presence_step_s:g} s": shipped,
         f"last_busy at {2 * plan.step_s:g} s + present_since at {plan.presence_step_s:g} s": (

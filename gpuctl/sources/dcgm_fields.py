@@ -89,10 +89,11 @@ _POD_LABELS: tuple[tuple[PodSpelling, str, str, str], ...] = (
 )
 # Every label the parsers below read (identity, pod, the scrape target): the queries keep these and no
 # others (queries.SERIES_LABELS), so an answer carries no pci_bus_id, device, driver version or job.
+POD_LABELS_READ: tuple[str, ...] = tuple(label for spelling in _POD_LABELS for label in spelling[1:])
 IDENTITY_LABELS_READ = ("Hostname", "hostname", "gpu", "UUID", "uuid", "modelName", "model_name", "GPU_I_PROFILE", "GPU_I_ID")
 LABELS_READ: tuple[str, ...] = (
     *IDENTITY_LABELS_READ,
-    *(label for spelling in _POD_LABELS for label in spelling[1:]),
+    *POD_LABELS_READ,
     "instance",
 )
 # gpu-operator names the exporter's pods nvidia-dcgm-exporter-*, the Helm chart dcgm-exporter-*.

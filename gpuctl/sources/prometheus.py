@@ -245,7 +245,7 @@ class PrometheusSource:
         plan, sel = self.history, self.selector
         sent = (  # both queued before the first wait, as fetch's
             self._send(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
-            self._send(queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
+            self._send(queries.present_since(self.idle_threshold_pct, plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
         )
         last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
         return last_busy, present_since

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MIG_UTIL_FIRST, MetricName, Quantity, names_for
+from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MIG_UTIL_FIRST, POD_LABELS_READ, MetricName, Quantity, names_for
 from gpuctl.sources.selector import NO_SELECTOR, Selector
 
 NAME_LABEL = "gpuctl_metric"  # carries the metric name through functions that drop it
@@ -43,6 +43,10 @@ SERIES_LABELS: tuple[str, ...] = LABELS_READ
 # used memory (every GPU and MIG instance reports it by default). merge_readings takes identity and pod from
 # any reading of a GPU, so the other quantities' answers keep only the GPU's key: a third of the bytes.
 DETAILED: tuple[Quantity, ...] = (Quantity.UTIL, Quantity.FB_USED)
+# What the history's answers keep: the GPU's key and its holder (gpuctl.sources.history joins on nothing else),
+# about two thirds of SERIES_LABELS' bytes. Series of one GPU and holder that differed only in the labels left out
+# (two scrape jobs) are one, at their latest timestamp: what the join would take of them.
+HISTORY_LABELS: tuple[str, ...] = (*IDENTITY_LABELS, *POD_LABELS_READ)
 
 
 def instant(quantity: Quantity, selector: Selector = NO_SELECTOR) -> str:
@@ -81,25 +85,33 @@ def freshness(window_s: float, selector: Selector = NO_SELECTOR) -> str:
 
 
 def last_busy(threshold_pct: float, lookback_s: float, step_s: float, selector: Selector = NO_SELECTOR) -> str:
-    """Per (GPU, pod, utilisation name): the end of the last step in which any sample was at or over the threshold.
+    """Per (GPU, pod, utilisation name), for series under the threshold now: the end of the last step in
+    which any sample was at or over it.
 
     `max_over_time(name[step])` at each step sees every raw sample once, so a
     busy burst between two steps is not missed; the result is at most one step
     late, which makes idle streaks shorter, never longer. The steps of a
     subquery end before "now": the part after the last one is covered by the
     same expression evaluated now, which wins when present (`now or history`).
+    Only series under the threshold now are answered (`and` `_idle_now`, outside the subquery: inside it,
+    the filter cost every step more than it saved on an idle fleet): gpuctl asks the history only about
+    GPUs under it, and on a busy fleet the answer shrinks to the idle few.
     """
     step = duration(step_s)
 
     def latest_busy(m: MetricName, sel: str) -> str:
         busy = f"max_over_time({m.name}{sel}[{step}]) >= {threshold_pct / m.factor:g}"
-        return f"timestamp({busy}) or max_over_time(timestamp({busy})[{duration(lookback_s)}:{step}])"
+        latest = f"timestamp({busy}) or max_over_time(timestamp({busy})[{duration(lookback_s)}:{step}])"
+        return f"({latest}) and {_idle_now(m, sel, threshold_pct)}"
 
-    return _kept(_union(_util_names(), latest_busy, selector, _where_chosen), NAME_LABEL, *SERIES_LABELS)
+    return _kept(_union(_util_names(), latest_busy, selector, _where_chosen), NAME_LABEL, *HISTORY_LABELS)
 
 
-def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Selector = NO_SELECTOR) -> str:
-    """Per (GPU, pod, utilisation name): since when its samples have come without a gap over `gap_s`.
+def present_since(
+    threshold_pct: float, lookback_s: float, step_s: float, gap_s: float, selector: Selector = NO_SELECTOR
+) -> str:
+    """Per (GPU, pod, utilisation name), for series under the threshold now: since when its samples have
+    come without a gap over `gap_s`.
 
     A run of samples starts where one arrives with none in the `gap_s` before
     it: `present(t) unless present(t - step)`, with `present` = a sample in
@@ -109,7 +121,7 @@ def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Sele
     by evaluating now. A series with no run start in the look-back that was
     present at its beginning has come without a gap since then: the answer is
     the look-back's start (one instant read back there, not a third subquery).
-    A series absent from the answer has no history: never idle by it.
+    A series absent from the answer has no history: never idle by it (as one busy now: see last_busy).
     """
     step, window, span = duration(step_s), duration(max(step_s, gap_s - step_s)), duration(round(lookback_s))
 
@@ -117,9 +129,10 @@ def present_since(lookback_s: float, step_s: float, gap_s: float, selector: Sele
         present = f"last_over_time({m.name}{sel}[{window}]"  # any sample in the window; the cheapest such function
         starts = f"{present}) unless {present} offset {step})"
         seen_at_start = f"timestamp({present} offset {span})) - {round(lookback_s)}"
-        return f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}]) or {seen_at_start}"
+        latest = f"timestamp({starts}) or max_over_time(timestamp({starts})[{span}:{step}]) or {seen_at_start}"
+        return f"({latest}) and {_idle_now(m, sel, threshold_pct)}"
 
-    return _kept(_union(_util_names(), run_start, selector, _where_chosen), NAME_LABEL, *SERIES_LABELS)
+    return _kept(_union(_util_names(), run_start, selector, _where_chosen), NAME_LABEL, *HISTORY_LABELS)
 
 
 def duration(seconds: float) -> str:
@@ -129,6 +142,11 @@ def duration(seconds: float) -> str:
 
 def _util_names() -> list[MetricName]:
     return [m for m in METRICS if m.quantity is Quantity.UTIL]
+
+
+def _idle_now(m: MetricName, sel: str, threshold_pct: float) -> str:
+    """`m`'s series under the threshold at the query's time (used outside subqueries only)."""
+    return f"{m.name}{sel} < {threshold_pct / m.factor:g}"
 
 
 def _where_chosen(m: MetricName) -> str:

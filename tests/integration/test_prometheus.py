@@ -286,6 +286,27 @@ async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_loo
     assert "node-a/1" not in since  # 85 % busy
 
 
+async def test_history_answers_only_for_series_under_the_threshold_now_with_key_and_holder(monitoring: Monitoring) -> None:
+    # Busy now (node-a/1 85 %, the MIG instance's ratio 0.25, node-b/0's 4.9 ratio 0.42, node-c/0 70 %): no
+    # history asked of Prometheus's steps, none answered. Idle now, in both generations and both scrape jobs:
+    # answered under the name gpuctl reads, with the GPU's key and holder and nothing else.
+    await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[1m]) >= 4')
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1)
+    try:
+        last_busy, present_since = await source.history_answers()
+    finally:
+        source.close()
+    idle_now = {"node-a/0", "node-a/2", "node-b/1", "node-c/1"}
+    assert {dcgm_fields.parse_identity(s["metric"]).key for s in present_since} == idle_now
+    assert {dcgm_fields.parse_identity(s["metric"]).key for s in last_busy} <= idle_now
+    allowed = {queries.NAME_LABEL, *queries.HISTORY_LABELS}
+    assert all(set(s["metric"]) <= allowed for s in (*last_busy, *present_since))
+    names = {s["metric"]["Hostname" if "Hostname" in s["metric"] else "hostname"]: s["metric"][queries.NAME_LABEL] for s in present_since}
+    assert names == {"node-a": "DCGM_FI_DEV_GPU_UTIL", "node-b": "DCGM_FI_DEV_GPU_UTIL_RATIO", "node-c": "DCGM_FI_DEV_GPU_UTIL"}
+    held = {dcgm_fields.parse_identity(s["metric"]).key: dcgm_fields.parse_pod(s["metric"]) for s in present_since}
+    assert held["node-a/2"] is not None and held["node-a/2"][0].name == "notebook-3"
+
+
 async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, exporters) -> None:
     store = ClusterStore(refresh_s=0.3)
     async with Monitoring(tmp_path, jobs=jobs(*exporters), rule_files=()) as mon:

@@ -213,7 +213,7 @@ async def test_a_one_shot_answer_queues_the_history_ahead_of_the_refresh_a_live_
         source = _Queued(history_first=history_first)
         plan = source.history
         history = [queries.last_busy(source.idle_threshold_pct, plan.lookback_s, plan.step_s),
-                   queries.present_since(plan.lookback_s, plan.presence_step_s, plan.gap_s)]
+                   queries.present_since(source.idle_threshold_pct, plan.lookback_s, plan.presence_step_s, plan.gap_s)]
         refresh = [*(queries.instant(q) for q in REFRESH_QUANTITIES), queries.freshness(source.stale_window_s)]
         store = ClusterStore(clock=lambda: T0)
         async with running(source, store):

@@ -33,9 +33,12 @@ def test_instant_queries_keep_the_name_and_only_the_labels_gpuctl_reads() -> Non
 
 
 def test_the_history_answers_keep_only_the_tag_and_the_labels_gpuctl_reads() -> None:
-    kept = f"max by ({', '.join((queries.NAME_LABEL, *queries.SERIES_LABELS))}) ("
+    # The history joins on the GPU's key and its holder: no UUID, model or scrape target.
+    kept = f"max by ({', '.join((queries.NAME_LABEL, *queries.HISTORY_LABELS))}) ("
+    assert set(queries.HISTORY_LABELS) < set(queries.SERIES_LABELS)
+    assert not {"UUID", "modelName", "instance"} & set(queries.HISTORY_LABELS)
     assert queries.last_busy(5, 1860, 60).startswith(kept)
-    assert queries.present_since(1860, 60, 300).startswith(kept)
+    assert queries.present_since(5, 1860, 60, 300).startswith(kept)
 
 
 def test_busy_threshold_uses_each_generations_raw_unit() -> None:
@@ -47,7 +50,7 @@ def test_busy_threshold_uses_each_generations_raw_unit() -> None:
 
 def test_functions_never_see_two_metric_names_at_once() -> None:
     # timestamp()/changes() drop the name: each name is tagged before names are combined.
-    for q in (queries.last_busy(5, 1860, 15), queries.present_since(1860, 15, 300), queries.freshness(120)):
+    for q in (queries.last_busy(5, 1860, 15), queries.present_since(5, 1860, 15, 300), queries.freshness(120)):
         assert "__name__=~" not in q
         for name in re.findall(r"(DCGM_\w+)[\[{]", q):
             assert 'label_replace(' in q and f'"{queries.NAME_LABEL}", "{name}"' in q
@@ -66,7 +69,7 @@ def test_the_freshness_query_covers_the_values_that_move_on_a_live_gpu() -> None
         queries.instant(Quantity.UTIL, CLUSTER),
         queries.freshness(120, CLUSTER),
         queries.last_busy(5, 1860, 15, CLUSTER),
-        queries.present_since(1860, 15, 300, CLUSTER),
+        queries.present_since(5, 1860, 15, 300, CLUSTER),
     ],
 )
 def test_the_selector_scopes_every_series_a_query_reads(query: str) -> None:
@@ -95,7 +98,7 @@ def test_history_looks_back_over_the_window_plus_a_margin_at_refresh_resolution(
 
 
 def test_a_run_of_samples_starts_after_a_gap_a_step_shorter_than_the_grace_period() -> None:
-    q = queries.present_since(1860, 15, 300)
+    q = queries.present_since(5, 1860, 15, 300)
     util = 'DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}'
     assert f"last_over_time({util}[285s]) unless last_over_time({util}[285s] offset 15s)" in q
     names = [m.name for m in METRICS if m.quantity is Quantity.UTIL]
@@ -106,15 +109,29 @@ def test_a_run_of_samples_starts_after_a_gap_a_step_shorter_than_the_grace_perio
 
 def test_history_reads_each_utilisation_name_only_where_it_is_the_one_chosen() -> None:
     # merge_readings: the profiling ratio on a MIG instance, GPU_UTIL on a whole GPU.
-    for q in (queries.last_busy(5, 1860, 60, CLUSTER), queries.present_since(1860, 150, 300, CLUSTER)):
+    for q in (queries.last_busy(5, 1860, 60, CLUSTER), queries.present_since(5, 1860, 150, 300, CLUSTER)):
         for name, matchers in re.findall(r"(DCGM_\w+)\{([^}]*)\}", q):
             mig = "PROF_GR_ENGINE" in name
             assert matchers == 'cluster="prod-a",' + ('GPU_I_ID!=""' if mig else 'GPU_I_ID=""'), name
 
 
+def test_history_answers_only_series_under_the_threshold_now() -> None:
+    # Read at the query's instant, in each generation's raw unit, on the name's own series only, once per
+    # name, outside the subquery (no extra work at every step).
+    busy, present = queries.last_busy(5, 1860, 60), queries.present_since(5, 1860, 60, 300)
+    whole, mig = 'DCGM_FI_DEV_GPU_UTIL{GPU_I_ID=""}', 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{GPU_I_ID!=""}'
+    assert f"[1860s:60s])) and {whole} < 5," in busy
+    assert f"offset 1860s)) - 1860) and {mig} < 0.05," in present
+    names = [m.name for m in METRICS if m.quantity is Quantity.UTIL]
+    for q in (busy, present):
+        assert len(re.findall(r"\) and DCGM_\w+\{[^}]*\} < ", q)) == len(names)
+        for sub in re.findall(r"max_over_time\((timestamp\(.*?)\[1860s:60s\]\)", q):
+            assert " and " not in sub
+
+
 def test_functions_run_on_one_name_each_before_any_union() -> None:
     # A subquery over a union re-evaluates the union (label_replace, `or`) at every step: ~4x the cost.
-    for q in (queries.last_busy(5, 1860, 60), queries.present_since(1860, 60, 300)):
+    for q in (queries.last_busy(5, 1860, 60), queries.present_since(5, 1860, 60, 300)):
         for sub in re.findall(r"max_over_time\((timestamp\(.*?)\[1860s:60s\]\)", q):
             assert "label_replace" not in sub and " or " not in sub
             assert len(set(re.findall(r"DCGM_\w+", sub))) == 1
