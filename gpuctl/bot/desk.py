@@ -37,6 +37,7 @@ from gpuctl.service import Cluster
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Asker:
     """Who sent a request, as Slack names them."""

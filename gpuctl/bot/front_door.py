@@ -139,11 +139,13 @@ class _Child:
 
 
 def _child_env() -> dict[str, str]:
-    """This process's environment, with this gpuctl first on the child's path (a checkout run by path, as
+    """This process's environment without its GPUCTL_* settings (the secrets among them: the child needs only
+    its DoorConfig), and with this gpuctl first on the child's path (a checkout run by path, as
     bench/_profiled.py does, serves with its own code)."""
     root = str(Path(gpuctl.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUCTL_")}
+    return env | {"PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
 
 
 class _Door:
