@@ -42,7 +42,7 @@ starts once `/gpu idle` counts 90 % of the fleet's idle pods. Reported besides: 
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
 own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
 main loop thread during the load only (bench/_profiled.py; it slows the loop; the
-acks are the front door thread's and not in it), the
+acks are the front door process's and not in it), the
 top functions printed, the stats kept in FILE.
 """
 
@@ -75,6 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
 from _procs import proc_status
 
+from testbed.procs import FRONT_DOOR, children, rss
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 
@@ -237,12 +238,12 @@ async def demo(args: argparse.Namespace) -> None:
                 snap = bot.cluster.snapshot()
                 idle = Counter(p.namespace for p in idle_holders(snap)) or Counter(p.namespace for p in snap.pods)
                 most = [] if args.no_run else [f"namespace={ns}" for ns, _ in idle.most_common(args.rounds)]
-                await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's auth.test
+                await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's first request
                 measured = await drive(bot.url, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
-                rss_end = rss_bytes()
+                rss_end, door = rss_bytes(), door_rss(os.getpid())
                 outcomes = dict(bot.metrics.runs.values)
     report(measured, fleet=f"demo fleet scale {args.scale}: {len(snap.pods)} GPU pods, {len(snap.gpus)} GPUs, "
-                           f"{len(snap.nodes)} nodes", rss=f"{mib(rss_end)} after the run ({mib(rss_start)} before the bot started)",
+                           f"{len(snap.nodes)} nodes", rss=f"{mib(rss_end)} after the run{door} ({mib(rss_start)} before the bot started)",
            outcomes=str(outcomes))  # fmt: skip
 
 
@@ -297,6 +298,13 @@ class BotProcess:
             return await asyncio.to_thread(self.proc.wait)
 
 
+def door_rss(bot: int) -> str:
+    """The RSS of the bot's front door process, apart from the bot's own ("" where it has none: the acks
+    served in the bot's process, as before gpuctl.bot.front_door's process)."""
+    doors = children(bot, FRONT_DOOR)
+    return "".join(f" + front door process {mib(rss(pid))}" for pid in doors)
+
+
 def top_functions(stats_file: Path, count: int = 25) -> str:
     import io
 
@@ -334,7 +342,7 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         ready_s = time.monotonic() - started
         print(f"# {checkout.label}: the bot ready {ready_s:.1f} s after spawn: {mib(bot.status()['VmRSS'])}", flush=True)
         sender = SlackSender(url, SECRET, slack)
-        await sender.command("help", user_id=USER)  # warm: Bolt's auth.test
+        await sender.command("help", user_id=USER)  # warm: Bolt's first request
 
         async def idle_pods() -> int:
             sent = await sender.command("idle", user_id=USER)
@@ -351,14 +359,14 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
         if profile:
             bot.signal(signal.SIGUSR2)
-        after = bot.status()
+        after, door = bot.status(), door_rss(bot.proc.pid)
         async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
             outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
         if profile:
             await poll(lambda: profile.exists(), what="the profile written")
     finally:
         code = await bot.stop()
-    rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}, peak {mib(after['VmHWM'])} "
+    rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
     return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none")
 

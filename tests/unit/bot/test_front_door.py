@@ -24,6 +24,7 @@ from gpuctl.bot.blocks import Reply, notice
 from gpuctl.bot.commands import Run
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Requester
+from testbed.procs import FRONT_DOOR, alive, children
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text, fence
 from testbed.waiting import poll
 from tests.unit.bot.conftest import ALICE, SECRET, bot_settings
@@ -63,32 +64,12 @@ def sent_while_held(url: str, posts: list[Post]) -> list[tuple[int, str]]:
 
 
 def doors(parent: int) -> list[int]:
-    """The front door processes `parent` started (live ones: a zombie has ended)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:  # ended meanwhile
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == parent and state not in ("Z", "X") and b"gpuctl.bot.door_process" in cmdline:
-            found.append(int(entry.name))
-    return found
+    """The front door processes `parent` started."""
+    return children(parent, FRONT_DOOR)
 
 
 def proc_file(pid: int, name: str) -> bytes:
     return Path(f"/proc/{pid}/{name}").read_bytes()
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 async def test_commands_are_acked_while_the_main_thread_is_busy(bot: RunningBot, sender: SlackSender, slack: FakeSlack) -> None:
