@@ -274,10 +274,10 @@ def tune_switching() -> None:
     """Hand the GIL over after 0.5 ms instead of 5 ms, for processes that answer requests (the bot).
 
     The bot's main loop shares the GIL with its worker threads (the join, the Prometheus parsing, the
-    answers): CPU-bound Python that holds it. Every syscall of the loop (its /healthz, its answers'
-    posts, the front door's Tallies it reads) gives the GIL up, and taking it back waits out the switch
-    interval. (The acks themselves are served by a process of its own since, gpuctl.bot.front_door:
-    when they shared this GIL, 50 requests at once spent seconds waiting for it at 5 ms.)
+    answers): CPU-bound Python that holds it. Every syscall of the loop (reading the front door's
+    Tallies, /healthz, the answers' posts) gives the GIL up, and taking it back waits out the switch
+    interval. The acks no longer wait on it (a process of their own, gpuctl.bot.front_door); when
+    they shared this GIL from a thread, 50 requests at once spent seconds waiting for it at 5 ms.
     Process-wide, so only entry points call it."""
     sys.setswitchinterval(SERVING_SWITCH_S)
 

@@ -248,7 +248,7 @@ async def running_bot(
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
         web_app = build_web_app(alerts, metrics, cluster, token, alerts_gate)
         listener = stack.enter_context(bind(settings.bot_host, settings.bot_port))
-        host, port = address(listener)
+        bound_host, port = address(listener)  # not `host`: the engine's opener names the replica by that
         # The web server stops (its requests in flight finished) before the answers are cancelled: an ack's
         # hand-over to `later` comes before later.aclose.
         if socket_mode:
@@ -262,9 +262,9 @@ async def running_bot(
                 socket = _MeasuredSocketMode(bolt, _secret(settings, "slack_app_token"), web_client=client)
                 socket.after = after
                 await socket.connect_async()
-            log.info("gpuctl bot serving on %s:%s (%s), Slack API %s", host, port,
+            log.info("gpuctl bot serving on %s:%s (%s), Slack API %s", bound_host, port,
                      "socket mode" if socket_mode else f"HTTP at {EVENTS_PATH}", client.base_url)  # fmt: skip
-            yield RunningBot(f"http://{host}:{port}", cluster, desk, seam, alerts, metrics)
+            yield RunningBot(f"http://{bound_host}:{port}", cluster, desk, seam, alerts, metrics)
         finally:
             if socket is not None:
                 await socket.close_async()
