@@ -8,8 +8,9 @@ there is the `DoorConfig` (the signing secret travels there, never on the comman
     anything else        relayed to the main process's routes on their private Unix socket (method, path,
                          headers, the body as it streams in; their status, headers and body relayed back)
 
-It ignores SIGINT (Ctrl-C is the main process's to handle) and stops on EOF from the socketpair: the main
-process closed it or died. Stopping finishes the requests in flight.
+It ignores SIGINT and SIGTERM (Ctrl-C, or a stop sent to the whole process group, is the main process's to
+handle) and stops on EOF from the socketpair: the main process closed it or died. Stopping finishes the
+requests in flight.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ async def serve(listen_fd: int, control_fd: int) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=control_fd))
     config = DoorConfig.model_validate_json(await reader.readline())
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s (front door): %(message)s")  # fmt: skip
+                        format="%(asctime)s %(levelname)s %(name)s (front door): %(message)s")  # as gpuctl.cli's  # fmt: skip
 
     def send(tally: Tally) -> None:
         writer.write(tally.model_dump_json().encode() + b"\n")  # written at once: before the ack goes out
@@ -89,7 +90,8 @@ async def serve(listen_fd: int, control_fd: int) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the main process stops this one, in order (EOF)
+        signal.signal(sig, signal.SIG_IGN)
     asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))
 
 

@@ -10,9 +10,10 @@ the ack) back over a socketpair; `take` runs it on the main loop. The other rout
 /metrics) are the main process's `routes`, served on a Unix socket in a private (0700) temporary directory,
 to which the child relays them: one port, and /healthz still answered by the main loop.
 
-The signing secret goes to the child as the first line on the socketpair, never on its command line. The
-child stops when its end of the socketpair reads EOF: when this context exits (it finishes the requests in
-flight first, their Tallies still taken here) or when this process dies. A child that ends on its own is
+The signing secret goes to the child as the first line on the socketpair, never on its command line nor in
+its environment (no GPUCTL_* variable passes). The child ignores SIGINT and SIGTERM (they are this process's
+to handle) and stops when its end of the socketpair reads EOF: when this context exits (it finishes the
+requests in flight first, their Tallies still taken here) or when this process dies. A child that ends on its own is
 logged and replaced (the listening socket stays bound here, so connections wait in its backlog meanwhile):
 the bot keeps serving alerts, health and metrics either way, and a restart is what brings Slack back.
 """
@@ -56,7 +57,8 @@ class DoorConfig(BaseModel):
 
 def bind(host: str, port: int) -> socket.socket:
     """The bot's listening socket (port 0: any free one); OSError if the address is taken or not ours."""
-    return socket.create_server((host, port), backlog=1024)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]  # "::" is IPv6
+    return socket.create_server((host, port), family=family, backlog=1024)
 
 
 def address(listener: socket.socket) -> Address:
@@ -117,7 +119,8 @@ class _Child:
         with theirs:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gpuctl.bot.door_process", str(listener.fileno()), str(theirs.fileno()),
-                pass_fds=(listener.fileno(), theirs.fileno()), stdin=asyncio.subprocess.DEVNULL, env=_child_env(),
+                pass_fds=(listener.fileno(), theirs.fileno()), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, env=_child_env(),  # its log goes to stderr, as ours
             )  # fmt: skip
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=LINE_LIMIT)
         child = cls(process, reader, writer)
