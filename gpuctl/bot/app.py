@@ -37,6 +37,8 @@ import aiohttp
 from pydantic import BaseModel, Field
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -178,6 +180,24 @@ async def _any_workspace(**_: Any) -> AuthorizeResult:
     return AuthorizeResult(enterprise_id=None, team_id=None)
 
 
+class SkipRepeats(AsyncMiddleware):
+    """Answers a delivery seen before with a bare 200 and acts no further (a middleware object: Bolt calls it
+    directly, where a function's arguments are looked up by name on each request)."""
+
+    def __init__(self, deliveries: Deliveries) -> None:
+        self.deliveries = deliveries
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
+                            next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse | None:  # fmt: skip
+        key = delivery_key(req.body)
+        if key is not None and not self.deliveries.first(key):
+            retry = req.headers.get("x-slack-retry-num", ["-"])[0]
+            log.info("Slack delivery %s seen before (retry %s): answered without acting", key, retry)
+            TALLY.get().duplicates += 1
+            return BoltResponse(status=200, body="")
+        return await next()
+
+
 def build_app(*, signing_secret: str, deliveries: Deliveries, client: AsyncWebClient | None = None) -> AsyncApp:
     """The Bolt app that acks: request verification when `signing_secret` is set (HTTP; Socket Mode has nothing
     to sign), the retry dedupe, the listeners. It calls the Slack API only through `client` (Socket Mode);
@@ -192,15 +212,7 @@ def build_app(*, signing_secret: str, deliveries: Deliveries, client: AsyncWebCl
         logger=logging.getLogger("gpuctl.bot.bolt"),
     )
 
-    @app.middleware
-    async def skip_repeats(req: Any, resp: Any, next: Callable[[], Awaitable[Any]]) -> Any:  # Bolt passes it as `next`
-        key = delivery_key(req.body)
-        if key is not None and not deliveries.first(key):
-            retry = req.headers.get("x-slack-retry-num", ["-"])[0]
-            log.info("Slack delivery %s seen before (retry %s): answered without acting", key, retry)
-            TALLY.get().duplicates += 1
-            return BoltResponse(status=200, body="")
-        return await next()
+    app.use(SkipRepeats(deliveries))
 
     @app.command(COMMAND)
     async def gpu(ack: Any, body: dict[str, Any]) -> None:
