@@ -239,13 +239,16 @@ def build_app(*, signing_secret: str, deliveries: Deliveries, client: AsyncWebCl
 
 class AfterAck:
     """Takes each request's Tally on the main loop: counts it in the bot's metrics and runs its work (the
-    answers through response_url, the decisions and their follow-ups) as `later`'s tasks."""
+    answers through response_url, the decisions and their follow-ups) as `later`'s tasks, each delivery's
+    once: the acks skip repeats already, but a front door process that died between handing work over and
+    acking it leaves Slack's retry to a new one that has not seen it."""
 
     def __init__(self, desk: Desk, *, metrics: BotMetrics, respond: Responder, later: Later) -> None:
         self.desk = desk
         self.metrics = metrics
         self.respond = respond
         self.later = later
+        self.taken = Deliveries()
 
     def take(self, tally: Tally) -> None:
         if tally.ack is not None:
@@ -255,6 +258,11 @@ class AfterAck:
         if tally.duplicates:
             self.metrics.duplicates.inc(tally.duplicates)
         for work in tally.work:
+            key = delivery_key(work.body)
+            if key is not None and not self.taken.first(key):
+                log.info("Slack delivery %s taken before: not acted on again", key)
+                self.metrics.duplicates.inc()
+                continue
             if work.what == "/gpu":
                 self.later.start(self.answer(work.body), "/gpu")
             else:

@@ -13,9 +13,11 @@ to which the child relays them: one port, and /healthz still answered by the mai
 The signing secret goes to the child as the first line on the socketpair, never on its command line nor in
 its environment (no GPUCTL_* variable passes). The child ignores SIGINT and SIGTERM (they are this process's
 to handle) and stops when its end of the socketpair reads EOF: when this context exits (it finishes the
-requests in flight first, their Tallies still taken here) or when this process dies. A child that ends on its own is
-logged and replaced (the listening socket stays bound here, so connections wait in its backlog meanwhile):
-the bot keeps serving alerts, health and metrics either way, and a restart is what brings Slack back.
+requests in flight first, their Tallies still taken here) or when this process dies. A child that ends on
+its own is logged and replaced after a second (doubling to 30 s while starting fails): the listening socket stays bound
+here, so connections wait in its backlog meanwhile, and the bot's state (cluster, engine, runs in flight)
+lives on. What the dead child had seen for skip_repeats dies with it; `AfterAck` keeps the keys of the work
+it took, so a retry of a request whose Tally came but whose ack did not get out is still not acted on twice.
 """
 
 from __future__ import annotations

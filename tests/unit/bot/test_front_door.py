@@ -15,13 +15,19 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from gpuctl.bot.app import AfterAck, Later, Responder, Tally, Work
 from gpuctl.bot.blocks import Reply, notice
 from gpuctl.bot.commands import Run
+from gpuctl.bot.desk import Desk
+from gpuctl.bot.identity import IdentityResolver
+from gpuctl.bot.metrics import BotMetrics
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Requester
 from testbed.procs import FRONT_DOOR, alive, children
@@ -30,6 +36,7 @@ from testbed.waiting import poll
 from tests.unit.bot.conftest import ALICE, SECRET, bot_settings
 from tests.unit.bot.seams import Unexpected
 from tests.unit.bot.test_cli_serve import STARTUP_S, environment
+from tests.unit.bot.test_desk import MAP, POLICY, Fixed
 
 HOLD_S = 60.0  # the most the client waits for one answer (then the test fails)
 
@@ -158,3 +165,21 @@ async def test_the_front_door_ends_when_the_bot_process_is_killed(slack: FakeSla
         process.kill()
         await process.wait()
     await poll(lambda: alive(door), lambda now: not now, what="the front door gone with its bot")
+
+
+async def test_work_taken_twice_from_front_doors_is_done_once(slack: FakeSlack) -> None:
+    """A front door that died after handing a request's work over, before its ack got out: Slack retries, and the
+    next front door (which has not seen it) hands the same work over again."""
+    engine = Recording()
+    desk = Desk(view=Fixed(None), resolver=IdentityResolver(MAP), policy=POLICY, seam=engine)
+    metrics, later = BotMetrics(), Later()
+    async with aiohttp.ClientSession() as session:
+        after = AfterAck(desk, metrics=metrics, respond=Responder(session), later=later)
+        body, rid, trigger = SlackSender("http://unused", SECRET, slack).command_body("run reclaim-idle-gpus", user_id=ALICE)
+        for _ in range(2):
+            after.take(Tally(work=[Work(what="/gpu", body=dict(urllib.parse.parse_qsl(body)))]))
+        assert "reclaim-idle-gpus" in blocks_text(await slack.wait_for_response(rid))
+        await poll(lambda: later._tasks, lambda tasks: not tasks, what="the answer's task to end")
+        await later.aclose()
+    assert engine.keys == [f"slack:T0TESTBED:{trigger}"] and len(slack.responses(rid)) == 1
+    assert metrics.duplicates.get() == 1
