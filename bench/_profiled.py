@@ -5,7 +5,7 @@
 SIGUSR1 starts profiling, SIGUSR2 stops it and writes the stats (pstats format) to
 STATS_FILE. Signal handlers run on the main thread, so the profiler sees that thread
 only: the loop, not the join or request worker threads, nor the bot's front door (its
-HTTP server and acks, gpuctl.bot.front_door). bench_bot.py --profile uses it
+HTTP server and acks: a process of its own, gpuctl.bot.front_door). bench_bot.py --profile uses it
 to profile the bot under load without its start-up.
 """
 

@@ -42,7 +42,7 @@ starts once `/gpu idle` counts 90 % of the fleet's idle pods. Reported besides: 
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
 own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
 main loop thread during the load only (bench/_profiled.py; it slows the loop; the
-acks are the front door thread's and not in it), the
+acks are the front door process's and not in it), the
 top functions printed, the stats kept in FILE.
 """
 
@@ -75,6 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
 from _procs import proc_status
 
+from testbed.procs import FRONT_DOOR, children, cpu_seconds, rss
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 
@@ -237,12 +238,13 @@ async def demo(args: argparse.Namespace) -> None:
                 snap = bot.cluster.snapshot()
                 idle = Counter(p.namespace for p in idle_holders(snap)) or Counter(p.namespace for p in snap.pods)
                 most = [] if args.no_run else [f"namespace={ns}" for ns, _ in idle.most_common(args.rounds)]
-                await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's auth.test
-                measured = await drive(bot.url, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
-                rss_end = rss_bytes()
+                await SlackSender(bot.url, SECRET, slack).command("help", user_id=USER)  # warm: Bolt's first request
+                with DoorCpu(os.getpid()) as door_cpu:
+                    measured = await drive(bot.url, args, most, playbook="reclaim-idle-gpus", idle_for="30m")
+                rss_end, door = rss_bytes(), door_rss(os.getpid()) + door_cpu.said(measured)
                 outcomes = dict(bot.metrics.runs.values)
     report(measured, fleet=f"demo fleet scale {args.scale}: {len(snap.pods)} GPU pods, {len(snap.gpus)} GPUs, "
-                           f"{len(snap.nodes)} nodes", rss=f"{mib(rss_end)} after the run ({mib(rss_start)} before the bot started)",
+                           f"{len(snap.nodes)} nodes", rss=f"{mib(rss_end)} after the run{door} ({mib(rss_start)} before the bot started)",
            outcomes=str(outcomes))  # fmt: skip
 
 
@@ -297,6 +299,32 @@ class BotProcess:
             return await asyncio.to_thread(self.proc.wait)
 
 
+def door_rss(bot: int) -> str:
+    """The RSS of the bot's front door process, apart from the bot's own ("" where it has none: the acks
+    served in the bot's process, as before gpuctl.bot.front_door's process)."""
+    doors = children(bot, FRONT_DOOR)
+    return "".join(f" + front door process {mib(rss(pid))}" for pid in doors)
+
+
+class DoorCpu:
+    """The CPU time the bot's front door process used over a `with` block (none where it has none)."""
+
+    def __init__(self, bot: int) -> None:
+        self.doors = children(bot, FRONT_DOOR)
+        self.used = 0.0
+
+    def __enter__(self) -> DoorCpu:
+        self.used = -sum(cpu_seconds(pid) for pid in self.doors)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.used += sum(cpu_seconds(pid) for pid in self.doors)
+
+    def said(self, measured: Measured) -> str:
+        acks = len(measured.acks) + len(measured.run_acks)
+        return f" (its CPU over the load: {self.used:.2f} s, {ms(self.used / acks)} per ack)" if self.doors and acks else ""
+
+
 def top_functions(stats_file: Path, count: int = 25) -> str:
     import io
 
@@ -334,7 +362,7 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         ready_s = time.monotonic() - started
         print(f"# {checkout.label}: the bot ready {ready_s:.1f} s after spawn: {mib(bot.status()['VmRSS'])}", flush=True)
         sender = SlackSender(url, SECRET, slack)
-        await sender.command("help", user_id=USER)  # warm: Bolt's auth.test
+        await sender.command("help", user_id=USER)  # warm: Bolt's first request
 
         async def idle_pods() -> int:
             sent = await sender.command("idle", user_id=USER)
@@ -348,17 +376,18 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn; the load starts", flush=True)
         if profile:
             bot.signal(signal.SIGUSR1)
-        measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
+        with DoorCpu(bot.proc.pid) as door_cpu:
+            measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
         if profile:
             bot.signal(signal.SIGUSR2)
-        after = bot.status()
+        after, door = bot.status(), door_rss(bot.proc.pid) + door_cpu.said(measured)
         async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
             outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
         if profile:
             await poll(lambda: profile.exists(), what="the profile written")
     finally:
         code = await bot.stop()
-    rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}, peak {mib(after['VmHWM'])} "
+    rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
     return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none")
 

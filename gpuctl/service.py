@@ -273,12 +273,12 @@ SERVING_SWITCH_S = 0.0005
 def tune_switching() -> None:
     """Hand the GIL over after 0.5 ms instead of 5 ms, for processes that answer requests (the bot).
 
-    The bot acks on a thread of its own (gpuctl.bot.front_door) beside the main loop and worker
-    threads (the join, the Prometheus parsing, the answers): CPU-bound Python that holds the GIL.
-    Every syscall of the acking loop (accept, recv, send, close, epoll) gives the GIL up, and taking
-    it back waits out the switch interval: with 50 requests at once that was seconds of acks spent
-    waiting (and with the front door, 5 ms still doubled the ack p99 of 0.5 ms in bench_bot's demo
-    mode). Process-wide, so only entry points call it."""
+    The bot's main loop shares the GIL with its worker threads (the join, the Prometheus parsing, the
+    answers): CPU-bound Python that holds it. Every syscall of the loop (reading the front door's
+    Tallies, /healthz, the answers' posts) gives the GIL up, and taking it back waits out the switch
+    interval. The acks no longer wait on it (a process of their own, gpuctl.bot.front_door); when
+    they shared this GIL from a thread, 50 requests at once spent seconds waiting for it at 5 ms.
+    Process-wide, so only entry points call it."""
     sys.setswitchinterval(SERVING_SWITCH_S)
 
 

@@ -12,5 +12,9 @@
     run_blocks   plans, decisions, outcomes, run lists and audit records as Block Kit
     alert_rules  alert → playbook rules file;  alerts  Alertmanager webhook → Slack posts
     metrics      the bot's own Prometheus metrics
-    app          the slack-bolt AsyncApp (listeners, retry dedupe);  server  HTTP routes, Socket Mode, start/stop
+    quick        the answers that need only the text (help, bad input), given in the ack itself
+    app          the slack-bolt AsyncApp (acks, retry dedupe) and the work after an ack;  server  HTTP routes,
+                 Socket Mode, start/stop
+    front_door   the HTTP front door in a process of its own (door_process): acks beside, not behind, the
+                 main process's work
 """

@@ -15,14 +15,15 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from gpuctl.bot import commands as cmd
-from gpuctl.bot.answers import answer, help_reply, problem_reply
+from gpuctl.bot.answers import answer
 from gpuctl.bot.blocks import Reply, esc, notice
 from gpuctl.bot.doctor_reply import doctor_reply
 from gpuctl.bot.engine_seam import EngineSeam, EngineUnavailable
 from gpuctl.bot.identity import IdentityResolver
+from gpuctl.bot.quick import Answer, Outcome, quick_answer
 from gpuctl.bot.recent import Recent
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.options import DoctorOptions
@@ -35,8 +36,6 @@ from gpuctl.render.summary import health_lines
 from gpuctl.service import Cluster
 
 log = logging.getLogger(__name__)
-
-Outcome = Literal["ok", "invalid", "denied", "unavailable", "error"]
 
 
 @dataclass(frozen=True)
@@ -127,13 +126,6 @@ class Replies:
         return await asyncio.shield(reply)  # a cancelled asker leaves it computing for the others
 
 
-@dataclass(frozen=True)
-class Answer:
-    reply: Reply
-    outcome: Outcome
-    verb: str
-
-
 class Desk:
     def __init__(self, *, view: View, resolver: IdentityResolver, policy: Policy, seam: EngineSeam) -> None:
         self.view = view
@@ -142,15 +134,10 @@ class Desk:
         self.seam = seam
         self.replies = Replies()
 
-    @staticmethod
-    def immediate(text: str) -> Answer | None:
-        """The answer when it needs nothing but the text (help, bad input): sent as the ack itself."""
-        return _immediate(cmd.parse(text))
-
     async def command(self, asker: Asker, text: str, *, key: str) -> Answer:
         """The answer to `/gpu <text>`; `key` identifies this request (idempotency key for a run)."""
         parsed = cmd.parse(text)
-        quick = _immediate(parsed)
+        quick = quick_answer(parsed)
         if quick is not None:
             return quick
         assert not isinstance(parsed, cmd.Problem | cmd.Help)
@@ -219,14 +206,6 @@ class Desk:
             return notice(f"Lost track of run {esc(run_id)}", esc(e), hint=f"`/gpu audit {run_id}`")
         except Exception:
             return _unexpected("follow")
-
-
-def _immediate(parsed: cmd.Command | cmd.Problem) -> Answer | None:
-    if isinstance(parsed, cmd.Problem):
-        return Answer(problem_reply(parsed), "invalid", "invalid")
-    if isinstance(parsed, cmd.Help):
-        return Answer(help_reply(parsed.topic), "ok", "help")
-    return None
 
 
 def _unexpected(what: str) -> Reply:

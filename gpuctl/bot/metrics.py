@@ -13,15 +13,14 @@
                                                    (auto that needs approval), over_budget, error
 
 Small and dependency-free: four counters and one histogram, owned by the bot
-(no process-global registry). Each family has a lock: the front door's thread
-(acks) and the main loop (answers, runs) both count.
+(no process-global registry), counted on the main loop only: the acks of the
+front door process arrive there with each request's Tally (gpuctl.bot.app).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -50,20 +49,17 @@ class Counter:
     def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
         self.name, self.help, self.label_names = name, help_text, tuple(label_names)
         self.values: dict[Labels, float] = defaultdict(float)
-        self._lock = threading.Lock()
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         key = tuple((n, labels[n]) for n in self.label_names)
-        with self._lock:
-            self.values[key] += amount
+        self.values[key] += amount
 
     def get(self, **labels: str) -> float:
         return self.values.get(tuple((n, labels[n]) for n in self.label_names), 0.0)
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        with self._lock:
-            values = sorted(self.values.items())
+        values = sorted(self.values.items())
         if not self.label_names and not values:
             lines.append(f"{self.name} 0")
         lines += [f"{self.name}{_label_text(k)} {_number(v)}" for k, v in values]
@@ -76,23 +72,20 @@ class Histogram:
         self.buckets = tuple(sorted(buckets))
         self.counts: dict[Labels, list[int]] = {}
         self.sums: dict[Labels, float] = defaultdict(float)
-        self._lock = threading.Lock()
 
     def observe(self, value: float, **labels: str) -> None:
         key = tuple((n, labels[n]) for n in self.label_names)
-        with self._lock:
-            counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
-            counts[bisect.bisect_left(self.buckets, value)] += 1
-            self.sums[key] += value
+        counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sums[key] += value
 
     def count(self, **labels: str) -> int:
         return sum(self.counts.get(tuple((n, labels[n]) for n in self.label_names), []))
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self._lock:
-            series = [(key, list(counts), self.sums[key]) for key, counts in sorted(self.counts.items())]
-        for key, counts, total in series:
+        for key, counts in sorted(self.counts.items()):
+            total = self.sums[key]
             running = 0
             for bound, n in zip((*self.buckets, math.inf), counts):
                 running += n

@@ -10,14 +10,16 @@
 503 with it and handles nothing (a follower replica: Alertmanager retries, and
 the retry may reach the leader).
 
-The web server runs on an event loop of its own in a thread of its own
+Over HTTP the listening socket is served by a process of its own
 (gpuctl.bot.front_door): Slack's requests are verified and acked there, never
-behind the main loop's work (watches, refreshes, answers, the engine); the
-answers, alerts and /healthz are handed to the main loop.
+behind the main process's work (watches, refreshes, answers, the engine);
+what each ack leaves to do (the answers) and counts comes back to the main
+loop, and the other routes are relayed to it (they are `build_web_app`'s,
+served on the main loop).
 
 With `socket_mode` Slack's requests arrive over Socket Mode (app token, no
 public endpoint) and are acked on the main loop; /slack/events is not served,
-the other routes are.
+the other routes are, from the main loop.
 `running_bot` starts everything (cluster sources, web server, socket) and
 stops it on exit; tests use it directly, the CLI through `serve`. Nothing in
 it waits for the API server: the cluster sources retry on their own, and the
@@ -31,24 +33,21 @@ import contextlib
 import hmac
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gpuctl.bot.alert_rules import AlertRules, load_alert_rules
 from gpuctl.bot.alerts import MAX_BODY, AlertDesk, Rejected, parse_payload
-from gpuctl.bot.app import Deliveries, Later, Responder, build_app
+from gpuctl.bot.app import EVENTS_PATH, AfterAck, Deliveries, Later, Responder, acked, build_app
 from gpuctl.bot.desk import Desk, LiveView
 from gpuctl.bot.engine_seam import EngineSeam
-from gpuctl.bot.front_door import MainLoop, front_door
+from gpuctl.bot.front_door import REMOTE_HEADER, address, bind, front_door, served_here
 from gpuctl.bot.identity import IdentityMap, IdentityResolver, load_identity_map
 from gpuctl.bot.metrics import CONTENT_TYPE, BotMetrics
 from gpuctl.config import Settings
@@ -64,7 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/slack/events"
 ALERTS_PATH = "/alertmanager"
 DEFAULT_SLACK_API = "https://slack.com/api/"
 READY_WAIT_S = 60.0
@@ -114,26 +112,13 @@ def read_files(settings: Settings) -> Files:
 
 
 class _MeasuredSocketMode(AsyncSocketModeHandler):
-    """Socket Mode with the ack latency recorded like HTTP mode's."""
+    """Socket Mode with each request's Tally (its ack's latency, what is left to do) taken like HTTP mode's."""
 
-    metrics: BotMetrics
+    after: AfterAck
 
     async def handle(self, client: Any, req: Any) -> None:
-        start = time.perf_counter()
-        await super().handle(client, req)
-        self.metrics.ack_seconds.observe(time.perf_counter() - start, kind=_socket_kind(req.type))
-
-
-def _socket_kind(envelope_type: str) -> str:
-    return {"slash_commands": "command", "interactive": "action"}.get(envelope_type, "other")
-
-
-def _request_kind(body: Any) -> str:
-    if isinstance(body, dict) and "command" in body:
-        return "command"
-    if isinstance(body, dict) and body.get("type") == "block_actions":
-        return "action"
-    return "other"
+        _, tally = await acked(super().handle(client, req), lambda: req.payload)
+        self.after.take(tally)
 
 
 @dataclass
@@ -146,7 +131,6 @@ class RunningBot:
     seam: EngineSeam
     alerts: AlertDesk
     metrics: BotMetrics
-    app: AsyncApp
 
 
 def _engine_state(seam: EngineSeam) -> str:
@@ -154,22 +138,15 @@ def _engine_state(seam: EngineSeam) -> str:
     return state if isinstance(state, str) else "connected"
 
 
-def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster, main: MainLoop,
-                  alertmanager_token: str | None, alerts_gate: AlertsGate | None = None) -> web.Application:  # fmt: skip
-    """The bot's routes, for the front door's loop: Slack's requests are checked and acked there (Bolt), /metrics
-    rendered there; alerts (after their body is read and the bearer token checked) and /healthz go to `main`,
-    the loop that owns the alert desk and the cluster."""
+def build_web_app(alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster, alertmanager_token: str | None,
+                  alerts_gate: AlertsGate | None = None) -> web.Application:  # fmt: skip
+    """The bot's routes other than Slack's, served on the main loop (the one that owns the alert desk and the
+    cluster, so a 200 from /healthz means it turns): over HTTP relayed by the front door process on a private
+    Unix socket, in Socket Mode on the bot's port itself."""
 
-    async def slack_events(request: web.Request) -> web.Response:
-        start = time.perf_counter()
-        assert bolt is not None
-        try:
-            bolt_request = await to_bolt_request(request)
-        except UnicodeDecodeError:  # Slack sends UTF-8; anything else is not Slack
-            return web.json_response({"error": "the body is not UTF-8"}, status=400)
-        response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
-        metrics.ack_seconds.observe(time.perf_counter() - start, kind=_request_kind(bolt_request.body))
-        return response
+    def remote(request: web.Request) -> str | None:
+        # Over the private Unix socket (no peer address) the front door says who sent it; over TCP, the peer.
+        return request.remote or request.headers.get(REMOTE_HEADER)
 
     async def alertmanager(request: web.Request) -> web.Response:
         try:
@@ -184,8 +161,8 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
             except web.HTTPRequestEntityTooLarge:
                 raise Rejected(413, f"body is over the {MAX_BODY} byte limit") from None
         except Rejected as e:
-            return rejected(request.remote, e)
-        return await main.run(handle_alerts(request.remote, body))
+            return rejected(remote(request), e)
+        return await handle_alerts(remote(request), body)
 
     def rejected(remote: str | None, e: Rejected) -> web.Response:
         log.warning("alertmanager webhook from %s rejected (%d): %s", remote, e.status, e.reason)
@@ -210,14 +187,12 @@ def build_web_app(bolt: AsyncApp | None, alerts: AlertDesk, metrics: BotMetrics,
                 "engine": _engine_state(alerts.seam)}  # fmt: skip
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response(await main.run(health()))  # answered by the main loop: 200 means it turns
+        return web.json_response(await health())
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application(client_max_size=MAX_BODY)
-    if bolt is not None:
-        app.router.add_post(EVENTS_PATH, slack_events)
     app.router.add_post(ALERTS_PATH, alertmanager)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
@@ -267,25 +242,29 @@ async def running_bot(
         session = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=RESPONSE_TIMEOUT_S)))
         later = Later()
         stack.push_async_callback(later.aclose)
-        bolt = build_app(desk, client=client, signing_secret=signing, metrics=metrics, deliveries=Deliveries(),
-                         respond=Responder(session), later=later, verify_requests=not socket_mode)  # fmt: skip
+        after = AfterAck(desk, metrics=metrics, respond=Responder(session), later=later)
         alerts = AlertDesk(files.alert_rules, files.catalog, files.policy, client, seam)
         stack.push_async_callback(alerts.aclose)  # auto runs in flight stop before the engine closes
         token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-        web_app = build_web_app(None if socket_mode else bolt, alerts, metrics, cluster, MainLoop(asyncio.get_running_loop()),
-                                token, alerts_gate)  # fmt: skip
+        web_app = build_web_app(alerts, metrics, cluster, token, alerts_gate)
+        listener = stack.enter_context(bind(settings.bot_host, settings.bot_port))
+        bound_host, port = address(listener)  # not `host`: the engine's opener names the replica by that
         # The web server stops (its requests in flight finished) before the answers are cancelled: an ack's
         # hand-over to `later` comes before later.aclose.
-        host, port = await stack.enter_async_context(front_door(web_app, settings.bot_host, settings.bot_port))
+        if socket_mode:
+            await stack.enter_async_context(served_here(web_app, listener))
+        else:
+            await stack.enter_async_context(front_door(web_app, listener, signing_secret=signing, take=after.take))
         socket: _MeasuredSocketMode | None = None
         try:
             if socket_mode:
+                bolt = build_app(signing_secret="", deliveries=Deliveries(), client=client)
                 socket = _MeasuredSocketMode(bolt, _secret(settings, "slack_app_token"), web_client=client)
-                socket.metrics = metrics
+                socket.after = after
                 await socket.connect_async()
-            log.info("gpuctl bot serving on %s:%s (%s), Slack API %s", host, port,
+            log.info("gpuctl bot serving on %s:%s (%s), Slack API %s", bound_host, port,
                      "socket mode" if socket_mode else f"HTTP at {EVENTS_PATH}", client.base_url)  # fmt: skip
-            yield RunningBot(f"http://{host}:{port}", cluster, desk, seam, alerts, metrics, bolt)
+            yield RunningBot(f"http://{bound_host}:{port}", cluster, desk, seam, alerts, metrics)
         finally:
             if socket is not None:
                 await socket.close_async()
