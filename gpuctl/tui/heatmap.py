@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.style import Style as VisualStyle
 
 from gpuctl.model import Changes, Gpu
 from gpuctl.query.filter import Filter
@@ -122,6 +123,10 @@ class Heatmap(ScrollView, can_focus=True):
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
         self._label_style: Style | None = None  # the node labels' (base + component style), likewise
         self._view: tuple[int, int, int] | None = None  # (scroll x, scroll y, width) while render_lines runs
+        # Per line: (the content line drawn, the line as finished for the screen), for the horizontal view,
+        # width, padding style, filters and background of `_finished_look` (_render_plain).
+        self._finished: dict[int, tuple[Strip, Strip]] = {}
+        self._finished_look: tuple[object, ...] = ()
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class Heatmap(ScrollView, can_focus=True):
         self._strips.clear()
         self._looks.clear()
         self._header_text.clear()
+        self._finished.clear()
 
     def _summary(self, pool: str) -> str:
         """The pool header's counts of what is shown and mean of the selected metric ('' when it shows no GPU).
@@ -321,9 +327,58 @@ class Heatmap(ScrollView, can_focus=True):
         # look the widget up on its screen (~20 µs), once for them all.
         self._view = (*self.scroll_offset, self.scrollable_content_region.width)
         try:
-            return super().render_lines(crop)
+            if self.BLANK or not self._plain_box():
+                return super().render_lines(crop)
+            return self._render_plain(crop)
         finally:
             self._view = None
+
+    def _plain_box(self) -> bool:
+        """Whether Textual's styling of each line (StylesCache) would only pad it to the widget's width:
+        no border, padding, outline, hatch, tint or opacity (the heatmap's CSS sets none)."""
+        styles = self.styles
+        return (
+            not any(styles.gutter)
+            and not any(edge for edge, _colour in styles.outline)
+            and not styles.tint.a
+            and styles.text_opacity == 1.0
+            and (not styles.has_rule("hatch") or styles.hatch == "none")
+            and self.opacity == 1.0
+        )
+
+    def _render_plain(self, crop: Region) -> list[Strip]:
+        """The lines of `crop` as Textual's StylesCache draws a plain box (its content line, padded to the width
+        under the scrollbar, then the app's line filters), each finished line kept until its cells change.
+
+        After a metrics refresh every line on screen is new: StylesCache built four Strips per line (the
+        line cropped, padded, boxed, filtered); this builds two, and a line kept costs nothing."""
+        width, _ = self.size
+        base_background, background = self.background_colors
+        pad = VisualStyle(background=base_background + background).rich_style
+        filters = tuple(self.get_line_filters())
+        scroll_x, scroll_y, view_width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)
+        look = (scroll_x, view_width, width, pad, filters, background)
+        if look != self._finished_look:
+            self._finished.clear()
+            self._finished_look = look
+        finished = self._finished
+        strips: list[Strip] = []
+        for y in crop.line_range:
+            content = self.render_line(y)  # the cached cell line, cropped to the view (the same Strip while kept)
+            done = finished.get(scroll_y + y)
+            if done is None or done[0] is not content:
+                segments = list(content)
+                if content.cell_length < width:
+                    segments.append(Segment(" " * (width - content.cell_length), pad))
+                line = Strip(segments, max(width, content.cell_length)).adjust_cell_length(width, pad)
+                for line_filter in filters:
+                    line = line.apply_filter(line_filter, background)
+                done = finished[scroll_y + y] = (content, line)
+            strips.append(done[1])
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y, width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)
