@@ -249,26 +249,37 @@ class Heatmap(ScrollView, can_focus=True):
         """Rebuild the layout when its inputs changed; True when it did."""
         if self.index is None:
             return False
-        width = max(12, self.scrollable_content_region.width)
+        room = self.content_region  # scrollbar included: the layout decides whether one is needed
         visible = self._visible
         pools = tuple((p, len(ns)) for p, ns in self.index.nodes_by_pool.items())
         if visible is self.index.gpus_by_node:  # no filter: the index has the keys already
             keys = self.index.gpu_keys
         else:
             keys = frozenset(g.key for gs in visible.values() for g in gs)
-        sig = (width, self.dense, frozenset(self.collapsed), pools, keys)
+        sig = (room.size, self.dense, frozenset(self.collapsed), pools, keys)
         if not force and sig == self._signature:
             return False
         self._signature = sig
-        self.layout_ = build_layout(
-            self.index.nodes_by_pool, visible, width=width, dense=self.dense, collapsed=frozenset(self.collapsed)
-        )
+        # Laid out to the width left beside the scrollbar as it is now, and again if that layout's length
+        # shows it or hides it: the width follows from the content alone, not from when the scrollbar
+        # last changed (a filter that shrinks the fleet to a few lines gets the whole width).
+        width = max(12, self.scrollable_content_region.width)
+        self.layout_ = self._laid_out(visible, width)
+        fits = len(self.layout_.lines) <= room.height
+        fitted = max(12, room.width - (0 if fits else self.styles.scrollbar_size_vertical))
+        if fitted != width:
+            self.layout_ = self._laid_out(visible, fitted)
         self._forget()
         self.virtual_size = Size(self.layout_.width, max(1, len(self.layout_.lines)))
         if self.cursor is None or self.cursor not in self.layout_.line_of:
             self.cursor = self._fallback_cursor()
         self.refresh()
         return True
+
+    def _laid_out(self, visible: dict[str, list[Gpu]], width: int) -> Layout:
+        assert self.index is not None
+        collapsed = frozenset(self.collapsed)
+        return build_layout(self.index.nodes_by_pool, visible, width=width, dense=self.dense, collapsed=collapsed)
 
     def _fallback_cursor(self) -> str | None:
         """Keep the cursor near where it was: same node, else same pool header, else the top."""
