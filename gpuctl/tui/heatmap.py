@@ -17,11 +17,14 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.color import Color
+from textual.filter import ANSIToTruecolor, LineFilter
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.style import Style as VisualStyle
 
 from gpuctl.model import Changes, Gpu
 from gpuctl.query.filter import Filter
@@ -47,6 +50,10 @@ from gpuctl.tui.palette import (
 Look = tuple[str, str]  # a cell's glyph and background colour
 NO_GPU: Look = ("?", NO_DATA_BG)  # a cell whose GPU left the index
 MARKED_CELL = Style(underline=True, bold=True)  # a marked node's GPU cells in dense mode
+# Line filters that map each segment on its own (ANSIToTruecolor: the one a colour terminal has): the heatmap
+# filters each distinct Segment once. Any other filter is applied to whole lines, as Textual does.
+SEGMENT_FILTERS: frozenset[type[LineFilter]] = frozenset({ANSIToTruecolor})
+MAX_FILTERED = 4096  # filtered Segments kept (pool headers bring new texts each update)
 
 
 def cell_look(gpu: Gpu, metric: Metric) -> Look:
@@ -122,6 +129,11 @@ class Heatmap(ScrollView, can_focus=True):
         self._base: Style | None = None  # rich_style, which walks every ancestor: once, not per line
         self._label_style: Style | None = None  # the node labels' (base + component style), likewise
         self._view: tuple[int, int, int] | None = None  # (scroll x, scroll y, width) while render_lines runs
+        # Per line: (the content line drawn, the line as finished for the screen), for the horizontal view,
+        # width, padding style, filters and background of `_finished_look` (_render_plain).
+        self._finished: dict[int, tuple[Strip, Strip]] = {}
+        self._finished_look: tuple[object, ...] = ()
+        self._filtered: dict[Segment, Segment] = {}  # a Segment drawn -> it through the line filters (same look)
 
     # -- data in -------------------------------------------------------------------------------
 
@@ -195,6 +207,7 @@ class Heatmap(ScrollView, can_focus=True):
         self._strips.clear()
         self._looks.clear()
         self._header_text.clear()
+        self._finished.clear()
 
     def _summary(self, pool: str) -> str:
         """The pool header's counts of what is shown and mean of the selected metric ('' when it shows no GPU).
@@ -332,9 +345,74 @@ class Heatmap(ScrollView, can_focus=True):
         # look the widget up on its screen (~20 µs), once for them all.
         self._view = (*self.scroll_offset, self.scrollable_content_region.width)
         try:
-            return super().render_lines(crop)
+            if self.BLANK or not self._plain_box():
+                return super().render_lines(crop)
+            return self._render_plain(crop)
         finally:
             self._view = None
+
+    def _plain_box(self) -> bool:
+        """Whether Textual's styling of each line (StylesCache) would only pad it to the widget's width:
+        no border, padding, outline, hatch, tint or opacity (the heatmap's CSS sets none)."""
+        styles = self.styles
+        return (
+            not any(styles.gutter)
+            and not any(edge for edge, _colour in styles.outline)
+            and not styles.tint.a
+            and styles.text_opacity == 1.0
+            and (not styles.has_rule("hatch") or styles.hatch == "none")
+            and self.opacity == 1.0
+        )
+
+    def _render_plain(self, crop: Region) -> list[Strip]:
+        """The lines of `crop` as Textual's StylesCache draws a plain box (its content line, padded to the width
+        under the scrollbar, then the app's line filters), each finished line kept until its cells change.
+
+        After a metrics refresh every line on screen is new: StylesCache built four Strips per line (the
+        line cropped, padded, boxed, filtered) and filtered every segment of each; this builds one, of
+        Segments filtered once each (the cells share theirs), and a line kept costs nothing."""
+        width, _ = self.size
+        base_background, background = self.background_colors
+        pad = VisualStyle(background=base_background + background).rich_style
+        filters = tuple(self.get_line_filters())
+        scroll_x, scroll_y, view_width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)
+        look = (scroll_x, view_width, width, pad, filters, background)
+        if look != self._finished_look or len(self._filtered) > MAX_FILTERED:
+            self._finished.clear()
+            self._filtered.clear()
+            self._finished_look = look
+        finished = self._finished
+        # The cells share their Segments: filter each Segment once, not each line's copy of it.
+        by_segment = all(type(f) in SEGMENT_FILTERS for f in filters)
+        filtered = self._filtered
+        strips: list[Strip] = []
+        for y in crop.line_range:
+            content = self.render_line(y)  # the cached cell line, cropped to the view (the same Strip while kept)
+            done = finished.get(scroll_y + y)
+            if done is None or done[0] is not content:
+                segments = list(content)
+                if content.cell_length < width:
+                    segments.append(Segment(" " * (width - content.cell_length), pad))
+                if by_segment and content.cell_length <= width:
+                    line = Strip([filtered.get(seg) or self._filter_segment(seg, filters, background) for seg in segments], width)
+                else:  # as StylesCache does: cut to the width, then each filter over the whole line
+                    line = Strip(segments, max(width, content.cell_length)).adjust_cell_length(width, pad)
+                    for line_filter in filters:
+                        line = line.apply_filter(line_filter, background)
+                done = finished[scroll_y + y] = (content, line)
+            strips.append(done[1])
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
+
+    def _filter_segment(self, segment: Segment, filters: tuple[LineFilter, ...], background: Color) -> Segment:
+        """`segment` through the line filters (each maps segment by segment), remembered in `_filtered`."""
+        out = [segment]
+        for line_filter in filters:
+            out = line_filter.apply(out, background)
+        self._filtered[segment] = out[0]
+        return out[0]
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y, width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)

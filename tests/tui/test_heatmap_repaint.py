@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from textual.filter import Monochrome
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+
 from gpuctl.model import Changes, Snapshot, Update
 from gpuctl.tui.app import GpuctlApp
 from gpuctl.tui.feed import QueueFeed
@@ -84,3 +89,31 @@ async def test_pool_headers_show_the_new_mean_after_a_refresh_on_screen_and_once
         hm.scroll_to(y=bottom, animate=False)
         await pilot.pause()
         assert "util 50%" in _header(hm, last)
+
+
+async def test_the_heatmap_draws_its_lines_as_textuals_styles_cache_would() -> None:
+    """Heatmap.render_lines draws its plain box itself: every line (with the scrollbar's column padded and the app's
+    line filters applied) is the one Textual's own Widget.render_lines gives, before and after a refresh, with
+    the filter mapped per segment and with one applied to whole lines."""
+    snap = build_snapshot(12)
+    feed = QueueFeed([first_update(snap)])
+    app = GpuctlApp(feed)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        hm = app.query_one(Heatmap)
+        crop = Region(0, 0, hm.size.width, hm.size.height)
+        assert hm.max_scroll_y > 0  # the scrollbar takes a column: the lines are padded under it
+
+        def textuals() -> list[Strip]:
+            hm._styles_cache.clear()
+            return Widget.render_lines(hm, crop)
+
+        assert hm.render_lines(crop) == textuals()
+        feed.push(refresh_moving(snap, {g.key: (g.util_pct or 0) / 2 for g in snap.gpus}))
+        await wait_applied(pilot, 2)
+        assert hm.render_lines(crop) == textuals()
+        # A filter the heatmap does not know maps segment by segment: applied to whole lines, as Textual does.
+        app._filters.append(Monochrome())
+        hm._forget()
+        assert hm.render_lines(crop) == textuals()
+        assert hm.render_lines(Region(3, 2, 20, 5)) == [s.crop(3, 23) for s in textuals()[2:7]]
