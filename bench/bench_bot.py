@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
 from _procs import proc_status
 
-from testbed.procs import FRONT_DOOR, children, cpu_seconds, rss
+from testbed.procs import FRONT_DOOR, children, cpu_seconds
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 
@@ -303,7 +303,7 @@ def door_rss(bot: int) -> str:
     """The RSS of the bot's front door process, apart from the bot's own ("" where it has none: the acks
     served in the bot's process, as before gpuctl.bot.front_door's process)."""
     doors = children(bot, FRONT_DOOR)
-    return "".join(f" + front door process {mib(rss(pid))}" for pid in doors)
+    return "".join(f" + front door process {mib(proc_status(pid)['VmRSS'])}" for pid in doors)
 
 
 class DoorCpu:

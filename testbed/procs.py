@@ -39,14 +39,6 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def rss(pid: int) -> int:
-    """`pid`'s resident set size in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
-
-
 def cpu_seconds(pid: int) -> float:
     """The CPU time `pid` has used so far (user + system), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -59,10 +59,9 @@ class Counter:
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        values = sorted(self.values.items())
-        if not self.label_names and not values:
+        if not self.label_names and not self.values:
             lines.append(f"{self.name} 0")
-        lines += [f"{self.name}{_label_text(k)} {_number(v)}" for k, v in values]
+        lines += [f"{self.name}{_label_text(k)} {_number(v)}" for k, v in sorted(self.values.items())]
         return lines
 
 
@@ -85,12 +84,11 @@ class Histogram:
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
         for key, counts in sorted(self.counts.items()):
-            total = self.sums[key]
             running = 0
             for bound, n in zip((*self.buckets, math.inf), counts):
                 running += n
                 lines.append(f"{self.name}_bucket{_label_text((*key, ('le', _number(bound))))} {running}")
-            lines.append(f"{self.name}_sum{_label_text(key)} {_number(total)}")
+            lines.append(f"{self.name}_sum{_label_text(key)} {_number(self.sums[key])}")
             lines.append(f"{self.name}_count{_label_text(key)} {running}")
         return lines
 

@@ -144,10 +144,6 @@ def build_web_app(alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster, aler
     cluster, so a 200 from /healthz means it turns): over HTTP relayed by the front door process on a private
     Unix socket, in Socket Mode on the bot's port itself."""
 
-    def remote(request: web.Request) -> str | None:
-        # Over the private Unix socket (no peer address) the front door says who sent it; over TCP, the peer.
-        return request.remote or request.headers.get(REMOTE_HEADER)
-
     async def alertmanager(request: web.Request) -> web.Response:
         try:
             if alertmanager_token is not None:
@@ -160,34 +156,24 @@ def build_web_app(alerts: AlertDesk, metrics: BotMetrics, cluster: Cluster, aler
                 body = await request.read()  # the whole body, refused past client_max_size (= MAX_BODY)
             except web.HTTPRequestEntityTooLarge:
                 raise Rejected(413, f"body is over the {MAX_BODY} byte limit") from None
-        except Rejected as e:
-            return rejected(remote(request), e)
-        return await handle_alerts(remote(request), body)
-
-    def rejected(remote: str | None, e: Rejected) -> web.Response:
-        log.warning("alertmanager webhook from %s rejected (%d): %s", remote, e.status, e.reason)
-        metrics.alerts.inc(outcome="rejected")
-        return web.json_response({"error": e.reason}, status=e.status)
-
-    async def handle_alerts(remote: str | None, body: bytes) -> web.Response:
-        if alerts_gate is not None and (elsewhere := alerts_gate()) is not None:
-            return web.json_response({"error": elsewhere}, status=503)
-        try:
+            if alerts_gate is not None and (elsewhere := alerts_gate()) is not None:
+                return web.json_response({"error": elsewhere}, status=503)
             payload = parse_payload(body)
         except Rejected as e:
-            return rejected(remote, e)
+            sender = request.remote or request.headers.get(REMOTE_HEADER)  # over the private socket: the door says
+            log.warning("alertmanager webhook from %s rejected (%d): %s", sender, e.status, e.reason)
+            metrics.alerts.inc(outcome="rejected")
+            return web.json_response({"error": e.reason}, status=e.status)
         outcome = await alerts.handle(payload)
         for name, count in outcome.counts().items():
             metrics.alerts.inc(count, outcome=name)
         # A failed post answers 503: Alertmanager retries, and the retry posts what failed (nothing else twice).
         return web.json_response(outcome.counts(), status=503 if outcome.failed else 200)
 
-    async def health() -> dict[str, Any]:
-        return {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed],
-                "engine": _engine_state(alerts.seam)}  # fmt: skip
-
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response(await health())
+        body = {"ok": True, "cluster_ready": cluster.ready, "stopped_sources": [name for name, _ in cluster.crashed],
+                "engine": _engine_state(alerts.seam)}  # fmt: skip
+        return web.json_response(body)
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})

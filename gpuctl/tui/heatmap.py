@@ -375,7 +375,8 @@ class Heatmap(ScrollView, can_focus=True):
         base_background, background = self.background_colors
         pad = VisualStyle(background=base_background + background).rich_style
         filters = tuple(self.get_line_filters())
-        scroll_x, scroll_y, view_width = self._view or (*self.scroll_offset, self.scrollable_content_region.width)
+        assert self._view is not None  # set by render_lines, the only caller
+        scroll_x, scroll_y, view_width = self._view
         look = (scroll_x, view_width, width, pad, filters, background)
         if look != self._finished_look or len(self._filtered) > MAX_FILTERED:
             self._finished.clear()
