@@ -18,6 +18,14 @@ child process of its own so RSS is that checkout's alone:
             (`stats=all`: evaluation time inside Prometheus) and the answer's
             size in bytes
 
+`--history-paths`: instead, the idle history both ways on the same Prometheus,
+`--variant-repeat` times alternating which goes first: gpuctl's recording rules
+(deploy/prometheus/gpuctl-rules.yaml's gpuctl-history group, which the test
+bed's Prometheus loads; waits for their first evaluation) and the subqueries,
+each query with Prometheus's evaluation time, process CPU and allocation
+(`go_memstats_alloc_bytes_total`); the rules' own expressions as queries; the
+rule group's evaluation time from the rules API; and how the streaks differ.
+
 The idle window is `--window` seconds (the history's look-back is sized from
 it as gpuctl sizes it); with `--fill` shorter than the window the history reads
 only what Prometheus holds, as it does on a test bed that just started.
@@ -156,7 +164,7 @@ async def bench(args: argparse.Namespace) -> None:
 
 async def measure(args: argparse.Namespace, telemetry: Any) -> None:
     """Every checkout in a child process of its own, then (--variants) the other ways to ask."""
-    checkouts = [] if args.variants_only else [REPO, *args.compare]
+    checkouts = [] if args.variants_only or args.history_paths else [REPO, *args.compare]
     for checkout in checkouts:
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         argv = [sys.executable, SCRIPT, "--child", "--prometheus",
@@ -167,10 +175,11 @@ async def measure(args: argparse.Namespace, telemetry: Any) -> None:
             print(f"\n{checkout}: child failed\n{done.stderr[-3000:]}")
             continue
         report(checkout, json.loads(done.stdout.strip().splitlines()[-1]))
-    if args.variants:
+    if args.variants or args.history_paths:
         prometheus = telemetry.monitoring.prometheus._process
         assert prometheus is not None
-        await variants(args, telemetry.monitoring.prometheus_url, prometheus.pid)
+        run = history_paths if args.history_paths else variants
+        await run(args, telemetry.monitoring.prometheus_url, prometheus.pid)
 
 
 # -- --variants: other ways to ask the same questions, measured on the same Prometheus ---------------------------
@@ -255,18 +264,115 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed_query(url: str, promql: str, pid: int, timeout_s: float, at: float) -> dict[str, Any]:
+def _allocated(url: str) -> float:
+    """Prometheus's go_memstats_alloc_bytes_total (bytes allocated since it started), from its /metrics."""
     import requests
 
+    for line in requests.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("go_memstats_alloc_bytes_total "):
+            return float(line.split()[1])
+    raise RuntimeError("no go_memstats_alloc_bytes_total")
+
+
+def _timed_query(url: str, promql: str, pid: int, timeout_s: float, at: float | None) -> dict[str, Any]:
+    """One instant query (at `at`, or Prometheus's now) with its evaluation time, wall time, Prometheus's
+    process CPU and allocation meanwhile (the /metrics read before it is counted in neither)."""
+    import requests
+
+    alloc = _allocated(url)
     cpu, t = _proc_cpu_s(pid), time.perf_counter()
-    resp = requests.post(f"{url}/api/v1/query", data={"query": promql, "stats": "all", "timeout": f"{timeout_s:g}",
-                                                      "time": f"{at:.3f}"}, timeout=timeout_s + 5)
+    data = {"query": promql, "stats": "all", "timeout": f"{timeout_s:g}"} | ({} if at is None else {"time": f"{at:.3f}"})
+    resp = requests.post(f"{url}/api/v1/query", data=data, timeout=timeout_s + 5)
     wall, cpu = time.perf_counter() - t, _proc_cpu_s(pid) - cpu
+    alloc = _allocated(url) - alloc
     body = resp.json()
     if body.get("status") != "success":
         raise RuntimeError(f"{body.get('error')}: {promql[:200]}")
     return {"eval_s": body["data"]["stats"]["timings"]["evalTotalTime"], "wall_s": wall, "cpu_s": cpu,
-            "bytes": len(resp.content), "result": body["data"]["result"]}
+            "alloc_b": alloc, "bytes": len(resp.content), "result": body["data"]["result"]}
+
+
+async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
+    """The idle history read from gpuctl's recording rules and with the subqueries, alternating; the rules'
+    own expressions as queries; the rule group's evaluation times; the streaks each way gives."""
+    import statistics
+
+    import requests
+
+    from gpuctl.sources import queries as q
+    from gpuctl.sources import recorded
+    from gpuctl.sources.history import idle_since
+    from gpuctl.sources.prometheus import PrometheusSource
+    from testbed.waiting import poll
+
+    source = PrometheusSource(url, refresh_s=15.0, timeout_s=args.timeout, idle_window_s=args.window,
+                              idle_threshold_pct=args.threshold)
+    try:
+        rules = await poll(source.history_rules_usable, lambda r: isinstance(r, recorded.Recorded), timeout_s=180,
+                           interval_s=5, what="the recording rules current")
+        batch = await source.fetch()
+    finally:
+        source.close()
+    assert isinstance(rules, recorded.Recorded)
+    plan, t = source.history, args.threshold
+    live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s
+    paths = {
+        "recording rules": (q.recorded_last_busy(t, live_s), q.recorded_present_since(t)),
+        "subqueries": (q.last_busy(t, plan.lookback_s, plan.step_s),
+                       q.present_since(t, plan.lookback_s, plan.presence_step_s, plan.gap_s)),
+    }
+    per: dict[str, list[list[dict[str, Any]]]] = {name: [[], []] for name in paths}
+    evals: list[dict[str, Any]] = []
+
+    def group_evaluations() -> None:
+        for group in requests.get(f"{url}/api/v1/rules", timeout=30).json()["data"]["groups"]:
+            evals.append({"group": group["name"], "s": group["evaluationTime"], "at": group["lastEvaluation"],
+                          **{r["name"]: r["evaluationTime"] for r in group["rules"] if r["type"] == "recording"}})
+
+    for i in range(args.variant_repeat):  # each path first in turn; one query at a time in Prometheus
+        order = list(paths) if i % 2 == 0 else list(reversed(paths))
+        for name in order:
+            for j, promql in enumerate(paths[name]):
+                per[name][j].append(await asyncio.to_thread(_timed_query, url, promql, pid, args.timeout, None))
+        await asyncio.to_thread(group_evaluations)
+    rows = []
+    for name, pair in per.items():
+        for label, got in zip(("last_busy", "present_since"), pair, strict=True):
+            rows.append([f"{name}: {label}", *_spread(got, statistics)])
+    for rule in q.recording_rules(t):  # what one evaluation of each rule reads (the write is not counted)
+        got = [await asyncio.to_thread(_timed_query, url, rule["expr"], pid, args.timeout, None)
+               for _ in range(args.variant_repeat)]
+        rows.append([f"rule expression: {rule['record']}", *_spread(got, statistics)])
+    deadline = time.monotonic() + 300  # a benchmark's wait for the rule group to run a few more times
+    while len({e["at"] for e in evals if e["group"] == recorded.GROUP}) < args.variant_repeat and time.monotonic() < deadline:
+        await asyncio.sleep(10)
+        await asyncio.to_thread(group_evaluations)
+    print(f"\n### idle history: recording rules vs subqueries ({args.variant_repeat} runs, alternating; load {machine()})\n")
+    print(table(["query", "eval (min / median)", "Prometheus CPU (min / median)", "allocated (median)", "answer", "series"], rows))
+    seen: dict[tuple[str, str], dict[str, Any]] = {(e["group"], e["at"]): e for e in evals}
+    print("\nrule groups' evaluations (rules API evaluationTime, distinct evaluations seen):\n")
+    for group in sorted({g for g, _ in seen}):
+        times = sorted(e["s"] for (g, _), e in seen.items() if g == group)
+        print(f"- {group}: {len(times)} evaluations, {min(times) * 1e3:.0f} / {statistics.median(times) * 1e3:.0f} / "
+              f"{max(times) * 1e3:.0f} ms (min / median / max)")
+    streaks = {name: idle_since(batch.samples, t, last_busy=pair[0][-1]["result"], present_since=pair[1][-1]["result"],
+                                now=batch.at) for name, pair in per.items()}
+    rec, sub = streaks["recording rules"], streaks["subqueries"]
+    diffs = [(rec[k] - sub[k]).total_seconds() for k in rec.keys() & sub.keys()]
+    print(f"\nstreaks: {len(rec)} GPUs from the rules, {len(sub)} from the subqueries, {len(rec.keys() - sub.keys())} "
+          f"only the rules', {len(sub.keys() - rec.keys())} only the subqueries'; rules' since − subqueries', s: "
+          f"{min(diffs, default=0):+.0f} / {statistics.median(diffs) if diffs else 0:+.0f} / {max(diffs, default=0):+.0f}")
+
+
+def _spread(got: list[dict[str, Any]], statistics: Any) -> list[str]:
+    def med(k: str) -> float:
+        return float(statistics.median(g[k] for g in got))
+
+    def low(k: str) -> float:
+        return float(min(g[k] for g in got))
+
+    return [f"{low('eval_s') * 1e3:.0f} / {med('eval_s') * 1e3:.0f} ms", f"{low('cpu_s') * 1e3:.0f} / {med('cpu_s') * 1e3:.0f} ms",
+            f"{med('alloc_b') / 2**20:.1f} MiB", f"{med('bytes') / 2**20:.2f} MiB", str(len(got[-1]["result"]))]
 
 
 async def variants(args: argparse.Namespace, url: str, pid: int) -> None:
@@ -350,6 +456,8 @@ def main() -> None:
                         help="also time other ways to ask for history, and instant queries trimmed or raw (this checkout)")
     parser.add_argument("--variants-only", action="store_true", help="--variants without measuring the checkouts")
     parser.add_argument("--variant-repeat", type=int, default=3)
+    parser.add_argument("--history-paths", action="store_true",
+                        help="the idle history from the recording rules vs the subqueries (instead of the checkouts)")
     parser.add_argument("--threshold", type=float, default=5.0, help="idle threshold, %% (the variants' streaks)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prometheus", help=argparse.SUPPRESS)

@@ -268,6 +268,10 @@ class PodDisruptionBudget(Frozen):
         return namespaced_key(self.namespace, self.name)
 
 
+# How the idle history was read: gpuctl's recording rules (two instant reads), or subqueries over the window.
+HistoryVia = Literal["recording-rules", "subqueries"]
+
+
 class MetricsHealth(Frozen):
     """How the metrics feed is doing. `stale` is about the feed as a whole; `Gpu.stale` says which readings are old."""
 
@@ -307,6 +311,16 @@ class MetricsHealth(Frozen):
         " after a failed one (a live view shows readings first):"
         " until it does, idle streaks count only from gpuctl's start, so idle_for_s is a lower bound and a GPU idle"
         " for longer may not be flagged idle yet",
+    )
+    history_via: HistoryVia | None = Field(
+        None,
+        description="how the idle history was read: from gpuctl's recording rules (deploy/prometheus/gpuctl-rules.yaml,"
+        " group gpuctl-history) or with subqueries over the idle window (dearer for Prometheus); None until it loads",
+    )
+    history_fallback: str | None = Field(
+        None,
+        description="why the idle history was read with subqueries rather than the recording rules (not loaded, not"
+        " current, another threshold); None when read from the rules or not yet loaded",
     )
 
 

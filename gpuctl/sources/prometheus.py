@@ -10,9 +10,13 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
   fails (a slow Prometheus times it out first: it reads a window, the others
   one sample) the refresh still delivers its readings, every one marked stale
   and the batch `unconfirmed` with the reason: neither idle nor fresh;
-* once per start: two subqueries over the idle window plus a margin
-  (gpuctl.sources.history), so idle streaks survive a restart: with the
-  first refresh for a one-shot answer, after it for a live view. When they fail
+* once per start: the idle history, so idle streaks survive a restart: two
+  instant reads of gpuctl's recording rules when Prometheus runs them current
+  at gpuctl's threshold (gpuctl.sources.recorded: the rules API and Prometheus's
+  time are asked first), else two subqueries over the idle window plus a margin
+  (gpuctl.sources.history); MetricsHealth.history_via says which, and
+  history_fallback why not the rules. With the first refresh for a one-shot
+  answer, after it for a live view. When they fail
   they are retried with an exponential, capped backoff, not after every
   refresh; the snapshot's MetricsHealth says so (history_error, history_retry_at).
 
@@ -46,8 +50,9 @@ from urllib3.util.retry import Retry
 
 from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import MetricsUnavailable
+from gpuctl.model import HistoryVia
 from gpuctl.sources import dcgm_fields as fields
-from gpuctl.sources import queries
+from gpuctl.sources import queries, recorded
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.dcgm_fields import Quantity
 from gpuctl.sources.history import HistoryPlan, idle_since
@@ -83,7 +88,7 @@ class MetricsSink(Protocol):
     def apply_metrics(self, batch: MetricsBatch) -> None: ...
     def metrics_failed(self, error: str, at: datetime, *, retry_at: datetime | None = None) -> None: ...
     def history_requested(self) -> None: ...
-    def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None: ...
+    def backfill_idle(self, idle_since: Mapping[str, datetime], *, via: HistoryVia | None = None, fallback: str | None = None) -> None: ...
     def history_failed(self, error: str, *, retry_at: datetime) -> None: ...
 
 
@@ -137,6 +142,7 @@ class PrometheusSource:
         max_backoff_s: float = 120.0,
         history_backoff_s: tuple[float, float] = (60.0, 1800.0),
         history_first: bool = True,
+        history_rules: bool = True,
         now: Clock = utcnow,
     ) -> None:
         self.url = url.rstrip("/")
@@ -153,6 +159,13 @@ class PrometheusSource:
         # True: a refresh's batch waits for the history sent with it, so the first snapshot carries the streaks
         # (one-shot answers); False: the batch first, then the history is asked for (a live view).
         self.history_first = history_first
+        # False: never read the recording rules, always the subqueries (tests of the subqueries, benchmarks).
+        self.history_rules = history_rules
+        self.idle_grace_s = idle_grace_s
+        # How the last history answers were read, and why not from the recording rules (None when they were).
+        self.history_via: HistoryVia | None = None
+        self.history_fallback: str | None = None
+        self._rules_checked: recorded.Recorded | str | None = None  # run() asked before history_answers
         self._now = now
         # When the next refresh is tried after a failure; None while refreshes succeed.
         self.retry_at: datetime | None = None
@@ -241,14 +254,42 @@ class PrometheusSource:
         return await self._parsing.run(self.history_from, samples, await self.history_answers())
 
     async def history_answers(self) -> HistoryAnswers:
-        """The two history subqueries' answers (they do not depend on the samples: run() sends them with a refresh)."""
-        plan, sel = self.history, self.selector
-        sent = (  # both queued before the first wait, as fetch's
-            self._send(queries.last_busy(self.idle_threshold_pct, plan.lookback_s, plan.step_s, sel)),
-            self._send(queries.present_since(self.idle_threshold_pct, plan.lookback_s, plan.presence_step_s, plan.gap_s, sel)),
-        )
+        """The idle history's two answers (last busy, present since): the recording rules' when Prometheus runs
+        them current at gpuctl's threshold, else the subqueries'; `history_via` and `history_fallback` say which
+        and why. They do not depend on the samples: run() sends them with a refresh."""
+        rules, self._rules_checked = self._rules_checked, None
+        if rules is None:
+            rules = await self.history_rules_usable()
+        plan, sel, pct = self.history, self.selector, self.idle_threshold_pct
+        if isinstance(rules, recorded.Recorded):
+            live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s  # reaches back past the rules' last evaluation
+            reads = (queries.recorded_last_busy(pct, live_s, sel), queries.recorded_present_since(pct, sel))
+        else:
+            reads = (
+                queries.last_busy(pct, plan.lookback_s, plan.step_s, sel),
+                queries.present_since(pct, plan.lookback_s, plan.presence_step_s, plan.gap_s, sel),
+            )
+        sent = tuple(self._send(q) for q in reads)  # both queued before the first wait, as fetch's
         last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
+        self.history_via, self.history_fallback = ("recording-rules", None) if isinstance(rules, recorded.Recorded) else ("subqueries", rules)
+        if self.history_fallback is not None:
+            log.info("idle history read with subqueries: %s", self.history_fallback)
         return last_busy, present_since
+
+    async def history_rules_usable(self) -> recorded.Recorded | str:
+        """gpuctl's recording rules as Prometheus runs them, if gpuctl may read them; else why not (a rules API
+        that fails is a reason, not an error: the subqueries still work)."""
+        if not self.history_rules:
+            return "recording rules not asked for"
+        rules = self.api_get("/api/v1/rules?type=record")
+        now = self.api_get("/api/v1/query?query=time()", then=_scalar_time)
+        try:
+            groups, prometheus_now = await asyncio.gather(rules, now)
+        except FETCH_ERRORS as e:
+            return f"Prometheus's rules could not be read: {describe_error(e)}"
+        groups = groups.get("groups") if isinstance(groups, dict) else None
+        return recorded.choose(groups, threshold_pct=self.idle_threshold_pct, grace_s=self.idle_grace_s,
+                               now=prometheus_now or self._now())
 
     def history_from(self, samples: Sequence[GpuSample], answers: HistoryAnswers) -> dict[str, datetime]:
         """Join the history's answers with the current samples (pure, and thread-safe)."""
@@ -273,6 +314,10 @@ class PrometheusSource:
             # history only once the readings are in: on a busy Prometheus the two would share its CPU, and
             # the readings are what the screen waits for.
             due = self.history_retry_at is not None and self._now() >= self.history_retry_at
+            if due and self.history_first:
+                # Which history to ask for (cheap: the rules API and Prometheus's time), so that its queries
+                # still go out ahead of the refresh's.
+                self._rules_checked = await self.history_rules_usable()
             history = asyncio.ensure_future(self.history_answers()) if due and self.history_first else None
             if due:
                 store.history_requested()
@@ -321,7 +366,7 @@ class PrometheusSource:
             store.history_failed(message, retry_at=self.history_retry_at)
             return
         self.history_retry_at = None
-        store.backfill_idle(history)
+        store.backfill_idle(history, via=self.history_via, fallback=self.history_fallback)
 
     @overload
     async def api_get(self, path: str) -> Any: ...
@@ -394,6 +439,14 @@ def _parse_answer(
 ) -> tuple[datetime | None, fields.ParsedResults]:
     """One instant query's answer: when it was evaluated, and its series parsed."""
     return evaluation_time((answer,)), fields.parse_results(answer, pods, identities)
+
+
+def _scalar_time(data: Any) -> datetime | None:
+    """Prometheus's time from a `time()` query's data (a scalar: [time, "time"])."""
+    try:
+        return datetime.fromtimestamp(float(data["result"][0]), UTC)
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def moving_gpus(results: Iterable[Any]) -> set[str]:

@@ -24,6 +24,7 @@ Why the shapes are what they are:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MIG_UTIL_FIRST, POD_LABELS_READ, MetricName, Quantity, names_for
 from gpuctl.sources.selector import NO_SELECTOR, Selector
@@ -177,3 +178,84 @@ def _kept(expr: str, *labels: str) -> str:
     """Only `labels` of `expr`'s series (`max by`): the answer carries what gpuctl reads and no more, and
     series that differed only in other labels (a driver version, the scrape job) are one."""
     return f"max by ({', '.join(labels)}) ({expr})"
+
+
+# -- the recorded history (gpuctl.sources.recorded says when gpuctl reads it) ----------------------------------
+# deploy/prometheus/gpuctl-rules.yaml's group gpuctl-history records these two every RULE_INTERVAL_S, per
+# utilisation series where _where_chosen reads it, keeping only NAME_LABEL and HISTORY_LABELS.
+LAST_BUSY_RECORD = "gpuctl:gpu_last_busy_timestamp_seconds"
+PRESENT_SINCE_RECORD = "gpuctl:gpu_present_since_timestamp_seconds"
+THRESHOLD_LABEL = "threshold"  # on LAST_BUSY_RECORD: the threshold in percent it was recorded at
+MAX_GAP_LABEL = "max_gap_seconds"  # on PRESENT_SINCE_RECORD: the longest gap it may not see
+RULE_INTERVAL_S = 30  # the group's interval, which the windows below are made for (a shorter one is fine too)
+BUSY_WINDOW_S = 2 * RULE_INTERVAL_S  # each evaluation looks back two intervals: a late one misses no burst
+PRESENT_WINDOW_S = 120  # present: a sample in the last 2 minutes (scrapes up to a minute apart, one missed)
+RECENT_S = 2 * RULE_INTERVAL_S  # PRESENT_SINCE_RECORD carries on from a value at most this old (one skipped)
+MAX_GAP_S = PRESENT_WINDOW_S + RECENT_S
+SHIPPED_THRESHOLD_PCT = 5.0  # the shipped GpuIdleWhileAllocated alert's, and gpuctl's default idle threshold
+_RECORDED_KEY = ", ".join((NAME_LABEL, *HISTORY_LABELS))
+
+
+def threshold_text(threshold_pct: float) -> str:
+    """The `threshold` label's value for a threshold in percent (`5`, `2.5`)."""
+    return f"{threshold_pct:g}"
+
+
+def recording_rules(threshold_pct: float = SHIPPED_THRESHOLD_PCT) -> list[dict[str, Any]]:
+    """The gpuctl-history group's rules (record, expr, labels), as deploy/prometheus/gpuctl-rules.yaml ships them.
+
+    LAST_BUSY_RECORD: the time of the last evaluation whose BUSY_WINDOW_S held a sample at or over the
+    threshold, else its own previous value, while the series is present. PRESENT_SINCE_RECORD: the time
+    of the first evaluation at which the series was present, carried on while it stays present and its
+    previous value is at most RECENT_S old (a gap resets it). Both are evaluation times, never earlier
+    than the truth (streaks read from them err short), and a series that leaves takes both along."""
+    on, present = _RECORDED_KEY, _present()
+    last_busy = (
+        f"{_busy_at_eval(threshold_pct, BUSY_WINDOW_S)}\nor on ({on})\n"
+        f'({LAST_BUSY_RECORD}{{{THRESHOLD_LABEL}="{threshold_text(threshold_pct)}"}} and on ({on}) ({present}))'
+    )
+    present_since = (
+        f"({PRESENT_SINCE_RECORD} and on ({on}) ({present})"
+        f" and on ({on}) (timestamp({PRESENT_SINCE_RECORD}) > time() - {RECENT_S}))\nor on ({on})\n"
+        f"(0 * max by ({on}) ({present}) + time())"
+    )
+    return [
+        {"record": LAST_BUSY_RECORD, "expr": last_busy, "labels": {THRESHOLD_LABEL: threshold_text(threshold_pct)}},
+        {"record": PRESENT_SINCE_RECORD, "expr": present_since, "labels": {MAX_GAP_LABEL: str(MAX_GAP_S)}},
+    ]
+
+
+def recorded_last_busy(threshold_pct: float, live_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """queries.last_busy's answer from the recording rule: the series under the threshold now (scoped by
+    `selector`) with their recorded last-busy time, or now when they were busy in the last `live_s` (the
+    time since the rule's last evaluation, read live: a burst after it is not recorded yet)."""
+    on = _RECORDED_KEY
+    recorded = f'{LAST_BUSY_RECORD}{{{THRESHOLD_LABEL}="{threshold_text(threshold_pct)}"}}'
+    both = f"({_busy_at_eval(threshold_pct, live_s, selector)} or on ({on}) {recorded})"
+    return _kept(f"{both} and on ({on}) ({_idle_now_all(threshold_pct, selector)})", NAME_LABEL, *HISTORY_LABELS)
+
+
+def recorded_present_since(threshold_pct: float, selector: Selector = NO_SELECTOR) -> str:
+    """queries.present_since's answer from the recording rule: the series under the threshold now (scoped
+    by `selector`) with their recorded present-since time."""
+    idle = _idle_now_all(threshold_pct, selector)
+    return _kept(f"{PRESENT_SINCE_RECORD} and on ({_RECORDED_KEY}) ({idle})", NAME_LABEL, *HISTORY_LABELS)
+
+
+def _present(selector: Selector = NO_SELECTOR) -> str:
+    """Each chosen utilisation series with a sample in the last PRESENT_WINDOW_S (value 1), tagged with its name."""
+    window = duration(PRESENT_WINDOW_S)
+    return _union(_util_names(), lambda m, sel: f"present_over_time({m.name}{sel}[{window}])", selector, _where_chosen)
+
+
+def _busy_at_eval(threshold_pct: float, window_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """The evaluation's time, for each chosen series with a sample at or over the threshold in the last `window_s`."""
+
+    def busy(m: MetricName, sel: str) -> str:
+        return f"0 * (max_over_time({m.name}{sel}[{duration(window_s)}]) >= {threshold_pct / m.factor:g}) + time()"
+
+    return f"max by ({_RECORDED_KEY}) ({_union(_util_names(), busy, selector, _where_chosen)})"
+
+
+def _idle_now_all(threshold_pct: float, selector: Selector) -> str:
+    return _union(_util_names(), lambda m, sel: _idle_now(m, sel, threshold_pct), selector, _where_chosen)

@@ -43,7 +43,7 @@ from functools import partial
 from typing import Any, Literal
 
 from gpuctl.clock import Clock, utcnow
-from gpuctl.model import Alert, Changes, MetricsHealth, Snapshot, SourceFailure, WatchHealth
+from gpuctl.model import Alert, Changes, HistoryVia, MetricsHealth, Snapshot, SourceFailure, WatchHealth
 from gpuctl.state.changes import ChangeLog, diff
 from gpuctl.state.idle import DEFAULT_GRACE_S, DEFAULT_THRESHOLD_PCT, DEFAULT_WINDOW_S, IdleClock
 from gpuctl.state.join import Joiner, JoinInputs, Rows
@@ -133,6 +133,8 @@ class ClusterStore:
         self._history_error: str | None = None
         self._history_retry_at: datetime | None = None
         self._history_pending = False
+        self._history_via: HistoryVia | None = None
+        self._history_fallback: str | None = None
         self._warned_unmatched = False
         # The last refresh with enough GPUs in it, while later ones bring too few (see _check_coverage).
         self._full_batch: MetricsBatch | None = None
@@ -275,9 +277,13 @@ class ClusterStore:
         self._history_pending = True
         self._changed()
 
-    def backfill_idle(self, idle_since: Mapping[str, datetime]) -> None:
-        """Idle streaks from history (a source's start); clears a history failure."""
+    def backfill_idle(
+        self, idle_since: Mapping[str, datetime], *, via: HistoryVia | None = None, fallback: str | None = None
+    ) -> None:
+        """Idle streaks from history (a source's start); clears a history failure. `via`, `fallback`: how
+        the history was read, and why not from recording rules (MetricsHealth.history_via, history_fallback)."""
         self._idle_queue.append(dict(idle_since))
+        self._history_via, self._history_fallback = via, fallback
         self._history_error = None
         self._history_retry_at = None
         self._history_pending = False
@@ -544,6 +550,8 @@ class ClusterStore:
             history_error=self._history_error,
             history_retry_at=self._history_retry_at,
             history_pending=self._history_pending,
+            history_via=self._history_via,
+            history_fallback=self._history_fallback,
             gpus_reported=len(self._batch.samples) if self._batch is not None else 0,
             gpus_missing=self._gpus_missing,
             missing_since=self._missing_since if self._gpus_missing else None,

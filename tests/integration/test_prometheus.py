@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -28,6 +29,7 @@ from gpuctl.sources import dcgm_fields, queries
 from gpuctl.sources.dcgm_fields import MIB, Quantity
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES, PrometheusAuth, PrometheusSource
 from gpuctl.sources.queries import instant
+from gpuctl.sources.recorded import Recorded
 from gpuctl.state.store import ClusterStore
 from testbed.dcgm_exporter import DcgmExporterSim, Options
 from testbed.monitoring import SHIPPED_RULES, BearerProxy, Monitoring, ScrapeJob, StaticExporter, exposition_line
@@ -273,7 +275,7 @@ async def test_a_gpu_present_for_longer_than_the_look_back_is_idle_since_the_loo
     # before the look-back began and none missing since: the answer is the look-back's start, by evidence
     # read there (not by its absence from the run starts).
     await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[20s]) >= 15')
-    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=4, refresh_s=0.5, idle_grace_s=6)
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=4, refresh_s=0.5, idle_grace_s=6, history_rules=False)
     assert (source.history.step_s, source.history.lookback_s) == (1, 6)
     try:
         batch = await source.fetch()
@@ -291,11 +293,19 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
     # history asked of Prometheus's steps, none answered. Idle now, in both generations and both scrape jobs:
     # answered under the name gpuctl reads, with the GPU's key and holder and nothing else.
     await monitoring.wait_for_series('count_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="2"}[1m]) >= 4')
-    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1)
-    try:
-        last_busy, present_since = await source.history_answers()
-    finally:
-        source.close()
+    for history_rules in (False, True):  # the subqueries, and the recording rules once Prometheus has run them
+        source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1, history_rules=history_rules)
+        try:
+            if history_rules:
+                await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=75, what="the rules run")
+            last_busy, present_since = await source.history_answers()
+        finally:
+            source.close()
+        assert source.history_via == ("recording-rules" if history_rules else "subqueries")
+        _answered_only_idle_now_with_key_and_holder(last_busy, present_since)
+
+
+def _answered_only_idle_now_with_key_and_holder(last_busy: list[Any], present_since: list[Any]) -> None:
     idle_now = {"node-a/0", "node-a/2", "node-b/1", "node-c/1"}
     assert {dcgm_fields.parse_identity(s["metric"]).key for s in present_since} == idle_now
     assert {dcgm_fields.parse_identity(s["metric"]).key for s in last_busy} <= idle_now
@@ -306,6 +316,39 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
     held = {dcgm_fields.parse_identity(s["metric"]).key: dcgm_fields.parse_pod(s["metric"]) for s in present_since}
     assert held["node-a/2"] is not None and held["node-a/2"][0].name == "notebook-3"
 
+
+
+async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_them_at_gpuctls_threshold(
+    monitoring: Monitoring,
+) -> None:
+    # The module's Prometheus loads the shipped rules file: gpuctl-history records every 30 s at 5 %.
+    probe = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    try:
+        await poll(probe.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=75, what="the rules run")
+    finally:
+        probe.close()
+    [recorded_a2] = await monitoring.query(f'{queries.PRESENT_SINCE_RECORD}{{Hostname="node-a",gpu="2"}}')
+    at_5, at_10 = ClusterStore(), ClusterStore()
+    by_rules = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1)
+    by_subqueries = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1, idle_threshold_pct=10)
+    async with running(by_rules, at_5), running(by_subqueries, at_10):
+        health = await snapshot_when(at_5, lambda s: s.metrics.history_via is not None, what="history from the rules")
+        other = await snapshot_when(at_10, lambda s: s.metrics.history_via is not None, what="history from subqueries")
+    assert (health.metrics.history_via, health.metrics.history_fallback) == ("recording-rules", None)
+    assert other.metrics.history_via == "subqueries"
+    assert other.metrics.history_fallback == "recording rules record threshold 5 %, not gpuctl's 10 %"
+
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    try:
+        batch = await source.fetch()
+        since = source.history_from(batch.samples, await source.history_answers())
+    finally:
+        source.close()
+    assert source.history_via == "recording-rules"
+    # node-a/2 (held, at 0 % since the fleet began): idle since the rules first saw it, no earlier; node-a/1
+    # (85 %) and the MIG instance (25 %) are busy; the other idle ones answered in both generations and jobs.
+    assert since["node-a/2"] == datetime.fromtimestamp(float(recorded_a2["value"][1]), UTC)
+    assert set(since) == {"node-a/0", "node-a/2", "node-b/1", "node-c/1"}
 
 async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, exporters) -> None:
     store = ClusterStore(refresh_s=0.3)

@@ -204,6 +204,8 @@ class _Queued(PrometheusSource):
         return super()._send(promql, timeout_s=timeout_s)
 
     def _get(self, path: str, params: Mapping[str, str], timeout_s: float) -> bytes:
+        if path != "/api/v1/query":  # the rules API, asked which history to read: none here
+            raise PrometheusApiClientException("HTTP Status Code 404 (b'no rules API')")
         self.answer.wait(10)
         raise PrometheusApiClientException("HTTP Status Code 503 (b'not now')")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gpuctl.sources import recorded
+from gpuctl.sources import queries, recorded
 
 RULES_FILE = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "gpuctl-rules.yaml"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"  # Debian's prometheus package, as the test bed uses
@@ -23,9 +23,9 @@ def _tokens(text: str) -> str:
 def test_the_shipped_group_is_what_gpuctl_builds() -> None:
     groups = {g["name"]: g for g in yaml.safe_load(RULES_FILE.read_text())["groups"]}
     group = groups[recorded.GROUP]
-    assert group["interval"] == f"{recorded.RULE_INTERVAL_S}s"
+    assert group["interval"] == f"{queries.RULE_INTERVAL_S}s"
     shipped = [{**r, "expr": _tokens(r["expr"])} for r in group["rules"]]
-    assert shipped == [{**r, "expr": _tokens(r["expr"])} for r in recorded.rules()]
+    assert shipped == [{**r, "expr": _tokens(r["expr"])} for r in queries.recording_rules()]
 
 
 # Input every 15 s, rules every 30 s (the group's interval); promtool's clock starts at 0, so time() is

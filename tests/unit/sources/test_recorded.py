@@ -1,0 +1,95 @@
+"""When gpuctl reads its recording rules instead of the subqueries: recorded.choose on rules API answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gpuctl.sources import queries, recorded
+from gpuctl.sources.selector import parse_selector
+
+NOW = datetime(2026, 12, 1, 1, 0, 0, tzinfo=UTC)
+
+
+def rule(name: str, *, ago_s: float = 10, health: str = "ok", error: str = "", **labels: str) -> dict[str, Any]:
+    at = (NOW - timedelta(seconds=ago_s)).isoformat().replace("+00:00", "Z")
+    return {"name": name, "query": "…", "labels": labels, "health": health, "lastError": error, "type": "recording",
+            "lastEvaluation": at, "evaluationTime": 0.01}
+
+
+def group(*rules: dict[str, Any], interval: float = 30, name: str = recorded.GROUP) -> dict[str, Any]:
+    return {"name": name, "file": "/etc/prometheus/gpuctl-rules.yaml", "rules": list(rules), "interval": interval}
+
+
+def shipped(**changes: Any) -> list[dict[str, Any]]:
+    busy = {"threshold": "5", **changes.pop("busy_labels", {})}
+    present = {"max_gap_seconds": "180", **changes.pop("present_labels", {})}
+    return [group(rule(queries.LAST_BUSY_RECORD, **busy), rule(queries.PRESENT_SINCE_RECORD, **present), **changes)]
+
+
+def choose(groups: Any, *, threshold_pct: float = 5.0, grace_s: float = 300.0) -> recorded.Recorded | str:
+    return recorded.choose(groups, threshold_pct=threshold_pct, grace_s=grace_s, now=NOW)
+
+
+def test_the_shipped_rules_running_current_are_read() -> None:
+    chosen = choose(shipped())
+    assert chosen == recorded.Recorded(interval_s=30, last_evaluation=NOW - timedelta(seconds=10))
+
+
+@pytest.mark.parametrize(
+    ("groups", "options", "why"),
+    [
+        ([], {}, "not loaded (no gpuctl:gpu_last_busy_timestamp_seconds)"),
+        (None, {}, "not loaded"),
+        ([group(rule(queries.LAST_BUSY_RECORD, threshold="5"))], {}, "no gpuctl:gpu_present_since_timestamp_seconds"),
+        (shipped(), {"threshold_pct": 10.0}, "record threshold 5 %, not gpuctl's 10 %"),
+        (shipped(), {"grace_s": 120.0}, "allows gaps of 180 s, over gpuctl's grace period of 120 s"),
+        (shipped(interval=60), {}, "runs every 60 s; its windows need 30 s or less"),
+    ],
+)
+def test_gpuctl_falls_back_and_says_why(groups: Any, options: dict[str, float], why: str) -> None:
+    chosen = choose(groups, **options)
+    assert isinstance(chosen, str) and why in chosen
+
+
+def test_rules_not_evaluated_lately_or_failing_are_not_read() -> None:
+    stale = [group(rule(queries.LAST_BUSY_RECORD, threshold="5", ago_s=61), rule(queries.PRESENT_SINCE_RECORD, max_gap_seconds="180"))]
+    assert choose(stale) == "recording rule gpuctl:gpu_last_busy_timestamp_seconds last evaluated 61 s ago: not current"
+    never = shipped()
+    never[0]["rules"][1]["lastEvaluation"] = "0001-01-01T00:00:00Z"  # loaded, not run yet: Go's zero time
+    assert choose(never) == "recording rule gpuctl:gpu_present_since_timestamp_seconds last evaluated never: not current"
+    failing = shipped()
+    failing[0]["rules"][1] |= {"health": "err", "lastError": "vector contains metrics with the same labelset after applying rule labels"}
+    assert choose(failing) == (
+        "recording rule gpuctl:gpu_present_since_timestamp_seconds is err: vector contains metrics with the same labelset after"
+        " applying rule labels"
+    )
+
+
+def test_of_several_thresholds_gpuctls_is_read() -> None:
+    groups = [*shipped(), group(rule(queries.LAST_BUSY_RECORD, threshold="10", ago_s=5), name="gpuctl-history-10")]
+    assert isinstance(choose(groups, threshold_pct=10.0), recorded.Recorded)
+    assert isinstance(choose(groups, threshold_pct=5.0), recorded.Recorded)
+    assert choose(groups, threshold_pct=2.5) == "recording rules record threshold 10, 5 %, not gpuctl's 2.5 %"
+
+
+def test_the_rules_apis_nanoseconds_and_other_zones_are_read() -> None:
+    groups = shipped()
+    groups[0]["rules"][0]["lastEvaluation"] = "2026-12-01T01:59:50.123456789+01:00"
+    groups[0]["rules"][1]["lastEvaluation"] = "2026-12-01T00:59:59Z"
+    assert choose(groups) == recorded.Recorded(interval_s=30, last_evaluation=NOW - timedelta(seconds=9.876544))
+
+
+def test_the_recorded_reads_are_scoped_by_the_selector_and_keep_only_the_history_labels() -> None:
+    sel = parse_selector('cluster="prod-a"')
+    busy = queries.recorded_last_busy(5.0, 90, sel)
+    present = queries.recorded_present_since(5.0, sel)
+    for q in (busy, present):
+        # every utilisation series read is scoped (the recorded series have no cluster label to scope)
+        assert q.count('cluster="prod-a"') == q.count("DCGM_FI_DEV_GPU_UTIL{") + q.count("DCGM_FI_PROF_GR_ENGINE_ACTIVE{") + q.count(
+            "DCGM_FI_DEV_GPU_UTIL_RATIO{") + q.count("DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO{")
+        assert q.startswith(f"max by ({queries.NAME_LABEL}, {', '.join(queries.HISTORY_LABELS)}) (")
+    assert 'gpuctl:gpu_last_busy_timestamp_seconds{threshold="5"}' in busy and "[90s]" in busy
+    assert "DCGM_FI_DEV_GPU_UTIL{cluster=\"prod-a\",GPU_I_ID=\"\"} < 5" in present
