@@ -1,15 +1,21 @@
 """Idle streaks from Prometheus's history, so they survive a gpuctl restart.
 
-Two subqueries (queries.last_busy, queries.present_since) look back over the
-idle window plus a margin, at a step of a fifteenth of it (the question is
-"idle for the whole window?", not when to the second); this module sizes them
-and joins their answers with the current samples. Each utilisation name is read only where merge_readings
+Two answers, per utilisation series: when it was last busy, and since when it
+has been present without a gap. Where Prometheus runs gpuctl's recording rules
+(gpuctl.sources.recorded decides) they are two instant reads of those
+(queries.recorded_last_busy, recorded_present_since), which reach back to when
+the rules began. Otherwise two subqueries (queries.last_busy,
+queries.present_since) look back over the idle window plus a margin, at a step
+of a fifteenth of it (the question is "idle for the whole window?", not when to
+the second); this module sizes them. Either way it joins the answers with the
+current samples. Each utilisation name is read only where merge_readings
 would choose it: the profiling ratio on MIG instances, GPU_UTIL on whole GPUs
 (on most fleets both are exported for every device, so this halves the work).
 A device reporting only the other kind gets no history: its streak starts at
 gpuctl's start, as for any device without history. A GPU now under the threshold has been under it since its
-last busy step or since its samples last resumed after a gap over the idle
-clock's grace period, whichever is later: the idle clock's own rule
+last busy step (or evaluation) or since its samples last resumed after a gap
+over the idle clock's grace period (the rules': 3 minutes, at most the grace
+period), whichever is later: the idle clock's own rule
 (gpuctl.state.idle), so history never vouches for time nobody measured. Only
 the utilisation metric its current reading came from counts (the one
 merge_readings chose by priority: for a MIG instance the profiling ratio, not a
