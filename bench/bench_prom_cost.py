@@ -317,7 +317,7 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
     plan, t = source.history, args.threshold
     live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s
     paths = {
-        "recording rules": (q.recorded_last_busy(t, live_s), q.recorded_present_since(t)),
+        "recording rules": (q.recorded_last_busy(t, live_s), q.recorded_present_since(t, live_s)),
         "subqueries": (q.last_busy(t, plan.lookback_s, plan.step_s),
                        q.present_since(t, plan.lookback_s, plan.presence_step_s, plan.gap_s)),
     }

@@ -263,7 +263,7 @@ class PrometheusSource:
         plan, sel, pct = self.history, self.selector, self.idle_threshold_pct
         if isinstance(rules, recorded.Recorded):
             live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s  # reaches back past the rules' last evaluation
-            reads = (queries.recorded_last_busy(pct, live_s, sel), queries.recorded_present_since(pct, sel))
+            reads = (queries.recorded_last_busy(pct, live_s, sel), queries.recorded_present_since(pct, live_s, sel))
         else:
             reads = (
                 queries.last_busy(pct, plan.lookback_s, plan.step_s, sel),

@@ -204,58 +204,62 @@ def threshold_text(threshold_pct: float) -> str:
 def recording_rules(threshold_pct: float = SHIPPED_THRESHOLD_PCT) -> list[dict[str, Any]]:
     """The gpuctl-history group's rules (record, expr, labels), as deploy/prometheus/gpuctl-rules.yaml ships them.
 
-    LAST_BUSY_RECORD: the time of the last evaluation whose BUSY_WINDOW_S held a sample at or over the
-    threshold, else its own previous value, while the series is present. PRESENT_SINCE_RECORD: the time
-    of the first evaluation at which the series was present, carried on while it stays present and its
-    previous value is at most RECENT_S old (a gap resets it). Both are evaluation times, never earlier
-    than the truth (streaks read from them err short), and a series that leaves takes both along."""
+    PRESENT_SINCE_RECORD: the time of the first evaluation at which the series was present, carried on while
+    it stays present and its previous value is at most RECENT_S old (a gap resets it). LAST_BUSY_RECORD: the
+    time of the last evaluation whose BUSY_WINDOW_S held a sample at or over the threshold, else its own
+    previous value, while PRESENT_SINCE_RECORD has the series (rules in a group run in order, at one time:
+    it reads this evaluation's, rather than reading the samples again). Both are evaluation times, never
+    earlier than the truth (streaks read from them err short), and a series that leaves takes both along."""
     on, present = _RECORDED_KEY, _present()
-    last_busy = (
-        f"{_busy_at_eval(threshold_pct, BUSY_WINDOW_S)}\nor on ({on})\n"
-        f'({LAST_BUSY_RECORD}{{{THRESHOLD_LABEL}="{threshold_text(threshold_pct)}"}} and on ({on}) ({present}))'
-    )
     present_since = (
         f"({PRESENT_SINCE_RECORD} and on ({on}) ({present})"
         f" and on ({on}) (timestamp({PRESENT_SINCE_RECORD}) > time() - {RECENT_S}))\nor on ({on})\n"
         f"(0 * max by ({on}) ({present}) + time())"
     )
+    last_busy = (
+        f"{_busy_at_eval(threshold_pct, BUSY_WINDOW_S)}\nor on ({on})\n"
+        f'({LAST_BUSY_RECORD}{{{THRESHOLD_LABEL}="{threshold_text(threshold_pct)}"}} and on ({on}) {PRESENT_SINCE_RECORD})'
+    )
     return [
-        {"record": LAST_BUSY_RECORD, "expr": last_busy, "labels": {THRESHOLD_LABEL: threshold_text(threshold_pct)}},
         {"record": PRESENT_SINCE_RECORD, "expr": present_since, "labels": {MAX_GAP_LABEL: str(MAX_GAP_S)}},
+        {"record": LAST_BUSY_RECORD, "expr": last_busy, "labels": {THRESHOLD_LABEL: threshold_text(threshold_pct)}},
     ]
 
 
 def recorded_last_busy(threshold_pct: float, live_s: float, selector: Selector = NO_SELECTOR) -> str:
-    """queries.last_busy's answer from the recording rule: the series under the threshold now (scoped by
-    `selector`) with their recorded last-busy time, or now when they were busy in the last `live_s` (the
-    time since the rule's last evaluation, read live: a burst after it is not recorded yet)."""
-    on = _RECORDED_KEY
+    """queries.last_busy's answer from the recording rule, for the series (scoped by `selector`) under the
+    threshold throughout the last `live_s`: that reaches back past the rule's last evaluation, so no burst
+    since it goes unseen (a series busy in it gets no history, as one busy now: shorter, never longer)."""
     recorded = f'{LAST_BUSY_RECORD}{{{THRESHOLD_LABEL}="{threshold_text(threshold_pct)}"}}'
-    both = f"({_busy_at_eval(threshold_pct, live_s, selector)} or on ({on}) {recorded})"
-    return _kept(f"{both} and on ({on}) ({_idle_now_all(threshold_pct, selector)})", NAME_LABEL, *HISTORY_LABELS)
+    idle = _idle_throughout(threshold_pct, live_s, selector)
+    return _kept(f"{recorded} and on ({_RECORDED_KEY}) ({idle})", NAME_LABEL, *HISTORY_LABELS)
 
 
-def recorded_present_since(threshold_pct: float, selector: Selector = NO_SELECTOR) -> str:
-    """queries.present_since's answer from the recording rule: the series under the threshold now (scoped
-    by `selector`) with their recorded present-since time."""
-    idle = _idle_now_all(threshold_pct, selector)
+def recorded_present_since(threshold_pct: float, live_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """queries.present_since's answer from the recording rule, for the series recorded_last_busy answers."""
+    idle = _idle_throughout(threshold_pct, live_s, selector)
     return _kept(f"{PRESENT_SINCE_RECORD} and on ({_RECORDED_KEY}) ({idle})", NAME_LABEL, *HISTORY_LABELS)
 
 
-def _present(selector: Selector = NO_SELECTOR) -> str:
+def _present() -> str:
     """Each chosen utilisation series with a sample in the last PRESENT_WINDOW_S (value 1), tagged with its name."""
     window = duration(PRESENT_WINDOW_S)
-    return _union(_util_names(), lambda m, sel: f"present_over_time({m.name}{sel}[{window}])", selector, _where_chosen)
+    return _union(_util_names(), lambda m, sel: f"present_over_time({m.name}{sel}[{window}])", NO_SELECTOR, _where_chosen)
 
 
-def _busy_at_eval(threshold_pct: float, window_s: float, selector: Selector = NO_SELECTOR) -> str:
+def _busy_at_eval(threshold_pct: float, window_s: float) -> str:
     """The evaluation's time, for each chosen series with a sample at or over the threshold in the last `window_s`."""
 
     def busy(m: MetricName, sel: str) -> str:
         return f"0 * (max_over_time({m.name}{sel}[{duration(window_s)}]) >= {threshold_pct / m.factor:g}) + time()"
 
-    return f"max by ({_RECORDED_KEY}) ({_union(_util_names(), busy, selector, _where_chosen)})"
+    return f"max by ({_RECORDED_KEY}) ({_union(_util_names(), busy, NO_SELECTOR, _where_chosen)})"
 
 
-def _idle_now_all(threshold_pct: float, selector: Selector) -> str:
-    return _union(_util_names(), lambda m, sel: _idle_now(m, sel, threshold_pct), selector, _where_chosen)
+def _idle_throughout(threshold_pct: float, window_s: float, selector: Selector) -> str:
+    """Each chosen utilisation series whose samples in the last `window_s` were all under the threshold."""
+
+    def idle(m: MetricName, sel: str) -> str:
+        return f"max_over_time({m.name}{sel}[{duration(window_s)}]) < {threshold_pct / m.factor:g}"
+
+    return _union(_util_names(), idle, selector, _where_chosen)
