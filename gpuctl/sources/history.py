@@ -14,7 +14,7 @@ would choose it: the profiling ratio on MIG instances, GPU_UTIL on whole GPUs
 A device reporting only the other kind gets no history: its streak starts at
 gpuctl's start, as for any device without history. A GPU now under the threshold has been under it since its
 last busy step (or evaluation) or since its samples last resumed after a gap
-over the idle clock's grace period (the rules': 3 minutes, at most the grace
+over the idle clock's grace period (the rules': 4 minutes, at most the grace
 period), whichever is later: the idle clock's own rule
 (gpuctl.state.idle), so history never vouches for time nobody measured. Only
 the utilisation metric its current reading came from counts (the one

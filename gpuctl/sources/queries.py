@@ -187,7 +187,10 @@ LAST_BUSY_RECORD = "gpuctl:gpu_last_busy_timestamp_seconds"
 PRESENT_SINCE_RECORD = "gpuctl:gpu_present_since_timestamp_seconds"
 THRESHOLD_LABEL = "threshold"  # on LAST_BUSY_RECORD: the threshold in percent it was recorded at
 MAX_GAP_LABEL = "max_gap_seconds"  # on PRESENT_SINCE_RECORD: the longest gap it may not see
-RULE_INTERVAL_S = 30  # the group's interval, which the windows below are made for (a shorter one is fine too)
+# The group's interval, which the windows below are made for (a shorter one is fine too). Each evaluation costs
+# Prometheus about as much CPU as one history subquery did (~1.6-3.3 s at 12,500 devices, BENCHMARKS.md section 9):
+# once a minute, not every 30 s, as the streaks it feeds are judged over 30 minutes.
+RULE_INTERVAL_S = 60
 BUSY_WINDOW_S = 2 * RULE_INTERVAL_S  # each evaluation looks back two intervals: a late one misses no burst
 PRESENT_WINDOW_S = 120  # present: a sample in the last 2 minutes (scrapes up to a minute apart, one missed)
 RECENT_S = 2 * RULE_INTERVAL_S  # PRESENT_SINCE_RECORD carries on from a value at most this old (one skipped)

@@ -1,7 +1,7 @@
 """Whether gpuctl may read its idle history from its recording rules (queries.recording_rules), which make
 it two cheap instant reads (queries.recorded_last_busy, recorded_present_since) instead of two subqueries.
 
-deploy/prometheus/gpuctl-rules.yaml's group gpuctl-history records, every 30 s, per utilisation series
+deploy/prometheus/gpuctl-rules.yaml's group gpuctl-history records, every minute, per utilisation series
 gpuctl reads: the last evaluation that saw it busy (at the threshold in its `threshold` label), and the
 first evaluation since which it has been present without a gap over its `max_gap_seconds` label. Both
 reach back only to when the rules began: a streak read from them is never longer than what Prometheus saw.

@@ -297,7 +297,7 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
         source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1, history_rules=history_rules)
         try:
             if history_rules:
-                await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=75, what="the rules run")
+                await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=150, what="the rules run")
             last_busy, present_since = await source.history_answers()
         finally:
             source.close()
@@ -324,7 +324,7 @@ async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_t
     # The module's Prometheus loads the shipped rules file: gpuctl-history records every 30 s at 5 %.
     probe = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
     try:
-        await poll(probe.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=75, what="the rules run")
+        await poll(probe.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=150, what="the rules run")
     finally:
         probe.close()
     [recorded_a2] = await monitoring.query(f'{queries.PRESENT_SINCE_RECORD}{{Hostname="node-a",gpu="2"}}')

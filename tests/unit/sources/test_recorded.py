@@ -25,7 +25,7 @@ def group(*rules: dict[str, Any], interval: float = 30, name: str = recorded.GRO
 
 def shipped(**changes: Any) -> list[dict[str, Any]]:
     busy = {"threshold": "5", **changes.pop("busy_labels", {})}
-    present = {"max_gap_seconds": "180", **changes.pop("present_labels", {})}
+    present = {"max_gap_seconds": "240", **changes.pop("present_labels", {})}
     return [group(rule(queries.LAST_BUSY_RECORD, **busy), rule(queries.PRESENT_SINCE_RECORD, **present), **changes)]
 
 
@@ -45,8 +45,8 @@ def test_the_shipped_rules_running_current_are_read() -> None:
         (None, {}, "not loaded"),
         ([group(rule(queries.LAST_BUSY_RECORD, threshold="5"))], {}, "no gpuctl:gpu_present_since_timestamp_seconds"),
         (shipped(), {"threshold_pct": 10.0}, "record threshold 5 %, not gpuctl's 10 %"),
-        (shipped(), {"grace_s": 120.0}, "allows gaps of 180 s, over gpuctl's grace period of 120 s"),
-        (shipped(interval=60), {}, "runs every 60 s; its windows need 30 s or less"),
+        (shipped(), {"grace_s": 120.0}, "allows gaps of 240 s, over gpuctl's grace period of 120 s"),
+        (shipped(interval=120), {}, "runs every 120 s; its windows need 60 s or less"),
     ],
 )
 def test_gpuctl_falls_back_and_says_why(groups: Any, options: dict[str, float], why: str) -> None:
@@ -55,7 +55,7 @@ def test_gpuctl_falls_back_and_says_why(groups: Any, options: dict[str, float], 
 
 
 def test_rules_not_evaluated_lately_or_failing_are_not_read() -> None:
-    stale = [group(rule(queries.LAST_BUSY_RECORD, threshold="5", ago_s=61), rule(queries.PRESENT_SINCE_RECORD, max_gap_seconds="180"))]
+    stale = [group(rule(queries.LAST_BUSY_RECORD, threshold="5", ago_s=61), rule(queries.PRESENT_SINCE_RECORD, max_gap_seconds="240"))]
     assert choose(stale) == "recording rule gpuctl:gpu_last_busy_timestamp_seconds last evaluated 61 s ago: not current"
     never = shipped()
     never[0]["rules"][1]["lastEvaluation"] = "0001-01-01T00:00:00Z"  # loaded, not run yet: Go's zero time
