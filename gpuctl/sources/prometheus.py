@@ -42,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import chain
 from typing import Any, Protocol, TypeVar, overload
+from urllib.parse import urlencode
 
 import requests
 from prometheus_api_client import PrometheusApiClientException
@@ -282,14 +283,16 @@ class PrometheusSource:
         if not self.history_rules:
             return "recording rules not asked for"
         rules = self.api_get("/api/v1/rules?type=record")
-        now = self.api_get("/api/v1/query?query=time()", then=_scalar_time)
+        # How far back the recorded history reaches, and Prometheus's time (the answer's), in one cheap query.
+        oldest = self.api_get("/api/v1/query?" + urlencode({"query": f"min({queries.PRESENT_SINCE_RECORD}) or vector(-1)"}),
+                              then=_oldest_recorded)
         try:
-            groups, prometheus_now = await asyncio.gather(rules, now)
+            groups, (prometheus_now, earliest) = await asyncio.gather(rules, oldest)
         except FETCH_ERRORS as e:
             return f"Prometheus's rules could not be read: {describe_error(e)}"
         groups = groups.get("groups") if isinstance(groups, dict) else None
         return recorded.choose(groups, threshold_pct=self.idle_threshold_pct, grace_s=self.idle_grace_s,
-                               now=prometheus_now or self._now())
+                               now=prometheus_now or self._now(), oldest=earliest, lookback_s=self.history.lookback_s)
 
     def history_from(self, samples: Sequence[GpuSample], answers: HistoryAnswers) -> dict[str, datetime]:
         """Join the history's answers with the current samples (pure, and thread-safe)."""
@@ -441,12 +444,14 @@ def _parse_answer(
     return evaluation_time((answer,)), fields.parse_results(answer, pods, identities)
 
 
-def _scalar_time(data: Any) -> datetime | None:
-    """Prometheus's time from a `time()` query's data (a scalar: [time, "time"])."""
+def _oldest_recorded(data: Any) -> tuple[datetime | None, float | None]:
+    """Prometheus's time and the earliest present-since value from `min(…) or vector(-1)`'s data (-1: none)."""
     try:
-        return datetime.fromtimestamp(float(data["result"][0]), UTC)
+        at, value = data["result"][0]["value"]
+        oldest = float(value)
+        return datetime.fromtimestamp(float(at), UTC), (oldest if oldest >= 0 else None)
     except (KeyError, IndexError, TypeError, ValueError, OverflowError, OSError):
-        return None
+        return None, None
 
 
 def moving_gpus(results: Iterable[Any]) -> set[str]:

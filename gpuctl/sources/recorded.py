@@ -7,7 +7,8 @@ first evaluation since which it has been present without a gap over its `max_gap
 reach back only to when the rules began: a streak read from them is never longer than what Prometheus saw.
 
 `choose()` decides from the rules API (what Prometheus has loaded, how it went, when it last ran):
-healthy, current, gpuctl's threshold, a gap no longer than gpuctl's grace period; otherwise it says why,
+healthy, current, gpuctl's threshold, a gap no longer than gpuctl's grace period, reaching back as far
+as the subqueries would (a Prometheus that loaded them minutes ago has less to say); otherwise it says why,
 and gpuctl reads the subqueries (queries.last_busy, present_since) as before.
 """
 
@@ -39,13 +40,18 @@ class Recorded:
     last_evaluation: datetime  # the older of the two rules' last evaluations
 
 
-def choose(groups: Any, *, threshold_pct: float, grace_s: float, now: datetime) -> Recorded | str:
+def choose(
+    groups: Any, *, threshold_pct: float, grace_s: float, now: datetime, oldest: float | None, lookback_s: float
+) -> Recorded | str:
     """The rules to read, or why not (then gpuctl falls back to the subqueries).
 
     `groups`: the rules API's `data.groups`; `now`: Prometheus's time. Usable means: a healthy LAST_BUSY_RECORD
     rule whose `threshold` is gpuctl's and a healthy PRESENT_SINCE_RECORD rule whose `max_gap_seconds` is within
     gpuctl's grace period, in groups no slower than RULE_INTERVAL_S, both evaluated within
-    CURRENT_INTERVALS intervals of `now` (so each has recorded every series at least once since)."""
+    CURRENT_INTERVALS intervals of `now` (so each has recorded every series at least once since), reaching
+    back at least the subqueries' look-back: `oldest`, the earliest PRESENT_SINCE_RECORD value (Unix seconds;
+    None without one), is no later than `lookback_s` before `now`. Rules that began later prove less than the
+    subqueries would (on a Prometheus that just loaded them, or came back after an outage)."""
     found = list(_recording_rules(groups))
     busy = [r for r in found if r.name == LAST_BUSY_RECORD]
     present = [r for r in found if r.name == PRESENT_SINCE_RECORD]
@@ -62,6 +68,10 @@ def choose(groups: Any, *, threshold_pct: float, grace_s: float, now: datetime) 
         if not usable:
             return candidates[0].problem(grace_s=grace_s, now=now)
         chosen.append(usable[0])
+    reach = None if oldest is None else now.timestamp() - oldest
+    if reach is None or reach < lookback_s:
+        back = "nothing yet" if reach is None else f"{max(0.0, reach):.0f} s"
+        return f"recording rules reach back {back}, less than the history's look-back of {lookback_s:.0f} s"
     return Recorded(interval_s=max(i for i, _ in chosen), last_evaluation=min(at for _, at in chosen))
 
 

@@ -297,7 +297,7 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
         source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1, history_rules=history_rules)
         try:
             if history_rules:
-                await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=150, what="the rules run")
+                await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=200, what="the rules run")
             last_busy, present_since = await source.history_answers()
         finally:
             source.close()
@@ -322,15 +322,16 @@ async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_t
     monitoring: Monitoring,
 ) -> None:
     # The module's Prometheus loads the shipped rules file: gpuctl-history records every 30 s at 5 %.
-    probe = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    # A 10 s idle window: a 12 s look-back, which the rules must reach back past to be read.
+    probe = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=10)
     try:
-        await poll(probe.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=150, what="the rules run")
+        await poll(probe.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=200, what="the rules run")
     finally:
         probe.close()
     [recorded_a2] = await monitoring.query(f'{queries.PRESENT_SINCE_RECORD}{{Hostname="node-a",gpu="2"}}')
     at_5, at_10 = ClusterStore(), ClusterStore()
-    by_rules = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1)
-    by_subqueries = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1, idle_threshold_pct=10)
+    by_rules = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1, idle_window_s=10)
+    by_subqueries = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1, idle_window_s=10, idle_threshold_pct=10)
     async with running(by_rules, at_5), running(by_subqueries, at_10):
         health = await snapshot_when(at_5, lambda s: s.metrics.history_via is not None, what="history from the rules")
         other = await snapshot_when(at_10, lambda s: s.metrics.history_via is not None, what="history from subqueries")
@@ -338,7 +339,7 @@ async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_t
     assert other.metrics.history_via == "subqueries"
     assert other.metrics.history_fallback == "recording rules record threshold 5 %, not gpuctl's 10 %"
 
-    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5)
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=10)
     try:
         batch = await source.fetch()
         since = source.history_from(batch.samples, await source.history_answers())

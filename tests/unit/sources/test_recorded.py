@@ -29,8 +29,11 @@ def shipped(**changes: Any) -> list[dict[str, Any]]:
     return [group(rule(queries.LAST_BUSY_RECORD, **busy), rule(queries.PRESENT_SINCE_RECORD, **present), **changes)]
 
 
-def choose(groups: Any, *, threshold_pct: float = 5.0, grace_s: float = 300.0) -> recorded.Recorded | str:
-    return recorded.choose(groups, threshold_pct=threshold_pct, grace_s=grace_s, now=NOW)
+def choose(
+    groups: Any, *, threshold_pct: float = 5.0, grace_s: float = 300.0, oldest_ago_s: float | None = 3600.0
+) -> recorded.Recorded | str:
+    oldest = None if oldest_ago_s is None else NOW.timestamp() - oldest_ago_s
+    return recorded.choose(groups, threshold_pct=threshold_pct, grace_s=grace_s, now=NOW, oldest=oldest, lookback_s=2040.0)
 
 
 def test_the_shipped_rules_running_current_are_read() -> None:
@@ -94,3 +97,9 @@ def test_the_recorded_reads_are_scoped_by_the_selector_and_keep_only_the_history
     assert 'gpuctl:gpu_last_busy_timestamp_seconds{threshold="5"}' in busy
     # under the threshold throughout the live window: a burst since the rules' last evaluation is seen
     assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL{cluster="prod-a",GPU_I_ID=""}[90s]) < 5' in present
+
+
+def test_rules_that_began_within_the_look_back_prove_less_than_the_subqueries() -> None:
+    assert choose(shipped(), oldest_ago_s=600) == "recording rules reach back 600 s, less than the history's look-back of 2040 s"
+    assert choose(shipped(), oldest_ago_s=None) == "recording rules reach back nothing yet, less than the history's look-back of 2040 s"
+    assert isinstance(choose(shipped(), oldest_ago_s=2040), recorded.Recorded)
