@@ -340,6 +340,9 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
     for name, pair in per.items():
         for label, got in zip(("last_busy", "present_since"), pair, strict=True):
             rows.append([f"{name}: {label}", *_spread(got, statistics)])
+    detect = f"min({q.PRESENT_SINCE_RECORD}) or vector(-1)"  # what each start asks before choosing (with the rules API)
+    got = [await asyncio.to_thread(_timed_query, url, detect, pid, args.timeout, None) for _ in range(args.variant_repeat)]
+    rows.append(["recording rules: how far back they reach", *_spread(got, statistics)])
     for rule in q.recording_rules(t):  # what one evaluation of each rule reads (the write is not counted)
         got = [await asyncio.to_thread(_timed_query, url, rule["expr"], pid, args.timeout, None)
                for _ in range(args.variant_repeat)]
