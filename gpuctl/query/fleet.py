@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
 
-from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot, gpu_place
 from gpuctl.query.filter import Facets, Filter
 
 # The readings views colour and average by, in the order of `NodeStats.sums`.
@@ -36,7 +36,6 @@ class NodeStats:
     sums: tuple[tuple[float, int], ...] = ((0.0, 0),) * len(READINGS)
 
 
-_PLACE = attrgetter("node", "index", "mig_instance")
 _IDLE = attrgetter("idle")
 
 
@@ -53,17 +52,20 @@ class FleetIndex:
     `previous`: the index of the snapshot before it, if there is one. When the new
     snapshot lists the same GPUs in the same order (a metrics refresh: every reading
     moved, no GPU came or went), the GPU keys and the grouping by node are taken
-    from it instead of being worked out again."""
+    from it instead of being worked out again. `same_gpus`: the caller knows that
+    it does (`Changes.same_gpus` of the update from `previous`'s snapshot to this
+    one), so the GPUs' places are not even read to compare them."""
 
-    def __init__(self, snapshot: Snapshot, previous: FleetIndex | None = None) -> None:
+    def __init__(self, snapshot: Snapshot, previous: FleetIndex | None = None, *, same_gpus: bool = False) -> None:
         self.snapshot = snapshot
         self.nodes: dict[str, Node] = {n.name: n for n in snapshot.nodes}
         self.pools: dict[str, Pool] = {p.name: p for p in snapshot.pools}
         self.namespaces: dict[str, NamespaceUsage] = {n.name: n for n in snapshot.namespaces}
         listed = snapshot.gpus
-        # (node, index, MIG instance) of each GPU, read in C: what a key is made of, at a fraction of its cost.
-        self._places: list[tuple[str, int, int | None]] = list(map(_PLACE, listed))
-        runs = previous._runs if previous is not None and previous._places == self._places else None
+        # Each GPU's place: what its key is made of (the places of `previous`'s GPUs when the caller says they are the same).
+        places = previous._places if previous is not None and same_gpus else list(map(gpu_place, listed))
+        self._places: list[tuple[str, int, int | None]] = places
+        runs = previous._runs if previous is not None and (places is previous._places or places == previous._places) else None
         if runs is not None and previous is not None:
             self._places = previous._places  # equal: keep one list (12,500 tuples) for the indexes that follow
             self.snapshot_keys: list[str] = previous.snapshot_keys  # the key of each of snapshot.gpus, in its order
