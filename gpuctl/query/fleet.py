@@ -14,9 +14,11 @@ node wait until a view asks.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_not
 
 from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot, gpu_place
 from gpuctl.query.filter import Facets, Filter
@@ -36,6 +38,7 @@ class NodeStats:
     sums: tuple[tuple[float, int], ...] = ((0.0, 0),) * len(READINGS)
 
 
+_POD = attrgetter("pod")
 _IDLE = attrgetter("idle")
 
 
@@ -66,6 +69,7 @@ class FleetIndex:
         places = previous._places if previous is not None and same_gpus else list(map(gpu_place, listed))
         self._places: list[tuple[str, int, int | None]] = places
         runs = previous._runs if previous is not None and (places is previous._places or places == previous._places) else None
+        kept = runs is not None  # the snapshot's GPU keys are those of `previous`'s
         if runs is not None and previous is not None:
             self._places = previous._places  # equal: keep one list (12,500 tuples) for the indexes that follow
             self.snapshot_keys: list[str] = previous.snapshot_keys  # the key of each of snapshot.gpus, in its order
@@ -75,11 +79,11 @@ class FleetIndex:
         # Where each node's GPUs lie in snapshot.gpus, when every node's lie together and in order (else None).
         self._runs: list[tuple[str, int, int]] | None = runs
         self.gpus: dict[str, Gpu] = dict(zip(self.snapshot_keys, listed))
-        # A metrics refresh moves every GPU: count them in as few passes as will do.
-        self.allocated = sum(1 for g in listed if g.pod is not None)  # GPUs of the snapshot a pod holds
-        self.idle = sum(map(_IDLE, listed))  # GPUs of the snapshot flagged idle (only a held GPU is)
+        # GPUs of the snapshot a pod holds, and those flagged idle: a metrics refresh moves every GPU.
+        self.allocated, self.idle = held_and_idle(listed)
         # A node that advertises GPUs but has no metrics still gets cells (shown
         # as "no data"), so a dead exporter is visible instead of a hole.
+        placeholder_keys: list[str] = []
         for n in snapshot.nodes:
             if n.name not in by_node and n.gpu_allocatable > 0:
                 placeholders = by_node[n.name] = []
@@ -87,6 +91,7 @@ class FleetIndex:
                     g = Gpu(node=n.name, pool=n.pool, index=i, model=n.gpu_model)
                     self.gpus[g.key] = g
                     placeholders.append(g)
+                    placeholder_keys.append(g.key)
         self.gpus_by_node: dict[str, list[Gpu]] = by_node
         pools: dict[str, set[str]] = defaultdict(set)
         for node in snapshot.nodes:
@@ -96,8 +101,10 @@ class FleetIndex:
         self.nodes_by_pool: dict[str, list[str]] = {p: sorted(ns) for p, ns in sorted(pools.items())}
         self._stats: dict[str, NodeStats] = {}  # per node, worked out when first asked for (stats)
         # What a layout of every GPU depends on: the very set of the index before when the keys are the
-        # same, so a view comparing layouts compares it in no time.
-        if previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(self.gpus):
+        # same, so a view comparing layouts compares it in no time (when the snapshot's keys were kept,
+        # only the placeholders' need looking up: as many keys, all in the set before, are that set).
+        fresh_keys = placeholder_keys if kept else self.gpus
+        if previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(fresh_keys):
             self.gpu_keys: frozenset[str] = previous.gpu_keys
         else:
             self.gpu_keys = frozenset(self.gpus)
@@ -208,6 +215,11 @@ def totals(snapshot: Snapshot) -> Totals:
 def idle_holders(snapshot: Snapshot) -> list[GpuPod]:
     """Pods whose GPUs are idle, the most idle GPU-time first (idle for x GPUs held), then by key."""
     return sorted((p for p in snapshot.pods if p.idle), key=lambda p: (-(p.idle_for_s or 0) * p.gpus_total, p.key))
+
+
+def held_and_idle(gpus: Sequence[Gpu]) -> tuple[int, int]:
+    """(GPUs a pod holds, GPUs flagged idle: only a held GPU is) among `gpus`, each counted in C."""
+    return sum(map(is_not, map(_POD, gpus), repeat(None))), sum(map(_IDLE, gpus))
 
 
 def _group(listed: tuple[Gpu, ...]) -> tuple[list[str], dict[str, list[Gpu]], list[tuple[str, int, int]] | None]:
