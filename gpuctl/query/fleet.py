@@ -84,7 +84,9 @@ class FleetIndex:
         # A node that advertises GPUs but has no metrics still gets cells (shown
         # as "no data"), so a dead exporter is visible instead of a hole.
         placeholder_keys: list[str] = []
+        pools: dict[str, set[str]] = defaultdict(set)  # pool -> its nodes, and the nodes of its GPUs
         for n in snapshot.nodes:
+            pools[n.pool].add(n.name)
             if n.name not in by_node and n.gpu_allocatable > 0:
                 placeholders = by_node[n.name] = []
                 for i in range(n.gpu_allocatable):
@@ -93,9 +95,6 @@ class FleetIndex:
                     placeholders.append(g)
                     placeholder_keys.append(g.key)
         self.gpus_by_node: dict[str, list[Gpu]] = by_node
-        pools: dict[str, set[str]] = defaultdict(set)
-        for node in snapshot.nodes:
-            pools[node.pool].add(node.name)
         for name, gs in self.gpus_by_node.items():
             pools[gs[0].pool].add(name)
         self.nodes_by_pool: dict[str, list[str]] = {p: sorted(ns) for p, ns in sorted(pools.items())}
