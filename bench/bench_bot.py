@@ -36,8 +36,13 @@ integration tests use it; no approval) in any namespace and RBAC lets evict
 everywhere: each run evicts idle pods through the real Eviction API, TARGET
 `pods=` five idle pods of one namespace (by the fleet's behaviours), no pod in
 two runs, the namespaces in turn. The load
-starts once `/gpu idle` counts 90 % of the fleet's idle pods. Reported besides: the bot's RSS
-(settled before the load, after it, and its peak: VmHWM) and the load average.
+starts once `/gpu idle` counts 90 % of the fleet's idle pods and then, right before it, once a
+`/gpu status` answer does not say "metrics are stale" (a CPU-starved bed's Prometheus falls behind for a
+while; a bot whose runs are refused "GPU metrics are stale" does less work than one whose runs go ahead:
+each bot's report says how many were refused, and how long it waited for fresh metrics; still stale after
+--timeout, the load goes anyway, and the report says so). Reported besides: the bot's RSS
+(settled before the load, after it, and its peak: VmHWM) and the load average; with --compare a summary
+table of every bot at the end, in the order they ran.
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
 own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
@@ -93,7 +98,8 @@ REPLY_TIMEOUT_S = 300.0
 RUN_PODS = 5  # pods per run (max_pods)
 # The load waits until the bot sees this share of the fleet's idle pods idle: "some" was not enough at 10,000
 # pods (the first bot's runs named pods whose streaks had not reached the window yet: all "not submitted").
-IDLE_SEEN = 0.9  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
+IDLE_SEEN = 0.9
+STALE = "metrics are stale"  # in an answer while the bot's metrics are (gpuctl.bot.answers)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -163,6 +169,11 @@ class Measured:
     load_before: str = ""
     load_after: str = ""
 
+    @property
+    def refused_stale(self) -> int:
+        """Runs the bot refused because its GPU metrics were stale (planned nothing, evicted nothing)."""
+        return sum(1 for line in self.run_lines if "GPU metrics are stale" in line)
+
 
 async def drive(url: str, args: argparse.Namespace, targets: Sequence[str], *, playbook: str, idle_for: str) -> Measured:
     """The load child against the bot at `url`: acks and reply latencies, the load average before and after."""
@@ -201,6 +212,8 @@ def report(m: Measured, *, fleet: str, rss: str, outcomes: str) -> None:
     print(table(["", "n", "p50", "p99", "max"], rows))
     print(f"RSS: {rss}")
     print(f"runs by outcome: {outcomes}")
+    if m.run_lines:
+        print(f"runs refused as stale: {m.refused_stale} of {len(m.run_lines)}")
 
 
 # -- the demo, in this process ------------------------------------------------------------------
@@ -346,6 +359,7 @@ class BotRun:
     ready_s: float
     rss: str
     outcomes: str
+    fresh: str  # how the wait for fresh metrics before the load went
 
 
 async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
@@ -372,8 +386,10 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         if targets:  # the idle window must pass over Prometheus's readings first, for (nearly) every idle pod
             await poll(idle_pods, lambda n: n >= IDLE_SEEN * idle_expected, timeout_s=args.timeout, interval_s=5,
                        what=f"the bot to see {IDLE_SEEN:.0%} of the fleet's {idle_expected} idle pods")  # fmt: skip
+        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn", flush=True)
+        fresh = await fresh_metrics(sender, slack, args.timeout)
         settled = bot.status()
-        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn; the load starts", flush=True)
+        print(f"# {checkout.label}: {fresh}; the load starts", flush=True)
         if profile:
             bot.signal(signal.SIGUSR1)
         with DoorCpu(bot.proc.pid) as door_cpu:
@@ -389,7 +405,35 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         code = await bot.stop()
     rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
-    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none")
+    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh)
+
+
+async def fresh_metrics(sender: SlackSender, slack: FakeSlack, timeout_s: float) -> str:
+    """Wait until the bot's `/gpu status` does not say its metrics are stale (at most `timeout_s`); how it went."""
+    started = time.monotonic()
+
+    async def fresh() -> bool:
+        sent = await sender.command("status", user_id=USER)
+        return STALE not in blocks_text(await slack.wait_for_response(sent.response_id, timeout_s=60))
+
+    try:
+        await poll(fresh, timeout_s=timeout_s, interval_s=2, what="the bot's metrics fresh")
+    except TimeoutError:
+        return f"metrics still stale after {timeout_s:.0f} s: measured anyway"
+    return f"metrics fresh after {time.monotonic() - started:.1f} s"
+
+
+def summary(runs: Sequence[BotRun]) -> str:
+    """One row per bot, in the order they ran: what a --compare reads side by side."""
+    rows = []
+    for run in runs:
+        m = run.measured
+        load = m.load_before.split("load ")[1].split(",")[0]
+        refused = f"{m.refused_stale} of {len(m.run_lines)}" if m.run_lines else "-"
+        rows.append([run.label, ms(statistics.median(m.acks)), ms(percentile(m.acks, 0.99)), ms(max(m.acks)),
+                     ms(statistics.median(m.replies)) if m.replies else "-", refused, run.fresh, load])  # fmt: skip
+    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "runs refused stale",
+                  "before the load", "load before"], rows)  # fmt: skip
 
 
 async def testbed(args: argparse.Namespace) -> None:
@@ -439,6 +483,8 @@ async def testbed(args: argparse.Namespace) -> None:
         report(run.measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every "
                                    f"{scrape_s:g} s; {bed.setup_line(scrape_s)}; the bot ready {run.ready_s:.1f} s after "
                                    f"spawn, refresh {args.refresh:g} s", rss=run.rss, outcomes=run.outcomes)  # fmt: skip
+    if len(runs) > 1:
+        print(f"\n## every bot, in the order they ran\n{summary(runs)}")
     if args.profile:
         print(top_functions(args.profile.resolve()))
 
