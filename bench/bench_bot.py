@@ -80,7 +80,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
 from _procs import proc_status
 
-from testbed.procs import FRONT_DOOR, children, cpu_seconds
+from testbed.procs import FRONT_DOOR, children, cpu_seconds, waited_seconds
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 
@@ -320,22 +320,32 @@ def door_rss(bot: int) -> str:
 
 
 class DoorCpu:
-    """The CPU time the bot's front door process used over a `with` block (none where it has none)."""
+    """Over a `with` block: the CPU time the bot's front door process used (none where it has none), and how
+    long its threads and the bot's own waited, runnable, for a CPU (schedstat's run_delay: what priority
+    changes)."""
 
     def __init__(self, bot: int) -> None:
+        self.bot = bot
         self.doors = children(bot, FRONT_DOOR)
-        self.used = 0.0
+        self.used = self.door_waited = self.bot_waited = 0.0
 
     def __enter__(self) -> DoorCpu:
         self.used = -sum(cpu_seconds(pid) for pid in self.doors)
+        self.door_waited = -sum(waited_seconds(pid) for pid in self.doors)
+        self.bot_waited = -waited_seconds(self.bot)
         return self
 
     def __exit__(self, *_: object) -> None:
         self.used += sum(cpu_seconds(pid) for pid in self.doors)
+        self.door_waited += sum(waited_seconds(pid) for pid in self.doors)
+        self.bot_waited += waited_seconds(self.bot)
 
     def said(self, measured: Measured) -> str:
         acks = len(measured.acks) + len(measured.run_acks)
-        return f" (its CPU over the load: {self.used:.2f} s, {ms(self.used / acks)} per ack)" if self.doors and acks else ""
+        if not (self.doors and acks):
+            return ""
+        return (f" (its CPU over the load: {self.used:.2f} s, {ms(self.used / acks)} per ack; waited for a CPU "
+                f"{ms(self.door_waited / acks)} per ack; the bot's threads waited {self.bot_waited:.2f} s in all)")
 
 
 def top_functions(stats_file: Path, count: int = 25) -> str:
@@ -360,6 +370,7 @@ class BotRun:
     rss: str
     outcomes: str
     fresh: str  # how the wait for fresh metrics before the load went
+    waited: str  # the front door's wait for a CPU per ack, the bot's threads' in all (over the load)
 
 
 async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
@@ -405,7 +416,9 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         code = await bot.stop()
     rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
-    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh)
+    acks = len(measured.acks) + len(measured.run_acks)
+    waited = f"{ms(door_cpu.door_waited / acks)} / {door_cpu.bot_waited:.1f} s" if door_cpu.doors else "-"
+    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh, waited)
 
 
 async def fresh_metrics(sender: SlackSender, slack: FakeSlack, timeout_s: float) -> str:
@@ -431,9 +444,9 @@ def summary(runs: Sequence[BotRun]) -> str:
         load = m.load_before.split("load ")[1].split(",")[0]
         refused = f"{m.refused_stale} of {len(m.run_lines)}" if m.run_lines else "-"
         rows.append([run.label, ms(statistics.median(m.acks)), ms(percentile(m.acks, 0.99)), ms(max(m.acks)),
-                     ms(statistics.median(m.replies)) if m.replies else "-", refused, run.fresh, load])  # fmt: skip
-    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "runs refused stale",
-                  "before the load", "load before"], rows)  # fmt: skip
+                     ms(statistics.median(m.replies)) if m.replies else "-", run.waited, refused, run.fresh, load])  # fmt: skip
+    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "waited for a CPU: door per ack / bot",
+                  "runs refused stale", "before the load", "load before"], rows)  # fmt: skip
 
 
 async def testbed(args: argparse.Namespace) -> None:
