@@ -41,8 +41,10 @@ starts once `/gpu idle` counts 90 % of the fleet's idle pods and then, right bef
 while; a bot whose runs are refused "GPU metrics are stale" does less work than one whose runs go ahead:
 each bot's report says how many were refused, and how long it waited for fresh metrics; still stale after
 --timeout, the load goes anyway, and the report says so). Reported besides: the bot's RSS
-(settled before the load, after it, and its peak: VmHWM) and the load average; with --compare a summary
-table of every bot at the end, in the order they ran.
+(settled before the load, after it, and its peak: VmHWM), the front door process's CPU per ack, how long
+it and the bot's threads waited, runnable, for a CPU over the load (schedstat's run_delay: what
+bot_work_nice changes) and the load average; with --compare a summary table of every bot at the end, in
+the order they ran.
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
 own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
