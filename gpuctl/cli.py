@@ -158,7 +158,8 @@ Secrets come from GPUCTL_SLACK_BOT_TOKEN, GPUCTL_SLACK_SIGNING_SECRET (HTTP mode
 and GPUCTL_SLACK_APP_TOKEN (--socket-mode), or the config file; never from flags.
 The other flags but --no-bot, --no-executor and --socket-mode have a GPUCTL_*
 variable and a config file key (gpuctl/config.py).
-SIGTERM: no new runs, runs in progress finish, the Lease is vacated, exit 0.
+SIGTERM or Ctrl-C: no new runs, runs in progress finish, the Lease is vacated, exit 0
+(130 after Ctrl-C); a second signal stops at once.
 """
 
 

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
@@ -54,6 +53,7 @@ from gpuctl.config import Settings
 from gpuctl.errors import ConfigError
 from gpuctl.playbooks.loader import Catalog, load_catalog
 from gpuctl.playbooks.policy import Policy, load_policy
+from gpuctl.serve.signals import StopSignals
 from gpuctl.service import Cluster, open_cluster
 from gpuctl.sources.base import Source
 
@@ -263,23 +263,11 @@ async def running_bot(
 
 async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO, work_nice: int = 0) -> None:
     """Run the bot until SIGTERM (returns) or Ctrl-C (raises KeyboardInterrupt); one line on `out` once it serves.
-    `work_nice`: running_bot's.
 
-    The loop takes both signals itself and cancels the serving, so the bot shuts down in order either way
+    Either signal cancels the serving at once (gpuctl.serve.signals), so the bot shuts down in order
     (answers in flight are cancelled before the engine closes), also while it waits for the first data and
-    when it was started with SIGINT ignored (a background job)."""
-    loop, serving = asyncio.get_running_loop(), asyncio.current_task()
-    assert serving is not None
-    received: list[signal.Signals] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not received:
-            serving.cancel()
-        received.append(sig)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
+    when it was started with SIGINT ignored (a background job). `work_nice`: running_bot's."""
+    with StopSignals():
         async with running_bot(settings, socket_mode=socket_mode, work_nice=work_nice) as bot:
             try:  # the first data, briefly; an unreachable API server is said at its first refusal, not waited out
                 await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=True)
@@ -288,13 +276,3 @@ async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO, w
             out.write(f"gpuctl bot: serving on {bot.url}\n")
             out.flush()
             await asyncio.Event().wait()
-    except asyncio.CancelledError:
-        if not received:
-            raise
-        serving.uncancel()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    if signal.SIGINT in received:
-        raise KeyboardInterrupt
-

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import socket
 import sys
 import uuid
@@ -131,19 +130,20 @@ def run_playbook_command(args: argparse.Namespace, settings: Settings, *, out: T
 
 
 def run_executor_command(args: argparse.Namespace, settings: Settings) -> int:
-    """`gpuctl executor`: runs until interrupted."""
+    """`gpuctl executor`: runs until SIGTERM or SIGINT (runs in progress finish; a second signal stops at once)."""
     from gpuctl.playbooks.executor import Executor
     from gpuctl.playbooks.leader import Election
     from gpuctl.playbooks.service import open_engine
     from gpuctl.serve.replica import replica_name
+    from gpuctl.serve.signals import StopSignals
 
     name = replica_name(settings)  # a pod's name: stable across container restarts
 
     async def serve() -> None:
         async with open_engine(settings, host=name) as engine:
             executor = Executor(engine, name=name, election=Election.of(settings))
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, executor.stop)
-            await executor.run()
+            with StopSignals(executor.stop):  # the first winds down, a second stops at once
+                await executor.run()
 
     asyncio.run(serve())
     return 0

@@ -14,11 +14,13 @@ node wait until a view asks.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_not
 
-from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot
+from gpuctl.model import Gpu, GpuPod, NamespaceUsage, Node, Pool, Snapshot, gpu_place
 from gpuctl.query.filter import Facets, Filter
 
 # The readings views colour and average by, in the order of `NodeStats.sums`.
@@ -36,7 +38,7 @@ class NodeStats:
     sums: tuple[tuple[float, int], ...] = ((0.0, 0),) * len(READINGS)
 
 
-_PLACE = attrgetter("node", "index", "mig_instance")
+_POD = attrgetter("pod")
 _IDLE = attrgetter("idle")
 
 
@@ -53,17 +55,21 @@ class FleetIndex:
     `previous`: the index of the snapshot before it, if there is one. When the new
     snapshot lists the same GPUs in the same order (a metrics refresh: every reading
     moved, no GPU came or went), the GPU keys and the grouping by node are taken
-    from it instead of being worked out again."""
+    from it instead of being worked out again. `same_gpus`: the caller knows that
+    it does (`Changes.same_gpus` of the update from `previous`'s snapshot to this
+    one), so the GPUs' places are not even read to compare them."""
 
-    def __init__(self, snapshot: Snapshot, previous: FleetIndex | None = None) -> None:
+    def __init__(self, snapshot: Snapshot, previous: FleetIndex | None = None, *, same_gpus: bool = False) -> None:
         self.snapshot = snapshot
         self.nodes: dict[str, Node] = {n.name: n for n in snapshot.nodes}
         self.pools: dict[str, Pool] = {p.name: p for p in snapshot.pools}
         self.namespaces: dict[str, NamespaceUsage] = {n.name: n for n in snapshot.namespaces}
         listed = snapshot.gpus
-        # (node, index, MIG instance) of each GPU, read in C: what a key is made of, at a fraction of its cost.
-        self._places: list[tuple[str, int, int | None]] = list(map(_PLACE, listed))
-        runs = previous._runs if previous is not None and previous._places == self._places else None
+        # Each GPU's place: what its key is made of (the places of `previous`'s GPUs when the caller says they are the same).
+        places = previous._places if previous is not None and same_gpus else list(map(gpu_place, listed))
+        self._places: list[tuple[str, int, int | None]] = places
+        runs = previous._runs if previous is not None and (places is previous._places or places == previous._places) else None
+        kept = runs is not None  # the snapshot's GPU keys are those of `previous`'s
         if runs is not None and previous is not None:
             self._places = previous._places  # equal: keep one list (12,500 tuples) for the indexes that follow
             self.snapshot_keys: list[str] = previous.snapshot_keys  # the key of each of snapshot.gpus, in its order
@@ -73,29 +79,31 @@ class FleetIndex:
         # Where each node's GPUs lie in snapshot.gpus, when every node's lie together and in order (else None).
         self._runs: list[tuple[str, int, int]] | None = runs
         self.gpus: dict[str, Gpu] = dict(zip(self.snapshot_keys, listed))
-        # A metrics refresh moves every GPU: count them in as few passes as will do.
-        self.allocated = sum(1 for g in listed if g.pod is not None)  # GPUs of the snapshot a pod holds
-        self.idle = sum(map(_IDLE, listed))  # GPUs of the snapshot flagged idle (only a held GPU is)
+        # GPUs of the snapshot a pod holds, and those flagged idle: a metrics refresh moves every GPU.
+        self.allocated, self.idle = held_and_idle(listed)
         # A node that advertises GPUs but has no metrics still gets cells (shown
         # as "no data"), so a dead exporter is visible instead of a hole.
+        placeholder_keys: list[str] = []
+        pools: dict[str, set[str]] = defaultdict(set)  # pool -> its nodes, and the nodes of its GPUs
         for n in snapshot.nodes:
+            pools[n.pool].add(n.name)
             if n.name not in by_node and n.gpu_allocatable > 0:
                 placeholders = by_node[n.name] = []
                 for i in range(n.gpu_allocatable):
                     g = Gpu(node=n.name, pool=n.pool, index=i, model=n.gpu_model)
                     self.gpus[g.key] = g
                     placeholders.append(g)
+                    placeholder_keys.append(g.key)
         self.gpus_by_node: dict[str, list[Gpu]] = by_node
-        pools: dict[str, set[str]] = defaultdict(set)
-        for node in snapshot.nodes:
-            pools[node.pool].add(node.name)
         for name, gs in self.gpus_by_node.items():
             pools[gs[0].pool].add(name)
         self.nodes_by_pool: dict[str, list[str]] = {p: sorted(ns) for p, ns in sorted(pools.items())}
         self._stats: dict[str, NodeStats] = {}  # per node, worked out when first asked for (stats)
         # What a layout of every GPU depends on: the very set of the index before when the keys are the
-        # same, so a view comparing layouts compares it in no time.
-        if previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(self.gpus):
+        # same, so a view comparing layouts compares it in no time (when the snapshot's keys were kept,
+        # only the placeholders' need looking up: as many keys, all in the set before, are that set).
+        fresh_keys = placeholder_keys if kept else self.gpus
+        if previous is not None and len(self.gpus) == len(previous.gpu_keys) and previous.gpu_keys.issuperset(fresh_keys):
             self.gpu_keys: frozenset[str] = previous.gpu_keys
         else:
             self.gpu_keys = frozenset(self.gpus)
@@ -206,6 +214,11 @@ def totals(snapshot: Snapshot) -> Totals:
 def idle_holders(snapshot: Snapshot) -> list[GpuPod]:
     """Pods whose GPUs are idle, the most idle GPU-time first (idle for x GPUs held), then by key."""
     return sorted((p for p in snapshot.pods if p.idle), key=lambda p: (-(p.idle_for_s or 0) * p.gpus_total, p.key))
+
+
+def held_and_idle(gpus: Sequence[Gpu]) -> tuple[int, int]:
+    """(GPUs a pod holds, GPUs flagged idle: only a held GPU is) among `gpus`, each counted in C."""
+    return sum(map(is_not, map(_POD, gpus), repeat(None))), sum(map(_IDLE, gpus))
 
 
 def _group(listed: tuple[Gpu, ...]) -> tuple[list[str], dict[str, list[Gpu]], list[tuple[str, int, int]] | None]:

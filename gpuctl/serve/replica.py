@@ -10,8 +10,8 @@ Alertmanager retries and the retry may reach the leader. With the executor off
 no election takes place and the bot handles alerts itself, as `gpuctl bot
 serve` does (run such a process as one replica).
 
-SIGTERM: no new runs; the leader keeps its Lease while the runs in progress
-finish, vacates it, then the bot stops. kill -9: the Lease expires after
+SIGTERM (or Ctrl-C): no new runs; the leader keeps its Lease while the runs in
+progress finish, vacates it, then the bot stops; a second signal stops at once. kill -9: the Lease expires after
 leader_lease_s and another replica takes over; the run the dead leader was
 executing is marked Interrupted by the new leader once its target Leases
 expire (lock_lease_s), and never executed again.
@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from typing import TYPE_CHECKING, TextIO
 
 from gpuctl.config import Settings
 from gpuctl.serve.health import ReplicaState, serving_health
+from gpuctl.serve.signals import StopSignals
 
 if TYPE_CHECKING:
     from gpuctl.bot.server import AlertsGate
@@ -51,7 +51,8 @@ async def serve(
     registry: Registry | None = None,
     work_nice: int = 0,
 ) -> None:
-    """Run a replica until SIGTERM (then wind down) or cancellation; one line on `out` once it serves.
+    """Run a replica until SIGTERM or SIGINT (then wind down; a second one stops at once: see StopSignals) or
+    cancellation; one line on `out` once it serves.
 
     `registry` replaces the playbooks' logic (tests); `work_nice` is the bot's (gpuctl.bot.server.running_bot)."""
     from gpuctl.bot.lazy_engine import LazyEngine
@@ -63,11 +64,9 @@ async def serve(
     state = ReplicaState(name := replica_name(settings), bot_on=bot, executor_on=executor)
     election = Election.of(settings)  # checked before anything starts
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
         health = await stack.enter_async_context(serving_health(state, settings.bot_host, settings.health_port))
-        loop.add_signal_handler(signal.SIGTERM, stopping.set)
-        stack.callback(loop.remove_signal_handler, signal.SIGTERM)
+        stack.enter_context(StopSignals(stopping.set))  # the first winds down, a second stops at once
         if bot:
             gate = _follower_gate(state) if executor else None
             state.bot = await stack.enter_async_context(running_bot(settings, socket_mode=socket_mode, alerts_gate=gate,

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 HistoryAnswers = tuple[list[Any], list[Any]]  # last_busy, present_since (queries.py)
 
-# Quantities fetched on every refresh, in this order; then the freshness query.
+# Quantities fetched on every refresh, in this order, after the freshness query (see fetch).
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
 REFRESH_QUERIES = len(REFRESH_QUANTITIES) + 1
 HISTORY_QUERIES = 2
@@ -195,11 +195,13 @@ class PrometheusSource:
         Each answer is parsed in the thread that fetched it, and the readings merged in one
         more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
         answers' JSON is let go one by one, not held all at once). Every request is queued before
-        the first wait (so queries queued after this call starts go behind them)."""
+        the first wait (so queries queued after this call starts go behind them), the freshness query
+        first: it reads a window, the others one sample, so it is the longest, and queued last it would
+        start only when an instant query ended (MAX_IN_FLIGHT) and end the refresh alone."""
         self._parsing.submit(self._pods.next_refresh)  # before this refresh's answers, on their thread
         parse = partial(_parse_answer, pods=self._pods, identities={})  # one GpuIdentity per GPU for the refresh
-        sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
         freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
+        sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
         instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
         try:
             parsed, moving = await asyncio.gather(instants, self._moving(freshness))

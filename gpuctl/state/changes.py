@@ -4,7 +4,9 @@ The TUI redraws only the rows named here. Merging is a union: the changes
 A->B merged with B->C name every key that differs between A and C (and maybe a
 few that changed back), which is what a consumer that skipped B needs.
 
-Two ways to get the keys, with the same answer:
+Two ways to get the keys (and whether the GPUs are the same ones, in the same
+order: a metrics refresh moves every reading and no GPU, and a consumer that
+knows it can keep what it derived from the list of GPUs), with the same answer:
 
 * `diff(old, new)` compares every row of both snapshots (O(cluster); for any
   two snapshots);
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from gpuctl.model import Changes, Snapshot
+from gpuctl.model import Changes, Gpu, Snapshot, gpu_place
 from gpuctl.state.frozen import maker
 
 _make_changes = maker(Changes)
@@ -33,9 +35,17 @@ def changes(
     pods: frozenset[str] = EMPTY,
     namespaces: frozenset[str] = EMPTY,
     everything: bool = False,
+    same_gpus: bool = False,
 ) -> Changes:
     """`Changes(...)` without re-validating (and copying) thousands of keys."""
-    return _make_changes({"gpus": gpus, "nodes": nodes, "pods": pods, "namespaces": namespaces, "everything": everything})
+    return _make_changes(
+        {"gpus": gpus, "nodes": nodes, "pods": pods, "namespaces": namespaces, "everything": everything, "same_gpus": same_gpus}
+    )
+
+
+def same_gpus(old: Iterable[Gpu], new: Iterable[Gpu]) -> bool:
+    """Whether both list the same GPUs (node, index, MIG instance: what a key is made of) in the same order."""
+    return list(map(gpu_place, old)) == list(map(gpu_place, new))
 
 
 class _Keyed(Protocol):
@@ -97,6 +107,7 @@ def diff(old: Snapshot | None, new: Snapshot, *, everything: bool = False) -> Ch
         pods=_changed_keys(old.pods, new.pods),
         namespaces=_changed_keys(_names(old.namespaces), _names(new.namespaces)),
         everything=everything,
+        same_gpus=same_gpus(old.gpus, new.gpus),
     )
 
 
@@ -112,6 +123,7 @@ def merge(first: Changes, second: Changes) -> Changes:
         pods=first.pods | second.pods,
         namespaces=first.namespaces | second.namespaces,
         everything=first.everything or second.everything,
+        same_gpus=first.same_gpus and second.same_gpus,  # (not known when GPUs moved and moved back)
     )
 
 
@@ -123,13 +135,16 @@ class Delta:
     """The rows one join replaced: key -> the model it had before (None: the key is new).
 
     A key is here only if its row is a different object now (the join keeps the
-    old object whenever the new row would be equal to it).
+    old object whenever the new row would be equal to it). `gpus_moved`: a GPU
+    came, went or changed place in the snapshot's list of GPUs (when False, the
+    list names the same GPUs in the same order as before the join).
     """
 
     gpus: dict[str, Any] = field(default_factory=dict)
     nodes: dict[str, Any] = field(default_factory=dict)
     pods: dict[str, Any] = field(default_factory=dict)
     namespaces: dict[str, Any] = field(default_factory=dict)
+    gpus_moved: bool = False
 
     def __len__(self) -> int:
         return len(self.gpus) + len(self.nodes) + len(self.pods) + len(self.namespaces)
@@ -200,6 +215,8 @@ class ChangeLog:
         if start is None:
             return None
         steps = entries[start + 1 :]
+        # The joins between say when no GPU moved; when one did, it may have moved back: compare then.
+        same = not any(delta.gpus_moved for _, delta in steps) or same_gpus(old.gpus, new.gpus)
         if len(steps) == 1:
             # One join apart: it made a new object only for rows that differ (or came or went).
             only = steps[0][1]
@@ -211,6 +228,7 @@ class ChangeLog:
                 pods=frozenset(only.pods),
                 namespaces=frozenset(only.namespaces),
                 everything=everything,
+                same_gpus=same,
             )
         merged = Delta()
         for _, delta in steps:
@@ -235,6 +253,7 @@ class ChangeLog:
             pods=_moved(merged.pods, rows.pods),
             namespaces=_moved(merged.namespaces, rows.namespaces),
             everything=everything,
+            same_gpus=same,
         )
 
     def _drop_until(self, new: Snapshot) -> None:

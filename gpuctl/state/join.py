@@ -249,7 +249,7 @@ class Joiner:
             hosts = self._segments.keys() | self._samples.keys() | self._nodes.keys()
         if hosts:
             self._unmatched = frozenset(host for host in self._samples if host not in self._nodes)
-            self._remake_gpus(hosts, inputs, delta.gpus, gpu_pods, touched_pools, touched_nodes)
+            delta.gpus_moved = self._remake_gpus(hosts, inputs, delta.gpus, gpu_pods, touched_pools, touched_nodes)
         self._remake_nodes(touched_nodes, delta.nodes, touched_pools)
         if touched_pools:
             self._remake_pools(touched_pools)
@@ -355,16 +355,18 @@ class Joiner:
         gpu_pods: set[str],
         touched_pools: set[str],
         touched_nodes: set[str],
-    ) -> None:
-        """Remake the hosts' GPU rows; `gpu_pods` gets the pods holding a GPU there, before or now."""
+    ) -> bool:
+        """Remake the hosts' GPU rows; `gpu_pods` gets the pods holding a GPU there, before or now.
+
+        True when a GPU came, went or changed place in the list of GPUs (`Delta.gpus_moved`)."""
         segments, by_key = self._segments, self._gpu_by_key
-        moved = False
+        remade = placed = False
         for host in hosts:
             old = segments.get(host, _NO_SEGMENT)
             new, made = self._segment(host, inputs, old)
             if new is old:
                 continue
-            moved = True
+            remade = True
             if new.gpus:
                 segments[host] = new
             else:
@@ -377,6 +379,7 @@ class Joiner:
                 delta.setdefault(key, before)
                 by_key[key] = gpu
             if old.keys != new.keys:
+                placed = True
                 for key in set(old.keys).difference(new.keys):
                     delta.setdefault(key, by_key.pop(key))
             # Pods holding a GPU here before or now: remade, and kept if equal (cheaper than finding which).
@@ -396,9 +399,10 @@ class Joiner:
                         del self._pod_hosts[pod_key]
                 for pod_key in new.held.keys() - old.held.keys():
                     self._pod_hosts.setdefault(pod_key, set()).add(host)
-        if moved:
+        if remade:
             self._hosts = sorted(segments)
             self._gpus = tuple(chain.from_iterable(segments[h].gpus for h in self._hosts))
+        return placed
 
     def _segment(self, host: str, inputs: JoinInputs, old: _Segment) -> tuple[_Segment, list[tuple[str, Gpu | None, Gpu]]]:
         """The host's GPU rows, and (key, old row, new row) for each row that is a new object.

@@ -225,7 +225,7 @@ class GpuctlApp(App[int]):
         try:
             async for update in feed:
                 received = time.perf_counter()
-                index, sample = await self._indexer.run(self._index, update.snapshot, index)
+                index, sample = await self._indexer.run(self._index, update, index)
                 self.apply_update(update, index, sample=sample, received=received)
         except ConfigError as exc:
             if number == 1 and self.updates_applied == 0:
@@ -250,12 +250,13 @@ class GpuctlApp(App[int]):
             self.notify(error, title=f"cannot open {self.context or 'the cluster'}", severity="error", timeout=10)
         self._show_status()
 
-    def _index(self, snapshot: Snapshot, previous: FleetIndex | None) -> tuple[FleetIndex, array[int] | None]:
-        """In the indexing thread: the snapshot's FleetIndex (built on the one before it), and the
-        history's sample of it when it is a metrics refresh (a stale answer only moves that work to
-        `record`, on the loop)."""
+    def _index(self, update: Update, previous: FleetIndex | None) -> tuple[FleetIndex, array[int] | None]:
+        """In the indexing thread: the snapshot's FleetIndex (built on the one before it, the index of
+        the update before), and the history's sample of it when it is a metrics refresh (a stale
+        answer only moves that work to `record`, on the loop)."""
+        snapshot = update.snapshot
         sample = UtilHistory.sample_of(snapshot) if self.history.wants(snapshot) else None
-        index = FleetIndex(snapshot, previous)
+        index = FleetIndex(snapshot, previous, same_gpus=update.changes.same_gpus)
         # What the view on screen reads of every node or pod: worked out here, not on the loop.
         if self._shown_tab == "nodes":
             index.sum_every_node()

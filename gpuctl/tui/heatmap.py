@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from itertools import chain
 from operator import attrgetter
 from typing import ClassVar
 
@@ -28,7 +29,7 @@ from textual.style import Style as VisualStyle
 
 from gpuctl.model import Changes, Gpu
 from gpuctl.query.filter import Filter
-from gpuctl.query.fleet import FleetIndex
+from gpuctl.query.fleet import FleetIndex, held_and_idle
 from gpuctl.render.format import short_model
 from gpuctl.tui.empty import empty_reason
 from gpuctl.tui.heatmap_layout import POOL_PREFIX, Layout, Line, build_layout
@@ -228,22 +229,15 @@ class Heatmap(ScrollView, can_focus=True):
         return text
 
     def _sum_shown(self, names: Iterable[str], metric: Metric) -> tuple[int, int, int, float, int]:
-        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' GPUs shown."""
-        read = attrgetter(METRIC_READING[metric])  # Gpu.mem_used_pct is a property: attrgetter reads it too
+        """(GPUs, allocated, idle, sum of the metric, GPUs with it) over the nodes' GPUs shown.
+
+        A pass in C per figure: a pool header on screen sums thousands of GPUs after every metrics refresh."""
         shown = self._visible
-        gpus = alloc = idle = measured = 0
-        total = 0.0
-        for n in names:
-            cells = shown.get(n, ())
-            gpus += len(cells)
-            for g in cells:
-                if g.pod is not None:
-                    alloc += 1
-                    idle += g.idle
-                if (v := read(g)) is not None:
-                    total += v
-                    measured += 1
-        return gpus, alloc, idle, total, measured
+        gpus = list(chain.from_iterable(shown.get(n, ()) for n in names))
+        values = list(map(attrgetter(METRIC_READING[metric]), gpus))  # Gpu.mem_used_pct is a property: read too
+        alloc, idle = held_and_idle(gpus)
+        # filter(None, ...) drops the zeros with the Nones: they add nothing to the sum.
+        return len(gpus), alloc, idle, sum(filter(None, values)), len(values) - values.count(None)
 
     def _relayout(self, force: bool = False) -> bool:
         """Rebuild the layout when its inputs changed; True when it did."""

@@ -101,6 +101,10 @@ def test_an_index_built_on_the_one_before_is_the_index_built_anew() -> None:
     _same_index(reused, FleetIndex(moved))
     assert reused.snapshot_keys is before.snapshot_keys and reused.gpu_keys is before.gpu_keys  # taken over, not redone
     assert all(a is b for a, b in zip(reused.gpus.values(), moved.gpus, strict=False))  # the new readings
+    # Told that the GPUs are the same (Changes.same_gpus), it takes them over without comparing.
+    told = FleetIndex(moved, before, same_gpus=True)
+    _same_index(told, FleetIndex(moved))
+    assert told.snapshot_keys is before.snapshot_keys and told.gpu_keys is before.gpu_keys
     # A GPU gone, a GPU come, the order changed: each is worked out anew.
     for gpus in (snap.gpus[1:], (*snap.gpus, snap.gpus[0].model_copy(update={"index": 99})), tuple(reversed(snap.gpus))):
         changed = snap.model_copy(update={"gpus": gpus})

@@ -214,14 +214,15 @@ async def test_a_one_shot_answer_queues_the_history_ahead_of_the_refresh_a_live_
         plan = source.history
         history = [queries.last_busy(source.idle_threshold_pct, plan.lookback_s, plan.step_s),
                    queries.present_since(source.idle_threshold_pct, plan.lookback_s, plan.presence_step_s, plan.gap_s)]
-        refresh = [*(queries.instant(q) for q in REFRESH_QUANTITIES), queries.freshness(source.stale_window_s)]
+        refresh = [queries.freshness(source.stale_window_s), *(queries.instant(q) for q in REFRESH_QUANTITIES)]
         store = ClusterStore(clock=lambda: T0)
         async with running(source, store):
             try:
                 expected = history + refresh if history_first else refresh
                 await poll(lambda: len(source.queued), lambda n: n == len(expected), timeout_s=10, interval_s=0.01,
                            what="every query queued")
-                # A one-shot answer waits for both: the longest first. A live view asks for the readings alone
+                # A one-shot answer waits for both: the longest first (and in the refresh, the freshness query,
+                # which reads a window). A live view asks for the readings alone
                 # (the history once they are in: the next test), and says the history is pending meanwhile.
                 assert source.queued == expected
                 assert store.snapshot().metrics.history_pending

@@ -50,17 +50,23 @@ def test_busy_threshold_uses_each_generations_raw_unit() -> None:
 
 def test_functions_never_see_two_metric_names_at_once() -> None:
     # timestamp()/changes() drop the name: each name is tagged before names are combined.
-    for q in (queries.last_busy(5, 1860, 15), queries.present_since(5, 1860, 15, 300), queries.freshness(120)):
+    for q in (queries.last_busy(5, 1860, 15), queries.present_since(5, 1860, 15, 300)):
         assert "__name__=~" not in q
         for name in re.findall(r"(DCGM_\w+)[\[{]", q):
             assert 'label_replace(' in q and f'"{queries.NAME_LABEL}", "{name}"' in q
 
 
-def test_the_freshness_query_covers_the_values_that_move_on_a_live_gpu() -> None:
+def test_the_freshness_query_covers_the_values_that_move_on_a_live_gpu_one_name_per_sum() -> None:
     q = queries.freshness(120)
     names = {m.name for m in METRICS if m.quantity in queries.LIVENESS}
-    assert set(re.findall(r"changes\((DCGM_\w+)\[120s\]\)", q)) == names
-    assert q.startswith("sum by (Hostname, hostname, gpu, GPU_I_ID) (")
+    key = "sum by (Hostname, hostname, gpu, GPU_I_ID) "
+    parts = q.split(" or ")
+    # each name's changes summed per GPU on their own (the sum drops the name), only GPUs that moved kept
+    assert [re.fullmatch(re.escape(key) + r"\(changes\((DCGM_\w+)\[120s\]\)\) > 0", p) is not None for p in parts] == [
+        True
+    ] * len(parts)
+    assert {re.search(r"changes\((DCGM_\w+)", p).group(1) for p in parts} == names  # type: ignore[union-attr]
+    assert "__name__=~" not in q
 
 
 @pytest.mark.parametrize(

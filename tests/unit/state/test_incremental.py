@@ -443,6 +443,26 @@ def test_a_metrics_batch_leaves_nodes_alone_and_reuses_equal_rows() -> None:
     assert changes == diff(before, after) and changes.gpus == {"n2/0", "n2/1"} and not changes.nodes
 
 
+def test_changes_say_whether_the_gpus_are_the_same_ones_in_the_same_order() -> None:
+    _, store = _store()
+    first = store.snapshot()
+    store.apply_metrics(batch(1, sample("n1", 0, 60.0, "ml/a"), sample("n2", 0, 2.0, "ml/b"), sample("n2", 1, 70.0, "cv/c")))
+    refreshed = store.snapshot()
+    changes = store.changes(first, refreshed)
+    assert changes.same_gpus and len(changes.gpus) == 3 and changes == diff(first, refreshed)  # every reading, no GPU
+    nodes = list(store.records(Kind.NODE).values())
+    store.replace(Kind.NODE, [*nodes, node("n0", 1)])  # a node with a GPU, listed first
+    store.snapshot()  # taken by someone else: the hub never sees it
+    store.replace(Kind.NODE, nodes)  # and gone again
+    back = store.snapshot()
+    changes = store.changes(refreshed, back)  # across both joins: the same GPUs as before
+    assert changes.same_gpus and changes == diff(refreshed, back)
+    store.replace(Kind.NODE, [*nodes, node("n0", 1)])
+    grown = store.snapshot()
+    changes = store.changes(back, grown)
+    assert not changes.same_gpus and changes == diff(back, grown) and grown.gpus[0].key == "n0/0"
+
+
 def test_changes_across_skipped_snapshots_leave_out_what_changed_back() -> None:
     _clock, store = _store()
     first = store.snapshot()
