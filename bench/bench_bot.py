@@ -36,8 +36,15 @@ integration tests use it; no approval) in any namespace and RBAC lets evict
 everywhere: each run evicts idle pods through the real Eviction API, TARGET
 `pods=` five idle pods of one namespace (by the fleet's behaviours), no pod in
 two runs, the namespaces in turn. The load
-starts once `/gpu idle` counts 90 % of the fleet's idle pods. Reported besides: the bot's RSS
-(settled before the load, after it, and its peak: VmHWM) and the load average.
+starts once `/gpu idle` counts 90 % of the fleet's idle pods and then, right before it, once
+`/gpu status` answers have not said "metrics are stale" for 30 s (a CPU-starved bed's Prometheus falls behind for a
+while; a bot whose runs are refused "GPU metrics are stale" does less work than one whose runs go ahead:
+each bot's report says how many were refused, and how long it waited for fresh metrics; still stale after
+--timeout, the load goes anyway, and the report says so). Reported besides: the bot's RSS
+(settled before the load, after it, and its peak: VmHWM), the front door process's CPU per ack, how long
+it and the bot's threads waited, runnable, for a CPU over the load (schedstat's run_delay: what
+bot_work_nice changes) and the load average; with --compare a summary table of every bot at the end, in
+the order they ran.
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
 own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
@@ -75,7 +82,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
 from _procs import proc_status
 
-from testbed.procs import FRONT_DOOR, children, cpu_seconds
+from testbed.procs import FRONT_DOOR, children, cpu_seconds, waited_seconds
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from testbed.waiting import poll
 
@@ -93,7 +100,11 @@ REPLY_TIMEOUT_S = 300.0
 RUN_PODS = 5  # pods per run (max_pods)
 # The load waits until the bot sees this share of the fleet's idle pods idle: "some" was not enough at 10,000
 # pods (the first bot's runs named pods whose streaks had not reached the window yet: all "not submitted").
-IDLE_SEEN = 0.9  # gpuctl's namespace on the test bed: PlaybookRuns and Leases
+IDLE_SEEN = 0.9
+STALE = "metrics are stale"  # in an answer while the bot's metrics are (gpuctl.bot.answers)
+# Fresh once was not enough: at full scale the bed's Prometheus fell behind again during the load (both first
+# bots of a run had every run refused). Two of its 15 s scrapes.
+FRESH_FOR_S = 30.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -163,6 +174,11 @@ class Measured:
     load_before: str = ""
     load_after: str = ""
 
+    @property
+    def refused_stale(self) -> int:
+        """Runs the bot refused because its GPU metrics were stale (planned nothing, evicted nothing)."""
+        return sum(1 for line in self.run_lines if "GPU metrics are stale" in line)
+
 
 async def drive(url: str, args: argparse.Namespace, targets: Sequence[str], *, playbook: str, idle_for: str) -> Measured:
     """The load child against the bot at `url`: acks and reply latencies, the load average before and after."""
@@ -201,6 +217,8 @@ def report(m: Measured, *, fleet: str, rss: str, outcomes: str) -> None:
     print(table(["", "n", "p50", "p99", "max"], rows))
     print(f"RSS: {rss}")
     print(f"runs by outcome: {outcomes}")
+    if m.run_lines:
+        print(f"runs refused as stale: {m.refused_stale} of {len(m.run_lines)}")
 
 
 # -- the demo, in this process ------------------------------------------------------------------
@@ -307,22 +325,32 @@ def door_rss(bot: int) -> str:
 
 
 class DoorCpu:
-    """The CPU time the bot's front door process used over a `with` block (none where it has none)."""
+    """Over a `with` block: the CPU time the bot's front door process used (none where it has none), and how
+    long its threads and the bot's own waited, runnable, for a CPU (schedstat's run_delay: what priority
+    changes)."""
 
     def __init__(self, bot: int) -> None:
+        self.bot = bot
         self.doors = children(bot, FRONT_DOOR)
-        self.used = 0.0
+        self.used = self.door_waited = self.bot_waited = 0.0
 
     def __enter__(self) -> DoorCpu:
         self.used = -sum(cpu_seconds(pid) for pid in self.doors)
+        self.door_waited = -sum(waited_seconds(pid) for pid in self.doors)
+        self.bot_waited = -waited_seconds(self.bot)
         return self
 
     def __exit__(self, *_: object) -> None:
         self.used += sum(cpu_seconds(pid) for pid in self.doors)
+        self.door_waited += sum(waited_seconds(pid) for pid in self.doors)
+        self.bot_waited += waited_seconds(self.bot)
 
     def said(self, measured: Measured) -> str:
         acks = len(measured.acks) + len(measured.run_acks)
-        return f" (its CPU over the load: {self.used:.2f} s, {ms(self.used / acks)} per ack)" if self.doors and acks else ""
+        if not (self.doors and acks):
+            return ""
+        return (f" (its CPU over the load: {self.used:.2f} s, {ms(self.used / acks)} per ack; waited for a CPU "
+                f"{ms(self.door_waited / acks)} per ack; the bot's threads waited {self.bot_waited:.2f} s in all)")
 
 
 def top_functions(stats_file: Path, count: int = 25) -> str:
@@ -346,6 +374,8 @@ class BotRun:
     ready_s: float
     rss: str
     outcomes: str
+    fresh: str  # how the wait for fresh metrics before the load went
+    waited: str  # the front door's wait for a CPU per ack, the bot's threads' in all (over the load)
 
 
 async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
@@ -372,8 +402,10 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         if targets:  # the idle window must pass over Prometheus's readings first, for (nearly) every idle pod
             await poll(idle_pods, lambda n: n >= IDLE_SEEN * idle_expected, timeout_s=args.timeout, interval_s=5,
                        what=f"the bot to see {IDLE_SEEN:.0%} of the fleet's {idle_expected} idle pods")  # fmt: skip
+        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn", flush=True)
+        fresh = await fresh_metrics(sender, slack, args.timeout)
         settled = bot.status()
-        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn; the load starts", flush=True)
+        print(f"# {checkout.label}: {fresh}; the load starts", flush=True)
         if profile:
             bot.signal(signal.SIGUSR1)
         with DoorCpu(bot.proc.pid) as door_cpu:
@@ -389,7 +421,44 @@ async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url
         code = await bot.stop()
     rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
-    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none")
+    acks = len(measured.acks) + len(measured.run_acks)
+    waited = f"{ms(door_cpu.door_waited / acks)} / {door_cpu.bot_waited:.1f} s" if door_cpu.doors else "-"
+    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh, waited)
+
+
+async def fresh_metrics(sender: SlackSender, slack: FakeSlack, timeout_s: float) -> str:
+    """Wait until the bot's `/gpu status` has not said its metrics are stale for FRESH_FOR_S (at most
+    `timeout_s`); how it went."""
+    started = time.monotonic()
+    fresh_since: float | None = None
+
+    async def fresh_for() -> float:
+        nonlocal fresh_since
+        sent = await sender.command("status", user_id=USER)
+        stale = STALE in blocks_text(await slack.wait_for_response(sent.response_id, timeout_s=60))
+        now = time.monotonic()
+        fresh_since = None if stale else fresh_since or now
+        return 0.0 if fresh_since is None else now - fresh_since
+
+    try:
+        await poll(fresh_for, lambda s: s >= FRESH_FOR_S, timeout_s=timeout_s, interval_s=2,
+                   what=f"the bot's metrics fresh for {FRESH_FOR_S:g} s")  # fmt: skip
+    except TimeoutError:
+        return f"metrics not fresh for {FRESH_FOR_S:g} s within {timeout_s:.0f} s: measured anyway"
+    return f"metrics fresh for {FRESH_FOR_S:g} s, {time.monotonic() - started:.1f} s after the wait began"
+
+
+def summary(runs: Sequence[BotRun]) -> str:
+    """One row per bot, in the order they ran: what a --compare reads side by side."""
+    rows = []
+    for run in runs:
+        m = run.measured
+        load = m.load_before.split("load ")[1].split(",")[0]
+        refused = f"{m.refused_stale} of {len(m.run_lines)}" if m.run_lines else "-"
+        rows.append([run.label, ms(statistics.median(m.acks)), ms(percentile(m.acks, 0.99)), ms(max(m.acks)),
+                     ms(statistics.median(m.replies)) if m.replies else "-", run.waited, refused, run.fresh, load])  # fmt: skip
+    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "waited for a CPU: door per ack / bot",
+                  "runs refused stale", "before the load", "load before"], rows)  # fmt: skip
 
 
 async def testbed(args: argparse.Namespace) -> None:
@@ -439,6 +508,8 @@ async def testbed(args: argparse.Namespace) -> None:
         report(run.measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every "
                                    f"{scrape_s:g} s; {bed.setup_line(scrape_s)}; the bot ready {run.ready_s:.1f} s after "
                                    f"spawn, refresh {args.refresh:g} s", rss=run.rss, outcomes=run.outcomes)  # fmt: skip
+    if len(runs) > 1:
+        print(f"\n## every bot, in the order they ran\n{summary(runs)}")
     if args.profile:
         print(top_functions(args.profile.resolve()))
 

@@ -319,7 +319,7 @@ def main(
             from gpuctl.service import tune_switching
 
             tune_switching()
-            asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out))
+            asyncio.run(serve(settings, socket_mode=args.socket_mode, out=out, work_nice=settings.bot_work_nice))
             return EXIT_OK
         if args.command == "serve":
             from gpuctl.serve.replica import serve as serve_replica
@@ -329,7 +329,7 @@ def main(
                 raise ConfigError("--no-bot and --no-executor leave nothing to serve")
             tune_switching()
             asyncio.run(serve_replica(settings, bot=args.bot, executor=args.executor, socket_mode=args.socket_mode,
-                                      out=out, registry=registry))  # fmt: skip
+                                      out=out, registry=registry, work_nice=settings.bot_work_nice))  # fmt: skip
             return EXIT_OK
         return run_top(settings)
     except ConfigError as e:

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(None, description="Slack Web API base URL (default https://slack.com/api/)")
     bot_host: str = Field("0.0.0.0", min_length=1, description="address the bot's HTTP server listens on")
     bot_port: int = Field(3000, ge=0, le=65535, description="port of the bot's HTTP server (0: any free port)")
+    bot_work_nice: int = Field(
+        5, ge=0, le=19,
+        description="over HTTP, the nice value the bot's work (answers, watches, refreshes, the engine) runs at, below "
+                    "its front door process's acks (which keep the starting priority); 0: no change",
+    )  # fmt: skip
     slack_identity_map: Path | None = Field(
         None, description="YAML file mapping Slack users and user groups to Kubernetes users and groups"
     )

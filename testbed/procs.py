@@ -43,3 +43,15 @@ def cpu_seconds(pid: int) -> float:
     """The CPU time `pid` has used so far (user + system), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def waited_seconds(pid: int) -> float:
+    """How long `pid`'s threads have waited, runnable, for a CPU so far (/proc/PID/task/*/schedstat's run_delay;
+    threads that ended are not counted)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except OSError:  # ended meanwhile
+            continue
+    return total / 1e9

@@ -16,5 +16,5 @@
     app          the slack-bolt AsyncApp (acks, retry dedupe) and the work after an ack;  server  HTTP routes,
                  Socket Mode, start/stop
     front_door   the HTTP front door in a process of its own (door_process): acks beside, not behind, the
-                 main process's work
+                 main process's work (which `gpuctl bot serve` runs at bot_work_nice, below the door)
 """

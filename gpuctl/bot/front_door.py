@@ -18,6 +18,12 @@ its own is logged and replaced after a second (doubling to 30 s while starting f
 here, so connections wait in its backlog meanwhile, and the bot's state (cluster, engine, runs in flight)
 lives on. What the dead child had seen for skip_repeats dies with it; `AfterAck` keeps the keys of the work
 it took, so a retry of a request whose Tally came but whose ack did not get out is still not acted on twice.
+
+`work_nice` (the bot_work_nice setting, passed by the CLI's entry points): once the child serves, every
+thread of this process is lowered to that nice (gpuctl.priority), so on a busy machine the child's acks
+run before this process's work (answers, watches, refreshes, the engine). Children are started from a
+thread kept at the first priority (a process starts with its creating thread's nice, and a lowered thread
+cannot go back), so a restarted child has it too.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +44,7 @@ from pydantic import BaseModel
 
 import gpuctl
 from gpuctl.bot.app import Tally
+from gpuctl.priority import Kept, lower_threads
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +91,12 @@ async def served_here(app: web.Application, listener: socket.socket) -> AsyncIte
 
 @contextlib.asynccontextmanager
 async def front_door(routes: web.Application, listener: socket.socket, *, signing_secret: str,
-                     take: Callable[[Tally], None]) -> AsyncIterator[None]:  # fmt: skip
+                     take: Callable[[Tally], None], work_nice: int = 0) -> AsyncIterator[None]:  # fmt: skip
     """Serve Slack's requests on `listener` from a child process and relay the others to `routes`, until exit.
 
     Returns once the child serves (RuntimeError if it could not start). `take` gets each request's Tally on
-    this loop, in the order the child acked them."""
+    this loop, in the order the child acked them. `work_nice` > 0: this process's threads are lowered to it
+    then (for good: process-wide, so only entry points ask); the child keeps this thread's priority."""
     with tempfile.TemporaryDirectory(prefix="gpuctl-bot-") as private:  # mkdtemp: 0700, this user's only
         upstream = os.path.join(private, "routes.sock")
         async with served_here(routes, _unix_listener(upstream)):
@@ -95,9 +104,20 @@ async def front_door(routes: web.Application, listener: socket.socket, *, signin
             door = _Door(listener, config, take)
             await door.start()
             try:
+                if work_nice > 0:
+                    _lower(work_nice, keep=door.spawner.tid)
                 yield
             finally:
                 await door.stop()
+
+
+def _lower(nice: int, *, keep: int) -> None:
+    try:
+        lowered = lower_threads(nice, keep={keep})
+    except PermissionError as e:  # a system that forbids it: the bot serves at one priority, as before
+        log.warning("could not lower the bot's work to nice %d (its front door's acks keep no priority over it): %s", nice, e)
+    else:
+        log.debug("the bot's work lowered to nice %d (%d threads); its front door process kept its priority", nice, lowered)
 
 
 def _unix_listener(path: str) -> socket.socket:
@@ -110,37 +130,44 @@ def _unix_listener(path: str) -> socket.socket:
 class _Child:
     """One front door process and our end of its socketpair."""
 
-    def __init__(self, process: asyncio.subprocess.Process, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.process = process
         self.reader = reader
         self.writer = writer
 
     @classmethod
-    async def start(cls, listener: socket.socket, config: DoorConfig) -> _Child:
+    async def start(cls, listener: socket.socket, config: DoorConfig, spawner: Kept) -> _Child:
+        """Started from `spawner`'s thread (its priority is the child's)."""
         ours, theirs = socket.socketpair()
         with theirs:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gpuctl.bot.door_process", str(listener.fileno()), str(theirs.fileno()),
-                pass_fds=(listener.fileno(), theirs.fileno()), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, env=_child_env(),  # its log goes to stderr, as ours
-            )  # fmt: skip
+            fds = (listener.fileno(), theirs.fileno())
+
+            def spawn() -> subprocess.Popen[bytes]:  # its log goes to stderr, as ours
+                return subprocess.Popen([sys.executable, "-m", "gpuctl.bot.door_process", *map(str, fds)], pass_fds=fds,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=_child_env())  # fmt: skip
+
+            process = await spawner.run(spawn)
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=LINE_LIMIT)
         child = cls(process, reader, writer)
         try:
             writer.write(config.model_dump_json().encode() + b"\n")
             first = await asyncio.wait_for(reader.readline(), START_TIMEOUT_S)
             if first != READY:
-                raise RuntimeError(f"the bot's front door process did not start (exit code {await process.wait()})")
+                raise RuntimeError(f"the bot's front door process did not start (exit code {await child.wait()})")
         except BaseException:
             await child.kill()
             raise
         return child
 
+    async def wait(self) -> int:
+        """Its exit code, once it ended (waited for on a thread of the loop's executor)."""
+        return await asyncio.to_thread(self.process.wait)
+
     async def kill(self) -> None:
         self.writer.close()
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
-        await self.process.wait()
+        await self.wait()
 
 
 def _child_env() -> dict[str, str]:
@@ -161,16 +188,21 @@ class _Door:
         self.stopping = False
         self.child: _Child | None = None
         self.supervisor: asyncio.Task[None] | None = None
+        self.spawner = Kept("gpuctl-bot-door-spawner")  # started now: before anything lowers this process
 
     async def start(self) -> None:
-        self.child = await _Child.start(self.listener, self.config)
+        try:
+            self.child = await _Child.start(self.listener, self.config, self.spawner)
+        except BaseException:
+            self.spawner.close()
+            raise
         self.supervisor = asyncio.create_task(self._supervise(self.child), name="gpuctl-bot-front-door")
 
     async def _supervise(self, child: _Child) -> None:
         delay = RESTART_DELAY_S[0]
         while True:
             await self._read(child)
-            code = await child.process.wait()
+            code = await child.wait()
             if self.stopping:
                 return
             log.error("the bot's front door process ended (exit code %s): starting another in %.0f s", code, delay)
@@ -178,7 +210,7 @@ class _Door:
             if self.stopping:
                 return
             try:
-                child = self.child = await _Child.start(self.listener, self.config)
+                child = self.child = await _Child.start(self.listener, self.config, self.spawner)
                 delay = RESTART_DELAY_S[0]
             except Exception:
                 log.exception("the bot's front door process did not start again")
@@ -211,3 +243,4 @@ class _Door:
             self.supervisor.cancel()
             await asyncio.gather(self.supervisor, return_exceptions=True)
             await self.child.kill()  # the last one started (a restart may have raced the stop)
+            self.spawner.close()

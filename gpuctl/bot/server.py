@@ -195,8 +195,12 @@ async def running_bot(
     alerts_gate: AlertsGate | None = None,
     registry: Registry | None = None,
     host: str | None = None,
+    work_nice: int = 0,
 ) -> AsyncIterator[RunningBot]:
     """Check settings and files, start the cluster sources, the web server and (socket_mode) the socket; stop on exit.
+
+    `work_nice` > 0 (over HTTP): once the front door process serves, this process's threads are lowered to
+    that nice for good (gpuctl.bot.front_door): process-wide, so only entry points pass it.
 
     The seam: `seam` if given, else a LazyEngine opening the playbook engine (open_engine, with
     `registry` and `host`) in the background on the bot's own connection settings (with --demo: the
@@ -240,7 +244,8 @@ async def running_bot(
         if socket_mode:
             await stack.enter_async_context(served_here(web_app, listener))
         else:
-            await stack.enter_async_context(front_door(web_app, listener, signing_secret=signing, take=after.take))
+            await stack.enter_async_context(front_door(web_app, listener, signing_secret=signing, take=after.take,
+                                                       work_nice=work_nice))  # fmt: skip
         socket: _MeasuredSocketMode | None = None
         try:
             if socket_mode:
@@ -256,14 +261,14 @@ async def running_bot(
                 await socket.close_async()
 
 
-async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO) -> None:
+async def serve(settings: Settings, *, socket_mode: bool = False, out: TextIO, work_nice: int = 0) -> None:
     """Run the bot until SIGTERM (returns) or Ctrl-C (raises KeyboardInterrupt); one line on `out` once it serves.
 
     Either signal cancels the serving at once (gpuctl.serve.signals), so the bot shuts down in order
     (answers in flight are cancelled before the engine closes), also while it waits for the first data and
-    when it was started with SIGINT ignored (a background job)."""
+    when it was started with SIGINT ignored (a background job). `work_nice`: running_bot's."""
     with StopSignals():
-        async with running_bot(settings, socket_mode=socket_mode) as bot:
+        async with running_bot(settings, socket_mode=socket_mode, work_nice=work_nice) as bot:
             try:  # the first data, briefly; an unreachable API server is said at its first refusal, not waited out
                 await bot.cluster.wait_ready(READY_WAIT_S, fail_fast=True)
             except Exception as e:  # serve anyway: answers say "no data yet" and why, /healthz shows it; sources retry

@@ -49,11 +49,12 @@ async def serve(
     socket_mode: bool = False,
     out: TextIO,
     registry: Registry | None = None,
+    work_nice: int = 0,
 ) -> None:
     """Run a replica until SIGTERM or SIGINT (then wind down; a second one stops at once: see StopSignals) or
     cancellation; one line on `out` once it serves.
 
-    `registry` replaces the playbooks' logic (tests)."""
+    `registry` replaces the playbooks' logic (tests); `work_nice` is the bot's (gpuctl.bot.server.running_bot)."""
     from gpuctl.bot.lazy_engine import LazyEngine
     from gpuctl.bot.server import running_bot
     from gpuctl.playbooks.executor import Executor
@@ -69,7 +70,7 @@ async def serve(
         if bot:
             gate = _follower_gate(state) if executor else None
             state.bot = await stack.enter_async_context(running_bot(settings, socket_mode=socket_mode, alerts_gate=gate,
-                                                                    registry=registry, host=name))  # fmt: skip
+                                                                    registry=registry, host=name, work_nice=work_nice))  # fmt: skip
         if executor:
             if state.bot is not None and isinstance(state.bot.seam, LazyEngine):
                 # One engine for the replica: the bot's (one API connection, one audit connection, one

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from gpuctl.bot.identity import IdentityResolver
 from gpuctl.bot.metrics import BotMetrics
 from gpuctl.bot.server import RunningBot, running_bot
 from gpuctl.identity import Requester
+from gpuctl.priority import nice_of, thread_ids
 from testbed.procs import FRONT_DOOR, alive, children
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text, fence
 from testbed.waiting import poll
@@ -183,3 +185,35 @@ async def test_work_taken_twice_from_front_doors_is_done_once(slack: FakeSlack) 
         await later.aclose()
     assert engine.keys == [f"slack:T0TESTBED:{trigger}"] and len(slack.responses(rid)) == 1
     assert metrics.duplicates.get() == 1
+
+
+@pytest.mark.parametrize(("setting", "work"), [(None, 5), ("0", 0), ("9", 9)], ids=["default", "off", "nine"])
+async def test_the_bots_work_runs_below_its_front_door_restarted_too(
+    slack: FakeSlack, tmp_path: Path, setting: str | None, work: int
+) -> None:
+    base = nice_of(threading.get_native_id())  # what a process this thread starts begins with
+    assert base < 5, "run the tests below nice 5: the bot's threads cannot go lower than they start"
+    extra = {"GPUCTL_BOT_WORK_NICE": setting} if setting is not None else {}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpuctl", "bot", "serve", "--demo", "--host", "127.0.0.1", "--port", "0",
+        env=environment(tmp_path, slack.api_url, **extra), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(STARTUP_S):
+            line = (await process.stdout.readline()).decode()
+        sender = SlackSender(line.split("serving on ", 1)[1].strip(), SECRET, slack)
+        await fence(sender, user_id=ALICE)  # an answer: the worker threads started after the lowering are there
+        (door,) = doors(process.pid)
+        os.kill(door, signal.SIGKILL)
+        await poll(lambda: doors(process.pid), lambda now: len(now) == 1 and door not in now, timeout_s=120,
+                   what="another front door started")  # fmt: skip
+        await fence(sender, user_id=ALICE)
+        (door,) = doors(process.pid)
+        bot = sorted(nice_of(tid) for tid in thread_ids(process.pid))
+        assert len(bot) > 3 and bot == [base] + [max(base, work)] * (len(bot) - 1)  # one kept back, to start doors
+        assert {nice_of(tid) for tid in thread_ids(door)} == {base}
+    finally:
+        process.kill()
+        await process.wait()
