@@ -166,7 +166,6 @@ class PrometheusSource:
         # How the last history answers were read, and why not from the recording rules (None when they were).
         self.history_via: HistoryVia | None = None
         self.history_fallback: str | None = None
-        self._rules_checked: recorded.Recorded | str | None = None  # run() asked before history_answers
         self._now = now
         # When the next refresh is tried after a failure; None while refreshes succeed.
         self.retry_at: datetime | None = None
@@ -256,11 +255,11 @@ class PrometheusSource:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
         return await self._parsing.run(self.history_from, samples, await self.history_answers())
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: recorded.Recorded | str | None = None) -> HistoryAnswers:
         """The idle history's two answers (last busy, present since): the recording rules' when Prometheus runs
         them current at gpuctl's threshold, else the subqueries'; `history_via` and `history_fallback` say which
-        and why. They do not depend on the samples: run() sends them with a refresh."""
-        rules, self._rules_checked = self._rules_checked, None
+        and why. They do not depend on the samples: run() sends them with a refresh. `rules`: what
+        history_rules_usable() said, when the caller already asked (else it is asked here)."""
         if rules is None:
             rules = await self.history_rules_usable()
         plan, sel, pct = self.history, self.selector, self.idle_threshold_pct
@@ -319,11 +318,11 @@ class PrometheusSource:
             # history only once the readings are in: on a busy Prometheus the two would share its CPU, and
             # the readings are what the screen waits for.
             due = self.history_retry_at is not None and self._now() >= self.history_retry_at
+            history = None
             if due and self.history_first:
-                # Which history to ask for (cheap: the rules API and Prometheus's time), so that its queries
-                # still go out ahead of the refresh's.
-                self._rules_checked = await self.history_rules_usable()
-            history = asyncio.ensure_future(self.history_answers()) if due and self.history_first else None
+                # Which history to ask for (cheap: the rules API and Prometheus's time) first, so that its
+                # queries still go out ahead of the refresh's.
+                history = asyncio.ensure_future(self.history_answers(await self.history_rules_usable()))
             if due:
                 store.history_requested()
             refresh = asyncio.ensure_future(self.fetch())

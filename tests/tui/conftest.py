@@ -1,15 +1,19 @@
-"""Fixtures for TUI tests: the seeded demo fleet and a way to wait for the app to take an update."""
+"""Fixtures for TUI tests: the seeded demo fleet, the app shown on a snapshot, and a way to wait for the app to take an update."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest_asyncio
 from textual.pilot import Pilot
 
-from gpuctl.model import Update
+from gpuctl.model import Snapshot, Update
+from gpuctl.tui.app import GpuctlApp
+from gpuctl.tui.feed import QueueFeed
 from testbed.waiting import poll
 from tests.tui.demo_fleet import demo_updates
+from tests.tui.factory import first_update
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -32,3 +36,13 @@ async def wait_applied(pilot: Pilot, count: int = 1) -> None:
     app = pilot.app
     await until(pilot, lambda: getattr(app, "updates_applied", 0) >= count, f"the app to apply {count} update(s)")
     await pilot.pause()
+
+
+@asynccontextmanager
+async def showing(snap: Snapshot, size: tuple[int, int] = (120, 40)) -> AsyncIterator[tuple[GpuctlApp, Pilot, QueueFeed]]:
+    """`gpuctl top` headless at `size` on a feed whose first update is `snap`, once the app applied it."""
+    feed = QueueFeed([first_update(snap)])
+    app = GpuctlApp(feed)
+    async with app.run_test(size=size) as pilot:
+        await wait_applied(pilot)
+        yield app, pilot, feed

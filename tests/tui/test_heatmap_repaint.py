@@ -10,12 +10,10 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from gpuctl.model import Changes, Snapshot, Update
-from gpuctl.tui.app import GpuctlApp
-from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.heatmap import Heatmap, cell_look
 from gpuctl.tui.palette import Metric, cell_style
-from tests.tui.conftest import until, wait_applied
-from tests.tui.factory import build_snapshot, first_update
+from tests.tui.conftest import showing, until, wait_applied
+from tests.tui.factory import build_snapshot
 
 
 def refresh_moving(snap: Snapshot, utils: dict[str, float]) -> Update:
@@ -31,10 +29,7 @@ def refresh_moving(snap: Snapshot, utils: dict[str, float]) -> Update:
 
 async def test_a_changed_reading_shows_and_lines_that_look_the_same_are_not_drawn_again() -> None:
     snap = build_snapshot(3)
-    feed = QueueFeed([first_update(snap)])
-    app = GpuctlApp(feed)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_applied(pilot)
+    async with showing(snap) as (app, pilot, feed):
         hm = app.query_one(Heatmap)
         drawn = dict(hm._strips)
         target = next(
@@ -66,10 +61,7 @@ def _header(hm: Heatmap, pool: str) -> str:
 
 async def test_pool_headers_show_the_new_mean_after_a_refresh_on_screen_and_once_scrolled_back_to() -> None:
     snap = build_snapshot(3)
-    feed = QueueFeed([first_update(snap)])
-    app = GpuctlApp(feed)
-    async with app.run_test(size=(120, 16)) as pilot:
-        await wait_applied(pilot)
+    async with showing(snap, (120, 16)) as (app, pilot, feed):
         feed.push(refresh_moving(snap, {}))  # the layout settles (its width once the scroll bar shows)
         await wait_applied(pilot, 2)
         hm = app.query_one(Heatmap)
@@ -96,10 +88,7 @@ async def test_the_heatmap_draws_its_lines_as_textuals_styles_cache_would() -> N
     line filters applied) is the one Textual's own Widget.render_lines gives, before and after a refresh, with
     the filter mapped per segment and with one applied to whole lines."""
     snap = build_snapshot(12)
-    feed = QueueFeed([first_update(snap)])
-    app = GpuctlApp(feed)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_applied(pilot)
+    async with showing(snap) as (app, pilot, feed):
         hm = app.query_one(Heatmap)
         crop = Region(0, 0, hm.size.width, hm.size.height)
         assert hm.max_scroll_y > 0  # the scrollbar takes a column: the lines are padded under it

@@ -10,13 +10,11 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import Static
 
-from gpuctl.tui.app import GpuctlApp
-from gpuctl.tui.feed import QueueFeed
 from gpuctl.tui.gpu_details import GpuDetails
 from gpuctl.tui.heatmap import Heatmap
 from gpuctl.tui.line_text import LineText, line_runs
-from tests.tui.conftest import until, wait_applied
-from tests.tui.factory import build_snapshot, bump, first_update
+from tests.tui.conftest import showing, until, wait_applied
+from tests.tui.factory import build_snapshot, bump
 
 CSS = """
 #line, #static { height: 8; width: 30; padding: 0 1; border-top: solid red; background: $surface; }
@@ -114,10 +112,7 @@ async def test_the_details_panel_draws_again_only_the_lines_a_metrics_refresh_ch
 
     monkeypatch.setattr(GpuDetails, "render_line", counted)
     snap = build_snapshot(3)
-    feed = QueueFeed([first_update(snap)])
-    app = GpuctlApp(feed)
-    async with app.run_test(size=(200, 60)) as pilot:  # wide: the details beside the map, a fact per line
-        await wait_applied(pilot)
+    async with showing(snap, (200, 60)) as (app, pilot, feed):  # wide: the details beside the map, a fact per line
         busy = next(g for g in snap.gpus if g.busy and g.util_pct is not None and not g.stale)
         app.query_one(Heatmap).cursor = busy.key
         details = app.query_one(GpuDetails)

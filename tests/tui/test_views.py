@@ -17,7 +17,7 @@ from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.palette import METRIC_READING, Metric
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.status_bar import StatusBar
-from tests.tui.conftest import wait_applied
+from tests.tui.conftest import showing, wait_applied
 from tests.tui.factory import build_snapshot, bump, first_update
 
 
@@ -115,10 +115,7 @@ async def test_clicking_a_header_sorts_by_that_column(demo: list[Update]) -> Non
 
 async def test_updates_change_cells_in_place_and_repaint_only_changed_lines() -> None:
     snap = build_snapshot(3)
-    feed = QueueFeed([first_update(snap)])
-    app = GpuctlApp(feed)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_applied(pilot)
+    async with showing(snap) as (app, pilot, feed):
         hm = app.query_one(Heatmap)
         cached_before = set(hm._strips)
         busy = next(g for g in snap.gpus if g.pod and not g.idle)
@@ -156,9 +153,7 @@ async def test_updates_change_cells_in_place_and_repaint_only_changed_lines() ->
 
 async def test_stale_metrics_and_lost_watch_show_as_a_calm_state() -> None:
     snap = build_snapshot(2, metrics_stale=True, watch_connected=False)
-    app = GpuctlApp(QueueFeed([first_update(snap)]))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_applied(pilot)
+    async with showing(snap) as (app, _, _):
         status = text_of(app.query_one(StatusBar))
         assert "metrics STALE 3m (prometheus: connection refused)" in status
         assert "watch ○ reconnecting" in status and "2 relists" in status
@@ -207,9 +202,7 @@ async def test_enter_on_a_quota_shows_that_namespaces_pods(demo: list[Update]) -
 
 async def test_enter_on_an_alert_opens_its_node(demo: list[Update]) -> None:
     snap = build_snapshot(2)
-    app = GpuctlApp(QueueFeed([first_update(snap)]))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_applied(pilot)
+    async with showing(snap) as (app, pilot, _):
         await pilot.press("5")
         alerts = app.query_one("#alerts-table", RowTable)
         assert alerts.row_count == len(snap.alerts)

@@ -17,6 +17,7 @@ import pytest
 from gpuctl.cli import main
 from testbed.slack import BOT_TOKEN, FakeSlack, SlackSender, blocks_text
 from tests.unit.bot.conftest import ALICE, IDENTITY_MAP, POLICY, SECRET, write
+from tests.unit.conftest import stopped_by_a_signal
 
 STARTUP_S = 60.0
 
@@ -29,15 +30,7 @@ def environment(tmp_path: Path, api_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def ignoring_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job (`cmd &`)
-
-
-@pytest.mark.parametrize(
-    ("stop", "started", "code"),
-    [(signal.SIGINT, None, 130), (signal.SIGINT, ignoring_sigint, 130), (signal.SIGTERM, None, 0)],
-    ids=["interrupt", "interrupt-when-started-ignoring-it", "terminate"],
-)
+@stopped_by_a_signal
 async def test_serve_demo_answers_signed_commands_and_stops_on_a_signal(
     slack: FakeSlack, tmp_path: Path, stop: signal.Signals, started: Callable[[], None] | None, code: int
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpuctl.serve.signals import StopSignals
+from tests.unit.conftest import stopped_by_a_signal
 
 STARTUP_S = 60.0
 
@@ -62,15 +63,7 @@ async def test_a_cancel_from_elsewhere_is_not_swallowed() -> None:
         await task
 
 
-def ignoring_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job (`cmd &`)
-
-
-@pytest.mark.parametrize(
-    ("stop", "started", "code"),
-    [(signal.SIGINT, ignoring_sigint, 130), (signal.SIGINT, None, 130), (signal.SIGTERM, None, 0)],
-    ids=["interrupt-when-started-ignoring-it", "interrupt", "terminate"],
-)
+@stopped_by_a_signal
 def test_gpuctl_serve_stops_on_a_signal(
     tmp_path: Path, stop: signal.Signals, started: Callable[[], None] | None, code: int
 ) -> None:

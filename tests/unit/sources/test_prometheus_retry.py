@@ -68,7 +68,7 @@ class _HistoryFails(PrometheusSource):
         self.refreshes += 1
         return MetricsBatch(at=self._now(), samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: object = None) -> HistoryAnswers:
         self.history_calls += 1
         if not self.history_ok:
             raise PrometheusApiClientException("HTTP Status Code 422 (b'vector cannot contain metrics')")
@@ -123,7 +123,7 @@ class _Gated(PrometheusSource):
         self.fetched.set()  # the run loop goes on from here without yielding, to apply or to wait
         return MetricsBatch(at=T0, samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: object = None) -> HistoryAnswers:
         self.querying_history.set()
         await self.release.wait()
         return [], []
@@ -149,7 +149,7 @@ class _SlowHistory(_Gated):
         self.release.set()
         self.history_release = asyncio.Event()
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: object = None) -> HistoryAnswers:
         self.querying_history.set()
         await self.history_release.wait()
         return [], []
