@@ -249,7 +249,7 @@ async def take_snapshot(settings: Settings, *, as_json: bool, out: TextIO, sourc
 
     trace = Trace.open(settings.trace_file)
     try:
-        async with open_cluster(settings, sources=sources) as cluster:
+        async with open_cluster(settings, sources=sources, publishing=False) as cluster:
             snapshot = await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
             trace.event("snapshot_ready", nodes=len(snapshot.nodes), pods=len(snapshot.pods), gpus=len(snapshot.gpus))
         trace.event("cluster_closed")

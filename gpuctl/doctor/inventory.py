@@ -59,7 +59,7 @@ async def gather(settings: Settings, *, rule_files: Sequence[Path] = ()) -> Inve
     from gpuctl.service import open_cluster
 
     file_rules = [rule for path in rule_files for rule in read_rule_file(path)]  # a bad file: ConfigError first
-    async with open_cluster(settings) as cluster:
+    async with open_cluster(settings, publishing=False) as cluster:
         await cluster.wait_ready(settings.ready_timeout_s, fail_fast=True)
         return await gather_live(cluster, file_rules=file_rules, rule_files_given=bool(rule_files))
 

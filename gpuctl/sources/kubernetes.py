@@ -21,6 +21,7 @@ from gpuctl.clock import Clock, utcnow
 from gpuctl.errors import ClusterError, Unauthorized
 from gpuctl.model import WatchHealth
 from gpuctl.sources.base import Backoff
+from gpuctl.sources.kube import wire
 from gpuctl.sources.kube.connect import KubeConnection, connect, describe
 from gpuctl.sources.kube.reflector import PAGE_SIZE, Reflector, Resource
 from gpuctl.sources.kube.trim import (
@@ -88,16 +89,16 @@ class KubernetesSource:
     def _resources(self, conn: KubeConnection) -> list[Resource]:
         core = conn.lister
         return [
-            Resource(Kind.NODE, "nodes", core("/api/v1/nodes"), partial(trim_node, keep_labels=self._keep_labels)),
-            Resource(Kind.POD, "pods", core("/api/v1/pods"), trim_pod),
-            Resource(Kind.QUOTA, "resourcequotas", core("/api/v1/resourcequotas"), trim_quota, required=False),
-            Resource(Kind.NAMESPACE, "namespaces", core("/api/v1/namespaces"), trim_namespace, required=False),
+            Resource(Kind.NODE, "nodes", core("/api/v1/nodes"), partial(trim_node, keep_labels=self._keep_labels), wire.Node),
+            Resource(Kind.POD, "pods", core("/api/v1/pods"), trim_pod, wire.Pod),
+            Resource(Kind.QUOTA, "resourcequotas", core("/api/v1/resourcequotas"), trim_quota, wire.ResourceQuota, required=False),
+            Resource(Kind.NAMESPACE, "namespaces", core("/api/v1/namespaces"), trim_namespace, wire.Namespace, required=False),
             # What owner chains and disruption budgets come from; without them pods show less, not nothing.
-            Resource(Kind.REPLICASET, "replicasets", core("/apis/apps/v1/replicasets"), trim_replicaset, required=False),
-            Resource(Kind.JOB, "jobs", core("/apis/batch/v1/jobs"), trim_job, required=False),
-            Resource(
-                Kind.PDB, "poddisruptionbudgets", core("/apis/policy/v1/poddisruptionbudgets"), trim_pdb, required=False
-            ),
+            Resource(Kind.REPLICASET, "replicasets", core("/apis/apps/v1/replicasets"), trim_replicaset, wire.Controller,
+                     required=False),
+            Resource(Kind.JOB, "jobs", core("/apis/batch/v1/jobs"), trim_job, wire.Controller, required=False),
+            Resource(Kind.PDB, "poddisruptionbudgets", core("/apis/policy/v1/poddisruptionbudgets"), trim_pdb,
+                     wire.PodDisruptionBudget, required=False),
         ]
 
     async def run(self, store: ClusterStore) -> None:

@@ -292,8 +292,25 @@ class PrometheusSource:
         except FETCH_ERRORS as e:
             return f"Prometheus's rules could not be read: {describe_error(e)}"
         groups = groups.get("groups") if isinstance(groups, dict) else None
-        return recorded.choose(groups, threshold_pct=self.idle_threshold_pct, grace_s=self.idle_grace_s,
-                               now=prometheus_now or self._now(), oldest=earliest, lookback_s=self.history.lookback_s)
+        now = prometheus_now or self._now()
+        chosen = recorded.choose(groups, threshold_pct=self.idle_threshold_pct, grace_s=self.idle_grace_s, now=now)
+        short = None if isinstance(chosen, str) else recorded.short_reach(earliest, now=now, lookback_s=self.history.lookback_s)
+        if short is None or earliest is None:
+            return short or chosen
+        # Young rules prove as much as the subqueries where Prometheus holds no samples from before they began
+        # (it started with them: a new install), up to the subqueries' own resolution (one presence step).
+        # Whether it does: any utilisation sample in the grace period before that; an older one is cut off by
+        # the gap, for the subqueries too. One cheap count, only while the rules are young.
+        before = earliest - self.history.presence_step_s
+        older = self.api_get("/api/v1/query?" + urlencode({
+            "query": queries.samples_in_window(self.history.gap_s, self.selector), "time": f"{before:.3f}"}),
+            then=_any_result)  # fmt: skip
+        try:
+            if await older:
+                return f"{short}, and Prometheus holds older samples"
+        except FETCH_ERRORS as e:
+            return f"{short}; whether Prometheus holds older samples could not be read: {describe_error(e)}"
+        return chosen
 
     def history_from(self, samples: Sequence[GpuSample], answers: HistoryAnswers) -> dict[str, datetime]:
         """Join the history's answers with the current samples (pure, and thread-safe)."""
@@ -418,7 +435,7 @@ class PrometheusSource:
             raise
 
         def parse() -> Any:
-            result = json.loads(body)["data"]["result"]
+            result = fields.decode_results(body)
             if not isinstance(result, list):
                 raise TypeError("Prometheus answer has no result list")
             return result if then is None else then(result)
@@ -453,6 +470,12 @@ def _oldest_recorded(data: Any) -> tuple[datetime | None, float | None]:
         return datetime.fromtimestamp(float(at), UTC), (oldest if oldest >= 0 else None)
     except (KeyError, IndexError, TypeError, ValueError, OverflowError, OSError):
         return None, None
+
+
+def _any_result(data: Any) -> bool:
+    """Whether a query's data holds any series (a malformed answer counts as one: the subqueries are safe)."""
+    result = data.get("result") if isinstance(data, dict) else None
+    return not isinstance(result, list) or bool(result)
 
 
 def moving_gpus(results: Iterable[Any]) -> set[str]:

@@ -254,6 +254,16 @@ def recorded_present_since(threshold_pct: float, live_s: float, selector: Select
     return _kept(f"{PRESENT_SINCE_RECORD} and on ({_RECORDED_KEY}) ({idle})", NAME_LABEL, *HISTORY_LABELS)
 
 
+def samples_in_window(window_s: float, selector: Selector = NO_SELECTOR) -> str:
+    """A count per utilisation name that had a sample in the `window_s` before the query's time, where the
+    history reads it (scoped by `selector`); an empty answer when none did. Asked at a past time: whether
+    Prometheus held samples then (gpuctl.sources.recorded.short_reach)."""
+    window = duration(window_s)
+    return " or ".join(
+        f"count(present_over_time({m.name}{_matchers(selector, _where_chosen(m))}[{window}]))" for m in _util_names()
+    )
+
+
 def _present() -> str:
     """Each chosen utilisation series with a sample in the last PRESENT_WINDOW_S (value 1), tagged with its name."""
     window = duration(PRESENT_WINDOW_S)

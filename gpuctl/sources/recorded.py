@@ -7,9 +7,11 @@ first evaluation since which it has been present without a gap over its `max_gap
 reach back only to when the rules began: a streak read from them is never longer than what Prometheus saw.
 
 `choose()` decides from the rules API (what Prometheus has loaded, how it went, when it last ran):
-healthy, current, gpuctl's threshold, a gap no longer than gpuctl's grace period, reaching back as far
-as the subqueries would (a Prometheus that loaded them minutes ago has less to say); otherwise it says why,
-and gpuctl reads the subqueries (queries.last_busy, present_since) as before.
+healthy, current, gpuctl's threshold, a gap no longer than gpuctl's grace period; otherwise it says why,
+and gpuctl reads the subqueries (queries.last_busy, present_since) as before. `short_reach()` adds the
+other condition: rules that began within the subqueries' look-back prove less than they would, unless
+Prometheus holds no older samples to prove it with (one that started with the rules: the source asks,
+queries.samples_in_window).
 """
 
 from __future__ import annotations
@@ -40,18 +42,14 @@ class Recorded:
     last_evaluation: datetime  # the older of the two rules' last evaluations
 
 
-def choose(
-    groups: Any, *, threshold_pct: float, grace_s: float, now: datetime, oldest: float | None, lookback_s: float
-) -> Recorded | str:
-    """The rules to read, or why not (then gpuctl falls back to the subqueries).
+def choose(groups: Any, *, threshold_pct: float, grace_s: float, now: datetime) -> Recorded | str:
+    """The rules to read, or why not (then gpuctl falls back to the subqueries); how far back they reach is
+    short_reach's question.
 
     `groups`: the rules API's `data.groups`; `now`: Prometheus's time. Usable means: a healthy LAST_BUSY_RECORD
     rule whose `threshold` is gpuctl's and a healthy PRESENT_SINCE_RECORD rule whose `max_gap_seconds` is within
     gpuctl's grace period, in groups no slower than RULE_INTERVAL_S, both evaluated within
-    CURRENT_INTERVALS intervals of `now` (so each has recorded every series at least once since), reaching
-    back at least the subqueries' look-back: `oldest`, the earliest PRESENT_SINCE_RECORD value (Unix seconds;
-    None without one), is no later than `lookback_s` before `now`. Rules that began later prove less than the
-    subqueries would (on a Prometheus that just loaded them, or came back after an outage)."""
+    CURRENT_INTERVALS intervals of `now` (so each has recorded every series at least once since)."""
     found = list(_recording_rules(groups))
     busy = [r for r in found if r.name == LAST_BUSY_RECORD]
     present = [r for r in found if r.name == PRESENT_SINCE_RECORD]
@@ -68,11 +66,21 @@ def choose(
         if not usable:
             return candidates[0].problem(grace_s=grace_s, now=now)
         chosen.append(usable[0])
-    reach = None if oldest is None else now.timestamp() - oldest
-    if reach is None or reach < lookback_s:
-        back = "nothing yet" if reach is None else f"{max(0.0, reach):.0f} s"
-        return f"recording rules reach back {back}, less than the history's look-back of {lookback_s:.0f} s"
     return Recorded(interval_s=max(i for i, _ in chosen), last_evaluation=min(at for _, at in chosen))
+
+
+def short_reach(oldest: float | None, *, now: datetime, lookback_s: float) -> str | None:
+    """Why the rules may prove less than the subqueries, or None when they reach back the look-back.
+
+    `oldest`: the earliest PRESENT_SINCE_RECORD value (Unix seconds; None without one). Rules that began
+    within `lookback_s` of `now` (loaded minutes ago, or back after an outage) have less to say than the
+    subqueries, unless Prometheus holds no samples from before they began either: then they say as much,
+    and the caller reads them after all (PrometheusSource.history_rules_usable asks)."""
+    reach = None if oldest is None else now.timestamp() - oldest
+    if reach is not None and reach >= lookback_s:
+        return None
+    back = "nothing yet" if reach is None else f"{max(0.0, reach):.0f} s"
+    return f"recording rules reach back {back}, less than the history's look-back of {lookback_s:.0f} s"
 
 
 @dataclass(frozen=True, slots=True)

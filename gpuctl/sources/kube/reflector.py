@@ -47,6 +47,7 @@ from gpuctl.errors import ClusterError, Unauthorized
 from gpuctl.sources.base import Backoff, describe_crash
 from gpuctl.sources.kube.connect import HttpError, ListCall
 from gpuctl.sources.kube.trim import JSON, object_key
+from gpuctl.sources.kube.wire import Decoders
 from gpuctl.state.records import Kind, Record
 from gpuctl.state.store import ClusterStore
 
@@ -67,6 +68,7 @@ class Resource:
     plural: str  # "pods", for messages
     list_call: ListCall  # a raw aiohttp response for query parameters: KubeConnection.lister("/api/v1/pods")
     trim: Callable[[JSON], Record | None]
+    wire: type | None = None  # what `trim` reads (gpuctl.sources.kube.wire): decoded alone; None: all of it
     required: bool = True  # optional kinds (quotas, namespaces) degrade to empty when forbidden
 
 
@@ -91,6 +93,7 @@ class Reflector:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
         self.resource = resource
+        self._decode = Decoders.of(resource.wire)
         self.store = store
         self._describe = describe
         self._on_health = on_health
@@ -211,7 +214,7 @@ class Reflector:
                 params["_continue"] = token
             resp = await self._request(**params)
             try:
-                body = json.loads(await resp.read())
+                body = self._decode.page(await resp.read())
             finally:
                 resp.release()
             for obj in body.get("items") or ():
@@ -249,7 +252,7 @@ class Reflector:
                 if not line:
                     return  # the server closed the watch
                 if line.strip():
-                    self._apply(json.loads(line))
+                    self._apply(self._decode.event(line))
         finally:
             resp.close()
 

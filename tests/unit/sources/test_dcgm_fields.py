@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -106,7 +107,7 @@ def test_series_of_one_gpu_share_its_identity_with_a_memo() -> None:
         f.parse_series(series("DCGM_FI_DEV_FB_USED", "2", gpu="2"), identities=identities),
     )
     assert isinstance(util, Reading) and isinstance(used, Reading) and isinstance(other, Reading)
-    assert util.gpu is used.gpu and other.gpu is not util.gpu and len(identities) == 2
+    assert util.gpu is used.gpu and other.gpu is not util.gpu and len({id(g) for g in identities.values()}) == 2
 
 
 def test_empty_pod_label_means_not_held() -> None:
@@ -256,3 +257,18 @@ def test_the_labels_read_are_all_a_reading_needs(spelling: str) -> None:
     reading = f.parse_series(full)
     assert isinstance(reading, Reading) and reading.pod is not None and reading.gpu.uuid == "GPU-aaaa-0001"
     assert f.parse_series(kept) == reading
+
+
+def test_an_answer_is_decoded_to_what_parse_series_reads_and_one_off_that_shape_in_full() -> None:
+    good = {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "Hostname": "n", "gpu": "0"}, "value": [1.5, "7"]}]}}  # fmt: skip
+    [one] = f.decode_results(json.dumps(good).encode())
+    assert isinstance(f.parse_series(one), Reading)
+    odd = json.loads(json.dumps(good))
+    odd["data"]["result"].append({"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "Hostname": 5, "gpu": "1"}, "value": [1.5, "7"]})
+    kept, garbled = f.decode_results(json.dumps(odd).encode())  # read in full: each series judged on its own
+    assert isinstance(f.parse_series(kept), Reading)
+    assert f.parse_series(garbled) == f.Rejection("no Hostname label")
+    assert f.decode_results(b'{"data": {"resultType": "scalar", "result": [1.5, "2"]}}') == [1.5, "2"]
+    with pytest.raises(ValueError):
+        f.decode_results(b'{"data": ')

@@ -29,11 +29,8 @@ def shipped(**changes: Any) -> list[dict[str, Any]]:
     return [group(rule(queries.LAST_BUSY_RECORD, **busy), rule(queries.PRESENT_SINCE_RECORD, **present), **changes)]
 
 
-def choose(
-    groups: Any, *, threshold_pct: float = 5.0, grace_s: float = 300.0, oldest_ago_s: float | None = 3600.0
-) -> recorded.Recorded | str:
-    oldest = None if oldest_ago_s is None else NOW.timestamp() - oldest_ago_s
-    return recorded.choose(groups, threshold_pct=threshold_pct, grace_s=grace_s, now=NOW, oldest=oldest, lookback_s=2040.0)
+def choose(groups: Any, *, threshold_pct: float = 5.0, grace_s: float = 300.0) -> recorded.Recorded | str:
+    return recorded.choose(groups, threshold_pct=threshold_pct, grace_s=grace_s, now=NOW)
 
 
 def test_the_shipped_rules_running_current_are_read() -> None:
@@ -99,7 +96,22 @@ def test_the_recorded_reads_are_scoped_by_the_selector_and_keep_only_the_history
     assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL{cluster="prod-a",GPU_I_ID=""}[90s]) < 5' in present
 
 
-def test_rules_that_began_within_the_look_back_prove_less_than_the_subqueries() -> None:
-    assert choose(shipped(), oldest_ago_s=600) == "recording rules reach back 600 s, less than the history's look-back of 2040 s"
-    assert choose(shipped(), oldest_ago_s=None) == "recording rules reach back nothing yet, less than the history's look-back of 2040 s"
-    assert isinstance(choose(shipped(), oldest_ago_s=2040), recorded.Recorded)
+def short_reach(oldest_ago_s: float | None) -> str | None:
+    oldest = None if oldest_ago_s is None else NOW.timestamp() - oldest_ago_s
+    return recorded.short_reach(oldest, now=NOW, lookback_s=2040.0)
+
+
+def test_rules_that_began_within_the_look_back_may_prove_less_than_the_subqueries() -> None:
+    assert short_reach(600) == "recording rules reach back 600 s, less than the history's look-back of 2040 s"
+    assert short_reach(None) == "recording rules reach back nothing yet, less than the history's look-back of 2040 s"
+    assert short_reach(2040) is None
+
+
+def test_whether_prometheus_held_samples_is_one_count_per_name_where_the_history_reads_it() -> None:
+    q = queries.samples_in_window(300, parse_selector('cluster="prod-a"'))
+    assert q.split(" or ") == [
+        'count(present_over_time(DCGM_FI_DEV_GPU_UTIL{cluster="prod-a",GPU_I_ID=""}[300s]))',
+        'count(present_over_time(DCGM_FI_DEV_GPU_UTIL_RATIO{cluster="prod-a",GPU_I_ID=""}[300s]))',
+        'count(present_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{cluster="prod-a",GPU_I_ID!=""}[300s]))',
+        'count(present_over_time(DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO{cluster="prod-a",GPU_I_ID!=""}[300s]))',
+    ]
