@@ -22,6 +22,8 @@ class SnapshotRun:
     complete: bool
     phases: list[float]  # spawn -> open_cluster -> ready -> JSON written -> exit
     queries: list[LoggedQuery]
+    # open_cluster -> every kind listed, -> the first metrics refresh in (None from a gpuctl that does not trace them)
+    inputs: tuple[float, float] | None = None
 
 
 @dataclass
@@ -81,11 +83,15 @@ def report_start(reps: list[Repetition], labels: list[str], kubectl_note: str) -
     for label in labels:
         phases = list(zip(*(r.snapshot[label].phases for r in reps)))
         tops = [r.top[label] for r in reps]
+        inputs = [r.snapshot[label].inputs for r in reps]
+        known = [i for i in inputs if i is not None]
         rows.append([label, *(ms(statistics.median(p)) for p in phases),
+                     " / ".join(ms(statistics.median(x)) for x in zip(*known)) if known else "—",
                      ms(statistics.median(t.opened_s for t in tops)),
                      ms(statistics.median(t.full_picture_s - t.opened_s for t in tops))])
     print(table(["checkout", "snapshot: spawn → open_cluster (interpreter, imports)", "→ ready (lists, first metrics, join)",
-                 "→ JSON written", "→ exit", "top: spawn → open_cluster (imports, Textual up)", "→ full picture"], rows))
+                 "→ JSON written", "→ exit", "snapshot: open_cluster → listed / metrics in",
+                 "top: spawn → open_cluster (imports, Textual up)", "→ full picture"], rows))
     print()
 
 

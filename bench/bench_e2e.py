@@ -171,7 +171,9 @@ async def run_snapshot(bed: Bed, checkout: Checkout, rep: int, args: argparse.Na
     ]
     end_wall = done.spawned_wall + done.seconds + 1
     queries = [q for q in read_query_log(bed.query_log) if done.spawned_wall <= q.wall <= end_wall]
-    return SnapshotRun(done, complete, phases, queries)
+    inputs = (steps["listed"] - steps["open_cluster"], steps["metrics_attempted"] - steps["open_cluster"]) if (
+        "listed" in steps and "metrics_attempted" in steps) else None
+    return SnapshotRun(done, complete, phases, queries, inputs)
 
 
 async def run_top(bed: Bed, checkout: Checkout, name: str, args: argparse.Namespace, *, stay_s: float = 0.0,
@@ -316,7 +318,7 @@ async def bench(args: argparse.Namespace) -> None:
                   + "".join(f"; {c.slug}: snapshot {ms(r.snapshot[c.label].done.seconds)}, "
                             f"top {ms(r.top[c.label].full_picture_s)}" for c in checkouts), flush=True)
         long = {c.label: await run_top(bed, c, "top-long", args, stay_s=args.settle, churn_s=args.churn)
-                for c in checkouts}
+                for c in (checkouts if args.long == "all" else checkouts[:1])}
         print(f"  long runs: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
               f"traces and logs in {workdir}\n", flush=True)
     report_start(reps, [c.label for c in checkouts], kubectl_note)
@@ -334,6 +336,8 @@ def main() -> None:
     parser.add_argument("--scrape", type=float, default=15.0, help="Prometheus scrape and rule interval, seconds")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds the long top run stays after the full picture")
     parser.add_argument("--churn", type=float, default=0.0, help="then this many seconds of pod churn (RSS growth)")
+    parser.add_argument("--long", choices=("all", "this"), default="all",
+                        help="whose long run: every checkout's, or only this one's (an hour of churn, compared at start only)")
     parser.add_argument("--size", default="200x60", help="top's terminal, WxH")
     parser.add_argument("--timeout", type=float, default=120.0, help="per wait, seconds")
     parser.add_argument("--no-kubectl", action="store_true", help="skip the kubectl peer (no Go build)")

@@ -325,7 +325,8 @@ class MetricsHealth(Frozen):
     history_fallback: str | None = Field(
         None,
         description="why the idle history was read with subqueries rather than the recording rules (not loaded, not"
-        " current, another threshold, not yet running for the history's look-back); None when read from the rules or"
+        " current, another threshold, not yet running for the history's look-back while Prometheus holds older samples);"
+        " None when read from the rules or"
         " not yet loaded",
     )
 

@@ -351,6 +351,23 @@ async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_t
     assert since["node-a/2"] == datetime.fromtimestamp(float(recorded_a2["value"][1]), UTC)
     assert set(since) == {"node-a/0", "node-a/2", "node-b/1", "node-c/1"}
 
+async def test_young_rules_are_read_where_prometheus_holds_no_samples_from_before_them(monitoring: Monitoring) -> None:
+    # The module's Prometheus began scraping and evaluating the rules together minutes ago: with a 30-minute
+    # window (a 34-minute look-back, 150 s presence steps) the rules reach back less than the look-back, but
+    # Prometheus holds nothing older for the subqueries to read either, so the rules are read.
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=1800)
+    try:
+        await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=200, what="the rules run")
+        [oldest] = await monitoring.query(f"min({queries.PRESENT_SINCE_RECORD})")
+        batch = await source.fetch()
+        since = source.history_from(batch.samples, await source.history_answers())
+    finally:
+        source.close()
+    assert time.time() - float(oldest["value"][1]) < source.history.lookback_s  # young: read for what Prometheus holds
+    assert (source.history_via, source.history_fallback) == ("recording-rules", None)
+    assert "node-a/2" in since  # held at 0 % since the fleet began: idle since the rules first saw it
+
+
 async def test_outage_is_recorded_and_the_source_recovers(tmp_path: Path, exporters) -> None:
     store = ClusterStore(refresh_s=0.3)
     async with Monitoring(tmp_path, jobs=jobs(*exporters), rule_files=()) as mon:
