@@ -143,7 +143,8 @@ def pod_targets(idle: Sequence[str], count: int) -> list[str]:
 async def load(args: argparse.Namespace) -> None:
     """The child, Slack's side: send the commands, take the replies on response_urls of its own (a FakeSlack
     here, away from the test bed's exporter in the parent), print one JSON line per command: {text, sent
-    (wall), ack (s), immediate, reply (s, sent -> reply arrived), said (a run's reply, first line)}."""
+    (wall), ack (s), immediate, reply (s, sent -> reply arrived), said (a run's reply, first line)}; last
+    {waited}: how long its threads waited, runnable, for a CPU (it times the acks: its waits are in them)."""
     async with FakeSlack() as slack:
         sender = SlackSender(args.load, SECRET, slack)
 
@@ -170,6 +171,7 @@ async def load(args: argparse.Namespace) -> None:
                 lines = blocks_text(first.args).splitlines()
                 r["said"] = " / ".join([lines[0], *(line for line in lines if "Not submitted" in line or "not reclaimable" in line)])
             print(json.dumps(r), flush=True)
+    print(json.dumps({"waited": waited_seconds(os.getpid())}), flush=True)  # last: how long Slack's side waited for a CPU
 
 
 @dataclass
@@ -181,6 +183,7 @@ class Measured:
     run_lines: list[str] = field(default_factory=list)
     load_before: str = ""
     load_after: str = ""
+    client_waited: float = 0.0  # s the load child (Slack's side: it times the acks) waited, runnable, for a CPU
 
     @property
     def refused_stale(self) -> int:
@@ -198,7 +201,8 @@ async def drive(url: str, args: argparse.Namespace, targets: Sequence[str], *, p
     )  # fmt: skip
     out, _ = await child.communicate()
     measured.load_after = machine()
-    results = [json.loads(line) for line in out.decode().splitlines()]
+    *results, last = [json.loads(line) for line in out.decode().splitlines()] or [{}]
+    measured.client_waited = last.get("waited", 0.0)
     if child.returncode or len(results) != (args.concurrent + bool(targets)) * args.rounds:
         raise RuntimeError(f"load generator failed ({child.returncode}), {len(results)} results")
     for r in results:
@@ -224,6 +228,7 @@ def report(m: Measured, *, fleet: str, rss: str, outcomes: str) -> None:
     ]  # fmt: skip
     print(table(["", "n", "p50", "p99", "max"], rows))
     print(f"RSS: {rss}")
+    print(f"Slack's side (the load child, which times the acks) waited for a CPU {m.client_waited:.2f} s over the load")
     print(f"runs by outcome: {outcomes}")
     if m.run_lines:
         print(f"runs refused as stale: {m.refused_stale} of {len(m.run_lines)}")
@@ -455,7 +460,8 @@ async def measure_bot(which: Bot, gpuctl: list[str], env: dict[str, str], url: s
     rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
     acks = len(measured.acks) + len(measured.run_acks)
-    waited = f"{ms(door_cpu.door_waited / acks)} / {door_cpu.bot_waited:.1f} s" if door_cpu.doors else "-"
+    door_bot = f"{ms(door_cpu.door_waited / acks)} / {door_cpu.bot_waited:.1f} s" if door_cpu.doors else "- / -"
+    waited = f"{door_bot} / {measured.client_waited:.1f} s"
     return BotRun(label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh, waited, throttled)
 
 
@@ -491,7 +497,7 @@ def summary(runs: Sequence[BotRun]) -> str:
         rows.append([run.label, ms(statistics.median(m.acks)), ms(percentile(m.acks, 0.99)), ms(max(m.acks)),
                      ms(statistics.median(m.replies)) if m.replies else "-", run.waited, run.throttled, refused, run.fresh,
                      load])  # fmt: skip
-    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "waited for a CPU: door per ack / bot",
+    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "waited for a CPU: door per ack / bot / Slack's side",
                   "pod cgroup over the load", "runs refused stale", "before the load", "load before → after"], rows)  # fmt: skip
 
 
