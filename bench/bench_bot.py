@@ -44,7 +44,7 @@ each bot's report says how many were refused, and how long it waited for fresh m
 --timeout, the load goes anyway, and the report says so). Reported besides: the bot's RSS
 (settled before the load, after it, and its peak: VmHWM), the front door process's CPU per ack, how long
 it and the bot's threads waited, runnable, for a CPU over the load (schedstat's run_delay: what
-bot_work_nice changes) and the load average; with --compare a summary table of every bot at the end, in
+bot_work_nice changes), and Slack's side too (it times the acks: its waits are in them) and the load average; with --compare a summary table of every bot at the end, in
 the order they ran.
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
