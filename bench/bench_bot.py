@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_bot.py [--scale 20] [--concurrent 50] [--rounds 3] [--no-run]
     .venv/bin/python bench/bench_bot.py --testbed [--scale 2] [--rounds 8] [--profile FILE] [--compare DIR]
     flock /work/wt/bigbed.lock .venv/bin/python bench/bench_bot.py --testbed --scale 125 --rounds 8   # 10,000 GPU pods
+    .venv/bin/python bench/bench_bot.py --testbed --pod-cpu-limit 1 --work-nice 0 --work-nice 5 [--work-nice ...]
 
 A child process (this script with `--load`, Slack's side) sends, `--rounds`
 times, `--concurrent` signed `/gpu` commands at once (status, idle, top, pools,
@@ -43,11 +44,17 @@ each bot's report says how many were refused, and how long it waited for fresh m
 --timeout, the load goes anyway, and the report says so). Reported besides: the bot's RSS
 (settled before the load, after it, and its peak: VmHWM), the front door process's CPU per ack, how long
 it and the bot's threads waited, runnable, for a CPU over the load (schedstat's run_delay: what
-bot_work_nice changes) and the load average; with --compare a summary table of every bot at the end, in
+bot_work_nice changes), and Slack's side too (it times the acks: its waits are in them) and the load average; with --compare a summary table of every bot at the end, in
 the order they ran.
 `--compare DIR`: then the bot of another checkout (a worktree at another commit:
 `git worktree add --detach DIR <commit>`) on the same bed, with namespaces of its
-own where there are enough. `--profile FILE`: cProfile of this checkout's bot's
+own where there are enough. `--work-nice N` (repeated): a bot of each checkout per value, in
+the order given, at bot_work_nice N (GPUCTL_BOT_WORK_NICE). `--pod-cpu-limit CPUS`:
+each bot in a fresh cpu cgroup of its own, its front door process too, as a pod with
+requests = limits = CPUS (cgroup v1, as root; bench/_pod.py), the bed's processes
+outside it: this box's kernel autogroup, which shares CPU between sessions before
+nice applies, does not apply there, as in a pod; each bot's report adds the group's
+CFS throttling over the load. `--profile FILE`: cProfile of this checkout's bot's
 main loop thread during the load only (bench/_profiled.py; it slows the loop; the
 acks are the front door process's and not in it), the
 top functions printed, the stats kept in FILE.
@@ -80,6 +87,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, command_line, fleet_summary, machine, mib, ms, rss_bytes, table
+from _pod import check_writable, pod_cgroup
 from _procs import proc_status
 
 from testbed.procs import FRONT_DOOR, children, cpu_seconds, waited_seconds
@@ -135,7 +143,8 @@ def pod_targets(idle: Sequence[str], count: int) -> list[str]:
 async def load(args: argparse.Namespace) -> None:
     """The child, Slack's side: send the commands, take the replies on response_urls of its own (a FakeSlack
     here, away from the test bed's exporter in the parent), print one JSON line per command: {text, sent
-    (wall), ack (s), immediate, reply (s, sent -> reply arrived), said (a run's reply, first line)}."""
+    (wall), ack (s), immediate, reply (s, sent -> reply arrived), said (a run's reply, first line)}; last
+    {waited}: how long its threads waited, runnable, for a CPU (it times the acks: its waits are in them)."""
     async with FakeSlack() as slack:
         sender = SlackSender(args.load, SECRET, slack)
 
@@ -162,6 +171,7 @@ async def load(args: argparse.Namespace) -> None:
                 lines = blocks_text(first.args).splitlines()
                 r["said"] = " / ".join([lines[0], *(line for line in lines if "Not submitted" in line or "not reclaimable" in line)])
             print(json.dumps(r), flush=True)
+    print(json.dumps({"waited": waited_seconds(os.getpid())}), flush=True)  # last: how long Slack's side waited for a CPU
 
 
 @dataclass
@@ -173,6 +183,7 @@ class Measured:
     run_lines: list[str] = field(default_factory=list)
     load_before: str = ""
     load_after: str = ""
+    client_waited: float = 0.0  # s the load child (Slack's side: it times the acks) waited, runnable, for a CPU
 
     @property
     def refused_stale(self) -> int:
@@ -190,7 +201,8 @@ async def drive(url: str, args: argparse.Namespace, targets: Sequence[str], *, p
     )  # fmt: skip
     out, _ = await child.communicate()
     measured.load_after = machine()
-    results = [json.loads(line) for line in out.decode().splitlines()]
+    *results, last = [json.loads(line) for line in out.decode().splitlines()] or [{}]
+    measured.client_waited = last.get("waited", 0.0)
     if child.returncode or len(results) != (args.concurrent + bool(targets)) * args.rounds:
         raise RuntimeError(f"load generator failed ({child.returncode}), {len(results)} results")
     for r in results:
@@ -216,6 +228,7 @@ def report(m: Measured, *, fleet: str, rss: str, outcomes: str) -> None:
     ]  # fmt: skip
     print(table(["", "n", "p50", "p99", "max"], rows))
     print(f"RSS: {rss}")
+    print(f"Slack's side (the load child, which times the acks) waited for a CPU {m.client_waited:.2f} s over the load")
     print(f"runs by outcome: {outcomes}")
     if m.run_lines:
         print(f"runs refused as stale: {m.refused_stale} of {len(m.run_lines)}")
@@ -376,54 +389,80 @@ class BotRun:
     outcomes: str
     fresh: str  # how the wait for fresh metrics before the load went
     waited: str  # the front door's wait for a CPU per ack, the bot's threads' in all (over the load)
+    throttled: str  # with --pod-cpu-limit: the pod cgroup's CFS throttling over the load ("-" without)
 
 
-async def measure_bot(checkout: Any, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
+@dataclass(frozen=True)
+class Bot:
+    """One bot to measure: its checkout (bench_e2e.Checkout), and its bot_work_nice where --work-nice sets it."""
+
+    checkout: Any
+    work_nice: int | None
+
+    @property
+    def label(self) -> str:
+        return self.checkout.label + ("" if self.work_nice is None else f" nice {self.work_nice}")
+
+    @property
+    def env(self) -> dict[str, str]:
+        nice = {} if self.work_nice is None else {"GPUCTL_BOT_WORK_NICE": str(self.work_nice)}
+        return {**self.checkout.env, **nice}
+
+
+async def measure_bot(which: Bot, gpuctl: list[str], env: dict[str, str], url: str, slack: FakeSlack,
                       targets: Sequence[str], idle_expected: int, args: argparse.Namespace, log: Path,
                       profile: Path | None) -> BotRun:  # fmt: skip
-    """`gpuctl bot serve` from `checkout` (bench_e2e.Checkout) until it serves and sees idle pods, then the load."""
+    """`gpuctl bot serve` until it serves and sees idle pods, then the load; with --pod-cpu-limit, inside a
+    cpu cgroup of its own (its front door process too), removed once the bot has stopped."""
+    checkout, label = which.checkout, which.label
     argv = ([sys.executable, str(checkout.path / "bench" / "_profiled.py"), str(profile), *gpuctl] if profile
             else [sys.executable, "-m", "gpuctl.cli", *gpuctl])  # fmt: skip
+    cgroup = pod_cgroup(f"gpuctl-bench-bot-{os.getpid()}-{log.stem}", args.pod_cpu_limit) if args.pod_cpu_limit \
+        else contextlib.nullcontext()  # fmt: skip
     started = time.monotonic()
-    bot = BotProcess(argv, {**env, **checkout.env}, log, cwd=checkout.path)
-    try:
-        await poll(lambda: bot.healthy(url), lambda h: bool(h and h["cluster_ready"] and h["engine"] == "connected"),
-                   timeout_s=args.timeout, interval_s=0.5, what="the bot: cluster ready, engine connected")  # fmt: skip
-        ready_s = time.monotonic() - started
-        print(f"# {checkout.label}: the bot ready {ready_s:.1f} s after spawn: {mib(bot.status()['VmRSS'])}", flush=True)
-        sender = SlackSender(url, SECRET, slack)
-        await sender.command("help", user_id=USER)  # warm: Bolt's first request
+    async with cgroup as pod:
+        bot = BotProcess(pod.argv(argv) if pod else argv, {**env, **which.env}, log, cwd=checkout.path)
+        try:
+            await poll(lambda: bot.healthy(url), lambda h: bool(h and h["cluster_ready"] and h["engine"] == "connected"),
+                       timeout_s=args.timeout, interval_s=0.5, what="the bot: cluster ready, engine connected")  # fmt: skip
+            ready_s = time.monotonic() - started
+            print(f"# {label}: the bot ready {ready_s:.1f} s after spawn: {mib(bot.status()['VmRSS'])}", flush=True)
+            sender = SlackSender(url, SECRET, slack)
+            await sender.command("help", user_id=USER)  # warm: Bolt's first request
 
-        async def idle_pods() -> int:
-            sent = await sender.command("idle", user_id=USER)
-            said = str((await slack.wait_for_response(sent.response_id, timeout_s=60)).get("text", ""))
-            return int(said.split(" pods hold", 1)[0]) if " pods hold" in said else 0
+            async def idle_pods() -> int:
+                sent = await sender.command("idle", user_id=USER)
+                said = str((await slack.wait_for_response(sent.response_id, timeout_s=60)).get("text", ""))
+                return int(said.split(" pods hold", 1)[0]) if " pods hold" in said else 0
 
-        if targets:  # the idle window must pass over Prometheus's readings first, for (nearly) every idle pod
-            await poll(idle_pods, lambda n: n >= IDLE_SEEN * idle_expected, timeout_s=args.timeout, interval_s=5,
-                       what=f"the bot to see {IDLE_SEEN:.0%} of the fleet's {idle_expected} idle pods")  # fmt: skip
-        print(f"# {checkout.label}: idle pods seen {time.monotonic() - started:.1f} s after spawn", flush=True)
-        fresh = await fresh_metrics(sender, slack, args.timeout)
-        settled = bot.status()
-        print(f"# {checkout.label}: {fresh}; the load starts", flush=True)
-        if profile:
-            bot.signal(signal.SIGUSR1)
-        with DoorCpu(bot.proc.pid) as door_cpu:
-            measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
-        if profile:
-            bot.signal(signal.SIGUSR2)
-        after, door = bot.status(), door_rss(bot.proc.pid) + door_cpu.said(measured)
-        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
-            outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
-        if profile:
-            await poll(lambda: profile.exists(), what="the profile written")
-    finally:
-        code = await bot.stop()
+            if targets:  # the idle window must pass over Prometheus's readings first, for (nearly) every idle pod
+                await poll(idle_pods, lambda n: n >= IDLE_SEEN * idle_expected, timeout_s=args.timeout, interval_s=5,
+                           what=f"the bot to see {IDLE_SEEN:.0%} of the fleet's {idle_expected} idle pods")  # fmt: skip
+            print(f"# {label}: idle pods seen {time.monotonic() - started:.1f} s after spawn", flush=True)
+            fresh = await fresh_metrics(sender, slack, args.timeout)
+            settled = bot.status()
+            print(f"# {label}: {fresh}; the load starts" + (f"; in {pod}" if pod else ""), flush=True)
+            if profile:
+                bot.signal(signal.SIGUSR1)
+            throttled_before = pod.throttling() if pod else None
+            with DoorCpu(bot.proc.pid) as door_cpu:
+                measured = await drive(url, args, targets, playbook=BED_PLAYBOOK, idle_for=BED_IDLE_WINDOW)
+            throttled = str(pod.throttling() - throttled_before) if pod and throttled_before is not None else "-"
+            if profile:
+                bot.signal(signal.SIGUSR2)
+            after, door = bot.status(), door_rss(bot.proc.pid) + door_cpu.said(measured)
+            async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+                outcomes = [line for line in (await resp.text()).splitlines() if line.startswith("gpuctl_bot_runs_total")]
+            if profile:
+                await poll(lambda: profile.exists(), what="the profile written")
+        finally:
+            code = await bot.stop()
     rss = (f"bot settled {mib(settled['VmRSS'])}, after the load {mib(after['VmRSS'])}{door}, peak {mib(after['VmHWM'])} "
            f"(exit {code}; log {log})")  # fmt: skip
     acks = len(measured.acks) + len(measured.run_acks)
-    waited = f"{ms(door_cpu.door_waited / acks)} / {door_cpu.bot_waited:.1f} s" if door_cpu.doors else "-"
-    return BotRun(checkout.label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh, waited)
+    door_bot = f"{ms(door_cpu.door_waited / acks)} / {door_cpu.bot_waited:.1f} s" if door_cpu.doors else "- / -"
+    waited = f"{door_bot} / {measured.client_waited:.1f} s"
+    return BotRun(label, measured, ready_s, rss, "; ".join(outcomes) or "none", fresh, waited, throttled)
 
 
 async def fresh_metrics(sender: SlackSender, slack: FakeSlack, timeout_s: float) -> str:
@@ -453,12 +492,13 @@ def summary(runs: Sequence[BotRun]) -> str:
     rows = []
     for run in runs:
         m = run.measured
-        load = m.load_before.split("load ")[1].split(",")[0]
+        load = " → ".join(line.split("load ")[1].split(",")[0] for line in (m.load_before, m.load_after))
         refused = f"{m.refused_stale} of {len(m.run_lines)}" if m.run_lines else "-"
         rows.append([run.label, ms(statistics.median(m.acks)), ms(percentile(m.acks, 0.99)), ms(max(m.acks)),
-                     ms(statistics.median(m.replies)) if m.replies else "-", run.waited, refused, run.fresh, load])  # fmt: skip
-    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "waited for a CPU: door per ack / bot",
-                  "runs refused stale", "before the load", "load before"], rows)  # fmt: skip
+                     ms(statistics.median(m.replies)) if m.replies else "-", run.waited, run.throttled, refused, run.fresh,
+                     load])  # fmt: skip
+    return table(["bot (in order)", "ack p50", "ack p99", "ack max", "reply p50", "waited for a CPU: door per ack / bot / Slack's side",
+                  "pod cgroup over the load", "runs refused stale", "before the load", "load before → after"], rows)  # fmt: skip
 
 
 async def testbed(args: argparse.Namespace) -> None:
@@ -474,6 +514,7 @@ async def testbed(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="gpuctl-bench-bot-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
     checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
+    bots = [Bot(checkout, nice) for nice in args.work_nice or [None] for checkout in checkouts]
     runs: list[BotRun] = []
     async with fleet_bed(workdir, scale=args.scale, scrape_s=scrape_s, timeout_s=args.timeout) as bed, FakeSlack() as slack:
         fleet = bed.fleet
@@ -481,7 +522,7 @@ async def testbed(args: argparse.Namespace) -> None:
         await install(bed.admin, BED_HOME)
         # Every run its own idle pods (by the fleet the exporter serves): no two plan the same pods.
         idle = [p.key for p in fleet.pods if p.behaviour == "idle" and p.node and p.gpu_keys]
-        targets = [] if args.no_run else pod_targets(idle, args.rounds * len(checkouts))
+        targets = [] if args.no_run else pod_targets(idle, args.rounds * len(bots))
         (workdir / "xdg").mkdir()
         (workdir / "ids.yaml").write_text(BED_IDENTITIES)
         (workdir / "policy.yaml").write_text(yaml.safe_dump(BED_POLICY))
@@ -489,7 +530,7 @@ async def testbed(args: argparse.Namespace) -> None:
         env |= {"XDG_CONFIG_HOME": str(workdir / "xdg"), "GPUCTL_SLACK_BOT_TOKEN": BOT_TOKEN,
                 "GPUCTL_SLACK_SIGNING_SECRET": SECRET, "GPUCTL_AUDIT": str(workdir / "audit.sqlite"),
                 "GPUCTL_GPUCTL_NAMESPACE": BED_HOME}  # fmt: skip
-        for index, checkout in enumerate(checkouts):
+        for index, bot in enumerate(bots):
             port = free_port()
             gpuctl = ["bot", "serve", "--kubeconfig", str(bed.plane.kubeconfig(OPERATOR)),
                       "--prometheus", bed.telemetry.monitoring.prometheus_url, "--refresh", f"{args.refresh:g}s",
@@ -499,8 +540,8 @@ async def testbed(args: argparse.Namespace) -> None:
             mine = targets[index * args.rounds : (index + 1) * args.rounds]
             reclaimed = sum(t.count(",") + 1 for t in targets[: index * args.rounds])  # by the bots before
             profile = args.profile.resolve() if args.profile and index == 0 else None
-            runs.append(await measure_bot(checkout, gpuctl, env, f"http://127.0.0.1:{port}", slack, mine, len(idle) - reclaimed, args,
-                                          workdir / f"bot-{checkout.slug}.log", profile))  # fmt: skip
+            runs.append(await measure_bot(bot, gpuctl, env, f"http://127.0.0.1:{port}", slack, mine, len(idle) - reclaimed, args,
+                                          workdir / f"bot-{index}-{bot.checkout.slug}.log", profile))  # fmt: skip
     for data in ("controlplane", "monitoring"):  # hundreds of MB at full scale; the bots' logs stay
         shutil.rmtree(workdir / data, ignore_errors=True)
     for run in runs:
@@ -508,6 +549,8 @@ async def testbed(args: argparse.Namespace) -> None:
         report(run.measured, fleet=f"test bed scale {args.scale}: {fleet_summary(fleet)}; Prometheus scrapes every "
                                    f"{scrape_s:g} s; {bed.setup_line(scrape_s)}; the bot ready {run.ready_s:.1f} s after "
                                    f"spawn, refresh {args.refresh:g} s", rss=run.rss, outcomes=run.outcomes)  # fmt: skip
+        if run.throttled != "-":
+            print(f"pod cgroup ({args.pod_cpu_limit:g} CPU) over the load: {run.throttled}")
     if len(runs) > 1:
         print(f"\n## every bot, in the order they ran\n{summary(runs)}")
     if args.profile:
@@ -526,9 +569,19 @@ if __name__ == "__main__":
     parser.add_argument("--profile", type=Path, metavar="FILE", help="--testbed: cProfile the bot's loop during the load")
     parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
                         help="--testbed: then the bot of this checkout (a worktree at another commit) on the same bed")
+    parser.add_argument("--work-nice", type=int, action="append", default=[], metavar="N",
+                        help="--testbed: a bot of each checkout per value, in the order given, at bot_work_nice N "
+                             "(GPUCTL_BOT_WORK_NICE); default: one bot each at its own default")
+    parser.add_argument("--pod-cpu-limit", type=float, metavar="CPUS",
+                        help="--testbed: each bot (its front door too) in a fresh cpu cgroup of its own, as a pod with "
+                             "requests = limits = CPUS (cgroup v1, root): nice applies there, not autogroup")
     parser.add_argument("--run", metavar="JSON", help=argparse.SUPPRESS)
     parser.add_argument("--playbook", help=argparse.SUPPRESS)
     parser.add_argument("--idle-for", help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.pod_cpu_limit is not None:
+        if not arguments.testbed or arguments.pod_cpu_limit <= 0:
+            parser.error("--pod-cpu-limit takes a CPU count > 0, with --testbed")
+        check_writable()
     asyncio.run(load(arguments) if arguments.load else testbed(arguments) if arguments.testbed else demo(arguments))
