@@ -167,25 +167,31 @@ def _int_label(labels: Mapping[str, Any], name: str, *, required: bool) -> int |
     return int(raw)
 
 
-# One refresh names each GPU once per quantity: GpuIdentities keyed by themselves, so a refresh's
-# readings share one per GPU (~75,000 fewer objects alive at once at 12,500 GPUs), and by the raw values
-# of the labels read (IDENTITY_LABELS_READ), so a GPU named again is looked up, not parsed again.
-Identities = dict[object, GpuIdentity]
+@dataclass(slots=True)
+class RefreshMemo:
+    """What the series of one refresh share, so that a GPU or pod named again is looked up, not parsed again.
+
+    A refresh names each GPU once per quantity (~75,000 series at 12,500 GPUs). `identities`: one GpuIdentity
+    per GPU (~75,000 fewer objects alive at once), keyed by itself and by the raw values of the labels read
+    (IDENTITY_LABELS_READ); `pods`: parse_pod's answers by the raw values of POD_LABELS_READ. Dropped with
+    the refresh (kept, its keys would hold a refresh's label strings). Not thread-safe: one refresh's answers
+    parse on one thread."""
+
+    identities: dict[object, GpuIdentity] = field(default_factory=dict)
+    pods: dict[tuple[Any, ...], tuple[PodRef, PodSpelling] | None] = field(default_factory=dict)
 
 
-def parse_identity(labels: Mapping[str, Any], identities: Identities | None = None) -> GpuIdentity:
-    """The GPU a series belongs to; raises ValueError when its labels cannot name one.
-
-    `identities`: a memo shared by the series of one refresh (not thread-safe)."""
-    if identities is None:
+def parse_identity(labels: Mapping[str, Any], memo: RefreshMemo | None = None) -> GpuIdentity:
+    """The GPU a series belongs to; raises ValueError when its labels cannot name one."""
+    if memo is None:
         return _parse_identity(labels)
     raw = _raw(labels, IDENTITY_LABELS_READ)
-    known = identities.get(raw) if raw is not None else None
+    known = memo.identities.get(raw) if raw is not None else None
     if known is None:
         gpu = _parse_identity(labels)
-        known = identities.setdefault(gpu, gpu)
+        known = memo.identities.setdefault(gpu, gpu)
         if raw is not None:
-            identities[raw] = known
+            memo.identities[raw] = known
     return known
 
 
@@ -227,30 +233,11 @@ class PodRefs:
     still referenced, and equal rows compare by identity). Not thread-safe: one refresh's answers parse
     on one thread."""
 
-    __slots__ = ("_kept", "_named", "_parsed", "_parsed_before")
+    __slots__ = ("_kept", "_named")
 
     def __init__(self) -> None:
         self._kept: dict[tuple[str, str, str | None], PodRef] = {}  # named by the refresh before
         self._named: dict[tuple[str, str, str | None], PodRef] = {}  # named since `next_refresh`
-        # parse_pod's answers by the raw values of POD_LABELS_READ: since `next_refresh`, and the refresh before.
-        self._parsed: dict[tuple[Any, ...], tuple[PodRef, PodSpelling] | None] = {}
-        self._parsed_before: dict[tuple[Any, ...], tuple[PodRef, PodSpelling] | None] = {}
-
-    def parse(self, labels: Mapping[str, Any]) -> tuple[PodRef, PodSpelling] | None:
-        """parse_pod with these refs, remembered by the labels' raw values."""
-        raw = _raw(labels, POD_LABELS_READ)
-        if raw is None:
-            return _parse_pod(labels, self)
-        if raw in self._parsed:
-            return self._parsed[raw]
-        if raw in self._parsed_before:
-            pod = self._parsed_before[raw]
-            if pod is not None:
-                self._named[(pod[0].namespace, pod[0].name, pod[0].container)] = pod[0]  # named again: kept
-        else:
-            pod = _parse_pod(labels, self)
-        self._parsed[raw] = pod
-        return pod
 
     def get(self, namespace: str, name: str, container: str | None) -> PodRef:
         key = (namespace, name, container)
@@ -266,13 +253,19 @@ class PodRefs:
         """A refresh starts: keep the refs the last one named, forget pods it did not name."""
         if self._named:
             self._kept, self._named = self._named, {}
-        if self._parsed:
-            self._parsed_before, self._parsed = self._parsed, {}
 
 
-def parse_pod(labels: Mapping[str, Any], pods: PodRefs | None = None) -> tuple[PodRef, PodSpelling] | None:
+def parse_pod(
+    labels: Mapping[str, Any], pods: PodRefs | None = None, memo: RefreshMemo | None = None
+) -> tuple[PodRef, PodSpelling] | None:
     """The pod a series names, and how; `pods`: the refs to share (see PodRefs), else a new PodRef."""
-    return _parse_pod(labels, None) if pods is None else pods.parse(labels)
+    raw = None if memo is None else _raw(labels, POD_LABELS_READ)
+    if raw is None or memo is None:
+        return _parse_pod(labels, pods)
+    if raw in memo.pods:
+        return memo.pods[raw]
+    pod = memo.pods[raw] = _parse_pod(labels, pods)
+    return pod
 
 
 def _parse_pod(labels: Mapping[str, Any], pods: PodRefs | None) -> tuple[PodRef, PodSpelling] | None:
@@ -305,10 +298,10 @@ def parse_value(raw: Any) -> float:
 
 
 def parse_series(
-    series: Mapping[str, Any], pods: PodRefs | None = None, identities: Identities | None = None
+    series: Mapping[str, Any], pods: PodRefs | None = None, memo: RefreshMemo | None = None
 ) -> Reading | Rejection:
     """One element of a Prometheus instant-query result (`{"metric": {...}, "value": [t, "v"]}`);
-    `pods`, `identities`: see parse_pod, parse_identity."""
+    `pods`: see parse_pod; `memo`: see RefreshMemo."""
     try:
         labels = series.get("metric")
         if not isinstance(labels, Mapping):
@@ -316,9 +309,9 @@ def parse_series(
         metric = BY_NAME.get(labels.get("__name__", ""))
         if metric is None:
             raise _Malformed("unknown metric name")
-        gpu = parse_identity(labels, identities)
+        gpu = parse_identity(labels, memo)
         value = parse_value(series.get("value")) * metric.factor
-        pod = parse_pod(labels, pods)
+        pod = parse_pod(labels, pods, memo)
     except _Malformed as e:
         return Rejection(str(e))
     except (AttributeError, TypeError) as e:  # a result that is not shaped like one
@@ -363,13 +356,13 @@ def decode_results(body: bytes) -> Any:
 
 
 def parse_results(
-    results: Iterable[Any], pods: PodRefs | None = None, identities: Identities | None = None
+    results: Iterable[Any], pods: PodRefs | None = None, memo: RefreshMemo | None = None
 ) -> ParsedResults:
-    """Every series of an answer; `pods`, `identities`: see parse_pod, parse_identity."""
+    """Every series of an answer; `pods`: see parse_pod; `memo`: see RefreshMemo."""
     readings: list[Reading] = []
     reasons: Counter[str] = Counter()
     for series in results:
-        parsed = parse_series(series, pods, identities) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
+        parsed = parse_series(series, pods, memo) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
         if isinstance(parsed, Rejection):
             reasons[parsed.reason] += 1
         else:

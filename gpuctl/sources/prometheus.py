@@ -212,7 +212,7 @@ class PrometheusSource:
         first: it reads a window, the others one sample, so it is the longest, and queued last it would
         start only when an instant query ended (MAX_IN_FLIGHT) and end the refresh alone."""
         self._parsing.submit(self._pods.next_refresh)  # before this refresh's answers, on their thread
-        parse = partial(_parse_answer, pods=self._pods, identities={})  # one GpuIdentity per GPU for the refresh
+        parse = partial(_parse_answer, pods=self._pods, memo=fields.RefreshMemo())  # dropped with the refresh
         freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
         sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
         instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
@@ -456,10 +456,10 @@ class PrometheusSource:
 
 
 def _parse_answer(
-    answer: list[Any], *, pods: fields.PodRefs, identities: fields.Identities
+    answer: list[Any], *, pods: fields.PodRefs, memo: fields.RefreshMemo
 ) -> tuple[datetime | None, fields.ParsedResults]:
     """One instant query's answer: when it was evaluated, and its series parsed."""
-    return evaluation_time((answer,)), fields.parse_results(answer, pods, identities)
+    return evaluation_time((answer,)), fields.parse_results(answer, pods, memo)
 
 
 def _oldest_recorded(data: Any) -> tuple[datetime | None, float | None]:

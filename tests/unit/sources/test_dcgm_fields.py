@@ -99,15 +99,16 @@ def test_pod_refs_are_shared_across_refreshes_and_forget_pods_no_longer_named() 
     assert isinstance(back, Reading) and back.pod == gone.pod and back.pod is not gone.pod
 
 
-def test_series_of_one_gpu_share_its_identity_with_a_memo() -> None:
-    identities: f.Identities = {}
+def test_series_of_one_refresh_share_their_gpus_and_pods_through_its_memo() -> None:
+    memo = f.RefreshMemo()
     util, used, other = (
-        f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "1"), identities=identities),
-        f.parse_series(series("DCGM_FI_DEV_FB_USED", "2"), identities=identities),
-        f.parse_series(series("DCGM_FI_DEV_FB_USED", "2", gpu="2"), identities=identities),
+        f.parse_series(series("DCGM_FI_DEV_GPU_UTIL", "1", pod="a", namespace="ml"), memo=memo),
+        f.parse_series(series("DCGM_FI_DEV_FB_USED", "2", pod="a", namespace="ml"), memo=memo),
+        f.parse_series(series("DCGM_FI_DEV_FB_USED", "2", gpu="2"), memo=memo),
     )
     assert isinstance(util, Reading) and isinstance(used, Reading) and isinstance(other, Reading)
-    assert util.gpu is used.gpu and other.gpu is not util.gpu and len({id(g) for g in identities.values()}) == 2
+    assert util.gpu is used.gpu and other.gpu is not util.gpu and len({id(g) for g in memo.identities.values()}) == 2
+    assert util.pod is used.pod and util.pod is not None and other.pod is None and len(memo.pods) == 2  # parsed once each
 
 
 def test_empty_pod_label_means_not_held() -> None:
