@@ -4,7 +4,9 @@ The classic reflector loop, on raw JSON (no generated models: at 10,000 pods
 deserialising V1Pod objects costs more than everything else together):
 
 1. LIST, `page_size` objects a page, following continue tokens (every page is
-   read at the first page's resourceVersion) -> `store.replace(kind, ...)` once
+   read at the first page's resourceVersion; the next page is asked for as soon
+   as a page's first bytes, its metadata, name the token, so the API server
+   prepares it while this one is read) -> `store.replace(kind, ...)` once
    the last page is in: an exact replacement, so objects deleted while we were
    away cannot linger as ghosts, and a list that fails half-way replaces nothing;
 2. WATCH from the list's resourceVersion with bookmarks (the server sends one
@@ -35,6 +37,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -204,29 +207,34 @@ class Reflector:
     async def _list(self) -> None:
         records: list[Record] = []
         unreadable: set[str] = set()  # the list says afresh which objects are
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {
-                "limit": self._page_size,
-                "_request_timeout": aiohttp.ClientTimeout(total=120, sock_connect=10),
-            }
-            if token:
-                params["_continue"] = token
-            resp = await self._request(**params)
-            try:
-                body = self._decode.page(await resp.read())
-            finally:
-                resp.release()
-            for obj in body.get("items") or ():
-                record, readable = self._trim(obj)
-                if not readable:
-                    unreadable.add(_safe_key(obj))
-                elif record is not None:
-                    records.append(record)
-            meta = body.get("metadata") or {}
-            token = meta.get("continue") or None
-            if token is None:
-                break
+        ahead: asyncio.Future[aiohttp.ClientResponse] | None = asyncio.ensure_future(self._page(None))
+        try:
+            while ahead is not None:
+                resp, ahead = await ahead, None
+                try:
+                    # The list's metadata comes ahead of its items: ask for the next page now, and the API
+                    # server reads and encodes it while this one is read and trimmed (at 10,000 pods, 20
+                    # pages whose server time no longer adds up).
+                    head = await _head(resp)
+                    seen = _continue_token(head)
+                    if seen is not None:
+                        ahead = asyncio.ensure_future(self._page(seen))
+                    body = self._decode.page(head + await resp.read())
+                finally:
+                    resp.release()
+                for obj in body.get("items") or ():
+                    record, readable = self._trim(obj)
+                    if not readable:
+                        unreadable.add(_safe_key(obj))
+                    elif record is not None:
+                        records.append(record)
+                meta = body.get("metadata") or {}
+                token = meta.get("continue") or None
+                if token != seen:  # not what the first bytes said (or not found there): the list's own word
+                    _discard(ahead)
+                    ahead = asyncio.ensure_future(self._page(token)) if token else None
+        finally:
+            _discard(ahead)  # asked for ahead of a list that failed: nobody reads it
         self.skipped = unreadable
         self.store.replace(self.resource.kind, records)
         self.resource_version = meta.get("resourceVersion")
@@ -234,6 +242,16 @@ class Reflector:
         self.connected, self.error, self.retry_at = True, None, None
         self._on_health(self)  # always: the relist count moved
         self._backoff.reset()
+
+    async def _page(self, token: str | None) -> aiohttp.ClientResponse:
+        """The list's page after `token` (the first page for None): its response, the body not read yet."""
+        params: dict[str, Any] = {
+            "limit": self._page_size,
+            "_request_timeout": aiohttp.ClientTimeout(total=120, sock_connect=10),
+        }
+        if token:
+            params["_continue"] = token
+        return await self._request(**params)
 
     async def _watch(self) -> None:
         timeout = random.randint(*self._watch_timeout_s)
@@ -303,6 +321,38 @@ class Reflector:
             else:
                 self.skipped.discard(key)
             self._on_health(self)
+
+
+_HEAD_BYTES = 16384  # the list's kind, apiVersion and metadata fit in far less; items start after them
+_CONTINUE = re.compile(rb'"continue":"([^"\\]+)"')
+
+
+async def _head(resp: aiohttp.ClientResponse) -> bytes:
+    """The body's first bytes, up to where the items begin (or _HEAD_BYTES, or its end)."""
+    head = b""
+    while b'"items"' not in head and len(head) < _HEAD_BYTES:
+        chunk = await resp.content.read(_HEAD_BYTES - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _discard(page: asyncio.Future[aiohttp.ClientResponse] | None) -> None:
+    """Drop a page asked for and not read: cancelled if still on its way, its connection let go if in."""
+    if page is None:
+        return
+    if not page.done():
+        page.cancel()
+    elif not page.cancelled() and page.exception() is None:
+        page.result().release()
+
+
+def _continue_token(head: bytes) -> str | None:
+    """The continue token in a list's metadata, from the body's first bytes; None where it is not there."""
+    metadata = head.split(b'"items"', 1)[0]
+    match = _CONTINUE.search(metadata)
+    return match.group(1).decode() if match else None
 
 
 def _safe_key(obj: Any) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -70,7 +72,7 @@ def list_call(session: aiohttp.ClientSession, url: str) -> Callable[..., Awaitab
     """What KubeConnection.lister("/nodes") does, as a plain GET."""
 
     async def call(*, _request_timeout: Any = None, **params: Any) -> aiohttp.ClientResponse:
-        query = {k: str(v) for k, v in params.items() if v is not None}
+        query = {"continue" if k == "_continue" else k: str(v) for k, v in params.items() if v is not None}
         return await session.get(url, params=query, timeout=_request_timeout)
 
     return call
@@ -88,7 +90,7 @@ async def reflecting(
             return describe(error, server=url, context="test", resource=resource)
 
         reflector = Reflector(
-            Resource(Kind.NODE, "nodes", list_call(session, url), trim_node),
+            Resource(Kind.NODE, "nodes", list_call(session, url), partial(trim_node, keep_labels=())),
             ClusterStore(),
             describe=describe_error,
             on_health=lambda r: reports.append((r.connected, r.retry_at)),
@@ -103,6 +105,56 @@ async def reflecting(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class PagedApiServer(FlakyApiServer):
+    """Lists two pages of GPU nodes; the first stops after its metadata until the second is asked for (or
+    `patience_s` passes): only a reflector that asks for the next page ahead gets its items at once."""
+
+    def __init__(self, patience_s: float, *, garbled: int = 0) -> None:
+        super().__init__(failures=0, status=200)
+        self.patience_s = patience_s
+        self.garbled = garbled  # first pages whose items are cut short (after the second page was asked for)
+        self.asked_ahead = asyncio.Event()
+        self.waited_out = False
+
+    async def nodes(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch"):
+            return await super().nodes(request)
+        if request.query.get("continue") == "page-2":
+            self.asked_ahead.set()
+            return web.json_response({"metadata": {"resourceVersion": "7"}, "items": [gpu_node("gpu-2")]})
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"7","continue":"page-2"},"items":[')
+        try:
+            await asyncio.wait_for(self.asked_ahead.wait(), self.patience_s)
+        except TimeoutError:
+            self.waited_out = True
+        self.lists += 1
+        await resp.write(json.dumps(gpu_node("gpu-1")).encode() + (b"" if self.lists <= self.garbled else b"]}"))
+        await resp.write_eof()
+        return resp
+
+
+def gpu_node(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"capacity": {"nvidia.com/gpu": "8"}}}
+
+
+async def test_the_next_page_is_asked_for_once_the_metadata_names_it() -> None:
+    server = PagedApiServer(patience_s=5)
+    async with reflecting(server, Backoff(base=0.05)) as (reflector, _):
+        await poll(lambda: reflector.lists == 1, timeout_s=10, interval_s=0.01, what="the list")
+        assert set(dict(reflector.store.records(Kind.NODE))) == {"gpu-1", "gpu-2"}
+    assert not server.waited_out  # the second page was asked for while the first one's items were still to come
+
+
+async def test_a_list_that_fails_after_asking_ahead_lets_the_page_go_and_lists_again() -> None:
+    server = PagedApiServer(patience_s=5, garbled=1)
+    async with reflecting(server, Backoff(base=0.05)) as (reflector, reports):
+        await poll(lambda: reflector.lists == 1, timeout_s=10, interval_s=0.01, what="the list after the failed one")
+        assert set(dict(reflector.store.records(Kind.NODE))) == {"gpu-1", "gpu-2"}
+    assert server.lists == 2 and reports[0][0] is False  # the cut page failed the first list, reported
 
 
 async def test_a_failed_list_sets_retry_at_and_the_next_list_clears_it() -> None:
