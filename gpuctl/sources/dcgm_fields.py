@@ -262,10 +262,14 @@ def parse_pod(
     raw = None if memo is None else _raw(labels, POD_LABELS_READ)
     if raw is None or memo is None:
         return _parse_pod(labels, pods)
-    if raw in memo.pods:
-        return memo.pods[raw]
+    known = memo.pods.get(raw, _UNSEEN)
+    if known is not _UNSEEN:
+        return known  # type: ignore[return-value]
     pod = memo.pods[raw] = _parse_pod(labels, pods)
     return pod
+
+
+_UNSEEN = object()  # RefreshMemo.pods holds None for series that name no pod
 
 
 def _parse_pod(labels: Mapping[str, Any], pods: PodRefs | None) -> tuple[PodRef, PodSpelling] | None:
