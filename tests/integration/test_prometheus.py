@@ -142,6 +142,20 @@ async def snapshot_when(store: ClusterStore, done, *, timeout_s: float = 30.0, w
     return await poll(fetch, done, timeout_s=timeout_s, what=what)
 
 
+async def until_the_rules_are_read(source: PrometheusSource, monitoring: Monitoring) -> Recorded:
+    """Until `source` would read the recording rules, as evaluated since every series of the fleet came (young
+    rules may be read before an evaluation saw a later series, which then has no history: shorter, never longer)."""
+    [last_came] = await monitoring.query(f"max(min_over_time(timestamp({UTIL_ANY})[10m:1s]))")
+    came = float(last_came["value"][1])
+
+    def read_since_the_fleet_came(answer: Recorded | str) -> bool:
+        return isinstance(answer, Recorded) and answer.last_evaluation.timestamp() > came
+
+    rules = await poll(source.history_rules_usable, read_since_the_fleet_came, timeout_s=200, what="the rules run")
+    assert isinstance(rules, Recorded)
+    return rules
+
+
 def by_key(snap: Snapshot) -> dict[str, Gpu]:
     return {g.key: g for g in snap.gpus}
 
@@ -255,7 +269,8 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
     static.set(static_fleet(a1_util=1))
     try:
         await monitoring.wait_for_series('DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"} < 5')
-        source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1)
+        # The subqueries: the rules, evaluated once a minute, give node-a/1 no streak yet (shorter, never longer).
+        source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1, history_rules=False)
         try:
             batch = await source.fetch()
             since = await source.idle_history(batch.samples)
@@ -263,6 +278,7 @@ async def test_idle_streaks_are_backfilled_from_history(monitoring: Monitoring, 
             source.close()
     finally:
         static.set(static_fleet())
+        await monitoring.wait_for_series('DCGM_FI_DEV_GPU_UTIL{Hostname="node-a",gpu="1"} >= 5')  # busy again for the next tests
 
     assert "node-a/0" in since and "node-a/2" in since and "node-b/1" in since
     assert "node-b/0" not in since  # 42% busy
@@ -297,7 +313,7 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
         source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=60, refresh_s=1, history_rules=history_rules)
         try:
             if history_rules:
-                await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=200, what="the rules run")
+                await until_the_rules_are_read(source, monitoring)
             last_busy, present_since = await source.history_answers()
         finally:
             source.close()
@@ -322,10 +338,11 @@ async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_t
     monitoring: Monitoring,
 ) -> None:
     # The module's Prometheus loads the shipped rules file: gpuctl-history records every 30 s at 5 %.
-    # A 10 s idle window: a 12 s look-back, which the rules must reach back past to be read.
-    probe = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=10)
+    # A 10 s idle window: a 12 s look-back, which the rules must reach back past to be read. The probe asks
+    # as by_rules will (the refresh sets the presence step, which decides whether young rules are read).
+    probe = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1, idle_window_s=10)
     try:
-        await poll(probe.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=200, what="the rules run")
+        await until_the_rules_are_read(probe, monitoring)
     finally:
         probe.close()
     [recorded_a2] = await monitoring.query(f'{queries.PRESENT_SINCE_RECORD}{{Hostname="node-a",gpu="2"}}')
@@ -339,7 +356,7 @@ async def test_the_history_comes_from_the_recording_rules_when_prometheus_runs_t
     assert other.metrics.history_via == "subqueries"
     assert other.metrics.history_fallback == "recording rules record threshold 5 %, not gpuctl's 10 %"
 
-    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=10)
+    source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, refresh_s=1, idle_window_s=10)
     try:
         batch = await source.fetch()
         since = source.history_from(batch.samples, await source.history_answers())
@@ -357,7 +374,7 @@ async def test_young_rules_are_read_where_prometheus_holds_no_samples_from_befor
     # Prometheus holds nothing older for the subqueries to read either, so the rules are read.
     source = PrometheusSource(monitoring.prometheus_url, timeout_s=5, idle_window_s=1800)
     try:
-        await poll(source.history_rules_usable, lambda r: isinstance(r, Recorded), timeout_s=200, what="the rules run")
+        await until_the_rules_are_read(source, monitoring)
         [oldest] = await monitoring.query(f"min({queries.PRESENT_SINCE_RECORD})")
         batch = await source.fetch()
         since = source.history_from(batch.samples, await source.history_answers())
