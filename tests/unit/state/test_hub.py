@@ -219,3 +219,50 @@ async def test_a_hub_that_joins_in_a_thread_publishes_the_same_updates() -> None
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_held_first_publish_waits_for_the_whole_picture_then_goes_out_at_once() -> None:
+    store = ClusterStore(clock=Clock())
+    whole = False
+    hub = SnapshotHub(store, min_interval=1.0, sleep=Gate())
+    hub.hold_first(lambda: whole, within_s=3600)
+    sub = hub.subscribe()
+    task = asyncio.create_task(hub.run())
+    try:
+        for i in range(100):  # the lists coming in: no partial picture
+            store.upsert(pod("ml", f"p{i}", "n1", 1))
+            await asyncio.sleep(0)
+        assert hub.published == 0 and not sub.pending
+        whole = True
+        store.upsert(node("n1"))  # the change that completes it
+        first = await anext(sub)
+        assert hub.published == 1 and first.changes.everything
+        assert len(first.snapshot.pods) == 100 and [n.name for n in first.snapshot.nodes] == ["n1"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_held_first_publish_goes_out_incomplete_when_the_picture_takes_too_long() -> None:
+    store = ClusterStore(clock=Clock())
+    hub = SnapshotHub(store, min_interval=1.0, sleep=Gate())
+    hub.hold_first(lambda: False, within_s=0.01)  # a list that never ends: what has come is shown
+    store.upsert(pod("ml", "p0", "n1", 1))
+    sub = hub.subscribe()
+    task = asyncio.create_task(hub.run())
+    try:
+        first = await asyncio.wait_for(anext(sub), 10)
+        assert [p.name for p in first.snapshot.pods] == ["p0"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_closing_a_hub_that_holds_its_first_publish_ends_its_run() -> None:
+    hub = SnapshotHub(ClusterStore(clock=Clock()))
+    hub.hold_first(lambda: False, within_s=3600)
+    task = asyncio.create_task(hub.run())
+    await asyncio.sleep(0)
+    hub.close()
+    await asyncio.wait_for(task, 10)
+    assert hub.published == 0
