@@ -86,11 +86,6 @@ class Cluster:
         listed = self.expected_kinds <= self.store.listed
         return listed and (not self.expects_metrics or self.store.metrics_attempted)
 
-    @property
-    def settled(self) -> bool:
-        """Ready, or not about to be: a source stopped, or the first list failed (shown at once, not held)."""
-        return self.ready or bool(self.crashed) or self._kube_failure() is not None
-
     def _kube_failure(self) -> GpuctlError | None:
         for source in self.sources:
             if getattr(source, "name", "") == "kubernetes" and not source.listed:
@@ -230,7 +225,6 @@ async def open_cluster(
     min_interval: float = 0.25,
     history_first: bool = True,
     publishing: bool = True,
-    first_picture_within_s: float | None = None,
 ) -> AsyncIterator[Cluster]:
     """Start the sources for `settings` (or the given ones) feeding a fresh store; stop them on exit.
 
@@ -238,8 +232,6 @@ async def open_cluster(
     publishing: False for one-shot answers (`wait_ready` then `current()`): the hub publishes nothing and
     subscriptions get no updates, so no snapshot is joined before the one asked for (at 10,000 pods each
     join is ~0.3 s of CPU, and the store changes many times while the lists and metrics come in).
-    first_picture_within_s: the hub's first publish waits until the cluster is settled (ready, or failed)
-    or this many seconds have passed (SnapshotHub.hold_first); None publishes from the start.
 
     Raises ConfigError before anything starts when credentials can't be loaded.
     With `settings.trace_file`, publishes and event-loop stalls are traced there (gpuctl.trace).
@@ -265,8 +257,6 @@ async def open_cluster(
         store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0), trace=trace, join_in_thread=True
     )
     cluster = Cluster(settings, store, hub, chosen, trace)
-    if first_picture_within_s is not None:
-        hub.hold_first(lambda: cluster.settled, within_s=first_picture_within_s)
 
     async def supervise(source: Any) -> None:
         name = getattr(source, "name", type(source).__name__)

@@ -16,8 +16,7 @@ The query budget is fixed whatever the fleet size (never a query per GPU: at
   time are asked first), else two subqueries over the idle window plus a margin
   (gpuctl.sources.history); MetricsHealth.history_via says which, and
   history_fallback why not the rules. With the first refresh for a one-shot
-  answer (beside it, on request threads of their own), after it for a live
-  view. When they fail
+  answer, after it for a live view. When they fail
   they are retried with an exponential, capped backoff, not after every
   refresh; the snapshot's MetricsHealth says so (history_error, history_retry_at).
 
@@ -70,7 +69,7 @@ HistoryAnswers = tuple[list[Any], list[Any]]  # last_busy, present_since (querie
 REFRESH_QUANTITIES: tuple[Quantity, ...] = tuple(Quantity)
 REFRESH_QUERIES = len(REFRESH_QUANTITIES) + 1
 HISTORY_QUERIES = 2
-MAX_IN_FLIGHT = 4  # a refresh's queries sent to Prometheus at once (the history's go beside them, HISTORY_QUERIES)
+MAX_IN_FLIGHT = 4  # queries sent to Prometheus at once
 CLIENT_TIMEOUT_MARGIN_S = 2.0  # the client waits this much past a query's Prometheus-side timeout
 
 # What a failed query can raise; anything else is a bug and propagates.
@@ -175,21 +174,17 @@ class PrometheusSource:
         self._session = (auth or PrometheusAuth()).session()
         # No urllib3 retries: a dead Prometheus must fail fast; run() owns the backoff.
         self._session.mount(self.url, HTTPAdapter(max_retries=Retry(total=0, raise_on_status=False)))
-        # Requests on threads of their own (gpuctl.workers), a refresh's at most four in flight: a loaded
-        # Prometheus answers ten concurrent queries no sooner than four at a time, and each slower (at load 17
-        # they passed the timeout). The history's (its rules check, then its two queries) on two more, once per
-        # start: queued behind a refresh's, a one-shot answer waited for the two in turn. They hold an answer's
-        # bytes only. Decoding, parsing and joining on one more thread, an answer at a time: decoded, an answer
-        # is many times its bytes. (The source's peak RSS at 12,500 GPUs stayed ~380 MiB with this,
-        # bench/bench_prom_cost.py: its bulk is elsewhere, not yet found.)
+        # Requests on threads of their own (gpuctl.workers), at most four in flight: a loaded Prometheus answers
+        # ten concurrent queries no sooner than four at a time, and each slower (at load 17 they passed the
+        # timeout). They hold an answer's bytes only. Decoding, parsing and joining on one more thread, an answer
+        # at a time: decoded, an answer is many times its bytes. (The source's peak RSS at 12,500 GPUs stayed
+        # ~380 MiB with this, bench/bench_prom_cost.py: its bulk is elsewhere, not yet found.)
         self._requests = Workers("gpuctl-prometheus", MAX_IN_FLIGHT)
-        self._history_requests = Workers("gpuctl-prometheus-history", HISTORY_QUERIES)
         self._parsing = Workers("gpuctl-prometheus-parse", 1)
         self._pods = fields.PodRefs()  # used on the parsing thread only
 
     def close(self) -> None:
         self._requests.close()
-        self._history_requests.close()
         self._parsing.close()
         self._session.close()
 
@@ -260,12 +255,13 @@ class PrometheusSource:
         """For GPUs now under the threshold: since when, by Prometheus's history (see gpuctl.sources.history)."""
         return await self._parsing.run(self.history_from, samples, await self.history_answers())
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: recorded.Recorded | str | None = None) -> HistoryAnswers:
         """The idle history's two answers (last busy, present since): the recording rules' when Prometheus runs
         them current at gpuctl's threshold, else the subqueries'; `history_via` and `history_fallback` say which
-        and why. They do not depend on the samples: run() sends them with a refresh. On the history's own
-        request threads, the rules check included."""
-        rules = await self.history_rules_usable()
+        and why. They do not depend on the samples: run() sends them with a refresh. `rules`: what
+        history_rules_usable() said, when the caller already asked (else it is asked here)."""
+        if rules is None:
+            rules = await self.history_rules_usable()
         plan, sel, pct = self.history, self.selector, self.idle_threshold_pct
         if isinstance(rules, recorded.Recorded):
             live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s  # reaches back past the rules' last evaluation
@@ -275,7 +271,7 @@ class PrometheusSource:
                 queries.last_busy(pct, plan.lookback_s, plan.step_s, sel),
                 queries.present_since(pct, plan.lookback_s, plan.presence_step_s, plan.gap_s, sel),
             )
-        sent = tuple(self._send(q, workers=self._history_requests) for q in reads)  # both sent before the first wait
+        sent = tuple(self._send(q) for q in reads)  # both queued before the first wait, as fetch's
         last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
         self.history_via, self.history_fallback = ("recording-rules", None) if isinstance(rules, recorded.Recorded) else ("subqueries", rules)
         if self.history_fallback is not None:
@@ -287,11 +283,10 @@ class PrometheusSource:
         that fails is a reason, not an error: the subqueries still work)."""
         if not self.history_rules:
             return "recording rules not asked for"
-        lane = self._history_requests
-        rules = self.api_get("/api/v1/rules?type=record", workers=lane)
+        rules = self.api_get("/api/v1/rules?type=record")
         # How far back the recorded history reaches, and Prometheus's time (the answer's), in one cheap query.
         oldest = self.api_get("/api/v1/query?" + urlencode({"query": f"min({queries.PRESENT_SINCE_RECORD}) or vector(-1)"}),
-                              then=_oldest_recorded, workers=lane)
+                              then=_oldest_recorded)
         try:
             groups, (prometheus_now, earliest) = await asyncio.gather(rules, oldest)
         except FETCH_ERRORS as e:
@@ -309,7 +304,7 @@ class PrometheusSource:
         before = earliest - self.history.presence_step_s
         older = self.api_get("/api/v1/query?" + urlencode({
             "query": queries.samples_in_window(self.history.gap_s, self.selector), "time": f"{before:.3f}"}),
-            then=_any_result, workers=lane)  # fmt: skip
+            then=_any_result)  # fmt: skip
         try:
             if await older:
                 return f"{short}, and Prometheus holds older samples"
@@ -334,15 +329,17 @@ class PrometheusSource:
         self.history_retry_at = self._now()
         while True:
             started = loop.time()
-            # When due, a one-shot answer (which waits for both) asks for the history (which one: the rules
-            # check; then its two queries) beside the refresh, on request threads of its own, so the first
-            # snapshot waits for the slower of the two, not for both one after the other. A live view asks for
-            # the history only once the readings are in: on a busy Prometheus the two would share its CPU, and
+            # When due, a one-shot answer (which waits for both) sends the history's queries ahead of the
+            # refresh's in the request queue (MAX_IN_FLIGHT at a time; the longest first), so the first snapshot
+            # waits for the slower of the two, not for both one after the other. A live view asks for the
+            # history only once the readings are in: on a busy Prometheus the two would share its CPU, and
             # the readings are what the screen waits for.
             due = self.history_retry_at is not None and self._now() >= self.history_retry_at
             history = None
             if due and self.history_first:
-                history = asyncio.ensure_future(self.history_answers())
+                # Which history to ask for (cheap: the rules API and Prometheus's time) first, so that its
+                # queries still go out ahead of the refresh's.
+                history = asyncio.ensure_future(self.history_answers(await self.history_rules_usable()))
             if due:
                 store.history_requested()
             refresh = asyncio.ensure_future(self.fetch())
@@ -393,17 +390,14 @@ class PrometheusSource:
         store.backfill_idle(history, via=self.history_via, fallback=self.history_fallback)
 
     @overload
-    async def api_get(self, path: str, *, workers: Workers | None = None) -> Any: ...
+    async def api_get(self, path: str) -> Any: ...
     @overload
-    async def api_get(self, path: str, *, then: Callable[[Any], T], workers: Workers | None = None) -> T: ...
+    async def api_get(self, path: str, *, then: Callable[[Any], T]) -> T: ...
 
-    async def api_get(
-        self, path: str, *, then: Callable[[Any], Any] | None = None, workers: Workers | None = None
-    ) -> Any:
+    async def api_get(self, path: str, *, then: Callable[[Any], Any] | None = None) -> Any:
         """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`, or with `then`
-        what `then` makes of it, decoded and made on the parsing thread (not the loop). Raises FETCH_ERRORS.
-        `workers`: the request threads (default: the refresh's)."""
-        body = await (workers or self._requests).run(self._get, path, {}, self.timeout_s)
+        what `then` makes of it, decoded and made on the parsing thread (not the loop). Raises FETCH_ERRORS."""
+        body = await self._requests.run(self._get, path, {}, self.timeout_s)
 
         def parse() -> Any:
             data = json.loads(body)["data"]
@@ -422,16 +416,15 @@ class PrometheusSource:
         """The instant query's result list; with `then`, what `then` makes of it, on the parsing thread."""
         return await self._answer(self._send(promql, timeout_s=timeout_s), then=then)
 
-    def _send(self, promql: str, *, timeout_s: float | None = None, workers: Workers | None = None) -> asyncio.Future[bytes]:
-        """The instant query queued for the request threads (default: the refresh's) now; its answer's bytes
-        when it comes.
+    def _send(self, promql: str, *, timeout_s: float | None = None) -> asyncio.Future[bytes]:
+        """The instant query queued for the request threads now; its answer's bytes when it comes.
 
         `timeout_s` (default: the source's) is Prometheus's limit, sent as plain seconds (a float: its API
         takes "0.5" where a unit would need whole numbers); the client waits a little longer. Cancelling
         the future drops the request if it has not started yet."""
         limit = self.timeout_s if timeout_s is None else timeout_s
         params = {"query": promql, "timeout": f"{limit:g}"}
-        return asyncio.wrap_future((workers or self._requests).submit(self._get, "/api/v1/query", params, limit))
+        return asyncio.wrap_future(self._requests.submit(self._get, "/api/v1/query", params, limit))
 
     async def _answer(self, sent: Awaitable[bytes], *, then: Callable[[list[Any]], Any] | None = None) -> Any:
         """A sent query's result list (or what `then` makes of it), parsed on the parsing thread."""

@@ -12,10 +12,6 @@
 * Off the loop (`join_in_thread`): the running hub has the store join in a
   worker thread (`ClusterStore.snapshot_in_thread`), so a metrics refresh that
   remakes every GPU row does not stop the event loop meanwhile.
-* The first picture whole (`hold_first`): a live view may have the hub hold its
-  first publish until the picture is complete (every kind listed, the metrics
-  in) or a deadline passes. Partial pictures on the way cost joins and frames
-  (at 10,000 pods, over half a second each) while the lists still come in.
 
 One hub per store, owned by whoever opened the cluster (`gpuctl.service`).
 """
@@ -107,7 +103,6 @@ class SnapshotHub:
         self._latest: Update | None = None
         self._epoch = store.epoch
         self._closed = False
-        self._first: tuple[Callable[[], bool], float] | None = None
         self.published = 0
         self.last_publish_s = 0.0  # how long the last publish() ran (build + changes)
         self._remove_listener = store.add_listener(self.mark_dirty)
@@ -119,23 +114,6 @@ class SnapshotHub:
         return self._latest
 
     def mark_dirty(self) -> None:
-        self._dirty.set()
-
-    def hold_first(self, complete: Callable[[], bool], *, within_s: float) -> None:
-        """Before run(): publish nothing until `complete()` says the picture is whole (asked again at every store
-        change), or `within_s` seconds have passed, whichever comes first."""
-        self._first = (complete, within_s)
-
-    async def _until_first_picture(self, complete: Callable[[], bool], within_s: float) -> None:
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(within_s):
-                while not complete() and not self._closed:
-                    await self._dirty.wait()
-                    self._dirty.clear()
-        except TimeoutError:
-            pass
-        self._trace.event("first_picture_held", ms=round((time.perf_counter() - started) * 1000, 2), whole=complete())
         self._dirty.set()
 
     def subscribe(self) -> Subscription:
@@ -227,11 +205,8 @@ class SnapshotHub:
         return update
 
     async def run(self) -> None:
-        """Publish until cancelled or closed: leading edge at once (or once the first picture is whole, see
-        hold_first), then at most once per min_interval."""
+        """Publish until cancelled or closed: leading edge at once, then at most once per min_interval."""
         try:
-            if self._first is not None:
-                await self._until_first_picture(*self._first)
             while not self._closed:
                 if self._heartbeat is None:
                     await self._dirty.wait()

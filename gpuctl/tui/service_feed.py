@@ -25,11 +25,6 @@ if TYPE_CHECKING:
     from gpuctl.service import Cluster
 
 
-# How long `gpuctl top` waits for the whole first picture before it shows what has come (a slow list, a
-# Prometheus that does not answer): the status line says "connecting" meanwhile.
-FIRST_PICTURE_WITHIN_S = 10.0
-
-
 class ClusterFeed:
     """The hub subscription of a cluster opened for `settings`, and that running cluster while it
     runs (`cluster`): the playbook engine plans from the same live picture the app shows."""
@@ -41,10 +36,8 @@ class ClusterFeed:
     async def __aiter__(self) -> AsyncIterator[Update]:
         from gpuctl.service import open_cluster
 
-        # The picture first, idle streaks when the history answers: a live view need not wait for them. The
-        # first picture whole: partial ones (nodes without pods) would only slow the lists still coming.
-        opened = open_cluster(self.settings, history_first=False, first_picture_within_s=FIRST_PICTURE_WITHIN_S)
-        async with opened as cluster, cluster.subscribe() as updates:
+        # The picture first, idle streaks when the history answers: a live view need not wait for them.
+        async with open_cluster(self.settings, history_first=False) as cluster, cluster.subscribe() as updates:
             self.cluster = cluster
             try:
                 async for update in updates:

@@ -42,29 +42,6 @@ async def test_demo_cluster_is_ready_and_publishes() -> None:
     assert all(t.done() for t in tasks)  # nothing left running after exit: open_cluster awaited them all
 
 
-async def test_a_held_first_picture_is_whole() -> None:
-    async with open_cluster(settings(demo=True), first_picture_within_s=3600) as cluster, cluster.subscribe() as updates:
-        first = await asyncio.wait_for(anext(updates), 30)
-        assert cluster.hub.published == 1 and first.changes.everything
-        snap = first.snapshot
-        assert snap.nodes and snap.pods and any(n.gpu_quota_hard is not None for n in snap.namespaces)
-        assert any(g.util_pct is not None for g in snap.gpus)
-
-
-async def test_a_held_first_picture_shows_a_failed_first_list_at_once(dead_kubeconfig: Path) -> None:
-    async with open_cluster(settings(kubeconfig=dead_kubeconfig), first_picture_within_s=3600) as cluster:
-        async with cluster.subscribe() as updates:
-            first = await asyncio.wait_for(anext(updates), 60)  # not after the hour: nothing more is coming
-        assert first.snapshot.watch.error is not None and "cannot connect" in first.snapshot.watch.error
-
-
-async def test_a_held_first_picture_shows_a_stopped_source_at_once() -> None:
-    async with open_cluster(settings(demo=True), sources=[Broken()], first_picture_within_s=3600) as cluster:
-        async with cluster.subscribe() as updates:
-            first = await asyncio.wait_for(anext(updates), 30)
-        assert [f.source for f in first.snapshot.failures] == ["broken"]
-
-
 async def test_unreachable_cluster_fails_fast(dead_kubeconfig: Path) -> None:
     async with open_cluster(settings(kubeconfig=dead_kubeconfig)) as cluster:
         with pytest.raises(ClusterUnreachable, match=r"127\.0\.0\.1:1"):

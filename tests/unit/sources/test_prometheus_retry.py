@@ -18,7 +18,6 @@ from gpuctl.sources import queries
 from gpuctl.sources.prometheus import REFRESH_QUANTITIES, HistoryAnswers, PrometheusSource
 from gpuctl.state.records import GpuSample, MetricsBatch
 from gpuctl.state.store import ClusterStore
-from gpuctl.workers import Workers
 from testbed.waiting import poll
 
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -69,7 +68,7 @@ class _HistoryFails(PrometheusSource):
         self.refreshes += 1
         return MetricsBatch(at=self._now(), samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: object = None) -> HistoryAnswers:
         self.history_calls += 1
         if not self.history_ok:
             raise PrometheusApiClientException("HTTP Status Code 422 (b'vector cannot contain metrics')")
@@ -124,7 +123,7 @@ class _Gated(PrometheusSource):
         self.fetched.set()  # the run loop goes on from here without yielding, to apply or to wait
         return MetricsBatch(at=T0, samples=(GpuSample(hostname="n1", index=0, util_pct=0.0),))
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: object = None) -> HistoryAnswers:
         self.querying_history.set()
         await self.release.wait()
         return [], []
@@ -150,7 +149,7 @@ class _SlowHistory(_Gated):
         self.release.set()
         self.history_release = asyncio.Event()
 
-    async def history_answers(self) -> HistoryAnswers:
+    async def history_answers(self, rules: object = None) -> HistoryAnswers:
         self.querying_history.set()
         await self.history_release.wait()
         return [], []
@@ -192,29 +191,26 @@ async def test_a_live_view_says_history_is_pending_until_it_answers_or_fails() -
 
 
 class _Queued(PrometheusSource):
-    """Records, per set of request threads, the order in which queries are queued for them. The rules check
-    (asked which history to read: none here) answers only once the test lets it; no query ever answers until
-    the test lets them fail (the queues, not Prometheus, are under test)."""
+    """Records the order in which queries are queued for the request threads; no request ever answers
+    until the test lets them fail (the queue's order, not Prometheus, is under test)."""
 
     def __init__(self, *, history_first: bool) -> None:
         super().__init__("http://127.0.0.1:1", refresh_s=60.0, history_first=history_first, now=lambda: T0)
-        self.queued: dict[str, list[str]] = {}
-        self.rules_answer = threading.Event()
+        self.queued: list[str] = []
         self.answer = threading.Event()
 
-    def _send(self, promql: str, *, timeout_s: float | None = None, workers: Workers | None = None) -> asyncio.Future[bytes]:
-        self.queued.setdefault((workers or self._requests).name, []).append(promql)
-        return super()._send(promql, timeout_s=timeout_s, workers=workers)
+    def _send(self, promql: str, *, timeout_s: float | None = None) -> asyncio.Future[bytes]:
+        self.queued.append(promql)
+        return super()._send(promql, timeout_s=timeout_s)
 
     def _get(self, path: str, params: Mapping[str, str], timeout_s: float) -> bytes:
-        if path != "/api/v1/query":  # the rules check: the rules API and the recorded history's reach
-            self.rules_answer.wait(10)
+        if path != "/api/v1/query":  # the rules API, asked which history to read: none here
             raise PrometheusApiClientException("HTTP Status Code 404 (b'no rules API')")
         self.answer.wait(10)
         raise PrometheusApiClientException("HTTP Status Code 503 (b'not now')")
 
 
-async def test_a_one_shot_answer_asks_for_the_history_beside_the_refresh_a_live_view_only_the_refresh() -> None:
+async def test_a_one_shot_answer_queues_the_history_ahead_of_the_refresh_a_live_view_only_the_refresh() -> None:
     for history_first in (True, False):
         source = _Queued(history_first=history_first)
         plan = source.history
@@ -224,21 +220,15 @@ async def test_a_one_shot_answer_asks_for_the_history_beside_the_refresh_a_live_
         store = ClusterStore(clock=lambda: T0)
         async with running(source, store):
             try:
-                # The refresh goes out at once (the freshness query first: it reads a window, the longest), not
-                # after the rules check, which a one-shot answer runs meanwhile on the history's own threads.
-                await poll(lambda: len(source.queued.get("gpuctl-prometheus", ())), lambda n: n == len(refresh),
-                           timeout_s=10, interval_s=0.01, what="the refresh queued")
-                assert source.queued == {"gpuctl-prometheus": refresh}
-                source.rules_answer.set()
-                if history_first:  # no rules API: the subqueries, beside the refresh's queries, not behind them
-                    await poll(lambda: len(source.queued.get("gpuctl-prometheus-history", ())), lambda n: n == len(history),
-                               timeout_s=10, interval_s=0.01, what="the history queued")
-                    assert source.queued == {"gpuctl-prometheus": refresh, "gpuctl-prometheus-history": history}
-                else:  # a live view asks once the readings are in (the next test)
-                    assert source.queued == {"gpuctl-prometheus": refresh}
+                expected = history + refresh if history_first else refresh
+                await poll(lambda: len(source.queued), lambda n: n == len(expected), timeout_s=10, interval_s=0.01,
+                           what="every query queued")
+                # A one-shot answer waits for both: the longest first (and in the refresh, the freshness query,
+                # which reads a window). A live view asks for the readings alone
+                # (the history once they are in: the next test), and says the history is pending meanwhile.
+                assert source.queued == expected
                 assert store.snapshot().metrics.history_pending
             finally:
-                source.rules_answer.set()
                 source.answer.set()
 
 
