@@ -48,7 +48,8 @@ async def run_timed(argv: Sequence[str], *, env: Mapping[str, str], stdout: IO[A
         try:
             code = await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
-            proc.kill()
+            proc.terminate()  # the launcher kills the command, then exits
+            await proc.wait()
             raise
         ended = time.monotonic()
         peak = int(peak_file.read() or 0)
