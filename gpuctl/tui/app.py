@@ -226,6 +226,8 @@ class GpuctlApp(App[int]):
             async for update in feed:
                 received = time.perf_counter()
                 index, sample = await self._indexer.run(self._index, update, index)
+                if not self.is_running:  # shutting down: the views are being torn down under us
+                    return
                 self.apply_update(update, index, sample=sample, received=received)
         except ConfigError as exc:
             if number == 1 and self.updates_applied == 0:
@@ -244,6 +246,8 @@ class GpuctlApp(App[int]):
             aclose = getattr(feed, "aclose", None)
             if aclose is not None:
                 await aclose()
+        if not self.is_running:
+            return
         self.feed_error = error
         self.reopening = None
         if number > 1:  # a switch the user asked for failed: say so where they look
@@ -360,11 +364,11 @@ class GpuctlApp(App[int]):
         """How many rows (heatmap: nodes and pools) are marked in the view on screen."""
         try:
             active = self.query_one(TabbedContent).active
-        except NoMatches:  # not composed yet, or torn down
+            view = self.query_one(f"#{active}-view") if active else None
+        except NoMatches:  # not composed yet, or being torn down (the panes go before the tabs)
             return 0
-        if not active:
+        if view is None:
             return 0
-        view = self.query_one(f"#{active}-view")
         heatmaps = view.query(Heatmap)
         return sum(len(t.marked) for t in view.query(RowTable)) + sum(len(h.marked) for h in heatmaps)
 

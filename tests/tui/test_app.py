@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,23 @@ async def test_each_update_is_traced_once_its_frame_is_rendered(demo: list[Updat
     assert second["readings"] == sum(g.util_pct is not None for g in snap.gpus) > 0
     assert second["quotas"] == sum(n.gpu_quota_hard is not None or bool(n.mig_quota_hard) for n in snap.namespaces) > 0
     assert second["view"] == "heatmap" and second["ms"] >= second["index_ms"] + second["apply_ms"]
+
+
+async def test_an_update_indexed_while_the_app_shuts_down_is_not_applied(demo: list[Update]) -> None:
+    """Textual tears the screens down before it cancels the feed's worker: an update whose index
+    comes back then must not reach the views (it would find them half gone: NoMatches)."""
+    feed = QueueFeed(demo[:1])
+    app = GpuctlApp(feed)
+    index = app._index
+
+    def index_until_shutdown(update: Update, previous: Any) -> Any:
+        while app.is_running:  # in the indexing thread: return once the shutdown has begun
+            time.sleep(0.002)
+        return index(update, previous)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+        app._index = index_until_shutdown  # type: ignore[method-assign]
+        feed.push(demo[1])
+        await pilot.pause()
+    assert app.updates_applied == 1
