@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,19 @@ async def test_an_update_indexed_while_the_app_shuts_down_is_not_applied(demo: l
         feed.push(demo[1])
         await pilot.pause()
     assert app.updates_applied == 1
+
+
+async def test_a_feed_that_ends_while_the_app_shuts_down_is_not_reported(demo: list[Update]) -> None:
+    """A feed closed by the shutdown (the demo's cluster goes with the app) is not a failure to
+    show: the status bar it would be written to is being torn down."""
+    app: GpuctlApp
+
+    async def feed() -> AsyncIterator[Update]:
+        yield demo[0]
+        while app.is_running:  # noqa: ASYNC110 -- Textual signals no event when its shutdown begins
+            await asyncio.sleep(0.002)
+
+    app = GpuctlApp(feed())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_applied(pilot)
+    assert app.feed_error is None
