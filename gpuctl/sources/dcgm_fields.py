@@ -19,8 +19,9 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Literal, TypedDict
 
@@ -140,6 +141,7 @@ class ParsedResults:
     readings: tuple[Reading, ...]
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    evaluated_at: float | None = None  # the earliest time its series carry (series_time), Unix seconds
 
 
 class _Malformed(ValueError):
@@ -336,27 +338,68 @@ class _Series(TypedDict, total=False):
 
 
 class _Data(TypedDict, total=False):
-    result: list[_Series]
+    result: list[msgspec.Raw]
 
 
 class _Answer(TypedDict, total=False):
     data: _Data
 
 
-# An instant query's answer decoded in C to just what parse_series reads: under half of json.loads' time at
-# 12,500 series. Stateless, like a compiled pattern.
+# An instant query's answer split in C into its series' raw JSON (views of the body, not copies), and each
+# series decoded to just what parse_series reads. Stateless, like compiled patterns.
 _ANSWER = msgspec.json.Decoder(_Answer)
+_SERIES = msgspec.json.Decoder(_Series)
 
 
-def decode_results(body: bytes) -> Any:
-    """An instant query's answer's `data.result`. One off that shape anywhere (a label that is no string, a
-    scalar result) is read in full with `json`, for parse_series to judge series by series. Raises ValueError
-    for bytes that are not JSON, KeyError or TypeError for JSON without `data.result`."""
+class Results:
+    """An answer's result list, each series decoded as it is read.
+
+    Decoded whole, a 12,500-series answer is ~17 MiB of small objects at once, freed after its readings
+    are made: arenas that the readings and samples made meanwhile keep from going back to the system. One
+    series at a time reuses the same few blocks, and costs less CPU too (BENCHMARKS.md §8, session 12).
+    Each pass decodes again: read it once (or make a list)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[msgspec.Raw]) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[Any]:
+        for raw in self._raw:
+            try:
+                yield _SERIES.decode(raw)
+            except msgspec.ValidationError:  # off that shape (a label that is no string): in full, judged alone
+                yield msgspec.json.decode(raw)
+
+
+def decode_results(body: bytes) -> Results | Any:
+    """An instant query's answer's `data.result`: Results when it is a list, else (a result that is no
+    list) what the JSON holds there. A series off the shape parse_series reads is decoded in full, for
+    parse_series to judge on its own. Raises ValueError for bytes that are not JSON, KeyError or TypeError
+    for JSON without `data.result`."""
     try:
         answer: Any = _ANSWER.decode(body)
     except msgspec.ValidationError:
-        answer = json.loads(body)
-    return answer["data"]["result"]
+        return json.loads(body)["data"]["result"]
+    return Results(answer["data"]["result"])
+
+
+# datetime's range (years 1 to 9999) in Unix seconds, a day inside each end: outside it a timestamp is garbage.
+_TIME_RANGE = (datetime(1, 1, 2, tzinfo=UTC).timestamp(), datetime(9999, 12, 30, tzinfo=UTC).timestamp())
+
+
+def series_time(series: Any) -> float | None:
+    """When Prometheus evaluated a series of an instant query's answer (its value's timestamp, Unix seconds);
+    None when the series carries none that can be a time."""
+    try:
+        at = float(series["value"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    low, high = _TIME_RANGE
+    return at if low <= at <= high else None  # NaN and infinities fail both
 
 
 def parse_results(
@@ -365,13 +408,17 @@ def parse_results(
     """Every series of an answer; `pods`: see parse_pod; `memo`: see RefreshMemo."""
     readings: list[Reading] = []
     reasons: Counter[str] = Counter()
-    for series in results:
+    earliest: float | None = None
+    for series in results:  # one pass: Results decodes each series as it is read
         parsed = parse_series(series, pods, memo) if isinstance(series, Mapping) else Rejection("malformed series: not an object")
         if isinstance(parsed, Rejection):
             reasons[parsed.reason] += 1
         else:
             readings.append(parsed)
-    return ParsedResults(tuple(readings), sum(reasons.values()), reasons)
+        at = series_time(series)
+        if at is not None and (earliest is None or at < earliest):
+            earliest = at
+    return ParsedResults(tuple(readings), sum(reasons.values()), reasons, earliest)
 
 
 _SPELLING_RANK: Mapping[PodSpelling, int] = {"exported": 0, "plain": 1, "legacy": 2}

@@ -177,8 +177,7 @@ class PrometheusSource:
         # Requests on threads of their own (gpuctl.workers), at most four in flight: a loaded Prometheus answers
         # ten concurrent queries no sooner than four at a time, and each slower (at load 17 they passed the
         # timeout). They hold an answer's bytes only. Decoding, parsing and joining on one more thread, an answer
-        # at a time: decoded, an answer is many times its bytes. (The source's peak RSS at 12,500 GPUs stayed
-        # ~380 MiB with this, bench/bench_prom_cost.py: its bulk is elsewhere, not yet found.)
+        # at a time and its series one by one (fields.Results): decoded whole, an answer is many times its bytes.
         self._requests = Workers("gpuctl-prometheus", MAX_IN_FLIGHT)
         self._parsing = Workers("gpuctl-prometheus-parse", 1)
         self._pods = fields.PodRefs()  # used on the parsing thread only
@@ -205,8 +204,8 @@ class PrometheusSource:
         """One refresh: a query per quantity and one for freshness, concurrently. Raises FETCH_ERRORS
         when a quantity's query fails; a failed freshness query makes the batch `unconfirmed` instead.
 
-        Each answer is parsed in the thread that fetched it, and the readings merged in one
-        more: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
+        Each answer is parsed on the parsing thread as it comes, a series at a time, and the readings
+        merged there: at 12,500 GPUs that is ~90,000 series, work the event loop must not do (and the
         answers' JSON is let go one by one, not held all at once). Every request is queued before
         the first wait (so queries queued after this call starts go behind them), the freshness query
         first: it reads a window, the others one sample, so it is the longest, and queued last it would
@@ -235,18 +234,15 @@ class PrometheusSource:
             log.warning("%s; this refresh's readings are all marked stale", reason)
             return reason
 
-    def _batch_of(
-        self, answers: Sequence[tuple[datetime | None, fields.ParsedResults]], moving: Set[str] | str
-    ) -> MetricsBatch:
+    def _batch_of(self, answers: Sequence[fields.ParsedResults], moving: Set[str] | str) -> MetricsBatch:
         # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
         # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
-        times = [at for at, _ in answers if at is not None]
-        at = min(times) if times else self._now()
-        rejected = sum(p.rejected for _, p in answers)
+        at = earliest_time(p.evaluated_at for p in answers) or self._now()
+        rejected = sum(p.rejected for p in answers)
         if rejected:
-            reasons = sum((p.reasons for _, p in answers), start=Counter[str]())
+            reasons = sum((p.reasons for p in answers), start=Counter[str]())
             log.debug("rejected %d DCGM series: %s", rejected, dict(reasons))
-        readings = chain.from_iterable(p.readings for _, p in answers)
+        readings = chain.from_iterable(p.readings for p in answers)
         unconfirmed, moving = (moving, frozenset()) if isinstance(moving, str) else (None, moving)
         samples = mark_stale(fields.merge_readings(readings), moving)
         return MetricsBatch(at=at, samples=samples, rejected=rejected, unconfirmed=unconfirmed)
@@ -408,10 +404,10 @@ class PrometheusSource:
     @overload
     async def _query(self, promql: str, *, timeout_s: float | None = None) -> list[Any]: ...
     @overload
-    async def _query(self, promql: str, *, then: Callable[[list[Any]], T], timeout_s: float | None = None) -> T: ...
+    async def _query(self, promql: str, *, then: Callable[[Iterable[Any]], T], timeout_s: float | None = None) -> T: ...
 
     async def _query(
-        self, promql: str, *, then: Callable[[list[Any]], Any] | None = None, timeout_s: float | None = None
+        self, promql: str, *, then: Callable[[Iterable[Any]], Any] | None = None, timeout_s: float | None = None
     ) -> Any:
         """The instant query's result list; with `then`, what `then` makes of it, on the parsing thread."""
         return await self._answer(self._send(promql, timeout_s=timeout_s), then=then)
@@ -426,7 +422,7 @@ class PrometheusSource:
         params = {"query": promql, "timeout": f"{limit:g}"}
         return asyncio.wrap_future(self._requests.submit(self._get, "/api/v1/query", params, limit))
 
-    async def _answer(self, sent: Awaitable[bytes], *, then: Callable[[list[Any]], Any] | None = None) -> Any:
+    async def _answer(self, sent: Awaitable[bytes], *, then: Callable[[Iterable[Any]], Any] | None = None) -> Any:
         """A sent query's result list (or what `then` makes of it), parsed on the parsing thread."""
         try:
             body = await sent
@@ -436,9 +432,9 @@ class PrometheusSource:
 
         def parse() -> Any:
             result = fields.decode_results(body)
-            if not isinstance(result, list):
+            if not isinstance(result, fields.Results):
                 raise TypeError("Prometheus answer has no result list")
-            return result if then is None else then(result)
+            return list(result) if then is None else then(result)
 
         return await self._parsing.run(parse)
 
@@ -455,11 +451,9 @@ class PrometheusSource:
         return resp.content
 
 
-def _parse_answer(
-    answer: list[Any], *, pods: fields.PodRefs, memo: fields.RefreshMemo
-) -> tuple[datetime | None, fields.ParsedResults]:
-    """One instant query's answer: when it was evaluated, and its series parsed."""
-    return evaluation_time((answer,)), fields.parse_results(answer, pods, memo)
+def _parse_answer(answer: Iterable[Any], *, pods: fields.PodRefs, memo: fields.RefreshMemo) -> fields.ParsedResults:
+    """One instant query's answer, its series parsed (in one pass: see fields.Results)."""
+    return fields.parse_results(answer, pods, memo)
 
 
 def _oldest_recorded(data: Any) -> tuple[datetime | None, float | None]:
@@ -499,16 +493,15 @@ def mark_stale(samples: Sequence[GpuSample], moving: Set[str]) -> tuple[GpuSampl
 
 def evaluation_time(answers: Iterable[Iterable[Any]]) -> datetime | None:
     """When Prometheus evaluated these instant queries: the earliest timestamp its answers carry
-    (every series of an instant query is stamped with its evaluation time); None when they are empty."""
-    earliest: datetime | None = None
-    for answer in answers:
-        for series in answer:
-            try:
-                at = datetime.fromtimestamp(float(series["value"][0]), UTC)
-            except (KeyError, IndexError, TypeError, ValueError, OverflowError, OSError):
-                continue  # a malformed series: parse_results rejects and counts it
-            earliest = at if earliest is None else min(earliest, at)
-    return earliest
+    (every series of an instant query is stamped with its evaluation time); None when they are empty.
+    A malformed series is skipped (parse_results rejects and counts it)."""
+    return earliest_time(fields.series_time(series) for answer in answers for series in answer)
+
+
+def earliest_time(times: Iterable[float | None]) -> datetime | None:
+    """The earliest of these Unix times (fields.series_time's) as a datetime; None when there is none."""
+    known = [t for t in times if t is not None]
+    return datetime.fromtimestamp(min(known), UTC) if known else None
 
 
 def describe_error(e: BaseException) -> str:

@@ -267,9 +267,29 @@ def test_an_answer_is_decoded_to_what_parse_series_reads_and_one_off_that_shape_
     assert isinstance(f.parse_series(one), Reading)
     odd = json.loads(json.dumps(good))
     odd["data"]["result"].append({"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "Hostname": 5, "gpu": "1"}, "value": [1.5, "7"]})
-    kept, garbled = f.decode_results(json.dumps(odd).encode())  # read in full: each series judged on its own
-    assert isinstance(f.parse_series(kept), Reading)
+    kept, garbled = f.decode_results(json.dumps(odd).encode())  # the odd one read in full, judged on its own
+    assert kept["metric"] == good["data"]["result"][0]["metric"] and isinstance(f.parse_series(kept), Reading)
     assert f.parse_series(garbled) == f.Rejection("no Hostname label")
-    assert f.decode_results(b'{"data": {"resultType": "scalar", "result": [1.5, "2"]}}') == [1.5, "2"]
+    assert list(f.decode_results(b'{"data": {"resultType": "scalar", "result": [1.5, "2"]}}')) == [1.5, "2"]
+    assert f.decode_results(b'{"data": {"result": "none"}}') == "none"  # no list: the caller refuses it
     with pytest.raises(ValueError):
         f.decode_results(b'{"data": ')
+
+
+def test_results_decode_each_series_as_it_is_read_and_again_on_each_pass() -> None:
+    body = json.dumps({"data": {"result": [{"metric": {"gpu": str(i)}, "value": [1.0, "0"]} for i in range(3)]}}).encode()
+    results = f.decode_results(body)
+    assert isinstance(results, f.Results) and len(results) == 3
+    first, again = list(results), list(results)
+    assert first == again and first[2] == {"metric": {"gpu": "2"}, "value": (1.0, "0")}
+    assert first[0] is not again[0]  # nothing kept between passes: the caller holds what it needs
+
+
+def test_parse_results_says_when_the_answer_was_evaluated() -> None:
+    def series(at: object, host: str = "n") -> dict[str, object]:
+        return {"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "Hostname": host, "gpu": "0"}, "value": [at, "1"]}
+
+    parsed = f.parse_results([series(1_700_000_010.5), series(1_700_000_010.25, "m"), series("soon"), series(float("nan"))])
+    assert parsed.evaluated_at == 1_700_000_010.25  # the value is read, its time only for this
+    assert f.parse_results([series(1e20), series(None), {"metric": {}}]).evaluated_at is None
+    assert f.parse_results([]).evaluated_at is None
