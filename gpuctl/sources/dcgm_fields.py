@@ -19,10 +19,11 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from operator import itemgetter
 from typing import Any, Literal, TypedDict
 
 import msgspec
@@ -431,15 +432,29 @@ _NO_READING = len(METRICS)  # a priority below every reading's (see _priority): 
 @dataclass(slots=True)
 class _Merging:
     """One GPU's readings as they merge. Per quantity (its _SLOT), the best priority so far and its
-    value, in two flat lists rather than a dict of tuples: a refresh holds ~12,500 of these at once."""
+    value, in two flat lists rather than a dict of tuples: a refresh holds ~12,500 of these at once.
+    The pod: the best named with exported or legacy labels (spelling rank, answer order, ref), and every one
+    named with plain labels (answer order, scrape target, ref), judged when the refresh is whole."""
 
     gpu: GpuIdentity
     priorities: list[int] = field(default_factory=lambda: [_NO_READING] * len(_SLOT))
     values: list[float | None] = field(default_factory=lambda: [None] * len(_SLOT))
-    pod: tuple[int, PodRef] | None = None
+    pod: tuple[int, int, PodRef] | None = None
+    plain: list[tuple[int, str | None, PodRef]] | None = None
 
     def value(self, quantity: Quantity) -> float | None:
         return self.values[_SLOT[quantity]]
+
+    def pod_ref(self, renamed: Set[str]) -> PodRef | None:
+        """The pod holding the GPU: exported labels first, then plain ones (but not a renamed target's: its plain
+        `pod` is the exporter itself), then legacy; of two of the same spelling, the earlier answer's, then the
+        first read."""
+        if self.pod is not None and self.pod[0] == _SPELLING_RANK["exported"]:
+            return self.pod[2]
+        plain = min((p for p in self.plain or () if p[1] not in renamed), key=itemgetter(0), default=None)
+        if plain is not None:
+            return plain[2]
+        return None if self.pod is None else self.pod[2]
 
 
 def _priority(reading: Reading) -> int:
@@ -449,31 +464,55 @@ def _priority(reading: Reading) -> int:
     return rank
 
 
-def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
-    """Join readings of the same GPU (one per quantity) into whole GpuSamples."""
-    readings = list(readings)
-    # A scrape target whose series carry exported_* labels is one where Prometheus
-    # renamed the exporter's pod labels: its plain `pod` is then the exporter itself.
-    renamed = {r.scrape_instance for r in readings if r.pod_spelling == "exported" and r.scrape_instance}
-    merging: dict[str, _Merging] = {}
-    for r in readings:
-        entry = merging.get(r.gpu.key)
-        if entry is None:
-            entry = merging[r.gpu.key] = _Merging(r.gpu)
-        else:
-            entry.gpu = _fill_identity(entry.gpu, r.gpu)
-        priority = _priority(r)
-        slot = _SLOT[r.metric.quantity]
-        if priority < entry.priorities[slot]:
-            entry.priorities[slot] = priority
-            entry.values[slot] = r.value
-        if r.pod is not None and r.pod_spelling is not None:
-            if r.pod_spelling == "plain" and r.scrape_instance in renamed:
+class ReadingsMerger:
+    """A refresh's readings joined per GPU (one per quantity) into whole GpuSamples, an answer at a time:
+    each answer's readings can go once added (at 12,500 GPUs, ~12,500 per answer), not wait for the others.
+    The samples do not depend on the order answers are added in, only on their `order`. Not thread-safe."""
+
+    __slots__ = ("_merging", "_renamed")
+
+    def __init__(self) -> None:
+        self._merging: dict[str, _Merging] = {}
+        # Scrape targets whose series carry exported_* labels: Prometheus renamed the exporter's pod labels
+        # there, so their plain `pod` is the exporter itself.
+        self._renamed: set[str] = set()
+
+    def add(self, readings: Iterable[Reading], order: int = 0) -> None:
+        """One answer's readings; `order`: the answer's place among the refresh's queries."""
+        merging = self._merging
+        for r in readings:
+            entry = merging.get(r.gpu.key)
+            if entry is None:
+                entry = merging[r.gpu.key] = _Merging(r.gpu)
+            else:
+                entry.gpu = _fill_identity(entry.gpu, r.gpu)
+            priority = _priority(r)
+            slot = _SLOT[r.metric.quantity]
+            if priority < entry.priorities[slot]:
+                entry.priorities[slot] = priority
+                entry.values[slot] = r.value
+            if r.pod is None or r.pod_spelling is None:
                 continue
+            if r.pod_spelling == "plain":
+                if entry.plain is None:
+                    entry.plain = []
+                entry.plain.append((order, r.scrape_instance, r.pod))
+                continue
+            if r.pod_spelling == "exported" and r.scrape_instance:
+                self._renamed.add(r.scrape_instance)
             rank = _SPELLING_RANK[r.pod_spelling]
-            if entry.pod is None or rank < entry.pod[0]:
-                entry.pod = (rank, r.pod)
-    return tuple(_to_sample(m) for m in merging.values())
+            if entry.pod is None or (rank, order) < entry.pod[:2]:
+                entry.pod = (rank, order, r.pod)
+
+    def samples(self) -> tuple[GpuSample, ...]:
+        return tuple(_to_sample(m, m.pod_ref(self._renamed)) for m in self._merging.values())
+
+
+def merge_readings(readings: Iterable[Reading]) -> tuple[GpuSample, ...]:
+    """Join readings of the same GPU (one per quantity) into whole GpuSamples (ReadingsMerger, all at once)."""
+    merger = ReadingsMerger()
+    merger.add(readings)
+    return merger.samples()
 
 
 def _fill_identity(have: GpuIdentity, other: GpuIdentity) -> GpuIdentity:
@@ -489,7 +528,7 @@ def _fill_identity(have: GpuIdentity, other: GpuIdentity) -> GpuIdentity:
     )
 
 
-def _to_sample(m: _Merging) -> GpuSample:
+def _to_sample(m: _Merging, pod: PodRef | None) -> GpuSample:
     value = m.value
     used, free, total = value(Quantity.FB_USED), value(Quantity.FB_FREE), value(Quantity.FB_TOTAL)
     if free is None and used is not None and total is not None:
@@ -503,7 +542,7 @@ def _to_sample(m: _Merging) -> GpuSample:
         model=m.gpu.model,
         mig_profile=m.gpu.mig_profile,
         mig_instance=m.gpu.mig_instance,
-        pod=None if m.pod is None else m.pod[1],
+        pod=pod,
         util_pct=value(Quantity.UTIL),
         mem_used_mib=used,
         mem_free_mib=free,

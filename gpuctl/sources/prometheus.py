@@ -40,7 +40,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Se
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from itertools import chain
 from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import urlencode
 
@@ -211,19 +210,20 @@ class PrometheusSource:
         first: it reads a window, the others one sample, so it is the longest, and queued last it would
         start only when an instant query ended (MAX_IN_FLIGHT) and end the refresh alone."""
         self._parsing.submit(self._pods.next_refresh)  # before this refresh's answers, on their thread
-        parse = partial(_parse_answer, pods=self._pods, memo=fields.RefreshMemo())  # dropped with the refresh
+        merger = fields.ReadingsMerger()  # each answer's readings join it as parsed, on the parsing thread
+        parse = partial(_parse_answer, pods=self._pods, memo=fields.RefreshMemo(), merger=merger)  # dropped with the refresh
         freshness = self._send(queries.freshness(self.stale_window_s, self.selector), timeout_s=self.freshness_timeout_s)
         sent = [self._send(queries.instant(q, self.selector)) for q in REFRESH_QUANTITIES]
-        instants = asyncio.gather(*(self._answer(answer, then=parse) for answer in sent))
+        instants = asyncio.gather(*(self._answer(answer, then=partial(parse, order=i)) for i, answer in enumerate(sent)))
         try:
             parsed, moving = await asyncio.gather(instants, self._moving(freshness))
         except BaseException:
             # The error's traceback keeps this frame, and `instants` keeps the error: a reference cycle that
-            # held every answer of the refresh (bytes and parsed readings, MiBs at 12,500 GPUs) until the
+            # held every answer of the refresh (bytes and merged readings, MiBs at 12,500 GPUs) until the
             # cyclic collector ran, which gpuctl asks for rarely (service.tune_gc). Let go of them now.
-            del sent, freshness, instants
+            del sent, freshness, instants, parse, merger
             raise
-        return await self._parsing.run(self._batch_of, parsed, moving)
+        return await self._parsing.run(self._batch_of, parsed, moving, merger)
 
     async def _moving(self, sent: Awaitable[bytes]) -> set[str] | str:
         """The freshness query's answer (keys of GPUs whose readings move), or why it failed."""
@@ -234,7 +234,9 @@ class PrometheusSource:
             log.warning("%s; this refresh's readings are all marked stale", reason)
             return reason
 
-    def _batch_of(self, answers: Sequence[fields.ParsedResults], moving: Set[str] | str) -> MetricsBatch:
+    def _batch_of(
+        self, answers: Sequence[fields.ParsedResults], moving: Set[str] | str, merger: fields.ReadingsMerger
+    ) -> MetricsBatch:
         # The idle clock runs on Prometheus's time, not ours. With no series there is no evidence to
         # time; our clock stands in (skewed far ahead, it only delays the next batch: stale, never idle).
         at = earliest_time(p.evaluated_at for p in answers) or self._now()
@@ -242,9 +244,8 @@ class PrometheusSource:
         if rejected:
             reasons = sum((p.reasons for p in answers), start=Counter[str]())
             log.debug("rejected %d DCGM series: %s", rejected, dict(reasons))
-        readings = chain.from_iterable(p.readings for p in answers)
         unconfirmed, moving = (moving, frozenset()) if isinstance(moving, str) else (None, moving)
-        samples = mark_stale(fields.merge_readings(readings), moving)
+        samples = mark_stale(merger.samples(), moving)
         return MetricsBatch(at=at, samples=samples, rejected=rejected, unconfirmed=unconfirmed)
 
     async def idle_history(self, samples: Sequence[GpuSample]) -> dict[str, datetime]:
@@ -451,9 +452,14 @@ class PrometheusSource:
         return resp.content
 
 
-def _parse_answer(answer: Iterable[Any], *, pods: fields.PodRefs, memo: fields.RefreshMemo) -> fields.ParsedResults:
-    """One instant query's answer, its series parsed (in one pass: see fields.Results)."""
-    return fields.parse_results(answer, pods, memo)
+def _parse_answer(
+    answer: Iterable[Any], *, pods: fields.PodRefs, memo: fields.RefreshMemo, merger: fields.ReadingsMerger, order: int
+) -> fields.ParsedResults:
+    """One instant query's answer, its series parsed (in one pass: see fields.Results) and its readings added to
+    the refresh's merger (`order`: the query's place in the refresh); what is left is its counts and time."""
+    parsed = fields.parse_results(answer, pods, memo)
+    merger.add(parsed.readings, order)
+    return replace(parsed, readings=())
 
 
 def _oldest_recorded(data: Any) -> tuple[datetime | None, float | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -293,3 +294,27 @@ def test_parse_results_says_when_the_answer_was_evaluated() -> None:
     assert parsed.evaluated_at == 1_700_000_010.25  # the value is read, its time only for this
     assert f.parse_results([series(1e20), series(None), {"metric": {}}]).evaluated_at is None
     assert f.parse_results([]).evaluated_at is None
+
+
+def test_a_merger_fed_one_answer_at_a_time_in_any_order_merges_as_all_at_once() -> None:
+    target = {"instance": "10.0.0.5:9400", "pod": "dcgm-exporter-x", "namespace": "gpu-operator"}
+    answers = [  # in query order: utilisation, used memory, temperature
+        [  # node-a/1 is time-sliced: each detailed answer names another of its pods
+            series("DCGM_FI_DEV_GPU_UTIL", "5", pod="p-util", namespace="ml"),
+            series("DCGM_FI_DEV_GPU_UTIL", "0", gpu="0", **target),  # plain labels of a target renamed below
+        ],
+        [
+            series("DCGM_FI_DEV_FB_USED", "100", pod="p-mem", namespace="ml"),
+            series("DCGM_FI_DEV_FB_USED", "7", gpu="0", exported_pod="job-1", exported_namespace="ml", **target),
+        ],
+        [series("DCGM_FI_DEV_GPU_TEMP", "40"), series("DCGM_FI_DEV_GPU_TEMP", "41", gpu="0")],
+    ]
+    parsed = [f.parse_results(a).readings for a in answers]
+    whole = f.merge_readings(r for readings in parsed for r in readings)
+    held = {s.key: s.pod for s in whole}
+    assert held == {"node-a/1": PodRef(namespace="ml", name="p-util"), "node-a/0": PodRef(namespace="ml", name="job-1")}
+    for arrival in itertools.permutations(range(len(answers))):
+        merger = f.ReadingsMerger()
+        for order in arrival:
+            merger.add(parsed[order], order)
+        assert sorted(merger.samples(), key=lambda s: s.key) == sorted(whole, key=lambda s: s.key), arrival
