@@ -47,6 +47,21 @@ class FleetBed:
     running_s: float  # then every placed pod Running
     prometheus_s: float  # then Prometheus had every device
 
+    @property
+    def prometheus(self) -> str:
+        return self.telemetry.monitoring.prometheus_url
+
+    def floor_args(self) -> dict[str, Any]:
+        """bench/_floor.py's argument (as JSON): the admin's credentials, Prometheus, the refresh's queries."""
+        from gpuctl.sources import queries
+        from gpuctl.sources.prometheus import REFRESH_QUANTITIES
+        from testbed.controlplane import ADMIN
+
+        pair = self.plane.client_cert(ADMIN)
+        return {"server": self.plane.server, "ca": str(self.plane.ca.pair.cert), "cert": str(pair.cert),
+                "key": str(pair.key), "prometheus": self.prometheus,
+                "queries": [queries.instant(q) for q in REFRESH_QUANTITIES]}  # fmt: skip
+
     def setup_line(self, scrape_s: float) -> str:
         return (f"control plane up in {self.plane_s:.1f} s, fleet loaded in {self.load_s:.1f} s, running in "
                 f"{self.running_s:.1f} s more; Prometheus (scrape and rules every {scrape_s:g} s) had every device "

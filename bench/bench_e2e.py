@@ -60,9 +60,6 @@ from _common import REPO, command_line, fleet_summary, machine, ms
 from _e2e_report import Repetition, SnapshotRun, TopRun, report_long, report_start
 from _procs import Finished, PtyProcess, TraceFile, read_query_log, run_timed
 
-from gpuctl.sources import queries
-from gpuctl.sources.prometheus import REFRESH_QUANTITIES
-
 # The `gpuctl` console script (gpuctl.cli.run), from the checkout named by PYTHONPATH
 # and working directory of a Checkout, whichever one the virtual environment's editable install points at.
 GPUCTL = [sys.executable, "-m", "gpuctl.cli"]
@@ -77,6 +74,10 @@ class Expected:
     pods: int
     devices: int
     quotas: int  # namespaces with a GPU quota
+
+    @classmethod
+    def of(cls, fleet: Any) -> Expected:  # gpuctl.sim.fleet.Fleet
+        return cls(len(fleet.nodes), len(fleet.pods), len(fleet.gpus), sum(1 for n in fleet.namespaces if n.quota_hard))
 
     def complete(self, e: dict[str, Any]) -> bool:
         return (e["nodes"], e["pods"], e["readings"], e["quotas"]) == (self.nodes, self.pods, self.devices, self.quotas)
@@ -285,20 +286,15 @@ async def bench(args: argparse.Namespace) -> None:
     async with fleet_bed(workdir, scale=args.scale, pods=args.pods, scrape_s=args.scrape, timeout_s=args.timeout,
                          query_log=query_log) as up:  # fmt: skip
         plane, fleet, admin = up.plane, up.fleet, up.admin
-        prom = up.telemetry.monitoring.prometheus_url
-        expected = Expected(len(fleet.nodes), len(fleet.pods), len(fleet.gpus),
-                            sum(1 for n in fleet.namespaces if n.quota_hard))
-        pair = plane.client_cert(ADMIN)
+        prom = up.prometheus
+        expected = Expected.of(fleet)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
         (workdir / "xdg").mkdir()
         env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
         checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
         bed = Bed(
             kubeconfig=plane.kubeconfig(ADMIN), prometheus=prom, query_log=query_log, workdir=workdir,
-            expected=expected, env=env, admin=admin,
-            floor_args={"server": plane.server, "ca": str(plane.ca.pair.cert), "cert": str(pair.cert),
-                        "key": str(pair.key), "prometheus": prom,
-                        "queries": [queries.instant(q) for q in REFRESH_QUANTITIES]},
+            expected=expected, env=env, admin=admin, floor_args=up.floor_args(),
         )
         print(f"fleet:   {fleet_summary(fleet)}; {expected.quotas} namespaces with a GPU quota")
         print(f"setup:   {up.setup_line(args.scrape)}; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")

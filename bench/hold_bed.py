@@ -25,13 +25,12 @@ import asyncio
 import json
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from _bed import fleet_bed
-from bench_e2e import churn
+from bench_e2e import Expected, churn
 
-from gpuctl.sources import queries
-from gpuctl.sources.prometheus import REFRESH_QUANTITIES
 from testbed.controlplane import ADMIN
 
 
@@ -41,16 +40,9 @@ async def hold(scale: int, out: Path, scrape_s: float, timeout_s: float) -> None
     workdir = Path(tempfile.mkdtemp(prefix="gpuctl-held-bed-"))
     query_log = workdir / "prometheus-queries.log"
     async with fleet_bed(workdir, scale=scale, scrape_s=scrape_s, timeout_s=timeout_s, query_log=query_log) as up:
-        prometheus = up.telemetry.monitoring.prometheus_url
-        pair = up.plane.client_cert(ADMIN)
         description = json.dumps({
-            "kubeconfig": str(up.plane.kubeconfig(ADMIN)), "prometheus": prometheus, "workdir": str(workdir),
-            "query_log": str(query_log),
-            "expected": {"nodes": len(up.fleet.nodes), "pods": len(up.fleet.pods), "devices": len(up.fleet.gpus),
-                         "quotas": sum(1 for n in up.fleet.namespaces if n.quota_hard)},
-            "floor_args": {"server": up.plane.server, "ca": str(up.plane.ca.pair.cert), "cert": str(pair.cert),
-                           "key": str(pair.key), "prometheus": prometheus,
-                           "queries": [queries.instant(q) for q in REFRESH_QUANTITIES]},
+            "kubeconfig": str(up.plane.kubeconfig(ADMIN)), "prometheus": up.prometheus, "workdir": str(workdir),
+            "query_log": str(query_log), "expected": asdict(Expected.of(up.fleet)), "floor_args": up.floor_args(),
         }, indent=1)  # fmt: skip
         await asyncio.to_thread(out.write_text, description)
         print(f"bed up: {up.setup_line(scrape_s)}; {out} written; remove {running} to stop", flush=True)
