@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from textual.app import App
-from textual.notifications import SeverityLevel
-
 from gpuctl.config import Settings
 from gpuctl.model import Update
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Textual is imported while the feed starts (gpuctl.tui.run), not before it
+    from textual.app import App
+    from textual.notifications import SeverityLevel
+
     from gpuctl.service import Cluster
 
 

@@ -130,3 +130,20 @@ async def test_a_feed_that_fails_to_start_fails_where_it_is_read() -> None:
     with pytest.raises(ConfigError, match="kubeconfig"):
         async for _ in started:
             pass
+
+
+def test_gpuctl_top_starts_its_feed_before_textual_is_imported(tmp_path: Path) -> None:
+    """The cluster answers while the UI loads (gpuctl.tui.run): nothing on the way to the feed imports Textual."""
+    code = (
+        "import sys\n"
+        "from gpuctl.tui.feed import StartedFeed\n"
+        "def started(self, feed):\n"
+        "    print('textual' in sys.modules)\n"
+        "    raise SystemExit(0)\n"
+        "StartedFeed.__init__ = started\n"
+        "from gpuctl.cli import main\n"
+        "main(['top', '--demo'])\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
