@@ -318,11 +318,11 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
     interval = rules.interval_s if isinstance(rules, recorded.Recorded) else q.RULE_INTERVAL_S
     live_s = (recorded.CURRENT_INTERVALS + 1) * interval
     paths = {
-        "recording rules": (q.recorded_last_busy(t, live_s), q.recorded_present_since(t, live_s)),
-        "subqueries": (q.last_busy(t, plan.lookback_s, plan.step_s),
-                       q.present_since(t, plan.lookback_s, plan.presence_step_s, plan.gap_s)),
+        "recording rules": {"both records": q.recorded_history(t, live_s)},
+        "subqueries": {"last_busy": q.last_busy(t, plan.lookback_s, plan.step_s),
+                       "present_since": q.present_since(t, plan.lookback_s, plan.presence_step_s, plan.gap_s)},
     }
-    per: dict[str, list[list[dict[str, Any]]]] = {name: [[], []] for name in paths}
+    per: dict[str, dict[str, list[dict[str, Any]]]] = {name: {label: [] for label in reads} for name, reads in paths.items()}
     evals: list[dict[str, Any]] = []
 
     def group_evaluations() -> None:
@@ -333,12 +333,12 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
     for i in range(args.variant_repeat):  # each path first in turn; one query at a time in Prometheus
         order = list(paths) if i % 2 == 0 else list(reversed(paths))
         for name in order:
-            for j, promql in enumerate(paths[name]):
-                per[name][j].append(await asyncio.to_thread(_timed_query, url, promql, pid, args.timeout, None))
+            for label, promql in paths[name].items():
+                per[name][label].append(await asyncio.to_thread(_timed_query, url, promql, pid, args.timeout, None))
         await asyncio.to_thread(group_evaluations)
     rows = []
-    for name, pair in per.items():
-        for label, got in zip(("last_busy", "present_since"), pair, strict=True):
+    for name, reads in per.items():
+        for label, got in reads.items():
             rows.append([f"{name}: {label}", *_spread(got, statistics)])
     detect = f"min({q.PRESENT_SINCE_RECORD}) or vector(-1)"  # what each start asks before choosing (with the rules API)
     got = [await asyncio.to_thread(_timed_query, url, detect, pid, args.timeout, None) for _ in range(args.variant_repeat)]
@@ -359,8 +359,10 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
         times = sorted(e["s"] for (g, _), e in seen.items() if g == group)
         print(f"- {group}: {len(times)} evaluations, {min(times) * 1e3:.0f} / {statistics.median(times) * 1e3:.0f} / "
               f"{max(times) * 1e3:.0f} ms (min / median / max)")
-    streaks = {name: idle_since(batch.samples, t, last_busy=pair[0][-1]["result"], present_since=pair[1][-1]["result"],
-                                now=batch.at) for name, pair in per.items()}
+    answers = {"recording rules": q.split_recorded(per["recording rules"]["both records"][-1]["result"]),
+               "subqueries": (per["subqueries"]["last_busy"][-1]["result"], per["subqueries"]["present_since"][-1]["result"])}
+    streaks = {name: idle_since(batch.samples, t, last_busy=last_busy, present_since=present_since, now=batch.at)
+               for name, (last_busy, present_since) in answers.items()}
     rec, sub = streaks["recording rules"], streaks["subqueries"]
     diffs = [(rec[k] - sub[k]).total_seconds() for k in rec.keys() & sub.keys()]
     print(f"\nstreaks: {len(rec)} GPUs from the rules, {len(sub)} from the subqueries, {len(rec.keys() - sub.keys())} "

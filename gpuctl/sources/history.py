@@ -2,8 +2,8 @@
 
 Two answers, per utilisation series: when it was last busy, and since when it
 has been present without a gap. Where Prometheus runs gpuctl's recording rules
-(gpuctl.sources.recorded decides) they are two instant reads of those
-(queries.recorded_last_busy, recorded_present_since), which reach back to when
+(gpuctl.sources.recorded decides) they are one instant read of both
+(queries.recorded_history, split by record), which reach back to when
 the rules began. Otherwise two subqueries (queries.last_busy,
 queries.present_since) look back over the idle window plus a margin, at a step
 of a fifteenth of it (the question is "idle for the whole window?", not when to

@@ -262,14 +262,16 @@ class PrometheusSource:
         plan, sel, pct = self.history, self.selector, self.idle_threshold_pct
         if isinstance(rules, recorded.Recorded):
             live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s  # reaches back past the rules' last evaluation
-            reads = (queries.recorded_last_busy(pct, live_s, sel), queries.recorded_present_since(pct, live_s, sel))
+            last_busy, present_since = await self._answer(
+                self._send(queries.recorded_history(pct, live_s, sel)), then=queries.split_recorded
+            )
         else:
             reads = (
                 queries.last_busy(pct, plan.lookback_s, plan.step_s, sel),
                 queries.present_since(pct, plan.lookback_s, plan.presence_step_s, plan.gap_s, sel),
             )
-        sent = tuple(self._send(q) for q in reads)  # both queued before the first wait, as fetch's
-        last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
+            sent = tuple(self._send(q) for q in reads)  # both queued before the first wait, as fetch's
+            last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
         self.history_via, self.history_fallback = ("recording-rules", None) if isinstance(rules, recorded.Recorded) else ("subqueries", rules)
         if self.history_fallback is not None:
             log.info("idle history read with subqueries: %s", self.history_fallback)

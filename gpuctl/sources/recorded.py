@@ -1,5 +1,5 @@
 """Whether gpuctl may read its idle history from its recording rules (queries.recording_rules), which make
-it two cheap instant reads (queries.recorded_last_busy, recorded_present_since) instead of two subqueries.
+it one cheap instant read (queries.recorded_history) instead of two subqueries.
 
 deploy/prometheus/gpuctl-rules.yaml's group gpuctl-history records, every minute, per utilisation series
 gpuctl reads: the last evaluation that saw it busy (at the threshold in its `threshold` label), and the

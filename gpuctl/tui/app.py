@@ -15,7 +15,7 @@ new one opens; a failure to open shows in the status bar and as a toast.
 `a` (playbooks for the marked rows), `R` (runs) and `L` (audit log) open the
 screens of gpuctl.tui.playbooks; they reach the playbook engine through one
 `Desk`, opened on first use on the feed's running cluster and closed with the
-app or when the feed is reopened for another cluster.
+app or when the feed is reopened for another cluster. They and the engine are imported then, not at start.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -56,17 +56,15 @@ from gpuctl.tui.history import UtilHistory
 from gpuctl.tui.messages import MarksChanged, NodeChosen
 from gpuctl.tui.node_screen import NodeScreen
 from gpuctl.tui.nodes_view import NodesView
-from gpuctl.tui.playbooks.audit_screen import AuditScreen
-from gpuctl.tui.playbooks.desk import Desk, EngineOpener, open_engine_for
-from gpuctl.tui.playbooks.flow import act_on, selection_of
-from gpuctl.tui.playbooks.offers import Selection
-from gpuctl.tui.playbooks.runs_screen import RunsScreen
 from gpuctl.tui.pods_view import PodsView
 from gpuctl.tui.quotas_view import QuotasView
 from gpuctl.tui.row_table import RowTable
 from gpuctl.tui.service_feed import context_name
 from gpuctl.tui.status_bar import StatusBar, interval, pending_retry
 from gpuctl.workers import Workers
+
+if TYPE_CHECKING:
+    from gpuctl.tui.playbooks.desk import Desk, EngineOpener
 
 TABS: tuple[tuple[str, str], ...] = (
     ("heatmap", "Heatmap"),
@@ -140,7 +138,7 @@ class GpuctlApp(App[int]):
         monotonic: Callable[[], float] = time.monotonic,
         trace: Trace = NO_TRACE,
         diagnose: Diagnose | None = None,
-        open_engine: EngineOpener = open_engine_for,
+        open_engine: EngineOpener | None = None,
         act_as: Identity | None = None,
     ) -> None:
         """feed: what to show now; without it, `open_feed(settings)` makes it.
@@ -500,13 +498,15 @@ class GpuctlApp(App[int]):
     # -- playbooks: every action through the engine (gpuctl.tui.playbooks) ------------------------
 
     def _desk(self) -> Desk | None:
+        from gpuctl.tui.playbooks.desk import Desk, open_engine_for
+
         if self.settings is None:
             self.notify("This feed was handed in ready-made: there are no settings to open the playbook engine with.",
                         title="no playbooks", timeout=6)  # fmt: skip
             return None
         if self.desk is None:
-            self.desk = Desk(self.settings, cluster=lambda: running_cluster(self.feed), opener=self._open_engine,
-                             act_as=self._act_as)  # fmt: skip
+            self.desk = Desk(self.settings, cluster=lambda: running_cluster(self.feed),
+                             opener=self._open_engine or open_engine_for, act_as=self._act_as)  # fmt: skip
         return self.desk
 
     def _close_desk(self) -> None:
@@ -531,6 +531,9 @@ class GpuctlApp(App[int]):
         self.exit()
 
     def action_act(self) -> None:
+        from gpuctl.tui.playbooks.flow import act_on, selection_of
+        from gpuctl.tui.playbooks.offers import Selection
+
         if self.index is None or (desk := self._desk()) is None:
             return
         if isinstance(self.screen, NodeScreen):  # the node on screen
@@ -545,10 +548,14 @@ class GpuctlApp(App[int]):
         self.run_worker(act_on(self, desk, selection), name="act", group="act")
 
     def action_runs(self) -> None:
+        from gpuctl.tui.playbooks.runs_screen import RunsScreen
+
         if not isinstance(self.screen, RunsScreen) and (desk := self._desk()) is not None:
             self.push_screen(RunsScreen(desk))
 
     def action_audit(self) -> None:
+        from gpuctl.tui.playbooks.audit_screen import AuditScreen
+
         if not isinstance(self.screen, AuditScreen) and (desk := self._desk()) is not None:
             self.push_screen(AuditScreen(desk))
 
@@ -606,8 +613,10 @@ class GpuctlApp(App[int]):
 
 def help_sections() -> list[tuple[str, list[BindingType]]]:
     from gpuctl.tui.heatmap_view import HeatmapView
+    from gpuctl.tui.playbooks.audit_screen import AuditScreen
     from gpuctl.tui.playbooks.plan_screen import PlanScreen
     from gpuctl.tui.playbooks.progress_screen import ProgressScreen
+    from gpuctl.tui.playbooks.runs_screen import RunsScreen
 
     return [
         ("Everywhere", list(GpuctlApp.BINDINGS)),

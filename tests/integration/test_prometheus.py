@@ -316,14 +316,15 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
         finally:
             source.close()
         assert source.history_via == ("recording-rules" if history_rules else "subqueries")
-        _answered_only_idle_now_with_key_and_holder(last_busy, present_since)
+        # the recorded answer is one, split by its records' names (queries.split_recorded)
+        _answered_only_idle_now_with_key_and_holder(last_busy, present_since, named=history_rules)
 
 
-def _answered_only_idle_now_with_key_and_holder(last_busy: list[Any], present_since: list[Any]) -> None:
+def _answered_only_idle_now_with_key_and_holder(last_busy: list[Any], present_since: list[Any], *, named: bool = False) -> None:
     idle_now = {"node-a/0", "node-a/2", "node-b/1", "node-c/1"}
     assert {dcgm_fields.parse_identity(s["metric"]).key for s in present_since} == idle_now
     assert {dcgm_fields.parse_identity(s["metric"]).key for s in last_busy} <= idle_now
-    allowed = {queries.NAME_LABEL, *queries.HISTORY_LABELS}
+    allowed = {queries.NAME_LABEL, *queries.HISTORY_LABELS, *(["__name__"] if named else [])}
     assert all(set(s["metric"]) <= allowed for s in (*last_busy, *present_since))
     names = {s["metric"]["Hostname" if "Hostname" in s["metric"] else "hostname"]: s["metric"][queries.NAME_LABEL] for s in present_since}
     assert names == {"node-a": "DCGM_FI_DEV_GPU_UTIL", "node-b": "DCGM_FI_DEV_GPU_UTIL_RATIO", "node-c": "DCGM_FI_DEV_GPU_UTIL"}

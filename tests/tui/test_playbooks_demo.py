@@ -30,6 +30,10 @@ from tests.tui.conftest import until, wait_applied
 SIZE = (140, 40)
 
 
+# Waits on the demo engine (plans, submissions, approvals, executions): seconds of work on a busy machine.
+ENGINE_S = 30
+
+
 def demo_app(tmp_path: Path, *, act_as: Identity | None = None) -> GpuctlApp:
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")
@@ -54,7 +58,7 @@ async def plan_for(pilot: Pilot, playbook: str) -> PlanScreen:
     """`a`, then enter on `playbook` once the engine has said it may run; the plan screen with its first plan."""
     app = pilot.app
     await pilot.press("a")
-    await until(pilot, lambda: isinstance(app.screen, ActionsScreen) and app.screen.answered, "the playbooks", timeout_s=30)
+    await until(pilot, lambda: isinstance(app.screen, ActionsScreen) and app.screen.answered, "the playbooks", timeout_s=ENGINE_S)
     actions = app.screen
     assert isinstance(actions, ActionsScreen)
     index = next(i for i, c in enumerate(actions.checked) if c.offer.playbook == playbook)
@@ -62,7 +66,7 @@ async def plan_for(pilot: Pilot, playbook: str) -> PlanScreen:
     actions.query_one(OptionList).highlighted = index
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.screen.plan is not None and not app.screen.busy,
-                "the plan", timeout_s=30)  # fmt: skip
+                "the plan", timeout_s=ENGINE_S)  # fmt: skip
     screen = app.screen
     assert isinstance(screen, PlanScreen)
     return screen
@@ -73,7 +77,7 @@ async def replan(pilot: Pilot, screen: PlanScreen, **choices: str) -> None:
         screen.query_one(f"#param-{name}", Select).value = value
     await pilot.pause()
     await pilot.press("ctrl+p")
-    await until(pilot, lambda: screen.plan is not None and not screen.busy, "the new plan", timeout_s=30)
+    await until(pilot, lambda: screen.plan is not None and not screen.busy, "the new plan", timeout_s=ENGINE_S)
     assert screen.plan is not None and screen.plan.runnable, screen.plan
 
 
@@ -94,16 +98,16 @@ async def approve_and_execute(pilot: Pilot, run_id: str) -> ProgressScreen:
     the requester opens the run and executes it (e); the progress screen once it has ended."""
     app = pilot.app
     await pilot.press("R")
-    await until(pilot, lambda: isinstance(app.screen, RunsScreen) and run_id in app.screen.runs, "the run listed")
+    await until(pilot, lambda: isinstance(app.screen, RunsScreen) and run_id in app.screen.runs, "the run listed", timeout_s=ENGINE_S)
     runs = app.screen
     assert isinstance(runs, RunsScreen)
     runs.query_one("#runs-table", RowTable).cursor_key = run_id
     await pilot.press("Y")
-    await until(pilot, lambda: isinstance(app.screen, IdentityScreen), "the identity prompt")
+    await until(pilot, lambda: isinstance(app.screen, IdentityScreen), "the identity prompt", timeout_s=ENGINE_S)
     await pilot.press(*f"{DEMO_LEAD.user} {DEMO_LEAD.groups[0]}", "enter")
-    await until(pilot, lambda: runs.runs[run_id].status.phase == "Approved", "the approval")
+    await until(pilot, lambda: runs.runs[run_id].status.phase == "Approved", "the approval", timeout_s=ENGINE_S)
     await pilot.press("enter")
-    await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.phase == "Approved", "the run")
+    await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.phase == "Approved", "the run", timeout_s=ENGINE_S)
     await pilot.press("e")
     return await ended(pilot)
 
@@ -168,7 +172,7 @@ async def test_relabel_a_mig_node_approved_by_the_lead_in_the_demo(tmp_path: Pat
         await replan(pilot, screen, drain="true")
         await pilot.press("ctrl+y")
         await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.phase == "AwaitingApproval",
-                    "the run awaiting approval")  # fmt: skip
+                    "the run awaiting approval", timeout_s=ENGINE_S)  # fmt: skip
         waiting = app.screen
         assert isinstance(waiting, ProgressScreen) and waiting.submitted is not None
         assert any("demo-lead" in who for who in waiting.submitted.approvers)
@@ -178,7 +182,7 @@ async def test_relabel_a_mig_node_approved_by_the_lead_in_the_demo(tmp_path: Pat
             now = app.index.nodes.get(node.name) if app.index else None
             return now is not None and now.mig_config == "all-balanced" and now.mig_config_state == "success"
 
-        await until(pilot, relabelled, f"{node.name} on all-balanced, the MIG manager done", timeout_s=30)
+        await until(pilot, relabelled, f"{node.name} on all-balanced, the MIG manager done", timeout_s=ENGINE_S)
 
 
 async def test_adjust_a_quota_and_undo_it_in_the_demo(tmp_path: Path) -> None:
@@ -195,22 +199,22 @@ async def test_adjust_a_quota_and_undo_it_in_the_demo(tmp_path: Path) -> None:
         screen.query_one("#param-quota", Input).value = str(int(before) + 6)
         await pilot.pause()
         await pilot.press("ctrl+p")
-        await until(pilot, lambda: screen.plan is not None and not screen.busy, "the new plan")
+        await until(pilot, lambda: screen.plan is not None and not screen.busy, "the new plan", timeout_s=ENGINE_S)
         await pilot.press("ctrl+y")
         await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.phase == "AwaitingApproval",
-                    "the run awaiting approval")  # fmt: skip
+                    "the run awaiting approval", timeout_s=ENGINE_S)  # fmt: skip
         run_id = app.screen.run_id
         await approve_and_execute(pilot, run_id)
         await until(pilot, lambda: app.index is not None and app.index.namespaces["team-a"].gpu_quota_hard == before + 6,
-                    "the new quota shown")  # fmt: skip
+                    "the new quota shown", timeout_s=ENGINE_S)  # fmt: skip
         # Undo: a new run (it needs approval too), which puts the quota back.
         await pilot.press("u")
         await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.run_id != run_id
-                    and app.screen.phase == "AwaitingApproval", "the undo awaiting approval")  # fmt: skip
+                    and app.screen.phase == "AwaitingApproval", "the undo awaiting approval", timeout_s=ENGINE_S)  # fmt: skip
         undo = app.screen.run_id
         await approve_and_execute(pilot, undo)
         await until(pilot, lambda: app.index is not None and app.index.namespaces["team-a"].gpu_quota_hard == before,
-                    "the quota back")  # fmt: skip
+                    "the quota back", timeout_s=ENGINE_S)  # fmt: skip
 
 
 async def test_what_the_policy_does_not_allow_is_greyed_out_with_the_reason_in_the_demo(tmp_path: Path) -> None:
@@ -221,7 +225,7 @@ async def test_what_the_policy_does_not_allow_is_greyed_out_with_the_reason_in_t
         await pilot.press("4")
         app.query_one("#quotas-table", RowTable).cursor_key = "sandbox"
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ActionsScreen) and app.screen.answered, "the playbooks")
+        await until(pilot, lambda: isinstance(app.screen, ActionsScreen) and app.screen.answered, "the playbooks", timeout_s=ENGINE_S)
         actions = app.screen
         assert isinstance(actions, ActionsScreen)
         found = {c.offer.playbook: c for c in actions.checked}

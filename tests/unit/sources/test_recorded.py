@@ -84,16 +84,24 @@ def test_the_rules_apis_nanoseconds_and_other_zones_are_read() -> None:
 
 def test_the_recorded_reads_are_scoped_by_the_selector_and_keep_only_the_history_labels() -> None:
     sel = parse_selector('cluster="prod-a"')
-    busy = queries.recorded_last_busy(5.0, 90, sel)
-    present = queries.recorded_present_since(5.0, 90, sel)
-    for q in (busy, present):
-        # every utilisation series read is scoped (the recorded series have no cluster label to scope)
-        assert q.count('cluster="prod-a"') == q.count("DCGM_FI_DEV_GPU_UTIL{") + q.count("DCGM_FI_PROF_GR_ENGINE_ACTIVE{") + q.count(
-            "DCGM_FI_DEV_GPU_UTIL_RATIO{") + q.count("DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO{")
-        assert q.startswith(f"max by ({queries.NAME_LABEL}, {', '.join(queries.HISTORY_LABELS)}) (")
-    assert 'gpuctl:gpu_last_busy_timestamp_seconds{threshold="5"}' in busy
+    q = queries.recorded_history(5.0, 90, sel)
+    # every utilisation series read is scoped (the recorded series have no cluster label to scope)
+    assert q.count('cluster="prod-a"') == q.count("DCGM_FI_DEV_GPU_UTIL{") + q.count("DCGM_FI_PROF_GR_ENGINE_ACTIVE{") + q.count(
+        "DCGM_FI_DEV_GPU_UTIL_RATIO{") + q.count("DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO{") == 4  # each name once, for both records
+    assert q.startswith(f"max by (__name__, {queries.NAME_LABEL}, {', '.join(queries.HISTORY_LABELS)}) (")
+    assert ('{__name__=~"gpuctl:gpu_last_busy_timestamp_seconds|gpuctl:gpu_present_since_timestamp_seconds",'
+            'threshold=~"5|"}') in q  # fmt: skip
     # under the threshold throughout the live window: a burst since the rules' last evaluation is seen
-    assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL{cluster="prod-a",GPU_I_ID=""}[90s]) < 5' in present
+    assert 'max_over_time(DCGM_FI_DEV_GPU_UTIL{cluster="prod-a",GPU_I_ID=""}[90s]) < 5' in q
+
+
+def test_the_recorded_answer_splits_into_the_two_records_and_leaves_out_the_rest() -> None:
+    def series(name: object, gpu: str) -> dict[str, object]:
+        return {"metric": {"__name__": name, "Hostname": "n", "gpu": gpu}, "value": [1.0, "2"]}
+
+    busy, present, other = series(queries.LAST_BUSY_RECORD, "0"), series(queries.PRESENT_SINCE_RECORD, "1"), series("x", "2")
+    assert queries.split_recorded([present, other, busy, series(None, "3"), {"metric": "junk"}, "junk"]) == ([busy], [present])
+    assert queries.split_recorded([]) == ([], [])
 
 
 def short_reach(oldest_ago_s: float | None) -> str | None:
