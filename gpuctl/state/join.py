@@ -190,7 +190,9 @@ class Joiner:
         self._segments: dict[str, _Segment] = {}
         self._hosts: list[str] = []
         self._gpu_by_key: dict[str, Gpu] = {}
-        self._pod_hosts: dict[str, set[str]] = {}
+        # The host(s) of a pod's GPU rows: one, or (metrics that lag a reschedule) a set. 10,000 one-host sets
+        # were 2 MB.
+        self._pod_hosts: dict[str, str | set[str]] = {}
         self._repeated: set[str] = set()
         self._pool_idle: dict[str, int] = {}
         self._gpus: tuple[Gpu, ...] = ()
@@ -393,12 +395,9 @@ class Joiner:
                         by_key[key] = gpu  # the later row stands for the key, as in a dict made from the tuple
             if old.held.keys() != new.held.keys():
                 for pod_key in old.held.keys() - new.held.keys():
-                    hosts_of = self._pod_hosts[pod_key]
-                    hosts_of.discard(host)
-                    if not hosts_of:
-                        del self._pod_hosts[pod_key]
+                    self._pod_left(pod_key, host)
                 for pod_key in new.held.keys() - old.held.keys():
-                    self._pod_hosts.setdefault(pod_key, set()).add(host)
+                    self._pod_came(pod_key, host)
         if remade:
             self._hosts = sorted(segments)
             self._gpus = tuple(chain.from_iterable(segments[h].gpus for h in self._hosts))
@@ -520,14 +519,33 @@ class Joiner:
             rows.set(key, make_pod(values))
             delta.setdefault(key, old)
 
+    def _pod_came(self, pod_key: str, host: str) -> None:
+        hosts = self._pod_hosts.get(pod_key)
+        if hosts is None:
+            self._pod_hosts[pod_key] = host
+        elif isinstance(hosts, str):
+            if hosts != host:
+                self._pod_hosts[pod_key] = {hosts, host}
+        else:
+            hosts.add(host)
+
+    def _pod_left(self, pod_key: str, host: str) -> None:
+        hosts = self._pod_hosts[pod_key]
+        if isinstance(hosts, str):
+            if hosts == host:
+                del self._pod_hosts[pod_key]
+            return
+        hosts.discard(host)
+        if len(hosts) == 1:
+            self._pod_hosts[pod_key] = next(iter(hosts))
+
     def _held(self, key: str) -> tuple[Sequence[Gpu], Sequence[str]]:
         """The GPU rows the pod holds, and their keys, in snapshot order."""
         hosts = self._pod_hosts.get(key)
-        if not hosts:
+        if hosts is None:
             return (), ()
-        if len(hosts) == 1:
-            (host,) = hosts
-            return self._segments[host].held[key]
+        if isinstance(hosts, str):
+            return self._segments[hosts].held[key]
         # GPUs on several hosts (metrics that lag a reschedule): in snapshot order
         parts = [self._segments[h].held[key] for h in sorted(hosts)]
         return [g for part in parts for g in part[0]], [k for part in parts for k in part[1]]
