@@ -30,6 +30,9 @@ sent (the query log: start-up vs per refresh, the longest), the event loop's
 stalls (the trace's loop-lag probe), each publish (join + changes) and each
 frame after a metrics refresh (every reading changed).
 
+`--bed BED.json` measures against the bed bench/hold_bed.py holds open
+instead (no set-up: minutes of runs, not a bed per run).
+
 `--compare DIR` runs the gpuctl processes of another checkout too (a worktree
 at an older commit: `git worktree add --detach DIR <commit>`), interleaved with
 this one's against the same test bed, so before and after share a test bed,
@@ -282,45 +285,58 @@ async def bench(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}; date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     kubectl, kubectl_note = (None, "peer: kubectl skipped (--no-kubectl)") if args.no_kubectl else await asyncio.to_thread(build_kubectl)
     workdir = Path(tempfile.mkdtemp(prefix="gpuctl-bench-e2e-"))
-    query_log = workdir / "prometheus-queries.log"
-    async with fleet_bed(workdir, scale=args.scale, pods=args.pods, scrape_s=args.scrape, timeout_s=args.timeout,
-                         query_log=query_log) as up:  # fmt: skip
-        plane, fleet, admin = up.plane, up.fleet, up.admin
-        prom = up.prometheus
-        expected = Expected.of(fleet)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
-        (workdir / "xdg").mkdir()
-        env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
-        checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
-        bed = Bed(
-            kubeconfig=plane.kubeconfig(ADMIN), prometheus=prom, query_log=query_log, workdir=workdir,
-            expected=expected, env=env, admin=admin, floor_args=up.floor_args(),
-        )
-        print(f"fleet:   {fleet_summary(fleet)}; {expected.quotas} namespaces with a GPU quota")
-        print(f"setup:   {up.setup_line(args.scrape)}; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")
-        print(f"gpuctl:  {', '.join(c.label + ' = ' + c.env['PYTHONPATH'] for c in checkouts)}\n", flush=True)
-        reps: list[Repetition] = []
-        for rep in range(args.repeat):
-            r = Repetition(floor=(await run_floor(bed))[0])
-            if kubectl is not None:
-                r.kubectl = await run_kubectl(bed, kubectl)
-            # Checkouts take turns going first, so neither always runs first after the floor.
-            for checkout in checkouts if rep % 2 == 0 else checkouts[::-1]:
-                r.snapshot[checkout.label] = await run_snapshot(bed, checkout, rep, args)
-                r.top[checkout.label] = await run_top(bed, checkout, f"top-{rep}", args)
-            reps.append(r)
-            print(f"  repetition {rep + 1}: floor {ms(r.floor.seconds)}"
-                  + (f", kubectl {ms(r.kubectl.seconds)}" if r.kubectl else "")
-                  + "".join(f"; {c.slug}: snapshot {ms(r.snapshot[c.label].done.seconds)}, "
-                            f"top {ms(r.top[c.label].full_picture_s)}" for c in checkouts), flush=True)
-        long = {c.label: await run_top(bed, c, "top-long", args, stay_s=args.settle, churn_s=args.churn)
-                for c in (checkouts if args.long == "all" else checkouts[:1])}
-        print(f"  long runs: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
-              f"traces and logs in {workdir}\n", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "KUBECONFIG", "PYTHONPATH"))}
+    (workdir / "xdg").mkdir()
+    env["XDG_CONFIG_HOME"] = str(workdir / "xdg")  # no user config file
+    checkouts = [Checkout.of(REPO, env, this=True), *(Checkout.of(p, env, this=False) for p in args.compare)]
+    if args.bed is not None:  # bench/hold_bed.py's, already up
+        held = json.loads(args.bed.read_text())
+        bed = Bed(kubeconfig=Path(held["kubeconfig"]), prometheus=held["prometheus"], query_log=Path(held["query_log"]),
+                  workdir=workdir, expected=Expected(**held["expected"]), env=env, admin=None, floor_args=held["floor_args"])
+        print(f"setup:   the bed held by bench/hold_bed.py ({args.bed}); gpuctl refresh {args.refresh:g} s")
+        long = await measure(bed, checkouts, args, kubectl)
+    else:
+        query_log = workdir / "prometheus-queries.log"
+        async with fleet_bed(workdir, scale=args.scale, pods=args.pods, scrape_s=args.scrape, timeout_s=args.timeout,
+                             query_log=query_log) as up:  # fmt: skip
+            bed = Bed(
+                kubeconfig=up.plane.kubeconfig(ADMIN), prometheus=up.prometheus, query_log=query_log, workdir=workdir,
+                expected=Expected.of(up.fleet), env=env, admin=up.admin, floor_args=up.floor_args(),
+            )
+            print(f"fleet:   {fleet_summary(up.fleet)}; {bed.expected.quotas} namespaces with a GPU quota")
+            print(f"setup:   {up.setup_line(args.scrape)}; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")
+            long = await measure(bed, checkouts, args, kubectl)
+    reps, long_runs = long
     report_start(reps, [c.label for c in checkouts], kubectl_note)
-    report_long(long, {c.label: reps[-1].snapshot[c.label] for c in checkouts}, devices=expected.devices,
+    report_long(long_runs, {c.label: reps[-1].snapshot[c.label] for c in checkouts}, devices=bed.expected.devices,
                 settle_s=args.settle, churn_s=args.churn, size=args.size)
     print(f"machine at the end: {machine()}; total run time {time.perf_counter() - started:.0f} s")
+
+
+async def measure(
+    bed: Bed, checkouts: list[Checkout], args: argparse.Namespace, kubectl: Path | None
+) -> tuple[list[Repetition], dict[str, TopRun]]:
+    """The repetitions (floor, peer, each checkout's snapshot and top), then the long top runs."""
+    print(f"gpuctl:  {', '.join(c.label + ' = ' + c.env['PYTHONPATH'] for c in checkouts)}\n", flush=True)
+    reps: list[Repetition] = []
+    for rep in range(args.repeat):
+        r = Repetition(floor=(await run_floor(bed))[0])
+        if kubectl is not None:
+            r.kubectl = await run_kubectl(bed, kubectl)
+        # Checkouts take turns going first, so neither always runs first after the floor.
+        for checkout in checkouts if rep % 2 == 0 else checkouts[::-1]:
+            r.snapshot[checkout.label] = await run_snapshot(bed, checkout, rep, args)
+            r.top[checkout.label] = await run_top(bed, checkout, f"top-{rep}", args)
+        reps.append(r)
+        print(f"  repetition {rep + 1}: floor {ms(r.floor.seconds)}"
+              + (f", kubectl {ms(r.kubectl.seconds)}" if r.kubectl else "")
+              + "".join(f"; {c.slug}: snapshot {ms(r.snapshot[c.label].done.seconds)}, "
+                        f"top {ms(r.top[c.label].full_picture_s)}" for c in checkouts), flush=True)
+    long = {c.label: await run_top(bed, c, "top-long", args, stay_s=args.settle, churn_s=args.churn)
+            for c in (checkouts if args.long == "all" else checkouts[:1])}
+    print(f"  long runs: {args.settle:g} s settled{f', {args.churn:g} s churned' if args.churn else ''}; "
+          f"traces and logs in {bed.workdir}\n", flush=True)
+    return reps, long
 
 
 def main() -> None:
@@ -339,7 +355,11 @@ def main() -> None:
     parser.add_argument("--no-kubectl", action="store_true", help="skip the kubectl peer (no Go build)")
     parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
                         help="also run the gpuctl of this checkout (e.g. a worktree at the commit before), interleaved")
+    parser.add_argument("--bed", type=Path, metavar="BED.json",
+                        help="measure against the bed bench/hold_bed.py holds (its --out) instead of starting one (no --churn)")
     args = parser.parse_args()
+    if args.bed is not None and args.churn:
+        parser.error("--churn needs a bed of its own (with a held bed, write seconds into BED.json.churn)")
     args.size = tuple(int(v) for v in args.size.split("x"))
     asyncio.run(bench(args))
 
