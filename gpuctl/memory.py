@@ -6,8 +6,10 @@ frees them, but glibc keeps the freed pages in its arenas (one per thread that
 allocated), so a long-running `gpuctl top` stays at its peak RSS. Two calls
 fix that where glibc is the allocator, and do nothing elsewhere (musl, macOS):
 
-* `limit_arenas()` at start: threads share a few arenas instead of one each,
-  so one thread's freed pages serve the next refresh's allocations.
+* `limit_arenas()` at start: threads share one arena instead of one each,
+  so one thread's freed pages serve the next refresh's allocations (one
+  rather than two: `top` 2-7 MiB smaller, the same CPU; BENCHMARKS.md §8,
+  session 13; Python's own small objects never take glibc's lock).
 * `release_free_memory()` after a refresh: `malloc_trim(0)` returns the free
   pages of every arena to the system (a few milliseconds; run it off the loop).
 """
@@ -36,7 +38,7 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-def limit_arenas(arenas: int = 2) -> bool:
+def limit_arenas(arenas: int = 1) -> bool:
     """Let all threads share at most `arenas` malloc arenas; True when glibc took the setting.
 
     Call it early (before worker threads start): arenas already made stay."""
