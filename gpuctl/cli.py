@@ -307,7 +307,9 @@ def main(
         from gpuctl.service import tune_gc
 
         tune_gc()
-        limit_arenas()  # before any worker thread starts: they share arenas, and freed pages serve the next refresh
+        # Before any worker thread starts: they share arenas, and freed pages serve the next refresh. One for the
+        # long-running picture (its memory), two where start-up speed counts (gpuctl.memory).
+        limit_arenas(1 if args.command == "top" else 2)
         if args.command == "doctor":
             from gpuctl.doctor.commands import run_doctor_command
 

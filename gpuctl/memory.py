@@ -6,10 +6,12 @@ frees them, but glibc keeps the freed pages in its arenas (one per thread that
 allocated), so a long-running `gpuctl top` stays at its peak RSS. Two calls
 fix that where glibc is the allocator, and do nothing elsewhere (musl, macOS):
 
-* `limit_arenas()` at start: threads share one arena instead of one each,
-  so one thread's freed pages serve the next refresh's allocations (one
-  rather than two: `top` 2-7 MiB smaller, the same CPU; BENCHMARKS.md §8,
-  session 13; Python's own small objects never take glibc's lock).
+* `limit_arenas(n)` at start: threads share `n` arenas instead of one each,
+  so one thread's freed pages serve the next refresh's allocations. `top`
+  takes one (2-7 MiB smaller, its start as fast); a snapshot took ~0.6 s
+  longer with one than with two: threads that allocate without the GIL (TLS
+  reads of the lists, the request threads) wait on one lock (BENCHMARKS.md
+  §8, session 13).
 * `release_free_memory()` after a refresh: `malloc_trim(0)` returns the free
   pages of every arena to the system (a few milliseconds; run it off the loop).
 """
@@ -38,7 +40,7 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-def limit_arenas(arenas: int = 1) -> bool:
+def limit_arenas(arenas: int = 2) -> bool:
     """Let all threads share at most `arenas` malloc arenas; True when glibc took the setting.
 
     Call it early (before worker threads start): arenas already made stay."""
