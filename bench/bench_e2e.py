@@ -294,7 +294,7 @@ async def bench(args: argparse.Namespace) -> None:
         bed = Bed(kubeconfig=Path(held["kubeconfig"]), prometheus=held["prometheus"], query_log=Path(held["query_log"]),
                   workdir=workdir, expected=Expected(**held["expected"]), env=env, admin=None, floor_args=held["floor_args"])
         print(f"setup:   the bed held by bench/hold_bed.py ({args.bed}); gpuctl refresh {args.refresh:g} s")
-        long = await measure(bed, checkouts, args, kubectl)
+        reps, long = await measure(bed, checkouts, args, kubectl)
     else:
         query_log = workdir / "prometheus-queries.log"
         async with fleet_bed(workdir, scale=args.scale, pods=args.pods, scrape_s=args.scrape, timeout_s=args.timeout,
@@ -305,10 +305,9 @@ async def bench(args: argparse.Namespace) -> None:
             )
             print(f"fleet:   {fleet_summary(up.fleet)}; {bed.expected.quotas} namespaces with a GPU quota")
             print(f"setup:   {up.setup_line(args.scrape)}; gpuctl refresh {args.refresh:g} s; load {machine().split('load ')[1]}")
-            long = await measure(bed, checkouts, args, kubectl)
-    reps, long_runs = long
+            reps, long = await measure(bed, checkouts, args, kubectl)
     report_start(reps, [c.label for c in checkouts], kubectl_note)
-    report_long(long_runs, {c.label: reps[-1].snapshot[c.label] for c in checkouts}, devices=bed.expected.devices,
+    report_long(long, {c.label: reps[-1].snapshot[c.label] for c in checkouts}, devices=bed.expected.devices,
                 settle_s=args.settle, churn_s=args.churn, size=args.size)
     print(f"machine at the end: {machine()}; total run time {time.perf_counter() - started:.0f} s")
 

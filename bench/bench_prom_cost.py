@@ -301,7 +301,7 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
 
     from gpuctl.sources import queries as q
     from gpuctl.sources import recorded
-    from gpuctl.sources.history import idle_since
+    from gpuctl.sources.history import idle_since, split_recorded
     from gpuctl.sources.prometheus import PrometheusSource
     from testbed.waiting import poll
 
@@ -359,7 +359,7 @@ async def history_paths(args: argparse.Namespace, url: str, pid: int) -> None:
         times = sorted(e["s"] for (g, _), e in seen.items() if g == group)
         print(f"- {group}: {len(times)} evaluations, {min(times) * 1e3:.0f} / {statistics.median(times) * 1e3:.0f} / "
               f"{max(times) * 1e3:.0f} ms (min / median / max)")
-    answers = {"recording rules": q.split_recorded(per["recording rules"]["both records"][-1]["result"]),
+    answers = {"recording rules": split_recorded(per["recording rules"]["both records"][-1]["result"]),
                "subqueries": (per["subqueries"]["last_busy"][-1]["result"], per["subqueries"]["present_since"][-1]["result"])}
     streaks = {name: idle_since(batch.samples, t, last_busy=last_busy, present_since=present_since, now=batch.at)
                for name, (last_busy, present_since) in answers.items()}

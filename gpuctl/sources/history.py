@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpuctl.sources import dcgm_fields as fields
-from gpuctl.sources.queries import NAME_LABEL
+from gpuctl.sources.queries import LAST_BUSY_RECORD, NAME_LABEL, PRESENT_SINCE_RECORD
 from gpuctl.state.records import GpuSample
 
 STEPS_PER_WINDOW = 15  # last_busy's resolution: a step of 120 s in a 30-minute window
@@ -92,6 +92,21 @@ def idle_since(
         since = max(present + _for_holder(busy_at.get((sample.key, name), {}), sample))
         out[sample.key] = min(datetime.fromtimestamp(since, UTC), now)
     return out
+
+
+def split_recorded(answer: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """queries.recorded_history's answer as the two answers of the subqueries (last busy, present since); a series
+    of neither record (or no series at all) is left out."""
+    last_busy: list[Any] = []
+    present_since: list[Any] = []
+    lists = {LAST_BUSY_RECORD: last_busy, PRESENT_SINCE_RECORD: present_since}
+    for series in answer:
+        labels = series.get("metric") if isinstance(series, dict) else None
+        name = labels.get("__name__") if isinstance(labels, dict) else None
+        into = lists.get(name) if isinstance(name, str) else None
+        if into is not None:
+            into.append(series)
+    return last_busy, present_since
 
 
 def _timestamps(results: Iterable[Any], pick: Callable[[float, float], float]) -> dict[tuple[str, str], dict[Any, float]]:

@@ -55,7 +55,7 @@ from gpuctl.sources import dcgm_fields as fields
 from gpuctl.sources import queries, recorded
 from gpuctl.sources.base import Backoff
 from gpuctl.sources.dcgm_fields import Quantity
-from gpuctl.sources.history import HistoryPlan, idle_since
+from gpuctl.sources.history import HistoryPlan, idle_since, split_recorded
 from gpuctl.sources.selector import NO_SELECTOR, Selector
 from gpuctl.state.records import GpuSample, MetricsBatch
 from gpuctl.workers import Workers
@@ -262,9 +262,9 @@ class PrometheusSource:
         plan, sel, pct = self.history, self.selector, self.idle_threshold_pct
         if isinstance(rules, recorded.Recorded):
             live_s = (recorded.CURRENT_INTERVALS + 1) * rules.interval_s  # reaches back past the rules' last evaluation
-            last_busy, present_since = await self._answer(
-                self._send(queries.recorded_history(pct, live_s, sel)), then=queries.split_recorded
-            )
+            read = self._send(queries.recorded_history(pct, live_s, sel))
+            last_busy, present_since = await self._answer(read, then=split_recorded)
+            self.history_via, self.history_fallback = "recording-rules", None
         else:
             reads = (
                 queries.last_busy(pct, plan.lookback_s, plan.step_s, sel),
@@ -272,9 +272,8 @@ class PrometheusSource:
             )
             sent = tuple(self._send(q) for q in reads)  # both queued before the first wait, as fetch's
             last_busy, present_since = await asyncio.gather(*(self._answer(answer) for answer in sent))
-        self.history_via, self.history_fallback = ("recording-rules", None) if isinstance(rules, recorded.Recorded) else ("subqueries", rules)
-        if self.history_fallback is not None:
-            log.info("idle history read with subqueries: %s", self.history_fallback)
+            self.history_via, self.history_fallback = "subqueries", rules
+            log.info("idle history read with subqueries: %s", rules)
         return last_busy, present_since
 
     async def history_rules_usable(self) -> recorded.Recorded | str:

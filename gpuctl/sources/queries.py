@@ -24,7 +24,7 @@ Why the shapes are what they are:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpuctl.sources.dcgm_fields import LABELS_READ, METRICS, MIG_UTIL_FIRST, POD_LABELS_READ, MetricName, Quantity, names_for
@@ -241,7 +241,7 @@ def recording_rules(threshold_pct: float = SHIPPED_THRESHOLD_PCT) -> list[dict[s
 
 def recorded_history(threshold_pct: float, live_s: float, selector: Selector = NO_SELECTOR) -> str:
     """queries.last_busy's and present_since's answers from the recording rules, in one answer (each series
-    keeps its record's name: `split_recorded`), for the series (scoped by `selector`) under the threshold
+    keeps its record's name: history.split_recorded), for the series (scoped by `selector`) under the threshold
     throughout the last `live_s`: that reaches back past the rules' last evaluation, so no burst since it goes
     unseen (a series busy in it gets no history, as one busy now: shorter, never longer). One read, so
     Prometheus filters the utilisation series once for both records (two reads did it twice).
@@ -251,21 +251,6 @@ def recorded_history(threshold_pct: float, live_s: float, selector: Selector = N
     records = f'{{__name__=~"{LAST_BUSY_RECORD}|{PRESENT_SINCE_RECORD}",{THRESHOLD_LABEL}=~"{threshold_text(threshold_pct)}|"}}'
     idle = _idle_throughout(threshold_pct, live_s, selector)
     return _kept(f"{records} and on ({_RECORDED_KEY}) ({idle})", "__name__", NAME_LABEL, *HISTORY_LABELS)
-
-
-def split_recorded(answer: Iterable[Any]) -> tuple[list[Any], list[Any]]:
-    """recorded_history's answer as the two answers of the subqueries (last busy, present since); a series
-    of neither record (or no series at all) is left out."""
-    last_busy: list[Any] = []
-    present_since: list[Any] = []
-    lists = {LAST_BUSY_RECORD: last_busy, PRESENT_SINCE_RECORD: present_since}
-    for series in answer:
-        labels = series.get("metric") if isinstance(series, dict) else None
-        name = labels.get("__name__") if isinstance(labels, dict) else None
-        into = lists.get(name) if isinstance(name, str) else None
-        if into is not None:
-            into.append(series)
-    return last_busy, present_since
 
 
 def samples_in_window(window_s: float, selector: Selector = NO_SELECTOR) -> str:

@@ -316,7 +316,7 @@ async def test_history_answers_only_for_series_under_the_threshold_now_with_key_
         finally:
             source.close()
         assert source.history_via == ("recording-rules" if history_rules else "subqueries")
-        # the recorded answer is one, split by its records' names (queries.split_recorded)
+        # the recorded answer is one, split by its records' names (history.split_recorded)
         _answered_only_idle_now_with_key_and_holder(last_busy, present_since, named=history_rules)
 
 

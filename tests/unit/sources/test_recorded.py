@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gpuctl.sources import queries, recorded
+from gpuctl.sources.history import split_recorded
 from gpuctl.sources.selector import parse_selector
 
 NOW = datetime(2026, 12, 1, 1, 0, 0, tzinfo=UTC)
@@ -100,8 +101,8 @@ def test_the_recorded_answer_splits_into_the_two_records_and_leaves_out_the_rest
         return {"metric": {"__name__": name, "Hostname": "n", "gpu": gpu}, "value": [1.0, "2"]}
 
     busy, present, other = series(queries.LAST_BUSY_RECORD, "0"), series(queries.PRESENT_SINCE_RECORD, "1"), series("x", "2")
-    assert queries.split_recorded([present, other, busy, series(None, "3"), {"metric": "junk"}, "junk"]) == ([busy], [present])
-    assert queries.split_recorded([]) == ([], [])
+    assert split_recorded([present, other, busy, series(None, "3"), {"metric": "junk"}, "junk"]) == ([busy], [present])
+    assert split_recorded([]) == ([], [])
 
 
 def short_reach(oldest_ago_s: float | None) -> str | None:
