@@ -31,7 +31,8 @@ stalls (the trace's loop-lag probe), each publish (join + changes) and each
 frame after a metrics refresh (every reading changed).
 
 `--bed BED.json` measures against the bed bench/hold_bed.py holds open
-instead (no set-up: minutes of runs, not a bed per run).
+instead (no set-up: minutes of runs, not a bed per run); `--churn` then asks
+that bed to churn (BED.json.churn).
 
 `--compare DIR` runs the gpuctl processes of another checkout too (a worktree
 at an older commit: `git worktree add --detach DIR <commit>`), interleaved with
@@ -122,7 +123,18 @@ class Bed:
     workdir: Path
     expected: Expected
     env: dict[str, str]  # for the floor and the peer
-    admin: Any  # testbed.kube.RestClient, for churn
+    admin: Any  # testbed.kube.RestClient, for churn; None for a held bed
+    churn_request: Path | None = None  # a held bed churns when seconds are written here (bench/hold_bed.py)
+
+    async def churn(self, seconds: float) -> None:
+        """Pods come and go for `seconds` (see `churn`): by this process, or by the bed that holds them."""
+        if self.admin is not None:
+            await churn(self.admin, seconds)
+            return
+        if self.churn_request is None:
+            raise RuntimeError("this bed cannot churn: no admin client and no churn request file")
+        await asyncio.to_thread(self.churn_request.write_text, f"{seconds:g}")
+        await asyncio.sleep(seconds)
 
 
 # -- the runs ---------------------------------------------------------------------------------
@@ -208,7 +220,7 @@ async def run_top(bed: Bed, checkout: Checkout, name: str, args: argparse.Namesp
         while time.monotonic() < end + (churn_s if stay_s else 0):
             if churn_s and churn_task is None and time.monotonic() >= end:
                 run.churn_from = time.monotonic() - top.spawned
-                churn_task = asyncio.create_task(churn(bed.admin, churn_s))
+                churn_task = asyncio.create_task(bed.churn(churn_s))
             status = top.status()
             rss.append((time.monotonic() - top.spawned, status["VmRSS"]))
             run.hwm = status["VmHWM"]
@@ -292,7 +304,8 @@ async def bench(args: argparse.Namespace) -> None:
     if args.bed is not None:  # bench/hold_bed.py's, already up
         held = json.loads(args.bed.read_text())
         bed = Bed(kubeconfig=Path(held["kubeconfig"]), prometheus=held["prometheus"], query_log=Path(held["query_log"]),
-                  workdir=workdir, expected=Expected(**held["expected"]), env=env, admin=None, floor_args=held["floor_args"])
+                  workdir=workdir, expected=Expected(**held["expected"]), env=env, admin=None, floor_args=held["floor_args"],
+                  churn_request=args.bed.with_name(args.bed.name + ".churn"))
         print(f"setup:   the bed held by bench/hold_bed.py ({args.bed}); gpuctl refresh {args.refresh:g} s")
         reps, long = await measure(bed, checkouts, args, kubectl)
     else:
@@ -355,10 +368,8 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
                         help="also run the gpuctl of this checkout (e.g. a worktree at the commit before), interleaved")
     parser.add_argument("--bed", type=Path, metavar="BED.json",
-                        help="measure against the bed bench/hold_bed.py holds (its --out) instead of starting one (no --churn)")
+                        help="measure against the bed bench/hold_bed.py holds (its --out) instead of starting one")
     args = parser.parse_args()
-    if args.bed is not None and args.churn:
-        parser.error("--churn needs a bed of its own (with a held bed, write seconds into BED.json.churn)")
     args.size = tuple(int(v) for v in args.size.split("x"))
     asyncio.run(bench(args))
 
