@@ -106,3 +106,41 @@ async def test_the_heatmap_draws_its_lines_as_textuals_styles_cache_would() -> N
         hm._forget()
         assert hm.render_lines(crop) == textuals()
         assert hm.render_lines(Region(3, 2, 20, 5)) == [s.crop(3, 23) for s in textuals()[2:7]]
+
+
+async def test_a_whole_kind_listed_again_repaints_what_looks_different_without_laying_out_again() -> None:
+    """A re-list (`everything`) that leaves every GPU where it was: the layout stays, the changed cell shows."""
+    snap = build_snapshot(3)
+    async with showing(snap) as (app, pilot, feed):
+        hm = app.query_one(Heatmap)
+        layout, drawn = hm.layout_, dict(hm._strips)
+        target = next(
+            g for g in snap.gpus
+            if g.pod and not g.idle and not g.xid and not g.stale and g.util_pct is not None and g.util_pct > 50
+            and g.key != hm.cursor and hm.layout_.line_of[g.key] in drawn
+        )
+        y = layout.line_of[target.key]
+        relisted = refresh_moving(snap, {target.key: 1.0}).snapshot
+        feed.push(Update(snapshot=relisted, changes=Changes(everything=True)))
+        await wait_applied(pilot, 2)
+        await until(pilot, lambda: y in hm._strips, "the changed line to be drawn again")
+        assert hm.layout_ is layout
+        assert hm._strips[y] is not drawn[y]
+        others = {k: s for k, s in drawn.items() if k != y and k < len(layout.lines) and not layout.lines[k].header}
+        assert others and all(hm._strips.get(k) is s for k, s in others.items())
+
+
+async def test_nodes_that_swap_pools_are_laid_out_under_their_new_pools() -> None:
+    """As many nodes per pool and the same GPUs as before, but two nodes changed places: a new layout."""
+    snap = build_snapshot(3)
+    moved_to = {"h100-train-node-000": "l4-infer", "l4-infer-node-000": "h100-train"}
+    nodes = tuple(n.model_copy(update={"pool": moved_to[n.name]}) if n.name in moved_to else n for n in snap.nodes)
+    gpus = tuple(g.model_copy(update={"pool": moved_to[g.node]}) if g.node in moved_to else g for g in snap.gpus)
+    relabelled = snap.model_copy(update={"nodes": nodes, "gpus": gpus, "generation": snap.generation + 1})
+    async with showing(snap) as (app, pilot, feed):
+        hm = app.query_one(Heatmap)
+        first = next(g for g in snap.gpus if g.node == "h100-train-node-000")
+        assert hm.layout_.lines[hm.layout_.line_of[first.key]].pool == "h100-train"
+        feed.push(Update(snapshot=relabelled, changes=Changes(nodes=frozenset(moved_to))))
+        await wait_applied(pilot, 2)
+        assert hm.layout_.lines[hm.layout_.line_of[first.key]].pool == "l4-infer"
