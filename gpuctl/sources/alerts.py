@@ -6,15 +6,23 @@ no extra URL. An alert counts as a GPU alert when it names a GPU host
 (deploy/prometheus/gpuctl-rules.yaml), so the TUI and bot can put it on the
 right GPU, node and pod. With a metrics selector (`--metrics-selector`), only
 alerts whose labels match it count: the same scope as the metric queries.
+
+Thousands of alerts fire when many GPUs idle (one per GPU), and the answer is
+read every 30 s: `AlertReader` makes an Alert again only for an alert that
+changed, and decodes nothing else of the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
+
+import msgspec
 
 from gpuctl.model import Alert
 from gpuctl.sources import dcgm_fields as fields
@@ -35,18 +43,86 @@ class AlertSink(Protocol):
 def gpu_alerts(api_alerts: Iterable[Any], selector: Selector = NO_SELECTOR) -> list[Alert]:
     """The GPU-related alerts in an /api/v1/alerts `data.alerts` list whose labels match `selector`, sorted;
     junk entries are skipped."""
-    out: list[Alert] = []
-    for raw in api_alerts:
-        if not isinstance(raw, Mapping):
-            continue
-        labels = raw.get("labels")
-        if selector and not (isinstance(labels, Mapping) and selector.matches(labels)):
-            continue
-        alert = _to_alert(raw)
-        if alert is not None:
-            out.append(alert)
-    out.sort(key=lambda a: (a.state != "firing", a.name, a.node or "", a.gpu or "", a.pod or ""))
-    return out
+    return _sorted(alert for raw in api_alerts if (alert := _accepted(raw, selector)) is not None)
+
+
+def _sorted(alerts: Iterable[Alert]) -> list[Alert]:
+    return sorted(alerts, key=lambda a: (a.state != "firing", a.name, a.node or "", a.gpu or "", a.pod or ""))
+
+
+def _accepted(raw: Any, selector: Selector) -> Alert | None:
+    """One entry of `data.alerts` as an Alert, when it is a GPU alert whose labels match `selector`."""
+    if not isinstance(raw, Mapping):
+        return None
+    labels = raw.get("labels")
+    if selector and not (isinstance(labels, Mapping) and selector.matches(labels)):
+        return None
+    return _to_alert(raw)
+
+
+class _Annotations(TypedDict, total=False):
+    summary: str
+
+
+class _Entry(TypedDict, total=False):
+    """What of an alert makes its Alert: its labels (kept undecoded: compared as they are), summary, state, start."""
+
+    labels: msgspec.Raw
+    annotations: _Annotations
+    state: str
+    activeAt: str
+
+
+class _Data(TypedDict, total=False):
+    alerts: list[msgspec.Raw]
+
+
+class _Answer(TypedDict, total=False):
+    data: _Data
+
+
+_ANSWER = msgspec.json.Decoder(_Answer)
+_ENTRY = msgspec.json.Decoder(_Entry)
+_Seen = tuple[bytes, str | None, str | None, str | None]  # labels' digest, summary, state, activeAt
+
+
+class AlertReader:
+    """/api/v1/alerts answers as sorted GPU alerts (see `gpu_alerts`), each alert made again only when what it is
+    made of (labels, summary, state, start) differs from the answer before: the rest of an entry (its value, other
+    annotations) moves with every evaluation and is not read. Not thread-safe: one reader per source, used on
+    the source's parsing thread."""
+
+    def __init__(self, selector: Selector = NO_SELECTOR) -> None:
+        self._selector = selector
+        self._known: dict[_Seen, Alert | None] = {}  # the answer before's entries (None: not a GPU alert of ours)
+
+    def read(self, body: bytes) -> list[Alert]:
+        """Raises ValueError (not JSON), KeyError (no `data`) or TypeError, as FETCH_ERRORS expects."""
+        try:
+            entries: Iterable[Any] = _ANSWER.decode(body)["data"].get("alerts", ())
+        except msgspec.ValidationError:  # off that shape: decoded in full and judged entry by entry
+            data = msgspec.json.decode(body)["data"]
+            return gpu_alerts(data.get("alerts", []) if isinstance(data, Mapping) else [], self._selector)
+        known, self._known = self._known, {}
+        return _sorted(alert for alert in self._alerts(entries, known) if alert is not None)
+
+    def _alerts(self, entries: Iterable[msgspec.Raw], known: Mapping[_Seen, Alert | None]) -> Iterator[Alert | None]:
+        for raw in entries:
+            try:
+                entry = _ENTRY.decode(raw)
+            except msgspec.ValidationError:  # a summary that is no string, a label map that is no object...
+                yield _accepted(msgspec.json.decode(raw), self._selector)
+                continue
+            labels = entry.get("labels")
+            seen = (
+                hashlib.blake2b(labels if labels is not None else b"", digest_size=16).digest(),
+                entry.get("annotations", {}).get("summary"),
+                entry.get("state"),
+                entry.get("activeAt"),
+            )
+            alert = known[seen] if seen in known else _accepted(msgspec.json.decode(raw), self._selector)
+            self._known[seen] = alert
+            yield alert
 
 
 def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
@@ -65,7 +141,7 @@ def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
         annotations = {}
     gpu: str | None = None
     try:
-        gpu = fields.parse_identity(labels).key
+        gpu = sys.intern(fields.parse_identity(labels).key)  # as the GPU rows' keys: one string, not two
     except ValueError:
         pass
     pod = fields.parse_pod(labels)
@@ -74,7 +150,7 @@ def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
         severity=labels.get("severity") or None,
         state=state,
         summary=" ".join(str(annotations.get("summary", "")).split()) or None,
-        node=node if isinstance(node, str) else None,
+        node=sys.intern(node) if isinstance(node, str) else None,
         gpu=gpu,
         namespace=pod[0].namespace if pod else None,
         pod=pod[0].name if pod else None,
@@ -102,14 +178,10 @@ class PrometheusAlertsSource:
     def __init__(self, prometheus: PrometheusSource, *, refresh_s: float = 30.0) -> None:
         self.prometheus = prometheus
         self.refresh_s = refresh_s
+        self._reader = AlertReader(prometheus.selector)
 
     async def fetch(self) -> list[Alert]:
-        selector = self.prometheus.selector
-
-        def alerts(data: Any) -> list[Alert]:  # off the loop: thousands of alerts when many GPUs idle
-            return gpu_alerts(data.get("alerts", []) if isinstance(data, Mapping) else [], selector)
-
-        return await self.prometheus.api_get("/api/v1/alerts", then=alerts)
+        return await self.prometheus.api_read("/api/v1/alerts", self._reader.read)  # read off the loop
 
     async def run(self, store: AlertSink) -> None:
         """Keep store.alerts current; on failure keep the last list (the metrics source reports the outage)."""

@@ -393,15 +393,20 @@ class PrometheusSource:
     async def api_get(self, path: str, *, then: Callable[[Any], T]) -> T: ...
 
     async def api_get(self, path: str, *, then: Callable[[Any], Any] | None = None) -> Any:
-        """GET an HTTP API path (e.g. /api/v1/alerts) with this source's auth; returns `data`, or with `then`
+        """GET an HTTP API path (e.g. /api/v1/rules) with this source's auth; returns `data`, or with `then`
         what `then` makes of it, decoded and made on the parsing thread (not the loop). Raises FETCH_ERRORS."""
-        body = await self._requests.run(self._get, path, {}, self.timeout_s)
 
-        def parse() -> Any:
+        def parse(body: bytes) -> Any:
             data = json.loads(body)["data"]
             return data if then is None else then(data)
 
-        return await self._parsing.run(parse)
+        return await self.api_read(path, parse)
+
+    async def api_read(self, path: str, parse: Callable[[bytes], T]) -> T:
+        """GET an HTTP API path with this source's auth; what `parse` makes of the answer's bytes, made on the
+        parsing thread (not the loop). Raises FETCH_ERRORS (`parse` too: they are its errors to raise)."""
+        body = await self._requests.run(self._get, path, {}, self.timeout_s)
+        return await self._parsing.run(parse, body)
 
     @overload
     async def _query(self, promql: str, *, timeout_s: float | None = None) -> list[Any]: ...
