@@ -254,12 +254,7 @@ async def open_cluster(
     trace = Trace.open(settings.trace_file)
     trace.event("open_cluster")
     hub = SnapshotHub(
-        store,
-        min_interval=min_interval,
-        heartbeat=min(settings.refresh_s, 5.0),
-        trace=trace,
-        join_in_thread=True,
-        loading=lambda: not cluster.ready,  # asked only once run() has started, below
+        store, min_interval=min_interval, heartbeat=min(settings.refresh_s, 5.0), trace=trace, join_in_thread=True
     )
     cluster = Cluster(settings, store, hub, chosen, trace)
 

@@ -9,11 +9,6 @@
   changes it missed merged in.
 * Heartbeat: with nothing happening it still republishes every `heartbeat`
   seconds (when the snapshot moved), so metric ages and staleness keep updating.
-* Loading (`loading`): while the first picture is still coming in (lists,
-  the first metrics refresh), a partial picture goes out at most once per
-  `loading_interval`, and the whole one the moment it is whole. Each partial
-  one is a join and a frame on a machine busy with the lists and queries the
-  whole one waits for (at 10,000 pods, ~9 of them in 4 s of `gpuctl top`).
 * Off the loop (`join_in_thread`): the running hub has the store join in a
   worker thread (`ClusterStore.snapshot_in_thread`), so a metrics refresh that
   remakes every GPU row does not stop the event loop meanwhile.
@@ -96,13 +91,8 @@ class SnapshotHub:
         sleep: Sleep = asyncio.sleep,
         trace: Trace = NO_TRACE,
         join_in_thread: bool = False,
-        loading: Callable[[], bool] | None = None,
-        loading_interval: float = 1.0,
     ) -> None:
         self._store = store
-        self._loading = loading  # None once the first whole picture is in
-        self._loading_interval = loading_interval
-        self._moved = asyncio.Event()  # any mutation: what ends loading comes as one
         self._join_in_thread = join_in_thread
         self._trace = trace
         self._min_interval = min_interval
@@ -125,7 +115,6 @@ class SnapshotHub:
 
     def mark_dirty(self) -> None:
         self._dirty.set()
-        self._moved.set()
 
     def subscribe(self) -> Subscription:
         """A new mailbox, seeded with the latest snapshot (everything changed) if there is one."""
@@ -236,32 +225,10 @@ class SnapshotHub:
                     await self._publish_off_loop()
                 else:
                     self.publish()
-                await self._pause()
+                # Mutations in this window coalesce into the next update.
+                await self._sleep(max(self._min_interval, 2 * self.last_publish_s))
         finally:
             self.close()
-
-    async def _pause(self) -> None:
-        """Mutations in this window coalesce into the next update."""
-        pause = max(self._min_interval, 2 * self.last_publish_s)
-        if self._loading is not None and not self._loading():
-            self._loading = None
-        if self._loading is None:
-            await self._sleep(pause)
-            return
-        sleeping = asyncio.ensure_future(self._sleep(max(pause, self._loading_interval)))
-        try:
-            while not sleeping.done():
-                self._moved.clear()
-                moved = asyncio.ensure_future(self._moved.wait())
-                try:
-                    await asyncio.wait((sleeping, moved), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    moved.cancel()
-                if not self._loading():
-                    self._loading = None
-                    return  # the whole picture: out now
-        finally:
-            sleeping.cancel()
 
     def close(self) -> None:
         """Stop publishing and end every subscription's iteration."""

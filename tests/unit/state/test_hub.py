@@ -22,10 +22,8 @@ class Gate:
     def __init__(self) -> None:
         self.sleeping = asyncio.Event()
         self._open = asyncio.Event()
-        self.asked: list[float] = []  # the seconds of each sleep
 
     async def __call__(self, seconds: float) -> None:
-        self.asked.append(seconds)
         self.sleeping.set()
         await self._open.wait()
         self._open.clear()
@@ -62,34 +60,6 @@ async def test_a_burst_of_events_becomes_one_update(running: tuple[ClusterStore,
     assert hub.published == 2
     assert len(update.changes.pods) == 1000 and len(update.snapshot.pods) == 1000
     assert not update.changes.everything
-
-
-async def test_while_loading_a_partial_picture_waits_out_the_loading_interval_and_the_whole_one_does_not() -> None:
-    store = ClusterStore(clock=Clock())
-    gate = Gate()
-    loading = True
-    hub = SnapshotHub(store, min_interval=0.25, sleep=gate, loading=lambda: loading, loading_interval=1.0)
-    sub = hub.subscribe()
-    task = asyncio.create_task(hub.run())
-    try:
-        assert (await anext(sub)).changes.everything
-        await gate.sleeping.wait()
-        assert gate.asked == [1.0]  # a partial picture: at most one a second
-        for i in range(3):
-            store.upsert(pod("ml", f"p{i}", "n1", 1))
-            for _ in range(5):
-                await asyncio.sleep(0)
-        assert hub.published == 1 and not sub.pending
-        gate.sleeping.clear()  # set again when the hub sleeps after the whole picture
-        loading = False
-        store.upsert(pod("ml", "last", "n1", 1))  # the mutation that makes the picture whole
-        whole = await anext(sub)  # with the gate still shut
-        assert hub.published == 2 and len(whole.snapshot.pods) == 4 and len(whole.changes.pods) == 4
-        await gate.sleeping.wait()
-        assert gate.asked == [1.0, max(0.25, 2 * hub.last_publish_s)]  # loaded: the usual throttle from now on
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_slow_consumer_gets_latest_with_merged_changes() -> None:
