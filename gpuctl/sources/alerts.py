@@ -83,7 +83,7 @@ class _Answer(TypedDict, total=False):
 
 _ANSWER = msgspec.json.Decoder(_Answer)
 _ENTRY = msgspec.json.Decoder(_Entry)
-_Seen = tuple[bytes, str | None, str | None, str | None]  # labels' digest, summary, state, activeAt
+_ENCODE = msgspec.json.Encoder()
 
 
 class AlertReader:
@@ -94,7 +94,8 @@ class AlertReader:
 
     def __init__(self, selector: Selector = NO_SELECTOR) -> None:
         self._selector = selector
-        self._known: dict[_Seen, Alert | None] = {}  # the answer before's entries (None: not a GPU alert of ours)
+        # The answer before's entries by a digest of what their Alerts are made of (None: not a GPU alert of ours).
+        self._known: dict[bytes, Alert | None] = {}
 
     def read(self, body: bytes) -> list[Alert]:
         """Raises ValueError (not JSON), KeyError (no `data`) or TypeError, as FETCH_ERRORS expects."""
@@ -106,20 +107,17 @@ class AlertReader:
         known, self._known = self._known, {}
         return _sorted(alert for alert in self._alerts(entries, known) if alert is not None)
 
-    def _alerts(self, entries: Iterable[msgspec.Raw], known: Mapping[_Seen, Alert | None]) -> Iterator[Alert | None]:
+    def _alerts(self, entries: Iterable[msgspec.Raw], known: Mapping[bytes, Alert | None]) -> Iterator[Alert | None]:
         for raw in entries:
             try:
                 entry = _ENTRY.decode(raw)
             except msgspec.ValidationError:  # a summary that is no string, a label map that is no object...
                 yield _accepted(msgspec.json.decode(raw), self._selector)
                 continue
-            labels = entry.get("labels")
-            seen = (
-                hashlib.blake2b(labels if labels is not None else b"", digest_size=16).digest(),
-                entry.get("annotations", {}).get("summary"),
-                entry.get("state"),
-                entry.get("activeAt"),
-            )
+            # 16 bytes kept per alert, not its strings: the labels as Prometheus wrote them, then the rest as JSON.
+            digest = hashlib.blake2b(entry.get("labels", b"null"), digest_size=16)
+            digest.update(_ENCODE.encode((entry.get("annotations", {}).get("summary"), entry.get("state"), entry.get("activeAt"))))
+            seen = digest.digest()
             alert = known[seen] if seen in known else _accepted(msgspec.json.decode(raw), self._selector)
             self._known[seen] = alert
             yield alert
@@ -145,10 +143,11 @@ def _to_alert(raw: Mapping[str, Any]) -> Alert | None:
     except ValueError:
         pass
     pod = fields.parse_pod(labels)
-    return Alert(
-        name=name,
-        severity=labels.get("severity") or None,
-        state=state,
+    severity = labels.get("severity") or None
+    return Alert(  # the few names, severities and states: one string each, not one per alert
+        name=sys.intern(name),
+        severity=sys.intern(severity) if isinstance(severity, str) else severity,
+        state=sys.intern(state),
         summary=" ".join(str(annotations.get("summary", "")).split()) or None,
         node=sys.intern(node) if isinstance(node, str) else None,
         gpu=gpu,
