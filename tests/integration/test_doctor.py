@@ -39,6 +39,7 @@ from gpuctl.config import Settings
 from gpuctl.doctor.findings import Report
 from gpuctl.doctor.options import DoctorOptions
 from gpuctl.doctor.run import examine
+from gpuctl.service import open_cluster
 from testbed.controlplane import ADMIN, USER_A, ControlPlane, build_binaries
 from testbed.dcgm_exporter import DcgmExporterSim, Options
 from testbed.fleet_loader import wait_nodes_ready
@@ -232,15 +233,28 @@ async def test_lists_rbac_forbids_are_skipped_and_said(seeded: DoctorBed) -> Non
         return await examine(settings, options, rule_files=[seeded.rule_file])
 
     expected = {k: v for k, v in SEEDED.items() if k not in ("namespaces.limit-range", "priority.low-preempts")}
-    try:  # the RBAC takes a moment to be in force; an idle streak can restart at a late scrape (a 3 s grace here)
-        report = await poll(diagnose, lambda r: len(r.skipped) == 2 and found(r) == expected, what="RBAC in force, idle seen")
+    try:  # the RBAC takes a moment to be in force; idle takes as long to show as in the seeded test (twice in full
+        # runs it had not after 30 s: the message below says what the snapshot held then)
+        report = await poll(diagnose, lambda r: len(r.skipped) == 2 and found(r) == expected, timeout_s=60,
+                            what="RBAC in force, idle seen")  # fmt: skip
     except TimeoutError:
         report = await diagnose()  # the assertions below show what differs
     assert report.skipped == (
         "not allowed to list limitranges: the checks that need them did not run",
         "not allowed to list priorityclasses: the checks that need them did not run",
     )
-    assert found(report) == expected
+    assert found(report) == expected, await idle_evidence(settings)
+
+
+async def idle_evidence(settings: Settings) -> str:
+    """What a snapshot with these settings says of the seeded idle pod and the idle history: a failure's message."""
+    async with open_cluster(settings, publishing=False) as cluster:
+        snapshot = await cluster.wait_ready(30, fail_fast=True)
+    pod = next((p for p in snapshot.pods if p.key == "seed-idle/idle-0"), None)
+    gpus = [g for g in snapshot.gpus if pod is not None and g.pod is not None and g.pod.key == pod.key]
+    m = snapshot.metrics
+    return (f"idle-0: {pod!r}; its GPUs: {gpus!r}; history via {m.history_via} (fallback {m.history_fallback}, "
+            f"error {m.history_error}, pending {m.history_pending})")
 
 
 async def test_no_priority_classes_at_all(seeded: DoctorBed) -> None:
