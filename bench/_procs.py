@@ -71,6 +71,12 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a live process, seconds (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class PtyProcess:
     """A program on a pseudo-terminal of a given size, its output drained (and the tail kept) by a thread."""
 

@@ -51,6 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, command_line, filled_fleet, machine, rss_bytes, table
+from _procs import proc_cpu_s
 
 SCRIPT = str(Path(__file__).resolve())
 
@@ -257,13 +258,6 @@ def _freshness_filtered(window_s: float) -> str:
     return f"count by ({', '.join(q.IDENTITY_LABELS)}) ({moved})"
 
 
-def _proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process, seconds (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _allocated(url: str) -> float:
     """Prometheus's go_memstats_alloc_bytes_total (bytes allocated since it started), from its /metrics."""
     import requests
@@ -280,10 +274,10 @@ def _timed_query(url: str, promql: str, pid: int, timeout_s: float, at: float | 
     import requests
 
     alloc = _allocated(url)
-    cpu, t = _proc_cpu_s(pid), time.perf_counter()
+    cpu, t = proc_cpu_s(pid), time.perf_counter()
     data = {"query": promql, "stats": "all", "timeout": f"{timeout_s:g}"} | ({} if at is None else {"time": f"{at:.3f}"})
     resp = requests.post(f"{url}/api/v1/query", data=data, timeout=timeout_s + 5)
-    wall, cpu = time.perf_counter() - t, _proc_cpu_s(pid) - cpu
+    wall, cpu = time.perf_counter() - t, proc_cpu_s(pid) - cpu
     alloc = _allocated(url) - alloc
     body = resp.json()
     if body.get("status") != "success":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _procs import PtyProcess, proc_status
+from _procs import PtyProcess, proc_cpu_s, proc_status
 
 SIZE = (200, 60)
 # The alerts source answering none, then gpuctl as its `gpuctl` command runs.
@@ -35,11 +35,6 @@ from gpuctl.cli import run
 sys.argv[0] = "gpuctl"
 run()
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def side_by_side(bed: dict[str, str], runs: dict[str, tuple[Path, bool]], seconds: float) -> None:
@@ -58,7 +53,7 @@ async def side_by_side(bed: dict[str, str], runs: dict[str, tuple[Path, bool]], 
                 if not proc.alive():
                     raise RuntimeError(f"{label} exited: {proc.tail[-1500:].decode(errors='replace')}")
                 rss[label].append(proc_status(proc.pid)["VmRSS"] / 2**20)
-        cpu = {label: cpu_seconds(proc.pid) for label, proc in procs.items()}
+        cpu = {label: proc_cpu_s(proc.pid) for label, proc in procs.items()}
     finally:
         for proc in procs.values():
             await proc.stop()
